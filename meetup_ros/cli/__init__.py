@@ -1,0 +1,66 @@
+"""The ``meetup-ros`` command: offline work (import, replay, train, verify, evaluate, demo).
+
+Each module in ``COMMAND_MODULES`` owns a group of subcommands and exposes
+``register(subparsers)``; it parses arguments and calls a core. Heavy imports (torch,
+rclpy) happen inside the handlers so that ``meetup-ros --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+COMMAND_MODULES = (
+    "meetup_ros.cli.bags",  # import-euroc, replay, bag-info
+    "meetup_ros.cli.train",  # train vio|depth|optimizer|controller
+    "meetup_ros.cli.verify",  # verify, benchmark
+    "meetup_ros.cli.odometry",  # evaluate-vio, evaluate-visual
+    "meetup_ros.cli.slam",  # benchmark-slam
+    "meetup_ros.cli.studies",  # dfw studies
+    "meetup_ros.cli.run",  # run (nodes from YAML without ros2 launch), demo
+)
+
+
+class CommandError(Exception):
+    """A command failed for a reason the user can fix; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meetup-ros", description="meetup_ros offline tools and pip-only launcher."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue  # a command group not built yet in this checkout
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as exc:
+        print(f"meetup-ros {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Where the package's shipped files live, installed (colcon/ament) or from a source tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PACKAGE = "meetup_ros"
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def share_dir() -> Path:
+    """The package's share directory: ament's install space if there is one, else the repo."""
+    try:
+        from ament_index_python.packages import (  # type: ignore[import-not-found]
+            PackageNotFoundError,
+            get_package_share_directory,
+        )
+    except ImportError:
+        return SOURCE_ROOT
+    try:
+        installed = Path(get_package_share_directory(PACKAGE))
+    except (PackageNotFoundError, ValueError, LookupError):
+        return SOURCE_ROOT
+    # An editable pip install registers no share dir with ament; prefer the source tree then.
+    return installed if (installed / "config").is_dir() else SOURCE_ROOT
+
+
+def resolve(path: str | Path, kind: str) -> Path:
+    """Resolve a file name given in a parameter or on the command line.
+
+    An absolute path or one that exists relative to the working directory is used as is;
+    otherwise it is looked up under ``<share>/<kind>/`` (kind is ``models``, ``config``,
+    ``data`` or ``launch``). The path is returned even if missing, so that the caller's
+    error can name it.
+    """
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute() or candidate.exists():
+        return candidate
+    return share_dir() / kind / candidate
+
+
+def model_path(name: str | Path) -> Path:
+    return resolve(name, "models")
+
+
+def config_path(name: str | Path) -> Path:
+    return resolve(name, "config")
+
+
+def data_path(name: str | Path) -> Path:
+    return resolve(name, "data")

@@ -1,0 +1,1 @@
+"""Shared training machinery: typed run configuration, atomic checkpoints, metrics, DDP."""

@@ -1,0 +1,90 @@
+"""Weights and checkpoints: written atomically, read without unpickling arbitrary objects.
+
+Files are ordinary ``torch.save`` archives, read back with ``weights_only=True``, which only
+rebuilds tensors and plain containers (dict, list, str, int, float, bool, None): a hostile
+file cannot run code. A write goes to a temporary file in the same folder, is flushed to
+disk and renamed over the target, so a crash never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(Exception):
+    """A weights or checkpoint file is missing, unreadable or not what was expected."""
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` so that readers see the old file or the new, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def save(path: Path, payload: Mapping[str, Any]) -> None:
+    """Atomically save a dict of tensors and plain values (state dicts, metadata, counters)."""
+    buffer = io.BytesIO()
+    torch.save(dict(payload), buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def load(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a file written by :func:`save`; never unpickles arbitrary objects.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, not a torch archive, or holds
+            something other than tensors and plain containers.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file {str(path)!r} does not exist")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or unsafe archives
+        raise CheckpointError(
+            f"weights file {str(path)!r} is not a readable weights-only torch archive: {exc}"
+        ) from exc
+    if not isinstance(payload, dict):
+        raise CheckpointError(
+            f"weights file {str(path)!r} holds a {type(payload).__name__}, expected a dict"
+        )
+    return payload
+
+
+def save_weights(path: Path, state_dict: Mapping[str, torch.Tensor], **metadata: Any) -> None:
+    """Save the weights a node loads: ``{"state_dict": ..., "metadata": {...}}``.
+
+    ``metadata`` holds what is needed to rebuild the module (sizes, normalisation constants,
+    the training command and data) as plain values.
+    """
+    save(path, {"state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+                "metadata": dict(metadata)})
+
+
+def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Return ``(state_dict, metadata)`` from a file written by :func:`save_weights`."""
+    payload = load(path)
+    state_dict = payload.get("state_dict")
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(f"weights file {str(path)!r} has no 'state_dict' entry")
+    metadata = payload.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"weights file {str(path)!r} has a malformed 'metadata' entry")
+    return state_dict, metadata
