@@ -1,0 +1,403 @@
+"""Read rosbag2 folders (MCAP or sqlite3, through ``rosbags``) back into numpy, or as raw CDR.
+
+``read_sequence`` decodes the topics of :mod:`meetup_ros.bags.topics` into a ``Sequence``;
+``iter_raw_messages`` yields ``(topic, msgtype, stamp_ns, rawdata)`` in bag time order for replay
+without decoding anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from collections.abc import Sequence as SequenceABC
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.rosbag2.errors import ReaderError as Rosbag2ReaderError
+from rosbags.typesys import Stores, get_typestore
+from scipy.spatial.transform import Rotation
+
+from meetup_ros.bags import topics
+from meetup_ros.bags.errors import BagError
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+BagPaths = str | Path | SequenceABC[str | Path]
+
+
+@dataclass(frozen=True)
+class CameraInfo:
+    """Intrinsics of one camera as recorded; T_body_cam from /tf_static (identity if absent)."""
+
+    frame_id: str
+    K: np.ndarray  # (3, 3)
+    dist: np.ndarray  # (4,) radtan k1 k2 p1 p2
+    width: int
+    height: int
+    T_body_cam: np.ndarray  # (4, 4)
+    distortion_model: str = "plumb_bob"
+
+
+@dataclass(frozen=True)
+class CameraData:
+    stamps_ns: np.ndarray  # (N,) int64
+    images: list[np.ndarray]  # uint8 (H, W)
+    info: CameraInfo
+
+    # Flat accessors the contract names (cam.K, cam.width, ...).
+    @property
+    def K(self) -> np.ndarray:  # noqa: N802 - K is the camera matrix's standard name
+        return self.info.K
+
+    @property
+    def dist(self) -> np.ndarray:
+        return self.info.dist
+
+    @property
+    def width(self) -> int:
+        return self.info.width
+
+    @property
+    def height(self) -> int:
+        return self.info.height
+
+    @property
+    def T_body_cam(self) -> np.ndarray:  # noqa: N802 - frame notation T_<to>_<from>
+        return self.info.T_body_cam
+
+
+@dataclass(frozen=True)
+class ImuSeries:
+    stamps_ns: np.ndarray  # (M,) int64
+    gyro_radps: np.ndarray  # (M, 3)
+    accel_mps2: np.ndarray  # (M, 3)
+    gyro_cov: np.ndarray  # (3, 3) rad^2/s^2, from the first message
+    accel_cov: np.ndarray  # (3, 3) m^2/s^4
+    frame_id: str = topics.FRAME_IMU
+
+
+@dataclass(frozen=True)
+class GroundTruthSeries:
+    """World -> body poses; v_world_mps and biases are None where the bag lacks them."""
+
+    stamps_ns: np.ndarray  # (G,) int64
+    p_world_body: np.ndarray  # (G, 3)
+    q_world_body_xyzw: np.ndarray  # (G, 4)
+    v_world_mps: np.ndarray | None  # (G, 3)
+    bias_gyro: np.ndarray | None  # (G, 3) rad/s, at the same stamps
+    bias_accel: np.ndarray | None  # (G, 3) m/s^2
+
+
+@dataclass(frozen=True)
+class Sequence:
+    cam0: CameraData | None
+    cam1: CameraData | None
+    imu: ImuSeries | None
+    groundtruth: GroundTruthSeries | None
+    transforms: dict[str, np.ndarray] = field(default_factory=dict)  # child -> T_body_child
+    paths: tuple[Path, ...] = ()
+
+    @property
+    def T_cam0_cam1(self) -> np.ndarray | None:  # noqa: N802 - frame notation T_<to>_<from>
+        """Pose of cam1 in cam0 (4, 4), from the two body extrinsics."""
+        if self.cam0 is None or self.cam1 is None:
+            return None
+        return np.linalg.inv(self.cam0.T_body_cam) @ self.cam1.T_body_cam
+
+
+class RawMessage(NamedTuple):
+    topic: str
+    msgtype: str
+    stamp_ns: int
+    rawdata: bytes
+
+
+def _paths(bag_paths: BagPaths) -> list[Path]:
+    if isinstance(bag_paths, str | Path):
+        return _paths([bag_paths])
+    paths = [Path(p) for p in bag_paths]
+    if not paths:
+        raise BagError("no bag path given; expected at least one rosbag2 folder or file")
+    for path in paths:
+        if not path.exists():
+            raise BagError(f"bag {str(path)!r} does not exist")
+        if path.is_dir() and not (path / "metadata.yaml").is_file():
+            raise BagError(
+                f"bag {str(path)!r} has no metadata.yaml; expected a rosbag2 folder"
+            )
+    return paths
+
+
+def _open(paths: list[Path]) -> AnyReader:
+    reader = AnyReader(paths, default_typestore=_DEFAULT_TYPESTORE)
+    try:
+        reader.open()
+    except (AnyReaderError, Rosbag2ReaderError, OSError, ValueError, KeyError) as exc:
+        names = [str(p) for p in paths]
+        raise BagError(
+            f"cannot open bag {names!r} (corrupt, truncated or not a rosbag2): {exc}"
+        ) from None
+    return reader
+
+
+def _stamp_ns(header: Any) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def _xyz(v: Any) -> list[float]:
+    return [v.x, v.y, v.z]
+
+
+def _xyzw(q: Any) -> list[float]:
+    return [q.x, q.y, q.z, q.w]
+
+
+def bag_info(bag_paths: BagPaths) -> dict[str, Any]:
+    """Topics {topic: (msgtype, count)}, span (ns), message count, storage and size of the bag(s).
+
+    Raises:
+        BagError: a bag is missing or cannot be opened.
+    """
+    paths = _paths(bag_paths)
+    reader = _open(paths)
+    try:
+        topic_info = {
+            name: (info.msgtype or "", info.msgcount) for name, info in reader.topics.items()
+        }
+        count = reader.message_count
+        # rosbags reports end_time one past the last stamp
+        start_ns, end_ns = (reader.start_time, reader.end_time - 1) if count else (0, 0)
+    finally:
+        reader.close()
+    files = [f for p in paths for f in ([p] if p.is_file() else p.iterdir()) if f.is_file()]
+    suffixes = {f.suffix for f in files} & {".mcap", ".db3"}
+    return {
+        "topics": topic_info,
+        "message_count": count,
+        "start_ns": start_ns,
+        "end_ns": end_ns,
+        "duration_s": (end_ns - start_ns) / 1e9,
+        "storage": ",".join(sorted("mcap" if s == ".mcap" else "sqlite3" for s in suffixes)),
+        "size_bytes": sum(f.stat().st_size for f in files),
+    }
+
+
+def iter_raw_messages(
+    bag_paths: BagPaths, topic_names: Iterable[str] | None = None
+) -> Iterator[RawMessage]:
+    """Yield ``RawMessage(topic, msgtype, stamp_ns, rawdata)`` in bag time order (CDR as stored).
+
+    Raises:
+        BagError: a bag is missing, unreadable, truncated, or a requested topic is not in it.
+    """
+    paths = _paths(bag_paths)
+    reader = _open(paths)
+    try:
+        wanted = None if topic_names is None else list(topic_names)
+        connections = reader.connections
+        if wanted is not None:
+            present = {c.topic for c in connections}
+            missing = [t for t in wanted if t not in present]
+            if missing:
+                raise BagError(
+                    f"topic(s) {missing!r} not in bag {[str(p) for p in paths]!r}; "
+                    f"it has {sorted(present)!r}"
+                )
+            connections = [c for c in connections if c.topic in wanted]
+        try:
+            for connection, stamp_ns, rawdata in reader.messages(connections=connections):
+                yield RawMessage(connection.topic, connection.msgtype, int(stamp_ns), rawdata)
+        except BagError:
+            raise
+        except Exception as exc:  # rosbags surfaces zstd, sqlite, struct and CDR errors as is
+            raise BagError(
+                f"bag {[str(p) for p in paths]!r} is corrupt or truncated: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+    finally:
+        reader.close()
+
+
+def _decode(reader: AnyReader, rawdata: bytes, msgtype: str, topic: str) -> Any:
+    try:
+        return reader.deserialize(rawdata, msgtype)
+    except Exception as exc:  # rosbags raises assorted errors on bad CDR
+        raise BagError(f"message on {topic!r} ({msgtype}) cannot be decoded: {exc}") from None
+
+
+def _camera_info(msg: Any, T_body_cam: np.ndarray) -> CameraInfo:
+    d = np.asarray(msg.d, dtype=np.float64)
+    if d.size < 4:
+        raise BagError(
+            f"camera_info of {msg.header.frame_id!r} has D = {d.tolist()!r}, "
+            "expected >= 4 plumb_bob coefficients"
+        )
+    return CameraInfo(
+        frame_id=msg.header.frame_id,
+        K=np.asarray(msg.k, dtype=np.float64).reshape(3, 3),
+        dist=d[:4].copy(),
+        width=int(msg.width),
+        height=int(msg.height),
+        T_body_cam=T_body_cam,
+        distortion_model=msg.distortion_model,
+    )
+
+
+def _image(msg: Any, topic: str) -> np.ndarray:
+    if msg.encoding != "mono8":
+        raise BagError(f"image on {topic!r} has encoding {msg.encoding!r}, expected 'mono8'")
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    data = np.asarray(msg.data, dtype=np.uint8)
+    if step < width or data.size != step * height:
+        raise BagError(
+            f"image on {topic!r} has {data.size} bytes for {width}x{height} step {step}; "
+            f"expected {step * height}"
+        )
+    return data.reshape(height, step)[:, :width].copy()
+
+
+def read_sequence(
+    bag_paths: BagPaths,
+    *,
+    cameras: tuple[str, ...] = topics.CAMERA_NAMES,
+    required: Iterable[str] = (topics.CAM0_IMAGE, topics.IMU),
+) -> Sequence:
+    """Decode camera, IMU, ground-truth and /tf_static topics of the bag(s) into numpy.
+
+    Args:
+        bag_paths: one rosbag2 folder/file or several (merged in time order).
+        cameras: camera names to decode (``cam0``, ``cam1``).
+        required: topics that must be present.
+
+    Raises:
+        BagError: missing/corrupt bag, a required topic absent, or a malformed message.
+    """
+    paths = _paths(bag_paths)
+    reader = _open(paths)
+    try:
+        present = {c.topic for c in reader.connections}
+        missing = [t for t in required if t not in present]
+        if missing:
+            raise BagError(
+                f"required topic(s) {missing!r} not in bag {[str(p) for p in paths]!r}; "
+                f"it has {sorted(present)!r}"
+            )
+        wanted = {topics.IMU, topics.GROUNDTRUTH_ODOMETRY, topics.GROUNDTRUTH_IMU_BIAS,
+                  topics.TF_STATIC}
+        for name in cameras:
+            wanted |= {topics.IMAGE_TOPICS[name], topics.INFO_TOPICS[name]}
+        connections = [c for c in reader.connections if c.topic in wanted]
+        cam_stamps: dict[str, list[int]] = {n: [] for n in cameras}
+        cam_images: dict[str, list[np.ndarray]] = {n: [] for n in cameras}
+        cam_info: dict[str, Any] = {}
+        imu_rows: list[tuple[int, list[float], list[float]]] = []
+        imu_cov: tuple[np.ndarray, np.ndarray] | None = None
+        gt_rows: list[tuple[int, list[float], list[float], list[float] | None]] = []
+        bias_rows: dict[int, tuple[list[float], list[float]]] = {}
+        transforms: dict[str, np.ndarray] = {}
+        image_topic_to_cam = {topics.IMAGE_TOPICS[n]: n for n in cameras}
+        info_topic_to_cam = {topics.INFO_TOPICS[n]: n for n in cameras}
+        try:
+            for connection, _, rawdata in reader.messages(connections=connections):
+                topic = connection.topic
+                msg = _decode(reader, rawdata, connection.msgtype, topic)
+                if topic in image_topic_to_cam:
+                    name = image_topic_to_cam[topic]
+                    cam_stamps[name].append(_stamp_ns(msg.header))
+                    cam_images[name].append(_image(msg, topic))
+                elif topic in info_topic_to_cam:
+                    cam_info.setdefault(info_topic_to_cam[topic], msg)
+                elif topic == topics.IMU:
+                    imu_rows.append(
+                        (_stamp_ns(msg.header), _xyz(msg.angular_velocity),
+                         _xyz(msg.linear_acceleration))
+                    )
+                    if imu_cov is None:
+                        imu_cov = (
+                            np.asarray(msg.angular_velocity_covariance).reshape(3, 3),
+                            np.asarray(msg.linear_acceleration_covariance).reshape(3, 3),
+                        )
+                elif topic == topics.GROUNDTRUTH_ODOMETRY:
+                    pose = msg.pose.pose
+                    q = _xyzw(pose.orientation)
+                    v_world = None
+                    if msg.twist.covariance[0] != -1.0:
+                        v_body = _xyz(msg.twist.twist.linear)
+                        v_world = Rotation.from_quat(q).apply(v_body).tolist()
+                    gt_rows.append((_stamp_ns(msg.header), _xyz(pose.position), q, v_world))
+                elif topic == topics.GROUNDTRUTH_IMU_BIAS:
+                    bias_rows[_stamp_ns(msg.header)] = (
+                        _xyz(msg.angular_velocity), _xyz(msg.linear_acceleration)
+                    )
+                elif topic == topics.TF_STATIC:
+                    for tf in msg.transforms:
+                        T = np.eye(4)
+                        T[:3, :3] = Rotation.from_quat(_xyzw(tf.transform.rotation)).as_matrix()
+                        T[:3, 3] = _xyz(tf.transform.translation)
+                        transforms[tf.child_frame_id] = T
+        except BagError:
+            raise
+        except Exception as exc:  # rosbags surfaces zstd, sqlite, struct and CDR errors as is
+            raise BagError(
+                f"bag {[str(p) for p in paths]!r} is corrupt or truncated: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+    finally:
+        reader.close()
+
+    cams: dict[str, CameraData | None] = {}
+    for name in topics.CAMERA_NAMES:
+        if name not in cameras or not cam_stamps[name]:
+            cams[name] = None
+            continue
+        if name not in cam_info:
+            raise BagError(
+                f"bag has {topics.IMAGE_TOPICS[name]!r} but no {topics.INFO_TOPICS[name]!r}"
+            )
+        T_body_cam = transforms.get(name)
+        if T_body_cam is None:
+            logger.warning("no /tf_static body->%s in the bag; using identity", name)
+            T_body_cam = np.eye(4)
+        info = _camera_info(cam_info[name], T_body_cam)
+        order = np.argsort(np.asarray(cam_stamps[name]), kind="stable")
+        cams[name] = CameraData(
+            stamps_ns=np.asarray(cam_stamps[name], dtype=np.int64)[order],
+            images=[cam_images[name][i] for i in order],
+            info=info,
+        )
+
+    imu = None
+    if imu_rows:
+        imu_rows.sort(key=lambda r: r[0])
+        assert imu_cov is not None
+        imu = ImuSeries(
+            stamps_ns=np.array([r[0] for r in imu_rows], dtype=np.int64),
+            gyro_radps=np.array([r[1] for r in imu_rows], dtype=np.float64),
+            accel_mps2=np.array([r[2] for r in imu_rows], dtype=np.float64),
+            gyro_cov=imu_cov[0],
+            accel_cov=imu_cov[1],
+        )
+
+    groundtruth = None
+    if gt_rows:
+        gt_rows.sort(key=lambda r: r[0])
+        stamps = np.array([r[0] for r in gt_rows], dtype=np.int64)
+        has_v = all(r[3] is not None for r in gt_rows)
+        has_bias = all(int(s) in bias_rows for s in stamps)
+        groundtruth = GroundTruthSeries(
+            stamps_ns=stamps,
+            p_world_body=np.array([r[1] for r in gt_rows], dtype=np.float64),
+            q_world_body_xyzw=np.array([r[2] for r in gt_rows], dtype=np.float64),
+            v_world_mps=np.array([r[3] for r in gt_rows], dtype=np.float64) if has_v else None,
+            bias_gyro=(
+                np.array([bias_rows[int(s)][0] for s in stamps]) if has_bias else None
+            ),
+            bias_accel=(
+                np.array([bias_rows[int(s)][1] for s in stamps]) if has_bias else None
+            ),
+        )
+    return Sequence(cams["cam0"], cams["cam1"], imu, groundtruth, transforms, tuple(paths))

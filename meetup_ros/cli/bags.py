@@ -1,0 +1,132 @@
+"""Bag commands: import-euroc, replay, record, bag-info."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from meetup_ros.cli import CommandError
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    """Add the bag subcommands to the ``meetup-ros`` parser."""
+    p = subparsers.add_parser(
+        "import-euroc", help="write an EuRoC ASL folder as a rosbag2 (MCAP by default)"
+    )
+    p.add_argument("asl_dir", metavar="ASL_DIR", help="folder holding mav0/")
+    p.add_argument("out_bag", metavar="OUT_BAG", help="rosbag2 folder to create")
+    p.add_argument("--start-ns", type=int, default=None, help="first image stamp (ns)")
+    p.add_argument("--end-ns", type=int, default=None, help="last image stamp (ns)")
+    p.add_argument(
+        "--imu-margin-s", type=float, default=1.0,
+        help="IMU and ground truth extend this far either side of the image window (s)",
+    )
+    p.add_argument("--downscale", type=int, default=1, help="integer image reduction factor")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    p.add_argument(
+        "--no-compress", action="store_true", help="MCAP without zstd chunk compression"
+    )
+    p.set_defaults(func=_import_euroc)
+
+    p = subparsers.add_parser(
+        "replay", help="publish a bag over DDS at its recorded timing, with /clock"
+    )
+    p.add_argument("bag", metavar="BAG", nargs="+", help="rosbag2 folder(s)")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    p.add_argument("--loop", action="store_true", help="start again at the end (stamps go back)")
+    p.add_argument("--topics", nargs="+", default=None, help="only these topics")
+    p.add_argument("--no-clock", action="store_true", help="do not publish /clock")
+    p.set_defaults(func=_replay)
+
+    p = subparsers.add_parser("record", help="record topics over DDS into an MCAP rosbag2")
+    p.add_argument("out_bag", metavar="OUT_BAG", help="rosbag2 folder to create")
+    p.add_argument("--topics", nargs="+", required=True, help="topics to record")
+    p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    p.set_defaults(func=_record)
+
+    p = subparsers.add_parser("bag-info", help="topics, types, counts and span of a bag")
+    p.add_argument("bag", metavar="BAG", nargs="+", help="rosbag2 folder(s)")
+    p.set_defaults(func=_bag_info)
+
+
+def _import_euroc(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from meetup_ros.bags import BagError
+    from meetup_ros.bags.importer import import_euroc
+
+    bar = tqdm(unit="msg", desc="import-euroc", dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        summary = import_euroc(
+            args.asl_dir, args.out_bag, start_ns=args.start_ns, end_ns=args.end_ns,
+            imu_margin_s=args.imu_margin_s, downscale=args.downscale, storage=args.storage,
+            compress=not args.no_compress, progress=progress,
+        )
+    except BagError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        bar.close()
+    print(f"wrote {summary.out_bag} ({summary.storage}, {summary.size_bytes / 1e6:.1f} MB, "
+          f"images {summary.width}x{summary.height}, "
+          f"{(summary.end_ns - summary.start_ns) / 1e9:.2f} s of images)")
+    for topic, count in summary.counts.items():
+        print(f"  {topic}: {count}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from meetup_ros.bags import BagError
+    from meetup_ros.nodes.bag_replay_node import run_replay
+
+    if not args.rate > 0:
+        raise CommandError(f"--rate {args.rate!r}: expected a value > 0")
+    try:
+        report = run_replay(
+            args.bag, rate=args.rate, loop=args.loop, topics=args.topics,
+            publish_clock=not args.no_clock,
+        )
+    except BagError as exc:
+        raise CommandError(str(exc)) from None
+    print(report.summary())
+    return 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    from meetup_ros.bags import BagError
+    from meetup_ros.nodes.bag_recorder import run_recorder
+
+    if args.duration is not None and not args.duration > 0:
+        raise CommandError(f"--duration {args.duration!r}: expected a value > 0")
+    try:
+        counts = run_recorder(args.out_bag, args.topics, duration_s=args.duration)
+    except BagError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"wrote {args.out_bag}: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
+    return 0
+
+
+def _bag_info(args: argparse.Namespace) -> int:
+    from meetup_ros.bags import BagError
+    from meetup_ros.bags.reader import bag_info
+
+    try:
+        info = bag_info(args.bag)
+    except BagError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"bag:      {', '.join(args.bag)}")
+    print(f"storage:  {info['storage']}   size: {info['size_bytes'] / 1e6:.1f} MB")
+    print(f"span:     {info['start_ns']} .. {info['end_ns']} ns "
+          f"({info['duration_s']:.3f} s), {info['message_count']} messages")
+    width = max((len(t) for t in info["topics"]), default=5)
+    for topic, (msgtype, count) in sorted(info["topics"].items()):
+        print(f"  {topic:<{width}}  {count:>7}  {msgtype}")
+    return 0

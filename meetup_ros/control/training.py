@@ -1,0 +1,301 @@
+"""Train the speed governor from recorded bags with DFW and the multi-class hinge loss.
+
+Data (what is real and what is not):
+- real: forward/lateral/vertical speed from the bags' ground truth (world velocity rotated
+  into the body frame), yaw rate from the IMU gyro (ground-truth bias removed when the bag
+  has it), nearest depth ahead from the bags' stereo pairs (``slam.stereo.stereo_depth``,
+  then :func:`~meetup_ros.control.state.nearest_depth_m`). The stereo frames and the motion
+  are not recorded together on EuRoC V1_01 (frames only while at rest), so each real motion
+  state is paired with a real depth measurement in turn: real marginals, combined.
+- synthetic: states sampled over the operating envelope, with extra samples near the
+  time-to-collision boundaries and inside the property's domain (said to be synthetic in
+  the metrics: ``*_synthetic``).
+Every state is labelled by :class:`~meetup_ros.control.expert.ExpertRule`.
+
+Held out, never trained on: the last ``holdout_fraction`` of the real states in time, and a
+separate synthetic set of ``holdout_fraction`` times the synthetic size (its own seed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from meetup_ros.control import ControlError
+from meetup_ros.control.expert import CONTINUE, ExpertRule
+from meetup_ros.control.network import GovernorNet, GovernorRuntime, export_onnx
+from meetup_ros.control.state import (
+    ENVELOPE_LOWER,
+    ENVELOPE_UPPER,
+    STATE_NAMES,
+    StateAxes,
+    build_state,
+    nearest_depth_m,
+)
+from meetup_ros.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+# The governor property's domain (config/governor_property.yaml): close and fast.
+PROPERTY_MAX_DEPTH_M = 1.0
+PROPERTY_MIN_SPEED_MPS = 0.5
+
+
+@dataclass(frozen=True)
+class ControllerOptions:
+    """Options from ``--set key=value``; unknown keys are rejected."""
+
+    synthetic_samples: int = 30000
+    holdout_fraction: float = 0.2
+    hidden: int = 32
+    depth_pairs: int = 24
+    real_rate_hz: float = 20.0
+    hinge_smoothing: float = 0.0
+
+    @classmethod
+    def from_extra(cls, extra: dict[str, str]) -> ControllerOptions:
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = sorted(set(extra) - set(fields))
+        if unknown:
+            raise ControlError(
+                f"unknown controller option(s) {unknown!r}; known: {sorted(fields)!r}"
+            )
+        values: dict[str, Any] = {}
+        for key, text in extra.items():
+            kind = int if fields[key] in ("int", int) else float
+            try:
+                values[key] = kind(text)
+            except ValueError:
+                raise ControlError(
+                    f"controller option {key}={text!r} is not a {kind.__name__}"
+                ) from None
+        options = cls(**values)
+        if not 0.0 < options.holdout_fraction < 1.0:
+            raise ControlError(f"holdout_fraction {options.holdout_fraction!r} not in (0, 1)")
+        return options
+
+
+# ---- states -----------------------------------------------------------------------------------
+
+def sample_synthetic_states(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n, 5)`` synthetic states: a third uniform over the envelope, a third near the
+    time-to-collision boundaries, a third inside the property's domain."""
+    lower, upper = ENVELOPE_LOWER, ENVELOPE_UPPER
+    states = rng.uniform(lower, upper, size=(n, len(STATE_NAMES)))
+    # Depth spans two decades: sample it log-uniformly so close range is not starved.
+    states[:, 4] = np.exp(rng.uniform(np.log(lower[4]), np.log(upper[4]), size=n))
+    third = n // 3
+    # Near the boundaries: pick a time to collision in [0.5, 4] s and a speed, set the depth.
+    speed = rng.uniform(0.1, upper[0], size=third)
+    ttc_s = rng.uniform(0.5, 4.0, size=third)
+    states[third: 2 * third, 0] = speed
+    states[third: 2 * third, 4] = np.clip(speed * ttc_s, lower[4], upper[4])
+    # Inside the property's domain (close and fast), where "continue" must never win.
+    states[2 * third:, 0] = rng.uniform(PROPERTY_MIN_SPEED_MPS - 0.1, upper[0], size=n - 2 * third)
+    states[2 * third:, 4] = rng.uniform(lower[4], PROPERTY_MAX_DEPTH_M + 0.2, size=n - 2 * third)
+    return states
+
+
+def real_states(
+    bags: tuple[Path, ...], options: ControllerOptions, axes: StateAxes | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(states (N, 5), stamps_ns (N,))`` from the bags' ground truth, IMU and stereo pairs.
+
+    Raises:
+        ControlError: the bags lack ground truth with velocities, IMU, or stereo pairs.
+    """
+    from meetup_ros.bags import topics
+    from meetup_ros.bags.reader import read_sequence
+
+    seq = read_sequence(
+        list(bags), required=(topics.IMU, topics.GROUNDTRUTH_ODOMETRY, topics.CAM0_IMAGE)
+    )
+    gt, imu = seq.groundtruth, seq.imu
+    if gt is None or gt.v_world_mps is None or imu is None:
+        raise ControlError(
+            f"bags {[str(b) for b in bags]!r} need ground truth with velocities and IMU"
+        )
+    if seq.cam0 is None or seq.cam1 is None or seq.T_cam0_cam1 is None:
+        raise ControlError(f"bags {[str(b) for b in bags]!r} need both cameras (stereo depth)")
+    depths = stereo_nearest_depths(seq, options.depth_pairs)
+    if depths.size == 0:
+        raise ControlError("no stereo pair of the bags gave a valid nearest depth")
+
+    # Ground truth at real_rate_hz, inside the IMU's span (the yaw rate needs the gyro).
+    period_ns = int(1e9 / options.real_rate_hz)
+    start_ns = max(int(gt.stamps_ns[0]), int(imu.stamps_ns[0]))
+    end_ns = min(int(gt.stamps_ns[-1]), int(imu.stamps_ns[-1]))
+    stamps_ns = np.arange(start_ns, end_ns + 1, period_ns, dtype=np.int64)
+    gt_index = np.clip(np.searchsorted(gt.stamps_ns, stamps_ns), 0, len(gt.stamps_ns) - 1)
+    imu_index = np.clip(np.searchsorted(imu.stamps_ns, stamps_ns), 0, len(imu.stamps_ns) - 1)
+    from scipy.spatial.transform import Rotation
+
+    R_world_body = Rotation.from_quat(gt.q_world_body_xyzw[gt_index]).as_matrix()
+    v_body = np.einsum("nji,nj->ni", R_world_body, gt.v_world_mps[gt_index])
+    gyro = imu.gyro_radps[imu_index].copy()
+    if gt.bias_gyro is not None:
+        gyro -= gt.bias_gyro[gt_index]
+    states = np.stack([
+        build_state(v_body[i], gyro[i], float(depths[i % depths.size]), axes)
+        for i in range(stamps_ns.size)
+    ])
+    return states, stamps_ns
+
+
+def stereo_nearest_depths(seq: Any, max_pairs: int) -> np.ndarray:
+    """Nearest depth ahead (m) from up to ``max_pairs`` evenly spaced stereo pairs."""
+    from meetup_ros.slam.stereo import stereo_depth
+
+    n = min(len(seq.cam0.images), len(seq.cam1.images))
+    picks = np.unique(np.linspace(0, n - 1, num=min(max_pairs, n)).round().astype(int))
+    depths = []
+    for i in picks:
+        depth_m = stereo_depth(
+            seq.cam0.images[i], seq.cam1.images[i], seq.cam0, seq.cam1, seq.T_cam0_cam1
+        )
+        nearest = nearest_depth_m(depth_m)
+        if np.isfinite(nearest):
+            depths.append(nearest)
+    logger.info(
+        "stereo nearest depth from %d pairs: %s m", len(depths),
+        np.round(np.percentile(depths, [0, 50, 100]), 2).tolist() if depths else "none",
+    )
+    return np.asarray(depths, dtype=np.float64)
+
+
+# ---- evaluation ---------------------------------------------------------------------------------
+
+def accuracy(net: GovernorNet, states: np.ndarray, labels: np.ndarray) -> float:
+    if states.shape[0] == 0:
+        return float("nan")
+    with torch.no_grad():
+        predicted = net(torch.as_tensor(states, dtype=torch.float32)).argmax(dim=1).numpy()
+    return float(np.mean(predicted == labels))
+
+
+def property_domain_states(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n, 5)`` states inside the property's domain (depth <= 1 m, speed >= 0.5 m/s)."""
+    lower = ENVELOPE_LOWER.copy()
+    upper = ENVELOPE_UPPER.copy()
+    lower[0], upper[4] = PROPERTY_MIN_SPEED_MPS, PROPERTY_MAX_DEPTH_M
+    return rng.uniform(lower, upper, size=(n, len(STATE_NAMES)))
+
+
+def continue_top_rate(scores: np.ndarray) -> float:
+    """Fraction of score rows where "continue" is (one of) the top score(s)."""
+    others = np.delete(scores, CONTINUE, axis=1).max(axis=1)
+    return float(np.mean(scores[:, CONTINUE] >= others))
+
+
+def check_export(net: GovernorNet, onnx_path: Path, states: np.ndarray) -> float:
+    """Max |torch - onnxruntime| over ``states``; raises ControlError above 1e-4."""
+    runtime = GovernorRuntime(onnx_path)
+    with torch.no_grad():
+        expected = net(torch.as_tensor(states, dtype=torch.float32)).double().numpy()
+    got = runtime.scores_batch(states)
+    max_abs = float(np.max(np.abs(expected - got)))
+    if not max_abs < 1e-4:
+        raise ControlError(
+            f"exported {str(onnx_path)!r} differs from the trained network by {max_abs!r} "
+            "(expected < 1e-4)"
+        )
+    return max_abs
+
+
+# ---- the training run ---------------------------------------------------------------------------
+
+def build_datasets(
+    cfg: TrainConfig, options: ControllerOptions
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Labelled train and held-out arrays, and a description of where they came from."""
+    rng = np.random.default_rng(cfg.seed)
+    rule = ExpertRule()
+    real, real_stamps_ns = real_states(cfg.bags, options)
+    n_real_train = round(real.shape[0] * (1.0 - options.holdout_fraction))
+    synthetic = sample_synthetic_states(options.synthetic_samples, rng)
+    n_holdout_synthetic = max(1, int(options.synthetic_samples * options.holdout_fraction))
+    # The held-out synthetic set has its own generator, so it never overlaps the training set.
+    synthetic_holdout = sample_synthetic_states(
+        n_holdout_synthetic, np.random.default_rng(cfg.seed + 1_000_003)
+    )
+    arrays = {
+        "train_x": np.concatenate([real[:n_real_train], synthetic]),
+        "heldout_real_x": real[n_real_train:],
+        "heldout_synthetic_x": synthetic_holdout,
+    }
+    for split in ("train", "heldout_real", "heldout_synthetic"):
+        arrays[f"{split}_y"] = rule.labels(arrays[f"{split}_x"])
+    description = {
+        "real_states": int(real.shape[0]),
+        "real_train": n_real_train,
+        "real_heldout": int(real.shape[0] - n_real_train),
+        "real_heldout_from_ns": int(real_stamps_ns[n_real_train])
+        if n_real_train < real.shape[0] else None,
+        "synthetic_train": int(synthetic.shape[0]),
+        "synthetic_heldout": int(synthetic_holdout.shape[0]),
+        "label_counts_train": np.bincount(arrays["train_y"], minlength=3).tolist(),
+        "bags": [str(b) for b in cfg.bags],
+    }
+    return arrays, description
+
+
+def train_controller(cfg: TrainConfig) -> dict[str, float]:
+    """Train the governor with ``training.loop.fit`` (DFW by default, multi-class hinge loss),
+    export ``cfg.out_dir/governor.onnx`` and check it against onnxruntime.
+
+    Returns the final metrics: held-out accuracy on real and synthetic states, the sampled
+    rate of "continue" on top inside the property's domain, and the export's max error.
+    """
+    from torch.utils.data import TensorDataset
+
+    from meetup_ros.optim.losses import MultiClassHingeLoss
+    from meetup_ros.training.loop import fit
+
+    torch.manual_seed(cfg.seed)
+    options = ControllerOptions.from_extra(dict(cfg.extra))
+    arrays, description = build_datasets(cfg, options)
+    logger.info("governor data: %s", description)
+    train_x = arrays["train_x"]
+    mean, std = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6
+    net = GovernorNet(mean=mean, std=std, hidden=options.hidden)
+
+    def tensors(split: str) -> TensorDataset:
+        return TensorDataset(
+            torch.as_tensor(arrays[f"{split}_x"], dtype=torch.float32),
+            torch.as_tensor(arrays[f"{split}_y"], dtype=torch.long),
+        )
+
+    loss_fn = MultiClassHingeLoss(smoothing=options.hinge_smoothing)
+    history = fit(
+        cfg, net, tensors("train"), tensors("heldout_synthetic"), loss_fn,
+        defaults={"lr": 0.1, "epochs": 30, "batch_size": 256},
+    )
+    net.eval()
+    metrics: dict[str, float] = {
+        "accuracy_heldout_real": accuracy(net, arrays["heldout_real_x"], arrays["heldout_real_y"]),
+        "accuracy_heldout_synthetic": accuracy(
+            net, arrays["heldout_synthetic_x"], arrays["heldout_synthetic_y"]
+        ),
+        "accuracy_train": accuracy(net, arrays["train_x"], arrays["train_y"]),
+    }
+    domain = property_domain_states(20000, np.random.default_rng(cfg.seed + 7))
+    with torch.no_grad():
+        domain_scores = net(torch.as_tensor(domain, dtype=torch.float32)).double().numpy()
+    metrics["property_continue_top_rate_sampled"] = continue_top_rate(domain_scores)
+    if cfg.export:
+        onnx_path = export_onnx(
+            net, Path(cfg.out_dir) / "governor.onnx",
+            doc=f"speed governor; inputs {list(STATE_NAMES)}; trained by meetup-ros train "
+                f"controller ({cfg.optimizer}) on {description['bags']}",
+        )
+        metrics["onnx_max_abs_error"] = check_export(net, onnx_path, train_x[:2048])
+    final = {k: float(v) for k, v in (history or {}).items() if isinstance(v, int | float)}
+    final.update(metrics)
+    logger.info("governor metrics: %s", final)
+    return final

@@ -1,0 +1,312 @@
+"""Replay a rosbag2 over DDS at its recorded timing, with /clock (a pip-only ``ros2 bag play``).
+
+The recorded CDR bytes are published as they are (rclpy publishers take serialized bytes), so
+nothing is decoded or re-encoded. Topics whose message type rclpy cannot import (``/tf_static``
+where ``tf2_msgs`` is not installed) are skipped with a warning. In loop mode the bag starts
+again at its end; header stamps and /clock then go back, which is how downstream nodes see a loop.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+
+from meetup_ros.bags import BagError, topics
+from meetup_ros.bags.importer import QOS_DEPTH
+from meetup_ros.bags.reader import bag_info, iter_raw_messages
+
+
+def import_message_type(msgtype: str) -> Any | None:
+    """The rclpy message class of ``pkg/msg/Name``, or None when it is not installed."""
+    parts = msgtype.split("/")
+    if len(parts) != 3:
+        return None
+    pkg, kind, name = parts
+    try:
+        module = importlib.import_module(f"{pkg}.{kind}")
+    except ImportError:
+        return None
+    return getattr(module, name, None)
+
+
+def topic_qos(topic: str) -> QoSProfile:
+    """Reliable keep-last for every topic; /tf_static latched (transient local) as tf expects."""
+    latched = topic == topics.TF_STATIC
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=1 if latched else QOS_DEPTH,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+    )
+
+
+@dataclass
+class ReplayReport:
+    """What a replay published, and how late against the schedule (ms)."""
+
+    published: Counter[str] = field(default_factory=Counter)
+    skipped_topics: dict[str, str] = field(default_factory=dict)  # topic -> msgtype
+    clock_messages: int = 0
+    loops: int = 0
+    bag_duration_s: float = 0.0
+    wall_s: float = 0.0
+    lateness_ms: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    def lateness_stats(self) -> dict[str, float]:
+        if not self.lateness_ms:
+            return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+        values = np.asarray(self.lateness_ms)
+        return {
+            "p50": float(np.percentile(values, 50)),
+            "p99": float(np.percentile(values, 99)),
+            "max": float(values.max()),
+        }
+
+    def summary(self) -> str:
+        stats = self.lateness_stats()
+        lines = [
+            f"replayed {sum(self.published.values())} messages in {self.wall_s:.2f} s wall "
+            f"({self.loops} pass(es) of {self.bag_duration_s:.2f} s), "
+            f"{self.clock_messages} /clock; lateness p50 {stats['p50']:.2f} ms, "
+            f"p99 {stats['p99']:.2f} ms, max {stats['max']:.2f} ms"
+        ]
+        lines += [f"  {t}: {n}" for t, n in sorted(self.published.items())]
+        lines += [f"  skipped {t} ({m}: not importable)" for t, m in self.skipped_topics.items()]
+        if self.error:
+            lines.append(f"  error: {self.error}")
+        return "\n".join(lines)
+
+
+class BagReplayNode(Node):
+    """Publishes a bag's messages on a background thread; ``start()``, ``wait()``, ``stop()``.
+
+    Keyword arguments override the parameters (``bag`` may be a list of paths).
+    """
+
+    def __init__(
+        self, *, node_name: str = "bag_replay", context: Any = None, **overrides: Any
+    ) -> None:
+        if isinstance(overrides.get("bag"), list | tuple):
+            overrides["bag"] = os.pathsep.join(str(p) for p in overrides["bag"])
+        if overrides.get("topics") is None:
+            overrides.pop("topics", None)
+        super().__init__(
+            node_name,
+            context=context,
+            parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
+        )
+        declare = self.declare_parameter
+        declare("bag", "", ParameterDescriptor(
+            description=f"rosbag2 folder(s), separated by {os.pathsep!r}"))
+        declare("rate", 1.0, ParameterDescriptor(description="playback speed factor (> 0)"))
+        declare("loop", False, ParameterDescriptor(description="restart at the end"))
+        declare("topics", [""], ParameterDescriptor(description="topics to play; [''] = all"))
+        declare("publish_clock", True, ParameterDescriptor(description="publish /clock"))
+        declare("clock_hz", 100.0, ParameterDescriptor(
+            description="most /clock messages per second of bag time"))
+        declare("start_delay_s", 0.5, ParameterDescriptor(
+            description="wall time to wait after creating publishers, for discovery"))
+        declare("max_loops", 0, ParameterDescriptor(
+            description="with loop: stop after this many passes (0 = run until shutdown)"))
+
+        get = self.get_parameter
+        bag_text = str(get("bag").value)
+        self.bag_paths = [p for p in bag_text.split(os.pathsep) if p]
+        self.rate = float(get("rate").value)
+        self.loop = bool(get("loop").value)
+        self.topic_filter = [t for t in get("topics").value if t] or None
+        self.publish_clock = bool(get("publish_clock").value)
+        self.clock_period_ns = int(1e9 / float(get("clock_hz").value))
+        self.start_delay_s = float(get("start_delay_s").value)
+        self.max_loops = int(get("max_loops").value)
+        if not self.bag_paths:
+            raise BagError("parameter 'bag' is empty; expected a rosbag2 folder")
+        if not self.rate > 0:
+            raise BagError(f"parameter 'rate' = {self.rate!r}; expected > 0")
+
+        info = bag_info(self.bag_paths)
+        self.report = ReplayReport(bag_duration_s=info["duration_s"])
+        wanted = self.topic_filter or list(info["topics"])
+        missing = [t for t in wanted if t not in info["topics"]]
+        if missing:
+            raise BagError(
+                f"topic(s) {missing!r} not in bag {self.bag_paths!r}; "
+                f"it has {sorted(info['topics'])!r}"
+            )
+        self._bag_publishers: dict[str, Any] = {}
+        for topic in wanted:
+            msgtype = info["topics"][topic][0]
+            msg_class = import_message_type(msgtype)
+            if msg_class is None:
+                self.report.skipped_topics[topic] = msgtype
+                self.get_logger().warning(
+                    f"skipping {topic} ({msgtype}): rclpy cannot import that message type"
+                )
+                continue
+            self._bag_publishers[topic] = self.create_publisher(msg_class, topic, topic_qos(topic))
+        self._clock_pub = (
+            self.create_publisher(Clock, topics.CLOCK, topic_qos(topics.CLOCK))
+            if self.publish_clock else None
+        )
+        self.done = threading.Event()
+        self._stop_event = threading.Event()
+        self._play_thread: threading.Thread | None = None
+        self.get_logger().info(
+            f"replaying {self.bag_paths} at rate {self.rate:g}: "
+            f"{len(self._bag_publishers)} topic(s), loop={self.loop}, clock={self.publish_clock}"
+        )
+
+    # --- control -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start playback on a background thread."""
+        if self._play_thread is not None:
+            return
+        self._play_thread = threading.Thread(
+            target=self._play_safely, name="bag_replay", daemon=True
+        )
+        self._play_thread.start()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until playback ended; True when it did."""
+        return self.done.wait(timeout_s)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self._play_thread is not None:
+            self._play_thread.join(timeout=5.0)
+
+    # --- playback ------------------------------------------------------------------------
+    def _play_safely(self) -> None:
+        try:
+            self._play()
+        except BagError as exc:
+            self.report.error = str(exc)
+            self.get_logger().error(f"replay failed: {exc}")
+        except Exception as exc:  # a publish after shutdown; report it instead of dying silently
+            if self.context.ok():
+                self.report.error = f"{type(exc).__name__}: {exc}"
+                self.get_logger().error(f"replay failed: {exc!r}")
+        finally:
+            self.done.set()
+
+    def _publish_clock(self, stamp_ns: int) -> None:
+        assert self._clock_pub is not None
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+        self._clock_pub.publish(msg)
+        self.report.clock_messages += 1
+
+    def _play(self) -> None:
+        if self._stop_event.wait(self.start_delay_s):
+            return
+        wall_start = time.monotonic()
+        topic_list = list(self._bag_publishers)
+        while not self._stop_event.is_set():
+            pass_start_wall = time.monotonic()
+            bag_start_ns: int | None = None
+            last_clock_ns: int | None = None
+            for msg in iter_raw_messages(self.bag_paths, topic_list):
+                if self._stop_event.is_set():
+                    break
+                if bag_start_ns is None:
+                    bag_start_ns = msg.stamp_ns
+                target = pass_start_wall + (msg.stamp_ns - bag_start_ns) / 1e9 / self.rate
+                delay = target - time.monotonic()
+                if delay > 0 and self._stop_event.wait(delay):
+                    break
+                if self._clock_pub is not None and (
+                    last_clock_ns is None or msg.stamp_ns - last_clock_ns >= self.clock_period_ns
+                    or msg.stamp_ns < last_clock_ns
+                ):
+                    self._publish_clock(msg.stamp_ns)
+                    last_clock_ns = msg.stamp_ns
+                self._bag_publishers[msg.topic].publish(bytes(msg.rawdata))
+                self.report.published[msg.topic] += 1
+                self.report.lateness_ms.append((time.monotonic() - target) * 1e3)
+            else:
+                self.report.loops += 1
+                if not self.loop or (self.max_loops and self.report.loops >= self.max_loops):
+                    break
+                self.get_logger().info(
+                    f"loop {self.report.loops} done; restarting (stamps go back)"
+                )
+                continue
+            break
+        self.report.wall_s = time.monotonic() - wall_start
+        self.get_logger().info(self.report.summary())
+
+
+def run_replay(
+    bag_paths: str | Sequence[str],
+    *,
+    rate: float = 1.0,
+    loop: bool = False,
+    topics: Sequence[str] | None = None,
+    publish_clock: bool = True,
+    args: list[str] | None = None,
+) -> ReplayReport:
+    """Init rclpy, replay the bag to the end (or Ctrl-C), shut down; return the report."""
+    paths = [bag_paths] if isinstance(bag_paths, str) else list(bag_paths)
+    rclpy.init(args=args)
+    node: BagReplayNode | None = None
+    try:
+        node = BagReplayNode(
+            bag=paths, rate=rate, loop=loop, topics=list(topics) if topics else None,
+            publish_clock=publish_clock,
+        )
+        node.start()
+        while rclpy.ok() and not node.done.is_set():
+            rclpy.spin_once(node, timeout_sec=0.1)
+        return node.report
+    except (KeyboardInterrupt, ExternalShutdownException):
+        if node is not None:
+            node.stop()
+            return node.report
+        raise
+    finally:
+        if node is not None:
+            node.stop()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``bag_replay_node``: parameters from --ros-args."""
+    rclpy.init(args=args)
+    node: BagReplayNode | None = None
+    try:
+        node = BagReplayNode()
+        node.start()
+        while rclpy.ok() and not node.done.is_set():
+            rclpy.spin_once(node, timeout_sec=0.1)
+        return 1 if node.report.error else 0
+    except BagError as exc:
+        rclpy.logging.get_logger("bag_replay").error(str(exc))
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return 0
+    finally:
+        if node is not None:
+            node.stop()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,270 @@
+"""slam_node: depth-code SLAM on stereo keyframes, with the odometry pose as a prior.
+
+Subscribes ``/cam0/image_raw`` and ``/cam1/image_raw`` (paired by stamp), their
+``camera_info`` (intrinsics; the frontend is built once both have arrived) and ``/odom``
+(pose prior, nearest stamp). Each pair goes to ``slam.frontend.SlamFrontend.process``;
+each keyframe it returns is published as ``/depth`` (32FC1 metres, NaN invalid, frame cam0,
+the keyframe's stamp), ``/slam/pose`` (PoseStamped T_world_cam0) and ``/slam/points``
+(PointCloud2 xyz float32, frame cam0). Extrinsics (cam0 and cam1 in the base frame) are
+parameters: /tf_static cannot be read where tf2_msgs is not installed.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Odometry
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from meetup_ros import paths
+from meetup_ros.ros import RosInputError
+from meetup_ros.ros.convert import (
+    array_to_image,
+    image_to_mono8,
+    odometry_to_arrays,
+    point_cloud_xyz_msg,
+    pose_stamped_msg,
+    stamp_to_ns,
+)
+from meetup_ros.ros.node_tools import NodeHealth, reliable_qos, spin_node
+from meetup_ros.ros.params import declare_parameters, param
+
+NODE_NAME = "slam_node"
+# EuRoC V1_01 T_BS of cam0 and cam1 (sensor.yaml): camera -> body, row-major.
+EUROC_T_BASE_CAM0 = (
+    0.0148655429818, -0.999880929698, 0.00414029679422, -0.0216401454975,
+    0.999557249008, 0.0149672133247, 0.025715529948, -0.064676986768,
+    -0.0257744366974, 0.00375618835797, 0.999660727178, 0.00981073058949,
+    0.0, 0.0, 0.0, 1.0,
+)
+EUROC_T_BASE_CAM1 = (
+    0.0125552670891, -0.999755099723, 0.0182237714554, -0.0198435579556,
+    0.999598781151, 0.0130119051815, 0.0251588363115, 0.0453689425024,
+    -0.0253898008918, 0.0179005838253, 0.999517347078, 0.00786212447038,
+    0.0, 0.0, 0.0, 1.0,
+)
+
+
+@dataclass(frozen=True)
+class SlamParams:
+    depth_weights: str = param("depth_code.pt", "depth autoencoder weights (models/)")
+    optimizer_weights: str = param("slam_optimizer.pt", "learned optimiser weights (models/)")
+    cam0_topic: str = param("/cam0/image_raw", "left image")
+    cam1_topic: str = param("/cam1/image_raw", "right image; '' for monocular")
+    cam0_info_topic: str = param("/cam0/camera_info", "left intrinsics")
+    cam1_info_topic: str = param("/cam1/camera_info", "right intrinsics")
+    odom_topic: str = param("/odom", "pose prior (nav_msgs/Odometry); '' for none")
+    depth_topic: str = param("/depth", "keyframe depth (32FC1, metres, NaN invalid)")
+    pose_topic: str = param("/slam/pose", "keyframe pose T_world_cam0")
+    points_topic: str = param("/slam/points", "keyframe points (cam0 frame)")
+    world_frame: str = param("world", "frame_id of /slam/pose")
+    T_base_cam0: tuple[float, ...] = param(EUROC_T_BASE_CAM0, "cam0 -> base (4x4 row-major)")
+    T_base_cam1: tuple[float, ...] = param(EUROC_T_BASE_CAM1, "cam1 -> base (4x4 row-major)")
+    pair_tolerance_s: float = param(0.003, "cam0/cam1 stamps closer than this are a pair")
+    prior_tolerance_s: float = param(0.03, "odometry used as prior within this of a frame")
+    max_pending: int = param(10, "unpaired frames held per camera")
+    diagnostics_period_s: float = param(2.0, "period of /diagnostics (s); 0 disables")
+
+
+def _transform(values: Sequence[float], name: str) -> np.ndarray:
+    T = np.asarray(values, dtype=np.float64)
+    if T.shape != (16,) or not np.allclose(T[12:], [0, 0, 0, 1]):
+        raise RosInputError(f"{name} {list(values)!r} is not a 4x4 row-major rigid transform")
+    return T.reshape(4, 4)
+
+
+class SlamNode(Node):
+    """Stereo pairs + odometry prior -> SlamFrontend -> depth, pose, points."""
+
+    def __init__(self, **node_kwargs: object) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)  # type: ignore[arg-type]
+        self.params = declare_parameters(self, SlamParams)
+        p = self.params
+        self.T_base_cam0 = _transform(p.T_base_cam0, "T_base_cam0")
+        self.T_base_cam1 = _transform(p.T_base_cam1, "T_base_cam1")
+        self.stereo = bool(p.cam1_topic)
+        for name in (p.depth_weights, p.optimizer_weights):
+            if not paths.model_path(name).is_file():
+                raise RosInputError(f"weights file {str(paths.model_path(name))!r} does not exist")
+        self.frontend: Any = None
+        self._info: dict[str, CameraInfo] = {}
+        self._hw: dict[str, tuple[int, int]] = {}
+        self._pending: dict[str, OrderedDict[int, np.ndarray]] = {
+            "cam0": OrderedDict(), "cam1": OrderedDict()
+        }
+        self._odom: deque[tuple[int, np.ndarray]] = deque(maxlen=400)
+        self._last_pair_ns: int | None = None
+        self.health = NodeHealth(self, ["keyframe"], p.diagnostics_period_s)
+        self.depth_pub = self.create_publisher(Image, p.depth_topic, reliable_qos(10))
+        self.pose_pub = self.create_publisher(PoseStamped, p.pose_topic, reliable_qos(10))
+        self.points_pub = self.create_publisher(PointCloud2, p.points_topic, reliable_qos(10))
+        self.create_subscription(
+            CameraInfo, p.cam0_info_topic, lambda m: self._on_info("cam0", m), reliable_qos(5)
+        )
+        self.create_subscription(
+            Image, p.cam0_topic, lambda m: self._on_image("cam0", m), reliable_qos(20)
+        )
+        if self.stereo:
+            self.create_subscription(
+                CameraInfo, p.cam1_info_topic, lambda m: self._on_info("cam1", m),
+                reliable_qos(5),
+            )
+            self.create_subscription(
+                Image, p.cam1_topic, lambda m: self._on_image("cam1", m), reliable_qos(20)
+            )
+        if p.odom_topic:
+            self.create_subscription(Odometry, p.odom_topic, self._on_odom, reliable_qos(50))
+        self.get_logger().info(
+            f"SLAM on {p.cam0_topic}" + (f" + {p.cam1_topic}" if self.stereo else " (mono)")
+            + f", prior {p.odom_topic or 'none'} -> {p.depth_topic}, {p.pose_topic}"
+        )
+
+    # ---- inputs ----------------------------------------------------------------------------
+
+    def _on_info(self, cam: str, msg: CameraInfo) -> None:
+        if cam in self._info:
+            return
+        k = np.asarray(msg.k, dtype=np.float64)
+        if msg.width == 0 or msg.height == 0 or k[0] <= 0 or k[4] <= 0 or len(msg.d) < 4:
+            self.health.problem(
+                "bad_camera_info",
+                f"{cam} camera_info: size {(msg.width, msg.height)!r}, K {k.tolist()!r}, "
+                f"D {list(msg.d)!r}; expected a calibrated plumb_bob camera",
+            )
+            return
+        self._info[cam] = msg
+        self._hw[cam] = (int(msg.height), int(msg.width))
+        if "cam0" in self._info and ("cam1" in self._info or not self.stereo):
+            self._build_frontend()
+
+    def _camera(self, cam: str) -> Any:
+        from meetup_ros.bags.reader import CameraInfo as CameraModel
+
+        msg = self._info[cam]
+        return CameraModel(
+            frame_id=msg.header.frame_id or cam,
+            K=np.asarray(msg.k, dtype=np.float64).reshape(3, 3),
+            dist=np.asarray(msg.d[:4], dtype=np.float64),
+            width=int(msg.width),
+            height=int(msg.height),
+            T_body_cam=self.T_base_cam0 if cam == "cam0" else self.T_base_cam1,
+            distortion_model=msg.distortion_model,
+        )
+
+    def _build_frontend(self) -> None:
+        from meetup_ros.slam.frontend import SlamFrontend
+
+        p = self.params
+        camera1 = self._camera("cam1") if self.stereo else None
+        T_cam0_cam1 = np.linalg.inv(self.T_base_cam0) @ self.T_base_cam1 if self.stereo else None
+        self.frontend = SlamFrontend.from_weights(
+            paths.model_path(p.depth_weights), paths.model_path(p.optimizer_weights),
+            self._camera("cam0"), camera1, T_cam0_cam1,
+        )
+        self.get_logger().info(
+            f"frontend ready: cam0 {self._hw['cam0']}"
+            + (f", baseline {np.linalg.norm(T_cam0_cam1[:3, 3]):.4f} m" if self.stereo
+               and T_cam0_cam1 is not None else "")
+        )
+
+    def _on_odom(self, msg: Odometry) -> None:
+        try:
+            odom = odometry_to_arrays(msg, topic=self.params.odom_topic)
+        except RosInputError as exc:
+            self.health.problem("bad_odometry", str(exc))
+            return
+        if self._odom and odom.stamp_ns < self._odom[-1][0]:
+            self._odom.clear()  # a loop: old priors belong to another pass
+        self._odom.append((odom.stamp_ns, odom.T_odom_base))
+
+    def _on_image(self, cam: str, msg: Image) -> None:
+        topic = self.params.cam0_topic if cam == "cam0" else self.params.cam1_topic
+        try:
+            image = image_to_mono8(msg, topic=topic, expected_hw=self._hw.get(cam))
+        except RosInputError as exc:
+            self.health.problem("bad_image", f"dropped: {exc}")
+            return
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        pending = self._pending[cam]
+        pending[stamp_ns] = image
+        while len(pending) > self.params.max_pending:
+            old_ns, _ = pending.popitem(last=False)
+            self.health.problem("unpaired_dropped", f"{topic}: no partner for {old_ns} ns")
+        self._try_pair()
+
+    def _try_pair(self) -> None:
+        tolerance_ns = int(self.params.pair_tolerance_s * 1e9)
+        left = self._pending["cam0"]
+        if not self.stereo:
+            while left:
+                stamp_ns, image0 = left.popitem(last=False)
+                self._process(stamp_ns, image0, None)
+            return
+        right = self._pending["cam1"]
+        for stamp0 in list(left):
+            match = next((s for s in right if abs(s - stamp0) <= tolerance_ns), None)
+            if match is None:
+                continue
+            image0 = left.pop(stamp0)
+            image1 = right.pop(match)
+            self._process(stamp0, image0, image1)
+
+    def _prior(self, stamp_ns: int) -> np.ndarray | None:
+        if not self._odom:
+            return None
+        stamp, T_odom_base = min(self._odom, key=lambda item: abs(item[0] - stamp_ns))
+        if abs(stamp - stamp_ns) > self.params.prior_tolerance_s * 1e9:
+            return None
+        return T_odom_base @ self.T_base_cam0
+
+    # ---- processing ------------------------------------------------------------------------
+
+    def _process(self, stamp_ns: int, image0: np.ndarray, image1: np.ndarray | None) -> None:
+        if self.frontend is None:
+            self.health.problem("waiting_for_camera_info", "frames before camera_info: dropped")
+            return
+        if self._last_pair_ns is not None and stamp_ns <= self._last_pair_ns:
+            self.health.problem(
+                "resets", f"stamp {stamp_ns} ns not after {self._last_pair_ns} ns: resetting"
+            )
+            reset = getattr(self.frontend, "reset", None)
+            if callable(reset):
+                reset("time went back")
+        self._last_pair_ns = stamp_ns
+        self.health.counters["pairs_processed"] += 1
+        with self.health.latency["keyframe"].measure():
+            keyframe = self.frontend.process(stamp_ns, image0, image1, self._prior(stamp_ns))
+        if keyframe is None:
+            return
+        self._publish(keyframe)
+
+    def _publish(self, keyframe: Any) -> None:
+        p = self.params
+        stamp_ns = int(keyframe.stamp_ns)
+        depth = np.asarray(keyframe.depth_m, dtype=np.float32)
+        frame = self._info["cam0"].header.frame_id or "cam0"
+        self.depth_pub.publish(array_to_image(depth, "32FC1", stamp_ns, frame))
+        self.pose_pub.publish(pose_stamped_msg(stamp_ns, keyframe.T_world_cam, p.world_frame))
+        self.points_pub.publish(point_cloud_xyz_msg(keyframe.points_cam, stamp_ns, frame))
+        self.health.counters["keyframes_published"] += 1
+
+    def summary(self) -> dict[str, object]:
+        return self.health.summary()
+
+    def close(self) -> None:
+        self.health.publish()
+        self.get_logger().info(f"slam_node done: {self.summary()}")
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    return spin_node(SlamNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""vio_node: learned visual-inertial odometry on camera frames and IMU at their own rates.
+
+Subscribes ``/imu0`` (sensor_msgs/Imu, reliable, queue >= 200 so 200 Hz survives a slow
+frame) and ``/cam0/image_raw`` (mono8/rgb8/bgr8). Every IMU sample goes to the estimator
+(``odometry.estimator.VioEstimator``), which windows them between frames; each frame yields
+an estimate published as ``/odom`` (nav_msgs/Odometry, covariance filled) and, where tf2_ros
+is installed, TF odom -> base_link. Time going back on either stream (a bag played in a loop)
+resets the estimator; bad messages are logged with the topic and dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nav_msgs.msg import Odometry
+from rclpy.node import Node
+from sensor_msgs.msg import Image, Imu
+
+from meetup_ros import paths
+from meetup_ros.ros import RosInputError
+from meetup_ros.ros.convert import image_to_mono8, imu_to_arrays, odometry_msg, stamp_to_ns
+from meetup_ros.ros.node_tools import (
+    NodeHealth,
+    make_tf_broadcaster,
+    reliable_qos,
+    spin_node,
+    transform_msg,
+)
+from meetup_ros.ros.params import declare_parameters, param
+
+NODE_NAME = "vio_node"
+
+
+@dataclass(frozen=True)
+class VioParams:
+    weights_path: str = param("vio.pt", "VIO weights (models/ if relative)")
+    image_topic: str = param("/cam0/image_raw", "camera input (mono8, rgb8 or bgr8)")
+    imu_topic: str = param("/imu0", "IMU input (sensor_msgs/Imu)")
+    odom_topic: str = param("/odom", "odometry output (nav_msgs/Odometry)")
+    imu_queue_depth: int = param(400, "IMU subscription depth (>= 200 for 200 Hz)")
+    image_queue_depth: int = param(20, "image subscription depth")
+    image_height: int = param(0, "expected image height (px); 0 = take the first image's")
+    image_width: int = param(0, "expected image width (px); 0 = take the first image's")
+    odom_frame: str = param("odom", "frame_id of /odom")
+    base_frame: str = param("base_link", "child_frame_id of /odom (EuRoC body = IMU)")
+    publish_tf: bool = param(True, "broadcast odom -> base_link (where tf2_ros is installed)")
+    diagnostics_period_s: float = param(2.0, "period of /diagnostics (s); 0 disables")
+
+
+class VioNode(Node):
+    """Camera + IMU -> VioEstimator -> /odom (+ TF)."""
+
+    def __init__(self, **node_kwargs: object) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)  # type: ignore[arg-type]
+        self.params = declare_parameters(self, VioParams)
+        p = self.params
+        if p.imu_queue_depth < 200:
+            raise RosInputError(
+                f"imu_queue_depth {p.imu_queue_depth!r} < 200 would drop 200 Hz IMU samples"
+            )
+        from meetup_ros.odometry.estimator import VioEstimator
+
+        weights = paths.model_path(p.weights_path)
+        self.estimator = VioEstimator.from_weights(weights)
+        self.health = NodeHealth(self, ["frame", "imu"], p.diagnostics_period_s)
+        self.health.extra_statuses.append(self._estimator_status)
+        self._hw = (p.image_height, p.image_width) if p.image_height and p.image_width else None
+        self._last_imu_ns: int | None = None
+        self._last_frame_ns: int | None = None
+        self.odom_pub = self.create_publisher(Odometry, p.odom_topic, reliable_qos(50))
+        self.tf = make_tf_broadcaster(self) if p.publish_tf else None
+        self.create_subscription(Imu, p.imu_topic, self._on_imu, reliable_qos(p.imu_queue_depth))
+        self.create_subscription(
+            Image, p.image_topic, self._on_image, reliable_qos(p.image_queue_depth)
+        )
+        self.get_logger().info(
+            f"VIO on {p.image_topic} + {p.imu_topic} -> {p.odom_topic}; weights {weights}"
+        )
+
+    def _reset(self, reason: str) -> None:
+        self.health.problem("resets", f"resetting the estimator: {reason}")
+        self.estimator.reset(reason)
+        self._last_imu_ns = None
+        self._last_frame_ns = None
+
+    def _on_imu(self, msg: Imu) -> None:
+        p = self.params
+        with self.health.latency["imu"].measure():
+            try:
+                stamp_ns, gyro_radps, accel_mps2 = imu_to_arrays(msg, topic=p.imu_topic)
+            except RosInputError as exc:
+                self.health.problem("bad_imu", f"dropped: {exc}")
+                return
+            if self._last_imu_ns is not None and stamp_ns < self._last_imu_ns:
+                self._reset(
+                    f"{p.imu_topic} stamp {stamp_ns} ns is before the previous "
+                    f"{self._last_imu_ns} ns (time went back)"
+                )
+            self._last_imu_ns = stamp_ns
+            self.estimator.add_imu(stamp_ns, gyro_radps, accel_mps2)
+            self.health.counters["imu_received"] += 1
+
+    def _on_image(self, msg: Image) -> None:
+        p = self.params
+        with self.health.latency["frame"].measure():
+            try:
+                image = image_to_mono8(msg, topic=p.image_topic, expected_hw=self._hw)
+            except RosInputError as exc:
+                self.health.problem("bad_image", f"dropped: {exc}")
+                return
+            if self._hw is None:
+                self._hw = (int(image.shape[0]), int(image.shape[1]))
+            stamp_ns = stamp_to_ns(msg.header.stamp)
+            if self._last_frame_ns is not None and stamp_ns <= self._last_frame_ns:
+                self._reset(
+                    f"{p.image_topic} stamp {stamp_ns} ns is not after the previous "
+                    f"{self._last_frame_ns} ns (time went back)"
+                )
+            self._last_frame_ns = stamp_ns
+            self.health.counters["frames_received"] += 1
+            estimate = self.estimator.add_frame(stamp_ns, image)
+            if estimate is None:
+                return
+            self._publish(estimate)
+
+    def _publish(self, estimate: Any) -> None:
+        p = self.params
+        self.odom_pub.publish(
+            odometry_msg(
+                estimate.stamp_ns, estimate.T_odom_base, estimate.v_base_mps,
+                estimate.omega_base_radps, estimate.pose_covariance, estimate.twist_covariance,
+                frame_id=p.odom_frame, child_frame_id=p.base_frame,
+            )
+        )
+        if self.tf is not None:
+            self.tf.sendTransform(
+                transform_msg(estimate.stamp_ns, estimate.T_odom_base, p.odom_frame, p.base_frame)
+            )
+        self.health.counters["odometry_published"] += 1
+
+    def estimator_stats(self) -> dict[str, int]:
+        stats = self.estimator.stats
+        if isinstance(stats, dict):
+            return {str(k): int(v) for k, v in stats.items()}
+        return {k: int(v) for k, v in vars(stats).items() if isinstance(v, int | float)}
+
+    def _estimator_status(self) -> Any:
+        from meetup_ros.ros.node_tools import diagnostic_status
+
+        stats = self.estimator_stats()
+        level = "WARN" if stats.get("dropped", 0) else "OK"
+        return diagnostic_status(f"{NODE_NAME}: imu", level, "IMU samples", stats)
+
+    def summary(self) -> dict[str, object]:
+        return {**self.health.summary(), "imu": self.estimator_stats()}
+
+    def close(self) -> None:
+        self.health.publish()
+        self.get_logger().info(f"vio_node done: {self.summary()}")
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    return spin_node(VioNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,159 @@
+"""What every meetup_ros node shares: QoS, diagnostics with latency, TF when available, main.
+
+Each node is one ``rclpy.node.Node`` subclass; it owns a :class:`NodeHealth` that counts
+inputs, keeps latency trackers, and publishes ``diagnostic_msgs/DiagnosticArray`` on
+``/diagnostics`` periodically and once more on shutdown.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from meetup_ros.ros.convert import ns_to_stamp
+from meetup_ros.ros.latency import LatencyTracker
+
+LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN,
+          "ERROR": DiagnosticStatus.ERROR, "STALE": DiagnosticStatus.STALE}
+
+
+def reliable_qos(depth: int) -> QoSProfile:
+    """Reliable, volatile, keep-last ``depth``: what every pipeline topic uses."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=int(depth),
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.6g}"
+    if isinstance(value, np.ndarray | list | tuple):
+        return "[" + ", ".join(format_value(float(v)) for v in np.asarray(value).ravel()) + "]"
+    return str(value)
+
+
+def diagnostic_status(
+    name: str, level: str, message: str, values: Mapping[str, Any], hardware_id: str = ""
+) -> DiagnosticStatus:
+    return DiagnosticStatus(
+        level=LEVELS[level],
+        name=name,
+        message=message,
+        hardware_id=hardware_id,
+        values=[KeyValue(key=str(k), value=format_value(v)) for k, v in values.items()],
+    )
+
+
+class NodeHealth:
+    """Counters, latency trackers and the periodic ``/diagnostics`` publication of one node."""
+
+    def __init__(self, node: Node, latency_names: Sequence[str], period_s: float = 2.0) -> None:
+        self._node = node
+        self.latency = {name: LatencyTracker() for name in latency_names}
+        self.counters: Counter[str] = Counter()
+        self.last_problem = ""
+        self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._timer = node.create_timer(period_s, self.publish) if period_s > 0 else None
+        self.extra_statuses: list[Callable[[], DiagnosticStatus]] = []
+
+    def problem(self, counter: str, text: str) -> None:
+        """Count and log a bad input or failure; the node goes on."""
+        self.counters[counter] += 1
+        self.last_problem = text
+        # Throttle repeats of the same kind so a broken stream cannot flood the log.
+        if self.counters[counter] <= 5 or self.counters[counter] % 100 == 0:
+            self._node.get_logger().warning(f"{text} (#{self.counters[counter]} {counter})")
+
+    def summary(self) -> dict[str, Any]:
+        """Counters and latency ``{"p50","p99"}`` in ms, as plain values (for report.json)."""
+        return {
+            "counters": dict(self.counters),
+            "latency_ms": {name: t.summary_ms() for name, t in self.latency.items()},
+        }
+
+    def status(self) -> DiagnosticStatus:
+        values: dict[str, Any] = dict(self.counters)
+        for name, tracker in self.latency.items():
+            stats = tracker.summary_ms()
+            values[f"{name}_p50_ms"] = stats["p50"]
+            values[f"{name}_p99_ms"] = stats["p99"]
+            values[f"{name}_count"] = stats["count"]
+        level = "WARN" if self.last_problem else "OK"
+        message = self.last_problem or "running"
+        return diagnostic_status(self._node.get_name(), level, message, values)
+
+    def publish(self) -> None:
+        array = DiagnosticArray()
+        array.header.stamp = self._node.get_clock().now().to_msg()
+        array.status = [self.status(), *(make() for make in self.extra_statuses)]
+        self._publisher.publish(array)
+
+
+def make_tf_broadcaster(node: Node) -> Any | None:
+    """A ``tf2_ros.TransformBroadcaster`` where tf2_ros imports, else None (logged once)."""
+    try:
+        import tf2_ros
+    except ImportError:
+        node.get_logger().info("tf2_ros is not installed: TF is not broadcast (topics only)")
+        return None
+    return tf2_ros.TransformBroadcaster(node)
+
+
+def transform_msg(stamp_ns: int, T_parent_child: np.ndarray, parent: str, child: str) -> Any:
+    """A ``geometry_msgs/TransformStamped`` for a 4x4 transform."""
+    from geometry_msgs.msg import TransformStamped
+
+    from meetup_ros.ros.convert import rotation_to_quaternion_xyzw
+
+    msg = TransformStamped()
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.header.frame_id = parent
+    msg.child_frame_id = child
+    t, q = msg.transform.translation, msg.transform.rotation
+    t.x, t.y, t.z = (float(v) for v in T_parent_child[:3, 3])
+    q.x, q.y, q.z, q.w = (float(v) for v in rotation_to_quaternion_xyzw(T_parent_child[:3, :3]))
+    return msg
+
+
+def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
+    """Init rclpy, build one node, spin until Ctrl-C or shutdown, then clean up.
+
+    The node's ``close()`` (if any) runs before the node is destroyed, so that its final
+    diagnostics are published while the publisher still exists. Returns 0, or 1 when the
+    node could not be built (the reason is logged).
+    """
+    rclpy.init(args=list(args) if args is not None else None)
+    node: Node | None = None
+    code = 0
+    # SIGTERM (launch, ros2 bag tests) gets the same clean path as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        node = node_factory()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception as exc:  # a node that cannot start: say why and exit non-zero
+        rclpy.logging.get_logger("meetup_ros").error(f"node failed: {exc}")
+        code = 1
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if callable(close):
+                close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return code

@@ -1,0 +1,245 @@
+"""A table of bad inputs to the EuRoC reader, the importer and the bag reader, and their errors."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from meetup_ros.bags import BagError, EurocError, topics
+from meetup_ros.bags.euroc import load_euroc
+from meetup_ros.bags.importer import TYPESTORE, image_msg, import_euroc
+from meetup_ros.bags.reader import iter_raw_messages, read_sequence
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_BAG = REPO / "data" / "euroc_v1_01_easy_sample"
+
+
+def make_asl(euroc_dir: Path, root: Path) -> Path:
+    """A writable copy of the micro folder: small files copied, PNGs and big csv linked."""
+    mav0 = root / "mav0"
+    for cam in ("cam0", "cam1"):
+        (mav0 / cam / "data").mkdir(parents=True)
+        src = euroc_dir / "mav0" / cam
+        shutil.copy(src / "data.csv", mav0 / cam / "data.csv")
+        shutil.copy(src / "sensor.yaml", mav0 / cam / "sensor.yaml")
+        for png in sorted((src / "data").iterdir()):
+            (mav0 / cam / "data" / png.name).symlink_to(png)
+    (mav0 / "imu0").mkdir()
+    shutil.copy(mav(euroc_dir, "imu0", "sensor.yaml"), mav0 / "imu0" / "sensor.yaml")
+    shutil.copy(mav(euroc_dir, "imu0", "data.csv"), mav0 / "imu0" / "data.csv")
+    shutil.copytree(euroc_dir / "groundtruth", root / "groundtruth")
+    return root
+
+
+def mav(root: Path, *parts: str) -> Path:
+    return root.joinpath("mav0", *parts)
+
+
+def replace_line(path: Path, line_no: int, text: str) -> None:
+    lines = path.read_text().splitlines()
+    lines[line_no - 1] = text
+    path.write_text("\n".join(lines) + "\n")
+
+
+def first_png(root: Path) -> Path:
+    return sorted((root / "mav0" / "cam0" / "data").iterdir())[0]
+
+
+def truncate_png(root: Path) -> None:
+    png = first_png(root)
+    raw = png.read_bytes()
+    png.unlink()
+    png.write_bytes(raw[: len(raw) // 2])
+
+
+def wrong_size_png(root: Path) -> None:
+    import cv2
+
+    png = first_png(root)
+    png.unlink()
+    cv2.imwrite(str(png), np.zeros((240, 376), np.uint8))
+
+
+def color_png(root: Path) -> None:
+    import cv2
+
+    png = first_png(root)
+    png.unlink()
+    cv2.imwrite(str(png), np.zeros((480, 752, 3), np.uint8))
+
+
+# (id, change to the copied folder, expected error type, regex the message must match)
+EUROC_CASES: list[tuple[str, Callable[[Path], None], type[Exception], str]] = [
+    ("no mav0", lambda r: shutil.rmtree(r / "mav0"), EurocError, r"has no 'mav0/'"),
+    ("no imu0", lambda r: shutil.rmtree(r / "mav0" / "imu0"), EurocError,
+     r"missing IMU folder .*imu0"),
+    ("no cam0 csv", lambda r: (mav(r, "cam0", "data.csv")).unlink(), EurocError,
+     r"missing camera csv file .*cam0/data.csv"),
+    ("imu row non-numeric",
+     lambda r: replace_line(mav(r, "imu0", "data.csv"), 3, "1403715273267142912,a,b,c,d,e,f"),
+     EurocError, r"imu0/data.csv:3: .* non-numeric"),
+    ("imu row short",
+     lambda r: replace_line(mav(r, "imu0", "data.csv"), 5, "1403715273277142912,0.1,0.2"),
+     EurocError, r"imu0/data.csv:5: .* has 3 fields, expected 7"),
+    ("imu NaN",
+     lambda r: replace_line(mav(r, "imu0", "data.csv"), 4,
+                            "1403715273272142976,nan,0,0,9.8,0,0"),
+     EurocError, r"imu0/data.csv:4: .*NaN"),
+    ("imu stamp goes back",
+     lambda r: replace_line(mav(r, "imu0", "data.csv"), 4, "1,0,0,0,9.8,0,0"),
+     EurocError, r"imu0/data.csv:4: timestamp 1 is not after"),
+    ("cam stamp not an integer",
+     lambda r: replace_line(mav(r, "cam0", "data.csv"), 2, "1.5e18,x.png"),
+     EurocError, r"cam0/data.csv:2: timestamp '1.5e18' is not an integer"),
+    ("broken yaml",
+     lambda r: (mav(r, "cam0", "sensor.yaml")).write_text("%YAML:1.0\nT_BS: [1, 2\n"),
+     EurocError, r"malformed YAML in .*cam0/sensor.yaml"),
+    ("yaml without intrinsics",
+     lambda r: replace_line(mav(r, "cam0", "sensor.yaml"), 19, "# removed"),
+     EurocError, r"cam0/sensor.yaml' has no key 'intrinsics'"),
+    ("yaml wrong distortion model",
+     lambda r: replace_line(mav(r, "cam1", "sensor.yaml"), 20, "distortion_model: equidistant"),
+     EurocError, r"distortion_model = 'equidistant', expected 'radial-tangential'"),
+    ("T_BS not rigid",
+     lambda r: replace_line(mav(r, "imu0", "sensor.yaml"), 10, "  data: [2.0, 0.0, 0.0, 0.0,"),
+     EurocError, r"imu0/sensor.yaml'?: T_BS is not a rigid transform"),
+    ("gt quaternion not unit",
+     lambda r: replace_line(r / "groundtruth" / "V1_01_easy.csv", 2,
+                            "1403715273262142976,0,0,0,2,0,0,0,0,0,0,0,0,0,0,0,0"),
+     EurocError, r"V1_01_easy.csv: row 1 quaternion .* norm 2.0000, expected 1"),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "pattern"), [c[1:] for c in EUROC_CASES], ids=[c[0] for c in EUROC_CASES]
+)
+def test_bad_euroc_folder(
+    euroc_dir: Path, tmp_path: Path, change: Callable[[Path], None], error: type, pattern: str
+) -> None:
+    root = make_asl(euroc_dir, tmp_path / "asl")
+    change(root)
+    with pytest.raises(error, match=pattern):
+        load_euroc(root)
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(EurocError, match=r"EuRoC folder '.*nowhere' does not exist"):
+        load_euroc(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        (truncate_png, r"image '.*1403715273262142976.png' is truncated: no IEND"),
+        (wrong_size_png, r"is 376x240, expected 752x480 from cam0/sensor.yaml"),
+        (color_png, r"expected 8-bit grayscale \(mono8\)"),
+    ],
+    ids=["truncated png", "wrong size png", "colour png"],
+)
+def test_bad_png_stops_import(
+    euroc_dir: Path, tmp_path: Path, change: Callable[[Path], None], pattern: str
+) -> None:
+    root = make_asl(euroc_dir, tmp_path / "asl")
+    change(root)
+    stamps = load_euroc(root).cam0.stamps_ns
+    with pytest.raises(EurocError, match=pattern):
+        import_euroc(root, tmp_path / "bag", end_ns=int(stamps[1]))
+
+
+def test_missing_png_strict_and_lenient(euroc_dir: Path, tmp_path: Path) -> None:
+    root = make_asl(euroc_dir, tmp_path / "asl")
+    first_png(root).unlink()
+    assert load_euroc(root).skipped["cam0"] == 1
+    with pytest.raises(EurocError, match=r"cam0/data.csv:2: image .* does not exist"):
+        load_euroc(root, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"downscale": 0}, r"downscale = 0, expected an integer >= 1"),
+        ({"storage": "rosbag1"}, r"storage = 'rosbag1', expected one of"),
+        ({"imu_margin_s": -1.0}, r"imu_margin_s = -1.0"),
+        ({"start_ns": 10, "end_ns": 5}, r"end_ns = 5 is before start_ns = 10"),
+        ({"start_ns": 0, "end_ns": 5}, r"no cam0 frame .* lies in \[0, 5\] ns"),
+    ],
+)
+def test_bad_import_arguments(euroc_dir: Path, tmp_path: Path, kwargs: dict, pattern: str) -> None:
+    with pytest.raises(BagError, match=pattern):
+        import_euroc(euroc_dir, tmp_path / "bag", **kwargs)
+
+
+def damaged_bag(tmp_path: Path, how: str) -> Path:
+    bag = tmp_path / "bag"
+    shutil.copytree(SAMPLE_BAG, bag)
+    mcap = next(bag.glob("*.mcap"))
+    if how == "truncated":
+        with mcap.open("r+b") as f:
+            f.truncate(mcap.stat().st_size // 2)
+    elif how == "garbage":
+        mcap.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif how == "corrupt chunk":
+        with mcap.open("r+b") as f:
+            f.seek(mcap.stat().st_size // 2)
+            f.write(b"\0" * 64)
+    elif how == "no metadata":
+        (bag / "metadata.yaml").unlink()
+    return bag
+
+
+@pytest.mark.parametrize(
+    ("how", "pattern"),
+    [
+        ("truncated", r"cannot open bag .*corrupt, truncated.*end magic"),
+        ("garbage", r"cannot open bag .*magic is invalid"),
+        ("corrupt chunk", r"is corrupt or truncated: ZstdError"),
+        ("no metadata", r"has no metadata.yaml; expected a rosbag2 folder"),
+    ],
+)
+def test_damaged_bag(tmp_path: Path, how: str, pattern: str) -> None:
+    bag = damaged_bag(tmp_path, how)
+    with pytest.raises(BagError, match=pattern):
+        read_sequence(bag)
+    with pytest.raises(BagError, match=pattern):
+        list(iter_raw_messages(bag))
+
+
+def test_missing_bag(tmp_path: Path) -> None:
+    with pytest.raises(BagError, match=r"bag '.*absent' does not exist"):
+        read_sequence(tmp_path / "absent")
+
+
+def test_missing_topics() -> None:
+    with pytest.raises(BagError, match=r"topic\(s\) \['/lidar'\] not in bag .* it has \["):
+        next(iter_raw_messages(SAMPLE_BAG, ["/imu0", "/lidar"]))
+    with pytest.raises(BagError, match=r"required topic\(s\) \['/odom'\] not in bag"):
+        read_sequence(SAMPLE_BAG, required=["/odom"])
+
+
+def write_bag(path: Path, messages: list[tuple[str, str, int, object]]) -> None:
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conns = {}
+        for topic, msgtype, stamp_ns, msg in messages:
+            if topic not in conns:
+                conns[topic] = writer.add_connection(topic, msgtype, typestore=TYPESTORE)
+            writer.write(conns[topic], stamp_ns, TYPESTORE.serialize_cdr(msg, msgtype))
+
+
+def test_image_with_unexpected_encoding(tmp_path: Path) -> None:
+    msg = image_msg(1_000, "cam0", np.zeros((4, 6), np.uint8))
+    msg.encoding = "rgb8"
+    write_bag(tmp_path / "bag", [(topics.CAM0_IMAGE, "sensor_msgs/msg/Image", 1_000, msg)])
+    with pytest.raises(BagError, match=r"'/cam0/image_raw' has encoding 'rgb8', expected 'mono8'"):
+        read_sequence(tmp_path / "bag", required=())
+
+
+def test_image_without_camera_info(tmp_path: Path) -> None:
+    msg = image_msg(1_000, "cam0", np.zeros((4, 6), np.uint8))
+    write_bag(tmp_path / "bag", [(topics.CAM0_IMAGE, "sensor_msgs/msg/Image", 1_000, msg)])
+    with pytest.raises(BagError, match=r"has '/cam0/image_raw' but no '/cam0/camera_info'"):
+        read_sequence(tmp_path / "bag", required=())

@@ -1,0 +1,127 @@
+"""The speed governor: state, region, expert, ONNX export, and the shipped network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from meetup_ros.control import ControlError
+from meetup_ros.control.expert import CONTINUE, SLOW, STOP, ExpertRule
+from meetup_ros.control.network import GovernorNet, GovernorRuntime, export_onnx
+from meetup_ros.control.region import region
+from meetup_ros.control.state import (
+    STATE_NAMES,
+    StateAxes,
+    build_state,
+    nearest_depth_m,
+    state_sigma,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_ONNX = REPO_ROOT / "models" / "governor.onnx"
+SHIPPED_PROPERTY = REPO_ROOT / "config" / "governor_property.yaml"
+
+
+def test_state_axes_euroc() -> None:
+    # EuRoC: forward = body +z, up = body +x, so left = up x forward = -y.
+    state = build_state(np.array([0.1, 0.2, 1.5]), np.array([0.3, 0.0, 0.0]), 2.0)
+    np.testing.assert_allclose(state, [1.5, -0.2, 0.1, 0.3, 2.0])
+    axes = StateAxes(forward_base=(1.0, 0.0, 0.0), up_base=(0.0, 0.0, 1.0))
+    np.testing.assert_allclose(axes.matrix(), [[1, 0, 0], [0, 1, 0], [0, 0, 1]], atol=1e-12)
+    with pytest.raises(ControlError, match="parallel"):
+        StateAxes(forward_base=(0.0, 0.0, 1.0), up_base=(0.0, 0.0, 2.0)).matrix()
+    with pytest.raises(ControlError, match="finite 3-vectors"):
+        build_state(np.array([np.nan, 0, 0]), np.zeros(3), 1.0)
+    with pytest.raises(ControlError, match="nearest_depth nan"):
+        build_state(np.zeros(3), np.zeros(3), float("nan"))
+
+
+def test_nearest_depth_is_a_robust_low_percentile() -> None:
+    depth = np.full((40, 60), 5.0, dtype=np.float32)
+    depth[20, 30] = 0.01  # one outlier: a minimum would follow it, a percentile does not
+    depth[15:25, 25:35] = 2.0  # an obstacle in the centre
+    depth[:, :5] = 0.5  # close, but outside the central window
+    assert nearest_depth_m(depth) == pytest.approx(2.0)
+    assert np.isnan(nearest_depth_m(np.full((10, 10), np.nan, dtype=np.float32)))
+    with pytest.raises(ControlError, match=r"must be \(H, W\)"):
+        nearest_depth_m(np.zeros(5))
+
+
+def test_region_and_sigma() -> None:
+    cov = np.zeros((6, 6))
+    cov[2, 2] = 0.04  # forward (body z) speed variance
+    cov[3, 3] = 0.01  # yaw rate (about body x = up) variance
+    sigma = state_sigma(cov)
+    np.testing.assert_allclose(sigma, [0.2, 0.0, 0.0, 0.1, 0.0])
+    state = np.array([1.0, 0.0, 0.0, 0.0, 3.0])
+    lower, upper = region(state, sigma, np.full(5, 0.1), k_sigma=2.0)
+    np.testing.assert_allclose(lower, [0.5, -0.1, -0.1, -0.3, 2.9])
+    np.testing.assert_allclose(upper, [1.5, 0.1, 0.1, 0.3, 3.1])
+    with pytest.raises(ControlError, match="differ"):
+        region(state, sigma[:4], np.zeros(5))
+    with pytest.raises(ControlError, match="non-negative"):
+        region(state, sigma, -np.ones(5))
+    with pytest.raises(ControlError, match="not finite"):
+        region(np.full(5, np.nan), sigma, np.zeros(5))
+
+
+def test_expert_rule_table() -> None:
+    rule = ExpertRule()
+    states = np.array([
+        [1.0, 0.0, 0.0, 0.0, 5.0],  # ttc 5 s
+        [1.0, 0.0, 0.0, 0.0, 2.0],  # ttc 2 s
+        [1.0, 0.0, 0.0, 0.0, 0.5],  # ttc 0.5 s
+        [-0.5, 0.0, 0.0, 0.0, 0.2],  # backing away
+        [0.2, 0.0, 0.0, 1.2, 5.0],  # turning fast
+        [0.5, 0.0, 0.0, 0.0, 1.0],  # the property's corner: ttc 2 s
+    ])
+    np.testing.assert_array_equal(rule.labels(states), [CONTINUE, SLOW, STOP, CONTINUE, SLOW,
+                                                        SLOW])
+    # The expert itself satisfies the governor property everywhere in its domain.
+    rng = np.random.default_rng(0)
+    domain = rng.uniform([0.5, -1.5, -1.0, -1.5, 0.1], [3.0, 1.5, 1.0, 1.5, 1.0], (5000, 5))
+    assert not np.any(rule.labels(domain) == CONTINUE)
+
+
+def test_onnx_export_matches_torch_and_onnxruntime(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = GovernorNet(mean=np.array([1.0, 0.0, 0.0, 0.0, 3.0]),
+                      std=np.array([1.0, 0.5, 0.5, 0.5, 2.0]))
+    path = export_onnx(net, tmp_path / "g.onnx")
+    import onnx
+
+    model = onnx.load(str(path))
+    assert [n.op_type for n in model.graph.node] == ["Gemm", "Relu", "Gemm", "Relu", "Gemm"]
+    states = np.random.default_rng(1).uniform(-2, 5, size=(64, 5))
+    runtime = GovernorRuntime(path)
+    with torch.no_grad():
+        expected = net(torch.as_tensor(states, dtype=torch.float32)).double().numpy()
+    np.testing.assert_allclose(runtime.scores_batch(states), expected, atol=1e-5)
+    np.testing.assert_allclose(runtime.scores(states[0]), expected[0], atol=1e-5)
+    with pytest.raises(ControlError, match="expects 5"):
+        runtime.scores(np.zeros(4))
+    with pytest.raises(ControlError, match="does not exist"):
+        GovernorRuntime(tmp_path / "missing.onnx")
+    (tmp_path / "bad.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(ControlError, match="not a loadable ONNX model"):
+        GovernorRuntime(tmp_path / "bad.onnx")
+
+
+def test_shipped_governor_on_sampled_states() -> None:
+    """The shipped network never puts "continue" on top in its property's domain (sampled)
+    and agrees with the expert on most of the envelope."""
+    if not SHIPPED_ONNX.is_file():
+        pytest.fail(f"{SHIPPED_ONNX} is missing; rebuild with `meetup-ros train controller`")
+    runtime = GovernorRuntime(SHIPPED_ONNX)
+    rng = np.random.default_rng(7)
+    domain = rng.uniform([0.5, -1.5, -1.0, -1.5, 0.1], [3.0, 1.5, 1.0, 1.5, 1.0], (20000, 5))
+    scores = runtime.scores_batch(domain)
+    continue_top = scores[:, CONTINUE] >= np.delete(scores, CONTINUE, axis=1).max(axis=1)
+    assert not np.any(continue_top), domain[continue_top][:5]
+    envelope = rng.uniform([-0.5, -1.5, -1.0, -1.5, 0.1], [3.0, 1.5, 1.0, 1.5, 10.0], (5000, 5))
+    agreement = np.mean(runtime.scores_batch(envelope).argmax(1) == ExpertRule().labels(envelope))
+    assert agreement > 0.9
+    assert len(STATE_NAMES) == runtime.input_size

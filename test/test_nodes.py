@@ -1,0 +1,182 @@
+"""The pipeline nodes, started for real in this process and fed over DDS (loopback only).
+
+Each test builds its nodes in a fresh rclpy context with a driver node that publishes inputs
+(messages from the bundled bag, or crafted bad ones) and collects outputs, all spun by one
+multi-threaded executor on a background thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+rclpy = pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import PoseStamped, TwistStamped  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import Image, Imu, JointState, PointCloud2  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from meetup_ros.control.network import GovernorNet, export_onnx  # noqa: E402
+from meetup_ros.control.state import STATE_NAMES  # noqa: E402
+from meetup_ros.ros import convert as cv  # noqa: E402
+from meetup_ros.ros.node_tools import reliable_qos  # noqa: E402
+
+pytestmark = pytest.mark.dds
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BAG = REPO_ROOT / "data" / "euroc_v1_01_easy_sample"
+STAMP0_NS = 1_403_715_273_262_142_976
+
+
+class Harness:
+    """A context, an executor thread, and a driver node with publishers and collectors."""
+
+    def __init__(self) -> None:
+        self.context = Context()
+        rclpy.init(context=self.context, args=[])
+        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.driver = Node("test_driver", context=self.context)
+        self.executor.add_node(self.driver)
+        self.received: dict[str, list[Any]] = defaultdict(list)
+        self._publishers: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception as exc:  # surfaced by close(): a node callback raised
+                self.errors.append(exc)
+
+    def add(self, node: Node) -> Node:
+        self.executor.add_node(node)
+        return node
+
+    def collect(self, topic: str, msg_type: Any) -> None:
+        def store(msg: Any) -> None:
+            with self._lock:
+                self.received[topic].append(msg)
+
+        self.driver.create_subscription(msg_type, topic, store, reliable_qos(500))
+
+    def publish(self, topic: str, msg: Any) -> None:
+        if topic not in self._publishers:
+            self._publishers[topic] = self.driver.create_publisher(
+                type(msg), topic, reliable_qos(500)
+            )
+            self.wait_for(lambda: self._publishers[topic].get_subscription_count() > 0, 5.0,
+                          f"a subscriber on {topic}")
+        self._publishers[topic].publish(msg)
+
+    def wait_for(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+    def count(self, topic: str) -> int:
+        with self._lock:
+            return len(self.received[topic])
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.executor.shutdown(timeout_sec=2)
+        for node in list(self.executor.get_nodes()):
+            node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        assert not self.errors, f"a node callback raised: {self.errors!r}"
+
+
+@pytest.fixture
+def harness() -> Iterator[Harness]:
+    h = Harness()
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+def _overrides(**values: Any) -> list[Parameter]:
+    return [Parameter(k, value=v) for k, v in values.items()]
+
+
+def _odom(stamp_ns: int, forward_mps: float, twist_var: float = 1e-4) -> Odometry:
+    # EuRoC axes: forward = body +z.
+    return cv.odometry_msg(
+        stamp_ns, np.eye(4), [0.0, 0.0, forward_mps], [0.0, 0.0, 0.0],
+        np.eye(6) * 1e-4, np.eye(6) * twist_var,
+    )
+
+
+def _depth(stamp_ns: int, depth_m: float) -> Image:
+    depth = np.full((48, 64), depth_m, dtype=np.float32)
+    depth[:4] = np.nan  # invalid rows outside the central window
+    return cv.array_to_image(depth, "32FC1", stamp_ns, "cam0")
+
+
+def _always_continue_onnx(path: Path) -> Path:
+    """A governor whose 'continue' score always wins by a wide margin (for violations)."""
+    net = GovernorNet()
+    with torch.no_grad():
+        for module in net.layers:
+            if isinstance(module, torch.nn.Linear):
+                module.weight.zero_()
+                module.bias.zero_()
+        net.layers[-1].bias.copy_(torch.tensor([10.0, 0.0, 0.0]))
+    return export_onnx(net, path)
+
+
+# ---- controller_node ----------------------------------------------------------------------
+
+def test_controller_state_and_command_share_the_stamp(harness: Harness, tmp_path: Path) -> None:
+    from meetup_ros.nodes.controller_node import ControllerNode
+
+    onnx_path = _always_continue_onnx(tmp_path / "g.onnx")
+    node = harness.add(ControllerNode(
+        context=harness.context,
+        parameter_overrides=_overrides(network_path=str(onnx_path), diagnostics_period_s=0.0),
+    ))
+    harness.collect("/controller/state", JointState)
+    harness.collect("/controller/command", TwistStamped)
+    harness.publish("/depth", _depth(STAMP0_NS, 2.5))
+    harness.wait_for(lambda: node.health.counters["depth_received"] == 1, 5, "depth")
+    harness.publish("/odom", _odom(STAMP0_NS + 50_000_000, 0.8))
+    harness.wait_for(lambda: harness.count("/controller/command") == 1, 5, "a command")
+    state_msg = harness.received["/controller/state"][0]
+    command = harness.received["/controller/command"][0]
+    assert state_msg.header.stamp == command.header.stamp
+    assert cv.stamp_to_ns(command.header.stamp) == STAMP0_NS + 50_000_000
+    assert list(state_msg.name) == list(STATE_NAMES)
+    np.testing.assert_allclose(state_msg.position, [0.8, 0.0, 0.0, 0.0, 2.5], atol=1e-9)
+    assert command.twist.linear.z == pytest.approx(1.0)  # 'continue' speed along body +z
+
+    # Bad input: a mono8 image on /depth is logged and dropped; the node keeps running.
+    harness.publish("/depth", cv.array_to_image(np.zeros((4, 4), np.uint8), "mono8", 1, "x"))
+    harness.wait_for(lambda: node.health.counters["bad_depth"] == 1, 5, "bad_depth")
+    assert "encoding 'mono8'" in node.health.last_problem
+    # Time going back: the held depth is dropped; the state uses the pessimistic default.
+    harness.publish("/odom", _odom(STAMP0_NS, 0.8))
+    harness.wait_for(lambda: harness.count("/controller/state") == 2, 5, "a second state")
+    assert node.health.counters["time_jumped_back"] == 1
+    assert harness.received["/controller/state"][1].position[4] == pytest.approx(0.1)

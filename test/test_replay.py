@@ -1,0 +1,194 @@
+"""Bag replay and recording over real DDS (loopback), with rclpy subscribers in this process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels) not installed")
+
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, Imu  # noqa: E402
+
+from meetup_ros.bags import BagError, topics  # noqa: E402
+from meetup_ros.bags.reader import read_sequence  # noqa: E402
+from meetup_ros.nodes.bag_recorder import BagRecorder  # noqa: E402
+from meetup_ros.nodes.bag_replay_node import BagReplayNode, topic_qos  # noqa: E402
+
+pytestmark = pytest.mark.dds
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_BAG = REPO / "data" / "euroc_v1_01_easy_sample"
+
+
+@pytest.fixture(scope="module")
+def sample() -> object:
+    return read_sequence(SAMPLE_BAG)
+
+
+@pytest.fixture
+def ros() -> Iterator[tuple[object, SingleThreadedExecutor]]:
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    try:
+        yield context, executor
+    finally:
+        executor.shutdown()
+        rclpy.shutdown(context=context)
+
+
+def stamp_ns(msg: object) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec  # type: ignore[attr-defined]
+
+
+class Listener:
+    """Typed subscriptions that keep (arrival time, message) per topic."""
+
+    def __init__(self, context: object, types: dict[str, type]) -> None:
+        self.node = Node("test_listener", context=context)
+        self.received: dict[str, list[tuple[float, object]]] = {t: [] for t in types}
+        for topic, msg_type in types.items():
+            self.node.create_subscription(
+                msg_type, topic, lambda m, t=topic: self.received[t].append((time.monotonic(), m)),
+                topic_qos(topic),
+            )
+
+
+def spin_until(executor: SingleThreadedExecutor, done, timeout_s: float) -> None:
+    end = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.02)
+    # drain what is still in flight
+    drain_end = time.monotonic() + 0.3
+    while time.monotonic() < drain_end:
+        executor.spin_once(timeout_sec=0.02)
+
+
+def test_replay_at_rate_4_with_clock(ros, sample) -> None:
+    context, executor = ros
+    listener = Listener(context, {topics.CAM0_IMAGE: Image, topics.IMU: Imu, topics.CLOCK: Clock})
+    replay = BagReplayNode(
+        context=context, bag=str(SAMPLE_BAG), rate=4.0,
+        topics=[topics.CAM0_IMAGE, topics.IMU],
+    )
+    executor.add_node(listener.node)
+    executor.add_node(replay)
+    replay.start()
+    spin_until(executor, replay.done.is_set, 20.0)
+    report = replay.report
+    assert report.error is None
+    assert report.published == {topics.CAM0_IMAGE: 95, topics.IMU: 1141}
+
+    images = listener.received[topics.CAM0_IMAGE]
+    imu = listener.received[topics.IMU]
+    assert len(images) == 95 and len(imu) == 1141, "reliable QoS lost messages"
+    # content and order: the bag's stamps and pixels, in time order
+    np.testing.assert_array_equal([stamp_ns(m) for _, m in images], sample.cam0.stamps_ns)
+    np.testing.assert_array_equal([stamp_ns(m) for _, m in imu], sample.imu.stamps_ns)
+    last = images[-1][1]
+    assert (last.encoding, last.width, last.height, last.header.frame_id) == (
+        "mono8", 376, 240, "cam0")
+    np.testing.assert_array_equal(
+        np.asarray(last.data, dtype=np.uint8).reshape(240, 376), sample.cam0.images[-1]
+    )
+    gyro = [m.angular_velocity.z for _, m in imu[:5]]
+    np.testing.assert_array_equal(gyro, sample.imu.gyro_radps[:5, 2])
+
+    # timing: the 4.7 s of frames arrive over about 4.7 / 4 s of wall time
+    span_wall_s = images[-1][0] - images[0][0]
+    span_bag_s = (sample.cam0.stamps_ns[-1] - sample.cam0.stamps_ns[0]) / 1e9
+    assert span_wall_s == pytest.approx(span_bag_s / 4.0, abs=0.2)
+    assert report.bag_duration_s == pytest.approx(5.7, abs=1e-6)
+    assert report.lateness_stats()["p50"] < 20.0
+
+    # /clock follows bag time, never goes back within a pass, at most clock_hz per bag second
+    clock_ns = [m.clock.sec * 1_000_000_000 + m.clock.nanosec for _, m in
+                listener.received[topics.CLOCK]]
+    assert len(clock_ns) == report.clock_messages > 400
+    assert clock_ns[0] == sample.imu.stamps_ns[0]
+    assert np.all(np.diff(clock_ns) > 0)
+    assert np.min(np.diff(clock_ns)) >= 10_000_000  # 100 Hz default
+    assert clock_ns[-1] <= sample.imu.stamps_ns[-1]
+
+
+def test_loop_sends_stamps_back_and_skips_unimportable(ros, sample) -> None:
+    context, executor = ros
+    listener = Listener(context, {topics.CAM0_INFO: CameraInfo})
+    replay = BagReplayNode(
+        context=context, bag=[str(SAMPLE_BAG)], rate=20.0, loop=True, max_loops=2,
+        topics=[topics.CAM0_INFO, topics.TF_STATIC], publish_clock=False,
+    )
+    executor.add_node(listener.node)
+    executor.add_node(replay)
+    replay.start()
+    spin_until(executor, replay.done.is_set, 20.0)
+    assert replay.report.loops == 2
+    try:
+        import tf2_msgs  # noqa: F401
+    except ImportError:
+        assert replay.report.skipped_topics == {topics.TF_STATIC: "tf2_msgs/msg/TFMessage"}
+    stamps = [stamp_ns(m) for _, m in listener.received[topics.CAM0_INFO]]
+    assert len(stamps) == 2 * 95
+    assert int(np.sum(np.diff(stamps) < 0)) == 1, "a loop sends the stamps back exactly once"
+    assert stamps[95] == sample.cam0.stamps_ns[0]
+    info = listener.received[topics.CAM0_INFO][0][1]
+    np.testing.assert_allclose(np.asarray(info.k).reshape(3, 3), sample.cam0.K)
+
+
+def test_recorder_round_trip(ros, sample, tmp_path: Path) -> None:
+    context, executor = ros
+    recorder_node = Node("test_recorder", context=context)
+    wanted = [topics.CAM0_IMAGE, topics.CAM0_INFO, topics.IMU]
+    recorder = BagRecorder(recorder_node, tmp_path / "recorded", wanted, msgtypes={
+        topics.CAM0_IMAGE: "sensor_msgs/msg/Image", topics.CAM0_INFO: "sensor_msgs/msg/CameraInfo",
+    })  # /imu0's type is found on the graph
+    replay = BagReplayNode(context=context, bag=str(SAMPLE_BAG), rate=5.0, topics=wanted)
+    executor.add_node(recorder_node)
+    executor.add_node(replay)
+    recorder.start(discovery_timeout_s=5.0)
+    replay.start()
+    spin_until(executor, replay.done.is_set, 20.0)
+    counts = recorder.stop()
+    assert counts == {topics.CAM0_IMAGE: 95, topics.CAM0_INFO: 95, topics.IMU: 1141}
+    seq = read_sequence(tmp_path / "recorded", cameras=("cam0",))
+    np.testing.assert_array_equal(seq.cam0.stamps_ns, sample.cam0.stamps_ns)
+    np.testing.assert_array_equal(seq.cam0.images[10], sample.cam0.images[10])
+    np.testing.assert_array_equal(seq.imu.accel_mps2, sample.imu.accel_mps2)
+    np.testing.assert_allclose(seq.cam0.K, sample.cam0.K)
+
+
+def test_replay_rejects_bad_parameters(ros) -> None:
+    context, _ = ros
+    with pytest.raises(BagError, match=r"topic\(s\) \['/nope'\] not in bag"):
+        BagReplayNode(context=context, bag=str(SAMPLE_BAG), topics=["/nope"])
+    with pytest.raises(BagError, match=r"parameter 'rate' = 0.0; expected > 0"):
+        BagReplayNode(context=context, bag=str(SAMPLE_BAG), rate=0.0)
+    with pytest.raises(BagError, match=r"bag '/nonexistent' does not exist"):
+        BagReplayNode(context=context, bag="/nonexistent")
+
+
+def test_cli_replay_in_another_process(ros) -> None:
+    context, executor = ros
+    listener = Listener(context, {topics.IMU: Imu})
+    executor.add_node(listener.node)
+    cli = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from meetup_ros.cli import main; sys.exit(main())",
+         "replay", str(SAMPLE_BAG), "--rate", "8",
+         "--topics", topics.IMU, "--no-clock"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ),
+    )
+    spin_until(executor, lambda: cli.poll() is not None, 30.0)
+    output = cli.communicate()[0]
+    assert cli.returncode == 0, output
+    assert "replayed 1141 messages" in output
+    assert len(listener.received[topics.IMU]) == 1141
