@@ -11,7 +11,7 @@ SOURCE_ROOT = Path(__file__).resolve().parent.parent
 def share_dir() -> Path:
     """The package's share directory: ament's install space if there is one, else the repo."""
     try:
-        from ament_index_python.packages import (  # type: ignore[import-not-found]
+        from ament_index_python.packages import (
             PackageNotFoundError,
             get_package_share_directory,
         )

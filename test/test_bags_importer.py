@@ -168,3 +168,39 @@ def test_types_match_the_installed_ros_interfaces(mcap_bag: Path) -> None:
         pytest.skip(f"no ROS interface descriptions under {share}")
     metadata = (mcap_bag / "metadata.yaml").read_text()
     assert "durability: transient_local" in metadata  # /tf_static latched for ros2 bag play
+
+
+def test_cli_import_and_bag_info(
+    euroc_dir: Path, source, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from meetup_ros.cli import main
+
+    out = tmp_path / "cli_bag"
+    stamps = source.cam0.stamps_ns
+    rc = main(["import-euroc", str(euroc_dir), str(out), "--end-ns", str(stamps[3]),
+               "--downscale", "4", "--imu-margin-s", "0.05", "--storage", "sqlite3"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "images 188x120" in printed and "/cam1/image_raw: 4" in printed
+    assert main(["bag-info", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "storage:  sqlite3" in printed
+    assert "/imu0" in printed and "sensor_msgs/msg/Imu" in printed
+    # a user error is one line on stderr and exit status 2, no traceback
+    assert main(["import-euroc", str(tmp_path / "nowhere"), str(tmp_path / "b2")]) == 2
+    err = capsys.readouterr().err
+    assert "meetup-ros import-euroc: error: EuRoC folder" in err and "does not exist" in err
+    assert main(["bag-info", str(tmp_path / "nowhere")]) == 2
+
+
+def test_bundled_sample_is_what_the_documented_command_makes(mcap_bag: Path) -> None:
+    """data/README.md's command (downscale 2, 1 s margin) rebuilds the shipped bag's messages."""
+    shipped = Path(__file__).resolve().parent.parent / "data" / "euroc_v1_01_easy_sample"
+    rebuilt = iter_raw_messages(mcap_bag)
+    count = 0
+    for old, new in zip(iter_raw_messages(shipped), rebuilt, strict=True):
+        assert (old.topic, old.msgtype, old.stamp_ns) == (new.topic, new.msgtype, new.stamp_ns)
+        assert bytes(old.rawdata) == bytes(new.rawdata), f"{old.topic} at {old.stamp_ns}"
+        count += 1
+    assert count == 1752
+    assert bag_info(shipped)["size_bytes"] < 15_000_000

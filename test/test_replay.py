@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -107,9 +108,11 @@ def test_replay_at_rate_4_with_clock(ros, sample) -> None:
     # timing: the 4.7 s of frames arrive over about 4.7 / 4 s of wall time
     span_wall_s = images[-1][0] - images[0][0]
     span_bag_s = (sample.cam0.stamps_ns[-1] - sample.cam0.stamps_ns[0]) / 1e9
-    assert span_wall_s == pytest.approx(span_bag_s / 4.0, abs=0.2)
+    # never early (a message waits for its time); late only by load on a shared machine
+    assert span_bag_s / 4.0 - 0.05 < span_wall_s < span_bag_s / 4.0 + 0.6
     assert report.bag_duration_s == pytest.approx(5.7, abs=1e-6)
-    assert report.lateness_stats()["p50"] < 20.0
+    assert min(report.lateness_ms) >= 0.0
+    assert report.lateness_stats()["p50"] < 50.0
 
     # /clock follows bag time, never goes back within a pass, at most clock_hz per bag second
     clock_ns = [m.clock.sec * 1_000_000_000 + m.clock.nanosec for _, m in
@@ -125,7 +128,7 @@ def test_loop_sends_stamps_back_and_skips_unimportable(ros, sample) -> None:
     context, executor = ros
     listener = Listener(context, {topics.CAM0_INFO: CameraInfo})
     replay = BagReplayNode(
-        context=context, bag=[str(SAMPLE_BAG)], rate=20.0, loop=True, max_loops=2,
+        context=context, bag=[str(SAMPLE_BAG)], rate=20, loop=True, max_loops=2,
         topics=[topics.CAM0_INFO, topics.TF_STATIC], publish_clock=False,
     )
     executor.add_node(listener.node)
@@ -175,6 +178,10 @@ def test_replay_rejects_bad_parameters(ros) -> None:
         BagReplayNode(context=context, bag=str(SAMPLE_BAG), rate=0.0)
     with pytest.raises(BagError, match=r"bag '/nonexistent' does not exist"):
         BagReplayNode(context=context, bag="/nonexistent")
+    with pytest.raises(BagError, match=r"parameter 'clock_hz' = 0.0; expected > 0"):
+        BagReplayNode(context=context, bag=str(SAMPLE_BAG), clock_hz=0)
+    with pytest.raises(TypeError, match=r"unknown BagReplayNode parameter\(s\) \['speed'\]"):
+        BagReplayNode(context=context, bag=str(SAMPLE_BAG), speed=2.0)
 
 
 def test_cli_replay_in_another_process(ros) -> None:
@@ -192,3 +199,28 @@ def test_cli_replay_in_another_process(ros) -> None:
     assert cli.returncode == 0, output
     assert "replayed 1141 messages" in output
     assert len(listener.received[topics.IMU]) == 1141
+
+
+def test_console_script_loops_until_sigint(ros) -> None:
+    context, executor = ros
+    listener = Listener(context, {topics.IMU: Imu})
+    executor.add_node(listener.node)
+    script = Path(sys.executable).parent / "bag_replay_node"
+    if not script.exists():
+        pytest.skip(f"console script {script} not installed (pip install -e .)")
+    node = subprocess.Popen(
+        [str(script), "--ros-args", "-p", f"bag:={SAMPLE_BAG}", "-p", "loop:=true",
+         "-p", "rate:=20.0", "-p", "topics:=['/imu0']", "-p", "publish_clock:=false"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        # more than one pass arrives: the loop restarts and stamps go back
+        spin_until(executor, lambda: len(listener.received[topics.IMU]) > 1500, 20.0)
+    finally:
+        node.send_signal(signal.SIGINT)
+        output = node.communicate(timeout=10)[0]
+    assert node.returncode == 0, output
+    assert "restarting (stamps go back)" in output
+    assert "replayed" in output  # the end-of-run report, logged before shutdown
+    stamps = [stamp_ns(m) for _, m in listener.received[topics.IMU]]
+    assert np.any(np.diff(stamps) < 0)

@@ -327,8 +327,8 @@ def load_image(path: Path, calib: CameraCalibration | None = None) -> np.ndarray
         raw = path.read_bytes()
     except OSError as exc:
         raise EurocError(f"cannot read image {str(path)!r}: {exc}") from None
-    # libpng decodes a PNG cut inside its pixel data without error (the tail comes back black),
-    # so a missing IEND chunk is the check for truncation.
+    # OpenCV only returns None for a cut PNG (libpng's reason goes to stderr); checking for
+    # the closing IEND chunk first lets the error say "truncated".
     if raw[:8] != b"\x89PNG\r\n\x1a\n":
         raise EurocError(f"image {str(path)!r} is not a PNG (starts with {raw[:8]!r})")
     if b"IEND" not in raw[-16:]:

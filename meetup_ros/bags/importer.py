@@ -263,6 +263,8 @@ def _pending_messages(
     seq: EurocSequence, cams: list[tuple[CameraStream, CameraCalibration]],
     start_ns: int, end_ns: int, margin_ns: int,
 ) -> list[_Pending]:
+    # Tie-break at equal stamps: IMU (1), ground truth (2, 3), then per camera its info before
+    # its image, so a node has the IMU up to a frame's stamp when that frame arrives.
     pending: list[_Pending] = []
     for k, (stream, calib) in enumerate(cams):
         pending.extend(_camera_messages(stream, calib, start_ns, end_ns, 10 + 2 * k))

@@ -178,9 +178,12 @@ class Pipeline:
 def _init_context() -> Any:
     import rclpy
     from rclpy.context import Context
+    from rclpy.signals import SignalHandlerOptions
 
     context = Context()
-    rclpy.init(context=context, args=[])
+    # Ctrl-C arrives as KeyboardInterrupt, so the nodes publish their final diagnostics
+    # before the context shuts down.
+    rclpy.init(context=context, args=[], signal_handler_options=SignalHandlerOptions.NO)
     return context
 
 

@@ -18,12 +18,17 @@ from typing import Any
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 from rosbags.rosbag2.errors import WriterError
 
 from meetup_ros.bags import BagError
 from meetup_ros.bags.importer import TYPESTORE, offered_qos
-from meetup_ros.nodes.bag_replay_node import import_message_type, topic_qos
+from meetup_ros.nodes.bag_replay_node import (
+    import_message_type,
+    interrupt_on_signals,
+    topic_qos,
+)
 
 
 class BagRecorder:
@@ -146,7 +151,8 @@ def run_recorder(
     args: list[str] | None = None,
 ) -> dict[str, int]:
     """Init rclpy, record until ``duration_s`` or Ctrl-C, shut down; returns the counts."""
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    interrupt_on_signals()
     node = Node("bag_recorder")
     recorder = BagRecorder(node, out_bag, topics, msgtypes=msgtypes)
     try:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,11 +25,34 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 
 from meetup_ros.bags import BagError, topics
 from meetup_ros.bags.importer import QOS_DEPTH
 from meetup_ros.bags.reader import bag_info, iter_raw_messages
+
+# Parameters with their defaults (the type of the default is the parameter's type).
+PARAMETERS: dict[str, Any] = {
+    "bag": "",
+    "rate": 1.0,
+    "loop": False,
+    "topics": [""],
+    "publish_clock": True,
+    "clock_hz": 100.0,
+    "start_delay_s": 0.5,
+    "max_loops": 0,
+}
+DESCRIPTIONS = {
+    "bag": f"rosbag2 folder(s), separated by {os.pathsep!r}",
+    "rate": "playback speed factor (> 0)",
+    "loop": "restart at the end; header stamps and /clock then go back",
+    "topics": "topics to play; [''] = all (a ROS parameter list cannot be empty)",
+    "publish_clock": "publish /clock (bag time)",
+    "clock_hz": "most /clock messages per second of bag time",
+    "start_delay_s": "wall time to wait after creating publishers, for discovery",
+    "max_loops": "with loop: stop after this many passes (0 = run until shutdown)",
+}
 
 
 def import_message_type(msgtype: str) -> Any | None:
@@ -65,7 +89,8 @@ class ReplayReport:
     loops: int = 0
     bag_duration_s: float = 0.0
     wall_s: float = 0.0
-    lateness_ms: list[float] = field(default_factory=list)
+    # the most recent 100k publishes: a looping replay must not grow without bound
+    lateness_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
     error: str | None = None
 
     def lateness_stats(self) -> dict[str, float]:
@@ -102,28 +127,27 @@ class BagReplayNode(Node):
     def __init__(
         self, *, node_name: str = "bag_replay", context: Any = None, **overrides: Any
     ) -> None:
+        unknown = sorted(set(overrides) - set(PARAMETERS))
+        if unknown:
+            raise TypeError(f"unknown BagReplayNode parameter(s) {unknown!r}; "
+                            f"expected some of {sorted(PARAMETERS)!r}")
         if isinstance(overrides.get("bag"), list | tuple):
             overrides["bag"] = os.pathsep.join(str(p) for p in overrides["bag"])
         if overrides.get("topics") is None:
             overrides.pop("topics", None)
+        for name, value in overrides.items():
+            # rclpy refuses an int for a double parameter; rate=4 is meant as 4.0
+            if isinstance(PARAMETERS[name], float) and isinstance(value, int):
+                overrides[name] = float(value)
         super().__init__(
             node_name,
             context=context,
             parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
         )
-        declare = self.declare_parameter
-        declare("bag", "", ParameterDescriptor(
-            description=f"rosbag2 folder(s), separated by {os.pathsep!r}"))
-        declare("rate", 1.0, ParameterDescriptor(description="playback speed factor (> 0)"))
-        declare("loop", False, ParameterDescriptor(description="restart at the end"))
-        declare("topics", [""], ParameterDescriptor(description="topics to play; [''] = all"))
-        declare("publish_clock", True, ParameterDescriptor(description="publish /clock"))
-        declare("clock_hz", 100.0, ParameterDescriptor(
-            description="most /clock messages per second of bag time"))
-        declare("start_delay_s", 0.5, ParameterDescriptor(
-            description="wall time to wait after creating publishers, for discovery"))
-        declare("max_loops", 0, ParameterDescriptor(
-            description="with loop: stop after this many passes (0 = run until shutdown)"))
+        for name, default in PARAMETERS.items():
+            self.declare_parameter(
+                name, default, ParameterDescriptor(description=DESCRIPTIONS[name])
+            )
 
         get = self.get_parameter
         bag_text = str(get("bag").value)
@@ -132,13 +156,16 @@ class BagReplayNode(Node):
         self.loop = bool(get("loop").value)
         self.topic_filter = [t for t in get("topics").value if t] or None
         self.publish_clock = bool(get("publish_clock").value)
-        self.clock_period_ns = int(1e9 / float(get("clock_hz").value))
         self.start_delay_s = float(get("start_delay_s").value)
         self.max_loops = int(get("max_loops").value)
         if not self.bag_paths:
             raise BagError("parameter 'bag' is empty; expected a rosbag2 folder")
         if not self.rate > 0:
             raise BagError(f"parameter 'rate' = {self.rate!r}; expected > 0")
+        clock_hz = float(get("clock_hz").value)
+        if not clock_hz > 0:
+            raise BagError(f"parameter 'clock_hz' = {clock_hz!r}; expected > 0")
+        self.clock_period_ns = int(1e9 / clock_hz)
 
         info = bag_info(self.bag_paths)
         self.report = ReplayReport(bag_duration_s=info["duration_s"])
@@ -252,6 +279,20 @@ class BagReplayNode(Node):
         self.get_logger().info(self.report.summary())
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def interrupt_on_signals() -> None:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt in the main thread (entry points only).
+
+    rclpy's own handler would shut the context down under the playback thread; and a shell
+    starts background jobs with SIGINT ignored, which Python would keep.
+    """
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 def run_replay(
     bag_paths: str | Sequence[str],
     *,
@@ -263,7 +304,8 @@ def run_replay(
 ) -> ReplayReport:
     """Init rclpy, replay the bag to the end (or Ctrl-C), shut down; return the report."""
     paths = [bag_paths] if isinstance(bag_paths, str) else list(bag_paths)
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    interrupt_on_signals()
     node: BagReplayNode | None = None
     try:
         node = BagReplayNode(
@@ -288,7 +330,8 @@ def run_replay(
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``bag_replay_node``: parameters from --ros-args."""
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    interrupt_on_signals()
     node: BagReplayNode | None = None
     try:
         node = BagReplayNode()

@@ -19,6 +19,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 
 from meetup_ros.ros.convert import ns_to_stamp
 from meetup_ros.ros.latency import LatencyTracker
@@ -128,6 +129,10 @@ def transform_msg(stamp_ns: int, T_parent_child: np.ndarray, parent: str, child:
     return msg
 
 
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
     """Init rclpy, build one node, spin until Ctrl-C or shutdown, then clean up.
 
@@ -135,11 +140,16 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
     diagnostics are published while the publisher still exists. Returns 0, or 1 when the
     node could not be built (the reason is logged).
     """
-    rclpy.init(args=list(args) if args is not None else None)
+    # rclpy's own SIGINT handler would shut the context down before the node could publish
+    # its final diagnostics; take Ctrl-C (and SIGTERM from launch) as KeyboardInterrupt here.
+    rclpy.init(
+        args=list(args) if args is not None else None,
+        signal_handler_options=SignalHandlerOptions.NO,
+    )
     node: Node | None = None
     code = 0
-    # SIGTERM (launch, ros2 bag tests) gets the same clean path as Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
     try:
         node = node_factory()
         rclpy.spin(node)
@@ -151,8 +161,11 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
     finally:
         if node is not None:
             close = getattr(node, "close", None)
-            if callable(close):
-                close()
+            if callable(close) and node.context.ok():
+                try:
+                    close()
+                except Exception as exc:  # shutting down anyway; say why the summary is missing
+                    node.get_logger().warning(f"final diagnostics not published: {exc}")
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()

@@ -1,0 +1,211 @@
+"""Multi-rate IMU windowing: every IMU sample between two camera frames, each with its dt.
+
+Camera frames arrive at 20 Hz and IMU samples at 200 Hz on separate streams. The windower
+holds IMU samples in a bounded, stamp-ordered queue; a frame at ``stamp_ns`` takes every queued
+sample with a stamp up to and including it. Guarantees, counted in :class:`WindowStats`:
+
+- none dropped: a sample is either used in exactly one window, rejected with a counted reason
+  (NaN/inf, duplicate stamp, queue overflow) or discarded by a reset;
+- none used twice: a window removes what it takes from the queue;
+- slightly late samples (stamp before the newest one) are inserted in stamp order; one that
+  arrives after its window has closed (the frame came first) goes to the next window instead
+  of being lost, and is counted as ``late_merged``;
+- a stamp that goes back by more than ``reset_backwards_s`` (a bag played in a loop) resets
+  the windower, and the samples then queued are counted as ``discarded_on_reset``;
+- a missing camera frame loses nothing: the next frame's window spans both intervals.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+NS_PER_S = 1_000_000_000
+
+
+class OdometryError(Exception):
+    """Bad input to the odometry core (IMU sample, image, weights, configuration)."""
+
+
+@dataclass
+class WindowStats:
+    """Counters of IMU samples; ``received == used + dropped + pending + discarded_on_reset``."""
+
+    received: int = 0
+    used: int = 0
+    dropped: int = 0
+    late_merged: int = 0
+    discarded_on_reset: int = 0
+    resets: int = 0
+    windows: int = 0
+    dropped_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str) -> None:
+        self.dropped += 1
+        self.dropped_by_reason[reason] = self.dropped_by_reason.get(reason, 0) + 1
+
+
+@dataclass(frozen=True)
+class ImuWindow:
+    """The IMU samples of one frame interval (``start_ns``, ``end_ns``], in stamp order.
+
+    ``dt_s[i]`` is the time covered by sample i: its stamp minus the previous sample's (across
+    windows); the first sample after a (re)start gets the nominal period.
+    """
+
+    start_ns: int  # previous frame stamp (or first sample stamp minus dt after a start)
+    end_ns: int  # this frame's stamp
+    stamps_ns: np.ndarray  # (n,) int64
+    gyro_radps: np.ndarray  # (n, 3) float64
+    accel_mps2: np.ndarray  # (n, 3) float64
+    dt_s: np.ndarray  # (n,) float64
+
+    def __len__(self) -> int:
+        return int(self.stamps_ns.shape[0])
+
+
+class ImuWindower:
+    """Bounded, stamp-ordered IMU queue cut into windows at camera frame stamps.
+
+    Args:
+        rate_hz: nominal IMU rate; sets the dt of a first sample and the default capacity.
+        capacity: most samples held between frames (default: 5 s at ``rate_hz``, so a camera
+            outage of up to 5 s loses nothing; the estimator closes inertial-only windows
+            long before that).
+        reset_backwards_s: a stamp this far before the newest one means time went back.
+    """
+
+    def __init__(
+        self, rate_hz: float = 200.0, capacity: int | None = None, reset_backwards_s: float = 0.5
+    ) -> None:
+        if not rate_hz > 0:
+            raise OdometryError(f"IMU rate_hz = {rate_hz!r}, expected > 0")
+        if not reset_backwards_s > 0:
+            raise OdometryError(f"reset_backwards_s = {reset_backwards_s!r}, expected > 0")
+        self.rate_hz = float(rate_hz)
+        self.capacity = int(capacity) if capacity is not None else int(round(5 * rate_hz))
+        if self.capacity < 1:
+            raise OdometryError(f"IMU queue capacity = {capacity!r}, expected >= 1")
+        self.reset_backwards_ns = int(reset_backwards_s * NS_PER_S)
+        self.nominal_dt_s = 1.0 / self.rate_hz
+        self.stats = WindowStats()
+        self._stamps: list[int] = []
+        self._samples: list[tuple[float, float, float, float, float, float]] = []
+        self._newest_ns: int | None = None  # newest stamp accepted
+        self._last_used_ns: int | None = None  # stamp of the last sample put in a window
+        self._last_end_ns: int | None = None  # end of the last window
+        self.reset_happened = False  # set by add() when its sample reset the windower
+
+    # -- input ---------------------------------------------------------------------------------
+    def add(self, stamp_ns: int, gyro_radps: np.ndarray, accel_mps2: np.ndarray) -> bool:
+        """Queue one sample; returns False if it was rejected (reason counted and logged).
+
+        A stamp more than ``reset_backwards_s`` before the newest one resets the windower
+        first (``reset_happened`` tells the caller); the sample is then queued.
+        """
+        self.stats.received += 1
+        stamp_ns = int(stamp_ns)
+        gyro = np.asarray(gyro_radps, dtype=np.float64).reshape(-1)
+        accel = np.asarray(accel_mps2, dtype=np.float64).reshape(-1)
+        if gyro.shape != (3,) or accel.shape != (3,):
+            self._reject("bad_shape", stamp_ns, f"gyro {gyro.shape}, accel {accel.shape}, "
+                         "expected (3,) each")
+            return False
+        if not (np.all(np.isfinite(gyro)) and np.all(np.isfinite(accel))):
+            self._reject("non_finite", stamp_ns,
+                         f"gyro_radps {gyro.tolist()!r} accel_mps2 {accel.tolist()!r} has "
+                         "NaN or inf")
+            return False
+        self.reset_happened = False
+        if self._newest_ns is not None and stamp_ns < self._newest_ns - self.reset_backwards_ns:
+            self.reset(
+                f"IMU stamp {stamp_ns} ns is {(self._newest_ns - stamp_ns) / 1e9:.3f} s before "
+                f"the newest {self._newest_ns} ns (time went back)"
+            )
+            self.reset_happened = True
+        i = bisect.bisect_left(self._stamps, stamp_ns)
+        if i < len(self._stamps) and self._stamps[i] == stamp_ns:
+            self._reject("duplicate_stamp", stamp_ns, "a queued sample has the same stamp")
+            return False
+        if self._last_used_ns is not None and stamp_ns == self._last_used_ns:
+            self._reject("duplicate_stamp", stamp_ns, "a used sample had the same stamp")
+            return False
+        if len(self._stamps) >= self.capacity:
+            self._reject("queue_full", stamp_ns,
+                         f"{len(self._stamps)} samples queued (capacity {self.capacity}); "
+                         "no camera frame has closed a window")
+            return False
+        if self._last_end_ns is not None and stamp_ns <= self._last_end_ns:
+            # Its window closed before it arrived: it joins the next one, first in line.
+            self.stats.late_merged += 1
+            i = 0
+        self._stamps.insert(i, stamp_ns)
+        self._samples.insert(i, (gyro[0], gyro[1], gyro[2], accel[0], accel[1], accel[2]))
+        if self._newest_ns is None or stamp_ns > self._newest_ns:
+            self._newest_ns = stamp_ns
+        return True
+
+    def _reject(self, reason: str, stamp_ns: int, detail: str) -> None:
+        self.stats.drop(reason)
+        count = self.stats.dropped_by_reason[reason]
+        # Log the first few of each reason, then every 100th, so a flood cannot stall the node.
+        if count <= 3 or count % 100 == 0:
+            logger.warning("IMU sample at %d ns rejected (%s, %d so far): %s",
+                           stamp_ns, reason, count, detail)
+
+    # -- output --------------------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        return len(self._stamps)
+
+    @property
+    def newest_ns(self) -> int | None:
+        return self._newest_ns
+
+    @property
+    def oldest_pending_ns(self) -> int | None:
+        return self._stamps[0] if self._stamps else None
+
+    def take(self, end_ns: int) -> ImuWindow:
+        """Remove and return every queued sample with a stamp <= ``end_ns`` (may be empty)."""
+        end_ns = int(end_ns)
+        n = bisect.bisect_right(self._stamps, end_ns)
+        # Late-merged samples sit at the front with stamps before the last window's end.
+        stamps = np.asarray(self._stamps[:n], dtype=np.int64)
+        values = np.asarray(self._samples[:n], dtype=np.float64).reshape(n, 6)
+        del self._stamps[:n]
+        del self._samples[:n]
+        dt_s = np.empty(n, dtype=np.float64)
+        previous = self._last_used_ns
+        for i in range(n):
+            step = None if previous is None else (int(stamps[i]) - previous) / NS_PER_S
+            # A late-merged sample's stamp precedes the previous one; it still covers a
+            # nominal period of motion that no other sample covered.
+            dt_s[i] = self.nominal_dt_s if step is None or step <= 0 else step
+            previous = max(int(stamps[i]), previous or 0)
+        if n:
+            self._last_used_ns = previous
+        start_ns = (self._last_end_ns if self._last_end_ns is not None
+                    else (int(stamps[0]) - int(dt_s[0] * NS_PER_S) if n else end_ns))
+        self._last_end_ns = max(end_ns, self._last_end_ns or end_ns)
+        self.stats.used += n
+        self.stats.windows += 1
+        return ImuWindow(start_ns, end_ns, stamps, values[:, :3].copy(), values[:, 3:].copy(),
+                         dt_s)
+
+    def reset(self, reason: str) -> None:
+        """Forget all state; queued samples are counted as ``discarded_on_reset``."""
+        logger.warning("IMU windower reset (%s); discarding %d queued sample(s)",
+                       reason, len(self._stamps))
+        self.stats.discarded_on_reset += len(self._stamps)
+        self.stats.resets += 1
+        self._stamps.clear()
+        self._samples.clear()
+        self._newest_ns = None
+        self._last_used_ns = None
+        self._last_end_ns = None
