@@ -20,7 +20,7 @@ import torch
 
 rclpy = pytest.importorskip("rclpy")
 
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from geometry_msgs.msg import PoseStamped, TwistStamped  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.context import Context  # noqa: E402
@@ -226,7 +226,7 @@ def test_monitor_gate_open_only_when_verified(harness: Harness, tmp_path: Path) 
     harness.wait_for(lambda: harness.count("/cmd") == 1, 10, "/cmd after a verified state")
     assert harness.received["/safety/status"][-1].data == "verified"
     assert harness.received["/cmd"][-1].twist.linear.z == pytest.approx(1.0)
-    assert _last_certificate(harness).level == 0  # OK
+    assert _last_certificate(harness).level == DiagnosticStatus.OK
     # Fast and close: 'continue' on top inside the domain, a real counterexample.
     _propose(harness, STAMP0_NS + 50_000_000, [1.0, 0.0, 0.0, 0.0, 0.6], 1.0)
     harness.wait_for(lambda: harness.count("/cmd") == 2, 10, "/cmd after a violated state")
@@ -235,7 +235,7 @@ def test_monitor_gate_open_only_when_verified(harness: Harness, tmp_path: Path) 
     assert fallback.twist.linear.z == 0.0
     assert cv.stamp_to_ns(fallback.header.stamp) == STAMP0_NS + 50_000_000
     certificate = _last_certificate(harness)
-    assert certificate.level == 2  # ERROR
+    assert certificate.level == DiagnosticStatus.ERROR
     values = {kv.key: kv.value for kv in certificate.values}
     assert "counterexample_x" in values and "counterexample_y" in values
     assert node.certificates["violated"] == 1 and node.certificates["verified"] == 1
@@ -251,7 +251,7 @@ def test_monitor_gate_closed_on_unknown(harness: Harness, tmp_path: Path) -> Non
     harness.wait_for(lambda: harness.count("/cmd") == 1, 10, "/cmd after an unknown state")
     assert harness.received["/safety/status"][-1].data == "unknown"
     assert harness.received["/cmd"][-1].twist.linear.z == 0.0
-    assert _last_certificate(harness).level == 1  # WARN
+    assert _last_certificate(harness).level == DiagnosticStatus.WARN
     # A state with a value missing from the named vector is logged; the node goes on.
     harness.publish("/controller/state", cv.named_vector_msg(STAMP0_NS + 1, ["a"], np.zeros(1)))
     harness.wait_for(lambda: node.health.counters["bad_state"] == 1, 5, "bad_state")

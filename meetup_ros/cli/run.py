@@ -32,6 +32,8 @@ PIPELINE_NODES = {
     "safety_monitor_node": "meetup_ros.nodes.safety_monitor_node:SafetyMonitorNode",
 }
 DEFAULT_PARAMS = "pipeline.yaml"
+# Reports of the offline evaluation commands, shipped in models/ beside the weights they score.
+OFFLINE_REPORTS = ("vio_report.json", "slam_report.json")
 DEFAULT_BAG = "euroc_v1_01_easy_sample"
 OUTPUT_TOPICS = {
     "/odom": "nav_msgs/msg/Odometry",
@@ -231,6 +233,7 @@ def run_demo(
     import rclpy
     from rclpy.node import Node
 
+    from meetup_ros import paths
     from meetup_ros.evaluation.report import build_report
     from meetup_ros.nodes.bag_recorder import BagRecorder
     from meetup_ros.nodes.bag_replay_node import BagReplayNode
@@ -294,6 +297,7 @@ def run_demo(
         },
         out_dir=out_dir,
         short=short,
+        offline_reports=tuple(paths.model_path(name) for name in OFFLINE_REPORTS),
     )
     return report, pipeline.failures
 

@@ -151,9 +151,14 @@ def build_report(
     replay: Mapping[str, Any],
     out_dir: Path,
     short: bool = False,
+    offline_reports: tuple[Path, ...] = (),
 ) -> dict[str, Any]:
     """Compute every figure, write ``out_dir/report.json`` and the figures; return the report.
 
+    ``offline_reports``: JSON files written by the offline evaluation commands (e.g.
+    ``models/vio_report.json`` from ``meetup-ros evaluate-vio``); their figures that the
+    bundled bag cannot give (the held-out flight, the moving visual sequences) are copied
+    under the same keys, with their source in ``offline_figures_source``.
     ``short`` limits the offline comparisons (stereo depth targets, solver iterations) to a
     few pairs so the main job's test stays fast; the replay itself is the same.
     """
@@ -248,12 +253,41 @@ def build_report(
     if gt is not None:
         tr.write_tum(out_dir / "groundtruth.tum", gt)
     _write_certificates(out_dir, report, recorded["/diagnostics"])
+    report.update(offline_figures(offline_reports))
     report["errors"] = figures.errors
     report["inputs"] = {"input_bag": str(input_bag), "recorded_bag": str(recorded_bag),
                         "short": short, "replay": dict(replay)}
     report = _finite(report)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     return report
+
+
+# Figures of the offline evaluations that the bundled bag (at rest) cannot give.
+OFFLINE_KEYS = (
+    "ate_rmse_m_inertial_heldout", "ate_rmse_m_inertial_heldout_dead_reckoning",
+    "ate_rmse_m_visual", "ate_rmse_m_visual_baseline",
+)
+
+
+def offline_figures(paths: tuple[Path, ...]) -> dict[str, Any]:
+    """``OFFLINE_KEYS`` found in the given JSON reports, and where each came from."""
+    out: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for path in paths:
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            logger.warning("offline report %s unreadable: %s", path, exc)
+            continue
+        for key in OFFLINE_KEYS:
+            if key in data and key not in out:
+                out[key] = data[key]
+                sources[key] = str(path)
+    if sources:
+        out["offline_figures_source"] = sources
+    return out
 
 
 # ---- depth helpers ------------------------------------------------------------------------

@@ -20,7 +20,6 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,17 +95,6 @@ class TickResult:
     domains: int = 0
 
 
-def load_property(path: Path) -> Any:
-    """A verification Property from a .yaml (node schema) or .vnnlib file."""
-    if path.suffix == ".vnnlib":
-        from meetup_ros.verification.vnnlib import load_vnnlib
-
-        return load_vnnlib(path)
-    from meetup_ros.verification.spec import load_property_yaml
-
-    return load_property_yaml(path)
-
-
 class SafetyMonitorNode(Node):
     """Certifies each (state, command) pair by branch and bound and gates the command."""
 
@@ -133,7 +121,7 @@ class SafetyMonitorNode(Node):
             path = paths.config_path(name)
             if not path.is_file():
                 raise RosInputError(f"property file {str(path)!r} does not exist")
-            monitor = RuntimeMonitor(network_path, load_property(path), deadline_s=p.deadline_s)
+            monitor = RuntimeMonitor(network_path, path, deadline_s=p.deadline_s)
             self.monitors.append((path.name, monitor))
         self.axes = StateAxes(p.forward_axis_base, p.up_axis_base)
         self.health = NodeHealth(self, ["certificate"], p.diagnostics_period_s)
@@ -245,7 +233,9 @@ class SafetyMonitorNode(Node):
                 )
                 self.health.problem("verifier_exception", result.reason)
         result.elapsed_s = time.perf_counter() - start
-        if result.status != "unknown" and result.elapsed_s > p.deadline_s + p.deadline_grace_s:
+        # A proof that came too late is treated as a timeout (gate closed); a confirmed
+        # counterexample stays a violation however long it took to find.
+        if result.status == "verified" and result.elapsed_s > p.deadline_s + p.deadline_grace_s:
             self.health.counters["late_certificates"] += 1
             result = TickResult(
                 "unknown",
@@ -266,8 +256,7 @@ class SafetyMonitorNode(Node):
         for name, monitor in self.monitors:
             # Whatever time is left of this tick's deadline goes to the next property.
             remaining_s = max(p.deadline_s - (time.perf_counter() - start), 1e-3)
-            monitor.deadline_s = remaining_s
-            cert = monitor.certify(lower, upper)
+            cert = monitor.certify(lower, upper, deadline_s=remaining_s)
             domains += int(getattr(cert, "domains", 0) or 0)
             reasons.append(f"{name}: {cert.status} ({cert.reason})")
             if cert.status not in STATUSES:

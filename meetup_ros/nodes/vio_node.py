@@ -19,6 +19,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image, Imu
 
 from meetup_ros import paths
+from meetup_ros.odometry.estimator import VioEstimator
+from meetup_ros.odometry.windowing import OdometryError
 from meetup_ros.ros import RosInputError
 from meetup_ros.ros.convert import image_to_mono8, imu_to_arrays, odometry_msg, stamp_to_ns
 from meetup_ros.ros.node_tools import (
@@ -60,15 +62,13 @@ class VioNode(Node):
             raise RosInputError(
                 f"imu_queue_depth {p.imu_queue_depth!r} < 200 would drop 200 Hz IMU samples"
             )
-        from meetup_ros.odometry.estimator import VioEstimator
-
         weights = paths.model_path(p.weights_path)
         self.estimator = VioEstimator.from_weights(weights)
         self.health = NodeHealth(self, ["frame", "imu"], p.diagnostics_period_s)
         self.health.extra_statuses.append(self._estimator_status)
         self._hw = (p.image_height, p.image_width) if p.image_height and p.image_width else None
-        self._last_imu_ns: int | None = None
-        self._last_frame_ns: int | None = None
+        self._resets_seen = 0
+        self._frames_dropped_seen = 0
         self.odom_pub = self.create_publisher(Odometry, p.odom_topic, reliable_qos(50))
         self.tf = make_tf_broadcaster(self) if p.publish_tf else None
         self.create_subscription(Imu, p.imu_topic, self._on_imu, reliable_qos(p.imu_queue_depth))
@@ -79,11 +79,21 @@ class VioNode(Node):
             f"VIO on {p.image_topic} + {p.imu_topic} -> {p.odom_topic}; weights {weights}"
         )
 
-    def _reset(self, reason: str) -> None:
-        self.health.problem("resets", f"resetting the estimator: {reason}")
-        self.estimator.reset(reason)
-        self._last_imu_ns = None
-        self._last_frame_ns = None
+    def _check_resets(self, topic: str, stamp_ns: int) -> None:
+        """Log what the estimator did with out-of-order input (it owns the policy)."""
+        stats = self.estimator.stats
+        if stats.resets > self._resets_seen:
+            self._resets_seen = stats.resets
+            self.health.problem(
+                "resets", f"{topic} stamp {stamp_ns} ns went back: the estimator reset "
+                "(a bag played in a loop?)",
+            )
+        if stats.frames_dropped > self._frames_dropped_seen:
+            self._frames_dropped_seen = stats.frames_dropped
+            self.health.problem(
+                "frames_out_of_order", f"{topic} stamp {stamp_ns} ns not after the previous "
+                "frame; dropped by the estimator",
+            )
 
     def _on_imu(self, msg: Imu) -> None:
         p = self.params
@@ -93,14 +103,11 @@ class VioNode(Node):
             except RosInputError as exc:
                 self.health.problem("bad_imu", f"dropped: {exc}")
                 return
-            if self._last_imu_ns is not None and stamp_ns < self._last_imu_ns:
-                self._reset(
-                    f"{p.imu_topic} stamp {stamp_ns} ns is before the previous "
-                    f"{self._last_imu_ns} ns (time went back)"
-                )
-            self._last_imu_ns = stamp_ns
+            # Slightly late samples are merged in order by the estimator; a jump back of
+            # more than its reset_backwards_s resets it (see odometry.windowing).
             self.estimator.add_imu(stamp_ns, gyro_radps, accel_mps2)
             self.health.counters["imu_received"] += 1
+            self._check_resets(p.imu_topic, stamp_ns)
 
     def _on_image(self, msg: Image) -> None:
         p = self.params
@@ -113,14 +120,14 @@ class VioNode(Node):
             if self._hw is None:
                 self._hw = (int(image.shape[0]), int(image.shape[1]))
             stamp_ns = stamp_to_ns(msg.header.stamp)
-            if self._last_frame_ns is not None and stamp_ns <= self._last_frame_ns:
-                self._reset(
-                    f"{p.image_topic} stamp {stamp_ns} ns is not after the previous "
-                    f"{self._last_frame_ns} ns (time went back)"
-                )
-            self._last_frame_ns = stamp_ns
             self.health.counters["frames_received"] += 1
-            estimate = self.estimator.add_frame(stamp_ns, image)
+            try:
+                estimate = self.estimator.add_frame(stamp_ns, image)
+            except OdometryError as exc:
+                self.health.problem("bad_image", f"{p.image_topic}: {exc}")
+                return
+            finally:
+                self._check_resets(p.image_topic, stamp_ns)
             if estimate is None:
                 return
             self._publish(estimate)

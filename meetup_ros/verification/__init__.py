@@ -1,1 +1,17 @@
-"""verification."""
+"""Neural-network verification: loaders, specifications, bounds, branch and bound, runtime.
+
+``network`` holds the verifier's own layer list (affine layers with ReLU between them),
+``onnx_loader``/``nnet`` build it from files, ``vnnlib``/``spec`` read properties,
+``bounds`` computes interval, CROWN and LP lower bounds, ``mip`` is the exact oracle,
+``bab`` the branch-and-bound driver and ``runtime`` the per-tick safety monitor. ROS-free.
+"""
+
+from __future__ import annotations
+
+
+class VerificationError(Exception):
+    """Base class of every error raised by meetup_ros.verification."""
+
+
+class VerificationInputError(VerificationError, ValueError):
+    """A network file, property file or region is malformed or unsupported."""

@@ -1,0 +1,89 @@
+"""Odometry commands: evaluate-vio (EuRoC, vs dead reckoning), evaluate-visual (KITTI, TUM)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from meetup_ros.cli import CommandError
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    """Add the odometry subcommands to the ``meetup-ros`` parser."""
+    p = subparsers.add_parser(
+        "evaluate-vio",
+        help="score the VIO on a EuRoC bag: at rest with images, held-out flight inertial-only",
+    )
+    p.add_argument("--bag", nargs="+", default=["data/euroc_v1_01_easy_sample"],
+                   help="rosbag2 folder(s) (data/ if relative and not found); the full-flight "
+                        "bag from import-euroc --imu-margin-s 200 adds the in-motion score")
+    p.add_argument("--weights", default="models/vio.pt", help="VIO weights (models/ if relative)")
+    p.add_argument("--out", default="out/vio", help="folder for JSON, TUM files and plots")
+    p.add_argument("--heldout-s", type=float, default=30.0,
+                   help="held-out flight length (s) when the weights do not record it")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.set_defaults(func=_evaluate_vio)
+
+    p = subparsers.add_parser(
+        "evaluate-visual",
+        help="monocular image branch vs a classical OpenCV baseline on KITTI and TUM frames",
+    )
+    p.add_argument("--data-root", default="../shared/data", help="folder with the sequences")
+    p.add_argument("--weights", default="models/vio.pt", help="VIO weights (models/ if relative)")
+    p.add_argument("--out", default="out/visual", help="folder for JSON, TUM files and plots")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.set_defaults(func=_evaluate_visual)
+
+
+def _weights(name: str) -> Path:
+    from meetup_ros import paths
+
+    path = paths.model_path(name)
+    if not path.is_file():
+        raise CommandError(f"weights {name!r} not found (looked at {str(path)!r}); "
+                           "train them with `meetup-ros train vio`")
+    return path
+
+
+def _evaluate_vio(args: argparse.Namespace) -> int:
+    import torch
+
+    from meetup_ros import paths
+    from meetup_ros.bags import BagError
+    from meetup_ros.odometry.evaluation import evaluate_vio
+    from meetup_ros.odometry.windowing import OdometryError
+
+    torch.set_num_threads(args.threads)
+    bags = [paths.data_path(b) for b in args.bag]
+    try:
+        report = evaluate_vio(bags, _weights(args.weights), args.out, heldout_s=args.heldout_s)
+    except (OdometryError, BagError) as exc:
+        raise CommandError(str(exc)) from None
+    _print(report)
+    print(f"wrote {Path(args.out) / 'vio_report.json'}")
+    return 0
+
+
+def _evaluate_visual(args: argparse.Namespace) -> int:
+    import torch
+
+    from meetup_ros.odometry.visual_baseline import evaluate_visual
+    from meetup_ros.odometry.windowing import OdometryError
+
+    torch.set_num_threads(args.threads)
+    try:
+        report = evaluate_visual(Path(args.data_root), _weights(args.weights), Path(args.out))
+    except OdometryError as exc:
+        raise CommandError(str(exc)) from None
+    _print(report)
+    print(f"wrote {Path(args.out) / 'visual_report.json'}")
+    return 0
+
+
+def _print(report: dict[str, Any]) -> None:
+    print(json.dumps(report, indent=2, default=float))

@@ -1,0 +1,336 @@
+"""VioEstimator: the runtime API of the learned VIO (numpy in, numpy out; no ROS).
+
+IMU samples go in at 200 Hz through :meth:`VioEstimator.add_imu` (validation and a queue
+insert only); each camera frame through :meth:`VioEstimator.add_frame` closes an IMU window
+(:mod:`meetup_ros.odometry.windowing`), runs the network once and composes the se(3)
+increment onto ``T_odom_base`` with the exponential map. The odom frame is gravity-aligned
+(z up) with the yaw of the first pose 0 and its origin at the first pose; base = EuRoC body =
+IMU frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pypose as pp
+import torch
+
+from meetup_ros.odometry.model import (
+    MODEL_NAME,
+    VioNet,
+    VioState,
+    VioNetConfig,
+    gravity_attitude,
+    image_pair_tensor,
+    imu_sample_features,
+    se3_exp,
+    window_features,
+)
+from meetup_ros.odometry.windowing import NS_PER_S, ImuWindow, ImuWindower, OdometryError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OdometryEstimate:
+    """One pose estimate at a camera frame (covariances in ROS order x y z rx ry rz)."""
+
+    stamp_ns: int
+    T_odom_base: np.ndarray  # (4, 4) float64
+    v_base_mps: np.ndarray  # (3,) body frame
+    omega_base_radps: np.ndarray  # (3,) body frame
+    pose_covariance: np.ndarray  # (6, 6), position in odom, rotation about odom axes
+    twist_covariance: np.ndarray  # (6, 6), body frame
+    imu_samples_used: int
+    inertial_only: bool = False
+
+
+@dataclass
+class EstimatorStats:
+    received: int = 0
+    dropped: int = 0
+    used: int = 0
+    pending: int = 0
+    late_merged: int = 0
+    discarded_on_reset: int = 0
+    resets: int = 0
+    frames: int = 0
+    frames_dropped: int = 0
+    inertial_only_windows: int = 0
+
+
+def _rotation_matrix(q_xyzw: np.ndarray) -> np.ndarray:
+    return np.asarray(pp.SO3(torch.as_tensor(q_xyzw, dtype=torch.float64)).matrix().numpy())
+
+
+class VioEstimator:
+    """Multi-rate LSTM VIO over one camera and one IMU.
+
+    Args:
+        model: the network (eval mode is set here).
+        imu_rate_hz: nominal IMU rate.
+        gravity_init_samples: IMU samples averaged for the initial roll and pitch.
+        max_frame_gap_s: with no frame for this long, the queued IMU samples are consumed in
+            an inertial-only step, so a camera outage neither fills the queue nor loses them.
+        reset_backwards_s: a stamp this far back on either stream resets the estimator.
+        bias_gyro_radps, bias_accel_mps2: IMU biases subtracted from every sample.
+    """
+
+    def __init__(
+        self,
+        model: VioNet,
+        *,
+        imu_rate_hz: float = 200.0,
+        gravity_init_samples: int = 20,
+        max_frame_gap_s: float = 0.25,
+        reset_backwards_s: float = 0.5,
+        bias_gyro_radps: np.ndarray | None = None,
+        bias_accel_mps2: np.ndarray | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if gravity_init_samples < 1:
+            raise OdometryError(
+                f"gravity_init_samples = {gravity_init_samples!r}, expected >= 1"
+            )
+        if not max_frame_gap_s > 0:
+            raise OdometryError(f"max_frame_gap_s = {max_frame_gap_s!r}, expected > 0")
+        self.model = model.eval()
+        self.metadata = dict(metadata or {})
+        self.imu_rate_hz = float(imu_rate_hz)
+        self.gravity_init_samples = int(gravity_init_samples)
+        self.max_frame_gap_ns = int(max_frame_gap_s * NS_PER_S)
+        self.reset_backwards_ns = int(reset_backwards_s * NS_PER_S)
+        self.bias_gyro = np.zeros(3) if bias_gyro_radps is None else np.asarray(
+            bias_gyro_radps, dtype=np.float64).reshape(3)
+        self.bias_accel = np.zeros(3) if bias_accel_mps2 is None else np.asarray(
+            bias_accel_mps2, dtype=np.float64).reshape(3)
+        cfg = model.config
+        self.image_hw = (cfg.image_height, cfg.image_width)
+        self.windower = ImuWindower(imu_rate_hz, reset_backwards_s=reset_backwards_s)
+        self._frames = 0
+        self._frames_dropped = 0
+        self._inertial_only = 0
+        self._clear()
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Run the network once on dummy input: torch's first call costs ~0.25 s, which
+        would otherwise land on the first real frame."""
+        n = int(round(self.imu_rate_hz / 20))
+        window = ImuWindow(0, 0, np.arange(n, dtype=np.int64), np.zeros((n, 3)),
+                           np.tile([0.0, 0.0, 9.81], (n, 1)), np.full(n, 1 / self.imu_rate_hz))
+        image = np.zeros((2 * self.image_hw[0], 2 * self.image_hw[1]), dtype=np.uint8)
+        for _ in range(2):
+            self._infer(window, image, image)
+            self._infer(window, None, None)
+        self._core_state = None
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_weights(cls, path: str | Path, **cfg: Any) -> VioEstimator:
+        """Load ``models/vio.pt`` (weights-only file written by the trainer).
+
+        Raises:
+            OdometryError: the file is missing, unreadable, not VIO weights, or does not fit.
+        """
+        from meetup_ros.training.checkpoint import CheckpointError, load_weights
+
+        path = Path(path)
+        try:
+            state_dict, metadata = load_weights(path)
+        except CheckpointError as exc:
+            raise OdometryError(str(exc)) from None
+        if metadata.get("model") != MODEL_NAME:
+            raise OdometryError(
+                f"weights file {str(path)!r} has model {metadata.get('model')!r}, "
+                f"expected {MODEL_NAME!r}"
+            )
+        try:
+            config = VioNetConfig.from_dict(dict(metadata.get("config", {})))
+        except OdometryError as exc:
+            raise OdometryError(f"weights file {str(path)!r}: {exc}") from None
+        model = VioNet(config)
+        try:
+            model.load_state_dict(state_dict, strict=True)
+        except RuntimeError as exc:
+            raise OdometryError(
+                f"weights file {str(path)!r} does not fit the network {config!r}: {exc}"
+            ) from None
+        cfg.setdefault("metadata", metadata)
+        return cls(model, **cfg)
+
+    # -- state ---------------------------------------------------------------------------------
+    def _clear(self) -> None:
+        self._initialised = False
+        self._init_accel: list[np.ndarray] = []
+        self._T_odom_base = np.eye(4)
+        self._pose_cov = np.zeros((6, 6))
+        self._core_state: VioState | None = None
+        self._last_frame_ns: int | None = None
+        self._last_pair_image: np.ndarray | None = None
+
+    def reset(self, reason: str) -> None:
+        """Start over (pose at the origin, attitude from gravity again)."""
+        logger.warning("VIO estimator reset: %s", reason)
+        self.windower.reset(reason)
+        self._clear()
+
+    def initialise(self, stamp_ns: int, T_odom_base: np.ndarray,
+                   v_odom_mps: np.ndarray | None = None) -> None:
+        """Start from a known pose and velocity (e.g. ground truth) instead of gravity at rest.
+
+        Args:
+            stamp_ns: the stamp of that state; IMU samples up to it are discarded.
+            T_odom_base: (4, 4) pose; v_odom_mps: (3,) velocity in the odom frame (default 0).
+        """
+        self._T_odom_base = np.asarray(T_odom_base, dtype=np.float64).copy()
+        v_body = np.zeros(3) if v_odom_mps is None else (
+            self._T_odom_base[:3, :3].T @ np.asarray(v_odom_mps, dtype=np.float64))
+        self._core_state = self.model.initial_state(1, torch.as_tensor(v_body)[None])
+        self._initialised = True
+        self._last_frame_ns = int(stamp_ns)
+        self.windower.take(int(stamp_ns))  # samples before the start are not ours
+
+    @property
+    def stats(self) -> EstimatorStats:
+        w = self.windower.stats
+        return EstimatorStats(
+            received=w.received, dropped=w.dropped, used=w.used, pending=self.windower.pending,
+            late_merged=w.late_merged, discarded_on_reset=w.discarded_on_reset,
+            resets=w.resets, frames=self._frames, frames_dropped=self._frames_dropped,
+            inertial_only_windows=self._inertial_only,
+        )
+
+    # -- input ---------------------------------------------------------------------------------
+    def add_imu(self, stamp_ns: int, gyro_radps: np.ndarray, accel_mps2: np.ndarray) -> None:
+        """Queue one IMU sample (cheap: checks and an ordered insert)."""
+        accepted = self.windower.add(stamp_ns, gyro_radps, accel_mps2)
+        if self.windower.reset_happened:
+            self._clear()
+        if not accepted:
+            return
+        if not self._initialised and len(self._init_accel) < self.gravity_init_samples:
+            self._init_accel.append(np.asarray(accel_mps2, dtype=np.float64).reshape(3))
+        oldest = self.windower.oldest_pending_ns
+        if (self._last_frame_ns is not None and oldest is not None
+                and int(stamp_ns) - self._last_frame_ns > self.max_frame_gap_ns):
+            # camera outage: consume what is queued without images
+            self._step(int(stamp_ns), None)
+            self._inertial_only += 1
+
+    def add_frame(self, stamp_ns: int, image: np.ndarray | None) -> OdometryEstimate | None:
+        """Close the IMU window at this frame and estimate the pose (None until initialised).
+
+        ``image`` None runs the inertial-only mode for this interval.
+
+        Raises:
+            OdometryError: the image is not uint8 (H, W).
+        """
+        stamp_ns = int(stamp_ns)
+        if image is not None and (not isinstance(image, np.ndarray) or image.dtype != np.uint8
+                                  or image.ndim != 2):
+            raise OdometryError(
+                f"image at {stamp_ns} ns is {type(image).__name__} "
+                f"{getattr(image, 'dtype', None)} {getattr(image, 'shape', None)!r}, "
+                "expected uint8 (H, W)"
+            )
+        if self._last_frame_ns is not None and stamp_ns <= self._last_frame_ns:
+            if stamp_ns < self._last_frame_ns - self.reset_backwards_ns:
+                self.reset(f"frame stamp {stamp_ns} ns is before the previous "
+                           f"{self._last_frame_ns} ns (time went back)")
+            else:
+                self._frames_dropped += 1
+                logger.warning("frame at %d ns is not after the previous %d ns; dropped",
+                               stamp_ns, self._last_frame_ns)
+                return None
+        self._frames += 1
+        if not self._initialised:
+            if not self._init_accel:
+                logger.info("frame at %d ns before any IMU sample; waiting for the IMU",
+                            stamp_ns)
+                self._last_pair_image = image
+                return None
+            q = gravity_attitude(np.asarray(self._init_accel) - self.bias_accel)
+            self._T_odom_base = np.eye(4)
+            self._T_odom_base[:3, :3] = _rotation_matrix(q)
+            self._initialised = True
+            self._last_frame_ns = stamp_ns
+            self._last_pair_image = image
+            window = self.windower.take(stamp_ns)
+            logger.info("VIO initialised at %d ns from gravity (%d IMU samples; %d before "
+                        "the first frame not integrated)", stamp_ns, len(self._init_accel),
+                        len(window))
+            return self._estimate(stamp_ns, np.zeros(6), np.zeros(6), 1.0, len(window), False)
+        return self._step(stamp_ns, image)
+
+    # -- one interval --------------------------------------------------------------------------
+    def _step(self, stamp_ns: int, image: np.ndarray | None) -> OdometryEstimate:
+        assert self._last_frame_ns is not None
+        window = self.windower.take(stamp_ns)
+        duration_s = max((stamp_ns - self._last_frame_ns) / NS_PER_S, 1e-3)
+        inertial_only = image is None or self._last_pair_image is None
+        xi, var = self._infer(window, self._last_pair_image, image)
+        self._T_odom_base = self._T_odom_base @ se3_exp(xi)
+        # Renormalise the rotation so float round-off cannot accumulate over long runs.
+        u, _, vt = np.linalg.svd(self._T_odom_base[:3, :3])
+        self._T_odom_base[:3, :3] = u @ vt
+        R = self._T_odom_base[:3, :3]
+        rot6 = np.zeros((6, 6))
+        rot6[:3, :3] = R
+        rot6[3:, 3:] = R
+        self._pose_cov = self._pose_cov + rot6 @ np.diag(var) @ rot6.T
+        self._last_frame_ns = stamp_ns
+        if image is not None:
+            self._last_pair_image = image
+        return self._estimate(stamp_ns, xi, var, duration_s, len(window), inertial_only)
+
+    def _infer(
+        self, window: ImuWindow, image0: np.ndarray | None, image1: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        gyro = window.gyro_radps - self.bias_gyro
+        accel = window.accel_mps2 - self.bias_accel
+        q_xyzw = pp.mat2SO3(torch.as_tensor(self._T_odom_base[:3, :3]), check=False).tensor()
+        feats = imu_sample_features(gyro, accel, window.dt_s)
+        h, w = self.image_hw
+        use_images = image0 is not None and image1 is not None
+        with torch.no_grad():
+            aux = window_features(
+                torch.as_tensor(gyro)[None], torch.as_tensor(accel)[None],
+                torch.as_tensor(window.dt_s)[None], q_xyzw[None],
+            )
+            if use_images:
+                assert image0 is not None and image1 is not None
+                pair = torch.from_numpy(image_pair_tensor(image0, image1, h, w))[None, None]
+            else:
+                pair = torch.zeros(1, 1, 3, h, w)
+            imu = torch.from_numpy(feats)[None, None]
+            if imu.shape[2] == 0:
+                imu = torch.zeros(1, 1, 1, feats.shape[1])
+            xi, logvar, self._core_state, _ = self.model(
+                imu, torch.tensor([[len(window)]]), pair,
+                torch.tensor([[1.0 if use_images else 0.0]]), aux[:, None], self._core_state,
+            )
+        return (xi[0, 0].double().numpy(), np.exp(logvar[0, 0].double().numpy()))
+
+    def _estimate(
+        self, stamp_ns: int, xi: np.ndarray, var: np.ndarray, duration_s: float, used: int,
+        inertial_only: bool,
+    ) -> OdometryEstimate:
+        twist_cov = np.diag(np.asarray(var) / duration_s**2) if np.any(var) else np.eye(6) * 1e-6
+        pose_cov = self._pose_cov.copy()
+        if not np.any(pose_cov):
+            pose_cov = np.eye(6) * 1e-9  # a known start; ROS readers treat all-zero as unknown
+        return OdometryEstimate(
+            stamp_ns=stamp_ns,
+            T_odom_base=self._T_odom_base.copy(),
+            v_base_mps=np.asarray(xi[:3]) / duration_s,
+            omega_base_radps=np.asarray(xi[3:]) / duration_s,
+            pose_covariance=pose_cov,
+            twist_covariance=twist_cov,
+            imu_samples_used=used,
+            inertial_only=inertial_only,
+        )

@@ -1,0 +1,278 @@
+"""Training and evaluation samples for the SLAM core, from real recordings only.
+
+Every sample is at the model resolution (default 64 x 96), made by a centre crop to the
+model's aspect ratio and an area resize, with the intrinsics adjusted to match.
+
+- EuRoC stereo (bag or ASL folder via a Sequence): rectified cam0/cam1, SGBM depth of cam0 as
+  the target, the rectified pose of cam0 in cam1 (known from the calibration).
+- RGB-D pairs (``rgbd_depth_pairs``): image + sensor depth (scales from its PROVENANCE.md).
+- scikit-image's Middlebury Motorcycle pair: image + depth from the ground-truth disparity
+  (calibration from skimage's docstring: f = 994.978 px, baseline 0.193001 m, doffs 31.086 px).
+- KITTI / TUM consecutive frames with ground-truth poses (no depth): two-view pose pairs.
+
+Split (never trained on): EuRoC pairs with index >= 76 of the 95 (the last 19, about 0.95 s);
+the TUM RGB-D pair; KITTI and TUM frames are used only for evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from meetup_ros.slam import SlamError
+from meetup_ros.slam.stereo import StereoDepth
+
+logger = logging.getLogger(__name__)
+
+EUROC_HELD_OUT_FROM = 76  # pair index; pairs >= this are held out
+RGBD_TRAIN = ("NYU", "SUN")
+RGBD_HELD_OUT = ("TUM",)
+TUM_FR3_K = np.array([[535.4, 0.0, 320.1], [0.0, 539.2, 247.6], [0.0, 0.0, 1.0]])
+
+
+@dataclass
+class DepthSample:
+    """One image with a metric depth target; ``name`` says where it came from."""
+
+    image: np.ndarray  # (H, W) uint8
+    depth_m: np.ndarray  # (H, W) float32, NaN invalid
+    name: str
+
+
+@dataclass
+class PairSample:
+    """Two views with a known relative pose; depth of view A where known."""
+
+    image_a: np.ndarray  # (H, W) uint8
+    image_b: np.ndarray
+    K: np.ndarray  # (3, 3) at (H, W), shared by both views
+    T_b_a: np.ndarray  # (4, 4) pose of A in B (ground truth)
+    depth_a_m: np.ndarray | None  # (H, W) float32 NaN invalid
+    name: str
+    metric: bool  # whether |t| of T_b_a is metric (stereo) or only known up to scale
+
+
+def crop_resize(
+    image: np.ndarray, K: np.ndarray | None, height: int, width: int, depth: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Centre crop to width/height's aspect ratio, then resize; K follows. Depth: nearest."""
+    h0, w0 = image.shape[:2]
+    aspect = width / height
+    if w0 / h0 > aspect:
+        cw, ch = int(round(h0 * aspect)), h0
+    else:
+        cw, ch = w0, int(round(w0 / aspect))
+    x0, y0 = (w0 - cw) // 2, (h0 - ch) // 2
+    crop = image[y0:y0 + ch, x0:x0 + cw]
+    interp = cv2.INTER_NEAREST if depth else cv2.INTER_AREA
+    out = cv2.resize(crop, (width, height), interpolation=interp)
+    if K is None:
+        return out, None
+    sx, sy = width / cw, height / ch
+    K2 = K.astype(np.float64).copy()
+    K2[0, 2] -= x0
+    K2[1, 2] -= y0
+    K2[0, 0] *= sx
+    K2[1, 1] *= sy
+    K2[0, 2] = (K2[0, 2] + 0.5) * sx - 0.5
+    K2[1, 2] = (K2[1, 2] + 0.5) * sy - 0.5
+    return out, K2
+
+
+def downsample_depth(depth_m: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Depth to (height, width): median of valid values in each cell after the centre crop."""
+    h0, w0 = depth_m.shape
+    aspect = width / height
+    if w0 / h0 > aspect:
+        cw, ch = int(round(h0 * aspect)), h0
+    else:
+        cw, ch = w0, int(round(w0 / aspect))
+    x0, y0 = (w0 - cw) // 2, (h0 - ch) // 2
+    crop = depth_m[y0:y0 + ch, x0:x0 + cw].astype(np.float32)
+    rows = np.linspace(0, ch, height + 1).astype(int)
+    cols = np.linspace(0, cw, width + 1).astype(int)
+    out = np.full((height, width), np.nan, np.float32)
+    for i in range(height):
+        band = crop[rows[i]:rows[i + 1]]
+        for j in range(width):
+            cell = band[:, cols[j]:cols[j + 1]]
+            finite = cell[np.isfinite(cell) & (cell > 0)]
+            # Half the cell must be measured, else the value is unreliable at edges.
+            if finite.size * 2 >= cell.size:
+                out[i, j] = np.median(finite)
+    return out
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+
+
+def euroc_stereo_pairs(
+    bag_paths: object, height: int = 64, width: int = 96, stride: int = 1,
+) -> list[PairSample]:
+    """Rectified stereo pairs of a EuRoC bag (or bags), with SGBM depth of rectified cam0.
+
+    Raises:
+        SlamError: the bag has no cam0/cam1 images.
+    """
+    from meetup_ros.bags.reader import read_sequence
+
+    seq = read_sequence(bag_paths)  # type: ignore[arg-type]
+    if seq.cam0 is None or seq.cam1 is None or seq.T_cam0_cam1 is None:
+        raise SlamError(f"bag {bag_paths!r} lacks cam0/cam1 images; expected a stereo bag")
+    stereo = StereoDepth(seq.cam0.info, seq.cam1.info, seq.T_cam0_cam1)
+    T_r0_r1 = stereo.rect.T_rect0_rect1(seq.T_cam0_cam1)
+    T_r1_r0 = np.linalg.inv(T_r0_r1)
+    out = []
+    for i in range(0, len(seq.cam0.images), stride):
+        rect0, rect1 = stereo.rect.rectify(seq.cam0.images[i], seq.cam1.images[i])
+        depth = stereo.rectified_depth(rect0, rect1)
+        a, K = crop_resize(rect0, stereo.rect.K_rect, height, width)
+        b, _ = crop_resize(rect1, None, height, width)
+        assert K is not None
+        out.append(PairSample(a, b, K, T_r1_r0, downsample_depth(depth, height, width),
+                              f"euroc_{i:03d}", True))
+    return out
+
+
+def rgbd_samples(folder: Path, names: tuple[str, ...], height: int = 64,
+                 width: int = 96) -> list[DepthSample]:
+    """Image + sensor depth for the named pairs (TUM, NYU, SUN) in rgbd_depth_pairs."""
+    folder = Path(folder)
+    out = []
+    for name in names:
+        if name == "TUM":
+            img = cv2.imread(str(folder / "TUM_color.png"), cv2.IMREAD_GRAYSCALE)
+            raw = cv2.imread(str(folder / "TUM_depth.png"), cv2.IMREAD_UNCHANGED)
+            depth = raw.astype(np.float32) / 5000.0 if raw is not None else None
+        elif name == "NYU":
+            img = cv2.imread(str(folder / "NYU_color.ppm"), cv2.IMREAD_GRAYSCALE)
+            raw = _read_pgm16(folder / "NYU_depth.pgm")
+            depth = 351.3 / (1092.5 - raw.astype(np.float32))
+            # 2047 is the Kinect's "no reading" value.
+            depth[(raw == 0) | (raw >= 2047) | (depth <= 0) | (depth > 10)] = np.nan
+        elif name == "SUN":
+            img = cv2.imread(str(folder / "SUN_color.jpg"), cv2.IMREAD_GRAYSCALE)
+            raw = cv2.imread(str(folder / "SUN_depth.png"), cv2.IMREAD_UNCHANGED)
+            d16 = raw.astype(np.uint16) if raw is not None else None
+            if d16 is not None:
+                rot = ((d16 >> 3) | (d16 << 13)).astype(np.uint16)
+                depth = rot.astype(np.float32) / 1000.0
+            else:
+                depth = None
+        else:
+            raise SlamError(f"RGB-D pair {name!r} unknown; expected TUM, NYU or SUN")
+        if img is None or depth is None:
+            raise SlamError(f"RGB-D pair {name!r} in {str(folder)!r} could not be read")
+        depth[(depth <= 0.1) | (depth > 10)] = np.nan
+        small, _ = crop_resize(img, None, height, width)
+        out.append(DepthSample(small, downsample_depth(depth, height, width), f"rgbd_{name}"))
+    return out
+
+
+def _read_pgm16(path: Path) -> np.ndarray:
+    """16-bit P5 PGM. PROVENANCE.md says big-endian, but the file's samples are little-endian:
+    read big-endian, the medians are ~54000 (no valid Kinect value); little-endian they are
+    ~990, i.e. 3.3 m through the documented conversion, with 2047 (= no reading) at edges."""
+    data = Path(path).read_bytes()
+    fields: list[bytes] = []
+    pos = 0
+    while len(fields) < 4:
+        while data[pos:pos + 1].isspace():
+            pos += 1
+        if data[pos:pos + 1] == b"#":
+            pos = data.index(b"\n", pos) + 1
+            continue
+        end = pos
+        while not data[end:end + 1].isspace():
+            end += 1
+        fields.append(data[pos:end])
+        pos = end
+    if fields[0] != b"P5":
+        raise SlamError(f"{str(path)!r} has magic {fields[0]!r}, expected b'P5'")
+    w, h = int(fields[1]), int(fields[2])
+    pos += 1  # one whitespace after maxval
+    return np.frombuffer(data[pos:pos + 2 * w * h], dtype="<u2").reshape(h, w).astype(np.uint16)
+
+
+def motorcycle_sample(height: int = 64, width: int = 96) -> DepthSample:
+    """The Middlebury Motorcycle left image with depth from its ground-truth disparity."""
+    import skimage.data
+
+    left, _right, disp = skimage.data.stereo_motorcycle()
+    depth = (994.978 * 0.193001 / (disp.astype(np.float64) + 31.086)).astype(np.float32)
+    depth[~np.isfinite(disp)] = np.nan
+    small, _ = crop_resize(_gray(left), None, height, width)
+    return DepthSample(small, downsample_depth(depth, height, width), "middlebury_motorcycle")
+
+
+def _kitti_pairs(folder: Path, height: int, width: int, step: int,
+                 limit: int) -> list[PairSample]:
+    calib = np.loadtxt(folder / "calib.txt")
+    K = calib[0].reshape(3, 4)[:, :3]
+    poses = np.loadtxt(folder / "poses.txt").reshape(-1, 3, 4)
+    out = []
+    for i in range(0, min(len(poses) - step, limit * step), step):
+        ia = cv2.imread(str(folder / "image_l" / f"{i:06d}.png"), cv2.IMREAD_GRAYSCALE)
+        ib = cv2.imread(str(folder / "image_l" / f"{i + step:06d}.png"), cv2.IMREAD_GRAYSCALE)
+        if ia is None or ib is None:
+            continue
+        T_w_a, T_w_b = np.eye(4), np.eye(4)
+        T_w_a[:3], T_w_b[:3] = poses[i], poses[i + step]
+        a, Ks = crop_resize(ia, K, height, width)
+        b, _ = crop_resize(ib, None, height, width)
+        assert Ks is not None
+        out.append(PairSample(a, b, Ks, np.linalg.inv(T_w_b) @ T_w_a, None,
+                              f"{folder.name}_{i:03d}", False))
+    return out
+
+
+def _quat_to_matrix(q_xyzw: np.ndarray) -> np.ndarray:
+    x, y, z, w = q_xyzw / np.linalg.norm(q_xyzw)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def _tum_pairs(root: Path, height: int, width: int, limit: int) -> list[PairSample]:
+    frames = sorted((root / "assets" / "freiburg_sequence").glob("*.png"))
+    gt = np.loadtxt(root / "eao_slam_data" / "groundtruth.txt")
+    out = []
+    for fa, fb in list(zip(frames[:-1], frames[1:], strict=True))[:limit]:
+        poses = []
+        for f in (fa, fb):
+            row = gt[np.argmin(np.abs(gt[:, 0] - float(f.stem)))]
+            T = np.eye(4)
+            T[:3, :3] = _quat_to_matrix(row[4:8])
+            T[:3, 3] = row[1:4]
+            poses.append(T)
+        ia = cv2.imread(str(fa), cv2.IMREAD_GRAYSCALE)
+        ib = cv2.imread(str(fb), cv2.IMREAD_GRAYSCALE)
+        a, Ks = crop_resize(ia, TUM_FR3_K, height, width)
+        b, _ = crop_resize(ib, None, height, width)
+        assert Ks is not None
+        out.append(PairSample(a, b, Ks, np.linalg.inv(poses[1]) @ poses[0], None,
+                              f"tum_{fa.stem}", False))
+    return out
+
+
+def mono_pose_pairs(data_root: Path, height: int = 64, width: int = 96,
+                    limit: int = 8) -> list[PairSample]:
+    """Consecutive-frame pairs from the KITTI snippets and the TUM frames (pose up to scale)."""
+    root = Path(data_root)
+    out: list[PairSample] = []
+    kitti1 = root / "kitti_odometry_06_frames000-050_mono" / "KITTI_sequence_1"
+    kitti2 = root / "kitti_odometry_KITTIsequence2_frames51_mono" / "KITTI_sequence_2"
+    tum = root / "tum_rgbd_fr3_long_office_household_17frames_1hz"
+    for folder in (kitti1, kitti2):
+        if folder.is_dir():
+            out += _kitti_pairs(folder, height, width, 1, limit)
+    if tum.is_dir():
+        out += _tum_pairs(tum, height, width, limit)
+    return out

@@ -1,0 +1,308 @@
+"""Keyframe frontend: stereo (or monocular) frames in, keyframes with depth, pose, points out.
+
+Keyframes are chosen by motion: with an odometry prior, when the camera moved more than
+``keyframe_translation_m`` or turned more than ``keyframe_rotation_rad`` since the last
+keyframe; without motion (or without a prior) the first frame and then every
+``keyframe_every_n`` frames or ``keyframe_interval_s`` seconds.
+
+Per keyframe (stereo): both images are rectified, reduced to the depth network's resolution,
+and the two codes and the relative pose (initialised from the calibration) are optimised on
+photometric error with the learned step (``solver="learned"``) or Gauss-Newton
+(``solver="gauss_newton"``) / LM. Monocular: the two views are the previous keyframe and the
+current frame, the pose initialised from the odometry prior (identity without one).
+The depth of cam0 (the code's, on cam0's original pixel grid) is returned with NaN where
+invalid, points are back-projected in cam0, and ``T_world_cam`` is the prior's pose when
+present, else the previous keyframe's pose composed with the optimised relative pose (mono)
+or left unchanged (stereo, no prior).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from meetup_ros.slam import SlamError
+from meetup_ros.slam.camera import PinholeCamera, StereoRectification
+from meetup_ros.slam.data import crop_resize
+from meetup_ros.slam.depth_code import DepthCodeModel, logit_to_depth
+from meetup_ros.slam.learned import LearnedStep, learned_solve
+from meetup_ros.slam.solvers import (
+    SolverResult,
+    TwoViewProblem,
+    gauss_newton,
+    levenberg_marquardt,
+    make_problem,
+)
+
+logger = logging.getLogger(__name__)
+
+SOLVERS = ("learned", "gauss_newton", "levenberg_marquardt")
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    solver: str = "learned"
+    iterations: int = 5
+    keyframe_translation_m: float = 0.10
+    keyframe_rotation_rad: float = 0.10
+    keyframe_every_n: int = 10
+    keyframe_interval_s: float = 1.0
+    max_uncertainty: float = 0.1  # proximity Laplace scale above which depth is NaN
+    min_depth_m: float = 0.1
+    max_depth_m: float = 20.0
+    code_prior_weight: float = 1e-3
+    num_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.solver not in SOLVERS:
+            raise SlamError(f"solver {self.solver!r} is not one of {SOLVERS}")
+        if self.iterations < 1 or self.keyframe_every_n < 1:
+            raise SlamError(
+                f"iterations {self.iterations!r} and keyframe_every_n "
+                f"{self.keyframe_every_n!r} must be >= 1"
+            )
+
+
+@dataclass
+class Keyframe:
+    stamp_ns: int
+    depth_m: np.ndarray  # (H, W) float32, cam0's original pixel grid, NaN invalid
+    T_world_cam: np.ndarray  # (4, 4)
+    points_cam: np.ndarray  # (N, 3) float32, cam0 frame
+    iterations: int
+    photometric_error: float
+    solver: str
+    T_cam1_cam0_estimate: np.ndarray | None = None  # stereo: optimised pose of cam0 in cam1
+    elapsed_s: float = 0.0
+
+
+def _rel_motion(T_a: np.ndarray, T_b: np.ndarray) -> tuple[float, float]:
+    T = np.linalg.inv(T_a) @ T_b
+    angle = float(np.arccos(np.clip((np.trace(T[:3, :3]) - 1) / 2, -1.0, 1.0)))
+    return float(np.linalg.norm(T[:3, 3])), angle
+
+
+def _increment_matrix(problem: TwoViewProblem, x: torch.Tensor) -> np.ndarray:
+    R, t = problem.pose(x)
+    T = np.eye(4)
+    T[:3, :3] = R.detach().numpy()
+    T[:3, 3] = t.detach().numpy()
+    return T
+
+
+class SlamFrontend:
+    """Depth-code SLAM frontend (see module docstring); ROS-free, numpy in and out."""
+
+    def __init__(
+        self, depth_model: DepthCodeModel, step: LearnedStep | None, camera0: Any,
+        camera1: Any | None = None, T_cam0_cam1: np.ndarray | None = None,
+        cfg: FrontendConfig | None = None,
+    ) -> None:
+        self.cfg = cfg or FrontendConfig()
+        if self.cfg.solver == "learned" and step is None:
+            raise SlamError("solver 'learned' needs optimizer weights; got None")
+        self.model = depth_model
+        self.step = step
+        self.camera0 = PinholeCamera.from_info(camera0)
+        self.stereo = camera1 is not None
+        h, w = depth_model.cfg.height, depth_model.cfg.width
+        self.rect: StereoRectification | None = None
+        if camera1 is not None:
+            if T_cam0_cam1 is None:
+                raise SlamError("a stereo frontend needs T_cam0_cam1 (4, 4); got None")
+            self.camera1 = PinholeCamera.from_info(camera1)
+            self.T_cam0_cam1 = np.asarray(T_cam0_cam1, dtype=np.float64)
+            self.rect = StereoRectification.create(self.camera0, self.camera1, self.T_cam0_cam1)
+            K_full = self.rect.K_rect
+            self.T_r1_r0 = np.linalg.inv(self.rect.T_rect0_rect1(self.T_cam0_cam1))
+        else:
+            # Monocular: undistort cam0 into a pinhole image with the same K.
+            K_full = self.camera0.K
+            self.map0 = cv2.initUndistortRectifyMap(
+                self.camera0.K, self.camera0.dist, np.eye(3), K_full,
+                (self.camera0.width, self.camera0.height), cv2.CV_32FC1)
+        self.K_full = K_full
+        dummy = np.zeros((self.camera0.height, self.camera0.width), np.uint8)
+        _, K_small = crop_resize(dummy, K_full, h, w)
+        assert K_small is not None
+        self.K_small = K_small
+        self._crop = self._crop_box()
+        self.reset("start")
+
+    @classmethod
+    def from_weights(
+        cls, depth_weights: str | Path, optimizer_weights: str | Path | None, camera0: Any,
+        camera1: Any | None = None, T_cam0_cam1: np.ndarray | None = None, **cfg: Any,
+    ) -> SlamFrontend:
+        """Load both weight files; ``cfg`` keys are FrontendConfig fields.
+
+        Raises:
+            SlamError: a weights file is missing/corrupt, or a cfg key is unknown.
+        """
+        known = {f.name for f in fields(FrontendConfig)}
+        unknown = set(cfg) - known
+        if unknown:
+            raise SlamError(f"unknown frontend options {sorted(unknown)!r}; expected {sorted(known)}")
+        config = FrontendConfig(**cfg)
+        model = DepthCodeModel.from_weights(depth_weights)
+        step = LearnedStep.from_weights(optimizer_weights) if optimizer_weights else None
+        return cls(model, step, camera0, camera1, T_cam0_cam1, config)
+
+    def reset(self, reason: str = "") -> None:
+        """Forget keyframes (e.g. when time jumps back)."""
+        if reason and reason != "start":
+            logger.info("SLAM frontend reset: %s", reason)
+        self._last_kf_ns: int | None = None
+        self._last_kf_prior: np.ndarray | None = None
+        self._last_kf_small: np.ndarray | None = None
+        self._frames_since_kf = 0
+        self.T_world_cam = np.eye(4)
+
+    # ---- keyframe selection -----------------------------------------------------------------
+
+    def _is_keyframe(self, stamp_ns: int, prior: np.ndarray | None) -> bool:
+        c = self.cfg
+        if self._last_kf_ns is None:
+            return True
+        if prior is not None and self._last_kf_prior is not None:
+            dist, angle = _rel_motion(self._last_kf_prior, prior)
+            if dist > c.keyframe_translation_m or angle > c.keyframe_rotation_rad:
+                return True
+        if self._frames_since_kf >= c.keyframe_every_n:
+            return True
+        return (stamp_ns - self._last_kf_ns) * 1e-9 >= c.keyframe_interval_s
+
+    # ---- image geometry ---------------------------------------------------------------------
+
+    def _crop_box(self) -> tuple[int, int, int, int]:
+        h0, w0 = self.camera0.height, self.camera0.width
+        aspect = self.model.cfg.width / self.model.cfg.height
+        if w0 / h0 > aspect:
+            cw, ch = int(round(h0 * aspect)), h0
+        else:
+            cw, ch = w0, int(round(w0 / aspect))
+        return (w0 - cw) // 2, (h0 - ch) // 2, cw, ch
+
+    def _small_to_full(self, small: np.ndarray) -> np.ndarray:
+        """Map (h, w) values on the network grid to the full (rectified/undistorted) grid."""
+        x0, y0, cw, ch = self._crop
+        full = np.full((self.camera0.height, self.camera0.width), np.nan, np.float32)
+        full[y0:y0 + ch, x0:x0 + cw] = cv2.resize(small, (cw, ch),
+                                                  interpolation=cv2.INTER_LINEAR)
+        return full
+
+    def _check(self, name: str, image: np.ndarray) -> np.ndarray:
+        image = np.asarray(image)
+        shape = (self.camera0.height, self.camera0.width)
+        if image.dtype != np.uint8 or image.shape != shape:
+            raise SlamError(
+                f"{name} has dtype {image.dtype} and shape {image.shape!r}; expected uint8 "
+                f"{shape!r}"
+            )
+        return image
+
+    # ---- processing ---------------------------------------------------------------------------
+
+    def _solve(self, problem: TwoViewProblem) -> SolverResult:
+        c = self.cfg
+        if c.solver == "learned":
+            assert self.step is not None
+            return learned_solve(self.step, problem, iterations=c.iterations)
+        if c.solver == "gauss_newton":
+            return gauss_newton(problem, iterations=c.iterations)
+        return levenberg_marquardt(problem, iterations=c.iterations)
+
+    def process(
+        self, stamp_ns: int, image0: np.ndarray, image1: np.ndarray | None = None,
+        T_odom_cam_prior: np.ndarray | None = None,
+    ) -> Keyframe | None:
+        """Consume one frame (pair); return a Keyframe when this frame becomes one.
+
+        Raises:
+            SlamError: images of the wrong size/type, or a stereo frontend given no image1.
+        """
+        start = time.perf_counter()
+        torch.set_num_threads(self.cfg.num_threads)
+        image0 = self._check("image0", image0)
+        if self.stereo and image1 is None:
+            raise SlamError("stereo frontend got image1=None; expected the cam1 image")
+        if self._last_kf_ns is not None and stamp_ns <= self._last_kf_ns:
+            self.reset(f"stamp {stamp_ns} ns not after last keyframe {self._last_kf_ns} ns")
+        prior = None if T_odom_cam_prior is None else np.asarray(T_odom_cam_prior, np.float64)
+        if not self._is_keyframe(stamp_ns, prior):
+            self._frames_since_kf += 1
+            return None
+        h, w = self.model.cfg.height, self.model.cfg.width
+        T_cam1_cam0_est = None
+        if self.rect is not None:
+            assert image1 is not None
+            r0, r1 = self.rect.rectify(image0, self._check("image1", image1))
+            small0, _ = crop_resize(r0, None, h, w)
+            small1, _ = crop_resize(r1, None, h, w)
+            problem = make_problem(self.model.net, small0, small1, self.K_small, self.T_r1_r0,
+                                   self.cfg.code_prior_weight)
+            result = self._solve(problem)
+            T_r1_r0_est = _increment_matrix(problem, result.x)
+            T_cam1_cam0_est = self.rect.R1.T @ T_r1_r0_est[:3, :3] @ self.rect.R0
+            T_est = np.eye(4)
+            T_est[:3, :3] = T_cam1_cam0_est
+            T_est[:3, 3] = self.rect.R1.T @ T_r1_r0_est[:3, 3]
+            T_cam1_cam0_est = T_est
+            T_world_cam = prior if prior is not None else self.T_world_cam
+        else:
+            und = cv2.remap(image0, self.map0[0], self.map0[1], cv2.INTER_LINEAR)
+            small0, _ = crop_resize(und, None, h, w)
+            prev = self._last_kf_small if self._last_kf_small is not None else small0
+            T_cur_prev0 = np.eye(4)
+            if prior is not None and self._last_kf_prior is not None:
+                T_cur_prev0 = np.linalg.inv(prior) @ self._last_kf_prior
+            # A = current frame (its depth is published), B = previous keyframe.
+            problem = make_problem(self.model.net, small0, prev, self.K_small,
+                                   np.linalg.inv(T_cur_prev0), self.cfg.code_prior_weight,
+                                   optimize_pose=self._last_kf_small is not None)
+            result = self._solve(problem)
+            T_prev_cur = _increment_matrix(problem, result.x)
+            T_world_cam = prior if prior is not None else self.T_world_cam @ T_prev_cur
+            self._last_kf_small = small0
+        depth_full = self._depth_full(problem, result.x)
+        points = self.camera0.backproject(depth_full)
+        self.T_world_cam = T_world_cam
+        self._last_kf_ns = stamp_ns
+        self._last_kf_prior = prior
+        self._frames_since_kf = 0
+        return Keyframe(
+            stamp_ns=int(stamp_ns), depth_m=depth_full, T_world_cam=T_world_cam.copy(),
+            points_cam=points, iterations=result.iterations,
+            photometric_error=result.errors[-1], solver=result.name,
+            T_cam1_cam0_estimate=T_cam1_cam0_est, elapsed_s=time.perf_counter() - start,
+        )
+
+    def _depth_full(self, problem: TwoViewProblem, x: torch.Tensor) -> np.ndarray:
+        """Depth of view A on cam0's original pixel grid, NaN where invalid or uncertain."""
+        code_a = problem.split(x)[0]
+        view = problem.view_a
+        with torch.no_grad():
+            logit = view.prior_logit + code_a @ view.basis
+            depth = logit_to_depth(logit, problem.average_depth_m)
+        h, w = self.model.cfg.height, self.model.cfg.width
+        small = depth.reshape(h, w).numpy().astype(np.float32)
+        full = self._small_to_full(small)
+        if self.rect is not None:
+            out = self.rect.rectified_depth_to_cam0(full)
+        else:
+            # Undistorted grid -> original grid: sample at each original pixel's undistorted
+            # position (same K).
+            xy = self.camera0.normalized_rays()
+            u = (xy[..., 0] * self.K_full[0, 0] + self.K_full[0, 2]).astype(np.float32)
+            v = (xy[..., 1] * self.K_full[1, 1] + self.K_full[1, 2]).astype(np.float32)
+            out = cv2.remap(full, u, v, cv2.INTER_NEAREST, borderValue=float("nan"))
+        bad = ~np.isfinite(out) | (out < self.cfg.min_depth_m) | (out > self.cfg.max_depth_m)
+        out[bad] = np.nan
+        return out.astype(np.float32)

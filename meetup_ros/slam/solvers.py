@@ -1,0 +1,280 @@
+"""Joint optimisation of two keyframes' depth codes and their relative pose.
+
+The objective is ``E(x) = 0.5 * |r(x)|^2`` with ``x = (code_a, code_b, xi)``: the photometric
+residuals of A warped into B and of B warped into A (each divided by sqrt of the pixel
+count, so E is half a mean squared intensity error), plus the code prior sqrt(w) * code.
+``xi = (rho, phi)`` is a left increment on the initial pose T_b_a (see
+``photometric.apply_increment``). Jacobians come from ``torch.func.jacfwd`` (forward-mode
+autograd through the warp and the linear code decoder). Gauss-Newton and
+Levenberg-Marquardt are written here (pypose's solvers are not used: they expect a module
+with parameters, whereas this problem is a plain residual function of one vector).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.func import jacfwd
+
+from meetup_ros.slam import SlamError
+from meetup_ros.slam.depth_code import logit_to_depth
+from meetup_ros.slam.photometric import (
+    apply_increment,
+    prepare_image,
+    so3_exp,
+    so3_right_jacobian,
+    warp_residual,
+    warp_with_gradient,
+)
+
+
+@dataclass
+class ViewTerms:
+    """One view at the optimisation resolution."""
+
+    image: torch.Tensor  # (H, W) normalised (photometric.prepare_image)
+    K: torch.Tensor  # (3, 3)
+    prior_logit: torch.Tensor  # (H*W,)
+    basis: torch.Tensor  # (code_dim, H*W)
+
+
+@dataclass
+class TwoViewProblem:
+    """Photometric two-view problem; ``T_b_a0`` (4, 4) is the initial pose of A in B."""
+
+    view_a: ViewTerms
+    view_b: ViewTerms
+    T_b_a0: torch.Tensor
+    average_depth_m: float
+    code_prior_weight: float = 1e-3
+    optimize_pose: bool = True
+
+    @property
+    def code_dim(self) -> int:
+        return int(self.view_a.basis.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return 2 * self.code_dim + 6
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        k = self.code_dim
+        xi = x[2 * k:] if self.optimize_pose else x[2 * k:].detach() * 0.0
+        return x[:k], x[k:2 * k], xi
+
+    def depth(self, view: ViewTerms, code: torch.Tensor) -> torch.Tensor:
+        """Depth (H*W,) metres of a view for a code."""
+        return logit_to_depth(view.prior_logit + code @ view.basis, self.average_depth_m)
+
+    def pose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(R_b_a, t_b_a) at x."""
+        return apply_increment(self.split(x)[2], self.T_b_a0)
+
+    def _parts(
+        self, depth_a: torch.Tensor, depth_b: torch.Tensor, xi: torch.Tensor
+    ) -> torch.Tensor:
+        """Scaled photometric residuals [r_ab; r_ba] (2 H W,) for given depths and increment."""
+        R, t = apply_increment(xi, self.T_b_a0)
+        a, b = self.view_a, self.view_b
+        r_ab, _ = warp_residual(a.image, b.image, depth_a, a.K, b.K, R, t)
+        r_ba, _ = warp_residual(b.image, a.image, depth_b, b.K, a.K, R.T, -(R.T @ t))
+        return torch.cat([r_ab, r_ba]) * (2.0 * a.image.numel()) ** -0.5
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        code_a, code_b, xi = self.split(x)
+        photo = self._parts(self.depth(self.view_a, code_a), self.depth(self.view_b, code_b), xi)
+        prior = self.code_prior_weight ** 0.5
+        return torch.cat([photo, prior * code_a, prior * code_b])
+
+    def error(self, x: torch.Tensor) -> float:
+        with torch.no_grad():
+            r = self.residual(x)
+        return float(0.5 * (r * r).sum())
+
+    def linearize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(r (M,), J (M, dim)) at x, with analytic Jacobians.
+
+        Each residual depends on its own pixel's depth (chain rule through the linear
+        decoder: d depth_u / d code = -depth_u * basis[:, u]) and on the pose through the
+        warped point (exact SO(3) right Jacobian for the rotation increment).
+        ``linearize_autograd`` gives the same matrix by ``torch.func.jacfwd``; the tests
+        compare the two.
+        """
+        x = x.detach()
+        code_a, code_b, xi = self.split(x)
+        a, b = self.view_a, self.view_b
+        k = self.code_dim
+        with torch.no_grad():
+            depth_a = self.depth(a, code_a)
+            depth_b = self.depth(b, code_b)
+            rho, phi = xi[:3], xi[3:]
+            R, t = apply_increment(xi, self.T_b_a0)
+            n = depth_a.numel()
+            scale = (2.0 * n) ** -0.5
+            r_ab, _, q_b, g_b = warp_with_gradient(a.image, b.image, depth_a, a.K, b.K, R, t)
+            R_inv = R.T
+            r_ba, _, q_a, g_a = warp_with_gradient(b.image, a.image, depth_b, b.K, a.K,
+                                                   R_inv, -(R_inv @ t))
+            J = torch.zeros(2 * n + 2 * k, self.dim, dtype=x.dtype)
+            # Codes: d p / d depth = p / depth (the ray scaled).
+            dr_dd_a = (g_b * ((q_b - t) / depth_a[:, None])).sum(1)
+            dr_dd_b = (g_a * ((q_a + R_inv @ t) / depth_b[:, None])).sum(1)
+            J[:n, :k] = (dr_dd_a * -depth_a)[:, None] * a.basis.T
+            J[n:2 * n, k:2 * k] = (dr_dd_b * -depth_b)[:, None] * b.basis.T
+            if self.optimize_pose:
+                # r_ab: q = exp(phi) w + rho, w = R0 p_a + t0.
+                E = so3_exp(phi)
+                w_ab = (q_b - rho) @ E  # = E^T (q - rho)
+                h_ab = g_b @ E  # rows E^T g
+                J[:n, 2 * k:2 * k + 3] = g_b
+                J[:n, 2 * k + 3:] = torch.cross(w_ab, h_ab, dim=1) @ so3_right_jacobian(phi)
+                # r_ba: q' = R^T (p_b - t) = R0^T (exp(phi)^T (p_b - rho) - t0), so
+                # dq'/dphi = R0^T [exp(phi)^T (p_b - rho)]x J_r(phi).
+                p_b = q_a @ R_inv + t  # rows (R q' + t)^T: B's points in its own frame
+                Rg = g_a @ R_inv  # rows (R g')^T
+                J[n:2 * n, 2 * k:2 * k + 3] = -Rg
+                J[n:2 * n, 2 * k + 3:] = (torch.cross(Rg @ E, (p_b - rho) @ E, dim=1)
+                                          @ so3_right_jacobian(phi))
+            J[: 2 * n] *= scale
+            prior = self.code_prior_weight ** 0.5
+            J[2 * n:, : 2 * k] = prior * torch.eye(2 * k, dtype=x.dtype)
+            r = torch.cat([r_ab * scale, r_ba * scale, prior * code_a, prior * code_b])
+        return r, J
+
+    def linearize_autograd(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(r, J) by forward-mode autograd over the whole residual (slow; the reference)."""
+        x = x.detach()
+        J = jacfwd(self.residual)(x)
+        with torch.no_grad():
+            r = self.residual(x)
+        return r, J
+
+    def zero(self) -> torch.Tensor:
+        return torch.zeros(self.dim, dtype=self.view_a.image.dtype)
+
+
+@dataclass
+class SolverResult:
+    """x after each iteration; errors[0] is the initial error, errors[i] after iteration i."""
+
+    x: torch.Tensor
+    errors: list[float] = field(default_factory=list)
+    times_s: list[float] = field(default_factory=list)  # cumulative wall time after each
+    name: str = ""
+
+    @property
+    def iterations(self) -> int:
+        return len(self.errors) - 1
+
+
+def gn_step(r: torch.Tensor, J: torch.Tensor, damping: float = 1e-6) -> torch.Tensor:
+    """Gauss-Newton step solving (J^T J + damping I) dx = -J^T r."""
+    H = J.T @ J
+    g = J.T @ r
+    H = H + damping * torch.eye(H.shape[0], dtype=H.dtype)
+    return -torch.linalg.solve(H, g)
+
+
+def _run(
+    problem: TwoViewProblem, x0: torch.Tensor | None, iterations: int, name: str,
+    step: Callable[[torch.Tensor], torch.Tensor], tol: float, keep_best: bool = False,
+) -> SolverResult:
+    x = problem.zero() if x0 is None else x0.detach().clone()
+    start = time.perf_counter()
+    result = SolverResult(x, [problem.error(x)], [0.0], name)
+    for _ in range(iterations):
+        x_new = step(x)
+        err = problem.error(x_new)
+        prev = result.errors[-1]
+        result.times_s.append(time.perf_counter() - start)
+        if keep_best and err > prev:
+            result.errors.append(prev)
+            break
+        x = x_new
+        result.errors.append(err)
+        result.x = x
+        if abs(prev - err) <= tol * max(prev, 1e-12):
+            break
+    return result
+
+
+def gauss_newton(
+    problem: TwoViewProblem, x0: torch.Tensor | None = None, iterations: int = 20,
+    tol: float = 1e-4,
+) -> SolverResult:
+    """Plain Gauss-Newton (no line search, no damping).
+
+    Stops when E changes by less than ``tol`` relative, or when a step raises E (that step is
+    undone and still counted): plain GN on photometric error can wander away from its best
+    point, and the best point is what a user of GN keeps.
+    """
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        r, J = problem.linearize(x)
+        return x + gn_step(r, J)
+
+    return _run(problem, x0, iterations, "gauss_newton", step, tol, keep_best=True)
+
+
+def levenberg_marquardt(
+    problem: TwoViewProblem, x0: torch.Tensor | None = None, iterations: int = 20,
+    tol: float = 1e-4, lambda0: float = 1e-2,
+) -> SolverResult:
+    """LM with diagonal (Marquardt) damping; a rejected step raises lambda x10 and counts."""
+    lam = [lambda0]
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        r, J = problem.linearize(x)
+        H = J.T @ J
+        g = J.T @ r
+        e0 = float(0.5 * (r * r).sum())
+        for _ in range(6):
+            D = torch.diag(torch.diagonal(H).clamp_min(1e-9))
+            dx = -torch.linalg.solve(H + lam[0] * D, g)
+            x_new = x + dx
+            if problem.error(x_new) < e0:
+                lam[0] = max(lam[0] / 10.0, 1e-7)
+                return x_new
+            lam[0] *= 10.0
+        return x
+
+    return _run(problem, x0, iterations, "levenberg_marquardt", step, tol)
+
+
+def make_view(net: Any, image_u8: np.ndarray, K: np.ndarray) -> ViewTerms:
+    """ViewTerms of a uint8 (H, W) image at the depth network's resolution (no gradients).
+
+    Raises:
+        SlamError: the image is not at the network's (height, width).
+    """
+    cfg = net.cfg
+    if image_u8.shape != (cfg.height, cfg.width):
+        raise SlamError(
+            f"image shape {image_u8.shape!r}, expected the network's {(cfg.height, cfg.width)!r}"
+        )
+    img = torch.from_numpy(image_u8.astype(np.float32) / 255.0)[None, None]
+    with torch.no_grad():
+        prior, _log_b, basis = net.image_terms(img)
+    return ViewTerms(
+        image=prepare_image(image_u8),
+        K=torch.as_tensor(K, dtype=torch.float32),
+        prior_logit=prior.reshape(-1),
+        basis=basis.reshape(basis.shape[1], -1),
+    )
+
+
+def make_problem(
+    net: Any, image_a: np.ndarray, image_b: np.ndarray, K: np.ndarray, T_b_a0: np.ndarray,
+    code_prior_weight: float = 1e-3, optimize_pose: bool = True,
+) -> TwoViewProblem:
+    """Two-view problem from images at the network's resolution and an initial pose of A in B."""
+    return TwoViewProblem(
+        make_view(net, image_a, K), make_view(net, image_b, K),
+        torch.as_tensor(T_b_a0, dtype=torch.float32), float(net.cfg.average_depth_m),
+        code_prior_weight, optimize_pose,
+    )

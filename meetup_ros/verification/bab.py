@@ -1,0 +1,422 @@
+"""Branch and bound: prove ``min_x max_j margin_j(x) > 0`` per disjunct, or find ``x`` with
+all margins <= 0.
+
+For each disjunct the network's last layer is extended by the margins ``coeffs @ y - rhs``.
+A domain (a sub-box, plus ReLU sign splits in ReLU-splitting mode) is closed when some margin
+row has a CROWN lower bound above ``proof_margin`` on all of it: the unsafe conjunction needs
+every margin <= 0, so one row positive everywhere rules the domain out. Domains are processed
+best-first (smallest best-row bound first), a batch at a time; each is split in two along the
+input dimension with the largest estimated bound improvement ``|A_i| (u_i - l_i)`` or on the
+unstable ReLU with the largest relaxation gap. A sampling + PGD falsifier runs first, the
+bound minimisers of each new domain are tried as counterexamples, and every counterexample
+is re-checked by :func:`falsify.confirm` (float64 and onnxruntime) before "sat". Domains that
+can no longer be split usefully go to the exact MIP. Out of time -> "timeout" with the open
+domains returned so a caller (the runtime monitor) can resume them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from meetup_ros.verification import VerificationInputError
+from meetup_ros.verification.bounds.crown import CrownResult, crown_bounds
+from meetup_ros.verification.falsify import confirm, forward_layers, pgd_search, spec_layers
+from meetup_ros.verification.network import Network
+from meetup_ros.verification.spec import Property
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BabConfig:
+    """Branch-and-bound settings.
+
+    Attributes:
+        batch_size: domains bounded together per step (children = 2 x batch).
+        split: "input", "relu" or "auto" (input splitting for <= 16 inputs).
+        alpha_steps_root: alpha-CROWN steps on the root domain; alpha_steps: on each batch.
+        falsify_samples/falsify_steps: the falsifier's random starts and PGD steps.
+        proof_margin: a row's lower bound must exceed this to close a domain (float64
+            rounding guard).
+        min_width: input domains narrower than this in every dimension go to the MIP.
+        max_domains: open domains kept before giving up on splitting (-> MIP / timeout).
+        use_mip: allow the exact MIP on leftovers (needs highspy).
+        seed: falsifier seed.
+    """
+
+    batch_size: int = 512
+    split: str = "auto"
+    alpha_steps_root: int = 20
+    alpha_steps: int = 0
+    falsify_samples: int = 512
+    falsify_steps: int = 30
+    proof_margin: float = 1e-9
+    min_width: float = 1e-7
+    max_domains: int = 1_000_000
+    use_mip: bool = True
+    seed: int = 0
+
+
+@dataclass
+class Frontier:
+    """Open domains of one disjunct: boxes ``(N, n)``, bounds ``(N,)``, optional ReLU splits."""
+
+    lower: torch.Tensor
+    upper: torch.Tensor
+    bound: torch.Tensor
+    splits: list[torch.Tensor] | None = None
+    direction: torch.Tensor | None = None  # (N, n) linear-bound coefficients of the best row
+
+    def __len__(self) -> int:
+        return int(self.lower.shape[0])
+
+    def restrict(self, lower: np.ndarray, upper: np.ndarray) -> Frontier:
+        """Domains intersected with a sub-box; those left empty are dropped.
+
+        Bounds stay valid: a minimum over a subset is at least the minimum over the set.
+        """
+        lo = torch.maximum(self.lower, torch.as_tensor(lower, dtype=self.lower.dtype))
+        up = torch.minimum(self.upper, torch.as_tensor(upper, dtype=self.upper.dtype))
+        keep = (lo <= up).all(-1)
+        splits = None if self.splits is None else [s[keep] for s in self.splits]
+        direction = None if self.direction is None else self.direction[keep]
+        return Frontier(lo[keep], up[keep], self.bound[keep], splits, direction)
+
+    def select(self, index: torch.Tensor) -> Frontier:
+        """The domains at ``index``."""
+        return Frontier(
+            self.lower[index], self.upper[index], self.bound[index],
+            None if self.splits is None else [s[index] for s in self.splits],
+            None if self.direction is None else self.direction[index],
+        )
+
+    @staticmethod
+    def concat(a: Frontier, b: Frontier) -> Frontier:
+        """Domains of both."""
+        def cat(x: torch.Tensor | None, y: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None or y is None else torch.cat([x, y])
+
+        splits = None if a.splits is None or b.splits is None else [
+            torch.cat([x, y]) for x, y in zip(a.splits, b.splits, strict=True)]
+        return Frontier(torch.cat([a.lower, b.lower]), torch.cat([a.upper, b.upper]),
+                        torch.cat([a.bound, b.bound]), splits, cat(a.direction, b.direction))
+
+
+@dataclass
+class DisjunctOutcome:
+    """Outcome for one disjunct: "unsat", "sat" (with x, y) or "timeout" (with frontier)."""
+
+    status: str
+    x: np.ndarray | None = None
+    y: np.ndarray | None = None
+    frontier: Frontier | None = None
+    domains: int = 0
+    reason: str = ""
+
+
+@dataclass
+class Result:
+    """Outcome of :func:`verify`: status "sat" | "unsat" | "timeout" | "error"."""
+
+    status: str
+    x: np.ndarray | None = None
+    y: np.ndarray | None = None
+    stats: dict[str, float | int | str] = field(default_factory=dict)
+
+
+def _choose_split_mode(config: BabConfig, n_inputs: int) -> str:
+    if config.split == "auto":
+        return "input" if n_inputs <= 16 else "relu"
+    if config.split not in ("input", "relu"):
+        raise VerificationInputError(f"split mode {config.split!r}; expected input, relu or auto")
+    return config.split
+
+
+class _Solver:
+    """Branch and bound for one disjunct (margins folded into the network)."""
+
+    def __init__(
+        self,
+        network: Network,
+        coeffs: np.ndarray,
+        rhs: np.ndarray,
+        lower: np.ndarray,
+        upper: np.ndarray,
+        config: BabConfig,
+        deadline: float,
+    ) -> None:
+        self.network = network
+        self.coeffs = np.asarray(coeffs, dtype=np.float64)
+        self.rhs = np.asarray(rhs, dtype=np.float64)
+        self.lower_np = np.asarray(lower, dtype=np.float64)
+        self.upper_np = np.asarray(upper, dtype=np.float64)
+        self.config = config
+        self.deadline = deadline
+        self.layers = spec_layers(network, self.coeffs, self.rhs)
+        self.mode = _choose_split_mode(config, network.n_inputs)
+        self.domains = 0
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _time_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def _bound(self, lower: torch.Tensor, upper: torch.Tensor,
+               splits: list[torch.Tensor] | None, alpha_steps: int) -> CrownResult:
+        self.domains += int(lower.shape[0])
+        return crown_bounds(self.layers, lower, upper, splits, alpha_steps=alpha_steps)
+
+    def _try_points(self, points: torch.Tensor) -> DisjunctOutcome | None:
+        """Check candidate points ``(P, n)``; a confirmed counterexample ends the search."""
+        with torch.no_grad():
+            value = forward_layers(self.layers, points).max(-1).values
+        for i in torch.nonzero(value <= 0).flatten()[:8].tolist():
+            found = confirm(self.network, self.coeffs, self.rhs, self.lower_np, self.upper_np,
+                            points[i].numpy())
+            if found is not None:
+                return DisjunctOutcome("sat", found[0], found[1], domains=self.domains)
+        return None
+
+    def _falsify(self, samples: int, steps: int, starts: torch.Tensor | None = None,
+                 lower: torch.Tensor | None = None, upper: torch.Tensor | None = None
+                 ) -> DisjunctOutcome | None:
+        lo = torch.as_tensor(self.lower_np) if lower is None else lower
+        up = torch.as_tensor(self.upper_np) if upper is None else upper
+        x, value = pgd_search(self.layers, lo, up, samples, steps, self.generator,
+                              self.deadline, starts)
+        if value <= 0:
+            return self._try_points(x.unsqueeze(0))
+        return None
+
+    def _minimisers(self, res: CrownResult, lower: torch.Tensor, upper: torch.Tensor,
+                    rows: torch.Tensor) -> torch.Tensor:
+        """Box corners minimising the linear bound of each domain's chosen row: ``(B, n)``."""
+        A = res.A[torch.arange(lower.shape[0]), rows]
+        return torch.where(A > 0, lower, upper)
+
+    # -- main loop -----------------------------------------------------------------------------
+    def run(self, frontier: Frontier | None = None) -> DisjunctOutcome:
+        cfg = self.config
+        margin = cfg.proof_margin
+        if frontier is None:
+            lo = torch.as_tensor(self.lower_np).unsqueeze(0)
+            up = torch.as_tensor(self.upper_np).unsqueeze(0)
+            splits = None
+            if self.mode == "relu":
+                splits = [torch.zeros(1, h, dtype=torch.int8) for h in self.network.hidden_sizes]
+            res = self._bound(lo, up, splits, cfg.alpha_steps_root)
+            best = res.lower.max(-1).values
+            if bool(best[0] > margin):
+                return DisjunctOutcome("unsat", domains=self.domains)
+            found = self._try_points(torch.cat([
+                (lo + up) / 2, self._minimisers(res, lo, up, res.lower.argmax(-1))]))
+            if found is None and cfg.falsify_samples > 0:
+                found = self._falsify(cfg.falsify_samples, cfg.falsify_steps)
+            if found is not None:
+                return found
+            rows = res.lower.argmax(-1)
+            frontier = Frontier(lo, up, best, splits, res.A[torch.arange(1), rows])
+        iteration = 0
+        while len(frontier) > 0:
+            if self._time_left() <= 0:
+                return DisjunctOutcome("timeout", frontier=frontier, domains=self.domains,
+                                       reason=f"deadline with {len(frontier)} open domains")
+            if len(frontier) > cfg.max_domains:
+                return self._leftover_to_mip(frontier, "too many open domains")
+            iteration += 1
+            # Best-first: the batch with the smallest bounds.
+            n_pick = min(cfg.batch_size, len(frontier))
+            order = torch.argsort(frontier.bound)
+            pick, rest = order[:n_pick], order[n_pick:]
+            batch = frontier.select(pick)
+            if self.mode == "input":
+                children, leftovers = self._split_input(batch)
+            else:
+                children, leftovers = self._split_relu(batch)
+            if leftovers is not None and len(leftovers) > 0:
+                out = self._leftover_to_mip(leftovers, "domains too small to split")
+                if out.status != "unsat":
+                    return out
+            new_frontier = frontier.select(rest)
+            if children is not None:
+                c_lo, c_up, c_sp = children
+                res = self._bound(c_lo, c_up, c_sp, cfg.alpha_steps)
+                best, rows = res.lower.max(-1)
+                found = self._try_points(torch.cat([
+                    self._minimisers(res, c_lo, c_up, rows)[~res.infeasible],
+                    ((c_lo + c_up) / 2)[~res.infeasible],
+                ]))
+                if found is not None:
+                    return found
+                open_ = best <= margin
+                direction = res.A[torch.arange(c_lo.shape[0]), rows]
+                kids = Frontier(c_lo, c_up, best, c_sp, direction).select(open_)
+                if new_frontier.splits is None and kids.splits is not None:
+                    new_frontier.splits = [s[:0] for s in kids.splits]
+                new_frontier = Frontier.concat(new_frontier, kids)
+            frontier = new_frontier
+            if iteration % 25 == 0 and len(frontier) > 0 and cfg.falsify_samples > 0:
+                # A PGD round inside the currently worst domain.
+                i = int(torch.argmin(frontier.bound))
+                found = self._falsify(64, cfg.falsify_steps, None, frontier.lower[i],
+                                      frontier.upper[i])
+                if found is not None:
+                    return found
+        return DisjunctOutcome("unsat", domains=self.domains)
+
+    # -- splitting -------------------------------------------------------------------------------
+    def _split_input(self, batch: Frontier):  # type: ignore[no-untyped-def]
+        """Halve each box along its best dimension; boxes too small go to the leftovers."""
+        lo, up = batch.lower, batch.upper
+        width = up - lo
+        tiny = (width <= self.config.min_width).all(-1)
+        leftovers = None
+        if bool(tiny.any()):
+            leftovers = batch.select(tiny)
+            lo, up, width = lo[~tiny], up[~tiny], width[~tiny]
+        if lo.shape[0] == 0:
+            return None, leftovers
+        # Estimated improvement of the best row's linear bound when halving dimension i:
+        # the box term |A_i| r_i of the bound loses half its size in both children.
+        assert batch.direction is not None
+        A = batch.direction[~tiny]
+        score = A.abs() * width
+        score = torch.where(width > self.config.min_width, score, torch.full_like(score, -1.0))
+        # Break ties (e.g. all-zero coefficients) by width.
+        dim = torch.argmax(score + 1e-12 * width, -1)
+        mid = (lo + up) / 2
+        idx = torch.arange(lo.shape[0])
+        up_left = up.clone()
+        up_left[idx, dim] = mid[idx, dim]
+        lo_right = lo.clone()
+        lo_right[idx, dim] = mid[idx, dim]
+        return (torch.cat([lo, lo_right]), torch.cat([up_left, up]), None), leftovers
+
+    def _split_relu(self, batch: Frontier):  # type: ignore[no-untyped-def]
+        """Split each domain on its unstable ReLU with the largest triangle height."""
+        lo, up, splits = batch.lower, batch.upper, batch.splits
+        assert splits is not None
+        res = crown_bounds(self.layers, lo, up, splits)
+        self.domains += int(lo.shape[0])
+        scores = []
+        for layer, (pl, pu) in enumerate(zip(res.pre_lower, res.pre_upper, strict=True)):
+            unstable = (pl < 0) & (pu > 0) & (splits[layer] == 0)
+            gap = torch.where(unstable, -pl * pu / (pu - pl).clamp(min=1e-30),
+                              torch.full_like(pl, -1.0))
+            scores.append(gap)
+        flat = torch.cat(scores, -1)
+        best_score, best_idx = flat.max(-1)
+        leaf = (best_score < 0) & ~res.infeasible
+        leftovers = None
+        if bool(leaf.any()):
+            leftovers = batch.select(leaf)
+        keep = ~leaf & ~res.infeasible
+        if not bool(keep.any()):
+            return None, leftovers
+        lo, up, best_idx = lo[keep], up[keep], best_idx[keep]
+        splits = [s[keep] for s in splits]
+        pos_splits, neg_splits = [], []
+        offset = 0
+        rows = torch.arange(lo.shape[0])
+        for s in splits:
+            h = s.shape[1]
+            here = (best_idx >= offset) & (best_idx < offset + h)
+            col = (best_idx - offset).clamp(0, h - 1)
+            sp, sn = s.clone(), s.clone()
+            sp[rows[here], col[here]] = 1
+            sn[rows[here], col[here]] = -1
+            pos_splits.append(sp)
+            neg_splits.append(sn)
+            offset += h
+        return (torch.cat([lo, lo]), torch.cat([up, up]),
+                [torch.cat([a, b]) for a, b in zip(pos_splits, neg_splits, strict=True)]), \
+            leftovers
+
+    def _leftover_to_mip(self, frontier: Frontier, why: str) -> DisjunctOutcome:
+        """Settle open domains exactly with the MIP (or report "timeout" without it)."""
+        if not self.config.use_mip:
+            return DisjunctOutcome("timeout", frontier=frontier, domains=self.domains,
+                                   reason=f"{why}; MIP disabled")
+        from meetup_ros.verification.mip import solve_min_max_margin
+
+        logger.debug("%s: %d domains to the MIP", why, len(frontier))
+        for i in range(len(frontier)):
+            left = self._time_left()
+            if left <= 0:
+                return DisjunctOutcome("timeout", frontier=frontier, domains=self.domains,
+                                       reason=f"deadline in the MIP ({why})")
+            splits = None if frontier.splits is None else [s[i].numpy() for s in frontier.splits]
+            out = solve_min_max_margin(
+                self.network, self.coeffs, self.rhs, frontier.lower[i].numpy(),
+                frontier.upper[i].numpy(), time_limit_s=left, splits=splits,
+            )
+            if out.status == "unsat" and out.dual_bound > self.config.proof_margin:
+                continue
+            if out.x is not None:
+                found = self._try_points(torch.as_tensor(out.x).unsqueeze(0))
+                if found is not None:
+                    return found
+            return DisjunctOutcome("timeout", frontier=frontier, domains=self.domains,
+                                   reason=f"MIP inconclusive ({out.status}) on a leftover domain")
+        return DisjunctOutcome("unsat", domains=self.domains)
+
+
+def solve_disjunct(
+    network: Network,
+    coeffs: np.ndarray,
+    rhs: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    deadline: float,
+    config: BabConfig | None = None,
+    frontier: Frontier | None = None,
+) -> DisjunctOutcome:
+    """Branch and bound on one box and one unsafe conjunction until ``deadline`` (monotonic).
+
+    Args:
+        coeffs, rhs: the conjunction ``coeffs @ y <= rhs`` (``(k, m)``, ``(k,)``).
+        lower, upper: ``(n,)`` finite box.
+        frontier: open domains from an earlier run to resume (inside the box).
+    """
+    lower = np.asarray(lower, dtype=np.float64)
+    upper = np.asarray(upper, dtype=np.float64)
+    if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
+        raise VerificationInputError(
+            f"input box lower {lower.tolist()!r} upper {upper.tolist()!r} is not finite"
+        )
+    if np.any(lower > upper):
+        return DisjunctOutcome("unsat", reason="empty input box")
+    solver = _Solver(network, coeffs, rhs, lower, upper, config or BabConfig(), deadline)
+    return solver.run(frontier)
+
+
+def verify(network: Network, prop: Property, timeout_s: float,
+           config: BabConfig | None = None) -> Result:
+    """Decide a property: "unsat" (safe), "sat" (with a checked counterexample), "timeout".
+
+    Raises:
+        VerificationInputError: the property does not fit the network or has an unbounded box.
+    """
+    start = time.monotonic()
+    deadline = start + float(timeout_s)
+    prop.check_network(network.n_inputs, network.n_outputs, network.source)
+    config = config or BabConfig()
+    domains = 0
+    pending: list[str] = []
+    for i, d in enumerate(prop.disjuncts):
+        out = solve_disjunct(network, d.coeffs, d.rhs, d.lower, d.upper, deadline, config)
+        domains += out.domains
+        logger.debug("disjunct %d: %s (%d domains)", i, out.status, out.domains)
+        if out.status == "sat":
+            return Result("sat", out.x, out.y, {
+                "time_s": time.monotonic() - start, "domains": domains, "disjunct": i})
+        if out.status != "unsat":
+            pending.append(f"disjunct {i}: {out.reason}")
+    status = "timeout" if pending else "unsat"
+    return Result(status, None, None, {
+        "time_s": time.monotonic() - start, "domains": domains, "reason": "; ".join(pending)})

@@ -1,0 +1,145 @@
+"""Counterexample search: uniform sampling then projected (sign-)gradient descent.
+
+The objective for one disjunct is ``max_j margin_j(x)`` (``margin = coeffs @ f(x) - rhs``);
+any box point with objective <= 0 is a counterexample candidate. Candidates are only
+proposals: :func:`confirm` re-checks them in float64 and with onnxruntime before anyone says
+"sat"/"violated".
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from meetup_ros.verification.network import Network
+
+logger = logging.getLogger(__name__)
+
+
+def spec_layers(
+    network: Network, coeffs: np.ndarray, rhs: np.ndarray, dtype: torch.dtype = torch.float64
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Network layers with the margins ``coeffs @ y - rhs`` folded into the last layer."""
+    layers = network.torch_layers(dtype)
+    W, b = layers[-1]
+    C = torch.as_tensor(coeffs, dtype=dtype)
+    d = torch.as_tensor(rhs, dtype=dtype)
+    return [*layers[:-1], (C @ W, C @ b - d)]
+
+
+def forward_layers(layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor
+                   ) -> torch.Tensor:
+    """Forward through ``[(W, b)]`` with ReLU between: ``(B, n)`` -> ``(B, k)``."""
+    h = x
+    for i, (W, b) in enumerate(layers):
+        h = h @ W.T + b
+        if i < len(layers) - 1:
+            h = torch.relu(h)
+    return h
+
+
+def pgd_search(
+    layers: list[tuple[torch.Tensor, torch.Tensor]],
+    lower: torch.Tensor,
+    upper: torch.Tensor,
+    n_samples: int = 256,
+    steps: int = 30,
+    generator: torch.Generator | None = None,
+    deadline: float | None = None,
+    starts: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimise ``max_j margin_j`` over the box ``lower, upper`` (each ``(n,)``).
+
+    Returns:
+        ``(x (n,), objective scalar)`` of the best point found (float64, inside the box).
+    """
+    n = lower.shape[0]
+    width = upper - lower
+    x = lower + torch.rand(n_samples, n, dtype=lower.dtype, generator=generator) * width
+    x[0] = (lower + upper) / 2
+    if starts is not None and starts.numel():
+        m = min(starts.shape[0], n_samples - 1)
+        x[1:1 + m] = torch.clamp(starts[:m], lower, upper)
+    best_x, best_v = x[0].clone(), torch.tensor(float("inf"), dtype=lower.dtype)
+    step = width / 8
+    for it in range(steps + 1):
+        x = x.detach().requires_grad_(True)
+        value = forward_layers(layers, x).max(-1).values
+        i = int(torch.argmin(value))
+        if value[i] < best_v:
+            best_v, best_x = value[i].detach().clone(), x[i].detach().clone()
+        if best_v <= 0 or it == steps or (deadline is not None and time.monotonic() > deadline):
+            break
+        (grad,) = torch.autograd.grad(value.sum(), x)
+        with torch.no_grad():
+            x = torch.clamp(x - step * grad.sign(), lower, upper)
+        if it % 10 == 9:
+            step = step / 2
+    return best_x, best_v
+
+
+@lru_cache(maxsize=8)
+def _ort_session(path: str):  # type: ignore[no-untyped-def]
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def onnxruntime_forward(path: str, x: np.ndarray) -> np.ndarray:
+    """Evaluate the ONNX file at one input ``(n,)`` (float32 as the file says) -> ``(m,)``."""
+    session = _ort_session(path)
+    graph_input = session.get_inputs()[0]
+    shape = [d if isinstance(d, int) and d > 0 else 1 for d in graph_input.shape]
+    feed = np.asarray(x, dtype=np.float32).reshape(shape)
+    (out,) = session.run(None, {graph_input.name: feed})[:1]
+    return np.asarray(out, dtype=np.float64).reshape(-1)
+
+
+def to_float32_inside(x: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray | None:
+    """Round ``x`` to float32 values still inside ``[lower, upper]`` (float64 result)."""
+    x32 = np.asarray(x, dtype=np.float32).copy()
+    for i in range(x32.size):
+        for _ in range(4):
+            if x32[i] < lower[i]:
+                x32[i] = np.nextafter(x32[i], np.float32(np.inf))
+            elif x32[i] > upper[i]:
+                x32[i] = np.nextafter(x32[i], np.float32(-np.inf))
+            else:
+                break
+        if not lower[i] <= float(x32[i]) <= upper[i]:
+            return None  # the box is narrower than a float32 step here
+    return x32.astype(np.float64)
+
+
+def confirm(
+    network: Network,
+    coeffs: np.ndarray,
+    rhs: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    x: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Re-check a candidate: returns ``(x, y)`` iff it is a genuine counterexample.
+
+    ``x`` is moved to float32-representable values inside the box; the float64 forward pass
+    and, for ONNX sources, onnxruntime must both put ``y`` in the unsafe conjunction.
+    """
+    x_checked = to_float32_inside(np.asarray(x, dtype=np.float64), lower, upper)
+    if x_checked is None:
+        return None
+    y = network.forward(x_checked)
+    if not np.all(y @ coeffs.T - rhs <= 0.0):
+        return None
+    if network.source_kind == "onnx":
+        y_ort = onnxruntime_forward(network.source, x_checked)
+        if y_ort.shape != y.shape or not np.all(y_ort @ coeffs.T - rhs <= 0.0):
+            logger.debug("candidate %s unsafe in float64 but not in onnxruntime", x_checked)
+            return None
+    return x_checked, y

@@ -1,0 +1,326 @@
+"""ONNX -> :class:`Network` by symbolic execution of the graph on one input vector.
+
+Every tensor is either a constant (numpy) or an affine function ``t = M h + c`` of the
+current "stage" ``h`` (the network input, or the output of the latest ReLU). A ``Relu``
+closes the stage into an affine layer; constants feeding ``Sub``/``Add``/``Mul``/``Div``,
+``Flatten``/``Reshape`` and chains of ``MatMul``/``Gemm`` fold into the affine map. The graph
+must be a chain (no tensor from an earlier stage is used after a ReLU).
+
+Supported: Gemm, MatMul, Add, Sub, Mul, Div (by constants), Neg, Relu, Flatten, Reshape,
+Squeeze, Unsqueeze, Identity, Constant, Cast (to float). Initializers that are also listed as
+graph inputs (old exporters) are constants.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from meetup_ros.verification import VerificationInputError
+from meetup_ros.verification.network import Network
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Sym:
+    """``value = M @ h + c`` reshaped to ``shape`` (batch dimension kept as 1)."""
+
+    stage: int
+    M: np.ndarray  # (size, stage_size)
+    c: np.ndarray  # (size,)
+    shape: tuple[int, ...]
+
+
+def _attrs(node: object) -> dict[str, object]:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}  # type: ignore[attr-defined]
+
+
+def load_onnx(path: str | Path) -> Network:
+    """Load an ONNX feed-forward ReLU network (one input, one output).
+
+    Raises:
+        VerificationInputError: unreadable file, several inputs/outputs, an unsupported
+            operator (named with its node), or a non-chain graph.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    path = Path(path)
+    if not path.is_file():
+        raise VerificationInputError(f"network file {str(path)!r} does not exist")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # protobuf raises DecodeError, onnx its own types
+        raise VerificationInputError(
+            f"network file {str(path)!r} is not a readable ONNX model: {exc}"
+        ) from exc
+    graph = model.graph
+    name = str(path)
+    values: dict[str, np.ndarray | _Sym] = {}
+    for init in graph.initializer:
+        values[init.name] = numpy_helper.to_array(init).astype(np.float64, copy=False) if (
+            numpy_helper.to_array(init).dtype.kind == "f"
+        ) else numpy_helper.to_array(init)
+    real_inputs = [i for i in graph.input if i.name not in values]
+    if len(real_inputs) != 1 or len(graph.output) != 1:
+        raise VerificationInputError(
+            f"network {name!r}: {len(real_inputs)!r} inputs and {len(graph.output)!r} outputs; "
+            "expected exactly one of each"
+        )
+    dims = real_inputs[0].type.tensor_type.shape.dim
+    in_shape = tuple(int(d.dim_value) if d.dim_value > 0 else 1 for d in dims)
+    if not in_shape:
+        raise VerificationInputError(f"network {name!r}: input has no shape")
+    n_in = int(np.prod(in_shape))
+    values[real_inputs[0].name] = _Sym(0, np.eye(n_in), np.zeros(n_in), in_shape)
+    weights: list[np.ndarray] = []
+    biases: list[np.ndarray] = []
+    stage = 0
+
+    for index, node in enumerate(graph.node):
+        label = f"node {index} {node.name!r} ({node.op_type})"
+
+        def get(i: int, node: object = node, label: str = label) -> np.ndarray | _Sym:
+            inputs = node.input  # type: ignore[attr-defined]
+            if i >= len(inputs) or inputs[i] == "":
+                raise VerificationInputError(f"network {name!r} {label}: missing input {i}")
+            if inputs[i] not in values:
+                raise VerificationInputError(
+                    f"network {name!r} {label}: input {inputs[i]!r} is not produced earlier"
+                )
+            v = values[inputs[i]]
+            if isinstance(v, _Sym) and v.stage != stage:
+                raise VerificationInputError(
+                    f"network {name!r} {label}: uses {inputs[i]!r} from before a ReLU; only "
+                    "sequential (chain) graphs are supported"
+                )
+            return v
+
+        op = node.op_type
+        attrs = _attrs(node)
+        try:
+            out = _apply(op, attrs, node, get, label, name)
+        except VerificationInputError:
+            raise
+        except Exception as exc:  # numpy broadcasting/shape errors in a malformed graph
+            raise VerificationInputError(
+                f"network {name!r} {label}: cannot evaluate ({exc})"
+            ) from exc
+        if op == "Relu":
+            x = out
+            assert isinstance(x, _Sym)
+            weights.append(x.M)
+            biases.append(x.c)
+            stage += 1
+            size = x.M.shape[0]
+            out = _Sym(stage, np.eye(size), np.zeros(size), x.shape)
+        if len(node.output) != 1:
+            raise VerificationInputError(
+                f"network {name!r} {label}: {len(node.output)!r} outputs; expected 1"
+            )
+        values[node.output[0]] = out
+
+    out_name = graph.output[0].name
+    result = values.get(out_name)
+    if not isinstance(result, _Sym) or result.stage != stage:
+        raise VerificationInputError(
+            f"network {name!r}: output {out_name!r} is not a function of the input's last stage"
+        )
+    weights.append(result.M)
+    biases.append(result.c)
+    logger.debug("loaded %s: layers %s", name, [w.shape for w in weights])
+    return Network(weights, biases, source=name, source_kind="onnx")
+
+
+def _const(v: np.ndarray | _Sym, label: str, name: str, what: str) -> np.ndarray:
+    if isinstance(v, _Sym):
+        raise VerificationInputError(
+            f"network {name!r} {label}: {what} depends on the input; expected a constant"
+        )
+    return v
+
+
+def _broadcast_vec(v: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Constant broadcast to the symbolic tensor's shape, flattened (row-major)."""
+    out = np.broadcast_to(np.asarray(v, dtype=np.float64), shape)
+    if out.shape != shape:
+        raise ValueError(f"constant of shape {np.shape(v)!r} broadcasts the input to {out.shape!r}")
+    return out.reshape(-1)
+
+
+def _matmul_sym(x: _Sym, W: np.ndarray, label: str, name: str) -> _Sym:
+    """``x @ W`` with ``W (k, m)`` applied on the last axis of ``x``."""
+    if W.ndim != 2 or x.shape[-1] != W.shape[0]:
+        raise VerificationInputError(
+            f"network {name!r} {label}: input shape {x.shape!r} @ weight {W.shape!r}; "
+            "expected a 2-D weight matching the last axis"
+        )
+    rows = int(np.prod(x.shape[:-1]))
+    k, m = W.shape
+    Mx = x.M.reshape(rows, k, -1)
+    cx = x.c.reshape(rows, k)
+    M = np.einsum("rks,km->rms", Mx, W).reshape(rows * m, -1)
+    c = (cx @ W).reshape(-1)
+    return _Sym(x.stage, M, c, (*x.shape[:-1], m))
+
+
+def _apply(op, attrs, node, get, label, name):  # type: ignore[no-untyped-def]
+    if op == "Constant":
+        from onnx import numpy_helper
+
+        if "value" not in attrs:
+            raise VerificationInputError(f"network {name!r} {label}: only 'value' constants")
+        return numpy_helper.to_array(attrs["value"]).astype(np.float64)
+    if op in ("Identity", "Cast"):
+        return get(0)
+    if op == "Relu":
+        x = get(0)
+        if not isinstance(x, _Sym):
+            return np.maximum(x, 0.0)
+        return x
+    if op in ("Add", "Sub"):
+        a, b = get(0), get(1)
+        sign = 1.0 if op == "Add" else -1.0
+        if not isinstance(a, _Sym) and not isinstance(b, _Sym):
+            return a + sign * b
+        if isinstance(a, _Sym) and isinstance(b, _Sym):
+            if a.shape != b.shape:
+                raise VerificationInputError(
+                    f"network {name!r} {label}: shapes {a.shape!r} and {b.shape!r} differ"
+                )
+            return _Sym(a.stage, a.M + sign * b.M, a.c + sign * b.c, a.shape)
+        if isinstance(a, _Sym):
+            return _Sym(a.stage, a.M, a.c + sign * _broadcast_vec(b, a.shape), a.shape)
+        assert isinstance(b, _Sym)
+        return _Sym(b.stage, sign * b.M, _broadcast_vec(a, b.shape) + sign * b.c, b.shape)
+    if op in ("Mul", "Div"):
+        a, b = get(0), get(1)
+        if not isinstance(a, _Sym) and not isinstance(b, _Sym):
+            return a * b if op == "Mul" else a / b
+        if op == "Div" and isinstance(b, _Sym):
+            raise VerificationInputError(f"network {name!r} {label}: division by the input")
+        if isinstance(a, _Sym) and isinstance(b, _Sym):
+            raise VerificationInputError(
+                f"network {name!r} {label}: product of two input-dependent tensors"
+            )
+        x, k = (a, b) if isinstance(a, _Sym) else (b, a)
+        assert isinstance(x, _Sym)
+        scale = _broadcast_vec(k if op == "Mul" else 1.0 / k, x.shape)
+        return _Sym(x.stage, x.M * scale[:, None], x.c * scale, x.shape)
+    if op == "Neg":
+        x = get(0)
+        if not isinstance(x, _Sym):
+            return -x
+        return _Sym(x.stage, -x.M, -x.c, x.shape)
+    if op == "MatMul":
+        a, b = get(0), get(1)
+        if not isinstance(a, _Sym) and not isinstance(b, _Sym):
+            return a @ b
+        if not isinstance(a, _Sym):
+            raise VerificationInputError(
+                f"network {name!r} {label}: constant @ input is unsupported; expected input @ W"
+            )
+        return _matmul_sym(a, _const(b, label, name, "the weight"), label, name)
+    if op == "Gemm":
+        a = get(0)
+        B = _const(get(1), label, name, "B")
+        alpha = float(attrs.get("alpha", 1.0))
+        beta = float(attrs.get("beta", 1.0))
+        if not isinstance(a, _Sym):
+            raise VerificationInputError(f"network {name!r} {label}: Gemm on constants only")
+        if int(attrs.get("transA", 0)):
+            raise VerificationInputError(f"network {name!r} {label}: transA=1 is unsupported")
+        if len(a.shape) != 2:
+            raise VerificationInputError(
+                f"network {name!r} {label}: Gemm input shape {a.shape!r}; expected 2-D"
+            )
+        W = (B.T if int(attrs.get("transB", 0)) else B) * alpha
+        out = _matmul_sym(a, W, label, name)
+        if len(node.input) > 2 and node.input[2]:
+            C = _const(get(2), label, name, "C")
+            out = _Sym(out.stage, out.M, out.c + beta * _broadcast_vec(C, out.shape), out.shape)
+        return out
+    if op in ("Flatten", "Reshape", "Squeeze", "Unsqueeze"):
+        x = get(0)
+        if op == "Flatten":
+            axis = int(attrs.get("axis", 1))
+            shape = x.shape if isinstance(x, _Sym) else np.shape(x)
+            axis = axis if axis >= 0 else axis + len(shape)
+            new = (int(np.prod(shape[:axis])), int(np.prod(shape[axis:])))
+        elif op == "Reshape":
+            target = [int(v) for v in _const(get(1), label, name, "the shape").reshape(-1)]
+            shape = x.shape if isinstance(x, _Sym) else np.shape(x)
+            target = [shape[i] if t == 0 else t for i, t in enumerate(target)]
+            if target.count(-1) > 1:
+                raise VerificationInputError(f"network {name!r} {label}: shape {target!r}")
+            if -1 in target:
+                known = int(np.prod([t for t in target if t != -1]))
+                target[target.index(-1)] = int(np.prod(shape)) // max(known, 1)
+            new = tuple(target)
+        else:
+            axes = attrs.get("axes")
+            if axes is None and len(node.input) > 1:
+                axes = [int(v) for v in _const(get(1), label, name, "axes").reshape(-1)]
+            shape = x.shape if isinstance(x, _Sym) else np.shape(x)
+            if op == "Squeeze":
+                new = tuple(
+                    d for i, d in enumerate(shape)
+                    if not (d == 1 and (axes is None or i in [a % len(shape) for a in axes]))
+                )
+            else:
+                new_list = list(shape)
+                for a in sorted(int(v) % (len(shape) + len(axes)) for v in axes or []):
+                    new_list.insert(a, 1)
+                new = tuple(new_list)
+        if not isinstance(x, _Sym):
+            return np.reshape(x, new)
+        if int(np.prod(new)) != x.M.shape[0]:
+            raise VerificationInputError(
+                f"network {name!r} {label}: cannot reshape {x.shape!r} to {new!r}"
+            )
+        return _Sym(x.stage, x.M, x.c, tuple(int(d) for d in new))
+    raise VerificationInputError(
+        f"network {name!r} {label}: unsupported operator {op!r}; supported: Gemm, MatMul, Add, "
+        "Sub, Mul, Div, Neg, Relu, Flatten, Reshape, Squeeze, Unsqueeze, Identity, Constant, Cast"
+    )
+
+
+def save_onnx(network: Network, path: str | Path, input_name: str = "input",
+              output_name: str = "output") -> Path:
+    """Write ``network`` as a float32 Gemm/Relu chain with a free batch dimension."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    path = Path(path)
+    inits, nodes = [], []
+    current = input_name
+    last = len(network.weights) - 1
+    for i, (W, b) in enumerate(zip(network.weights, network.biases, strict=True)):
+        inits.append(numpy_helper.from_array(W.astype(np.float32), f"W{i}"))
+        inits.append(numpy_helper.from_array(b.astype(np.float32), f"b{i}"))
+        out = output_name if i == last else f"z{i}"
+        nodes.append(helper.make_node("Gemm", [current, f"W{i}", f"b{i}"], [out],
+                                      name=f"gemm{i}", transB=1))
+        if i < last:
+            nodes.append(helper.make_node("Relu", [out], [f"h{i}"], name=f"relu{i}"))
+            current = f"h{i}"
+    graph = helper.make_graph(
+        nodes, "meetup_ros_verification",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT,
+                                       ["batch", network.n_inputs])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT,
+                                       ["batch", network.n_outputs])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(model.SerializeToString())
+    return path

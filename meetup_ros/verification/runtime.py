@@ -1,0 +1,181 @@
+"""The per-tick safety certificate: branch and bound over the current region under a deadline.
+
+``RuntimeMonitor.certify(lower, upper)`` intersects each unsafe disjunct's input box with the
+region. An empty intersection needs no proof; otherwise the disjunct is decided by
+:func:`bab.solve_disjunct` before the deadline. "verified" only when every non-empty
+intersection is proven safe; "violated" only with a counterexample confirmed in float64 and
+(for ONNX) onnxruntime; anything else, including any exception, is "unknown".
+
+Work is reused between ticks: regions inside a box already certified are verified at once,
+the latest counterexample is re-tried first, and after a timeout the open branch-and-bound
+domains are kept and resumed when the next region lies inside the previous one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from meetup_ros.verification import VerificationInputError
+from meetup_ros.verification.bab import BabConfig, Frontier, solve_disjunct
+from meetup_ros.verification.falsify import confirm
+from meetup_ros.verification.network import Network, load_network
+from meetup_ros.verification.spec import Property, load_property
+
+logger = logging.getLogger(__name__)
+
+RUNTIME_CONFIG = BabConfig(
+    batch_size=128, alpha_steps_root=0, falsify_samples=64, falsify_steps=10, use_mip=False
+)
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """One tick's answer: status "verified" | "violated" | "unknown".
+
+    Attributes:
+        counterexample_x/_y: ``(n,)``/``(m,)`` float64 for "violated", else None.
+        elapsed_s: wall time spent in ``certify``.
+        domains: branch-and-bound domains bounded this tick.
+        reason: why (cache hit, empty intersection, deadline, error text, ...).
+    """
+
+    status: str
+    counterexample_x: np.ndarray | None
+    counterexample_y: np.ndarray | None
+    elapsed_s: float
+    domains: int
+    reason: str
+
+
+def _inside(inner_lo: np.ndarray, inner_up: np.ndarray, outer_lo: np.ndarray,
+            outer_up: np.ndarray) -> bool:
+    return bool(np.all(inner_lo >= outer_lo) and np.all(inner_up <= outer_up))
+
+
+class RuntimeMonitor:
+    """Certifies that no input in a region reaches the property's unsafe set.
+
+    Args:
+        network_path: ``.onnx`` or ``.nnet`` file (or an already loaded :class:`Network`).
+        prop: a :class:`Property` or a ``.yaml``/``.vnnlib`` path.
+        deadline_s: time budget per ``certify`` call.
+        config: branch-and-bound settings (``RUNTIME_CONFIG`` by default).
+        cache_size: certified boxes remembered per disjunct.
+    Raises:
+        VerificationInputError: unreadable network/property, or sizes that do not match.
+    """
+
+    def __init__(
+        self,
+        network_path: str | Path | Network,
+        prop: Property | str | Path,
+        deadline_s: float = 0.05,
+        config: BabConfig | None = None,
+        cache_size: int = 16,
+    ) -> None:
+        if not deadline_s > 0:
+            raise VerificationInputError(f"deadline_s {deadline_s!r}; expected > 0")
+        self.network = (network_path if isinstance(network_path, Network)
+                        else load_network(network_path))
+        self.prop = prop if isinstance(prop, Property) else load_property(prop)
+        self.prop.check_network(self.network.n_inputs, self.network.n_outputs,
+                                self.network.source)
+        self.deadline_s = float(deadline_s)
+        self.config = config or RUNTIME_CONFIG
+        self.cache_size = int(cache_size)
+        n = len(self.prop.disjuncts)
+        self._certified: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(n)]
+        self._open: list[tuple[np.ndarray, np.ndarray, Frontier] | None] = [None] * n
+        self._last_cex: list[np.ndarray | None] = [None] * n
+        self.stats = {"calls": 0, "cache_hits": 0, "resumed": 0, "verified": 0,
+                      "violated": 0, "unknown": 0}
+        # Warm up torch kernels and the onnxruntime session outside the first deadline.
+        self.network.torch_layers()
+
+    def reset(self) -> None:
+        """Forget cached certificates and open domains."""
+        n = len(self.prop.disjuncts)
+        self._certified = [[] for _ in range(n)]
+        self._open = [None] * n
+        self._last_cex = [None] * n
+
+    def certify(self, lower: np.ndarray, upper: np.ndarray,
+                deadline_s: float | None = None) -> Certificate:
+        """Certify the region ``lower <= x <= upper`` (each ``(n,)``) within the deadline."""
+        start = time.monotonic()
+        self.stats["calls"] += 1
+        try:
+            cert = self._certify(lower, upper, start,
+                                 start + (self.deadline_s if deadline_s is None else deadline_s))
+        except Exception as exc:  # the gate stays closed whatever went wrong
+            logger.warning("certify failed: %s", exc, exc_info=True)
+            cert = Certificate("unknown", None, None, time.monotonic() - start, 0,
+                               f"error: {type(exc).__name__}: {exc}")
+        self.stats[cert.status] += 1
+        return cert
+
+    def _certify(self, lower: np.ndarray, upper: np.ndarray, start: float,
+                 deadline: float) -> Certificate:
+        n = self.network.n_inputs
+        lower = np.asarray(lower, dtype=np.float64).reshape(-1)
+        upper = np.asarray(upper, dtype=np.float64).reshape(-1)
+        if lower.shape != (n,) or upper.shape != (n,):
+            raise VerificationInputError(
+                f"region shapes {lower.shape!r}, {upper.shape!r}; expected ({n},)")
+        if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
+            raise VerificationInputError(
+                f"region lower {lower.tolist()!r} upper {upper.tolist()!r} is not finite")
+        if np.any(lower > upper):
+            raise VerificationInputError(
+                f"region lower {lower.tolist()!r} exceeds upper {upper.tolist()!r}")
+        domains = 0
+        reasons: list[str] = []
+        for i, d in enumerate(self.prop.disjuncts):
+            lo = np.maximum(lower, d.lower)
+            up = np.minimum(upper, d.upper)
+            if np.any(lo > up):
+                reasons.append(f"disjunct {i}: outside the property's domain")
+                continue
+            if any(_inside(lo, up, c_lo, c_up) for c_lo, c_up in self._certified[i]):
+                self.stats["cache_hits"] += 1
+                reasons.append(f"disjunct {i}: inside a certified region")
+                continue
+            cex = self._last_cex[i]
+            if cex is not None and np.all(cex >= lo) and np.all(cex <= up):
+                found = confirm(self.network, d.coeffs, d.rhs, lo, up, cex)
+                if found is not None:
+                    return Certificate("violated", found[0], found[1], time.monotonic() - start,
+                                       domains, f"disjunct {i}: previous counterexample")
+            frontier = None
+            previous = self._open[i]
+            if previous is not None and _inside(lo, up, previous[0], previous[1]):
+                frontier = previous[2].restrict(lo, up)
+                self.stats["resumed"] += 1
+            out = solve_disjunct(self.network, d.coeffs, d.rhs, lo, up, deadline, self.config,
+                                 frontier)
+            domains += out.domains
+            if out.status == "sat":
+                assert out.x is not None and out.y is not None
+                self._last_cex[i] = out.x
+                return Certificate("violated", out.x, out.y, time.monotonic() - start, domains,
+                                   f"disjunct {i}: counterexample confirmed")
+            if out.status == "unsat":
+                self._remember(i, lo, up)
+                self._open[i] = None
+                reasons.append(f"disjunct {i}: proven" + (" (resumed)" if frontier else ""))
+                continue
+            self._open[i] = (lo, up, out.frontier) if out.frontier is not None else None
+            return Certificate("unknown", None, None, time.monotonic() - start, domains,
+                               f"disjunct {i}: {out.reason or out.status}")
+        return Certificate("verified", None, None, time.monotonic() - start, domains,
+                           "; ".join(reasons))
+
+    def _remember(self, i: int, lo: np.ndarray, up: np.ndarray) -> None:
+        boxes = [(a, b) for a, b in self._certified[i] if not _inside(a, b, lo, up)]
+        boxes.insert(0, (lo.copy(), up.copy()))
+        self._certified[i] = boxes[: self.cache_size]

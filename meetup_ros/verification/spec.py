@@ -1,0 +1,263 @@
+"""Properties: input boxes and an unsafe output set as a disjunction of linear conjunctions.
+
+A :class:`Property` is a tuple of :class:`Disjunct` s; each has an input box
+``lower <= x <= upper`` and a conjunction ``coeffs @ y <= rhs`` (all rows) over the
+network's outputs ``y``. The property is violated iff some input in some disjunct's box
+maps into that disjunct's conjunction; "unsat" means no such input exists.
+
+YAML form (``load_property_yaml``), keys exactly these (unknown keys are rejected)::
+
+    inputs: [forward_speed_mps, lateral_speed_mps, vertical_speed_mps,
+             yaw_rate_radps, nearest_depth_m]          # names, in network input order
+    outputs: [continue, slow, stop]                     # names, in network output order
+    domain:                                             # where the property applies
+      lower: [0.5, .nan, .nan, .nan, .nan]              # .nan / null / -.inf = unbounded
+      upper: [.nan, .nan, .nan, .nan, 1.0]
+    unsafe:                                             # DNF: a list of conjunctions
+      - ["continue >= slow", "continue >= stop"]        # each a list of linear constraints
+    description: "optional free text"
+
+A constraint is ``<expr> <= <expr>`` or ``<expr> >= <expr>`` where ``<expr>`` is a sum of
+terms ``[number *] output_name`` or numbers, e.g. ``"continue - 0.5 * slow >= 0.1"``. Input
+names cannot appear in constraints (the input region is ``domain``). Unbounded domain sides
+are fine for the runtime monitor (the region bounds them); offline verification needs
+finite boxes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from meetup_ros.verification import VerificationInputError
+
+
+@dataclass(frozen=True)
+class Disjunct:
+    """Input box ``lower <= x <= upper`` with unsafe outputs ``coeffs @ y <= rhs``.
+
+    Args:
+        lower, upper: ``(n,)`` float64, may hold ``-inf``/``+inf``.
+        coeffs: ``(k, m)`` float64; rhs: ``(k,)``.
+    """
+
+    lower: np.ndarray
+    upper: np.ndarray
+    coeffs: np.ndarray
+    rhs: np.ndarray
+
+    def margins(self, y: np.ndarray) -> np.ndarray:
+        """``coeffs @ y - rhs``: ``(m,)`` -> ``(k,)``, ``(B, m)`` -> ``(B, k)``; all <= 0 unsafe."""
+        return np.asarray(y, dtype=np.float64) @ self.coeffs.T - self.rhs
+
+    def contains_input(self, x: np.ndarray) -> bool:
+        x = np.asarray(x, dtype=np.float64)
+        return bool(np.all(x >= self.lower) and np.all(x <= self.upper))
+
+
+@dataclass(frozen=True)
+class Property:
+    """Unsafe set = union over ``disjuncts`` of (input box x output conjunction)."""
+
+    disjuncts: tuple[Disjunct, ...]
+    n_inputs: int
+    n_outputs: int
+    input_names: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ()
+    source: str = "<memory>"
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.disjuncts:
+            raise VerificationInputError(f"property {self.source!r} has no unsafe disjunct")
+        for i, d in enumerate(self.disjuncts):
+            ok = (
+                d.lower.shape == (self.n_inputs,) and d.upper.shape == (self.n_inputs,)
+                and d.coeffs.ndim == 2 and d.coeffs.shape[1] == self.n_outputs
+                and d.rhs.shape == (d.coeffs.shape[0],) and d.coeffs.shape[0] >= 1
+            )
+            if not ok:
+                raise VerificationInputError(
+                    f"property {self.source!r} disjunct {i}: shapes lower {d.lower.shape!r} "
+                    f"upper {d.upper.shape!r} coeffs {d.coeffs.shape!r} rhs {d.rhs.shape!r}; "
+                    f"expected ({self.n_inputs},) boxes and (k, {self.n_outputs}) constraints"
+                )
+            if np.isnan(d.lower).any() or np.isnan(d.upper).any():
+                raise VerificationInputError(f"property {self.source!r}: NaN in the input box")
+
+    def is_unsafe(self, x: np.ndarray, y: np.ndarray) -> bool:
+        """True iff ``(x, y)`` lies in the unsafe set (non-strict inequalities)."""
+        return any(d.contains_input(x) and bool(np.all(d.margins(y) <= 0.0))
+                   for d in self.disjuncts)
+
+    def check_network(self, n_inputs: int, n_outputs: int, network_name: str) -> None:
+        """Raise if the property does not fit a network of this size."""
+        if (n_inputs, n_outputs) != (self.n_inputs, self.n_outputs):
+            raise VerificationInputError(
+                f"property {self.source!r} has {self.n_inputs!r} inputs and {self.n_outputs!r} "
+                f"outputs but network {network_name!r} has {n_inputs!r} and {n_outputs!r}"
+            )
+
+
+# -- YAML ----------------------------------------------------------------------------------
+_YAML_KEYS = {"inputs", "outputs", "domain", "unsafe", "description"}
+_TERM = re.compile(r"\s*([+-]?)\s*(?:(\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)"
+                   r"\s*(\*)?\s*)?([A-Za-z_][A-Za-z0-9_.]*)?\s*")
+
+
+def _parse_expr(text: str, names: Sequence[str], where: str) -> tuple[np.ndarray, float]:
+    """``"2*a - b + 1"`` -> (coefficients over names, constant)."""
+    coeffs = np.zeros(len(names))
+    const = 0.0
+    pos = 0
+    text = text.strip()
+    if not text:
+        raise VerificationInputError(f"{where}: empty expression")
+    while pos < len(text):
+        m = _TERM.match(text, pos)
+        if m is None or m.end() == pos or (m.group(2) is None and m.group(4) is None):
+            raise VerificationInputError(
+                f"{where}: cannot read {text[pos:]!r}; expected terms like '2 * name' or numbers"
+            )
+        sign = -1.0 if m.group(1) == "-" else 1.0
+        if pos > 0 and not m.group(1):
+            raise VerificationInputError(f"{where}: missing '+' or '-' before {text[pos:]!r}")
+        number = float(m.group(2)) if m.group(2) else 1.0
+        name = m.group(4)
+        if m.group(3) and name is None:
+            raise VerificationInputError(f"{where}: '*' without a name in {text!r}")
+        if name is None:
+            const += sign * number
+        else:
+            if name not in names:
+                raise VerificationInputError(
+                    f"{where}: unknown output {name!r}; expected one of {list(names)!r}"
+                )
+            coeffs[list(names).index(name)] += sign * number
+        pos = m.end()
+    return coeffs, const
+
+
+def parse_constraint(text: str, names: Sequence[str], where: str = "constraint"
+                     ) -> tuple[np.ndarray, float]:
+    """``"a >= b + 1"`` -> ``(c, d)`` with the constraint as ``c @ y <= d``."""
+    if not isinstance(text, str):
+        raise VerificationInputError(f"{where}: {text!r} is not a string like 'a >= b'")
+    for op in ("<=", ">="):
+        if text.count(op) == 1 and text.count("<") + text.count(">") == 1:
+            left, right = text.split(op)
+            lc, lk = _parse_expr(left, names, where)
+            rc, rk = _parse_expr(right, names, where)
+            if op == "<=":  # l <= r  <=>  (l - r) <= rk - lk
+                return lc - rc, rk - lk
+            return rc - lc, lk - rk
+    raise VerificationInputError(
+        f"{where}: {text!r} needs exactly one '<=' or '>='"
+    )
+
+
+def _bound_list(value: object, n: int, default: float, where: str) -> np.ndarray:
+    if not isinstance(value, list) or len(value) != n:
+        raise VerificationInputError(f"{where}: {value!r}; expected a list of {n} numbers")
+    out = np.empty(n)
+    for i, v in enumerate(value):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out[i] = default
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[i] = float(v)
+        else:
+            raise VerificationInputError(f"{where}[{i}]: {v!r} is not a number")
+    return out
+
+
+def property_from_dict(data: object, source: str = "<dict>") -> Property:
+    """Build a :class:`Property` from the YAML schema above (already parsed)."""
+    if not isinstance(data, dict):
+        raise VerificationInputError(f"property {source!r}: top level is {type(data).__name__}; "
+                                     "expected a mapping")
+    unknown = set(data) - _YAML_KEYS
+    missing = {"inputs", "outputs", "domain", "unsafe"} - set(data)
+    if unknown or missing:
+        raise VerificationInputError(
+            f"property {source!r}: unknown keys {sorted(unknown)!r}, missing keys "
+            f"{sorted(missing)!r}; expected keys {sorted(_YAML_KEYS)!r}"
+        )
+    inputs, outputs = data["inputs"], data["outputs"]
+    for key, names in (("inputs", inputs), ("outputs", outputs)):
+        if (not isinstance(names, list) or not names
+                or not all(isinstance(s, str) for s in names) or len(set(names)) != len(names)):
+            raise VerificationInputError(
+                f"property {source!r} {key}: {names!r}; expected a list of distinct names"
+            )
+    domain = data["domain"]
+    if not isinstance(domain, dict) or set(domain) != {"lower", "upper"}:
+        raise VerificationInputError(
+            f"property {source!r} domain: {domain!r}; expected a mapping with lower and upper"
+        )
+    n = len(inputs)
+    lower = _bound_list(domain["lower"], n, -np.inf, f"property {source!r} domain.lower")
+    upper = _bound_list(domain["upper"], n, np.inf, f"property {source!r} domain.upper")
+    if np.any(lower > upper):
+        raise VerificationInputError(
+            f"property {source!r}: domain lower {lower.tolist()!r} > upper {upper.tolist()!r}"
+        )
+    unsafe = data["unsafe"]
+    if not isinstance(unsafe, list) or not unsafe:
+        raise VerificationInputError(
+            f"property {source!r} unsafe: {unsafe!r}; expected a non-empty list of conjunctions"
+        )
+    disjuncts = []
+    for i, conj in enumerate(unsafe):
+        conj_list = [conj] if isinstance(conj, str) else conj
+        if not isinstance(conj_list, list) or not conj_list:
+            raise VerificationInputError(
+                f"property {source!r} unsafe[{i}]: {conj!r}; expected a list of constraints"
+            )
+        rows = [parse_constraint(c, outputs, f"property {source!r} unsafe[{i}][{j}]")
+                for j, c in enumerate(conj_list)]
+        disjuncts.append(Disjunct(
+            lower.copy(), upper.copy(),
+            np.array([r[0] for r in rows]), np.array([r[1] for r in rows]),
+        ))
+    description = data.get("description", "")
+    return Property(
+        tuple(disjuncts), n, len(outputs), tuple(inputs), tuple(outputs), source,
+        str(description or ""),
+    )
+
+
+def load_property_yaml(path: str | Path) -> Property:
+    """Read the YAML form documented in this module.
+
+    Raises:
+        VerificationInputError: missing file, YAML syntax error or schema violation.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise VerificationInputError(f"property file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise VerificationInputError(f"property file {str(path)!r}: YAML error: {exc}") from exc
+    return property_from_dict(data, str(path))
+
+
+def load_property(path: str | Path) -> Property:
+    """``.vnnlib`` or ``.yaml``/``.yml`` by suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".vnnlib":
+        from meetup_ros.verification.vnnlib import load_vnnlib
+
+        return load_vnnlib(path)
+    if suffix in (".yaml", ".yml"):
+        return load_property_yaml(path)
+    raise VerificationInputError(
+        f"property file {str(path)!r} has suffix {suffix!r}; expected .vnnlib, .yaml or .yml"
+    )

@@ -1,0 +1,250 @@
+"""VNN-LIB reader: the file describes the UNSAFE set over inputs ``X_i`` and outputs ``Y_j``.
+
+Supported: ``(declare-const X_i Real)``/``(declare-const Y_j Real)``, ``(assert F)`` where F
+is built from ``and``, ``or``, and ``<=``/``>=``/``<``/``>`` between linear terms (numbers,
+variables, ``(+ ...)``, ``(- ...)``, ``(* number term)``). All asserts are conjoined and turned
+into disjunctive normal form; in each disjunct the atoms over inputs must be bounds on one
+input (``X_i <= c``), the atoms over outputs become the linear conjunction. Strict and
+non-strict comparisons are both read as non-strict (a closed unsafe set), which is the
+conservative reading for "unsat". Errors name the line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from meetup_ros.verification import VerificationInputError
+from meetup_ros.verification.spec import Disjunct, Property
+
+_TOKEN = re.compile(r"\(|\)|[^\s()]+")
+_MAX_DISJUNCTS = 10_000
+
+
+@dataclass
+class _Node:
+    """An s-expression: atom ``text`` or list ``items``, with its line."""
+
+    line: int
+    text: str | None = None
+    items: list[_Node] | None = None
+
+
+def _tokenise(text: str, source: str) -> list[tuple[str, int]]:
+    tokens = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        line = line.split(";", 1)[0]
+        tokens.extend((m.group(0), lineno) for m in _TOKEN.finditer(line))
+    return tokens
+
+
+def _parse(tokens: list[tuple[str, int]], source: str) -> list[_Node]:
+    stack: list[_Node] = []
+    top: list[_Node] = []
+    for tok, line in tokens:
+        if tok == "(":
+            stack.append(_Node(line, items=[]))
+        elif tok == ")":
+            if not stack:
+                raise VerificationInputError(f"{source!r} line {line}: unbalanced ')'")
+            node = stack.pop()
+            (stack[-1].items if stack else top).append(node)  # type: ignore[union-attr]
+        else:
+            if not stack:
+                raise VerificationInputError(
+                    f"{source!r} line {line}: {tok!r} outside parentheses")
+            stack[-1].items.append(_Node(line, text=tok))  # type: ignore[union-attr]
+    if stack:
+        raise VerificationInputError(
+            f"{source!r} line {stack[-1].line}: '(' never closed")
+    return top
+
+
+class _Reader:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.inputs: dict[str, int] = {}
+        self.outputs: dict[str, int] = {}
+
+    def fail(self, node: _Node, what: str) -> VerificationInputError:
+        return VerificationInputError(f"{self.source!r} line {node.line}: {what}")
+
+    def declare(self, node: _Node) -> None:
+        items = node.items or []
+        if (len(items) != 3 or items[1].text is None or items[2].text not in ("Real", "Int")):
+            raise self.fail(node, "expected (declare-const NAME Real)")
+        name = items[1].text
+        m = re.fullmatch(r"([XY])_(\d+)", name)
+        if m is None:
+            raise self.fail(node, f"variable {name!r}; expected X_<i> or Y_<j>")
+        table = self.inputs if m.group(1) == "X" else self.outputs
+        if name in table:
+            raise self.fail(node, f"variable {name!r} declared twice")
+        table[name] = int(m.group(2))
+
+    def linear(self, node: _Node) -> tuple[dict[str, float], float]:
+        """A term -> ({variable: coefficient}, constant)."""
+        if node.text is not None:
+            if node.text in self.inputs or node.text in self.outputs:
+                return {node.text: 1.0}, 0.0
+            try:
+                return {}, float(node.text)
+            except ValueError:
+                raise self.fail(node, f"unknown variable or number {node.text!r}") from None
+        items = node.items or []
+        if not items or items[0].text not in ("+", "-", "*"):
+            raise self.fail(node, "expected a number, a variable, (+ ...), (- ...) or (* c t)")
+        op = items[0].text
+        parts = [self.linear(it) for it in items[1:]]
+        if not parts:
+            raise self.fail(node, f"({op}) without operands")
+        if op == "+":
+            return self._sum(parts, [1.0] * len(parts))
+        if op == "-":
+            if len(parts) == 1:
+                return self._sum(parts, [-1.0])
+            return self._sum(parts, [1.0] + [-1.0] * (len(parts) - 1))
+        constants = [p for p in parts if not p[0]]
+        terms = [p for p in parts if p[0]]
+        if len(terms) > 1:
+            raise self.fail(node, "product of variables is not linear")
+        scale = float(np.prod([c for _, c in constants])) if constants else 1.0
+        if not terms:
+            return {}, scale
+        coeffs, const = terms[0]
+        return {k: v * scale for k, v in coeffs.items()}, const * scale
+
+    @staticmethod
+    def _sum(parts: list[tuple[dict[str, float], float]], signs: list[float]
+             ) -> tuple[dict[str, float], float]:
+        coeffs: dict[str, float] = {}
+        const = 0.0
+        for (c, k), s in zip(parts, signs, strict=True):
+            for name, v in c.items():
+                coeffs[name] = coeffs.get(name, 0.0) + s * v
+            const += s * k
+        return coeffs, const
+
+    def formula(self, node: _Node) -> list[list[tuple[_Node, dict[str, float], float]]]:
+        """DNF: list of conjunctions of atoms ``sum coeffs * v <= const``."""
+        items = node.items or []
+        head = items[0].text if items else None
+        if head == "and":
+            result: list[list[tuple[_Node, dict[str, float], float]]] = [[]]
+            for sub in items[1:]:
+                result = [a + b for a, b in itertools.product(result, self.formula(sub))]
+                if len(result) > _MAX_DISJUNCTS:
+                    raise self.fail(node, f"more than {_MAX_DISJUNCTS} disjuncts in DNF")
+            return result
+        if head == "or":
+            out: list[list[tuple[_Node, dict[str, float], float]]] = []
+            for sub in items[1:]:
+                out.extend(self.formula(sub))
+            return out
+        if head in ("<=", ">=", "<", ">"):
+            if len(items) != 3:
+                raise self.fail(node, f"({head} a b) needs two operands, got {len(items) - 1}")
+            lc, lk = self.linear(items[1])
+            rc, rk = self.linear(items[2])
+            if head in ("<=", "<"):  # l - r <= rk - lk
+                coeffs = self._sum([(lc, 0.0), (rc, 0.0)], [1.0, -1.0])[0]
+                return [[(node, coeffs, rk - lk)]]
+            coeffs = self._sum([(rc, 0.0), (lc, 0.0)], [1.0, -1.0])[0]
+            return [[(node, coeffs, lk - rk)]]
+        raise self.fail(node, f"unsupported formula head {head!r}; expected and, or, <=, >=, <, >")
+
+
+def parse_vnnlib(text: str, source: str = "<string>") -> Property:
+    """Parse VNN-LIB text into a :class:`Property` (see the module docstring)."""
+    reader = _Reader(source)
+    asserts: list[_Node] = []
+    for node in _parse(_tokenise(text, source), source):
+        items = node.items or []
+        head = items[0].text if items else None
+        if head == "declare-const":
+            reader.declare(node)
+        elif head == "assert":
+            if len(items) != 2:
+                raise reader.fail(node, "expected (assert FORMULA)")
+            asserts.append(items[1])
+        else:
+            raise reader.fail(node, f"unsupported command {head!r}; expected declare-const or "
+                                    "assert")
+    n_in, n_out = len(reader.inputs), len(reader.outputs)
+    for table, letter in ((reader.inputs, "X"), (reader.outputs, "Y")):
+        if sorted(table.values()) != list(range(len(table))):
+            raise VerificationInputError(
+                f"{source!r}: {letter} variables {sorted(table)!r} are not {letter}_0..{letter}_k")
+    if n_in == 0 or n_out == 0:
+        raise VerificationInputError(f"{source!r}: declares {n_in} inputs and {n_out} outputs; "
+                                     "expected at least one of each")
+    if not asserts:
+        raise VerificationInputError(f"{source!r}: no assert")
+    dnf: list[list[tuple[_Node, dict[str, float], float]]] = [[]]
+    for a in asserts:
+        dnf = [x + y for x, y in itertools.product(dnf, reader.formula(a))]
+        if len(dnf) > _MAX_DISJUNCTS:
+            raise reader.fail(a, f"more than {_MAX_DISJUNCTS} disjuncts in DNF")
+    disjuncts = []
+    for conj in dnf:
+        lower = np.full(n_in, -np.inf)
+        upper = np.full(n_in, np.inf)
+        rows: list[np.ndarray] = []
+        rhs: list[float] = []
+        for node, coeffs, const in conj:
+            coeffs = {k: v for k, v in coeffs.items() if v != 0.0}
+            xs = [k for k in coeffs if k in reader.inputs]
+            ys = [k for k in coeffs if k in reader.outputs]
+            if xs and ys:
+                raise reader.fail(node, "constraint mixes inputs and outputs; unsupported")
+            if xs:
+                if len(xs) != 1:
+                    raise reader.fail(node, "constraint over several inputs; only bounds on one "
+                                            "input are supported")
+                i, a = reader.inputs[xs[0]], coeffs[xs[0]]
+                if a > 0:
+                    upper[i] = min(upper[i], const / a)
+                else:
+                    lower[i] = max(lower[i], const / a)
+            elif ys:
+                row = np.zeros(n_out)
+                for k, v in coeffs.items():
+                    row[reader.outputs[k]] = v
+                rows.append(row)
+                rhs.append(const)
+            elif not 0.0 <= const:
+                rows = []
+                lower[:] = np.inf  # a constant false atom: this disjunct is empty
+                break
+        if np.any(lower > upper):
+            continue  # an empty disjunct cannot be violated
+        if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
+            raise VerificationInputError(
+                f"{source!r}: a disjunct leaves inputs {np.flatnonzero(~np.isfinite(lower) | ~np.isfinite(upper)).tolist()!r} "
+                "unbounded; expected a bounded input box")
+        if not rows:  # no output constraint: every output is unsafe
+            rows, rhs = [np.zeros(n_out)], [0.0]
+        disjuncts.append(Disjunct(lower, upper, np.array(rows), np.array(rhs)))
+    if not disjuncts:
+        # Every disjunct is empty: nothing is unsafe. Keep one empty box so callers see "unsat".
+        disjuncts.append(Disjunct(np.ones(n_in), np.zeros(n_in), np.zeros((1, n_out)),
+                                  np.zeros(1)))
+    return Property(tuple(disjuncts), n_in, n_out,
+                    tuple(f"X_{i}" for i in range(n_in)), tuple(f"Y_{j}" for j in range(n_out)),
+                    source)
+
+
+def load_vnnlib(path: str | Path) -> Property:
+    """Read a ``.vnnlib`` file.
+
+    Raises:
+        VerificationInputError: missing file or malformed/unsupported content (names the line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VerificationInputError(f"property file {str(path)!r} does not exist")
+    return parse_vnnlib(path.read_text(), str(path))
