@@ -125,3 +125,19 @@ def test_shipped_governor_on_sampled_states() -> None:
     agreement = np.mean(runtime.scores_batch(envelope).argmax(1) == ExpertRule().labels(envelope))
     assert agreement > 0.9
     assert len(STATE_NAMES) == runtime.input_size
+
+
+def test_shipped_governor_is_proven_safe_over_the_envelope() -> None:
+    """Branch and bound proves the property over the whole operating envelope (offline)."""
+    from meetup_ros.verification.bab import verify
+    from meetup_ros.verification.network import load_network
+    from meetup_ros.verification.spec import load_property_yaml
+
+    envelope = load_property_yaml(REPO_ROOT / "config" / "governor_property_envelope.yaml")
+    runtime_prop = load_property_yaml(SHIPPED_PROPERTY)
+    # The envelope file is the runtime property restricted to a finite box.
+    (d_env,), (d_run,) = envelope.disjuncts, runtime_prop.disjuncts
+    np.testing.assert_array_equal(d_env.coeffs, d_run.coeffs)
+    assert np.all(d_env.lower >= d_run.lower) and np.all(d_env.upper <= d_run.upper)
+    result = verify(load_network(SHIPPED_ONNX), envelope, timeout_s=60)
+    assert result.status == "unsat", result

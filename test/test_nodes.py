@@ -260,12 +260,12 @@ def test_monitor_gate_closed_on_unknown(harness: Harness, tmp_path: Path) -> Non
 
 # ---- vio_node and slam_node on the bundled bag ----------------------------------------------
 
-def _replay(harness: Harness, topics: list[str], rate: float = 4.0) -> Any:
+def _replay(harness: Harness, topics: list[str], rate: float = 2.0) -> Any:
     from meetup_ros.nodes.bag_replay_node import BagReplayNode
 
     replay = harness.add(BagReplayNode(
         bag=[str(BAG)], rate=rate, topics=topics, publish_clock=False,
-        context=harness.context, start_delay_s=0.3,
+        context=harness.context, start_delay_s=1.0,
     ))
     replay.start()
     assert replay.wait(60), "replay did not finish"
@@ -281,7 +281,8 @@ def test_vio_node_on_the_bag(harness: Harness) -> None:
     harness.collect("/odom", Odometry)
     replay = _replay(harness, ["/imu0", "/cam0/image_raw"])
     frames = replay.report.published["/cam0/image_raw"]
-    harness.wait_for(lambda: node.health.counters["frames_received"] == frames, 20, "frames")
+    harness.wait_for(lambda: node.health.counters["frames_received"] == frames, 20,
+                     f"{frames} frames (node: {node.summary()})")
     harness.wait_for(lambda: harness.count("/odom") >= frames - 2, 20, "odometry")
     odom = harness.received["/odom"][-1]
     assert (odom.header.frame_id, odom.child_frame_id) == ("odom", "base_link")

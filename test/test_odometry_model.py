@@ -24,6 +24,7 @@ from meetup_ros.odometry.model import (
 from meetup_ros.odometry.windowing import OdometryError
 from meetup_ros.training.checkpoint import save_weights
 
+
 class _Arbitrary:
     """Stands for any object a hostile weights file could ask pickle to build."""
 
@@ -105,7 +106,7 @@ def test_gravity_initialisation_rejects_motion() -> None:
 
 def _weights(tmp_path: Path, **overrides: object) -> Path:
     model = VioNet(SMALL)
-    meta = {"model": MODEL_NAME, "config": asdict(SMALL)}
+    meta: dict[str, object] = {"model": MODEL_NAME, "config": asdict(SMALL)}
     meta.update(overrides)
     path = tmp_path / "vio.pt"
     save_weights(path, model.state_dict(), **meta)

@@ -72,7 +72,7 @@ def test_missing_camera_frame_keeps_the_samples() -> None:
 
 def test_out_of_order_samples_are_inserted_in_order() -> None:
     stamps = [T0 + i * PERIOD_NS for i in range(1, 21)]
-    shuffled = stamps[:5] + [stamps[6], stamps[5], stamps[8], stamps[7]] + stamps[9:]
+    shuffled = [*stamps[:5], stamps[6], stamps[5], stamps[8], stamps[7], *stamps[9:]]
     w = ImuWindower()
     _feed(w, shuffled)
     window = w.take(T0 + 100_000_000)

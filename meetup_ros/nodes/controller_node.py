@@ -92,6 +92,7 @@ class ControllerNode(Node):
         self._depth: tuple[int, float] | None = None  # (stamp_ns, nearest depth m)
         self._last_odom_ns: int | None = None
         self.advisory_counts = {name: 0 for name in ADVISORIES}
+        self.health.add_section("advisories", lambda: self.advisory_counts)
         self.state_pub = self.create_publisher(JointState, p.state_topic, reliable_qos(50))
         self.command_pub = self.create_publisher(TwistStamped, p.command_topic, reliable_qos(50))
         self.create_subscription(Image, p.depth_topic, self._on_depth, reliable_qos(10))
@@ -182,11 +183,11 @@ class ControllerNode(Node):
             self.health.counters["commands_published"] += 1
 
     def summary(self) -> dict[str, object]:
-        return {**self.health.summary(), "advisories": dict(self.advisory_counts)}
+        return self.health.summary()
 
     def close(self) -> None:
         """Publish the final diagnostics and log the figures."""
-        self.health.publish()
+        self.health.publish(final=True)
         self.get_logger().info(f"controller_node done: {self.summary()}")
 
 

@@ -126,6 +126,7 @@ class SafetyMonitorNode(Node):
         self.axes = StateAxes(p.forward_axis_base, p.up_axis_base)
         self.health = NodeHealth(self, ["certificate"], p.diagnostics_period_s)
         self.certificates: Counter[str] = Counter({s: 0 for s in STATUSES})
+        self.health.add_section("certificates", lambda: dict(self.certificates))
         self.last: TickResult | None = None
         self._states: OrderedDict[int, np.ndarray] = OrderedDict()
         self._commands: OrderedDict[int, TwistStamped] = OrderedDict()
@@ -317,10 +318,10 @@ class SafetyMonitorNode(Node):
             )
 
     def summary(self) -> dict[str, object]:
-        return {**self.health.summary(), "certificates": dict(self.certificates)}
+        return self.health.summary()
 
     def close(self) -> None:
-        self.health.publish()
+        self.health.publish(final=True)
         self.get_logger().info(f"safety_monitor_node done: {self.summary()}")
 
 

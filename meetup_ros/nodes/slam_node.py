@@ -11,6 +11,7 @@ parameters: /tf_static cannot be read where tf2_msgs is not installed.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,8 +35,11 @@ from meetup_ros.ros.convert import (
 )
 from meetup_ros.ros.node_tools import NodeHealth, reliable_qos, spin_node
 from meetup_ros.ros.params import declare_parameters, param
+from meetup_ros.slam import SlamError
+from meetup_ros.slam.frontend import FrontendConfig, SlamFrontend
 
 NODE_NAME = "slam_node"
+_FRONTEND = FrontendConfig()  # the frontend's own defaults are the node's defaults
 # EuRoC V1_01 T_BS of cam0 and cam1 (sensor.yaml): camera -> body, row-major.
 EUROC_T_BASE_CAM0 = (
     0.0148655429818, -0.999880929698, 0.00414029679422, -0.0216401454975,
@@ -66,6 +70,18 @@ class SlamParams:
     world_frame: str = param("world", "frame_id of /slam/pose")
     T_base_cam0: tuple[float, ...] = param(EUROC_T_BASE_CAM0, "cam0 -> base (4x4 row-major)")
     T_base_cam1: tuple[float, ...] = param(EUROC_T_BASE_CAM1, "cam1 -> base (4x4 row-major)")
+    solver: str = param(_FRONTEND.solver, "learned | gauss_newton | levenberg_marquardt")
+    iterations: int = param(_FRONTEND.iterations, "solver iterations per keyframe")
+    keyframe_translation_m: float = param(
+        _FRONTEND.keyframe_translation_m, "new keyframe after this much odometry motion (m)"
+    )
+    keyframe_rotation_rad: float = param(
+        _FRONTEND.keyframe_rotation_rad, "new keyframe after this much rotation (rad)"
+    )
+    keyframe_every_n: int = param(_FRONTEND.keyframe_every_n, "new keyframe every n pairs")
+    keyframe_interval_s: float = param(
+        _FRONTEND.keyframe_interval_s, "new keyframe at least this often (s of stamps)"
+    )
     pair_tolerance_s: float = param(0.003, "cam0/cam1 stamps closer than this are a pair")
     prior_tolerance_s: float = param(0.03, "odometry used as prior within this of a frame")
     max_pending: int = param(10, "unpaired frames held per camera")
@@ -100,7 +116,7 @@ class SlamNode(Node):
         }
         self._odom: deque[tuple[int, np.ndarray]] = deque(maxlen=400)
         self._last_pair_ns: int | None = None
-        self.health = NodeHealth(self, ["keyframe"], p.diagnostics_period_s)
+        self.health = NodeHealth(self, ["keyframe", "frame"], p.diagnostics_period_s)
         self.depth_pub = self.create_publisher(Image, p.depth_topic, reliable_qos(10))
         self.pose_pub = self.create_publisher(PoseStamped, p.pose_topic, reliable_qos(10))
         self.points_pub = self.create_publisher(PointCloud2, p.points_topic, reliable_qos(10))
@@ -158,14 +174,16 @@ class SlamNode(Node):
         )
 
     def _build_frontend(self) -> None:
-        from meetup_ros.slam.frontend import SlamFrontend
-
         p = self.params
         camera1 = self._camera("cam1") if self.stereo else None
         T_cam0_cam1 = np.linalg.inv(self.T_base_cam0) @ self.T_base_cam1 if self.stereo else None
         self.frontend = SlamFrontend.from_weights(
             paths.model_path(p.depth_weights), paths.model_path(p.optimizer_weights),
             self._camera("cam0"), camera1, T_cam0_cam1,
+            solver=p.solver, iterations=p.iterations,
+            keyframe_translation_m=p.keyframe_translation_m,
+            keyframe_rotation_rad=p.keyframe_rotation_rad,
+            keyframe_every_n=p.keyframe_every_n, keyframe_interval_s=p.keyframe_interval_s,
         )
         self.get_logger().info(
             f"frontend ready: cam0 {self._hw['cam0']}"
@@ -238,11 +256,18 @@ class SlamNode(Node):
                 reset("time went back")
         self._last_pair_ns = stamp_ns
         self.health.counters["pairs_processed"] += 1
-        with self.health.latency["keyframe"].measure():
+        start = time.perf_counter()
+        try:
             keyframe = self.frontend.process(stamp_ns, image0, image1, self._prior(stamp_ns))
+        except SlamError as exc:
+            self.health.problem("bad_pair", f"pair at {stamp_ns} ns: {exc}")
+            return
         if keyframe is None:
+            self.health.latency["frame"].add(time.perf_counter() - start)
             return
         self._publish(keyframe)
+        # The headline figure is per keyframe (the work); skipped frames are timed apart.
+        self.health.latency["keyframe"].add(time.perf_counter() - start)
 
     def _publish(self, keyframe: Any) -> None:
         p = self.params
@@ -258,7 +283,7 @@ class SlamNode(Node):
         return self.health.summary()
 
     def close(self) -> None:
-        self.health.publish()
+        self.health.publish(final=True)
         self.get_logger().info(f"slam_node done: {self.summary()}")
 
 

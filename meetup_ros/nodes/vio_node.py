@@ -65,7 +65,7 @@ class VioNode(Node):
         weights = paths.model_path(p.weights_path)
         self.estimator = VioEstimator.from_weights(weights)
         self.health = NodeHealth(self, ["frame", "imu"], p.diagnostics_period_s)
-        self.health.extra_statuses.append(self._estimator_status)
+        self.health.add_section("imu", self.estimator_stats)
         self._hw = (p.image_height, p.image_width) if p.image_height and p.image_width else None
         self._resets_seen = 0
         self._frames_dropped_seen = 0
@@ -153,18 +153,11 @@ class VioNode(Node):
             return {str(k): int(v) for k, v in stats.items()}
         return {k: int(v) for k, v in vars(stats).items() if isinstance(v, int | float)}
 
-    def _estimator_status(self) -> Any:
-        from meetup_ros.ros.node_tools import diagnostic_status
-
-        stats = self.estimator_stats()
-        level = "WARN" if stats.get("dropped", 0) else "OK"
-        return diagnostic_status(f"{NODE_NAME}: imu", level, "IMU samples", stats)
-
     def summary(self) -> dict[str, object]:
-        return {**self.health.summary(), "imu": self.estimator_stats()}
+        return self.health.summary()
 
     def close(self) -> None:
-        self.health.publish()
+        self.health.publish(final=True)
         self.get_logger().info(f"vio_node done: {self.summary()}")
 
 

@@ -169,7 +169,7 @@ def build_intervals(
     mask = (has_image[:-1] & has_image[1:]).astype(np.float32)
     if seq.cam0 is not None and mask.any():
         index = {int(s): i for i, s in enumerate(seq.cam0.stamps_ns)}
-        for j in np.flatnonzero(mask):
+        for j in map(int, np.flatnonzero(mask)):
             a = seq.cam0.images[index[int(stamps_ns[j])]]
             b = seq.cam0.images[index[int(stamps_ns[j + 1])]]
             pair[j] = image_pair_tensor(a, b, h, w_px)

@@ -22,7 +22,6 @@ import torch
 from meetup_ros.odometry.model import (
     MODEL_NAME,
     VioNet,
-    VioState,
     VioNetConfig,
     gravity_attitude,
     image_pair_tensor,
@@ -120,14 +119,14 @@ class VioEstimator:
     def _warm_up(self) -> None:
         """Run the network once on dummy input: torch's first call costs ~0.25 s, which
         would otherwise land on the first real frame."""
-        n = int(round(self.imu_rate_hz / 20))
+        n = round(self.imu_rate_hz / 20)
         window = ImuWindow(0, 0, np.arange(n, dtype=np.int64), np.zeros((n, 3)),
                            np.tile([0.0, 0.0, 9.81], (n, 1)), np.full(n, 1 / self.imu_rate_hz))
         image = np.zeros((2 * self.image_hw[0], 2 * self.image_hw[1]), dtype=np.uint8)
         for _ in range(2):
             self._infer(window, image, image)
             self._infer(window, None, None)
-        self._core_state = None
+        self._core_state = self.model.initial_state(1)
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -169,7 +168,7 @@ class VioEstimator:
         self._init_accel: list[np.ndarray] = []
         self._T_odom_base = np.eye(4)
         self._pose_cov = np.zeros((6, 6))
-        self._core_state: VioState | None = None
+        self._core_state = self.model.initial_state(1)
         self._last_frame_ns: int | None = None
         self._last_pair_image: np.ndarray | None = None
 

@@ -1,4 +1,4 @@
-"""Score the VIO on real EuRoC data: at rest with images, in motion inertial-only, vs dead reckoning.
+"""Score the VIO on real EuRoC data: at rest with images, in motion inertial-only, vs DR.
 
 Two figures on real data, kept apart (see issue 5):
 
@@ -32,7 +32,7 @@ from meetup_ros.odometry.deadreckoning import dead_reckoning
 from meetup_ros.odometry.estimator import OdometryEstimate, VioEstimator
 from meetup_ros.odometry.windowing import NS_PER_S, OdometryError
 
-__all__ = ["dead_reckoning", "run_estimator", "evaluate_vio", "EstimatorRun"]
+__all__ = ["EstimatorRun", "dead_reckoning", "evaluate_vio", "run_estimator"]
 
 logger = logging.getLogger(__name__)
 

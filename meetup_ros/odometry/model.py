@@ -118,10 +118,12 @@ class VioNet(nn.Module):
         self.core_lstm = nn.LSTM(core_in, cfg.core_hidden, batch_first=True)
         self.head = nn.Sequential(
             nn.Linear(cfg.core_hidden + AUX_FEATURES, cfg.head_hidden), nn.ReLU(),
-            nn.Linear(cfg.head_hidden, 15),
         )
-        nn.init.zeros_(self.head[-1].weight)
-        nn.init.zeros_(self.head[-1].bias)
+        out_layer = nn.Linear(cfg.head_hidden, 15)
+        # start from "at rest, gyro only" with prior variances
+        nn.init.zeros_(out_layer.weight)
+        nn.init.zeros_(out_layer.bias)
+        self.head.append(out_layer)
         self.bias_accel_mps2 = nn.Parameter(torch.zeros(3))
         self.bias_gyro_radps = nn.Parameter(torch.zeros(3))
         # velocity random walk of the filter, log (m/s)^2 per s

@@ -83,7 +83,7 @@ def load_kitti(folder: Path, name: str) -> MonoSequence:
         raise OdometryError(
             f"{str(folder)!r}: {len(paths)} images but {len(poses)} poses; expected equal > 0"
         )
-    calib = {}
+    calib: dict[str, np.ndarray] = {}
     for line in (folder / "calib.txt").read_text().splitlines():
         values = line.replace(":", " ").split()
         try:
@@ -123,7 +123,7 @@ def load_tum(folder: Path, name: str) -> MonoSequence:
     T = np.tile(np.eye(4), (len(frames), 1, 1))
     T[:, :3, :3] = slerp(t).as_matrix()
     T[:, :3, 3] = np.stack([np.interp(t, gt[:, 0], gt[:, i]) for i in (1, 2, 3)], 1)
-    images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2GRAY) for p in frames]
+    images = [_read_gray(p) for p in frames]  # RGB frames, read as grey by OpenCV
     return MonoSequence(name, images, TUM_FR3_K.copy(), np.round(stamps_s * 1e9).astype(np.int64),
                         T)
 
@@ -140,7 +140,7 @@ def load_sequences(data_root: Path) -> list[MonoSequence]:
 def relative_pose_essential(image0: np.ndarray, image1: np.ndarray, K: np.ndarray
                             ) -> np.ndarray | None:
     """T_cam0_cam1 (4, 4) with unit translation from ORB + essential matrix, or None."""
-    orb = cv2.ORB_create(3000)
+    orb = cv2.ORB_create(3000)  # type: ignore[attr-defined]  # missing from cv2's stubs
     k0, d0 = orb.detectAndCompute(image0, None)
     k1, d1 = orb.detectAndCompute(image1, None)
     if d0 is None or d1 is None or len(k0) < 8 or len(k1) < 8:
@@ -148,8 +148,8 @@ def relative_pose_essential(image0: np.ndarray, image1: np.ndarray, K: np.ndarra
     matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(d0, d1)
     if len(matches) < 8:
         return None
-    p0 = np.float64([k0[m.queryIdx].pt for m in matches])
-    p1 = np.float64([k1[m.trainIdx].pt for m in matches])
+    p0 = np.array([k0[m.queryIdx].pt for m in matches], dtype=np.float64)
+    p1 = np.array([k1[m.trainIdx].pt for m in matches], dtype=np.float64)
     E, inliers = cv2.findEssentialMat(p0, p1, K, method=cv2.RANSAC, prob=0.999, threshold=1.0)
     if E is None or E.shape != (3, 3):
         return None
@@ -183,10 +183,12 @@ def flow_input(image0: np.ndarray, image1: np.ndarray, K: np.ndarray,
     removed first, leaving the part that depends on translation over depth.
     """
     scale = 320.0 / image0.shape[1]  # flow at 320 px width: fast and enough for the grid
-    size = (320, max(8, int(round(image0.shape[0] * scale))))
+    size = (320, max(8, round(image0.shape[0] * scale)))
     a = cv2.resize(image0, size, interpolation=cv2.INTER_AREA)
     b = cv2.resize(image1, size, interpolation=cv2.INTER_AREA)
-    flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 21, 3, 7, 1.5, 0)
+    flow = cv2.calcOpticalFlowFarneback(
+        a, b, None, 0.5, 4, 21, 3, 7, 1.5, 0  # type: ignore[call-overload]  # None = allocate
+    )
     f = K[0, 0] * scale
     cx, cy = K[0, 2] * scale, K[1, 2] * scale
     h, w = FLOW_GRID_HW
@@ -271,7 +273,8 @@ def learned_vo(model: FlowScaleNet, seq: MonoSequence) -> Trajectory:
             x = flow_input(a, b, seq.K, _rotation(rel))
             log_step = float(model(torch.from_numpy(x)[None])[0])
             rel = rel.copy()
-            rel[:3, 3] = rel[:3, 3] / max(np.linalg.norm(rel[:3, 3]), 1e-9) * np.exp(log_step)
+            norm = max(float(np.linalg.norm(rel[:3, 3])), 1e-9)
+            rel[:3, 3] = rel[:3, 3] / norm * float(np.exp(log_step))
             last = rel
             T.append(T[-1] @ rel)
     return _trajectory(seq.stamps_ns, np.stack(T), "learned scale (flow CNN) + geometry")

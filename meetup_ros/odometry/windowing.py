@@ -88,7 +88,7 @@ class ImuWindower:
         if not reset_backwards_s > 0:
             raise OdometryError(f"reset_backwards_s = {reset_backwards_s!r}, expected > 0")
         self.rate_hz = float(rate_hz)
-        self.capacity = int(capacity) if capacity is not None else int(round(5 * rate_hz))
+        self.capacity = int(capacity) if capacity is not None else round(5 * rate_hz)
         if self.capacity < 1:
             raise OdometryError(f"IMU queue capacity = {capacity!r}, expected >= 1")
         self.reset_backwards_ns = int(reset_backwards_s * NS_PER_S)

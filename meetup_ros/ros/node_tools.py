@@ -59,7 +59,13 @@ def diagnostic_status(
 
 
 class NodeHealth:
-    """Counters, latency trackers and the periodic ``/diagnostics`` publication of one node."""
+    """Counters, latency trackers and the periodic ``/diagnostics`` publication of one node.
+
+    The node's status (name = node name) holds its counters and, per latency tracker,
+    ``latency.<name>.p50_ms`` / ``.p99_ms`` / ``.count``; each section added with
+    :meth:`add_section` is a further status named ``"<node>: <section>"``. The demo's report
+    reads these back from the recorded ``/diagnostics`` (``evaluation.report``).
+    """
 
     def __init__(self, node: Node, latency_names: Sequence[str], period_s: float = 2.0) -> None:
         self._node = node
@@ -68,7 +74,11 @@ class NodeHealth:
         self.last_problem = ""
         self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._timer = node.create_timer(period_s, self.publish) if period_s > 0 else None
-        self.extra_statuses: list[Callable[[], DiagnosticStatus]] = []
+        self._sections: dict[str, Callable[[], Mapping[str, Any]]] = {}
+
+    def add_section(self, name: str, values: Callable[[], Mapping[str, Any]]) -> None:
+        """Publish ``values()`` as the status ``"<node>: <name>"`` with every diagnostics."""
+        self._sections[name] = values
 
     def problem(self, counter: str, text: str) -> None:
         """Count and log a bad input or failure; the node goes on."""
@@ -79,28 +89,42 @@ class NodeHealth:
             self._node.get_logger().warning(f"{text} (#{self.counters[counter]} {counter})")
 
     def summary(self) -> dict[str, Any]:
-        """Counters and latency ``{"p50","p99"}`` in ms, as plain values (for report.json)."""
+        """Counters, latency ``{"p50","p99","max","count"}`` in ms and the sections."""
         return {
             "counters": dict(self.counters),
             "latency_ms": {name: t.summary_ms() for name, t in self.latency.items()},
+            **{name: dict(values()) for name, values in self._sections.items()},
         }
 
     def status(self) -> DiagnosticStatus:
         values: dict[str, Any] = dict(self.counters)
         for name, tracker in self.latency.items():
             stats = tracker.summary_ms()
-            values[f"{name}_p50_ms"] = stats["p50"]
-            values[f"{name}_p99_ms"] = stats["p99"]
-            values[f"{name}_count"] = stats["count"]
+            values[f"latency.{name}.p50_ms"] = stats["p50"]
+            values[f"latency.{name}.p99_ms"] = stats["p99"]
+            values[f"latency.{name}.max_ms"] = stats["max"]
+            values[f"latency.{name}.count"] = stats["count"]
         level = "WARN" if self.last_problem else "OK"
         message = self.last_problem or "running"
         return diagnostic_status(self._node.get_name(), level, message, values)
 
-    def publish(self) -> None:
+    def publish(self, final: bool = False) -> None:
+        """Publish the statuses; ``final`` waits (1 s at most) until subscribers have them."""
+        name = self._node.get_name()
         array = DiagnosticArray()
         array.header.stamp = self._node.get_clock().now().to_msg()
-        array.status = [self.status(), *(make() for make in self.extra_statuses)]
+        array.status = [self.status()] + [
+            diagnostic_status(f"{name}: {section}", "OK", "final" if final else "running",
+                              dict(values()))
+            for section, values in self._sections.items()
+        ]
+        if final:
+            array.status[0].message = f"final: {array.status[0].message}"
         self._publisher.publish(array)
+        if final:
+            from rclpy.duration import Duration
+
+            self._publisher.wait_for_all_acked(Duration(seconds=1.0))
 
 
 def make_tf_broadcaster(node: Node) -> Any | None:

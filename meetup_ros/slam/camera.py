@@ -7,6 +7,7 @@ in cam0). Pixels are (u, v) = (column, row); intrinsics K = [[fx, 0, cx], [0, fy
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import cv2
@@ -62,13 +63,17 @@ class PinholeCamera:
 
     def normalized_rays(self) -> np.ndarray:
         """Undistorted normalised coordinates (x/z, y/z) of every pixel centre, (H, W, 2)."""
+        return self._rays
+
+    @cached_property
+    def _rays(self) -> np.ndarray:
         u, v = np.meshgrid(np.arange(self.width), np.arange(self.height))
         pts = np.stack([u, v], -1).reshape(-1, 1, 2).astype(np.float64)
         xy = cv2.undistortPoints(pts, self.K, self.dist)
         return xy.reshape(self.height, self.width, 2)
 
     def backproject(self, depth_m: np.ndarray) -> np.ndarray:
-        """Points (N, 3) float32 in the camera frame from a depth map (H, W); NaN pixels skipped."""
+        """Points (N, 3) float32 in the camera frame from depth (H, W); NaN pixels skipped."""
         if depth_m.shape != (self.height, self.width):
             raise SlamError(
                 f"depth shape {depth_m.shape!r}, expected {(self.height, self.width)!r}"
@@ -157,6 +162,15 @@ class StereoRectification:
         sampled there (nearest, so that NaN holes stay holes) and the 3-D point's z in cam0 is
         returned. NaN where the ray leaves the rectified image or the depth is invalid.
         """
+        row, col, inside, ray_z = self._cam0_lookup
+        cam = self.camera0
+        out = np.full(inside.shape[0], np.nan, dtype=np.float64)
+        # The point is z_rect * ray_rect / ray_rect_z; its cam0 depth is that times ray z = 1.
+        out[inside] = depth_rect_m[row, col].astype(np.float64) / ray_z
+        return out.reshape(cam.height, cam.width).astype(np.float32)
+
+    @cached_property
+    def _cam0_lookup(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         cam = self.camera0
         xy = cam.normalized_rays().reshape(-1, 2)
         rays = np.concatenate([xy, np.ones((xy.shape[0], 1))], 1)  # cam0, z = 1
@@ -165,8 +179,4 @@ class StereoRectification:
         col = np.round(uv[:, 0]).astype(np.int64)
         row = np.round(uv[:, 1]).astype(np.int64)
         inside = (col >= 0) & (col < cam.width) & (row >= 0) & (row < cam.height)
-        out = np.full(rays.shape[0], np.nan, dtype=np.float64)
-        z_rect = depth_rect_m[row[inside], col[inside]].astype(np.float64)
-        # The point is z_rect * rays_rect / rays_rect_z; its cam0 depth is that times ray z = 1.
-        out[inside] = z_rect / rays_rect[inside, 2]
-        return out.reshape(cam.height, cam.width).astype(np.float32)
+        return row[inside], col[inside], inside, rays_rect[inside, 2]

@@ -6,16 +6,20 @@ model's aspect ratio and an area resize, with the intrinsics adjusted to match.
 - EuRoC stereo (bag or ASL folder via a Sequence): rectified cam0/cam1, SGBM depth of cam0 as
   the target, the rectified pose of cam0 in cam1 (known from the calibration).
 - RGB-D pairs (``rgbd_depth_pairs``): image + sensor depth (scales from its PROVENANCE.md).
-- scikit-image's Middlebury Motorcycle pair: image + depth from the ground-truth disparity
-  (calibration from skimage's docstring: f = 994.978 px, baseline 0.193001 m, doffs 31.086 px).
+- scikit-image's Middlebury Motorcycle pair: a rectified stereo pair with depth from the
+  ground-truth disparity (calibration from skimage's docstring: f = 994.978 px, principal
+  point (311.193, 254.877) px, baseline 0.193001 m, doffs 31.086 px).
 - KITTI / TUM consecutive frames with ground-truth poses (no depth): two-view pose pairs.
 
-Split (never trained on): EuRoC pairs with index >= 76 of the 95 (the last 19, about 0.95 s);
-the TUM RGB-D pair; KITTI and TUM frames are used only for evaluation.
+Split (never trained on): EuRoC pairs with index >= 76 of the 95 (the last 19, about 0.95 s;
+the camera is at rest, so these frames show the same scene as the training frames); the
+Middlebury Motorcycle pair (a scene never seen: the real test of two-view depth); the TUM
+RGB-D pair (single-image depth on an unseen scene); KITTI and TUM frames (pose only).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +58,7 @@ class PairSample:
     depth_a_m: np.ndarray | None  # (H, W) float32 NaN invalid
     name: str
     metric: bool  # whether |t| of T_b_a is metric (stereo) or only known up to scale
+    K_b: np.ndarray | None = None  # (3, 3) view B's intrinsics when they differ from K
 
 
 def crop_resize(
@@ -63,9 +68,9 @@ def crop_resize(
     h0, w0 = image.shape[:2]
     aspect = width / height
     if w0 / h0 > aspect:
-        cw, ch = int(round(h0 * aspect)), h0
+        cw, ch = round(h0 * aspect), h0
     else:
-        cw, ch = w0, int(round(w0 / aspect))
+        cw, ch = w0, round(w0 / aspect)
     x0, y0 = (w0 - cw) // 2, (h0 - ch) // 2
     crop = image[y0:y0 + ch, x0:x0 + cw]
     interp = cv2.INTER_NEAREST if depth else cv2.INTER_AREA
@@ -88,9 +93,9 @@ def downsample_depth(depth_m: np.ndarray, height: int, width: int) -> np.ndarray
     h0, w0 = depth_m.shape
     aspect = width / height
     if w0 / h0 > aspect:
-        cw, ch = int(round(h0 * aspect)), h0
+        cw, ch = round(h0 * aspect), h0
     else:
-        cw, ch = w0, int(round(w0 / aspect))
+        cw, ch = w0, round(w0 / aspect)
     x0, y0 = (w0 - cw) // 2, (h0 - ch) // 2
     crop = depth_m[y0:y0 + ch, x0:x0 + cw].astype(np.float32)
     rows = np.linspace(0, ch, height + 1).astype(int)
@@ -139,9 +144,45 @@ def euroc_stereo_pairs(
     return out
 
 
-def rgbd_samples(folder: Path, names: tuple[str, ...], height: int = 64,
-                 width: int = 96) -> list[DepthSample]:
-    """Image + sensor depth for the named pairs (TUM, NYU, SUN) in rgbd_depth_pairs."""
+def euroc_depth_frames(bag_paths: object, stride: int = 1,
+                       below_index: int = EUROC_HELD_OUT_FROM) -> list[DepthSample]:
+    """Full-resolution rectified cam0 images with SGBM depth, pairs with index < below_index."""
+    from meetup_ros.bags.reader import read_sequence
+
+    seq = read_sequence(bag_paths)  # type: ignore[arg-type]
+    if seq.cam0 is None or seq.cam1 is None or seq.T_cam0_cam1 is None:
+        raise SlamError(f"bag {bag_paths!r} lacks cam0/cam1 images; expected a stereo bag")
+    stereo = StereoDepth(seq.cam0.info, seq.cam1.info, seq.T_cam0_cam1)
+    out = []
+    for i in range(0, min(len(seq.cam0.images), below_index), stride):
+        rect0, rect1 = stereo.rect.rectify(seq.cam0.images[i], seq.cam1.images[i])
+        out.append(DepthSample(rect0, stereo.rectified_depth(rect0, rect1), f"euroc_{i:03d}"))
+    return out
+
+
+def random_crop(sample: DepthSample, height: int, width: int, rng: np.random.Generator,
+                min_scale: float = 0.45) -> DepthSample:
+    """A random crop of the network's aspect ratio (side ``min_scale``..1 of the largest one),
+    resized to (height, width); depth resized by nearest neighbour (keeps NaN holes)."""
+    h0, w0 = sample.image.shape[:2]
+    aspect = width / height
+    cw_max = min(w0, int(h0 * aspect))
+    scale = rng.uniform(min_scale, 1.0)
+    cw = max(int(cw_max * scale), width)
+    ch = max(round(cw / aspect), height)
+    x0 = int(rng.integers(0, w0 - cw + 1))
+    y0 = int(rng.integers(0, h0 - ch + 1))
+    img = cv2.resize(_gray(sample.image)[y0:y0 + ch, x0:x0 + cw], (width, height),
+                     interpolation=cv2.INTER_AREA)
+    depth = cv2.resize(sample.depth_m[y0:y0 + ch, x0:x0 + cw], (width, height),
+                       interpolation=cv2.INTER_NEAREST)
+    return DepthSample(img, depth, sample.name)
+
+
+def rgbd_samples(folder: Path, names: tuple[str, ...], height: int | None = 64,
+                 width: int | None = 96) -> list[DepthSample]:
+    """Image + sensor depth for the named pairs (TUM, NYU, SUN) in rgbd_depth_pairs; full
+    resolution when height/width are None."""
     folder = Path(folder)
     out = []
     for name in names:
@@ -169,6 +210,9 @@ def rgbd_samples(folder: Path, names: tuple[str, ...], height: int = 64,
         if img is None or depth is None:
             raise SlamError(f"RGB-D pair {name!r} in {str(folder)!r} could not be read")
         depth[(depth <= 0.1) | (depth > 10)] = np.nan
+        if height is None or width is None:
+            out.append(DepthSample(img, depth.astype(np.float32), f"rgbd_{name}"))
+            continue
         small, _ = crop_resize(img, None, height, width)
         out.append(DepthSample(small, downsample_depth(depth, height, width), f"rgbd_{name}"))
     return out
@@ -199,15 +243,25 @@ def _read_pgm16(path: Path) -> np.ndarray:
     return np.frombuffer(data[pos:pos + 2 * w * h], dtype="<u2").reshape(h, w).astype(np.uint16)
 
 
-def motorcycle_sample(height: int = 64, width: int = 96) -> DepthSample:
-    """The Middlebury Motorcycle left image with depth from its ground-truth disparity."""
+def motorcycle_pair(height: int = 64, width: int = 96) -> PairSample:
+    """The Middlebury Motorcycle stereo pair (left = A, right = B) with depth from the GT
+    disparity: z = f b / (d + doffs), doffs = cx_right - cx_left."""
     import skimage.data
 
-    left, _right, disp = skimage.data.stereo_motorcycle()
-    depth = (994.978 * 0.193001 / (disp.astype(np.float64) + 31.086)).astype(np.float32)
+    left, right, disp = skimage.data.stereo_motorcycle()
+    f, cx, cy, doffs, baseline = 994.978, 311.193, 254.877, 31.086, 0.193001
+    depth = (f * baseline / (disp.astype(np.float64) + doffs)).astype(np.float32)
     depth[~np.isfinite(disp)] = np.nan
-    small, _ = crop_resize(_gray(left), None, height, width)
-    return DepthSample(small, downsample_depth(depth, height, width), "middlebury_motorcycle")
+    K = np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
+    K_right = K.copy()
+    K_right[0, 2] += doffs
+    a, Ka = crop_resize(_gray(left), K, height, width)
+    b, Kb = crop_resize(_gray(right), K_right, height, width)
+    assert Ka is not None and Kb is not None
+    T_b_a = np.eye(4)
+    T_b_a[0, 3] = -baseline  # the right camera sits +baseline along the left camera's x
+    return PairSample(a, b, Ka, T_b_a, downsample_depth(depth, height, width),
+                      "middlebury_motorcycle", True, Kb)
 
 
 def _kitti_pairs(folder: Path, height: int, width: int, step: int,
@@ -244,7 +298,7 @@ def _tum_pairs(root: Path, height: int, width: int, limit: int) -> list[PairSamp
     frames = sorted((root / "assets" / "freiburg_sequence").glob("*.png"))
     gt = np.loadtxt(root / "eao_slam_data" / "groundtruth.txt")
     out = []
-    for fa, fb in list(zip(frames[:-1], frames[1:], strict=True))[:limit]:
+    for fa, fb in list(itertools.pairwise(frames))[:limit]:
         poses = []
         for f in (fa, fb):
             row = gt[np.argmin(np.abs(gt[:, 0] - float(f.stem)))]
@@ -254,6 +308,8 @@ def _tum_pairs(root: Path, height: int, width: int, limit: int) -> list[PairSamp
             poses.append(T)
         ia = cv2.imread(str(fa), cv2.IMREAD_GRAYSCALE)
         ib = cv2.imread(str(fb), cv2.IMREAD_GRAYSCALE)
+        if ia is None or ib is None:
+            raise SlamError(f"TUM frames {str(fa)!r} / {str(fb)!r} could not be read")
         a, Ks = crop_resize(ia, TUM_FR3_K, height, width)
         b, _ = crop_resize(ib, None, height, width)
         assert Ks is not None

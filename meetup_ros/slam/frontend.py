@@ -58,6 +58,7 @@ class FrontendConfig:
     min_depth_m: float = 0.1
     max_depth_m: float = 20.0
     code_prior_weight: float = 1e-3
+    pose_prior_weight: float = 10.0  # ties the pose to its initial value (calibration/odometry)
     num_threads: int = 1
 
     def __post_init__(self) -> None:
@@ -149,7 +150,9 @@ class SlamFrontend:
         known = {f.name for f in fields(FrontendConfig)}
         unknown = set(cfg) - known
         if unknown:
-            raise SlamError(f"unknown frontend options {sorted(unknown)!r}; expected {sorted(known)}")
+            raise SlamError(
+                f"unknown frontend options {sorted(unknown)!r}; expected {sorted(known)}"
+            )
         config = FrontendConfig(**cfg)
         model = DepthCodeModel.from_weights(depth_weights)
         step = LearnedStep.from_weights(optimizer_weights) if optimizer_weights else None
@@ -175,7 +178,7 @@ class SlamFrontend:
             dist, angle = _rel_motion(self._last_kf_prior, prior)
             if dist > c.keyframe_translation_m or angle > c.keyframe_rotation_rad:
                 return True
-        if self._frames_since_kf >= c.keyframe_every_n:
+        if self._frames_since_kf + 1 >= c.keyframe_every_n:
             return True
         return (stamp_ns - self._last_kf_ns) * 1e-9 >= c.keyframe_interval_s
 
@@ -185,9 +188,9 @@ class SlamFrontend:
         h0, w0 = self.camera0.height, self.camera0.width
         aspect = self.model.cfg.width / self.model.cfg.height
         if w0 / h0 > aspect:
-            cw, ch = int(round(h0 * aspect)), h0
+            cw, ch = round(h0 * aspect), h0
         else:
-            cw, ch = w0, int(round(w0 / aspect))
+            cw, ch = w0, round(w0 / aspect)
         return (w0 - cw) // 2, (h0 - ch) // 2, cw, ch
 
     def _small_to_full(self, small: np.ndarray) -> np.ndarray:
@@ -247,7 +250,8 @@ class SlamFrontend:
             small0, _ = crop_resize(r0, None, h, w)
             small1, _ = crop_resize(r1, None, h, w)
             problem = make_problem(self.model.net, small0, small1, self.K_small, self.T_r1_r0,
-                                   self.cfg.code_prior_weight)
+                                   self.cfg.code_prior_weight,
+                                   pose_prior_weight=self.cfg.pose_prior_weight)
             result = self._solve(problem)
             T_r1_r0_est = _increment_matrix(problem, result.x)
             T_cam1_cam0_est = self.rect.R1.T @ T_r1_r0_est[:3, :3] @ self.rect.R0
@@ -266,7 +270,9 @@ class SlamFrontend:
             # A = current frame (its depth is published), B = previous keyframe.
             problem = make_problem(self.model.net, small0, prev, self.K_small,
                                    np.linalg.inv(T_cur_prev0), self.cfg.code_prior_weight,
-                                   optimize_pose=self._last_kf_small is not None)
+                                   optimize_pose=self._last_kf_small is not None,
+                                   pose_prior_weight=self.cfg.pose_prior_weight
+                                   if prior is not None else 0.0)
             result = self._solve(problem)
             T_prev_cur = _increment_matrix(problem, result.x)
             T_world_cam = prior if prior is not None else self.T_world_cam @ T_prev_cur

@@ -53,6 +53,7 @@ class TwoViewProblem:
     average_depth_m: float
     code_prior_weight: float = 1e-3
     optimize_pose: bool = True
+    pose_prior_weight: float = 0.0  # on xi: the initial pose (calibration, odometry) as a prior
 
     @property
     def code_dim(self) -> int:
@@ -89,7 +90,8 @@ class TwoViewProblem:
         code_a, code_b, xi = self.split(x)
         photo = self._parts(self.depth(self.view_a, code_a), self.depth(self.view_b, code_b), xi)
         prior = self.code_prior_weight ** 0.5
-        return torch.cat([photo, prior * code_a, prior * code_b])
+        return torch.cat([photo, prior * code_a, prior * code_b,
+                          self.pose_prior_weight ** 0.5 * xi])
 
     def error(self, x: torch.Tensor) -> float:
         with torch.no_grad():
@@ -120,7 +122,7 @@ class TwoViewProblem:
             R_inv = R.T
             r_ba, _, q_a, g_a = warp_with_gradient(b.image, a.image, depth_b, b.K, a.K,
                                                    R_inv, -(R_inv @ t))
-            J = torch.zeros(2 * n + 2 * k, self.dim, dtype=x.dtype)
+            J = torch.zeros(2 * n + 2 * k + 6, self.dim, dtype=x.dtype)
             # Codes: d p / d depth = p / depth (the ray scaled).
             dr_dd_a = (g_b * ((q_b - t) / depth_a[:, None])).sum(1)
             dr_dd_b = (g_a * ((q_a + R_inv @ t) / depth_b[:, None])).sum(1)
@@ -142,8 +144,12 @@ class TwoViewProblem:
                                           @ so3_right_jacobian(phi))
             J[: 2 * n] *= scale
             prior = self.code_prior_weight ** 0.5
-            J[2 * n:, : 2 * k] = prior * torch.eye(2 * k, dtype=x.dtype)
-            r = torch.cat([r_ab * scale, r_ba * scale, prior * code_a, prior * code_b])
+            J[2 * n:2 * n + 2 * k, : 2 * k] = prior * torch.eye(2 * k, dtype=x.dtype)
+            pose_prior = self.pose_prior_weight ** 0.5
+            if self.optimize_pose:
+                J[2 * n + 2 * k:, 2 * k:] = pose_prior * torch.eye(6, dtype=x.dtype)
+            r = torch.cat([r_ab * scale, r_ba * scale, prior * code_a, prior * code_b,
+                           pose_prior * xi])
         return r, J
 
     def linearize_autograd(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -270,11 +276,15 @@ def make_view(net: Any, image_u8: np.ndarray, K: np.ndarray) -> ViewTerms:
 
 def make_problem(
     net: Any, image_a: np.ndarray, image_b: np.ndarray, K: np.ndarray, T_b_a0: np.ndarray,
-    code_prior_weight: float = 1e-3, optimize_pose: bool = True,
+    code_prior_weight: float = 1e-3, optimize_pose: bool = True, pose_prior_weight: float = 0.0,
+    K_b: np.ndarray | None = None,
 ) -> TwoViewProblem:
-    """Two-view problem from images at the network's resolution and an initial pose of A in B."""
+    """Two-view problem from images at the network's resolution and an initial pose of A in B.
+
+    ``K`` is A's intrinsics and B's too unless ``K_b`` is given.
+    """
     return TwoViewProblem(
-        make_view(net, image_a, K), make_view(net, image_b, K),
+        make_view(net, image_a, K), make_view(net, image_b, K if K_b is None else K_b),
         torch.as_tensor(T_b_a0, dtype=torch.float32), float(net.cfg.average_depth_m),
-        code_prior_weight, optimize_pose,
+        code_prior_weight, optimize_pose, pose_prior_weight,
     )

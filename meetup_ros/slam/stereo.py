@@ -42,7 +42,7 @@ def sgbm_disparity(rect0: np.ndarray, rect1: np.ndarray, cfg: SgbmConfig) -> np.
     """Disparity (H, W) float32 in pixels on the rectified left grid; NaN where invalid."""
     num = int(np.ceil(cfg.num_disparities / 16) * 16)
     block = cfg.block_size
-    sgbm = cv2.StereoSGBM_create(
+    sgbm = cv2.StereoSGBM.create(
         minDisparity=0, numDisparities=num, blockSize=block,
         P1=8 * block * block, P2=32 * block * block, disp12MaxDiff=1,
         uniquenessRatio=cfg.uniqueness_ratio, speckleWindowSize=cfg.speckle_window_size,

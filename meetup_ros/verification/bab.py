@@ -270,7 +270,7 @@ class _Solver:
         return DisjunctOutcome("unsat", domains=self.domains)
 
     # -- splitting -------------------------------------------------------------------------------
-    def _split_input(self, batch: Frontier):  # type: ignore[no-untyped-def]
+    def _split_input(self, batch: Frontier):
         """Halve each box along its best dimension; boxes too small go to the leftovers."""
         lo, up = batch.lower, batch.upper
         width = up - lo
@@ -297,7 +297,7 @@ class _Solver:
         lo_right[idx, dim] = mid[idx, dim]
         return (torch.cat([lo, lo_right]), torch.cat([up_left, up]), None), leftovers
 
-    def _split_relu(self, batch: Frontier):  # type: ignore[no-untyped-def]
+    def _split_relu(self, batch: Frontier):
         """Split each domain on its unstable ReLU with the largest triangle height."""
         lo, up, splits = batch.lower, batch.upper, batch.splits
         assert splits is not None

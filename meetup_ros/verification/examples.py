@@ -11,6 +11,8 @@ with small weights keep the bounds from being trivially exact.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from meetup_ros.verification.network import Network
@@ -41,16 +43,18 @@ def governor_demo_network(safe: bool = True, seed: int = 0) -> Network:
     W3[2, 0] = k_s
     W3[:, 3:] = np.round(rng.normal(0, 0.01, (3, 5)), 4)
     b3 = np.array([1.0, 0.5, -0.5])
-    to32 = [np.float32(v).astype(np.float64) for v in (W1, b1, W2, b2, W3, b3)]
-    W1, b1, W2, b2, W3, b3 = to32
-    return Network([W1, W2, W3], [b1, b2, b3], source="governor_demo", source_kind="memory")
+    def f32(v: np.ndarray) -> np.ndarray:
+        return np.asarray(v, dtype=np.float32).astype(np.float64)
+
+    return Network([f32(W1), f32(W2), f32(W3)], [f32(b1), f32(b2), f32(b3)],
+                   source="governor_demo", source_kind="memory")
 
 
 def random_relu_network(sizes: list[int], seed: int, scale: float = 1.0) -> Network:
     """A random ReLU MLP with layer sizes ``sizes`` (float32-exact weights), fixed seed."""
     rng = np.random.default_rng(seed)
     weights, biases = [], []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+    for n_in, n_out in itertools.pairwise(sizes):
         W = rng.normal(0, scale / np.sqrt(n_in), (n_out, n_in)).astype(np.float32)
         b = rng.normal(0, 0.1, n_out).astype(np.float32)
         weights.append(W.astype(np.float64))

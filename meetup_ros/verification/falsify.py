@@ -83,7 +83,7 @@ def pgd_search(
 
 
 @lru_cache(maxsize=8)
-def _ort_session(path: str):  # type: ignore[no-untyped-def]
+def _ort_session(path: str):
     import onnxruntime as ort
 
     options = ort.SessionOptions()

@@ -61,7 +61,8 @@ class Network:
                 f"network {self.source!r}: {len(self.weights)!r} weight matrices and "
                 f"{len(self.biases)!r} bias vectors; expected equal non-zero counts"
             )
-        weights, biases = [], []
+        weights: list[np.ndarray] = []
+        biases: list[np.ndarray] = []
         for i, (W, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             W = np.array(W, dtype=np.float64)
             b = np.array(b, dtype=np.float64).reshape(-1)

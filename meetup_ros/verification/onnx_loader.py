@@ -86,7 +86,8 @@ def load_onnx(path: str | Path) -> Network:
     for index, node in enumerate(graph.node):
         label = f"node {index} {node.name!r} ({node.op_type})"
 
-        def get(i: int, node: object = node, label: str = label) -> np.ndarray | _Sym:
+        def get(i: int, node: object = node, label: str = label, stage: int = stage
+                ) -> np.ndarray | _Sym:
             inputs = node.input  # type: ignore[attr-defined]
             if i >= len(inputs) or inputs[i] == "":
                 raise VerificationInputError(f"network {name!r} {label}: missing input {i}")
@@ -150,7 +151,8 @@ def _broadcast_vec(v: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Constant broadcast to the symbolic tensor's shape, flattened (row-major)."""
     out = np.broadcast_to(np.asarray(v, dtype=np.float64), shape)
     if out.shape != shape:
-        raise ValueError(f"constant of shape {np.shape(v)!r} broadcasts the input to {out.shape!r}")
+        raise ValueError(f"constant of shape {np.shape(v)!r} broadcasts the input to "
+                         f"{out.shape!r}")
     return out.reshape(-1)
 
 
@@ -170,7 +172,7 @@ def _matmul_sym(x: _Sym, W: np.ndarray, label: str, name: str) -> _Sym:
     return _Sym(x.stage, M, c, (*x.shape[:-1], m))
 
 
-def _apply(op, attrs, node, get, label, name):  # type: ignore[no-untyped-def]
+def _apply(op, attrs, node, get, label, name):
     if op == "Constant":
         from onnx import numpy_helper
 
@@ -252,7 +254,7 @@ def _apply(op, attrs, node, get, label, name):  # type: ignore[no-untyped-def]
             axis = int(attrs.get("axis", 1))
             shape = x.shape if isinstance(x, _Sym) else np.shape(x)
             axis = axis if axis >= 0 else axis + len(shape)
-            new = (int(np.prod(shape[:axis])), int(np.prod(shape[axis:])))
+            new: tuple[int, ...] = (int(np.prod(shape[:axis])), int(np.prod(shape[axis:])))
         elif op == "Reshape":
             target = [int(v) for v in _const(get(1), label, name, "the shape").reshape(-1)]
             shape = x.shape if isinstance(x, _Sym) else np.shape(x)

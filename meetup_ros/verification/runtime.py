@@ -96,6 +96,15 @@ class RuntimeMonitor:
                       "violated": 0, "unknown": 0}
         # Warm up torch kernels and the onnxruntime session outside the first deadline.
         self.network.torch_layers()
+        if self.network.source_kind == "onnx":
+            from meetup_ros.verification.falsify import onnxruntime_forward
+
+            try:
+                onnxruntime_forward(self.network.source, np.zeros(self.network.n_inputs))
+            except Exception as exc:  # onnxruntime's own error types
+                raise VerificationInputError(
+                    f"network {self.network.source!r} does not run in onnxruntime: {exc}"
+                ) from exc
 
     def reset(self) -> None:
         """Forget cached certificates and open domains."""

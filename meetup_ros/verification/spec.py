@@ -37,7 +37,7 @@ import numpy as np
 from meetup_ros.verification import VerificationInputError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Disjunct:
     """Input box ``lower <= x <= upper`` with unsafe outputs ``coeffs @ y <= rhs``.
 
@@ -52,7 +52,8 @@ class Disjunct:
     rhs: np.ndarray
 
     def margins(self, y: np.ndarray) -> np.ndarray:
-        """``coeffs @ y - rhs``: ``(m,)`` -> ``(k,)``, ``(B, m)`` -> ``(B, k)``; all <= 0 unsafe."""
+        """``coeffs @ y - rhs``: ``(m,)`` -> ``(k,)``, ``(B, m)`` -> ``(B, k)``; all <= 0 is
+        unsafe."""
         return np.asarray(y, dtype=np.float64) @ self.coeffs.T - self.rhs
 
     def contains_input(self, x: np.ndarray) -> bool:
@@ -131,6 +132,9 @@ def _parse_expr(text: str, names: Sequence[str], where: str) -> tuple[np.ndarray
         name = m.group(4)
         if m.group(3) and name is None:
             raise VerificationInputError(f"{where}: '*' without a name in {text!r}")
+        if m.group(2) and name is not None and not m.group(3):
+            raise VerificationInputError(
+                f"{where}: missing '*' between {m.group(2)!r} and {name!r} in {text!r}")
         if name is None:
             const += sign * number
         else:

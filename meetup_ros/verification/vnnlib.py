@@ -35,7 +35,7 @@ class _Node:
 
 
 def _tokenise(text: str, source: str) -> list[tuple[str, int]]:
-    tokens = []
+    tokens: list[tuple[str, int]] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.split(";", 1)[0]
         tokens.extend((m.group(0), lineno) for m in _TOKEN.finditer(line))
@@ -195,6 +195,7 @@ def parse_vnnlib(text: str, source: str = "<string>") -> Property:
         upper = np.full(n_in, np.inf)
         rows: list[np.ndarray] = []
         rhs: list[float] = []
+        empty = False
         for node, coeffs, const in conj:
             coeffs = {k: v for k, v in coeffs.items() if v != 0.0}
             xs = [k for k in coeffs if k in reader.inputs]
@@ -205,26 +206,26 @@ def parse_vnnlib(text: str, source: str = "<string>") -> Property:
                 if len(xs) != 1:
                     raise reader.fail(node, "constraint over several inputs; only bounds on one "
                                             "input are supported")
-                i, a = reader.inputs[xs[0]], coeffs[xs[0]]
-                if a > 0:
-                    upper[i] = min(upper[i], const / a)
+                i, coef = reader.inputs[xs[0]], coeffs[xs[0]]
+                if coef > 0:
+                    upper[i] = min(upper[i], const / coef)
                 else:
-                    lower[i] = max(lower[i], const / a)
+                    lower[i] = max(lower[i], const / coef)
             elif ys:
                 row = np.zeros(n_out)
                 for k, v in coeffs.items():
                     row[reader.outputs[k]] = v
                 rows.append(row)
                 rhs.append(const)
-            elif not 0.0 <= const:
-                rows = []
-                lower[:] = np.inf  # a constant false atom: this disjunct is empty
+            elif const < 0.0:
+                empty = True  # a constant false atom (0 <= negative): no point satisfies it
                 break
-        if np.any(lower > upper):
+        if empty or np.any(lower > upper):
             continue  # an empty disjunct cannot be violated
         if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
             raise VerificationInputError(
-                f"{source!r}: a disjunct leaves inputs {np.flatnonzero(~np.isfinite(lower) | ~np.isfinite(upper)).tolist()!r} "
+                f"{source!r}: a disjunct leaves inputs "
+                f"{np.flatnonzero(~np.isfinite(lower) | ~np.isfinite(upper)).tolist()!r} "
                 "unbounded; expected a bounded input box")
         if not rows:  # no output constraint: every output is unsafe
             rows, rhs = [np.zeros(n_out)], [0.0]

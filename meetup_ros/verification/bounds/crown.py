@@ -39,8 +39,10 @@ class CrownResult:
     infeasible: torch.Tensor
 
 
-def _relax(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _relax(lo: torch.Tensor, u: torch.Tensor
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Adaptive lower slope, upper slope and upper intercept for bounds ``(B, h)``."""
+    l = lo  # noqa: E741 - the relaxation's usual name
     active = l >= 0
     inactive = u <= 0
     unstable = ~(active | inactive)
@@ -65,20 +67,60 @@ def _backsub(
     ``lo_slopes[j]`` is ``(B, h_j)`` or ``(B, r, h_j)`` (per-row optimisable slopes).
     """
     for j in range(top, -1, -1):
-        pos, neg = A.clamp(min=0), A.clamp(max=0)
         lo = lo_slopes[j] if lo_slopes[j].dim() == 3 else lo_slopes[j].unsqueeze(1)
-        const = const + (neg * up_icpts[j].unsqueeze(1)).sum(-1)
-        A = pos * lo + neg * up_slopes[j].unsqueeze(1)
+        const = const + (A.clamp(max=0) @ up_icpts[j].unsqueeze(-1)).squeeze(-1)
+        A = A * torch.where(A >= 0, lo, up_slopes[j].unsqueeze(1))
         W, b = layers[j]
         const = const + A @ b
         A = A @ W
     return A, const
 
 
+def _tighten_unstable(
+    layers: list[tuple[torch.Tensor, torch.Tensor]],
+    i: int,
+    zl: torch.Tensor,
+    zu: torch.Tensor,
+    splits: list[torch.Tensor] | None,
+    lo_slopes: list[torch.Tensor],
+    up_slopes: list[torch.Tensor],
+    up_icpts: list[torch.Tensor],
+    center: torch.Tensor,
+    radius: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CROWN bounds of layer ``i`` only for the neurons each domain still has unstable.
+
+    Rows are gathered per domain and padded to the batch maximum; padded rows are
+    neutralised before the results are merged back (max for lower, min for upper).
+    """
+    unstable = (zl < 0) & (zu > 0)
+    if splits is not None:
+        unstable &= splits[i] == 0
+    count = int(unstable.sum(-1).max()) if unstable.numel() else 0
+    if count == 0:
+        return zl, zu
+    W, b = layers[i]
+    # Indices of unstable neurons first (stable sort keeps the order deterministic).
+    idx = torch.argsort((~unstable).to(torch.int8), dim=-1, stable=True)[:, :count]
+    valid = torch.gather(unstable, 1, idx)
+    Wg = W[idx]  # (B, r, in)
+    bg = b[idx]  # (B, r)
+    A0 = torch.cat([Wg, -Wg], 1)
+    c0 = torch.cat([bg, -bg], 1)
+    A, c = _backsub(layers, A0, c0, i - 1, lo_slopes, up_slopes, up_icpts)
+    bnd = _minimise(A, c, center, radius)
+    low = torch.where(valid, bnd[:, :count], torch.full_like(bnd[:, :count], -float("inf")))
+    upp = torch.where(valid, -bnd[:, count:], torch.full_like(bnd[:, :count], float("inf")))
+    zl = zl.scatter_reduce(1, idx, low, reduce="amax")
+    zu = zu.scatter_reduce(1, idx, upp, reduce="amin")
+    return zl, zu
+
+
 def _minimise(A: torch.Tensor, c: torch.Tensor, center: torch.Tensor, radius: torch.Tensor
               ) -> torch.Tensor:
     """min over the box of ``A x + c``: ``(B, r)``."""
-    return (A @ center.unsqueeze(-1)).squeeze(-1) - (A.abs() @ radius.unsqueeze(-1)).squeeze(-1) + c
+    mid = (A @ center.unsqueeze(-1)).squeeze(-1)
+    return mid - (A.abs() @ radius.unsqueeze(-1)).squeeze(-1) + c
 
 
 def crown_bounds(
@@ -99,13 +141,16 @@ def crown_bounds(
         splits: per hidden layer ``(B, h_i)`` int8 in {-1, 0, +1} or None.
         alpha_steps: gradient steps on the final lower slopes (0 = plain CROWN).
         intermediate: "backward" (full CROWN per layer), "forward" (symbolic linear bounds
-            carried forward in terms of x: far cheaper for few inputs, looser), or "auto".
+            carried forward in terms of x: far cheaper for few inputs, looser), "hybrid"
+            (forward first, then CROWN only for the neurons still unstable, per domain), or
+            "auto" (= hybrid).
     """
     if intermediate == "auto":
-        width = max(W.shape[0] for W, _ in layers)
-        intermediate = "backward"
-    if intermediate not in ("forward", "backward"):
-        raise ValueError(f"intermediate {intermediate!r}; expected forward, backward or auto")
+        intermediate = "hybrid"
+    if intermediate not in ("forward", "backward", "hybrid"):
+        raise ValueError(
+            f"intermediate {intermediate!r}; expected forward, backward, hybrid or auto")
+    use_forward = intermediate in ("forward", "hybrid")
     center, radius = (lower + upper) / 2, (upper - lower) / 2
     batch = lower.shape[0]
     dtype = lower.dtype
@@ -132,7 +177,7 @@ def crown_bounds(
         mid = ((prev_lo + prev_up) / 2) @ W.T + b
         rad = ((prev_up - prev_lo) / 2) @ W.abs().T
         zl, zu = mid - rad, mid + rad
-        if intermediate == "forward":
+        if use_forward:
             Wp, Wn = W.clamp(min=0), W.clamp(max=0)
             z_lo_A = Wp @ f_lo_A + Wn @ f_up_A
             z_lo_c = f_lo_c @ Wp.T + f_up_c @ Wn.T + b
@@ -140,7 +185,7 @@ def crown_bounds(
             z_up_c = f_up_c @ Wp.T + f_lo_c @ Wn.T + b
             zl = torch.maximum(zl, _minimise(z_lo_A, z_lo_c, center, radius))
             zu = torch.minimum(zu, -_minimise(-z_up_A, -z_up_c, center, radius))
-        elif i > 0:
+        if i > 0 and intermediate == "backward":
             h = W.shape[0]
             A0 = torch.cat([W, -W], 0).unsqueeze(0).expand(batch, 2 * h, W.shape[1])
             c0 = torch.cat([b, -b], 0).unsqueeze(0).expand(batch, 2 * h)
@@ -148,6 +193,9 @@ def crown_bounds(
             bnd = _minimise(A, c, center, radius)
             zl = torch.maximum(zl, bnd[:, :h])
             zu = torch.minimum(zu, -bnd[:, h:])
+        elif i > 0 and intermediate == "hybrid":
+            zl, zu = _tighten_unstable(layers, i, zl, zu, splits, lo_slopes, up_slopes,
+                                       up_icpts, center, radius)
         if splits is not None:
             s = splits[i]
             zl = torch.where(s > 0, zl.clamp(min=0), zl)
@@ -161,7 +209,7 @@ def crown_bounds(
         lo_slopes.append(lo)
         up_slopes.append(up)
         up_icpts.append(icpt)
-        if intermediate == "forward":
+        if use_forward:
             # Slopes are >= 0, so the relaxations compose with the symbolic bounds directly.
             f_lo_A = lo.unsqueeze(-1) * z_lo_A
             f_lo_c = lo * z_lo_c
@@ -187,8 +235,8 @@ def crown_bounds(
     return CrownResult(lower_bound, A, c, pre_lower, pre_upper, infeasible)
 
 
-def _optimise_alpha(  # noqa: PLR0913 - the relaxation state travels together
-    layers, A0, c0, n_hidden, lo_slopes, up_slopes, up_icpts, pre_lower, pre_upper,  # type: ignore[no-untyped-def]
+def _optimise_alpha(
+    layers, A0, c0, n_hidden, lo_slopes, up_slopes, up_icpts, pre_lower, pre_upper,
     center, radius, best, best_A, best_c, steps, lr,
 ):
     """Projected Adam ascent on per-row lower slopes of unstable neurons; keeps the best."""

@@ -1,0 +1,70 @@
+"""SLAM commands: benchmark-slam (learned step vs Gauss-Newton vs LM on held-out pairs)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from meetup_ros.cli import CommandError
+
+
+def register(subparsers: Any) -> None:
+    """Add the SLAM subcommands to the ``meetup-ros`` parser."""
+    p = subparsers.add_parser(
+        "benchmark-slam",
+        help="learned optimiser vs Gauss-Newton vs LM on held-out two-view pairs; depth metrics",
+    )
+    p.add_argument("--bag", default="data/euroc_v1_01_easy_sample",
+                   help="stereo EuRoC rosbag2 folder (data/ if relative and not found)")
+    p.add_argument("--data-root", default="../shared/data",
+                   help="folder with the KITTI and TUM sequences (pose pairs)")
+    p.add_argument("--out", default="out/slam", help="folder for benchmark_slam.json and plots")
+    p.add_argument("--depth-weights", default="depth_code.pt", help="models/ if relative")
+    p.add_argument("--optimizer-weights", default="slam_optimizer.pt", help="models/ if relative")
+    p.add_argument("--max-iterations", type=int, default=20, help="per solver and pair")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.set_defaults(func=_benchmark)
+
+
+def _weights(name: str, command: str) -> Path:
+    from meetup_ros import paths
+
+    path = paths.model_path(name)
+    if not path.is_file():
+        raise CommandError(f"weights {name!r} not found (looked at {str(path)!r}); "
+                           f"rebuild them with `meetup-ros train {command}`")
+    return path
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    import torch
+
+    from meetup_ros import paths
+    from meetup_ros.bags import BagError
+    from meetup_ros.slam import SlamError
+    from meetup_ros.slam.benchmark import BenchmarkConfig, run_benchmark
+
+    torch.set_num_threads(args.threads)
+    if args.max_iterations < 1:
+        raise CommandError(f"--max-iterations {args.max_iterations!r} must be >= 1")
+    data_root = Path(args.data_root)
+    if not data_root.is_dir():
+        raise CommandError(f"--data-root {str(data_root)!r} is not a folder")
+    try:
+        report = run_benchmark(
+            paths.data_path(args.bag), data_root, Path(args.out),
+            _weights(args.depth_weights, "depth"), _weights(args.optimizer_weights, "optimizer"),
+            BenchmarkConfig(max_iterations=args.max_iterations),
+        )
+    except (SlamError, BagError) as exc:
+        raise CommandError(str(exc)) from None
+    summary = {
+        key: {k: v for k, v in value.items() if k not in ("curves", "per_pair")}
+        if isinstance(value, dict) else value
+        for key, value in report.items()
+    }
+    print(json.dumps(summary, indent=1))
+    print(f"wrote {Path(args.out) / 'benchmark_slam.json'}")
+    return 0

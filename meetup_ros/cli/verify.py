@@ -1,0 +1,96 @@
+"""``meetup-ros verify`` and ``meetup-ros benchmark``: the verifier on files, competition style."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from meetup_ros.cli import CommandError
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "verify", help="verify a network against a property (VNN-COMP result format)",
+        description="Prints (and writes with --result) 'sat' with the counterexample, "
+                    "'unsat', 'timeout' or 'error'.")
+    p.add_argument("network", type=Path, help=".onnx or .nnet file")
+    p.add_argument("property", type=Path, help=".vnnlib or .yaml property (unsafe set)")
+    p.add_argument("--timeout", type=float, required=True, help="seconds")
+    p.add_argument("--result", type=Path, default=None, help="write the result here too")
+    p.set_defaults(func=_verify)
+
+    b = subparsers.add_parser(
+        "benchmark", help="run a benchmark instances CSV (onnx,vnnlib,timeout rows)")
+    b.add_argument("instances", type=Path, help="instances CSV")
+    b.add_argument("--root", type=Path, default=None, help="folder of the files (CSV's folder)")
+    b.add_argument("--out", type=Path, default=Path("out/benchmark"), help="output folder")
+    b.add_argument("--limit", type=int, default=None, help="run at most N instances")
+    b.add_argument("--filter", default=None, help="regex on 'network:property' names")
+    b.add_argument("--per-property", type=int, default=None, help="at most N per property")
+    b.add_argument("--timeout", type=float, default=None, help="override every timeout (s)")
+    b.set_defaults(func=_benchmark)
+
+
+def format_result(status: str, x=None, y=None) -> str:
+    """VNN-COMP result text: the status line, and for sat ``((X_0 v) ... (Y_0 v) ...)``."""
+    if status != "sat" or x is None or y is None:
+        return status + "\n"
+    pairs = [f"(X_{i} {float(v)!r})" for i, v in enumerate(x)]
+    pairs += [f"(Y_{j} {float(v)!r})" for j, v in enumerate(y)]
+    return "sat\n(" + "\n ".join(pairs) + ")\n"
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import torch
+
+    from meetup_ros.verification import VerificationInputError
+    from meetup_ros.verification.bab import verify
+    from meetup_ros.verification.network import load_network
+    from meetup_ros.verification.spec import load_property
+
+    torch.set_num_threads(1)
+    if not args.timeout > 0:
+        raise CommandError(f"--timeout {args.timeout!r}; expected > 0 seconds")
+    try:
+        network = load_network(args.network)
+        prop = load_property(args.property)
+        result = verify(network, prop, args.timeout)
+        text = format_result(result.status, result.x, result.y)
+        error = None
+    except VerificationInputError as exc:
+        text, error = "error\n", str(exc)
+    print(text, end="")
+    if args.result is not None:
+        args.result.parent.mkdir(parents=True, exist_ok=True)
+        args.result.write_text(text)
+    if error is not None:
+        raise CommandError(error)
+    return 0
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    import torch
+
+    from meetup_ros.verification import VerificationInputError
+    from meetup_ros.verification import benchmark as bm
+
+    torch.set_num_threads(1)
+    try:
+        instances = bm.select(bm.read_instances(args.instances, args.root), args.filter,
+                              args.limit, args.per_property)
+    except VerificationInputError as exc:
+        raise CommandError(str(exc)) from exc
+    if not instances:
+        raise CommandError(f"no instance in {str(args.instances)!r} matches {args.filter!r}")
+    results = bm.run_all(instances, lambda inst: bm.run_ours(inst, args.timeout))
+    out: Path = args.out
+    csv_path = bm.write_results_csv(results, out / "results.csv")
+    table = bm.summary_markdown(results)
+    (out / "summary.md").write_text(table)
+    png = bm.cactus_plot({"meetup_ros": results}, out / "cactus.png")
+    print(table, end="")
+    logger.info("wrote %s, %s, %s", csv_path, out / "summary.md", png)
+    return 0

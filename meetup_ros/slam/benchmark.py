@@ -1,0 +1,253 @@
+"""Solver benchmark on held-out two-view pairs: learned step vs Gauss-Newton vs LM.
+
+Protocol (per pair): zero codes and the ground-truth relative pose perturbed by a seeded
+random increment (``rot_rad`` about a random axis, ``trans_frac`` of the baseline along a
+random direction; at least 2 cm) are the start; every solver runs up to ``max_iterations``.
+GN stops at convergence (relative change < 1e-4) or when a step would raise the error; its
+error there is the target. For each solver we count the iterations (and wall time) until
+its error is within ``tolerance`` (relative, default 0.5 %) of the target; a solver that never
+gets there is charged ``max_iterations`` and counted in ``*_not_reached``.
+``learned_over_gn_iterations`` = sum of learned iterations / sum of GN iterations.
+
+Pairs: EuRoC stereo pairs >= 76 (held out from all training; pose = calibration, metric),
+consecutive frames of the two KITTI snippets and of the TUM frames (ground-truth poses,
+translation compared as a direction only). Depth: the optimised code's depth of view A
+against SGBM on the EuRoC pairs (64 x 96 grid), and full-resolution keyframe depth of the
+frontend against full-resolution SGBM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from meetup_ros.slam import SlamError
+from meetup_ros.slam import data as slam_data
+from meetup_ros.slam.depth_code import DepthCodeModel
+from meetup_ros.slam.evaluation import depth_metrics
+from meetup_ros.slam.learned import LearnedStep, learned_solve
+from meetup_ros.slam.solvers import (
+    SolverResult,
+    TwoViewProblem,
+    gauss_newton,
+    levenberg_marquardt,
+    make_problem,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    max_iterations: int = 20
+    tolerance: float = 0.005
+    rot_rad: float = 0.02
+    trans_frac: float = 0.2
+    seed: int = 0
+    stereo_pose_prior_weight: float = 10.0
+    mono_pose_prior_weight: float = 0.0
+
+
+def start_point(problem: TwoViewProblem, T_b_a: np.ndarray, rng: np.random.Generator,
+                cfg: BenchmarkConfig) -> torch.Tensor:
+    x0 = problem.zero()
+    k = problem.code_dim
+    axis = rng.normal(size=3)
+    direction = rng.normal(size=3)
+    trans = max(cfg.trans_frac * float(np.linalg.norm(T_b_a[:3, 3])), 0.02)
+    x0[2 * k:2 * k + 3] = torch.from_numpy(trans * direction / np.linalg.norm(direction))
+    x0[2 * k + 3:] = torch.from_numpy(cfg.rot_rad * axis / np.linalg.norm(axis))
+    return x0
+
+
+def iterations_to_reach(result: SolverResult, target: float, tolerance: float,
+                        max_iterations: int) -> tuple[int, float, bool]:
+    """(iterations, wall seconds, reached) until error <= target * (1 + tolerance)."""
+    for i, err in enumerate(result.errors):
+        if err <= target * (1.0 + tolerance):
+            return i, result.times_s[i], True
+    return max_iterations, result.times_s[-1], False
+
+
+def pose_errors(problem: TwoViewProblem, x: torch.Tensor, T_b_a_true: np.ndarray,
+                metric: bool) -> dict[str, float]:
+    """Rotation error (deg) and translation error (m if metric, else direction angle deg)."""
+    R, t = problem.pose(x)
+    R_est, t_est = R.detach().numpy().astype(np.float64), t.detach().numpy().astype(np.float64)
+    dR = R_est.T @ T_b_a_true[:3, :3]
+    rot_deg = float(np.degrees(np.arccos(np.clip((np.trace(dR) - 1) / 2, -1, 1))))
+    t_true = T_b_a_true[:3, 3]
+    if metric:
+        return {"rot_deg": rot_deg, "trans_m": float(np.linalg.norm(t_est - t_true))}
+    cos = float(t_est @ t_true / max(np.linalg.norm(t_est) * np.linalg.norm(t_true), 1e-12))
+    return {"rot_deg": rot_deg, "trans_dir_deg": float(np.degrees(np.arccos(np.clip(cos, -1, 1))))}
+
+
+def solver_comparison(
+    pairs: list[slam_data.PairSample], depth_model: DepthCodeModel, step: LearnedStep,
+    cfg: BenchmarkConfig | None = None,
+) -> dict[str, Any]:
+    """Compare learned, GN and LM on pairs; see the module docstring for the protocol.
+
+    Returns ``learned_over_gn_iterations``, ``gn_iterations``, ``learned_iterations``,
+    ``lm_iterations`` (sums), wall times, not-reached counts, mean pose errors per solver,
+    depth metrics where the pairs have depth, and ``curves`` (mean E_t / E_0 per iteration).
+
+    Raises:
+        SlamError: no pairs.
+    """
+    cfg = cfg or BenchmarkConfig()
+    if not pairs:
+        raise SlamError("solver_comparison got no pairs; expected at least one two-view pair")
+    rng = np.random.default_rng(cfg.seed)
+    torch.set_num_threads(1)
+    names = ("learned", "gauss_newton", "levenberg_marquardt")
+    iters = {n: 0 for n in names}
+    walls = {n: 0.0 for n in names}
+    missed = {n: 0 for n in names}
+    pose_err: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    depth_rows: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    curves: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    per_pair = []
+    for pair in pairs:
+        weight = cfg.stereo_pose_prior_weight if pair.metric else cfg.mono_pose_prior_weight
+        problem = make_problem(depth_model.net, pair.image_a, pair.image_b, pair.K, pair.T_b_a,
+                               pose_prior_weight=weight, K_b=pair.K_b)
+        x0 = start_point(problem, pair.T_b_a, rng, cfg)
+        results = {
+            "gauss_newton": gauss_newton(problem, x0, cfg.max_iterations),
+            "levenberg_marquardt": levenberg_marquardt(problem, x0, cfg.max_iterations),
+            "learned": learned_solve(step, problem, x0, cfg.max_iterations),
+        }
+        target = results["gauss_newton"].errors[-1]
+        row: dict[str, Any] = {"pair": pair.name, "target_error": target,
+                               "initial_error": results["gauss_newton"].errors[0]}
+        for name, res in results.items():
+            n_it, wall, ok = iterations_to_reach(res, target, cfg.tolerance, cfg.max_iterations)
+            iters[name] += n_it
+            walls[name] += wall
+            missed[name] += int(not ok)
+            errs = pose_errors(problem, res.x, pair.T_b_a, pair.metric)
+            pose_err[name].append(errs)
+            curve = np.full(cfg.max_iterations + 1, res.errors[-1]) / res.errors[0]
+            curve[: len(res.errors)] = np.asarray(res.errors) / res.errors[0]
+            curves[name].append(curve)
+            row[name] = {"iterations": n_it, "reached": ok, "final_error": res.errors[-1], **errs}
+            if pair.depth_a_m is not None:
+                h, w = pair.depth_a_m.shape
+                with torch.no_grad():
+                    d = problem.depth(problem.view_a, problem.split(res.x)[0])
+                m = depth_metrics(d.reshape(h, w).numpy(), pair.depth_a_m)
+                depth_rows[name].append(m)
+                row[name]["depth_absrel"] = m["absrel"]
+        per_pair.append(row)
+    out: dict[str, Any] = {
+        "pairs": len(pairs),
+        "learned_over_gn_iterations": iters["learned"] / max(iters["gauss_newton"], 1),
+        "learned_over_gn_wall_time": walls["learned"] / max(walls["gauss_newton"], 1e-9),
+        "gn_iterations": iters["gauss_newton"],
+        "learned_iterations": iters["learned"],
+        "lm_iterations": iters["levenberg_marquardt"],
+        "gn_wall_s": walls["gauss_newton"],
+        "learned_wall_s": walls["learned"],
+        "lm_wall_s": walls["levenberg_marquardt"],
+        "learned_not_reached": missed["learned"],
+        "lm_not_reached": missed["levenberg_marquardt"],
+        "tolerance": cfg.tolerance,
+    }
+    short = {"learned": "learned", "gauss_newton": "gn", "levenberg_marquardt": "lm"}
+    for name in names:
+        keys = sorted({k for e in pose_err[name] for k in e})
+        for key in keys:
+            vals = [e[key] for e in pose_err[name] if key in e]
+            out[f"{short[name]}_{key}"] = float(np.mean(vals))
+        if depth_rows[name]:
+            for key in ("absrel", "rmse_m", "delta1"):
+                values = [m[key] for m in depth_rows[name]]
+                out[f"{short[name]}_depth_{key}"] = float(np.mean(values))
+    out["curves"] = {short[n]: np.mean(curves[n], 0).tolist() for n in names}
+    out["per_pair"] = per_pair
+    return out
+
+
+def frontend_depth(bag: Path, depth_weights: Path, optimizer_weights: Path,
+                   first_index: int = slam_data.EUROC_HELD_OUT_FROM) -> dict[str, float]:
+    """Full-resolution keyframe depth of the frontend vs SGBM on held-out EuRoC frames, and
+    its time per keyframe."""
+    from meetup_ros.bags.reader import read_sequence
+    from meetup_ros.slam.frontend import SlamFrontend
+    from meetup_ros.slam.stereo import stereo_depth
+
+    seq = read_sequence(bag)
+    if seq.cam0 is None or seq.cam1 is None or seq.T_cam0_cam1 is None:
+        raise SlamError(f"bag {str(bag)!r} lacks cam0/cam1; expected a stereo bag")
+    fe = SlamFrontend.from_weights(depth_weights, optimizer_weights, seq.cam0.info,
+                                   seq.cam1.info, seq.T_cam0_cam1, keyframe_every_n=1)
+    rows, ms = [], []
+    for i in range(first_index, len(seq.cam0.images)):
+        kf = fe.process(int(seq.cam0.stamps_ns[i]), seq.cam0.images[i], seq.cam1.images[i])
+        if kf is None:
+            continue
+        ms.append(kf.elapsed_s * 1e3)
+        ref = stereo_depth(seq.cam0.images[i], seq.cam1.images[i], seq.cam0.info,
+                           seq.cam1.info, seq.T_cam0_cam1)
+        rows.append(depth_metrics(kf.depth_m, ref))
+    return {
+        "frontend_depth_absrel": float(np.mean([r["absrel"] for r in rows])),
+        "frontend_depth_rmse_m": float(np.mean([r["rmse_m"] for r in rows])),
+        "frontend_depth_delta1": float(np.mean([r["delta1"] for r in rows])),
+        "frontend_keyframes": len(rows),
+        "frontend_ms_p50": float(np.percentile(ms, 50)),
+        "frontend_ms_p99": float(np.percentile(ms, 99)),
+    }
+
+
+def plot_curves(curves: dict[str, list[float]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, values in curves.items():
+        ax.plot(range(len(values)), values, marker="o", ms=3, label=name)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("photometric error / initial")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_benchmark(bag: Path, data_root: Path, out_dir: Path, depth_weights: Path,
+                  optimizer_weights: Path, cfg: BenchmarkConfig | None = None,
+                  euroc_stride: int = 2, mono_limit: int = 4) -> dict[str, Any]:
+    """Run everything, write out_dir/benchmark_slam.json and the error-vs-iteration plots."""
+    start = time.perf_counter()
+    depth_model = DepthCodeModel.from_weights(depth_weights)
+    step = LearnedStep.from_weights(optimizer_weights)
+    h, w = depth_model.cfg.height, depth_model.cfg.width
+    euroc = slam_data.euroc_stereo_pairs(bag, h, w, 1)
+    held = euroc[slam_data.EUROC_HELD_OUT_FROM::euroc_stride]
+    mono = slam_data.mono_pose_pairs(data_root, h, w, limit=mono_limit)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"euroc_stereo": solver_comparison(held, depth_model, step, cfg)}
+    if mono:
+        report["mono"] = solver_comparison(mono, depth_model, step, cfg)
+    report["frontend"] = frontend_depth(bag, depth_weights, optimizer_weights)
+    report["wall_s"] = time.perf_counter() - start
+    for key in ("euroc_stereo", "mono"):
+        if key in report:
+            plot_curves(report[key]["curves"], out_dir / f"error_vs_iteration_{key}.png",
+                        f"{key}: {report[key]['pairs']} held-out pairs")
+    (out_dir / "benchmark_slam.json").write_text(json.dumps(report, indent=1))
+    return report

@@ -1,0 +1,148 @@
+"""RuntimeMonitor: verified / violated / unknown, the deadline, reuse between ticks, and
+errors that must leave the gate closed ("unknown", never "verified")."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from meetup_ros.verification import bab
+from meetup_ros.verification.examples import governor_demo_network
+from meetup_ros.verification.falsify import onnxruntime_forward
+from meetup_ros.verification.mip import solve_min_max_margin
+from meetup_ros.verification.onnx_loader import save_onnx
+from meetup_ros.verification.runtime import RuntimeMonitor
+from meetup_ros.verification.spec import load_property_yaml
+from meetup_ros.verification.vnnlib import load_vnnlib
+
+YAML = Path(__file__).parent / "data" / "verification" / "governor_property.yaml"
+RADIUS = np.array([0.4, 0.3, 0.3, 0.3, 0.3])
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def nets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("governor")
+    return {name: save_onnx(governor_demo_network(safe=name == "safe"), folder / f"{name}.onnx")
+            for name in ("safe", "unsafe")}
+
+
+def test_verified_inside_and_outside_the_property_domain(nets: dict[str, Path]) -> None:
+    monitor = RuntimeMonitor(nets["safe"], YAML)
+    center = np.array([1.0, 0.0, 0.0, 0.0, 0.8])
+    cert = monitor.certify(center - RADIUS, center + RADIUS)
+    assert cert.status == "verified" and cert.domains >= 1, cert
+    far = np.array([1.0, 0.0, 0.0, 0.0, 5.0])
+    cert = monitor.certify(far - RADIUS, far + RADIUS)
+    assert cert.status == "verified" and cert.domains == 0
+    assert "outside the property's domain" in cert.reason
+
+
+def test_violated_with_a_confirmed_counterexample(nets: dict[str, Path]) -> None:
+    monitor = RuntimeMonitor(nets["unsafe"], YAML)
+    center = np.array([0.7, 0.0, 0.0, 0.0, 1.1])
+    lower, upper = center - RADIUS, center + RADIUS
+    cert = monitor.certify(lower, upper)
+    assert cert.status == "violated", cert
+    x = cert.counterexample_x
+    assert x is not None and np.all(x >= lower) and np.all(x <= upper)
+    assert x[0] >= 0.5 and x[4] <= 1.0  # inside the property's domain
+    y = onnxruntime_forward(str(nets["unsafe"]), x)
+    assert y[0] >= y[1] and y[0] >= y[2]
+    np.testing.assert_allclose(cert.counterexample_y, y, atol=1e-5)
+    # The next tick re-tries the same counterexample first.
+    again = monitor.certify(lower, upper)
+    assert again.status == "violated" and "previous counterexample" in again.reason
+
+
+def test_every_verified_region_is_confirmed_by_the_mip(nets: dict[str, Path]) -> None:
+    """Sweep regions over the unsafe net; each "verified" must be true by the exact MIP."""
+    monitor = RuntimeMonitor(nets["unsafe"], YAML, deadline_s=1.0)
+    prop = load_property_yaml(YAML)
+    d = prop.disjuncts[0]
+    rng = np.random.default_rng(3)
+    counts = {"verified": 0, "violated": 0, "unknown": 0}
+    for _ in range(25):
+        center = np.array([rng.uniform(0, 2), 0, 0, 0, rng.uniform(0.5, 2.5)])
+        radius = RADIUS * rng.uniform(0.2, 1.0)
+        cert = monitor.certify(center - radius, center + radius)
+        counts[cert.status] += 1
+        lo = np.maximum(center - radius, d.lower)
+        up = np.minimum(center + radius, d.upper)
+        if cert.status == "verified" and np.all(lo <= up):
+            mip = solve_min_max_margin(monitor.network, d.coeffs, d.rhs, lo, up)
+            assert mip.objective > 0, (center, radius, mip)
+        if cert.status == "violated":
+            assert prop.is_unsafe(cert.counterexample_x, cert.counterexample_y)
+    assert counts["verified"] >= 3 and counts["violated"] >= 3, counts
+
+
+def test_deadline_respected_and_p99_under_50ms(nets: dict[str, Path]) -> None:
+    monitor = RuntimeMonitor(nets["safe"], YAML, deadline_s=0.05)
+    rng = np.random.default_rng(4)
+    elapsed = []
+    for _ in range(100):
+        center = np.array([rng.uniform(0, 2.5), rng.uniform(-0.5, 0.5), rng.uniform(-0.3, 0.3),
+                           rng.uniform(-0.5, 0.5), rng.uniform(0.3, 3.0)])
+        start = time.monotonic()
+        cert = monitor.certify(center - RADIUS, center + RADIUS)
+        elapsed.append(time.monotonic() - start)
+        assert cert.status == "verified", cert
+    assert np.percentile(elapsed, 99) < 0.05
+
+
+def test_unknown_when_out_of_time_then_resumed(shared_data: Path) -> None:
+    folder = shared_data / "acasxu"
+    prop = load_vnnlib(folder / "prop_3.vnnlib")
+    monitor = RuntimeMonitor(folder / "ACASXU_run2a_1_1_batch_2000.onnx", prop, deadline_s=0.02)
+    d = prop.disjuncts[0]
+    start = time.monotonic()
+    cert = monitor.certify(d.lower, d.upper)
+    assert cert.status == "unknown" and "deadline" in cert.reason, cert
+    # Over the deadline by at most one bounding batch.
+    assert time.monotonic() - start < 0.02 + 0.25
+    # A slightly smaller region resumes the open domains instead of starting over.
+    shrink = (d.upper - d.lower) * 0.01
+    for _ in range(200):
+        cert = monitor.certify(d.lower + shrink, d.upper - shrink, deadline_s=0.2)
+        if cert.status != "unknown":
+            break
+    assert monitor.stats["resumed"] >= 1
+    assert cert.status == "verified", cert
+    # ... and the certified box now answers at once.
+    again = monitor.certify(d.lower + 2 * shrink, d.upper - 2 * shrink)
+    assert again.status == "verified" and "certified region" in again.reason
+
+
+@pytest.mark.parametrize(("lower", "upper", "message"), [
+    (np.zeros(4), np.ones(4), "region shapes"),
+    (np.full(5, np.nan), np.ones(5), "not finite"),
+    (np.ones(5), np.zeros(5), "exceeds upper"),
+])
+def test_bad_regions_are_unknown(nets: dict[str, Path], lower: np.ndarray, upper: np.ndarray,
+                                 message: str) -> None:
+    cert = RuntimeMonitor(nets["safe"], YAML).certify(lower, upper)
+    assert cert.status == "unknown" and message in cert.reason
+
+
+def test_exception_inside_is_unknown(nets: dict[str, Path],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import meetup_ros.verification.runtime as runtime
+
+    def boom(*args: object, **kwargs: object) -> bab.DisjunctOutcome:
+        raise RuntimeError("solver exploded")
+
+    monitor = RuntimeMonitor(nets["safe"], YAML)
+    monkeypatch.setattr(runtime, "solve_disjunct", boom)
+    center = np.array([1.0, 0.0, 0.0, 0.0, 0.8])
+    cert = monitor.certify(center - RADIUS, center + RADIUS)
+    assert cert.status == "unknown" and "solver exploded" in cert.reason
+    assert monitor.stats["unknown"] == 1

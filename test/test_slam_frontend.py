@@ -1,0 +1,101 @@
+"""SlamFrontend on the bundled bag: keyframes, depth, points, priors, resets, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from meetup_ros.slam import SlamError
+from meetup_ros.slam.evaluation import depth_metrics
+from meetup_ros.slam.frontend import SlamFrontend
+from meetup_ros.slam.stereo import stereo_depth
+
+
+@pytest.fixture(scope="module")
+def seq(repo_root: Path):
+    from meetup_ros.bags.reader import read_sequence
+
+    return read_sequence(repo_root / "data" / "euroc_v1_01_easy_sample")
+
+
+def _frontend(repo_root: Path, seq, stereo: bool = True, **cfg: object) -> SlamFrontend:
+    models = repo_root / "models"
+    return SlamFrontend.from_weights(
+        models / "depth_code.pt", models / "slam_optimizer.pt", seq.cam0.info,
+        seq.cam1.info if stereo else None, seq.T_cam0_cam1 if stereo else None, **cfg,
+    )
+
+
+def test_stereo_keyframes_depth_points_and_prior(repo_root: Path, seq) -> None:
+    fe = _frontend(repo_root, seq, keyframe_every_n=4, keyframe_interval_s=10.0)
+    stamps = seq.cam0.stamps_ns
+    T_prior = np.eye(4)
+    T_prior[:3, 3] = [1.0, 2.0, 0.5]
+    keyframes = []
+    for i in range(80, 89):
+        kf = fe.process(int(stamps[i]), seq.cam0.images[i], seq.cam1.images[i],
+                        T_prior if i >= 84 else None)
+        keyframes.append((i, kf))
+    chosen = [i for i, kf in keyframes if kf is not None]
+    assert chosen == [80, 84, 88]  # the first frame, then every 4th at rest
+    i, kf = keyframes[-1]
+    assert kf is not None
+    assert kf.depth_m.shape == (240, 376) and kf.depth_m.dtype == np.float32
+    valid = np.isfinite(kf.depth_m)
+    assert 0.5 < valid.mean() < 1.0 and np.all(kf.depth_m[valid] > 0)
+    assert kf.points_cam.shape == (int(valid.sum()), 3) and kf.points_cam.dtype == np.float32
+    np.testing.assert_allclose(np.sort(kf.points_cam[:, 2]), np.sort(kf.depth_m[valid]),
+                               rtol=1e-5)
+    np.testing.assert_allclose(kf.T_world_cam, T_prior)
+    assert kf.solver == "learned" and 1 <= kf.iterations <= 5
+    assert np.isfinite(kf.photometric_error)
+    # Held-out frame: the keyframe depth agrees with SGBM on the same pair.
+    ref = stereo_depth(seq.cam0.images[i], seq.cam1.images[i], seq.cam0.info, seq.cam1.info,
+                       seq.T_cam0_cam1)
+    assert depth_metrics(kf.depth_m, ref)["absrel"] < 0.25
+    # The optimised stereo pose stays near the calibration (11 cm along x).
+    assert kf.T_cam1_cam0_estimate is not None
+    assert abs(np.linalg.norm(kf.T_cam1_cam0_estimate[:3, 3]) - 0.110) < 0.03
+
+
+def test_motion_prior_triggers_keyframes_and_time_going_back_resets(
+    repo_root: Path, seq
+) -> None:
+    fe = _frontend(repo_root, seq, solver="gauss_newton", keyframe_every_n=100,
+                   keyframe_translation_m=0.05)
+    stamps, im0, im1 = seq.cam0.stamps_ns, seq.cam0.images, seq.cam1.images
+    T = np.eye(4)
+    assert fe.process(int(stamps[0]), im0[0], im1[0], T) is not None
+    assert fe.process(int(stamps[1]), im0[1], im1[1], T) is None
+    moved = T.copy()
+    moved[0, 3] = 0.08
+    kf = fe.process(int(stamps[2]), im0[2], im1[2], moved)
+    assert kf is not None and kf.solver == "gauss_newton"
+    # A loop in the bag: time goes back -> reset -> the next frame is a keyframe again.
+    assert fe.process(int(stamps[0]), im0[0], im1[0], T) is not None
+
+
+def test_monocular_mode_runs(repo_root: Path, seq) -> None:
+    fe = _frontend(repo_root, seq, stereo=False, keyframe_every_n=2)
+    out = [fe.process(int(seq.cam0.stamps_ns[i]), seq.cam0.images[i]) for i in range(4)]
+    kfs = [kf for kf in out if kf is not None]
+    assert len(kfs) == 2
+    assert np.isfinite(kfs[1].depth_m).mean() > 0.5
+    # At rest the camera barely moves between keyframes.
+    assert np.linalg.norm(kfs[1].T_world_cam[:3, 3]) < 0.2
+
+
+def test_bad_input_is_named(repo_root: Path, seq, tmp_path: Path) -> None:
+    fe = _frontend(repo_root, seq)
+    with pytest.raises(SlamError, match=r"image0 .* shape"):
+        fe.process(1, np.zeros((10, 10), np.uint8), seq.cam1.images[0])
+    with pytest.raises(SlamError, match="image1=None"):
+        fe.process(1, seq.cam0.images[0], None)
+    with pytest.raises(SlamError, match="unknown frontend options"):
+        _frontend(repo_root, seq, itertions=3)
+    with pytest.raises(SlamError, match="solver"):
+        _frontend(repo_root, seq, solver="adam")
+    with pytest.raises(SlamError, match="does not exist"):
+        SlamFrontend.from_weights(tmp_path / "missing.pt", None, seq.cam0.info)

@@ -1,0 +1,83 @@
+"""A few fast ACAS Xu instances with known answers (VNN-COMP 2021), and the CLI's format.
+
+Known: network 1_1 satisfies properties 1-4 (unsat); 1_9 violates property 3 and 2_1
+violates property 2 (sat). Every "sat" is re-checked here with onnxruntime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from meetup_ros.verification.bab import verify
+from meetup_ros.verification.network import load_network
+from meetup_ros.verification.vnnlib import load_vnnlib
+
+KNOWN = [("1_1", 1, "unsat"), ("1_1", 4, "unsat"), ("1_9", 3, "sat"), ("2_1", 2, "sat"),
+         ("1_9", 4, "sat")]
+
+
+def _files(shared_data: Path, net: str, prop: int) -> tuple[Path, Path]:
+    folder = shared_data / "acasxu"
+    return folder / f"ACASXU_run2a_{net}_batch_2000.onnx", folder / f"prop_{prop}.vnnlib"
+
+
+@pytest.mark.parametrize(("net", "prop", "expected"), KNOWN)
+def test_known_answers(shared_data: Path, net: str, prop: int, expected: str) -> None:
+    torch.set_num_threads(1)
+    onnx_path, vnnlib_path = _files(shared_data, net, prop)
+    network, spec = load_network(onnx_path), load_vnnlib(vnnlib_path)
+    result = verify(network, spec, timeout_s=20.0)
+    assert result.status == expected, result.stats
+    if expected == "sat":
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        y = session.run(None, {"input": result.x.astype(np.float32).reshape(1, 1, 1, 5)})[0]
+        assert spec.is_unsafe(result.x, y.reshape(-1).astype(np.float64))
+        assert spec.is_unsafe(result.x, network.forward(result.x))
+
+
+def test_cli_verify_writes_the_competition_format(shared_data: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from meetup_ros.cli import main
+
+    onnx_path, vnnlib_path = _files(shared_data, "1_9", 3)
+    out = tmp_path / "result.txt"
+    assert main(["verify", str(onnx_path), str(vnnlib_path), "--timeout", "20",
+                 "--result", str(out)]) == 0
+    text = out.read_text()
+    assert capsys.readouterr().out == text
+    lines = text.splitlines()
+    assert lines[0] == "sat"
+    assert lines[1].startswith("((X_0 ") and lines[-1].endswith("))")
+    values = {ln.strip("() ").split()[0]: float(ln.strip("() ").split()[1]) for ln in lines[1:]}
+    x = np.array([values[f"X_{i}"] for i in range(5)])
+    y = np.array([values[f"Y_{j}"] for j in range(5)])
+    assert load_vnnlib(vnnlib_path).is_unsafe(x, y)
+
+    onnx_path, vnnlib_path = _files(shared_data, "1_1", 4)
+    assert main(["verify", str(onnx_path), str(vnnlib_path), "--timeout", "20",
+                 "--result", str(out)]) == 0
+    assert out.read_text() == "unsat\n"
+    assert main(["verify", str(tmp_path / "none.onnx"), str(vnnlib_path), "--timeout", "5",
+                 "--result", str(out)]) == 2
+    assert out.read_text() == "error\n"
+
+
+def test_cli_benchmark_writes_table_csv_and_plot(shared_data: Path, tmp_path: Path) -> None:
+    from meetup_ros.cli import main
+
+    csv_path = tmp_path / "instances.csv"
+    csv_path.write_text("ACASXU_run2a_1_9_batch_2000.onnx,prop_3.vnnlib,116\n"
+                        "ACASXU_run2a_1_1_batch_2000.onnx,prop_1.vnnlib,116\n")
+    out = tmp_path / "bench"
+    assert main(["benchmark", str(csv_path), "--root", str(shared_data / "acasxu"),
+                 "--out", str(out), "--timeout", "20"]) == 0
+    rows = (out / "results.csv").read_text().splitlines()
+    assert len(rows) == 3 and ",sat," in rows[1] and ",unsat," in rows[2]
+    summary = (out / "summary.md").read_text()
+    assert "| prop_1 | 1 | 0 | 1 |" in summary and "| prop_3 | 1 | 1 | 0 |" in summary
+    assert (out / "cactus.png").stat().st_size > 1000

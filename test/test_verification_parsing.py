@@ -1,0 +1,291 @@
+"""Loading networks and properties: ONNX vs onnxruntime, NNet vs ONNX, VNN-LIB and YAML
+parsing, and a table of bad inputs with the errors they raise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from meetup_ros.verification import VerificationInputError
+from meetup_ros.verification.network import load_network
+from meetup_ros.verification.nnet import load_nnet
+from meetup_ros.verification.onnx_loader import save_onnx
+from meetup_ros.verification.spec import load_property, load_property_yaml, property_from_dict
+from meetup_ros.verification.vnnlib import load_vnnlib, parse_vnnlib
+
+DATA = Path(__file__).parent / "data" / "verification"
+NETS = ["1_1", "2_7", "5_9"]
+
+
+def _ort(path: Path, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inp = session.get_inputs()[0]
+    shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
+    return np.stack([
+        session.run(None, {inp.name: xi.astype(np.float32).reshape(shape)})[0].reshape(-1)
+        for xi in x])
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_acasxu_onnx_matches_onnxruntime_and_nnet(shared_data: Path, net: str) -> None:
+    onnx_path = shared_data / "acasxu" / f"ACASXU_run2a_{net}_batch_2000.onnx"
+    network = load_network(onnx_path)
+    assert (network.n_inputs, network.n_outputs, network.hidden_sizes) == (5, 5, [50] * 6)
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, (40, 5)).astype(np.float32)
+    ours = network.forward(x.astype(np.float64))
+    np.testing.assert_allclose(ours, _ort(onnx_path, x), rtol=1e-4, atol=2e-6)
+    nnet = load_network(shared_data / "acasxu" / "nnet" / f"ACASXU_run2a_{net}_batch_2000.nnet")
+    np.testing.assert_allclose(nnet.forward(x), ours, atol=1e-6)
+
+
+def test_nnet_normalisation_folds_into_the_first_and_last_layer(shared_data: Path) -> None:
+    path = shared_data / "acasxu" / "nnet" / "ACASXU_run2a_1_1_batch_2000.nnet"
+    raw, folded = load_nnet(path), load_nnet(path, normalize=True)
+    means = np.array([19791.091, 0.0, 0.0, 650.0, 600.0])
+    ranges = np.array([60261.0, 6.28318530718, 6.28318530718, 1100.0, 1200.0])
+    x = np.array([[30000.0, 0.1, -0.2, 500.0, 700.0]])
+    expected = raw.forward((x - means) / ranges) * 373.94992 + 7.5188840201005975
+    np.testing.assert_allclose(folded.forward(x), expected, rtol=1e-9)
+
+
+def _model(nodes, inputs, output, inits, opset: int = 13) -> onnx.ModelProto:  # type: ignore[no-untyped-def]
+    graph = helper.make_graph(nodes, "g", inputs, [output], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def test_every_supported_operator_evaluates_like_onnxruntime(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    W1 = rng.normal(size=(6, 4)).astype(np.float32)  # MatMul weight (in, out) = (6, 4)
+    G = rng.normal(size=(5, 4)).astype(np.float32)  # Gemm B with transB: (out, in)
+    inits = [
+        numpy_helper.from_array(np.float32(0.3) * np.ones((1, 1, 2, 3), np.float32), "mean"),
+        numpy_helper.from_array(np.array([1, 6], np.int64), "shape"),
+        numpy_helper.from_array(W1, "W1"),
+        numpy_helper.from_array(rng.normal(size=4).astype(np.float32), "b1"),
+        numpy_helper.from_array(G, "G"),
+        numpy_helper.from_array(rng.normal(size=5).astype(np.float32), "c"),
+        numpy_helper.from_array(np.float32(2.0) * np.ones(5, np.float32), "two"),
+    ]
+    const = helper.make_tensor("k", TensorProto.FLOAT, [4], rng.normal(size=4).tolist())
+    nodes = [
+        helper.make_node("Sub", ["x", "mean"], ["s"]),
+        helper.make_node("Reshape", ["s", "shape"], ["r"]),
+        helper.make_node("MatMul", ["r", "W1"], ["m"]),
+        helper.make_node("Add", ["m", "b1"], ["a"]),
+        helper.make_node("Constant", [], ["kc"], value=const),
+        helper.make_node("Sub", ["kc", "a"], ["a2"]),  # constant - input
+        helper.make_node("Relu", ["a2"], ["h"]),
+        helper.make_node("Identity", ["h"], ["hi"]),
+        helper.make_node("Gemm", ["hi", "G", "c"], ["g"], transB=1, alpha=0.5, beta=2.0),
+        helper.make_node("Div", ["g", "two"], ["g2"]),
+        helper.make_node("Relu", ["g2"], ["h2"]),
+        helper.make_node("Neg", ["h2"], ["n"]),
+        helper.make_node("Mul", ["n", "two"], ["n2"]),
+        helper.make_node("Flatten", ["n2"], ["y"], axis=1),
+    ]
+    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 3])],
+                   helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5]), inits)
+    onnx.checker.check_model(model)
+    path = tmp_path / "ops.onnx"
+    path.write_bytes(model.SerializeToString())
+    net = load_network(path)
+    assert (net.n_inputs, net.n_outputs, net.hidden_sizes) == (6, 5, [4, 5])
+    x = rng.normal(size=(20, 6)).astype(np.float32)
+    np.testing.assert_allclose(net.forward(x), _ort(path, x), rtol=1e-5, atol=1e-5)
+
+
+def test_old_style_initializers_listed_as_inputs(tmp_path: Path) -> None:
+    W = np.arange(6, dtype=np.float32).reshape(3, 2) / 7
+    inits = [numpy_helper.from_array(W, "W")]
+    model = _model(
+        [helper.make_node("MatMul", ["x", "W"], ["z"]), helper.make_node("Relu", ["z"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3]),
+         helper.make_tensor_value_info("W", TensorProto.FLOAT, [3, 2])],
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2]), inits, opset=8)
+    path = tmp_path / "old.onnx"
+    path.write_bytes(model.SerializeToString())
+    net = load_network(path)
+    x = np.array([[1.0, -2.0, 3.0]])
+    np.testing.assert_allclose(net.forward(x), np.maximum(x @ W, 0), rtol=1e-6)
+    # A network ending in ReLU gets an identity output layer.
+    assert net.hidden_sizes == [2]
+
+
+def test_save_onnx_round_trip(tmp_path: Path) -> None:
+    from meetup_ros.verification.examples import governor_demo_network
+
+    net = governor_demo_network()
+    path = save_onnx(net, tmp_path / "gov.onnx")
+    back = load_network(path)
+    x = np.random.default_rng(2).uniform(-1, 3, (30, 5))
+    np.testing.assert_allclose(back.forward(x), net.forward(x), atol=1e-12)
+    np.testing.assert_allclose(_ort(path, x), net.forward(x), atol=1e-5)
+
+
+def test_vnnlib_prop3_box_and_rows(shared_data: Path) -> None:
+    prop = load_vnnlib(shared_data / "acasxu" / "prop_3.vnnlib")
+    assert len(prop.disjuncts) == 1 and (prop.n_inputs, prop.n_outputs) == (5, 5)
+    d = prop.disjuncts[0]
+    np.testing.assert_allclose(d.lower, [-0.303531156, -0.009549297, 0.493380324, 0.3, 0.3])
+    np.testing.assert_allclose(d.upper, [-0.298552812, 0.009549297, 0.5, 0.5, 0.5])
+    # Y_0 <= Y_j  ->  Y_0 - Y_j <= 0
+    expected = np.zeros((4, 5))
+    expected[:, 0] = 1.0
+    expected[np.arange(4), np.arange(1, 5)] = -1.0
+    np.testing.assert_array_equal(d.coeffs, expected)
+    np.testing.assert_array_equal(d.rhs, np.zeros(4))
+
+
+def test_vnnlib_prop6_or_of_boxes_times_or_of_outputs(shared_data: Path) -> None:
+    prop = load_vnnlib(shared_data / "acasxu" / "prop_6.vnnlib")
+    assert len(prop.disjuncts) == 8
+    assert {tuple(d.lower) for d in prop.disjuncts}.__len__() == 2
+    assert all(d.coeffs.shape == (1, 5) for d in prop.disjuncts)
+
+
+def test_vnnlib_terms_and_nesting() -> None:
+    text = """; comment
+(declare-const X_0 Real)
+(declare-const X_1 Real)
+(declare-const Y_0 Real)
+(declare-const Y_1 Real)
+(assert (and (>= X_0 -1) (<= X_0 1) (<= (* 2 X_1) 4) (>= X_1 (- 1))))
+(assert (or (and (>= (+ Y_0 (* 3 Y_1)) 2.5) (< Y_1 0))
+            (<= (- Y_0 Y_1 1) 0)))
+"""
+    prop = parse_vnnlib(text)
+    assert len(prop.disjuncts) == 2
+    d0, d1 = prop.disjuncts
+    np.testing.assert_allclose(d0.lower, [-1, -1])
+    np.testing.assert_allclose(d0.upper, [1, 2])
+    np.testing.assert_allclose(d0.coeffs, [[-1, -3], [0, 1]])
+    np.testing.assert_allclose(d0.rhs, [-2.5, 0])
+    np.testing.assert_allclose(d1.coeffs, [[1, -1]])
+    np.testing.assert_allclose(d1.rhs, [1])
+    assert prop.is_unsafe(np.zeros(2), np.array([0.5, 0.0]))
+    assert not prop.is_unsafe(np.zeros(2), np.array([3.0, 1.0]))
+    assert not prop.is_unsafe(np.array([5.0, 0]), np.array([0.5, 0.0]))
+
+
+def test_yaml_property_example() -> None:
+    prop = load_property_yaml(DATA / "governor_property.yaml")
+    assert prop.output_names == ("continue", "slow", "stop")
+    d = prop.disjuncts[0]
+    assert d.lower[0] == 0.5 and d.upper[4] == 1.0 and np.isinf(d.lower[4])
+    np.testing.assert_array_equal(d.coeffs, [[-1, 1, 0], [-1, 0, 1]])
+    assert prop.is_unsafe(np.array([1.0, 0, 0, 0, 0.5]), np.array([2.0, 1.0, 1.0]))
+    assert not prop.is_unsafe(np.array([1.0, 0, 0, 0, 0.5]), np.array([0.0, 1.0, 1.0]))
+    again = load_property(DATA / "governor_property.yaml")
+    np.testing.assert_array_equal(again.disjuncts[0].coeffs, d.coeffs)
+
+
+def _yaml(**changes: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "inputs": ["a", "b"], "outputs": ["p", "q"],
+        "domain": {"lower": [0, 0], "upper": [1, 1]}, "unsafe": [["p >= q"]]}
+    base.update(changes)
+    return base
+
+
+BAD_YAML = [
+    (_yaml(extra=1), "unknown keys"),
+    (_yaml(unsafe=[["p >= r"]]), "unknown output 'r'"),
+    (_yaml(unsafe=[["p = q"]]), "exactly one"),
+    (_yaml(unsafe=[]), "non-empty list"),
+    (_yaml(domain={"lower": [0], "upper": [1, 1]}), "list of 2"),
+    (_yaml(domain={"lower": [2, 0], "upper": [1, 1]}), "> upper"),
+    (_yaml(inputs=["a", "a"]), "distinct"),
+    (_yaml(unsafe=[["2 p >= q"]]), "missing '\\*' between '2' and 'p'"),
+    (_yaml(unsafe=[["p q >= 1"]]), "missing '\\+' or '-'"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), BAD_YAML)
+def test_bad_yaml(data: dict[str, object], message: str) -> None:
+    with pytest.raises(VerificationInputError, match=message):
+        property_from_dict(data, "t.yaml")
+
+
+HEAD = "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
+BAD_VNNLIB = [
+    (HEAD + "(assert (<= X_0 1)\n", "line 3: '\\(' never closed"),
+    (HEAD + "(assert (<= X_0 1)))\n", "line 3: unbalanced"),
+    (HEAD + "(assert (<= Z_0 1))\n", "line 3: unknown variable or number 'Z_0'"),
+    (HEAD + "(assert (<= X_0 Y_0))\n", "line 3: constraint mixes inputs and outputs"),
+    (HEAD + "(assert (<= (* X_0 X_0) 1))\n", "line 3: product of variables"),
+    (HEAD + "(assert (xor (<= X_0 1)))\n", "line 3: unsupported formula head 'xor'"),
+    (HEAD + "(assert (<= X_0 1))\n(assert (>= X_0 0))\n(check-sat)\n",
+     "line 5: unsupported command 'check-sat'"),
+    (HEAD + "(assert (<= X_0 1))\n", "unbounded"),
+    ("(declare-const X_0 Real)\n(declare-const W_1 Real)\n", "line 2: variable 'W_1'"),
+    (HEAD + "(assert (<= X_0))\n", "line 3: \\(<= a b\\) needs two operands"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_VNNLIB)
+def test_bad_vnnlib(text: str, message: str) -> None:
+    with pytest.raises(VerificationInputError, match=message):
+        parse_vnnlib(text, "bad.vnnlib")
+
+
+def _bad_onnx_files(tmp: Path, shared: Path) -> list[tuple[Path, str]]:
+    out = []
+    good = (shared / "acasxu" / "ACASXU_run2a_1_1_batch_2000.onnx").read_bytes()
+    truncated = tmp / "truncated.onnx"
+    truncated.write_bytes(good[: len(good) // 3])
+    out.append((truncated, "not a readable ONNX model|does not run|is not produced"))
+    sig = _model([helper.make_node("Sigmoid", ["x"], ["y"], name="act0")],
+                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                 helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3]), [])
+    (tmp / "sigmoid.onnx").write_bytes(sig.SerializeToString())
+    out.append((tmp / "sigmoid.onnx", "node 0 'act0' \\(Sigmoid\\): unsupported operator"))
+    W = numpy_helper.from_array(np.ones((4, 2), np.float32), "W")
+    shape = _model([helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                   helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2]), [W])
+    (tmp / "shape.onnx").write_bytes(shape.SerializeToString())
+    out.append((tmp / "shape.onnx", "node 0 'mm' \\(MatMul\\): input shape \\(1, 3\\)"))
+    skip = _model([helper.make_node("Relu", ["x"], ["h"], name="r"),
+                   helper.make_node("Add", ["h", "x"], ["y"], name="res")],
+                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                  helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3]), [])
+    (tmp / "skip.onnx").write_bytes(skip.SerializeToString())
+    out.append((tmp / "skip.onnx", "node 1 'res' \\(Add\\): uses 'x' from before a ReLU"))
+    out.append((tmp / "missing.onnx", "does not exist"))
+    out.append((tmp / "missing.nnet", "does not exist"))
+    (tmp / "net.txt").write_text("x")
+    out.append((tmp / "net.txt", "suffix '.txt'"))
+    lines = (shared / "acasxu" / "nnet" / "ACASXU_run2a_1_1_batch_2000.nnet").read_text()
+    (tmp / "short.nnet").write_text("\n".join(lines.splitlines()[:200]))
+    out.append((tmp / "short.nnet", "ends early after line 200"))
+    bad_lines = lines.splitlines()
+    bad_lines[10] = "1.0,abc,2.0,"
+    (tmp / "word.nnet").write_text("\n".join(bad_lines))
+    out.append((tmp / "word.nnet", "line 11: .* is not a list of numbers"))
+    return out
+
+
+def test_bad_network_files(tmp_path: Path, shared_data: Path) -> None:
+    for path, message in _bad_onnx_files(tmp_path, shared_data):
+        with pytest.raises(VerificationInputError, match=message):
+            load_network(path)
+
+
+def test_property_that_does_not_fit_the_network(shared_data: Path) -> None:
+    from meetup_ros.verification.bab import verify
+
+    net = load_network(shared_data / "acasxu" / "ACASXU_run2a_1_1_batch_2000.onnx")
+    prop = load_property_yaml(DATA / "governor_property.yaml")
+    with pytest.raises(VerificationInputError, match="3 outputs but network"):
+        verify(net, prop, 1.0)
+    with pytest.raises(VerificationInputError, match="does not exist"):
+        load_property(shared_data / "acasxu" / "prop_99.vnnlib")
+    with pytest.raises(VerificationInputError, match="suffix '.txt'"):
+        load_property("p.txt")

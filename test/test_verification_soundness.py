@@ -1,0 +1,169 @@
+"""Soundness of every bound and answer against independent oracles (sampling, the MIP).
+
+Random small ReLU networks and boxes with fixed seeds: interval, CROWN (plain, alpha, every
+intermediate mode, with ReLU splits) and LP lower bounds must lie below the sampled minimum
+and below the MIP optimum; the MIP optimum must be attained by its own solution; every
+"unsat" of branch and bound is checked by the MIP and every "sat" by a forward pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from meetup_ros.verification.bab import BabConfig, verify
+from meetup_ros.verification.bounds.crown import crown_bounds
+from meetup_ros.verification.bounds.interval import interval_bounds
+from meetup_ros.verification.bounds.lp import lp_lower_bound
+from meetup_ros.verification.examples import random_relu_network
+from meetup_ros.verification.falsify import spec_layers
+from meetup_ros.verification.mip import solve_min_max_margin
+from meetup_ros.verification.spec import Disjunct, Property
+
+TOL = 1e-7
+CASES = [
+    ([3, 8, 8, 2], 0), ([4, 10, 6, 3], 1), ([2, 12, 1], 2), ([5, 6, 6, 6, 2], 3),
+    ([3, 16, 2], 4), ([6, 8, 8, 4], 5),
+]
+
+
+def _box(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    center = rng.uniform(-1, 1, n)
+    radius = rng.uniform(0.05, 1.0, n)
+    return center - radius, center + radius
+
+
+def _samples(rng: np.random.Generator, lower: np.ndarray, upper: np.ndarray,
+             count: int = 20000) -> np.ndarray:
+    x = rng.uniform(lower, upper, (count, lower.size))
+    corners = np.where(rng.random((200, lower.size)) < 0.5, lower, upper)
+    return np.concatenate([x, corners])
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize(("sizes", "seed"), CASES)
+def test_bounds_below_samples_and_mip(sizes: list[int], seed: int) -> None:
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(100 + seed)
+    net = random_relu_network(sizes, seed)
+    lower, upper = _box(rng, sizes[0])
+    m = sizes[-1]
+    coeffs = rng.normal(size=(2, m))
+    rhs = rng.normal(size=2)
+    layers = spec_layers(net, coeffs, rhs)
+    lo_t, up_t = torch.as_tensor(lower)[None], torch.as_tensor(upper)[None]
+    x = _samples(rng, lower, upper)
+    margins = net.forward(x) @ coeffs.T - rhs
+    sampled_min = margins.min(0)  # per row
+    bounds = {"interval": interval_bounds(layers, lo_t, up_t)[1][0][0].numpy()}
+    for mode in ("forward", "backward", "hybrid"):
+        bounds[f"crown-{mode}"] = crown_bounds(layers, lo_t, up_t, intermediate=mode
+                                               ).lower[0].numpy()
+    bounds["alpha"] = crown_bounds(layers, lo_t, up_t, alpha_steps=15).lower[0].numpy()
+    for name, b in bounds.items():
+        assert np.all(b <= sampled_min + TOL), (name, b, sampled_min)
+    # Exact per-row optimum from the MIP, attained by its own solution.
+    for row in range(2):
+        mip = solve_min_max_margin(net, coeffs[row:row + 1], rhs[row:row + 1], lower, upper)
+        assert mip.x is not None and mip.dual_bound > -np.inf
+        at_x = float((net.forward(mip.x) @ coeffs[row] - rhs[row]))
+        assert at_x == pytest.approx(mip.objective, abs=1e-5)
+        assert mip.objective <= sampled_min[row] + 1e-6
+        lp = lp_lower_bound(net, coeffs[row:row + 1], rhs[row:row + 1], lower, upper)
+        assert lp.dual_bound <= mip.objective + 1e-6
+        for name, b in bounds.items():
+            assert b[row] <= mip.objective + 1e-6, (name, row)
+        # The triangle LP over the same pre-activation bounds is at least as tight as CROWN.
+        assert lp.dual_bound >= bounds["crown-hybrid"][row] - 1e-5
+    # alpha-CROWN never loses to plain CROWN (it keeps the best bound seen).
+    assert np.all(bounds["alpha"] >= bounds["crown-hybrid"] - 1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_split_bounds_below_samples_in_the_split_region(seed: int) -> None:
+    rng = np.random.default_rng(200 + seed)
+    net = random_relu_network([3, 10, 10, 2], 10 + seed)
+    lower, upper = _box(rng, 3)
+    coeffs = rng.normal(size=(1, 2))
+    layers = spec_layers(net, coeffs, np.zeros(1))
+    lo_t, up_t = torch.as_tensor(lower)[None], torch.as_tensor(upper)[None]
+    base = crown_bounds(layers, lo_t, up_t)
+    # Split two unstable neurons of the first layer and one of the second.
+    splits = [torch.zeros(1, 10, dtype=torch.int8) for _ in range(2)]
+    for layer, count in ((0, 2), (1, 1)):
+        unstable = torch.nonzero((base.pre_lower[layer][0] < 0) & (base.pre_upper[layer][0] > 0))
+        for j in unstable.flatten()[:count].tolist():
+            splits[layer][0, j] = 1 if rng.random() < 0.5 else -1
+    res = crown_bounds(layers, lo_t, up_t, splits)
+    x = _samples(rng, lower, upper, 50000)
+    h = x
+    keep = np.ones(len(x), dtype=bool)
+    for i, (W, b) in enumerate(zip(net.weights[:-1], net.biases[:-1], strict=True)):
+        z = h @ W.T + b
+        s = splits[i][0].numpy()
+        keep &= np.all((s <= 0) | (z >= 0), axis=1) & np.all((s >= 0) | (z <= 0), axis=1)
+        h = np.maximum(z, 0)
+    if not keep.any():
+        return  # empty split region: any bound is sound; nothing to compare
+    value = (h[keep] @ net.weights[-1].T + net.biases[-1]) @ coeffs.T
+    assert float(res.lower[0, 0]) <= float(value.min()) + TOL
+    mip = solve_min_max_margin(net, coeffs, np.zeros(1), lower, upper,
+                               splits=[s[0].numpy() for s in splits])
+    if mip.status != "unsat":
+        assert float(res.lower[0, 0]) <= mip.objective + 1e-6
+
+
+def _random_property(rng: np.random.Generator, net, lower, upper, k: int) -> Property:  # type: ignore[no-untyped-def]
+    """A conjunction of k constraints whose thresholds sit near the sampled range."""
+    coeffs = rng.normal(size=(k, net.n_outputs))
+    y = net.forward(rng.uniform(lower, upper, (2000, lower.size)))
+    values = y @ coeffs.T
+    # Thresholds between the sampled minimum and a bit below it: some sat, some unsat.
+    rhs = values.min(0) + rng.uniform(-0.15, 0.15, k) * (values.max(0) - values.min(0))
+    return Property((Disjunct(lower, upper, coeffs, rhs),), net.n_inputs, net.n_outputs)
+
+
+@pytest.mark.parametrize("split", ["input", "relu"])
+def test_bab_answers_agree_with_mip_and_forward_pass(split: str) -> None:
+    rng = np.random.default_rng(7 if split == "input" else 8)
+    seen = {"sat": 0, "unsat": 0}
+    for case in range(12):
+        sizes = [[3, 8, 8, 3], [2, 10, 2], [4, 6, 6, 2]][case % 3]
+        net = random_relu_network(sizes, 50 + case)
+        lower, upper = _box(rng, sizes[0])
+        prop = _random_property(rng, net, lower, upper, k=1 + case % 3)
+        result = verify(net, prop, timeout_s=20.0, config=BabConfig(split=split, seed=case))
+        d = prop.disjuncts[0]
+        mip = solve_min_max_margin(net, d.coeffs, d.rhs, d.lower, d.upper)
+        if result.status == "unsat":
+            assert mip.objective > -1e-6, (case, mip)
+        elif result.status == "sat":
+            assert result.x is not None and result.y is not None
+            assert d.contains_input(result.x)
+            y = net.forward(result.x)
+            np.testing.assert_allclose(y, result.y, atol=1e-12)
+            assert np.all(d.margins(y) <= 0)
+            assert mip.objective <= 1e-6
+        else:
+            pytest.fail(f"case {case}: {result.status} {result.stats}")
+        seen[result.status] += 1
+    assert seen["sat"] >= 2 and seen["unsat"] >= 2, seen
+
+
+def test_disjunction_sat_in_second_disjunct_only() -> None:
+    net = random_relu_network([2, 8, 2], 3)
+    lower, upper = -np.ones(2), np.ones(2)
+    y = net.forward(np.random.default_rng(0).uniform(-1, 1, (5000, 2)))
+    top = y[:, 0].max()
+    never = Disjunct(lower, upper, np.array([[-1.0, 0.0]]), np.array([-(top + 10.0)]))
+    sometimes = Disjunct(lower, upper, np.array([[-1.0, 0.0]]), np.array([-(top - 0.01)]))
+    prop = Property((never, sometimes), 2, 2)
+    result = verify(net, prop, 10.0)
+    assert result.status == "sat" and result.stats["disjunct"] == 1
+    assert prop.is_unsafe(result.x, net.forward(result.x))
+    assert verify(net, Property((never,), 2, 2), 10.0).status == "unsat"
