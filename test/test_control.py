@@ -141,3 +141,25 @@ def test_shipped_governor_is_proven_safe_over_the_envelope() -> None:
     assert np.all(d_env.lower >= d_run.lower) and np.all(d_env.upper <= d_run.upper)
     result = verify(load_network(SHIPPED_ONNX), envelope, timeout_s=60)
     assert result.status == "unsat", result
+
+
+def test_train_controller_short_run(tmp_path: Path) -> None:
+    """Two DFW epochs on the bundled bag plus synthetic states: files, metrics, ONNX check."""
+    from meetup_ros.control.training import ControllerOptions, train_controller
+    from meetup_ros.training.config import TrainConfig
+
+    cfg = TrainConfig(
+        bags=(REPO_ROOT / "data" / "euroc_v1_01_easy_sample",), out_dir=tmp_path, epochs=2,
+        extra={"synthetic_samples": "3000", "depth_pairs": "3", "verify_timeout_s": "0"},
+    )
+    metrics = train_controller(cfg)
+    for name in ("governor.onnx", "checkpoint.pt", "metrics.csv"):
+        assert (tmp_path / name).is_file(), name
+    assert metrics["epoch"] == 2
+    assert metrics["onnx_max_abs_error"] < 1e-4
+    assert 0.0 <= metrics["accuracy_heldout_synthetic"] <= 1.0
+    assert 0.0 <= metrics["property_continue_top_rate_sampled"] <= 1.0
+    with pytest.raises(ControlError, match=r"unknown controller option\(s\) \['epoch'\]"):
+        ControllerOptions.from_extra({"epoch": "3"})
+    with pytest.raises(ControlError, match="is not of type int"):
+        ControllerOptions.from_extra({"hidden": "wide"})

@@ -1,25 +1,28 @@
 """``meetup-ros run`` (pipeline nodes from a params YAML, no ``launch``) and ``meetup-ros demo``.
 
-``run`` builds the requested nodes in one process, each with the parameters the ROS params
-file gives it (its own section over ``/**``), and spins them on a multi-threaded executor
-until Ctrl-C: the same nodes and YAML that ``ros2 launch meetup_ros pipeline.launch.py``
-starts. ``demo`` is the main job: replay the bundled bag through the nodes, record their
-outputs, score them (``evaluation.report``) and write ``out/demo/``.
+``run`` starts the requested nodes one process each, as ``ros2 launch meetup_ros
+pipeline.launch.py`` does, each with ``--ros-args --params-file`` of the same YAML (the node
+reads its own section and ``/**``), and stops them on Ctrl-C. One process per node, not one
+executor: with the GIL shared, a SLAM keyframe held up the 200 Hz IMU callbacks long enough
+to overflow their queue. ``demo`` is the main job: start the nodes, replay the bundled bag
+through them, record their outputs and final diagnostics, score them
+(``evaluation.report``) and write ``out/demo/``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
 import logging
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from meetup_ros.cli import CommandError
 
@@ -30,6 +33,11 @@ PIPELINE_NODES = {
     "slam_node": "meetup_ros.nodes.slam_node:SlamNode",
     "controller_node": "meetup_ros.nodes.controller_node:ControllerNode",
     "safety_monitor_node": "meetup_ros.nodes.safety_monitor_node:SafetyMonitorNode",
+}
+# Subscriptions that must exist (counting the demo's recorder) before the replay starts.
+READY_SUBSCRIBERS = {
+    "/imu0": 1, "/cam0/image_raw": 2, "/cam1/image_raw": 1, "/odom": 4, "/depth": 2,
+    "/controller/state": 2, "/controller/command": 2,
 }
 DEFAULT_PARAMS = "pipeline.yaml"
 # Reports of the offline evaluation commands, shipped in models/ beside the weights they score.
@@ -74,18 +82,22 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_demo)
 
 
-# ---- building nodes -------------------------------------------------------------------------
+# ---- nodes, one process each --------------------------------------------------------------
 
 def node_class(name: str) -> Any:
+    import importlib
+
     module_name, _, class_name = PIPELINE_NODES[name].partition(":")
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def node_overrides(params_file: Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``{node: {parameter: value}}`` for ``names`` from a params file.
+def check_params_file(params_file: Path) -> None:
+    """Fail early on a missing file or a section for a node not in the pipeline.
+
+    (Each node rejects keys it does not declare when it starts.)
 
     Raises:
-        CommandError: unreadable file, or a section for a node that is not in the pipeline.
+        CommandError: unreadable file or unknown section.
     """
     from meetup_ros.ros import RosInputError
     from meetup_ros.ros.params import load_params_file
@@ -100,82 +112,86 @@ def node_overrides(params_file: Path, names: Sequence[str]) -> dict[str, dict[st
             f"params file {str(params_file)!r} has section(s) {unknown!r} for nodes that are "
             f"not in the pipeline {sorted(PIPELINE_NODES)!r}"
         )
-    common = sections.get("/**", {})
-    return {name: {**common, **sections.get(name, {})} for name in names}
 
 
-@dataclass
-class Pipeline:
-    """Pipeline nodes on one multi-threaded executor, spun on a background thread."""
+class NodeProcesses:
+    """The pipeline nodes as child processes (``python -m meetup_ros.nodes.<name>``)."""
 
-    context: Any
-    nodes: dict[str, Any] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
-    executor: Any = None
-    _thread: threading.Thread | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
+    def __init__(self, params_file: Path, names: Sequence[str], log_dir: Path | None) -> None:
+        self.params_file = params_file
+        self.names = list(names)
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[IO[bytes]] = []
 
-    def build(self, params_file: Path, names: Sequence[str], **extra: dict[str, Any]) -> None:
-        from rclpy.parameter import Parameter
+    def start(self) -> None:
+        for name in self.names:
+            module = PIPELINE_NODES[name].partition(":")[0]
+            cmd = [sys.executable, "-m", module, "--ros-args", "--params-file",
+                   str(self.params_file)]
+            out: IO[bytes] | None = None
+            if self.log_dir is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                out = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop
+                self._logs.append(out)
+            self.procs[name] = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT if out else None,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            logger.info("started %s (pid %d)", name, self.procs[name].pid)
 
-        overrides = node_overrides(params_file, names)
-        for name in names:
-            values = {**overrides[name], **extra.get(name, {})}
+    def exited(self) -> dict[str, int]:
+        """Nodes that have exited already, with their exit codes."""
+        return {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
+
+    def stop(self, timeout_s: float = 20.0) -> dict[str, int]:
+        """Ctrl-C every node (it publishes its final diagnostics), wait, kill stragglers."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + timeout_s
+        codes: dict[str, int] = {}
+        for name, proc in self.procs.items():
             try:
-                self.nodes[name] = node_class(name)(
-                    context=self.context,
-                    parameter_overrides=[Parameter(k, value=v) for k, v in values.items()],
-                )
-            except Exception as exc:  # a node that cannot start is a failed run
-                self.failures.append(f"{name}: could not start: {exc}")
-                logger.error("%s could not start: %s", name, exc)
+                codes[name] = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.error("%s did not stop within %.0f s; killing it", name, timeout_s)
+                proc.kill()
+                codes[name] = proc.wait()
+        for handle in self._logs:
+            handle.close()
+        return codes
 
-    def add(self, node: Any) -> None:
-        self.nodes[node.get_name()] = node
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        if self.log_dir is None:
+            return ""
+        path = self.log_dir / f"{name}.log"
+        text = path.read_text(errors="replace") if path.is_file() else ""
+        return "\n".join(text.splitlines()[-lines:])
 
-    def start(self, num_threads: int = 4) -> None:
-        from rclpy.executors import MultiThreadedExecutor
 
-        self.executor = MultiThreadedExecutor(num_threads=num_threads, context=self.context)
-        for node in self.nodes.values():
-            self.executor.add_node(node)
-        self._thread = threading.Thread(target=self._spin, name="pipeline", daemon=True)
-        self._thread.start()
+def _run(args: argparse.Namespace) -> int:
+    from meetup_ros import paths
 
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
+    params_file = paths.config_path(args.params)
+    check_params_file(params_file)
+    nodes = NodeProcesses(params_file, args.nodes, log_dir=None)
+    nodes.start()
+    logger.info("running %s with %s; Ctrl-C to stop", args.nodes, params_file)
+    try:
+        while not nodes.exited():
+            time.sleep(0.2)
+        logger.error("node(s) exited: %s; stopping the others", nodes.exited())
+    except KeyboardInterrupt:
+        pass
+    codes = nodes.stop()
+    failed = {n: c for n, c in codes.items() if c != 0}
+    if failed:
+        logger.error("node(s) failed: %s", failed)
+    return 1 if failed else 0
 
-        while not self._stop.is_set() and self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.1)
-            except (ExternalShutdownException, KeyboardInterrupt):
-                return
-            except Exception as exc:  # a callback raised: the node failed; keep the rest up
-                self.failures.append(f"callback raised {type(exc).__name__}: {exc}")
-                logger.exception("a node callback raised")
 
-    def spin_forever(self) -> None:
-        while self._thread is not None and self._thread.is_alive():
-            self._thread.join(timeout=0.5)
-
-    def close(self) -> None:
-        """Final diagnostics from every node, then stop spinning and destroy the nodes."""
-        for node in self.nodes.values():
-            close = getattr(node, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception as exc:
-                    self.failures.append(f"{node.get_name()}: close raised {exc}")
-        time.sleep(0.3)  # let the final /diagnostics reach subscribers in this process
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-        if self.executor is not None:
-            self.executor.shutdown(timeout_sec=2.0)
-        for node in self.nodes.values():
-            node.destroy_node()
-
+# ---- the main job ---------------------------------------------------------------------------
 
 def _init_context() -> Any:
     import rclpy
@@ -183,40 +199,23 @@ def _init_context() -> Any:
     from rclpy.signals import SignalHandlerOptions
 
     context = Context()
-    # Ctrl-C arrives as KeyboardInterrupt, so the nodes publish their final diagnostics
-    # before the context shuts down.
+    # Ctrl-C arrives as KeyboardInterrupt, so the demo can stop its nodes cleanly.
     rclpy.init(context=context, args=[], signal_handler_options=SignalHandlerOptions.NO)
     return context
 
 
-def _run(args: argparse.Namespace) -> int:
-    import rclpy
-
-    from meetup_ros import paths
-
-    params_file = paths.config_path(args.params)
-    context = _init_context()
-    pipeline = Pipeline(context)
-    try:
-        pipeline.build(params_file, args.nodes)
-        if pipeline.failures:
-            raise CommandError("; ".join(pipeline.failures))
-        pipeline.start(num_threads=max(2, len(pipeline.nodes)))
-        logger.info("running %s with %s; Ctrl-C to stop", sorted(pipeline.nodes), params_file)
-        pipeline.spin_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        pipeline.close()
-        rclpy.try_shutdown(context=context)
-    return 1 if pipeline.failures else 0
-
-
-# ---- the main job ---------------------------------------------------------------------------
-
-def _counts(pipeline: Pipeline) -> tuple[int, ...]:
-    return tuple(sum(n.health.counters.values()) for n in pipeline.nodes.values()
-                 if hasattr(n, "health"))
+def _wait_ready(helper: Any, nodes: NodeProcesses, timeout_s: float) -> list[str]:
+    """Wait until every node's subscriptions are in the graph; returns failures."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if nodes.exited():
+            return [f"{n}: exited with code {c} while starting:\n{nodes.log_tail(n)}"
+                    for n, c in nodes.exited().items()]
+        missing = {t: n for t, n in READY_SUBSCRIBERS.items() if helper.count_subscribers(t) < n}
+        if not missing:
+            return []
+        time.sleep(0.2)
+    return [f"nodes not ready within {timeout_s:g} s: too few subscribers on {missing!r}"]
 
 
 def run_demo(
@@ -229,8 +228,9 @@ def run_demo(
     timeout_s: float = 300.0,
     drain_quiet_s: float = 1.5,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Replay ``bag`` through the pipeline, record, score; returns (report, failures)."""
+    """Replay ``bag`` through the pipeline nodes, record, score; returns (report, failures)."""
     import rclpy
+    from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
 
     from meetup_ros import paths
@@ -238,56 +238,79 @@ def run_demo(
     from meetup_ros.nodes.bag_recorder import BagRecorder
     from meetup_ros.nodes.bag_replay_node import BagReplayNode
 
+    check_params_file(params_file)
     out_dir.mkdir(parents=True, exist_ok=True)
     recorded_bag = out_dir / "outputs_bag"
     if recorded_bag.exists():
         shutil.rmtree(recorded_bag)  # the demo's own output of a previous run
+    failures: list[str] = []
+    nodes = NodeProcesses(params_file, list(PIPELINE_NODES), log_dir=out_dir / "logs")
     context = _init_context()
-    pipeline = Pipeline(context)
-    replay = None
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    stop_spin = threading.Event()
+
+    def spin() -> None:
+        while not stop_spin.is_set() and context.ok():
+            executor.spin_once(timeout_sec=0.1)
+
+    spinner = threading.Thread(target=spin, name="demo", daemon=True)
     recorder = None
+    replay = None
+    wall_s = float("nan")
     try:
-        pipeline.build(params_file, list(PIPELINE_NODES))
-        if pipeline.failures:
-            return {}, pipeline.failures
-        recorder_node = Node("demo_recorder", context=context)
-        pipeline.add(recorder_node)
-        replay = BagReplayNode(bag=[str(bag)], rate=rate, context=context)
-        pipeline.add(replay)
-        pipeline.start(num_threads=6)
-        recorder = BagRecorder(recorder_node, recorded_bag, list(OUTPUT_TOPICS),
-                               msgtypes=OUTPUT_TOPICS)
+        helper = Node("meetup_demo", context=context)
+        replay = BagReplayNode(bag=[str(bag)], rate=rate, context=context, start_delay_s=0.5)
+        executor.add_node(helper)
+        executor.add_node(replay)
+        spinner.start()
+        recorder = BagRecorder(helper, recorded_bag, list(OUTPUT_TOPICS), msgtypes=OUTPUT_TOPICS)
         recorder.start()
-        time.sleep(0.5)  # discovery between the replay's publishers and the nodes
-        wall_start = time.monotonic()
-        replay.start()
-        if not replay.wait(timeout_s):
-            pipeline.failures.append(f"replay did not finish within {timeout_s:g} s")
-        # Drain: the nodes are done when no counter moved for drain_quiet_s.
-        last, quiet_since = _counts(pipeline), time.monotonic()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() - quiet_since < drain_quiet_s and time.monotonic() < deadline:
-            time.sleep(0.1)
-            now = _counts(pipeline)
-            if now != last:
-                last, quiet_since = now, time.monotonic()
-        wall_s = quiet_since - wall_start
-        if replay.report.error:
-            pipeline.failures.append(f"replay: {replay.report.error}")
-        summaries = {
-            name: node.summary() for name, node in pipeline.nodes.items()
-            if name in PIPELINE_NODES
-        }
+        nodes.start()
+        failures += _wait_ready(helper, nodes, timeout_s=120.0)
+        if not failures:
+            wall_start = time.monotonic()
+            replay.start()
+            if not replay.wait(timeout_s):
+                failures.append(f"replay did not finish within {timeout_s:g} s")
+            # Drain: the nodes are done when nothing new was recorded for drain_quiet_s.
+            last, quiet_since = sum(recorder.counts.values()), time.monotonic()
+            while time.monotonic() - quiet_since < drain_quiet_s:
+                time.sleep(0.1)
+                now = sum(recorder.counts.values())
+                if now != last:
+                    last, quiet_since = now, time.monotonic()
+                if time.monotonic() - wall_start > timeout_s:
+                    failures.append(f"outputs still coming after {timeout_s:g} s")
+                    break
+            wall_s = quiet_since - wall_start
+            if replay.report.error:
+                failures.append(f"replay: {replay.report.error}")
+            for name, code in nodes.exited().items():
+                failures.append(f"{name}: exited with code {code} during the replay:\n"
+                                f"{nodes.log_tail(name)}")
     finally:
-        pipeline.close()
+        running = set(nodes.procs) - set(nodes.exited())
+        codes = nodes.stop()
+        for name in running:
+            if codes.get(name, 0) != 0:
+                failures.append(f"{name}: exit code {codes[name]} at shutdown:\n"
+                                f"{nodes.log_tail(name)}")
+        time.sleep(0.5)  # the final /diagnostics reach the recorder
         if recorder is not None:
             recorder.stop()
+        stop_spin.set()
+        if spinner.is_alive():
+            spinner.join(timeout=5.0)
+        executor.shutdown(timeout_sec=2.0)
+        for node in executor.get_nodes():
+            node.destroy_node()
         rclpy.try_shutdown(context=context)
-    (out_dir / "node_summaries.json").write_text(json.dumps(summaries, indent=2, default=str))
+    if replay is None or not replay.done.is_set():
+        return {}, failures  # the nodes never ran on the bag: nothing to score
     report = build_report(
         recorded_bag=recorded_bag,
         input_bag=bag,
-        node_summaries=summaries,
+        node_summaries=None,
         replay={
             "wall_s": wall_s,
             "bag_duration_s": replay.report.bag_duration_s,
@@ -299,7 +322,7 @@ def run_demo(
         short=short,
         offline_reports=tuple(paths.model_path(name) for name in OFFLINE_REPORTS),
     )
-    return report, pipeline.failures
+    return report, failures
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -318,9 +341,12 @@ def _demo(args: argparse.Namespace) -> int:
     for failure in failures:
         logger.error("node failure: %s", failure)
     if report:
-        keys = ("ate_rmse_m", "ate_rmse_m_dead_reckoning", "frames", "certificates",
-                "depth_absrel", "learned_over_gn_iterations", "replay_speedup")
+        keys = ("ate_rmse_m", "rpe_trans_m", "ate_rmse_m_dead_reckoning", "frames",
+                "imu_samples_received", "imu_samples_dropped", "certificates", "depth_absrel",
+                "learned_over_gn_iterations", "replay_speedup", "latency_ms")
         for key in keys:
             logger.info("%s: %s", key, report.get(key))
+        if report.get("errors"):
+            logger.error("figures not computed: %s", report["errors"])
         print(f"report: {out_dir / 'report.json'} ({time.monotonic() - start:.1f} s)")
-    return 1 if failures or not report else 0
+    return 1 if failures or not report or report.get("errors") else 0

@@ -21,8 +21,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data-root", default="../shared/data",
                    help="folder with the KITTI and TUM sequences (pose pairs)")
     p.add_argument("--out", default="out/slam", help="folder for benchmark_slam.json and plots")
-    p.add_argument("--depth-weights", default="depth_code.pt", help="models/ if relative")
-    p.add_argument("--optimizer-weights", default="slam_optimizer.pt", help="models/ if relative")
+    p.add_argument("--depth-weights", default="models/depth_code.pt",
+                   help="depth-code weights (models/ if relative and not found)")
+    p.add_argument("--optimizer-weights", default="models/slam_optimizer.pt",
+                   help="learned-step weights (models/ if relative and not found)")
     p.add_argument("--max-iterations", type=int, default=20, help="per solver and pair")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.set_defaults(func=_benchmark)

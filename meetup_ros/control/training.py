@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 # The governor property's domain (config/governor_property.yaml): close and fast.
 PROPERTY_MAX_DEPTH_M = 1.0
 PROPERTY_MIN_SPEED_MPS = 0.5
+ENVELOPE_PROPERTY = "governor_property_envelope.yaml"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class ControllerOptions:
     depth_pairs: int = 24
     real_rate_hz: float = 20.0
     hinge_smoothing: float = 0.0
+    verify_timeout_s: float = 60.0
 
     @classmethod
     def from_extra(cls, extra: dict[str, str]) -> ControllerOptions:
@@ -73,7 +75,7 @@ class ControllerOptions:
                 values[key] = kind(text)
             except ValueError:
                 raise ControlError(
-                    f"controller option {key}={text!r} is not a {kind.__name__}"
+                    f"controller option {key}={text!r} is not of type {kind.__name__}"
                 ) from None
         options = cls(**values)
         if not 0.0 < options.holdout_fraction < 1.0:
@@ -174,8 +176,10 @@ def stereo_nearest_depths(seq: Any, max_pairs: int) -> np.ndarray:
 def accuracy(net: GovernorNet, states: np.ndarray, labels: np.ndarray) -> float:
     if states.shape[0] == 0:
         return float("nan")
+    device = next(net.parameters()).device
     with torch.no_grad():
-        predicted = net(torch.as_tensor(states, dtype=torch.float32)).argmax(dim=1).numpy()
+        x = torch.as_tensor(states, dtype=torch.float32, device=device)
+        predicted = net(x).argmax(dim=1).cpu().numpy()
     return float(np.mean(predicted == labels))
 
 
@@ -206,6 +210,27 @@ def check_export(net: GovernorNet, onnx_path: Path, states: np.ndarray) -> float
             "(expected < 1e-4)"
         )
     return max_abs
+
+
+def verify_export(onnx_path: Path, timeout_s: float) -> dict[str, float]:
+    """Prove the exported network against the property over the operating envelope.
+
+    Returns ``property_proven`` (1 unsat, 0 sat = counterexample found, -1 timeout/error)
+    and ``property_verify_s``. A network with a counterexample is still written (the
+    metrics say so); the safety monitor would then refuse it at run time wherever it fails.
+    """
+    from meetup_ros import paths
+    from meetup_ros.verification.bab import verify
+    from meetup_ros.verification.network import load_network
+    from meetup_ros.verification.spec import load_property_yaml
+
+    prop = load_property_yaml(paths.config_path(ENVELOPE_PROPERTY))
+    result = verify(load_network(onnx_path), prop, timeout_s=timeout_s)
+    proven = {"unsat": 1.0, "sat": 0.0}.get(result.status, -1.0)
+    if proven != 1.0:
+        logger.warning("governor property not proven (%s): %s", result.status, result)
+    return {"property_proven": proven,
+            "property_verify_s": float(result.stats.get("time_s", float("nan")))}
 
 
 # ---- the training run ---------------------------------------------------------------------------
@@ -271,11 +296,24 @@ def train_controller(cfg: TrainConfig) -> dict[str, float]:
             torch.as_tensor(arrays[f"{split}_y"], dtype=torch.long),
         )
 
+    domain = property_domain_states(20000, np.random.default_rng(cfg.seed + 7))
+    domain_t = torch.as_tensor(domain, dtype=torch.float32)
+
+    def evaluate() -> dict[str, float]:
+        """Held-out figures each epoch (model in eval mode): real accuracy, property rate."""
+        with torch.no_grad():
+            scores = net(domain_t.to(next(net.parameters()).device)).double().cpu().numpy()
+        return {
+            "accuracy_real": accuracy(net, arrays["heldout_real_x"], arrays["heldout_real_y"]),
+            "property_continue_top_rate": continue_top_rate(scores),
+        }
+
     loss_fn = MultiClassHingeLoss(smoothing=options.hinge_smoothing)
     history = fit(
         cfg, net, tensors("train"), tensors("heldout_synthetic"), loss_fn,
-        defaults={"lr": 0.1, "epochs": 30, "batch_size": 256},
+        defaults={"lr": 0.1, "epochs": 30, "batch_size": 256}, evaluate=evaluate,
     )
+    net.cpu()
     net.eval()
     metrics: dict[str, float] = {
         "accuracy_heldout_real": accuracy(net, arrays["heldout_real_x"], arrays["heldout_real_y"]),
@@ -284,9 +322,8 @@ def train_controller(cfg: TrainConfig) -> dict[str, float]:
         ),
         "accuracy_train": accuracy(net, arrays["train_x"], arrays["train_y"]),
     }
-    domain = property_domain_states(20000, np.random.default_rng(cfg.seed + 7))
     with torch.no_grad():
-        domain_scores = net(torch.as_tensor(domain, dtype=torch.float32)).double().numpy()
+        domain_scores = net(domain_t).double().numpy()
     metrics["property_continue_top_rate_sampled"] = continue_top_rate(domain_scores)
     if cfg.export:
         onnx_path = export_onnx(
@@ -295,6 +332,8 @@ def train_controller(cfg: TrainConfig) -> dict[str, float]:
                 f"controller ({cfg.optimizer}) on {description['bags']}",
         )
         metrics["onnx_max_abs_error"] = check_export(net, onnx_path, train_x[:2048])
+        if options.verify_timeout_s > 0:
+            metrics.update(verify_export(onnx_path, options.verify_timeout_s))
     final = {k: float(v) for k, v in (history or {}).items() if isinstance(v, int | float)}
     final.update(metrics)
     logger.info("governor metrics: %s", final)

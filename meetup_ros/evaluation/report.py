@@ -106,7 +106,8 @@ class _Figures:
         try:
             values = fn()
         except Exception as exc:  # each figure fails alone, with its reason in the report
-            logger.exception("report: %s failed", ", ".join(keys))
+            logger.warning("report: %s not computed: %s", ", ".join(keys), exc)
+            logger.debug("report failure", exc_info=True)
             for key in keys:
                 self.report[key] = None
                 self.errors[key] = f"{type(exc).__name__}: {exc}"
@@ -132,6 +133,51 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _number(text: str) -> Any:
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return int(value) if value.is_integer() and "." not in text and "e" not in text else value
+
+
+def node_summaries_from_diagnostics(
+    arrays: list[Any], node_names: tuple[str, ...] = tuple(HEADLINE_LATENCY)
+) -> dict[str, dict[str, Any]]:
+    """Each node's last status on ``/diagnostics`` (its final one at shutdown) as a summary.
+
+    The node's own status gives ``counters`` and ``latency_ms`` (from the
+    ``latency.<tracker>.<stat>`` values, see ``ros.node_tools.NodeHealth``); each status named
+    ``"<node>: <section>"`` gives ``summary[section]``. ``final`` says whether the shutdown
+    status was recorded (else the last periodic one was used).
+    """
+    summaries: dict[str, dict[str, Any]] = {}
+    for array in arrays:
+        for status in array.status:
+            node, _, section = status.name.partition(": ")
+            if node not in node_names or section == "certificate":
+                continue
+            values = {kv.key: _number(kv.value) for kv in status.values}
+            summary = summaries.setdefault(
+                node, {"counters": {}, "latency_ms": {}, "final": False}
+            )
+            if section:
+                summary[section] = values
+                continue
+            summary["final"] = status.message.startswith("final")
+            summary["counters"] = {k: v for k, v in values.items() if not k.startswith("latency.")}
+            latency: dict[str, dict[str, Any]] = {}
+            for key, value in values.items():
+                if key.startswith("latency."):
+                    _, tracker, stat = key.split(".", 2)
+                    name = stat.removesuffix("_ms")
+                    latency.setdefault(tracker, {})[name] = (
+                        float("nan") if value == "nan" else value
+                    )
+            summary["latency_ms"] = latency
+    return summaries
+
+
 def latency_table(node_summaries: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(headline ``{node: {"p50","p99"}}`` ms, every tracker of every node)."""
     headline: dict[str, Any] = {}
@@ -149,7 +195,7 @@ def build_report(
     *,
     recorded_bag: Path,
     input_bag: Path,
-    node_summaries: Mapping[str, Any],
+    node_summaries: Mapping[str, Any] | None,
     replay: Mapping[str, Any],
     out_dir: Path,
     short: bool = False,
@@ -159,6 +205,8 @@ def build_report(
 ) -> dict[str, Any]:
     """Compute every figure, write ``out_dir/report.json`` and the figures; return the report.
 
+    ``node_summaries``: counters and latency per node; None reads each node's final status
+    from the recorded ``/diagnostics`` (written to ``node_summaries.json``).
     ``offline_reports``: JSON files written by the offline evaluation commands (e.g.
     ``models/vio_report.json`` from ``meetup-ros evaluate-vio``); their figures that the
     bundled bag cannot give (the held-out flight, the moving visual sequences) are copied
@@ -177,6 +225,18 @@ def build_report(
                        "/controller/state"],
     )
     seq = read_sequence(input_bag)
+    if node_summaries is None:
+        node_summaries = node_summaries_from_diagnostics(recorded["/diagnostics"])
+        for node in HEADLINE_LATENCY:
+            if node not in node_summaries:
+                figures.errors[f"node_summary.{node}"] = "no status on /diagnostics recorded"
+            elif not node_summaries[node]["final"]:
+                figures.errors[f"node_summary.{node}"] = (
+                    "final status at shutdown not recorded; the last periodic one is used"
+                )
+    (out_dir / "node_summaries.json").write_text(
+        json.dumps(_finite(dict(node_summaries)), indent=2, default=str) + "\n"
+    )
     vio = node_summaries.get("vio_node", {})
     monitor = node_summaries.get("safety_monitor_node", {})
 
@@ -203,13 +263,18 @@ def build_report(
         return tr.ate_rmse(dr, gt, "se3")
 
     figures.compute(("ate_rmse_m_dead_reckoning",), _dead_reckoning)
+    published = replay.get("published", {})
     report["frames"] = int(vio.get("counters", {}).get("frames_received", 0))
+    report["frames_published"] = int(published.get("/cam0/image_raw", 0))
     report["odometry_messages"] = len(recorded["/odom"])
     imu_stats = vio.get("imu", {})
-    report["imu_samples_received"] = int(
-        imu_stats.get("received", vio.get("counters", {}).get("imu_received", 0))
-    )
-    report["imu_samples_dropped"] = int(imu_stats.get("dropped", 0))
+    received = int(imu_stats.get("received", vio.get("counters", {}).get("imu_received", 0)))
+    # Dropped = never reached the estimator (lost between replay and node) + dropped by it.
+    lost = max(0, int(published.get("/imu0", received)) - received)
+    report["imu_samples_published"] = int(published.get("/imu0", 0))
+    report["imu_samples_received"] = received
+    report["imu_samples_lost_in_transport"] = lost
+    report["imu_samples_dropped"] = lost + int(imu_stats.get("dropped", 0))
     report["imu_samples_used"] = imu_stats.get("used")
     wall_s = float(replay.get("wall_s", float("nan")))
     report["replay_wall_s"] = wall_s

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
@@ -36,7 +37,9 @@ from meetup_ros.ros.convert import (
 from meetup_ros.ros.node_tools import NodeHealth, reliable_qos, spin_node
 from meetup_ros.ros.params import declare_parameters, param
 from meetup_ros.slam import SlamError
+from meetup_ros.slam.depth_code import DepthCodeModel
 from meetup_ros.slam.frontend import FrontendConfig, SlamFrontend
+from meetup_ros.slam.learned import LearnedStep
 
 NODE_NAME = "slam_node"
 _FRONTEND = FrontendConfig()  # the frontend's own defaults are the node's defaults
@@ -58,7 +61,9 @@ EUROC_T_BASE_CAM1 = (
 @dataclass(frozen=True)
 class SlamParams:
     depth_weights: str = param("depth_code.pt", "depth autoencoder weights (models/)")
-    optimizer_weights: str = param("slam_optimizer.pt", "learned optimiser weights (models/)")
+    optimizer_weights: str = param(
+        "slam_optimizer.pt", "learned optimiser weights (models/); '' with a classical solver"
+    )
     cam0_topic: str = param("/cam0/image_raw", "left image")
     cam1_topic: str = param("/cam1/image_raw", "right image; '' for monocular")
     cam0_info_topic: str = param("/cam0/camera_info", "left intrinsics")
@@ -86,6 +91,9 @@ class SlamParams:
     prior_tolerance_s: float = param(0.03, "odometry used as prior within this of a frame")
     max_pending: int = param(10, "unpaired frames held per camera")
     diagnostics_period_s: float = param(2.0, "period of /diagnostics (s); 0 disables")
+    torch_threads: int = param(
+        1, "torch CPU threads in this node's process (several nodes share few cores)"
+    )
 
 
 def _transform(values: Sequence[float], name: str) -> np.ndarray:
@@ -102,12 +110,24 @@ class SlamNode(Node):
         super().__init__(NODE_NAME, **node_kwargs)  # type: ignore[arg-type]
         self.params = declare_parameters(self, SlamParams)
         p = self.params
+        # Oversubscribed intra-op threads made one 50 ms certificate take 2.4 s on 2 cores.
+        torch.set_num_threads(max(1, p.torch_threads))
         self.T_base_cam0 = _transform(p.T_base_cam0, "T_base_cam0")
         self.T_base_cam1 = _transform(p.T_base_cam1, "T_base_cam1")
         self.stereo = bool(p.cam1_topic)
-        for name in (p.depth_weights, p.optimizer_weights):
-            if not paths.model_path(name).is_file():
-                raise RosInputError(f"weights file {str(paths.model_path(name))!r} does not exist")
+        # Weights load now, so that a missing or stale file stops the node at start-up; the
+        # frontend itself needs the intrinsics and is built when camera_info arrives.
+        self.frontend_config = FrontendConfig(
+            solver=p.solver, iterations=p.iterations,
+            keyframe_translation_m=p.keyframe_translation_m,
+            keyframe_rotation_rad=p.keyframe_rotation_rad,
+            keyframe_every_n=p.keyframe_every_n, keyframe_interval_s=p.keyframe_interval_s,
+        )
+        self.depth_model = DepthCodeModel.from_weights(paths.model_path(p.depth_weights))
+        self.step = (
+            LearnedStep.from_weights(paths.model_path(p.optimizer_weights))
+            if p.optimizer_weights else None
+        )
         self.frontend: Any = None
         self._info: dict[str, CameraInfo] = {}
         self._hw: dict[str, tuple[int, int]] = {}
@@ -174,17 +194,17 @@ class SlamNode(Node):
         )
 
     def _build_frontend(self) -> None:
-        p = self.params
         camera1 = self._camera("cam1") if self.stereo else None
         T_cam0_cam1 = np.linalg.inv(self.T_base_cam0) @ self.T_base_cam1 if self.stereo else None
-        self.frontend = SlamFrontend.from_weights(
-            paths.model_path(p.depth_weights), paths.model_path(p.optimizer_weights),
-            self._camera("cam0"), camera1, T_cam0_cam1,
-            solver=p.solver, iterations=p.iterations,
-            keyframe_translation_m=p.keyframe_translation_m,
-            keyframe_rotation_rad=p.keyframe_rotation_rad,
-            keyframe_every_n=p.keyframe_every_n, keyframe_interval_s=p.keyframe_interval_s,
-        )
+        try:
+            self.frontend = SlamFrontend(
+                self.depth_model, self.step, self._camera("cam0"), camera1, T_cam0_cam1,
+                self.frontend_config,
+            )
+        except SlamError as exc:
+            self.health.problem("bad_camera_info", f"cannot build the frontend: {exc}")
+            self._info.clear()  # try again with the next camera_info pair
+            return
         self.get_logger().info(
             f"frontend ready: cam0 {self._hw['cam0']}"
             + (f", baseline {np.linalg.norm(T_cam0_cam1[:3, 3]):.4f} m" if self.stereo

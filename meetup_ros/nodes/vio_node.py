@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from sensor_msgs.msg import Image, Imu
@@ -49,6 +50,9 @@ class VioParams:
     base_frame: str = param("base_link", "child_frame_id of /odom (EuRoC body = IMU)")
     publish_tf: bool = param(True, "broadcast odom -> base_link (where tf2_ros is installed)")
     diagnostics_period_s: float = param(2.0, "period of /diagnostics (s); 0 disables")
+    torch_threads: int = param(
+        1, "torch CPU threads in this node's process (several nodes share few cores)"
+    )
 
 
 class VioNode(Node):
@@ -58,6 +62,8 @@ class VioNode(Node):
         super().__init__(NODE_NAME, **node_kwargs)  # type: ignore[arg-type]
         self.params = declare_parameters(self, VioParams)
         p = self.params
+        # Oversubscribed intra-op threads made one 50 ms certificate take 2.4 s on 2 cores.
+        torch.set_num_threads(max(1, p.torch_threads))
         if p.imu_queue_depth < 200:
             raise RosInputError(
                 f"imu_queue_depth {p.imu_queue_depth!r} < 200 would drop 200 Hz IMU samples"

@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 XI_SCALE = torch.tensor([0.01, 0.01, 0.01, 0.00175, 0.00175, 0.00175])
 VELOCITY_LOSS_SCALE_MPS = 0.05
+# DFW's eta (its largest step), SGD's and Adam's learning rates
+DEFAULT_LR = {"dfw": 0.001, "sgd": 0.001, "adam": 2e-3}
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class VioTrainOptions:
     attitude_noise_deg: float = 2.0  # roll/pitch perturbation of the physics features
     steps_per_epoch: int = 25
     image_weight: float = 5.0  # loss weight of intervals with images (at rest)
+    image_dropout: float = 0.5  # share of chunks whose images are masked (inertial-only)
     imu_hidden: int = 32
     core_hidden: int = 32
     image_channels: int = 16
@@ -201,13 +204,39 @@ def evaluate_intervals(model: VioNet, data: Intervals) -> dict[str, float]:
     return {**stats, "sum_err_m": float(np.linalg.norm(err.sum(axis=0)))}
 
 
+class ChunkSampler:
+    """Draws training batches of ``options.chunk`` consecutive intervals; its RNG state is
+    checkpointed by the loop, so a resumed run draws what an uninterrupted one would."""
+
+    def __init__(self, data: VioData, options: VioTrainOptions, batch_size: int,
+                 seed: int) -> None:
+        self.data, self.options, self.batch_size = data, options, batch_size
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self) -> dict[str, torch.Tensor]:
+        rng, options, b, chunk = self.rng, self.options, self.batch_size, self.options.chunk
+        starts = rng.integers(0, len(self.data.train) - chunk + 1, size=b)
+        lo, hi = self.data.rest_range
+        # chunks at least half inside the image window (the window is shorter than a chunk)
+        n_rest = round(options.rest_fraction * b) if hi - lo >= chunk // 2 else 0
+        if n_rest:
+            starts[:n_rest] = rng.integers(lo, max(lo, hi - chunk // 2) + 1, size=n_rest)
+        mask_images = (rng.random(b) < options.image_dropout).astype(np.float32)
+        return make_batch(self.data.train, starts, chunk, rng, options, mask_images)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"bit_generator": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["bit_generator"]
+
+
 def train_vio(cfg: TrainConfig) -> dict[str, float]:
     """Train, write ``cfg.out_dir/{checkpoint.pt, metrics.csv, vio.pt}``; returns metrics."""
     from meetup_ros.training.checkpoint import save_weights
 
     options = VioTrainOptions.from_extra(dict(cfg.extra))
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     config = VioNetConfig(imu_hidden=options.imu_hidden, core_hidden=options.core_hidden,
                           image_channels=options.image_channels)
     model = VioNet(config)
@@ -222,19 +251,9 @@ def train_vio(cfg: TrainConfig) -> dict[str, float]:
     )
     epochs = cfg.epochs or 30
     batch_size = cfg.batch_size or 8
-    chunk = options.chunk
     n_train = len(data.train)
 
-    def sample_batch() -> dict[str, torch.Tensor]:
-        starts = rng.integers(0, n_train - chunk + 1, size=batch_size)
-        lo, hi = data.rest_range
-        # chunks at least half inside the image window (the window is shorter than a chunk)
-        n_rest = (round(options.rest_fraction * batch_size)
-                  if hi - lo >= chunk // 2 else 0)
-        if n_rest:
-            starts[:n_rest] = rng.integers(lo, max(lo, hi - chunk // 2) + 1, size=n_rest)
-        mask_images = (rng.random(batch_size) < 0.5).astype(np.float32)
-        return make_batch(data.train, starts, chunk, rng, options, mask_images)
+    sample_batch = ChunkSampler(data, options, batch_size, cfg.seed)
 
     def loss_fn(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         state = model.initial_state(len(batch["v0"]), batch["v0"])
@@ -248,7 +267,7 @@ def train_vio(cfg: TrainConfig) -> dict[str, float]:
         return evaluate_intervals(model, data.val) if data.val is not None else {}
 
     metrics = _run_fit(cfg, model, sample_batch, loss_fn, evaluate, epochs,
-                       options.steps_per_epoch)
+                       options.steps_per_epoch, batch_size)
     metadata = {
         "model": MODEL_NAME,
         "config": asdict(config),
@@ -277,54 +296,11 @@ def train_vio(cfg: TrainConfig) -> dict[str, float]:
 
 
 def _run_fit(cfg: TrainConfig, model: VioNet, sample_batch: Any, loss_fn: Any, evaluate: Any,
-             epochs: int, steps_per_epoch: int) -> dict[str, float]:
-    """Train through the project's loop (``training.loop.fit``), DFW by default.
+             epochs: int, steps_per_epoch: int, batch_size: int) -> dict[str, float]:
+    """Train through the project's loop (``training.loop.fit``; DFW by default)."""
+    from meetup_ros.training.loop import fit
 
-    Until that loop exists in this checkout, a minimal loop here trains with AdamW (or SGD)
-    and says so in the log and the metrics (``fallback_loop`` = 1): DFW lives in
-    ``meetup_ros.optim`` and comes with the project loop.
-    """
-    try:
-        from meetup_ros.training import loop  # type: ignore[attr-defined]
-    except ImportError:
-        return _fit_fallback(cfg, model, sample_batch, loss_fn, evaluate, epochs,
-                             steps_per_epoch)
-    return dict(loop.fit(cfg, model, sample_batch, loss_fn, evaluate, epochs=epochs,
-                         steps_per_epoch=steps_per_epoch))
-
-
-def _fit_fallback(cfg: TrainConfig, model: VioNet, sample_batch: Any, loss_fn: Any,
-                  evaluate: Any, epochs: int, steps_per_epoch: int) -> dict[str, float]:
-    if cfg.optimizer == "dfw":
-        logger.warning("meetup_ros.training.loop (and DFW) not in this checkout: training "
-                       "with AdamW in the fallback loop instead")
-    lr = cfg.lr or 2e-3
-    optimizer: torch.optim.Optimizer
-    if cfg.optimizer == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum,
-                                    weight_decay=cfg.weight_decay)
-    else:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    t0 = time.perf_counter()
-    for epoch in range(epochs):
-        stats: dict[str, float] = {}
-        for _ in range(steps_per_epoch):
-            loss, stats = loss_fn(sample_batch())
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-        val = {f"val_{k}": v for k, v in evaluate().items()}
-        rows.append({"epoch": epoch, "time_s": time.perf_counter() - t0, **stats, **val})
-        logger.info("epoch %d/%d: %s", epoch + 1, epochs,
-                    ", ".join(f"{k} {v:.4g}" for k, v in {**stats, **val}.items()))
-    keys = list(rows[-1])
-    lines = [",".join(keys)] + [",".join(f"{r.get(k, '')}" for k in keys) for r in rows]
-    (out_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
-    from meetup_ros.training.checkpoint import save
-
-    save(out_dir / "checkpoint.pt", {"model": model.state_dict(), "epoch": epochs})
-    return {k: float(v) for k, v in rows[-1].items()} | {"fallback_loop": 1.0}
+    return fit(cfg, model, sample_batch, None, loss_fn, defaults={
+        "lr": DEFAULT_LR, "epochs": epochs, "batch_size": batch_size},
+        steps_per_epoch=steps_per_epoch,
+        evaluate=evaluate)

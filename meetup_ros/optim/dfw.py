@@ -107,7 +107,7 @@ class DFW(Optimizer):
                                 group["eps"])
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Evaluate ``closure`` (loss and gradients) and take one DFW step; returns the loss."""
         if closure is None:
             raise ValueError("DFW.step needs a closure that returns the loss value, got None")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
@@ -176,7 +176,12 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
     signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
     try:
         node = node_factory()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        # A bounded wait, not rclpy.spin(): with use_sim_time and no /clock, no timer ever
+        # wakes the wait set, and Ctrl-C would only be seen at the next message.
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.2)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # a node that cannot start: say why and exit non-zero

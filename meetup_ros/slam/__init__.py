@@ -3,5 +3,5 @@ optimisation (Gauss-Newton, Levenberg-Marquardt, a learned LSTM step) and the ke
 frontend that slam_node calls. ROS-free; numpy in, numpy out at the API."""
 
 
-class SlamError(Exception):
+class SlamError(ValueError):
     """Bad input to the SLAM core: the message names the input, its value and what was expected."""

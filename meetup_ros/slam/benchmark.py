@@ -209,6 +209,24 @@ def frontend_depth(bag: Path, depth_weights: Path, optimizer_weights: Path,
     }
 
 
+def middlebury_sgbm_reference() -> dict[str, float]:
+    """Classical reference: OpenCV SGBM on the full-resolution Motorcycle pair vs its GT."""
+    import cv2
+    import skimage.data
+
+    from meetup_ros.slam.stereo import SgbmConfig, sgbm_disparity
+
+    left, right, disp_gt = skimage.data.stereo_motorcycle()
+    gray_l = cv2.cvtColor(left, cv2.COLOR_RGB2GRAY)
+    gray_r = cv2.cvtColor(right, cv2.COLOR_RGB2GRAY)
+    disp = sgbm_disparity(gray_l, gray_r, SgbmConfig(num_disparities=128, block_size=5))
+    f, doffs, baseline = 994.978, 31.086, 0.193001
+    depth = f * baseline / (disp + doffs)
+    ref = f * baseline / (disp_gt.astype(np.float64) + doffs)
+    metrics = depth_metrics(depth, ref)
+    return {f"sgbm_{k}": v for k, v in metrics.items()}
+
+
 def plot_curves(curves: dict[str, list[float]], path: Path, title: str) -> None:
     import matplotlib
 
@@ -241,11 +259,14 @@ def run_benchmark(bag: Path, data_root: Path, out_dir: Path, depth_weights: Path
     mono = slam_data.mono_pose_pairs(data_root, h, w, limit=mono_limit)
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"euroc_stereo": solver_comparison(held, depth_model, step, cfg)}
+    motorcycle = slam_data.motorcycle_pair(h, w)
+    report["middlebury_stereo"] = solver_comparison([motorcycle], depth_model, step, cfg)
+    report["middlebury_sgbm_reference"] = middlebury_sgbm_reference()
     if mono:
         report["mono"] = solver_comparison(mono, depth_model, step, cfg)
     report["frontend"] = frontend_depth(bag, depth_weights, optimizer_weights)
     report["wall_s"] = time.perf_counter() - start
-    for key in ("euroc_stereo", "mono"):
+    for key in ("euroc_stereo", "middlebury_stereo", "mono"):
         if key in report:
             plot_curves(report[key]["curves"], out_dir / f"error_vs_iteration_{key}.png",
                         f"{key}: {report[key]['pairs']} held-out pairs")

@@ -26,7 +26,7 @@ from torch import nn
 from meetup_ros.slam import SlamError
 from meetup_ros.slam.solvers import SolverResult, TwoViewProblem, gn_step
 
-N_FEATURES = 7
+N_FEATURES = 8
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,13 @@ class LearnedStep(nn.Module):
 
     @staticmethod
     def features(problem: TwoViewProblem, r: torch.Tensor, J: torch.Tensor,
-                 e0: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(features (dim, N_FEATURES), GN step (dim,), Jacobi step (dim,)) at a linearisation."""
+                 e0: float, dx_prev: torch.Tensor | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(features (dim, N_FEATURES), GN step (dim,), Jacobi step (dim,)) at a linearisation.
+
+        ``dx_prev`` is the previous update (zeros at the first iteration); with it the LSTM
+        can extrapolate along a direction GN keeps taking.
+        """
         g = J.T @ r
         dx_gn = gn_step(r, J)
         diag = (J * J).sum(0).clamp_min(1e-9)
@@ -64,8 +69,11 @@ class LearnedStep(nn.Module):
         g_sq = torch.sign(g) * torch.log1p(g.abs() * 1e4) / 10.0
         gn_sq = torch.sign(dx_gn) * torch.log1p(dx_gn.abs() * 1e3) / 10.0
         err = torch.full((problem.dim, 1), float(torch.log(torch.tensor(e / max(e0, 1e-12)))))
+        prev = torch.zeros(problem.dim) if dx_prev is None else dx_prev.detach()
+        prev_sq = torch.sign(prev) * torch.log1p(prev.abs() * 1e3) / 10.0
         feats = torch.cat([gn_sq[:, None], g_sq[:, None], err, kind,
-                           torch.full((problem.dim, 1), float(torch.log10(torch.tensor(e))))], 1)
+                           torch.full((problem.dim, 1), float(torch.log10(torch.tensor(e)))),
+                           prev_sq[:, None]], 1)
         return feats.detach(), dx_gn.detach(), dx_jac.detach()
 
     def init_state(self, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,10 +130,11 @@ def learned_solve(
     result = SolverResult(x, [problem.error(x)], [0.0], "learned")
     state = step.init_state(problem.dim)
     e0 = result.errors[0]
+    dx: torch.Tensor | None = None
     with torch.no_grad():
         for _ in range(iterations):
             r, J = problem.linearize(x)
-            feats, dx_gn, dx_jac = step.features(problem, r, J, e0)
+            feats, dx_gn, dx_jac = step.features(problem, r, J, e0, dx)
             dx, state = step(feats, dx_gn, dx_jac, state)
             x = x + dx
             result.errors.append(problem.error(x))

@@ -1,21 +1,27 @@
 """Offline training of the depth-code network and of the learned optimiser step.
 
-``train_depth(cfg)`` fits :class:`DepthCodeNet` on EuRoC SGBM depth (training pairs only),
-and the NYU and SUN RGB-D pairs; ``train_optimizer(cfg)`` fits
-the LSTM step of :mod:`meetup_ros.slam.learned` by unrolling it on EuRoC training stereo
-pairs with the depth network frozen. Held out (see :mod:`meetup_ros.slam.data`): EuRoC
-pairs >= 76, the Middlebury Motorcycle stereo pair and the TUM RGB-D pair; KITTI/TUM pose
-pairs are evaluation only.
+Both trainers run through the project's loop (:func:`meetup_ros.training.loop.fit`), so the
+optimizer comes from ``cfg.optimizer`` (DFW by default; SGD and Adam as options), and each
+epoch writes ``cfg.out_dir/{checkpoint.pt, metrics.csv}`` (``--resume`` continues).
 
-``cfg.extra`` keys: ``data_root`` (default ../shared/data next to the repository),
-``steps`` (optimiser steps per epoch), ``code_dim``, ``unroll`` (learned optimiser).
+``train_depth(cfg)`` fits :class:`DepthCodeNet` on random crops of EuRoC rectified cam0
+images with SGBM depth (training pairs only) and of the NYU and SUN RGB-D pairs.
+``train_optimizer(cfg)`` fits the LSTM step of :mod:`meetup_ros.slam.learned` by unrolling it
+on EuRoC training stereo pairs with the depth network frozen. Held out (see
+:mod:`meetup_ros.slam.data`): EuRoC pairs >= 76, the Middlebury Motorcycle stereo pair and the
+TUM RGB-D pair; KITTI/TUM pose pairs are evaluation only.
+
+Both losses are >= 0 with 0 as the ideal, as DFW's step-size rule assumes.
+
+``cfg.extra`` keys (``--set key=value``): ``data_root`` (default ../shared/data next to the
+repository), ``steps`` (steps per epoch), ``code_dim``, ``euroc_stride``; for the optimiser
+also ``unroll`` and ``depth_weights`` (default models/depth_code.pt).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 DEPTH_KEYS = {"data_root", "steps", "code_dim", "euroc_stride"}
 OPTIMIZER_KEYS = {"data_root", "steps", "unroll", "depth_weights", "euroc_stride"}
+# Default step sizes per optimizer (fit's ``defaults``): DFW's maximal step eta, SGD's and
+# Adam's learning rates.
+DEPTH_LR = {"dfw": 0.05, "sgd": 0.02, "adam": 2e-3}
+OPTIMIZER_LR = {"dfw": 0.02, "sgd": 0.01, "adam": 3e-3}
 
 
 def _extra(cfg: TrainConfig, allowed: set[str]) -> dict[str, str]:
@@ -53,8 +63,11 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _to_batch(samples: list[slam_data.DepthSample], a_m: float,
-              flip: list[bool] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+# ---- depth network ------------------------------------------------------------------------
+
+def _to_batch(samples: list[slam_data.DepthSample], a_m: float, flip: list[bool] | None = None,
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(images (B,1,H,W) in [0,1], proximity targets (B,1,H,W), valid masks (B,1,H,W))."""
     imgs, prox, valid = [], [], []
     for k, s in enumerate(samples):
         img = s.image.astype(np.float32) / 255.0
@@ -71,28 +84,50 @@ def _to_batch(samples: list[slam_data.DepthSample], a_m: float,
             t(np.stack(valid))[:, None])
 
 
-def depth_loss(net: DepthCodeNet, image: torch.Tensor, prox: torch.Tensor,
-               valid: torch.Tensor, code_weight: float = 1e-3) -> tuple[torch.Tensor, dict]:
-    """Laplace NLL of the proximity with the encoded code and with the zero code."""
+def perturb_depth(prox: torch.Tensor, a_m: float, generator: torch.Generator | None = None,
+                  ) -> torch.Tensor:
+    """Proximity of depth * exp(s + tx * x + ty * y): a random global scale (|s| <= 0.5) and
+    tilt (|t| <= 0.3 over x, y in [-1, 1]) per sample, which the image alone cannot tell.
+
+    The code branch must reproduce these from the code, so the code learns to carry what the
+    image prior cannot know (scale, slant) instead of duplicating the prior.
+    """
+    b, _, h, w = prox.shape
+    coef = torch.rand(b, 3, generator=generator) * 2.0 - 1.0
+    coef = coef * torch.tensor([0.5, 0.3, 0.3])
+    y, x = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    log_scale = (coef[:, 0, None, None] + coef[:, 1, None, None] * x
+                 + coef[:, 2, None, None] * y)[:, None]
+    depth = a_m * (1.0 - prox) / prox.clamp_min(1e-6)
+    return a_m / (a_m + depth * torch.exp(log_scale))
+
+
+def depth_loss(net: DepthCodeNet, image: torch.Tensor, prox: torch.Tensor, valid: torch.Tensor,
+               code_weight: float = 1e-3, generator: torch.Generator | None = None,
+               ) -> tuple[torch.Tensor, dict[str, float]]:
+    """L1 proximity error with the zero code (vs the true depth) and with the encoded code (vs
+    a randomly rescaled and tilted depth, see :func:`perturb_depth`), plus an uncertainty term
+    and a small code norm; every term is >= 0.
+
+    The uncertainty term is the Laplace negative log-likelihood minus its minimum over the
+    scale, ``(e + eps) / b + log b - 1 - log(e + eps)`` with the error e held constant: it is
+    zero when ``b = e + eps``, so b learns the expected error without a negative loss.
+    """
     prior, log_b, basis = net.image_terms(image)
-    code = net.encode(image, torch.where(valid, prox, torch.full_like(prox, 0.5)))
+    target = perturb_depth(prox, net.cfg.average_depth_m, generator)
+    code = net.encode(image, torch.where(valid, target, torch.full_like(target, 0.5)))
     logit_code = net.decode_logit(prior, basis, code)
-    b = torch.exp(log_b)
     m = valid.float()
     n = m.sum().clamp_min(1.0)
-
-    def nll(logit: torch.Tensor) -> torch.Tensor:
-        return (((torch.sigmoid(logit) - prox).abs() / b + log_b) * m).sum() / n
-
-    loss_code = nll(logit_code)
-    loss_prior = nll(prior)
-    loss = loss_code + loss_prior + code_weight * (code ** 2).sum(1).mean()
-    return loss, {"nll_code": float(loss_code.detach()), "nll_prior": float(loss_prior.detach())}
-
-
-def _abs_rel(pred: torch.Tensor, ref_prox: torch.Tensor, valid: torch.Tensor, a: float) -> float:
-    d_ref = a * (1 - ref_prox) / ref_prox
-    return float(((pred - d_ref).abs() / d_ref)[valid].mean())
+    err_code = (torch.sigmoid(logit_code) - target).abs()
+    err_prior = (torch.sigmoid(prior) - prox).abs()
+    e = err_code.detach() + 1e-3
+    uncertainty = e * torch.exp(-log_b) + log_b - 1.0 - torch.log(e)
+    l1_code = (err_code * m).sum() / n
+    l1_prior = (err_prior * m).sum() / n
+    loss = (l1_code + l1_prior + 0.01 * (uncertainty * m).sum() / n
+            + code_weight * (code ** 2).sum(1).mean())
+    return loss, {"l1_code": float(l1_code.detach()), "l1_prior": float(l1_prior.detach())}
 
 
 def load_depth_data(cfg: TrainConfig, height: int, width: int, euroc_stride: int,
@@ -112,59 +147,74 @@ def load_depth_data(cfg: TrainConfig, height: int, width: int, euroc_stride: int
     return train, held_pairs, held
 
 
-def train_depth(cfg: TrainConfig) -> dict[str, float]:
-    """Train the depth-code network; writes cfg.out_dir/depth_code.pt and returns metrics.
+class CropSampler:
+    """fit's batch sampler: random crops (random source, then a random sample of it, crop
+    side 45-100 %, horizontal flip, exposure gain 0.7-1.3) at the network's size. Every
+    source weighs the same: the EuRoC frames are near-duplicates (the camera is at rest)."""
 
-    Each step draws ``batch_size`` random crops (random source, then a random sample of it,
-    crop side 45-100 %, horizontal flip, exposure gain 0.7-1.3) at the network's size.
-    """
+    def __init__(self, train: list[slam_data.DepthSample], cfg: DepthCodeConfig,
+                 batch_size: int, seed: int) -> None:
+        self.groups: dict[str, list[slam_data.DepthSample]] = {}
+        for sample in train:
+            key = "euroc" if sample.name.startswith("euroc") else sample.name
+            self.groups.setdefault(key, []).append(sample)
+        self.cfg = cfg
+        self.batch_size = batch_size
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        names = sorted(self.groups)
+        chosen = []
+        for _ in range(self.batch_size):
+            group = self.groups[names[int(self.rng.integers(len(names)))]]
+            sample = group[int(self.rng.integers(len(group)))]
+            chosen.append(slam_data.random_crop(sample, self.cfg.height, self.cfg.width,
+                                                self.rng))
+        flips = [bool(self.rng.random() < 0.5) for _ in chosen]
+        img, prox, valid = _to_batch(chosen, self.cfg.average_depth_m, flips)
+        gain = torch.from_numpy(self.rng.uniform(0.7, 1.3, (len(chosen), 1, 1, 1))).float()
+        return (img * gain).clamp(0.0, 1.0), prox, valid
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+def train_depth(cfg: TrainConfig) -> dict[str, float]:
+    """Train the depth-code network through training.loop.fit; exports depth_code.pt."""
     from meetup_ros.training.checkpoint import save_weights
+    from meetup_ros.training.loop import fit
 
     extra = _extra(cfg, DEPTH_KEYS)
-    torch.set_num_threads(1)
     _seed(cfg.seed)
-    np_rng = np.random.default_rng(cfg.seed)
     model_cfg = DepthCodeConfig(code_dim=int(extra.get("code_dim", 32)))
     data_root = Path(extra.get("data_root", default_data_root()))
     train, held_pairs, held = load_depth_data(
-        cfg, model_cfg.height, model_cfg.width, int(extra.get("euroc_stride", 1)), data_root
+        cfg, model_cfg.height, model_cfg.width, int(extra.get("euroc_stride", 3)), data_root
     )
-    logger.info("depth training on %d samples; held out %s", len(train),
-                [s.name for s in held] + [p.name for p in held_pairs])
     net = DepthCodeNet(model_cfg)
-    # Every source weighs the same: EuRoC frames are near-duplicates (camera at rest).
-    groups: dict[str, list[slam_data.DepthSample]] = {}
-    for sample in train:
-        groups.setdefault(sample.name.split("_")[0] + sample.name.split("_")[1][:1], []).append(
-            sample)
-    epochs = cfg.epochs or 60
-    steps = int(extra.get("steps", 20))
-    batch = cfg.batch_size or 8
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr or 2e-3)
-    a = model_cfg.average_depth_m
-    metrics: dict[str, float] = {}
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        net.train()
-        for _ in range(steps):
-            names = list(groups)
-            chosen = [slam_data.random_crop(random.choice(groups[random.choice(names)]),
-                                            model_cfg.height, model_cfg.width, np_rng)
-                      for _ in range(batch)]
-            img, prox, valid = _to_batch(chosen, a, [random.random() < 0.5 for _ in chosen])
-            img = img * (0.7 + 0.6 * torch.rand(img.shape[0], 1, 1, 1))
-            loss, parts = depth_loss(net, img.clamp(0, 1), prox, valid)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        metrics = {"epoch": float(epoch), "loss": float(loss.detach()), **parts}
-        logger.info("epoch %d %s (%.0f s)", epoch, metrics, time.perf_counter() - start)
+    sampler = CropSampler(train, model_cfg, cfg.batch_size or 8, cfg.seed)
+    logger.info("depth training on %s; held out %s", sorted(sampler.groups),
+                [s.name for s in held] + [p.name for p in held_pairs])
+
+    def loss_fn(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+        image, prox, valid = batch
+        return depth_loss(net, image, prox, valid)
+
+    metrics = fit(cfg, net, sampler, None, loss_fn,
+                  defaults={"lr": DEPTH_LR, "epochs": 60, "batch_size": 8},
+                  steps_per_epoch=int(extra.get("steps", 20)))
     model = DepthCodeModel(net.eval())
     metrics.update(evaluate_depth(model, held, held_pairs))
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    save_weights(cfg.out_dir / "depth_code.pt", net.state_dict(),
-                 **model.metadata(train_sources=sorted(groups),
-                                  held_out=[s.name for s in held] + [p.name for p in held_pairs]))
+    if cfg.export:
+        save_weights(cfg.out_dir / "depth_code.pt", net.state_dict(),
+                     **model.metadata(optimizer=cfg.optimizer,
+                                      train_sources=sorted(sampler.groups),
+                                      held_out=[s.name for s in held]
+                                      + [p.name for p in held_pairs]))
     return metrics
 
 
@@ -174,6 +224,7 @@ def evaluate_depth(model: DepthCodeModel, held: list, held_pairs: list) -> dict[
     from meetup_ros.slam.evaluation import depth_metrics
     from meetup_ros.slam.solvers import gauss_newton, make_problem
 
+    torch.set_num_threads(1)
     out: dict[str, float] = {}
     for s in held:
         img = torch.from_numpy(s.image.astype(np.float32) / 255.0)[None, None]
@@ -212,22 +263,30 @@ def perturbed_start(problem: Any, rng: np.random.Generator, rot_rad: float = 0.0
     return x0
 
 
-def unroll_loss(step: Any, problem: Any, x0: torch.Tensor, unroll: int) -> torch.Tensor:
-    """Mean over the unroll of E(x_t) / E(x_0): rewards reaching a low error early."""
+def unroll_loss(step: Any, problem: Any, x0: torch.Tensor, unroll: int,
+                gn_weight: float = 10.0) -> torch.Tensor:
+    """Mean over the unroll of E(x_t) / E(x_0) plus ``gn_weight`` times the excess of E(x_t)
+    over Gauss-Newton's error after t iterations from the same start (relative to E(x_0)):
+    rewards a low error early and penalises falling behind GN at any iteration. >= 0."""
     from meetup_ros.slam.learned import LearnedStep
+    from meetup_ros.slam.solvers import gauss_newton
 
     assert isinstance(step, LearnedStep)
     x = x0.detach()
     e0 = problem.error(x)
+    gn = gauss_newton(problem, x, iterations=unroll, tol=0.0)
+    gn_errors = gn.errors + [gn.errors[-1]] * (unroll + 1 - len(gn.errors))
     state = step.init_state(problem.dim)
     total = torch.zeros(())
-    for _ in range(unroll):
+    dx: torch.Tensor | None = None
+    for t in range(unroll):
         r, J = problem.linearize(x)
-        feats, dx_gn, dx_jac = step.features(problem, r, J, e0)
+        feats, dx_gn, dx_jac = step.features(problem, r, J, e0, dx)
         dx, state = step(feats, dx_gn, dx_jac, state)
         x = x.detach() + dx  # truncated: no derivative through the next linearisation
         res = problem.residual(x)
-        total = total + 0.5 * (res * res).sum() / e0
+        e = 0.5 * (res * res).sum()
+        total = total + e / e0 + gn_weight * torch.relu(e - gn_errors[t + 1]) / e0
     return total / unroll
 
 
@@ -239,67 +298,83 @@ def build_problems(depth_model: DepthCodeModel, pairs: list, pose_prior_weight: 
                          code_prior_weight, True, pose_prior_weight, p.K_b) for p in pairs]
 
 
-def train_optimizer(cfg: TrainConfig) -> dict[str, float]:
-    """Train the learned LSTM step by unrolling it on EuRoC training stereo pairs.
+class ProblemSampler:
+    """fit's batch sampler for the optimiser: one (problem, start point) per step. Two
+    settings per pair: the frontend's (pose tied to the calibration, 2 cm / 0.02 rad start
+    error) and a free-pose one with 5 cm / 0.04 rad, like the monocular benchmark pairs."""
 
-    The depth network (``depth_weights``, default models/depth_code.pt) is frozen. Each
-    problem starts from zero codes and a random pose perturbation (2 cm, 0.02 rad) around
-    the calibration, as in :mod:`meetup_ros.slam.benchmark`. Writes slam_optimizer.pt.
+    SETTINGS = ((10.0, 0.02, 0.02), (0.0, 0.04, 0.05))  # (pose prior weight, rot, trans)
+
+    def __init__(self, depth_model: DepthCodeModel, pairs: list, seed: int) -> None:
+        self.items = [(prob, rot, trans) for w, rot, trans in self.SETTINGS
+                      for prob in build_problems(depth_model, pairs, w)]
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self) -> tuple[Any, torch.Tensor]:
+        problem, rot, trans = self.items[int(self.rng.integers(len(self.items)))]
+        return problem, perturbed_start(problem, self.rng, rot, trans)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+def train_optimizer(cfg: TrainConfig) -> dict[str, float]:
+    """Train the learned LSTM step by unrolling it on EuRoC training stereo pairs (fit).
+
+    The depth network (``depth_weights``, default models/depth_code.pt) is frozen. Held-out
+    check each epoch: the error after ``unroll`` learned steps over GN's best within 20.
+    Exports slam_optimizer.pt.
     """
     from meetup_ros.slam.learned import LearnedStep, learned_solve
     from meetup_ros.slam.solvers import gauss_newton
     from meetup_ros.training.checkpoint import save_weights
+    from meetup_ros.training.loop import fit
 
     extra = _extra(cfg, OPTIMIZER_KEYS)
     torch.set_num_threads(1)
     _seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    depth_path = Path(extra["depth_weights"]) if "depth_weights" in extra else paths.model_path(
-        "depth_code.pt")
+    depth_path = (Path(extra["depth_weights"]) if "depth_weights" in extra
+                  else paths.model_path("depth_code.pt"))
     depth_model = DepthCodeModel.from_weights(depth_path)
+    for p in depth_model.net.parameters():
+        p.requires_grad_(False)
     stride = int(extra.get("euroc_stride", 3))
     pairs = slam_data.euroc_stereo_pairs(list(cfg.bags), depth_model.cfg.height,
                                          depth_model.cfg.width, stride)
     cut = slam_data.EUROC_HELD_OUT_FROM
     train_pairs = [p for i, p in enumerate(pairs) if i * stride < cut]
     held_pairs = [p for i, p in enumerate(pairs) if i * stride >= cut]
-    # Two settings per pair: the frontend's (pose tied to the calibration, small start error)
-    # and a free-pose one with larger start errors, like the monocular benchmark pairs.
-    settings = ((10.0, 0.02, 0.02), (0.0, 0.04, 0.05))
-    train_problems = [(prob, rot, trans) for w, rot, trans in settings
-                      for prob in build_problems(depth_model, train_pairs, w)]
-    held_problems = build_problems(depth_model, held_pairs, settings[0][0])
-    logger.info("learned step: %d training problems, %d held out", len(train_problems),
+    sampler = ProblemSampler(depth_model, train_pairs, cfg.seed)
+    held_problems = build_problems(depth_model, held_pairs, ProblemSampler.SETTINGS[0][0])
+    logger.info("learned step: %d training problems, %d held out", len(sampler.items),
                 len(held_problems))
     step = LearnedStep()
-    opt = torch.optim.Adam(step.parameters(), lr=cfg.lr or 3e-3)
-    unroll = int(extra.get("unroll", 4))
-    epochs = cfg.epochs or 20
-    steps = int(extra.get("steps", 10))
-    loss = torch.zeros(())
-    for epoch in range(epochs):
-        for _ in range(steps):
-            problem, rot, trans = train_problems[int(rng.integers(len(train_problems)))]
-            x0 = perturbed_start(problem, rng, rot, trans)
-            loss = unroll_loss(step, problem, x0, unroll)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(step.parameters(), 1.0)
-            opt.step()
-        logger.info("epoch %d unroll loss %.4f", epoch, float(loss))
+    unroll = int(extra.get("unroll", 5))
+
+    def loss_fn(batch: tuple[Any, torch.Tensor]) -> torch.Tensor:
+        problem, x0 = batch
+        return unroll_loss(step, problem, x0, unroll)
+
+    def evaluate() -> dict[str, float]:
+        ratios = []
+        for problem in held_problems:
+            x0 = perturbed_start(problem, np.random.default_rng(1))
+            gn = gauss_newton(problem, x0, iterations=20)
+            learned = learned_solve(step, problem, x0, iterations=unroll)
+            ratios.append(learned.errors[-1] / gn.errors[-1])
+        return {"learned_over_gn_error": float(np.mean(ratios)) if ratios else float("nan")}
+
+    metrics = fit(cfg, step, sampler, None, loss_fn,
+                  defaults={"lr": OPTIMIZER_LR, "epochs": 20, "batch_size": 1},
+                  steps_per_epoch=int(extra.get("steps", 10)), evaluate=evaluate)
     step.eval()
-    # Held-out check: error after `unroll` learned steps vs GN's best within 20 iterations.
-    ratios = []
-    for problem in held_problems:
-        x0 = perturbed_start(problem, np.random.default_rng(1))
-        gn = gauss_newton(problem, x0, iterations=20)
-        learned = learned_solve(step, problem, x0, iterations=unroll)
-        ratios.append(learned.errors[-1] / gn.errors[-1])
-    metrics = {"unroll_loss": float(loss),
-               "heldout_learned_over_gn_error": float(np.mean(ratios)) if ratios else float("nan")}
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    save_weights(cfg.out_dir / "slam_optimizer.pt", step.state_dict(),
-                 **step.metadata(unroll=unroll, depth_weights=str(depth_path),
-                                 train=[p.name for p in train_pairs],
-                                 held_out=[p.name for p in held_pairs]))
+    if cfg.export:
+        save_weights(cfg.out_dir / "slam_optimizer.pt", step.state_dict(),
+                     **step.metadata(unroll=unroll, optimizer=cfg.optimizer,
+                                     depth_weights=str(depth_path),
+                                     train=[p.name for p in train_pairs],
+                                     held_out=[p.name for p in held_pairs]))
     return metrics

@@ -113,3 +113,13 @@ def average_scalar(ctx: DistributedContext, value: torch.Tensor) -> torch.Tensor
     out = value.detach().clone()
     dist.all_reduce(out)
     return out / ctx.world_size
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (or without torchrun); usable after :func:`teardown` (reads RANK).
+
+    Trainers call it before writing exported weights so that only one rank writes them.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0

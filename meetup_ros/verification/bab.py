@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from meetup_ros.verification import VerificationInputError
-from meetup_ros.verification.bounds.crown import CrownResult, crown_bounds
+from meetup_ros.verification.bounds.crown import crown_bounds, max_of_rows_lower_bound
 from meetup_ros.verification.falsify import confirm, forward_layers, pgd_search, spec_layers
 from meetup_ros.verification.network import Network
 from meetup_ros.verification.spec import Property
@@ -44,6 +44,10 @@ class BabConfig:
         proof_margin: a row's lower bound must exceed this to close a domain (float64
             rounding guard).
         min_width: input domains narrower than this in every dimension go to the MIP.
+        split_candidates: input dimensions tried per split (bound-improvement choice);
+            1 = the estimate alone.
+        max_aspect: split the relatively widest dimension once it is this many times wider
+            (relative to the root box) than the narrowest.
         max_domains: open domains kept before giving up on splitting (-> MIP / timeout).
         use_mip: allow the exact MIP on leftovers (needs highspy).
         seed: falsifier seed.
@@ -57,6 +61,8 @@ class BabConfig:
     falsify_steps: int = 30
     proof_margin: float = 1e-9
     min_width: float = 1e-7
+    split_candidates: int = 3
+    max_aspect: float = 8.0
     max_domains: int = 1_000_000
     use_mip: bool = True
     seed: int = 0
@@ -70,7 +76,8 @@ class Frontier:
     upper: torch.Tensor
     bound: torch.Tensor
     splits: list[torch.Tensor] | None = None
-    direction: torch.Tensor | None = None  # (N, n) linear-bound coefficients of the best row
+    direction: torch.Tensor | None = None  # (N, n) coefficients of the best linear bound
+    combo: torch.Tensor | None = None  # (N, k) convex weights over the margin rows
 
     def __len__(self) -> int:
         return int(self.lower.shape[0])
@@ -85,7 +92,8 @@ class Frontier:
         keep = (lo <= up).all(-1)
         splits = None if self.splits is None else [s[keep] for s in self.splits]
         direction = None if self.direction is None else self.direction[keep]
-        return Frontier(lo[keep], up[keep], self.bound[keep], splits, direction)
+        combo = None if self.combo is None else self.combo[keep]
+        return Frontier(lo[keep], up[keep], self.bound[keep], splits, direction, combo)
 
     def select(self, index: torch.Tensor) -> Frontier:
         """The domains at ``index``."""
@@ -93,6 +101,7 @@ class Frontier:
             self.lower[index], self.upper[index], self.bound[index],
             None if self.splits is None else [s[index] for s in self.splits],
             None if self.direction is None else self.direction[index],
+            None if self.combo is None else self.combo[index],
         )
 
     @staticmethod
@@ -104,7 +113,8 @@ class Frontier:
         splits = None if a.splits is None or b.splits is None else [
             torch.cat([x, y]) for x, y in zip(a.splits, b.splits, strict=True)]
         return Frontier(torch.cat([a.lower, b.lower]), torch.cat([a.upper, b.upper]),
-                        torch.cat([a.bound, b.bound]), splits, cat(a.direction, b.direction))
+                        torch.cat([a.bound, b.bound]), splits, cat(a.direction, b.direction),
+                        cat(a.combo, b.combo))
 
 
 @dataclass
@@ -161,15 +171,51 @@ class _Solver:
         self.mode = _choose_split_mode(config, network.n_inputs)
         self.domains = 0
         self.generator = torch.Generator().manual_seed(config.seed)
+        width = torch.as_tensor(self.upper_np - self.lower_np)
+        self.root_width = torch.where(width > 0, width, torch.ones_like(width))
 
     # -- helpers ----------------------------------------------------------------------------
     def _time_left(self) -> float:
         return self.deadline - time.monotonic()
 
     def _bound(self, lower: torch.Tensor, upper: torch.Tensor,
-               splits: list[torch.Tensor] | None, alpha_steps: int) -> CrownResult:
+               splits: list[torch.Tensor] | None, alpha_steps: int,
+               combo: torch.Tensor | None = None) -> Frontier:
+        """Bound domains; returns them as a frontier with bound, direction and weights.
+
+        The bound of a domain is the best of: each margin row's CROWN bound, the CROWN bound
+        of the parent's convex combination of the rows (``combo``) and the best convex
+        combination of all those linear bounds; each is a lower bound of ``max_j margin_j``.
+        """
         self.domains += int(lower.shape[0])
-        return crown_bounds(self.layers, lower, upper, splits, alpha_steps=alpha_steps)
+        k = self.coeffs.shape[0]
+        use_combo = combo is not None and k > 1
+        res = crown_bounds(self.layers, lower, upper, splits, alpha_steps=alpha_steps,
+                           combos=combo.unsqueeze(1) if use_combo else None)
+        if k > 1:
+            best, lam = max_of_rows_lower_bound(res.A, res.c, lower, upper)
+            best = torch.maximum(best, res.lower.max(-1).values)
+            weights = lam[:, :k]
+            if use_combo:
+                assert combo is not None
+                weights = weights + lam[:, k:] * combo
+            direction = (lam.unsqueeze(-1) * res.A).sum(1)
+        else:
+            best = res.lower[:, 0]
+            weights = torch.ones_like(best).unsqueeze(-1)
+            direction = res.A[:, 0]
+        best = torch.where(res.infeasible, torch.full_like(best, float("inf")), best)
+        return Frontier(lower, upper, best, splits, direction, weights)
+
+    def _check_domains(self, domains: Frontier) -> DisjunctOutcome | None:
+        """Try each open domain's centre and its linear bound's minimising corner."""
+        live = torch.isfinite(domains.bound)
+        if not bool(live.any()):
+            return None
+        assert domains.direction is not None
+        corner = torch.where(domains.direction > 0, domains.lower, domains.upper)
+        centre = (domains.lower + domains.upper) / 2
+        return self._try_points(torch.cat([corner[live], centre[live]]))
 
     def _try_points(self, points: torch.Tensor) -> DisjunctOutcome | None:
         """Check candidate points ``(P, n)``; a confirmed counterexample ends the search."""
@@ -193,12 +239,6 @@ class _Solver:
             return self._try_points(x.unsqueeze(0))
         return None
 
-    def _minimisers(self, res: CrownResult, lower: torch.Tensor, upper: torch.Tensor,
-                    rows: torch.Tensor) -> torch.Tensor:
-        """Box corners minimising the linear bound of each domain's chosen row: ``(B, n)``."""
-        A = res.A[torch.arange(lower.shape[0]), rows]
-        return torch.where(A > 0, lower, upper)
-
     # -- main loop -----------------------------------------------------------------------------
     def run(self, frontier: Frontier | None = None) -> DisjunctOutcome:
         cfg = self.config
@@ -209,18 +249,15 @@ class _Solver:
             splits = None
             if self.mode == "relu":
                 splits = [torch.zeros(1, h, dtype=torch.int8) for h in self.network.hidden_sizes]
-            res = self._bound(lo, up, splits, cfg.alpha_steps_root)
-            best = res.lower.max(-1).values
-            if bool(best[0] > margin):
+            root = self._bound(lo, up, splits, cfg.alpha_steps_root)
+            if bool(root.bound[0] > margin):
                 return DisjunctOutcome("unsat", domains=self.domains)
-            found = self._try_points(torch.cat([
-                (lo + up) / 2, self._minimisers(res, lo, up, res.lower.argmax(-1))]))
+            found = self._check_domains(root)
             if found is None and cfg.falsify_samples > 0:
                 found = self._falsify(cfg.falsify_samples, cfg.falsify_steps)
             if found is not None:
                 return found
-            rows = res.lower.argmax(-1)
-            frontier = Frontier(lo, up, best, splits, res.A[torch.arange(1), rows])
+            frontier = root
         iteration = 0
         while len(frontier) > 0:
             if self._time_left() <= 0:
@@ -244,18 +281,10 @@ class _Solver:
                     return out
             new_frontier = frontier.select(rest)
             if children is not None:
-                c_lo, c_up, c_sp = children
-                res = self._bound(c_lo, c_up, c_sp, cfg.alpha_steps)
-                best, rows = res.lower.max(-1)
-                found = self._try_points(torch.cat([
-                    self._minimisers(res, c_lo, c_up, rows)[~res.infeasible],
-                    ((c_lo + c_up) / 2)[~res.infeasible],
-                ]))
+                found = self._check_domains(children)
                 if found is not None:
                     return found
-                open_ = best <= margin
-                direction = res.A[torch.arange(c_lo.shape[0]), rows]
-                kids = Frontier(c_lo, c_up, best, c_sp, direction).select(open_)
+                kids = children.select(children.bound <= margin)
                 if new_frontier.splits is None and kids.splits is not None:
                     new_frontier.splits = [s[:0] for s in kids.splits]
                 new_frontier = Frontier.concat(new_frontier, kids)
@@ -281,21 +310,47 @@ class _Solver:
             lo, up, width = lo[~tiny], up[~tiny], width[~tiny]
         if lo.shape[0] == 0:
             return None, leftovers
-        # Estimated improvement of the best row's linear bound when halving dimension i:
-        # the box term |A_i| r_i of the bound loses half its size in both children.
+        # Candidate dimensions: the two with the largest estimated improvement of the best
+        # row's linear bound (halving dimension i halves its box term |A_i| r_i) and the
+        # widest relative to the root box (the relaxation error the estimate cannot see).
+        # Each candidate split is bounded and the one whose worse child is best is kept.
         assert batch.direction is not None
         A = batch.direction[~tiny]
-        score = A.abs() * width
-        score = torch.where(width > self.config.min_width, score, torch.full_like(score, -1.0))
-        # Break ties (e.g. all-zero coefficients) by width.
-        dim = torch.argmax(score + 1e-12 * width, -1)
+        splittable = width > self.config.min_width
+        smear = torch.where(splittable, A.abs() * width + 1e-12 * width,
+                            torch.full_like(width, -1.0))
+        relative = torch.where(splittable, width / self.root_width, torch.full_like(width, -1.0))
+        n_smear = min(max(self.config.split_candidates - 1, 1), lo.shape[1])
+        cands = torch.cat([torch.topk(smear, n_smear, dim=-1).indices,
+                           relative.argmax(-1, keepdim=True)], -1)
+        if self.config.split_candidates <= 1:
+            cands = cands[:, :1]
+        P, c = cands.shape
         mid = (lo + up) / 2
-        idx = torch.arange(lo.shape[0])
-        up_left = up.clone()
-        up_left[idx, dim] = mid[idx, dim]
-        lo_right = lo.clone()
-        lo_right[idx, dim] = mid[idx, dim]
-        return (torch.cat([lo, lo_right]), torch.cat([up_left, up]), None), leftovers
+        lo_c = lo.unsqueeze(1).expand(P, c, -1)
+        up_c = up.unsqueeze(1).expand(P, c, -1)
+        onehot = torch.nn.functional.one_hot(cands, lo.shape[1]).bool()
+        mid_c = mid.unsqueeze(1).expand(P, c, -1)
+        left_up = torch.where(onehot, mid_c, up_c)
+        right_lo = torch.where(onehot, mid_c, lo_c)
+        c_lo = torch.stack([lo_c, right_lo], 2).reshape(P * c * 2, -1)
+        c_up = torch.stack([left_up, up_c], 2).reshape(P * c * 2, -1)
+        combo = None
+        if batch.combo is not None:
+            combo = batch.combo[~tiny].unsqueeze(1).expand(P, c * 2, -1).reshape(P * c * 2, -1)
+        kids = self._bound(c_lo, c_up, None, self.config.alpha_steps, combo)
+        if c == 1:
+            return kids, leftovers
+        best = kids.bound.view(P, c, 2).min(-1).values
+        choice = best.argmax(-1)
+        # Greedy choice can starve a dimension whose split pays off only later; once the box
+        # is much thinner in some dimension than in the widest (relative to the root box),
+        # split the widest (it is the last candidate).
+        rel_min = torch.where(splittable, relative, torch.full_like(relative, float("inf")))
+        lopsided = relative.max(-1).values > self.config.max_aspect * rel_min.min(-1).values
+        choice = torch.where(lopsided, torch.full_like(choice, c - 1), choice)
+        base = (torch.arange(P) * c + choice) * 2
+        return kids.select(torch.cat([base, base + 1])), leftovers
 
     def _split_relu(self, batch: Frontier):
         """Split each domain on its unstable ReLU with the largest triangle height."""
@@ -333,9 +388,11 @@ class _Solver:
             pos_splits.append(sp)
             neg_splits.append(sn)
             offset += h
-        return (torch.cat([lo, lo]), torch.cat([up, up]),
-                [torch.cat([a, b]) for a, b in zip(pos_splits, neg_splits, strict=True)]), \
-            leftovers
+        combo = None if batch.combo is None else batch.combo[keep].repeat(2, 1)
+        child_splits = [torch.cat([a, b]) for a, b in zip(pos_splits, neg_splits, strict=True)]
+        kids = self._bound(torch.cat([lo, lo]), torch.cat([up, up]), child_splits,
+                           self.config.alpha_steps, combo)
+        return kids, leftovers
 
     def _leftover_to_mip(self, frontier: Frontier, why: str) -> DisjunctOutcome:
         """Settle open domains exactly with the MIP (or report "timeout" without it)."""

@@ -85,16 +85,18 @@ def read_instances(csv_path: str | Path, root: str | Path | None = None) -> list
 def select(instances: list[Instance], pattern: str | None = None, limit: int | None = None,
            per_property: int | None = None) -> list[Instance]:
     """Instances whose ``net:prop`` name matches ``pattern`` (regex), at most ``per_property``
-    of each property, then the first ``limit``."""
+    of each property (evenly spread over that property's rows), then the first ``limit``."""
     chosen = [i for i in instances if pattern is None or re.search(pattern, i.name)]
     if per_property is not None:
-        counts: dict[str, int] = {}
-        kept = []
+        groups: dict[str, list[Instance]] = {}
         for inst in chosen:
-            if counts.get(inst.prop_name, 0) < per_property:
-                kept.append(inst)
-                counts[inst.prop_name] = counts.get(inst.prop_name, 0) + 1
-        chosen = kept
+            groups.setdefault(inst.prop_name, []).append(inst)
+        keep: set[int] = set()
+        for rows in groups.values():
+            count = min(per_property, len(rows))
+            picks = np.linspace(0, len(rows) - 1, count).round().astype(int) if count else []
+            keep.update(id(rows[int(k)]) for k in picks)
+        chosen = [i for i in chosen if id(i) in keep]
     return chosen[:limit] if limit is not None else chosen
 
 
@@ -164,7 +166,7 @@ def summarise(results: list[InstanceResult]) -> dict[str, dict[str, float]]:
     return table
 
 
-def _prop_key(name: str) -> tuple[int, str]:
+def prop_key(name: str) -> tuple[int, str]:
     m = re.search(r"(\d+)$", name)
     return (int(m.group(1)) if m else 10**6, name)
 
@@ -174,7 +176,7 @@ def summary_markdown(results: list[InstanceResult]) -> str:
     table = summarise(results)
     lines = ["| property | instances | sat | unsat | timeout | error | total s | median s |",
              "|---|---|---|---|---|---|---|---|"]
-    for prop in sorted(table, key=_prop_key):
+    for prop in sorted(table, key=prop_key):
         t = table[prop]
         lines.append(f"| {prop} | {t['instances']:.0f} | {t['sat']:.0f} | {t['unsat']:.0f} | "
                      f"{t['timeout']:.0f} | {t['error']:.0f} | {t['total_s']:.2f} | "

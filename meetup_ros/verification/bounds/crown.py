@@ -131,6 +131,7 @@ def crown_bounds(
     alpha_steps: int = 0,
     alpha_lr: float = 0.2,
     intermediate: str = "auto",
+    combos: torch.Tensor | None = None,
 ) -> CrownResult:
     """CROWN lower bounds of the last layer's outputs over boxes.
 
@@ -144,6 +145,9 @@ def crown_bounds(
             carried forward in terms of x: far cheaper for few inputs, looser), "hybrid"
             (forward first, then CROWN only for the neurons still unstable, per domain), or
             "auto" (= hybrid).
+        combos: ``(B, r, k)`` convex weights over the k objective rows; r extra rows
+            ``sum_j combos_j * objective_j`` are bounded too (appended after the k rows).
+            Each lower-bounds ``max_j objective_j``, which is what a property's margins need.
     """
     if intermediate == "auto":
         intermediate = "hybrid"
@@ -217,9 +221,11 @@ def crown_bounds(
             f_up_c = up * z_up_c + icpt
     # -- final objective ------------------------------------------------------------------------
     W, b = layers[-1]
-    k = W.shape[0]
-    A0 = W.unsqueeze(0).expand(batch, k, W.shape[1])
-    c0 = b.unsqueeze(0).expand(batch, k)
+    A0 = W.unsqueeze(0).expand(batch, W.shape[0], W.shape[1])
+    c0 = b.unsqueeze(0).expand(batch, W.shape[0])
+    if combos is not None:
+        A0 = torch.cat([A0, combos @ W], 1)
+        c0 = torch.cat([c0, combos @ b], 1)
     if n_hidden == 0:
         A, c = A0, c0
         best = _minimise(A, c, center, radius)
@@ -264,3 +270,50 @@ def _optimise_alpha(
             for p in params:
                 p.clamp_(0, 1)
     return best.detach(), best_A.detach(), best_c.detach()
+
+
+def max_of_rows_lower_bound(
+    A: torch.Tensor,
+    c: torch.Tensor,
+    lower: torch.Tensor,
+    upper: torch.Tensor,
+    steps: int = 30,
+    lr: float = 0.5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lower bound of ``min_x max_j (A_j x + c_j)`` over each box: ``(B,)``.
+
+    For any weights ``lam`` in the simplex, ``max_j L_j(x) >= sum_j lam_j L_j(x)``, whose
+    minimum over the box is closed-form; the bound is maximised over ``lam`` by exponentiated
+    (mirror) ascent on the concave dual and the best value seen is returned, so it is sound
+    whatever the optimisation reaches. With linear lower bounds ``L_j`` of margins ``m_j``
+    this proves ``max_j m_j > 0`` on domains where no single row is positive everywhere.
+
+    Args:
+        A: ``(B, k, n)``; c: ``(B, k)``; lower, upper: ``(B, n)``.
+    Returns:
+        ``(bound (B,), lam (B, k))``: the best bound and the weights that gave it (one-hot on
+        the best row when no combination beats it).
+    """
+    center, radius = (lower + upper) / 2, (upper - lower) / 2
+    k = A.shape[1]
+    row_value = _minimise(A, c, center, radius)
+    best, row = row_value.max(-1)
+    best_lam = torch.nn.functional.one_hot(row, k).to(c.dtype)
+    if k == 1 or steps <= 0:
+        return best, best_lam
+    logits = torch.zeros_like(c)
+    for _ in range(steps):
+        lam = torch.softmax(logits, -1)
+        lam = lam / lam.sum(-1, keepdim=True)
+        combined_A = (lam.unsqueeze(-1) * A).sum(1)  # (B, n)
+        value = (lam * c).sum(-1) + (combined_A * center).sum(-1) \
+            - (combined_A.abs() * radius).sum(-1)
+        better = value > best
+        best = torch.where(better, value, best)
+        best_lam = torch.where(better.unsqueeze(-1), lam, best_lam)
+        # Supergradient w.r.t. lam_j: L_j at the box corner minimising the combination.
+        corner = center - torch.sign(combined_A) * radius
+        grad = (A @ corner.unsqueeze(-1)).squeeze(-1) + c
+        scale = grad.abs().amax(-1, keepdim=True).clamp(min=1e-12)
+        logits = logits + lr * grad / scale
+    return best, best_lam

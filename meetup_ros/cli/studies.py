@@ -1,0 +1,73 @@
+"""``meetup-ros study optimizers|batch-size|iteration-cost``: the DFW studies.
+
+Each writes ``OUT/results.csv``, ``OUT/results.md`` and a PNG plot. Defaults finish in a few
+minutes on 2 cores with one torch thread; larger settings by flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from meetup_ros.cli import CommandError
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``study`` to the ``meetup-ros`` parser."""
+    p = subparsers.add_parser("study", help="DFW studies: optimizers, batch-size, iteration-cost")
+    p.add_argument("study", choices=("optimizers", "batch-size", "iteration-cost"))
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--mnist-dir", default="../shared/data/mnist_t10k",
+                   help="folder with the MNIST t10k IDX files")
+    p.add_argument("--datasets", nargs="+", default=["mnist", "digits"],
+                   choices=("mnist", "digits"), help="optimizers study")
+    p.add_argument("--dataset", default="mnist", choices=("mnist", "digits"),
+                   help="batch-size study")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="seeds per setting (default 3 optimizers, 1 batch-size)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs per run (default 12 optimizers, 10 batch-size)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="optimizers study: batch (64); iteration-cost: batch (256)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64, 256, 1024])
+    p.add_argument("--hidden", type=int, nargs="+", default=[128], help="MLP hidden sizes")
+    p.add_argument("--repetitions", type=int, default=15, help="iteration-cost")
+    p.add_argument("--iterations", type=int, default=10, help="iteration-cost, per repetition")
+    p.add_argument("--device", default="cpu", help="iteration-cost device")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (shared CPU: 1)")
+    p.set_defaults(func=_study)
+
+
+def _study(args: argparse.Namespace) -> int:
+    import torch
+
+    from meetup_ros.optim import studies
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    try:
+        if args.study == "optimizers":
+            rows = studies.optimizer_study(
+                out, datasets=args.datasets, mnist_dir=Path(args.mnist_dir),
+                seeds=range(args.seeds or 3), epochs=args.epochs or 12,
+                batch_size=args.batch_size or 64, hidden=tuple(args.hidden))
+        elif args.study == "batch-size":
+            rows = studies.batch_size_study(
+                out, dataset=args.dataset, mnist_dir=Path(args.mnist_dir),
+                batch_sizes=args.batch_sizes, seeds=range(args.seeds or 1),
+                epochs=args.epochs or 10, hidden=tuple(args.hidden))
+        else:
+            if args.device.startswith("cuda") and not torch.cuda.is_available():
+                raise CommandError(f"--device {args.device!r}: CUDA is not available")
+            rows = studies.iteration_cost_study(
+                out, batch_size=args.batch_size or 256, repetitions=args.repetitions,
+                iterations=args.iterations, device=args.device)
+    except studies.StudyError as exc:
+        raise CommandError(str(exc)) from exc
+    print((out / "results.md").read_text())
+    logger.info("study %s: %d rows in %s", args.study, len(rows), out)
+    return 0

@@ -1,0 +1,133 @@
+"""``meetup-ros train vio|depth|optimizer|controller``: retrain a network from bags.
+
+Works the same under ``torchrun --nproc_per_node N -m meetup_ros.cli train ...`` (data
+parallel, gloo on CPU, nccl on CUDA; only rank 0 writes files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from meetup_ros.cli import CommandError
+
+logger = logging.getLogger(__name__)
+
+#: network -> (module, function) of the trainer, each ``(TrainConfig) -> dict[str, float]``.
+TRAINERS: dict[str, tuple[str, str]] = {
+    "vio": ("meetup_ros.odometry.training", "train_vio"),
+    "depth": ("meetup_ros.slam.training", "train_depth"),
+    "optimizer": ("meetup_ros.slam.training", "train_optimizer"),
+    "controller": ("meetup_ros.control.training", "train_controller"),
+}
+
+
+def register(subparsers: Any) -> None:
+    """Add ``train`` to the ``meetup-ros`` parser."""
+    p = subparsers.add_parser(
+        "train", help="retrain a network from rosbag2 recordings (DFW by default)",
+        description="Retrain one network from bags; writes OUT/checkpoint.pt, OUT/metrics.csv "
+                    "and the weights file the nodes load. Under torchrun the run is data "
+                    "parallel.")
+    p.add_argument("network", choices=sorted(TRAINERS), help="which network to train")
+    p.add_argument("--bag", action="append", required=True, metavar="BAG",
+                   help="rosbag2 folder or file (sqlite3 or MCAP); repeat for several")
+    p.add_argument("--optimizer", choices=("dfw", "sgd", "adam"), default="dfw")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--epochs", type=int, default=None, help="default: the trainer's")
+    p.add_argument("--batch-size", type=int, default=None, help="per process")
+    p.add_argument("--lr", type=float, default=None,
+                   help="DFW's maximal step eta, or SGD/Adam's learning rate")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--no-export", action="store_true", help="skip the weights file")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="network-specific option (repeatable); unknown keys are rejected")
+    p.set_defaults(func=_train)
+
+
+def parse_set(items: list[str]) -> dict[str, str]:
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``; raises CommandError on bad items."""
+    extra: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CommandError(f"--set expects KEY=VALUE, got {item!r}")
+        if key.strip() in extra:
+            raise CommandError(f"--set gives {key.strip()!r} twice")
+        extra[key.strip()] = value.strip()
+    return extra
+
+
+def _resolve_bag(text: str) -> Path:
+    path = Path(text)
+    if path.exists():
+        return path
+    from meetup_ros import paths
+
+    # bare names refer to the bundled data folder (data/euroc_v1_01_easy_sample)
+    candidate = Path(paths.__file__).resolve().parent.parent / "data" / text
+    if candidate.exists():
+        return candidate
+    raise CommandError(f"bag {text!r} not found (also looked at {str(candidate)!r})")
+
+
+def load_trainer(network: str) -> Any:
+    """Import the trainer function for ``network``; CommandError if it is not there yet."""
+    module_name, func_name = TRAINERS[network]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise CommandError(f"trainer for {network!r} is not available: module "
+                               f"{module_name!r} is missing") from exc
+        raise
+    func = getattr(module, func_name, None)
+    if func is None:
+        raise CommandError(f"trainer for {network!r} is not available: {module_name!r} has no "
+                           f"{func_name!r}")
+    return func
+
+
+def _train(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from meetup_ros.training.config import TrainConfig
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise CommandError(f"--device {args.device!r} asked for, but CUDA is not available")
+    try:
+        cfg = TrainConfig(
+            bags=tuple(_resolve_bag(b) for b in args.bag), out_dir=Path(args.out),
+            optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
+            batch_size=args.batch_size, momentum=args.momentum,
+            weight_decay=args.weight_decay, seed=args.seed, resume=args.resume,
+            device=args.device, export=not args.no_export, extra=parse_set(args.set),
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    trainer = load_trainer(args.network)
+    rank = int(os.environ.get("RANK", "0"))
+    logger.info("train %s from %s with %s into %s", args.network,
+                [str(b) for b in cfg.bags], cfg.optimizer, cfg.out_dir)
+    try:
+        metrics = trainer(cfg)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        # trainers reject unknown --set keys and unusable bags with these
+        raise CommandError(f"train {args.network}: {exc}") from exc
+    if rank == 0:
+        cfg.out_dir.mkdir(parents=True, exist_ok=True)
+        print(json.dumps({k: v for k, v in metrics.items()}, indent=2, default=str))
+    return 0

@@ -1,0 +1,409 @@
+"""DFW studies on real data; each writes ``results.csv``, ``results.md`` and a PNG plot.
+
+- :func:`optimizer_study`: DFW without a schedule vs SGD with a step schedule vs Adam on
+  MNIST (the 10k t10k images, split 8k train / 2k test by a fixed permutation) and
+  scikit-learn's digits (1797 images, split 80/20 the same way). Each optimizer's learning
+  rate is picked from a small grid on a validation split carved from the *training* part
+  (last 15 %), then it is trained on the full training part with several seeds and scored on
+  the test part, which no choice ever looked at. Every run goes through
+  :func:`meetup_ros.training.loop.fit`.
+- :func:`batch_size_study`: test accuracy of DFW and SGD for batch sizes 16..1024 at a fixed
+  number of epochs and a fixed learning rate.
+- :func:`iteration_cost_study`: seconds per training iteration (zero_grad, forward, backward,
+  step) of DFW over SGD with momentum and weight decay on a 784-512-512-10 MLP at batch 256,
+  both timed in one process with interleaved repetitions (the order alternates).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import itertools
+import logging
+import statistics
+import struct
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from meetup_ros.optim.dfw import DFW
+from meetup_ros.optim.losses import MultiClassHingeLoss
+
+logger = logging.getLogger(__name__)
+
+DATASETS = ("mnist", "digits")
+SPLIT_SEED = 1234  # the one permutation every split uses
+
+
+class StudyError(ValueError):
+    """A study got an unusable argument or data folder."""
+
+
+# ---- data ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Split:
+    """Features (N, D) float32 in [0, 1] and labels (N,) int64 for train and test."""
+
+    name: str
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+    def validation(self, fraction: float = 0.15) -> Split:
+        """Train on the first part of the training split, test on its last ``fraction``."""
+        n_val = round(len(self.train_x) * fraction)
+        return Split(f"{self.name}-val", self.train_x[:-n_val], self.train_y[:-n_val],
+                     self.train_x[-n_val:], self.train_y[-n_val:])
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (gzipped or not) into an array of its stored shape."""
+    opener: Any = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        data = handle.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise StudyError(f"IDX file {str(path)!r}: expected unsigned-byte data, got header "
+                         f"{data[:4]!r}")
+    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if array.size != int(np.prod(shape)):
+        raise StudyError(f"IDX file {str(path)!r}: {array.size} values for shape {shape!r}")
+    return array.reshape(shape)
+
+
+def _split(name: str, x: np.ndarray, y: np.ndarray, n_test: int) -> Split:
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(x))
+    x, y = x[order], y[order]
+    return Split(name, x[:-n_test], y[:-n_test], x[-n_test:], y[-n_test:])
+
+
+def load_dataset(name: str, mnist_dir: Path | None = None) -> Split:
+    """``mnist`` (8000/2000 of the t10k images) or ``digits`` (1437/360)."""
+    if name == "mnist":
+        if mnist_dir is None or not Path(mnist_dir).is_dir():
+            raise StudyError(f"MNIST folder {str(mnist_dir)!r} not found (expected the t10k "
+                             "IDX files, e.g. ../shared/data/mnist_t10k)")
+        images = read_idx(Path(mnist_dir) / "t10k-images-idx3-ubyte.gz")
+        labels = read_idx(Path(mnist_dir) / "t10k-labels-idx1-ubyte.gz")
+        x = images.reshape(len(images), -1).astype(np.float32) / 255.0
+        return _split("mnist", x, labels.astype(np.int64), n_test=2000)
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        x = digits.data.astype(np.float32) / 16.0
+        return _split("digits", x, digits.target.astype(np.int64), n_test=360)
+    raise StudyError(f"dataset {name!r} is not one of {DATASETS}")
+
+
+def mlp(sizes: Sequence[int]) -> nn.Sequential:
+    """ReLU MLP with the given layer sizes (input first, classes last)."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+# ---- one run through the project's training loop -------------------------------------------
+
+@dataclass(frozen=True)
+class RunSpec:
+    optimizer: str
+    lr: float
+    epochs: int
+    batch_size: int
+    seed: int
+    weight_decay: float
+    hidden: tuple[int, ...]
+
+
+def train_once(split: Split, spec: RunSpec, out_dir: Path) -> dict[str, Any]:
+    """Train an MLP with ``fit`` and return its final metrics plus the per-epoch curve.
+
+    DFW trains on the smoothed multi-class hinge (the loss it is exact for); SGD and Adam on
+    cross-entropy, their usual loss. Accuracy is what is compared.
+    """
+    from meetup_ros.training.config import TrainConfig
+    from meetup_ros.training.loop import fit
+    from meetup_ros.training.metrics import read_metrics
+
+    torch.manual_seed(spec.seed)
+    model = mlp((split.train_x.shape[1], *spec.hidden, int(split.train_y.max()) + 1))
+    loss_fn: nn.Module = (MultiClassHingeLoss(smoothing=0.05) if spec.optimizer == "dfw"
+                          else nn.CrossEntropyLoss())
+    cfg = TrainConfig(bags=(Path("-"),), out_dir=out_dir, optimizer=spec.optimizer,  # type: ignore[arg-type]
+                      lr=spec.lr, epochs=spec.epochs, batch_size=spec.batch_size,
+                      seed=spec.seed, weight_decay=spec.weight_decay)
+    train = TensorDataset(torch.from_numpy(split.train_x), torch.from_numpy(split.train_y))
+    test = TensorDataset(torch.from_numpy(split.test_x), torch.from_numpy(split.test_y))
+    t0 = time.perf_counter()
+    metrics = fit(cfg, model, train, test, loss_fn)
+    rows = read_metrics(out_dir / "metrics.csv")
+    return {"accuracy": metrics["eval_accuracy"], "train_loss": metrics["train_loss"],
+            "curve": [r["eval_accuracy"] for r in rows], "time_s": time.perf_counter() - t0}
+
+
+# ---- (a) optimizers ------------------------------------------------------------------------
+
+LR_GRIDS = {"dfw": (0.1, 0.3, 1.0), "sgd": (0.03, 0.1, 0.3), "adam": (3e-4, 1e-3, 3e-3)}
+
+
+def optimizer_study(out_dir: Path, *, datasets: Sequence[str] = DATASETS,
+                    mnist_dir: Path | None = None, seeds: Sequence[int] = (0, 1, 2),
+                    epochs: int = 12, batch_size: int = 64, weight_decay: float = 1e-4,
+                    hidden: tuple[int, ...] = (128,),
+                    lr_grids: dict[str, Sequence[float]] | None = None) -> list[dict[str, Any]]:
+    """DFW (no schedule) vs SGD (step schedule) vs Adam; returns one row per dataset x optimizer.
+
+    Writes ``out_dir/results.{csv,md}`` and ``out_dir/optimizers.png`` (test accuracy per
+    epoch, mean over seeds).
+    """
+    grids = dict(LR_GRIDS if lr_grids is None else lr_grids)
+    out_dir = Path(out_dir)
+    rows: list[dict[str, Any]] = []
+    curves: dict[tuple[str, str], list[float]] = {}
+    for name in datasets:
+        split = load_dataset(name, mnist_dir)
+        val = split.validation()
+        for optimizer, grid in grids.items():
+            # learning rate chosen on the validation part of the training split, seed 0
+            val_acc = {}
+            for lr in grid:
+                spec = RunSpec(optimizer, lr, epochs, batch_size, 0, weight_decay, hidden)
+                result = train_once(val, spec, out_dir / "runs" / name / f"val_{optimizer}_{lr:g}")
+                val_acc[lr] = result["accuracy"]
+                logger.info("%s %s lr=%g: validation accuracy %.4f", name, optimizer, lr,
+                            result["accuracy"])
+            best_lr = max(grid, key=lambda lr: (val_acc[lr], -lr))
+            accs, times, seed_curves = [], [], []
+            for seed in seeds:
+                spec = RunSpec(optimizer, best_lr, epochs, batch_size, seed, weight_decay,
+                               hidden)
+                result = train_once(split, spec,
+                                    out_dir / "runs" / name / f"test_{optimizer}_s{seed}")
+                accs.append(result["accuracy"])
+                times.append(result["time_s"])
+                seed_curves.append(result["curve"])
+            curves[(name, optimizer)] = list(np.mean(seed_curves, axis=0))
+            rows.append({
+                "dataset": name, "optimizer": optimizer,
+                "schedule": "step /10 at 50%,75%" if optimizer == "sgd" else "none",
+                "lr": best_lr, "val_accuracy": val_acc[best_lr],
+                "test_accuracy_mean": float(np.mean(accs)),
+                "test_accuracy_std": float(np.std(accs)),
+                "seeds": len(seeds), "epochs": epochs, "batch_size": batch_size,
+                "time_s_per_run": float(np.mean(times)),
+            })
+            logger.info("%s %s (lr %g): test accuracy %.4f +- %.4f", name, optimizer, best_lr,
+                        rows[-1]["test_accuracy_mean"], rows[-1]["test_accuracy_std"])
+    _write_table(out_dir, rows, "DFW (no schedule) vs SGD (step schedule) vs Adam",
+                 ["dataset", "optimizer", "schedule", "lr", "val_accuracy",
+                  "test_accuracy_mean", "test_accuracy_std", "seeds", "epochs", "batch_size",
+                  "time_s_per_run"])
+    _plot_curves(out_dir / "optimizers.png", curves, datasets)
+    return rows
+
+
+# ---- (b) batch size ------------------------------------------------------------------------
+
+def batch_size_study(out_dir: Path, *, dataset: str = "mnist", mnist_dir: Path | None = None,
+                     batch_sizes: Sequence[int] = (16, 64, 256, 1024),
+                     optimizers: Sequence[str] = ("dfw", "sgd"), seeds: Sequence[int] = (0,),
+                     epochs: int = 10, lrs: dict[str, float] | None = None,
+                     weight_decay: float = 1e-4,
+                     hidden: tuple[int, ...] = (128,)) -> list[dict[str, Any]]:
+    """Test accuracy per batch size for DFW and SGD at a fixed lr and number of epochs."""
+    lrs = {"dfw": 0.3, "sgd": 0.1, "adam": 1e-3, **(lrs or {})}
+    split = load_dataset(dataset, mnist_dir)
+    out_dir = Path(out_dir)
+    rows: list[dict[str, Any]] = []
+    for optimizer in optimizers:
+        for batch_size in batch_sizes:
+            accs = []
+            t0 = time.perf_counter()
+            for seed in seeds:
+                spec = RunSpec(optimizer, lrs[optimizer], epochs, batch_size, seed,
+                               weight_decay, hidden)
+                accs.append(train_once(split, spec, out_dir / "runs" /
+                                       f"{optimizer}_b{batch_size}_s{seed}")["accuracy"])
+            rows.append({"dataset": dataset, "optimizer": optimizer, "batch_size": batch_size,
+                         "lr": lrs[optimizer], "epochs": epochs,
+                         "steps": epochs * -(-len(split.train_x) // batch_size),
+                         "test_accuracy_mean": float(np.mean(accs)),
+                         "test_accuracy_std": float(np.std(accs)), "seeds": len(seeds),
+                         "time_s": time.perf_counter() - t0})
+            logger.info("batch %d %s: test accuracy %.4f", batch_size, optimizer,
+                        rows[-1]["test_accuracy_mean"])
+    _write_table(out_dir, rows, f"Batch-size sweep on {dataset} (fixed lr and epochs)",
+                 ["dataset", "optimizer", "batch_size", "lr", "epochs", "steps",
+                  "test_accuracy_mean", "test_accuracy_std", "seeds", "time_s"])
+    _plot_batch_sizes(out_dir / "batch_size.png", rows, optimizers)
+    return rows
+
+
+# ---- (c) iteration cost --------------------------------------------------------------------
+
+def iteration_cost_study(out_dir: Path, *, sizes: Sequence[int] = (784, 512, 512, 10),
+                         batch_size: int = 256, repetitions: int = 15, iterations: int = 10,
+                         momentum: float = 0.9, weight_decay: float = 5e-4,
+                         device: str = "cpu") -> list[dict[str, Any]]:
+    """Seconds per iteration (zero_grad, forward, backward, step) of SGD and DFW, interleaved.
+
+    Both use the same model architecture, the same batch and the same loss (multi-class
+    hinge), so the difference is the optimizer. Each repetition times ``iterations``
+    iterations of every variant, in an order that rotates between repetitions; the table
+    gives the median over repetitions and the DFW/SGD ratio of medians.
+    """
+    torch_device = torch.device(device)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch_size, sizes[0], generator=g).to(torch_device)
+    y = torch.randint(0, sizes[-1], (batch_size,), generator=g).to(torch_device)
+    loss_fn = MultiClassHingeLoss()
+
+    def make(kind: str) -> tuple[nn.Module, torch.optim.Optimizer]:
+        torch.manual_seed(0)
+        model = mlp(sizes).to(torch_device)
+        opt: torch.optim.Optimizer
+        if kind == "sgd":
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=momentum,
+                                  weight_decay=weight_decay)
+        else:
+            opt = DFW(model.parameters(), eta=0.01, momentum=momentum,
+                      weight_decay=weight_decay, foreach=kind == "dfw")
+        return model, opt
+
+    variants = {kind: make(kind) for kind in ("sgd", "dfw", "dfw_per_tensor")}
+
+    def run(kind: str, n: int) -> float:
+        model, opt = variants[kind]
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            return loss
+
+        if torch_device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            opt.step(closure)  # type: ignore[arg-type]
+        if torch_device.type == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t0) / n
+
+    for kind in variants:  # warm-up: allocations, momentum buffers
+        run(kind, 2)
+    times: dict[str, list[float]] = {kind: [] for kind in variants}
+    order = list(variants)
+    for rep in range(repetitions):
+        for kind in order[rep % len(order):] + order[:rep % len(order)]:
+            times[kind].append(run(kind, iterations))
+    sgd_median = statistics.median(times["sgd"])
+    rows = []
+    for kind, values in times.items():
+        median = statistics.median(values)
+        rows.append({"optimizer": kind, "median_ms": 1e3 * median,
+                     "min_ms": 1e3 * min(values), "max_ms": 1e3 * max(values),
+                     "ratio_to_sgd": median / sgd_median,
+                     "model": "-".join(map(str, sizes)), "batch_size": batch_size,
+                     "repetitions": repetitions, "iterations": iterations,
+                     "threads": torch.get_num_threads(), "device": device})
+        logger.info("%s: %.2f ms per iteration (x%.3f SGD)", kind, 1e3 * median,
+                    median / sgd_median)
+    _write_table(Path(out_dir), rows, "Cost of one training iteration (forward, backward, step)",
+                 ["optimizer", "median_ms", "min_ms", "max_ms", "ratio_to_sgd", "model",
+                  "batch_size", "repetitions", "iterations", "threads", "device"])
+    _plot_costs(Path(out_dir) / "iteration_cost.png", times)
+    return rows
+
+
+# ---- output --------------------------------------------------------------------------------
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _write_table(out_dir: Path, rows: list[dict[str, Any]], title: str,
+                 columns: list[str]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / "results.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [f"# {title}", "", "| " + " | ".join(columns) + " |",
+             "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(r[c]) for c in columns) + " |" for r in rows]
+    (out_dir / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_curves(path: Path, curves: dict[tuple[str, str], list[float]],
+                 datasets: Sequence[str]) -> None:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], datasets, strict=True):
+        for (dataset, optimizer), curve in curves.items():
+            if dataset == name:
+                ax.plot(range(1, len(curve) + 1), curve, marker=".", label=optimizer)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy (mean over seeds)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_batch_sizes(path: Path, rows: list[dict[str, Any]],
+                      optimizers: Sequence[str]) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for optimizer in optimizers:
+        sel = [r for r in rows if r["optimizer"] == optimizer]
+        ax.errorbar([r["batch_size"] for r in sel], [r["test_accuracy_mean"] for r in sel],
+                    yerr=[r["test_accuracy_std"] for r in sel], marker="o", label=optimizer,
+                    capsize=3)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_costs(path: Path, times: dict[str, list[float]]) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.boxplot([[1e3 * t for t in v] for v in times.values()])
+    ax.set_xticks(range(1, len(times) + 1), list(times))
+    ax.set_ylabel("ms per iteration")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,378 @@
+"""The one training loop every ``meetup-ros train`` network uses.
+
+Signature (stable)::
+
+    fit(cfg, model, train_data, eval_data, loss_fn, *,
+        defaults=None, steps_per_epoch=None, evaluate=None) -> dict[str, float]
+
+- ``cfg``: :class:`~meetup_ros.training.config.TrainConfig` (optimizer, lr, epochs,
+  batch_size, momentum, weight_decay, seed, resume, device, out_dir).
+- ``model``: the ``nn.Module`` to train (moved to ``cfg.device``).
+- ``train_data``, either
+    * a map-style ``Dataset`` of ``(inputs, target)`` samples: batched by a ``DataLoader``
+      (``batch_size`` per process, reshuffled each epoch from ``cfg.seed + epoch``, split
+      across ranks by a ``DistributedSampler``); the loss is ``loss_fn(model(inputs), target)``
+      (``inputs`` may be a tuple, passed as ``model(*inputs)``); or
+    * a callable ``sample_batch() -> batch`` (any structure of tensors), with
+      ``steps_per_epoch`` required; the loss is ``loss_fn(batch)`` and ``loss_fn`` calls the
+      model itself. Under DDP the sampler must draw different batches per rank (seed it with
+      ``cfg.seed + training.distributed.setup(cfg.device).rank``). If the callable has
+      ``state_dict()``/``load_state_dict()``, its state is checkpointed (exact resume).
+- ``eval_data``: a ``Dataset`` held out from training, or ``None``; each epoch gives
+  ``eval_loss`` (and ``eval_<stat>`` for the loss's stats) and, on the Dataset path for
+  integer class targets and (N, K) outputs, ``eval_accuracy``. On the sampler path its
+  batches go through ``loss_fn(batch)`` like training batches (they are
+  ``(inputs, target)`` collated pairs).
+- ``loss_fn``: returns the mini-batch mean loss (a 0-dim tensor, >= 0 for DFW), or
+  ``(loss, stats)`` where ``stats`` is a ``dict[str, float]`` averaged into the epoch's
+  ``train_<name>`` metrics.
+- ``defaults``: ``{"lr": float | {"dfw":..,"sgd":..,"adam":..}, "epochs": int,
+  "batch_size": int}`` used where ``cfg`` leaves a value ``None``.
+- ``evaluate``: optional ``() -> dict[str, float]`` of further held-out metrics, called each
+  epoch after ``eval_data`` (with the model in eval mode); keys get an ``eval_`` prefix.
+
+Each epoch: train (tqdm bar on rank 0), evaluate, append a row to ``out_dir/metrics.csv``
+and write ``out_dir/checkpoint.pt`` atomically (model, optimizer, scheduler, epoch, RNG
+states, metrics). ``cfg.resume`` continues from that checkpoint if it exists, so 2 epochs and
+then ``--resume`` to 4 equals 4 epochs straight. Launched by ``torchrun`` with several
+processes it trains data-parallel (gloo on CPU, nccl on CUDA): gradients and the loss value
+are averaged across ranks after each backward, so DFW's ``gamma`` and the weights are the same
+on every rank; only rank 0 writes files. Returns the last epoch's metrics (``epoch``,
+``train_loss``, ``eval_*``, ``lr``, ``gamma`` for DFW, ``time_s``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from meetup_ros.training import checkpoint, distributed
+from meetup_ros.training.config import TrainConfig
+from meetup_ros.training.metrics import MetricsWriter
+from meetup_ros.training.optimizers import make_optimizer, make_scheduler, resolve_lr
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.csv"
+LossResult = Tensor | tuple[Tensor, Mapping[str, float]]
+
+
+class TrainingError(RuntimeError):
+    """The loop got inputs it cannot train on (the message names the input and value)."""
+
+
+def fit(cfg: TrainConfig, model: nn.Module, train_data: Dataset[Any] | Callable[[], Any],
+        eval_data: Dataset[Any] | None, loss_fn: Callable[..., LossResult], *,
+        defaults: Mapping[str, Any] | None = None, steps_per_epoch: int | None = None,
+        evaluate: Callable[[], Mapping[str, float]] | None = None) -> dict[str, float]:
+    """Train ``model``; see the module docstring for every argument. Returns final metrics."""
+    defaults = dict(defaults or {})
+    unknown = set(defaults) - {"lr", "epochs", "batch_size"}
+    if unknown:
+        raise TrainingError(f"fit: unknown defaults {sorted(unknown)!r}; expected lr, epochs, "
+                            "batch_size")
+    epochs = int(cfg.epochs or defaults.get("epochs", 10))
+    batch_size = int(cfg.batch_size or defaults.get("batch_size", 64))
+    lr = resolve_lr(cfg, defaults.get("lr", 0.1))
+    sampled = not isinstance(train_data, Dataset)
+    if sampled and not callable(train_data):
+        raise TrainingError(f"fit: train_data must be a Dataset or a callable, got "
+                            f"{type(train_data).__name__!r}")
+    if sampled and (steps_per_epoch is None or steps_per_epoch <= 0):
+        raise TrainingError(f"fit: a batch-sampling callable needs steps_per_epoch > 0, got "
+                            f"{steps_per_epoch!r}")
+
+    if eval_data is not None and not isinstance(eval_data, Dataset):
+        raise TrainingError(
+            f"fit: eval_data must be a Dataset or None, got {type(eval_data).__name__!r} "
+            "(pass a metrics callable as evaluate=...; the signature is fit(cfg, model, "
+            "train_data, eval_data, loss_fn, *, defaults, steps_per_epoch, evaluate))")
+    ctx = distributed.setup(cfg.device)
+    try:
+        return _fit(cfg, ctx, model, train_data, eval_data, loss_fn, epochs=epochs,
+                    batch_size=batch_size, lr=lr, sampled=sampled,
+                    steps_per_epoch=steps_per_epoch, evaluate=evaluate)
+    finally:
+        distributed.teardown(ctx)
+
+
+def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module,
+         train_data: Any, eval_data: Dataset[Any] | None, loss_fn: Callable[..., LossResult],
+         *, epochs: int, batch_size: int, lr: float, sampled: bool,
+         steps_per_epoch: int | None, evaluate: Callable[[], Mapping[str, float]] | None,
+         ) -> dict[str, float]:
+    device = distributed.device_for(ctx, cfg.device)
+    out_dir = Path(cfg.out_dir)
+    model.to(device)
+    distributed.broadcast_module(ctx, model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(cfg, params, {cfg.optimizer: lr})
+    scheduler = make_scheduler(cfg, optimizer, epochs)
+
+    # ---- resume ----
+    start_epoch = 0
+    last: dict[str, float] = {}
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    if cfg.resume and ckpt_path.is_file():
+        state = checkpoint.load(ckpt_path, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            _fast_forward(scheduler, optimizer, int(state["epoch"]))
+        if sampled and state.get("sampler") is not None and hasattr(train_data,
+                                                                   "load_state_dict"):
+            train_data.load_state_dict(state["sampler"])
+        _set_rng_state(state["rng"], ctx.rank)
+        start_epoch = int(state["epoch"])
+        last = {"epoch": float(state["epoch"]),
+                **{k: float(v) for k, v in state.get("metrics", {}).items()}}
+        logger.info("resuming from %s after epoch %d of %d", ckpt_path, start_epoch, epochs)
+    elif cfg.resume:
+        logger.warning("--resume: no checkpoint at %s, starting from scratch", ckpt_path)
+    else:
+        # seeded per rank so that dropout or augmentations differ between ranks
+        torch.manual_seed(cfg.seed + ctx.rank)
+    writer = (MetricsWriter(out_dir / METRICS_NAME,
+                            resume_epoch=start_epoch if cfg.resume else None)
+              if ctx.is_main else None)
+
+    loader = None
+    sampler: DistributedSampler[Any] | None = None
+    if not sampled:
+        sampler = DistributedSampler(train_data, num_replicas=ctx.world_size, rank=ctx.rank,
+                                     shuffle=True, seed=cfg.seed, drop_last=False)
+        loader = DataLoader(train_data, batch_size=batch_size, sampler=sampler)
+    logger.info(
+        "training %s (%d parameters) with %s lr=%g for %d epochs, batch %d%s on %s",
+        type(model).__name__, sum(p.numel() for p in params), cfg.optimizer, lr, epochs,
+        batch_size, f" x {ctx.world_size} ranks" if ctx.enabled else "", device)
+
+    for epoch in range(start_epoch + 1, epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        group = optimizer.param_groups[0]
+        epoch_lr = float(group["lr"] if "lr" in group else group["eta"])
+        batches = loader if loader is not None else (train_data() for _ in
+                                                     range(int(steps_per_epoch or 0)))
+        total = len(loader) if loader is not None else steps_per_epoch
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        gamma_sum = torch.zeros((), dtype=torch.float64, device=device)
+        stats_sum: dict[str, float] = {}
+        n_steps = 0
+        for batch in _progress(batches, total, f"epoch {epoch}/{epochs}", ctx.is_main):
+            batch = _to_device(batch, device)
+            step_stats: dict[str, float] = {}
+
+            def closure(batch: Any = batch, step_stats: dict[str, float] = step_stats) -> Tensor:
+                optimizer.zero_grad(set_to_none=True)
+                loss, stats = _compute_loss(model, loss_fn, batch, sampled)
+                loss.backward()
+                distributed.average_gradients(ctx, list(params))
+                step_stats.update(stats)
+                return distributed.average_scalar(ctx, loss.detach())
+
+            loss = optimizer.step(closure)  # type: ignore[arg-type]
+            loss_sum += loss.detach().to(torch.float64)  # type: ignore[attr-defined]
+            gamma = getattr(optimizer, "last_gamma", None)
+            if gamma is not None:
+                gamma_sum += gamma.to(device=device, dtype=torch.float64)
+            for key, value in step_stats.items():
+                stats_sum[key] = stats_sum.get(key, 0.0) + float(value)
+            n_steps += 1
+        if scheduler is not None:
+            scheduler.step()
+        if n_steps == 0:
+            raise TrainingError(f"fit: epoch {epoch} had no batches (train_data of length "
+                                f"{_length(train_data)!r})")
+        # ---- held-out evaluation ----
+        metrics: dict[str, float] = {"train_loss": float(loss_sum) / n_steps, "lr": epoch_lr}
+        metrics.update({f"train_{k}": v / n_steps for k, v in stats_sum.items()})
+        if cfg.optimizer == "dfw":
+            metrics["gamma"] = float(gamma_sum) / n_steps
+        model.eval()
+        if eval_data is not None:
+            metrics.update(_evaluate_dataset(model, loss_fn, eval_data, batch_size, device,
+                                             sampled))
+        if evaluate is not None:
+            with torch.no_grad():
+                extra = evaluate()
+            metrics.update({(k if k.startswith("eval_") else f"eval_{k}"): float(v)
+                            for k, v in extra.items()})
+        model.train()
+        metrics["time_s"] = time.perf_counter() - t0
+        last = {"epoch": float(epoch), **metrics}
+        # ---- checkpoint (rank 0 only; every rank holds the same weights) ----
+        if ctx.is_main:
+            assert writer is not None
+            writer.write(epoch, metrics)
+            checkpoint.save(ckpt_path, {
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "sampler": (train_data.state_dict() if sampled
+                            and hasattr(train_data, "state_dict") else None),
+                "rng": _rng_state(),
+                "metrics": metrics,
+                "config": {"optimizer": cfg.optimizer, "lr": lr, "epochs": epochs,
+                           "batch_size": batch_size, "seed": cfg.seed,
+                           "world_size": ctx.world_size},
+            })
+            logger.info("epoch %d/%d: %s", epoch, epochs,
+                        ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    return last
+
+
+def _fast_forward(scheduler: Any, optimizer: torch.optim.Optimizer, epoch: int) -> None:
+    """Put SGD's step schedule, built for this run's total epochs, at ``epoch``.
+
+    The saved schedule is not reloaded: its milestones were placed for the earlier run's
+    epoch count, and a resumed run with more epochs should follow its own schedule. (So a
+    run of 2 epochs resumed to 4 matches 4 straight epochs exactly for DFW and Adam; for SGD
+    only the first 2 epochs' learning rates differ.)
+    """
+    scheduler.last_epoch = epoch
+    drops = sum(count for m, count in scheduler.milestones.items() if m <= epoch)
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] * scheduler.gamma ** drops
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
+def _compute_loss(model: nn.Module, loss_fn: Callable[..., LossResult], batch: Any,
+                  sampled: bool) -> tuple[Tensor, dict[str, float]]:
+    if sampled:
+        return _as_loss(loss_fn(batch))
+    inputs, target = _split(batch)
+    return _compute_loss_on_output(loss_fn, _call(model, inputs), target)
+
+
+def _compute_loss_on_output(loss_fn: Callable[..., LossResult], output: Tensor,
+                            target: Any) -> tuple[Tensor, dict[str, float]]:
+    return _as_loss(loss_fn(output, target))
+
+
+def _as_loss(result: LossResult) -> tuple[Tensor, dict[str, float]]:
+    if isinstance(result, tuple):
+        loss, stats = result
+        return loss, {k: float(v) for k, v in stats.items()}
+    return result, {}
+
+
+def _split(batch: Any) -> tuple[Any, Any]:
+    if not isinstance(batch, list | tuple) or len(batch) != 2:
+        raise TrainingError(f"fit: dataset samples must be (inputs, target) pairs, got a "
+                            f"{type(batch).__name__} of length {len(batch)!r}"
+                            if isinstance(batch, list | tuple) else
+                            f"fit: dataset samples must be (inputs, target) pairs, got "
+                            f"{type(batch).__name__!r}")
+    return batch[0], batch[1]
+
+
+def _call(model: nn.Module, inputs: Any) -> Tensor:
+    return model(*inputs) if isinstance(inputs, list | tuple) else model(inputs)
+
+
+@torch.no_grad()
+def _evaluate_dataset(model: nn.Module, loss_fn: Callable[..., LossResult],
+                      data: Dataset[Any], batch_size: int, device: torch.device,
+                      sampled: bool) -> dict[str, float]:
+    """Mean held-out loss (and stats, and accuracy for class labels) over all of ``data``.
+
+    With a batch-sampling ``train_data`` the held-out batches go through ``loss_fn(batch)``
+    like the training ones (no accuracy: the loop never sees the model's output).
+    """
+    loss_sum, n_total, correct = 0.0, 0, 0
+    stats_sum: dict[str, float] = {}
+    classify = not sampled
+    for batch in DataLoader(data, batch_size=max(batch_size, 256), shuffle=False):
+        batch = _to_device(batch, device)
+        inputs, target = _split(batch)
+        n = int(target.shape[0])
+        if sampled:
+            output = None
+            loss, stats = _compute_loss(model, loss_fn, batch, sampled=True)
+        else:
+            output = _call(model, inputs)
+            loss, stats = _compute_loss_on_output(loss_fn, output, target)
+        loss_sum += float(loss) * n
+        for key, value in stats.items():
+            stats_sum[key] = stats_sum.get(key, 0.0) + value * n
+        n_total += n
+        if classify and output is not None and output.dim() == 2 \
+                and not target.is_floating_point() and target.dim() == 1:
+            correct += int((output.argmax(dim=1) == target).sum())
+        else:
+            classify = False
+    total = max(n_total, 1)
+    metrics = {"eval_loss": loss_sum / total}
+    metrics.update({f"eval_{k}": v / total for k, v in stats_sum.items()})
+    if classify and n_total:
+        metrics["eval_accuracy"] = correct / n_total
+    return metrics
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, list | tuple):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _progress(iterable: Any, total: int | None, desc: str, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    # disable=None hides the bar when stderr is not a terminal (logs, tests)
+    return tqdm(iterable, total=total, desc=desc, leave=False,
+                disable=None if enabled else True)
+
+
+def _length(data: Any) -> int | None:
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
+def _rng_state() -> dict[str, Any]:
+    """RNG states as tensors and plain values (loadable with ``weights_only=True``)."""
+    np_state = cast(tuple[Any, ...], np.random.get_state())
+    py_state = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
+                  "cached_gaussian": float(np_state[4])},
+        "python": {"version": py_state[0], "state": list(py_state[1])},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any], rank: int) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if rank:
+        # rank 0's state was saved; keep the other ranks' streams distinct after resume
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()) + rank)
+    np_state = state["numpy"]
+    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32),
+                         np_state["pos"], np_state["has_gauss"], np_state["cached_gaussian"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

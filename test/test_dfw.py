@@ -1,0 +1,263 @@
+"""DFW: one step against the closed form computed by hand, convergence, state, bad inputs."""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from meetup_ros.optim import DFW, MultiClassHingeLoss
+from meetup_ros.training import checkpoint
+
+EPS = 1e-5
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="no CUDA device on this machine")),
+]
+
+
+def linear_step(w0: list[float], a: list[float], *, eta: float, momentum: float = 0.0,
+                weight_decay: float = 0.0, steps: int = 1, device: str = "cpu",
+                foreach: bool = True) -> tuple[torch.Tensor, list[float]]:
+    """Run DFW on the linear loss ``a . w`` from ``w0``; returns (w, gammas)."""
+    w = torch.tensor(w0, dtype=torch.float64, device=device, requires_grad=True)
+    a_t = torch.tensor(a, dtype=torch.float64, device=device)
+    opt = DFW([w], eta=eta, momentum=momentum, weight_decay=weight_decay, foreach=foreach)
+    gammas = []
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = (a_t * w).sum()
+        loss.backward()
+        return loss
+
+    for _ in range(steps):
+        opt.step(closure)
+        assert opt.last_gamma is not None
+        gammas.append(float(opt.last_gamma))
+    return w.detach().cpu(), gammas
+
+
+# ---- one step equals the closed form, on numbers worked out by hand ----
+# w0 = (1, 2), loss = 3 w_0 + w_1: l = 5, g = (3, 1), ||g||^2 = 10, <w, g> = 5.
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("foreach", [True, False])
+def test_gamma_clipped_at_one(device: str, foreach: bool) -> None:
+    # gamma = 5 / (0.1 * 10) = 5 -> 1: a plain SGD step of size eta
+    w, gammas = linear_step([1.0, 2.0], [3.0, 1.0], eta=0.1, device=device, foreach=foreach)
+    assert gammas == [1.0]
+    torch.testing.assert_close(w, torch.tensor([0.7, 1.9], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_gamma_inside(foreach: bool) -> None:
+    # eta = 1: gamma = 5 / (10 + eps) = 0.4999995; w = w0 - gamma g
+    w, gammas = linear_step([1.0, 2.0], [3.0, 1.0], eta=1.0, foreach=foreach)
+    gamma = 5.0 / (10.0 + EPS)
+    assert gammas[0] == pytest.approx(gamma, rel=1e-12)
+    torch.testing.assert_close(w, torch.tensor([1 - 3 * gamma, 2 - gamma], dtype=torch.float64))
+    # the step lands where the linearised loss is exactly 0: a . w = 5 - gamma * 10 ~ 0
+    assert float((torch.tensor([3.0, 1.0], dtype=torch.float64) * w).sum()) == pytest.approx(
+        0.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_gamma_clipped_at_zero_with_weight_decay(foreach: bool) -> None:
+    # loss 0.05 (w_0 + w_1): l = 0.15, g = (0.05, 0.05), <w, g> = 0.15; eta = 2, lambda = 0.75:
+    # numerator 0.15 - 2 * 0.75 * 0.15 = -0.075 < 0 -> gamma = 0; w = w0 - eta lambda w0 = -w0/2
+    w, gammas = linear_step([1.0, 2.0], [0.05, 0.05], eta=2.0, weight_decay=0.75,
+                            foreach=foreach)
+    assert gammas == [0.0]
+    torch.testing.assert_close(w, torch.tensor([-0.5, -1.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_weight_decay_inside(foreach: bool) -> None:
+    # eta = 0.5, lambda = 0.2: numerator 5 - 0.5 * 0.2 * 5 = 4.5, denominator 0.5 * 10 = 5
+    # gamma = 4.5 / (5 + eps); w = w0 - 0.5 (0.2 w0 + gamma g)
+    w, gammas = linear_step([1.0, 2.0], [3.0, 1.0], eta=0.5, weight_decay=0.2, foreach=foreach)
+    gamma = 4.5 / (5.0 + EPS)
+    assert gammas[0] == pytest.approx(gamma, rel=1e-12)
+    expected = [1 - 0.5 * (0.2 * 1 + gamma * 3), 2 - 0.5 * (0.2 * 2 + gamma * 1)]
+    torch.testing.assert_close(w, torch.tensor(expected, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("foreach", [True, False])
+def test_momentum_two_steps(device: str, foreach: bool) -> None:
+    # step 1 (gamma = 1): u1 = g = (3, 1), z1 = u1, w1 = w0 - eta (u1 + mu z1) = w0 - 0.19 g
+    # step 2 at w1 = (0.43, 1.81): l = 3.1, gamma = 3.1 / (0.1 * 10) -> 1, u2 = g,
+    # z2 = 0.9 g + g = 1.9 g, w2 = w1 - 0.1 (g + 0.9 * 1.9 g) = w1 - 0.271 g
+    w, gammas = linear_step([1.0, 2.0], [3.0, 1.0], eta=0.1, momentum=0.9, steps=2,
+                            device=device, foreach=foreach)
+    assert gammas == [1.0, 1.0]
+    total = 0.19 + 0.271
+    torch.testing.assert_close(w, torch.tensor([1 - 3 * total, 2 - total],
+                                               dtype=torch.float64))
+
+
+def test_momentum_with_partial_gamma_matches_formula() -> None:
+    """Three steps with gamma < 1, weight decay and momentum against a scalar re-derivation."""
+    eta, mu, lam = 0.8, 0.5, 0.1
+    a = [3.0, 1.0]
+    w_ref = [1.0, 2.0]
+    z = None
+    for _ in range(3):
+        loss = a[0] * w_ref[0] + a[1] * w_ref[1]
+        gamma = (loss - eta * lam * (w_ref[0] * a[0] + w_ref[1] * a[1])) / (eta * 10.0 + EPS)
+        gamma = min(max(gamma, 0.0), 1.0)
+        u = [lam * w_ref[i] + gamma * a[i] for i in range(2)]
+        z = u if z is None else [mu * z[i] + u[i] for i in range(2)]
+        w_ref = [w_ref[i] - eta * (u[i] + mu * z[i]) for i in range(2)]
+    w, gammas = linear_step([1.0, 2.0], a, eta=eta, momentum=mu, weight_decay=lam, steps=3)
+    assert any(0.0 < g < 1.0 for g in gammas), gammas
+    torch.testing.assert_close(w, torch.tensor(w_ref, dtype=torch.float64))
+
+
+def test_one_gamma_shared_by_parameter_groups() -> None:
+    # two groups with their own eta: gamma = l / (eta_1 ||g_1||^2 + eta_2 ||g_2||^2)
+    w1 = torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
+    w2 = torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
+    opt = DFW([{"params": [w1], "eta": 0.5}, {"params": [w2]}], eta=1.0, momentum=0.0)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = 2 * w1.sum() + w2.sum()  # l = 3, g1 = 2, g2 = 1
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    gamma = 3.0 / (0.5 * 4 + 1.0 * 1 + EPS)
+    assert float(opt.last_gamma) == pytest.approx(gamma, rel=1e-12)  # type: ignore[arg-type]
+    assert float(w1.detach()) == pytest.approx(1 - 0.5 * gamma * 2)
+    assert float(w2.detach()) == pytest.approx(1 - 1.0 * gamma * 1)
+
+
+# ---- convergence on a convex multi-class hinge problem ----
+
+def test_convex_hinge_problem_converges() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 6, generator=g, dtype=torch.float64)
+    w_true = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    y = (x @ w_true).argmax(1)
+    model = torch.nn.Linear(6, 4, dtype=torch.float64)
+    torch.nn.init.zeros_(model.weight)
+    torch.nn.init.zeros_(model.bias)
+    loss_fn = MultiClassHingeLoss()
+    opt = DFW(model.parameters(), eta=1.0, momentum=0.9)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        return loss
+
+    first = float(closure())
+    losses = [float(opt.step(closure)) for _ in range(300)]
+    assert first == pytest.approx(1.0)  # all-zero scores: the margin is violated by 1
+    assert losses[-1] < 0.05 * first
+    accuracy = float((model(x).argmax(1) == y).double().mean())
+    assert accuracy > 0.97
+
+
+# ---- state ----
+
+def _train(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
+           y: torch.Tensor, steps: int) -> None:
+    loss_fn = MultiClassHingeLoss(smoothing=0.1)
+    for _ in range(steps):
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            return loss
+        opt.step(closure)
+
+
+def test_state_dict_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 5), torch.randint(0, 3, (64,))
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    opt = DFW(model.parameters(), eta=0.3, momentum=0.8, weight_decay=1e-3)
+    _train(model, opt, x, y, 3)
+    checkpoint.save(tmp_path / "opt.pt", {"model": model.state_dict(),
+                                          "optimizer": opt.state_dict()})
+    clone = copy.deepcopy(model)
+    state = checkpoint.load(tmp_path / "opt.pt")  # weights_only: no pickled objects
+    clone.load_state_dict(state["model"])
+    clone_opt = DFW(clone.parameters(), eta=1.0)  # hyper-parameters come from the state
+    clone_opt.load_state_dict(state["optimizer"])
+    assert clone_opt.param_groups[0]["eta"] == 0.3
+    assert clone_opt.param_groups[0]["momentum"] == 0.8
+    assert len(clone_opt.state) == len(opt.state) == 4
+    _train(model, opt, x, y, 2)
+    _train(clone, clone_opt, x, y, 2)
+    for a, b in zip(model.parameters(), clone.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+# ---- bad hyper-parameters ----
+
+BAD = [
+    ({"eta": 0.0}, "eta", "0.0"),
+    ({"eta": -0.1}, "eta", "-0.1"),
+    ({"eta": math.nan}, "eta", "nan"),
+    ({"eta": math.inf}, "eta", "inf"),
+    ({"eta": "0.1"}, "eta", "'0.1'"),
+    ({"eta": 0.1, "momentum": 1.0}, "momentum", "1.0"),
+    ({"eta": 0.1, "momentum": -0.5}, "momentum", "-0.5"),
+    ({"eta": 0.1, "weight_decay": -1e-4}, "weight_decay", "-0.0001"),
+    ({"eta": 0.1, "eps": 0.0}, "eps", "0.0"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "name", "shown"), BAD)
+def test_bad_hyper_parameters(kwargs: dict[str, object], name: str, shown: str) -> None:
+    w = torch.zeros(2, requires_grad=True)
+    with pytest.raises(ValueError, match=rf"{name}.*{re.escape(shown)}"):
+        DFW([w], **kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_group_hyper_parameter() -> None:
+    w1, w2 = torch.zeros(2, requires_grad=True), torch.zeros(2, requires_grad=True)
+    with pytest.raises(ValueError, match=r"momentum.*1\.5"):
+        DFW([{"params": [w1]}, {"params": [w2], "momentum": 1.5}], eta=0.1)
+
+
+def test_step_needs_closure() -> None:
+    w = torch.zeros(2, requires_grad=True)
+    with pytest.raises(ValueError, match="closure"):
+        DFW([w], eta=0.1).step()
+
+
+def test_no_data_attribute_tricks() -> None:
+    source = Path(__file__).resolve().parent.parent / "meetup_ros" / "optim" / "dfw.py"
+    assert ".data" not in source.read_text()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_step_does_not_synchronise() -> None:
+    model = torch.nn.Linear(4, 3).cuda()
+    x, y = torch.randn(16, 4, device="cuda"), torch.randint(0, 3, (16,), device="cuda")
+    opt = DFW(model.parameters(), eta=0.1, weight_decay=1e-4)
+    loss_fn = MultiClassHingeLoss()
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)  # warm-up (lazy initialisation may synchronise)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        opt.step(closure)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert opt.last_gamma is not None and opt.last_gamma.device.type == "cuda"
