@@ -14,6 +14,8 @@ from meetup_ros.optim import DFW, MultiClassHingeLoss
 from meetup_ros.training import checkpoint
 
 EPS = 1e-5
+# (foreach, host_gamma): multi-tensor or per-tensor kernels, gamma as a number or a tensor
+KERNELS = [(True, None), (True, False), (False, None), (False, False)]
 DEVICES = [
     "cpu",
     pytest.param("cuda", marks=pytest.mark.skipif(
@@ -23,11 +25,13 @@ DEVICES = [
 
 def linear_step(w0: list[float], a: list[float], *, eta: float, momentum: float = 0.0,
                 weight_decay: float = 0.0, steps: int = 1, device: str = "cpu",
-                foreach: bool = True) -> tuple[torch.Tensor, list[float]]:
+                foreach: bool = True,
+                host_gamma: bool | None = None) -> tuple[torch.Tensor, list[float]]:
     """Run DFW on the linear loss ``a . w`` from ``w0``; returns (w, gammas)."""
     w = torch.tensor(w0, dtype=torch.float64, device=device, requires_grad=True)
     a_t = torch.tensor(a, dtype=torch.float64, device=device)
-    opt = DFW([w], eta=eta, momentum=momentum, weight_decay=weight_decay, foreach=foreach)
+    opt = DFW([w], eta=eta, momentum=momentum, weight_decay=weight_decay, foreach=foreach,
+              host_gamma=host_gamma)
     gammas = []
 
     def closure() -> torch.Tensor:
@@ -67,21 +71,22 @@ def test_gamma_inside(foreach: bool) -> None:
         0.0, abs=1e-4)
 
 
-@pytest.mark.parametrize("foreach", [True, False])
-def test_gamma_clipped_at_zero_with_weight_decay(foreach: bool) -> None:
+@pytest.mark.parametrize(("foreach", "host_gamma"), [(True, None), (True, False), (False, None)])
+def test_gamma_clipped_at_zero_with_weight_decay(foreach: bool, host_gamma: bool | None) -> None:
     # loss 0.05 (w_0 + w_1): l = 0.15, g = (0.05, 0.05), <w, g> = 0.15; eta = 2, lambda = 0.75:
     # numerator 0.15 - 2 * 0.75 * 0.15 = -0.075 < 0 -> gamma = 0; w = w0 - eta lambda w0 = -w0/2
     w, gammas = linear_step([1.0, 2.0], [0.05, 0.05], eta=2.0, weight_decay=0.75,
-                            foreach=foreach)
+                            foreach=foreach, host_gamma=host_gamma)
     assert gammas == [0.0]
     torch.testing.assert_close(w, torch.tensor([-0.5, -1.0], dtype=torch.float64))
 
 
-@pytest.mark.parametrize("foreach", [True, False])
-def test_weight_decay_inside(foreach: bool) -> None:
+@pytest.mark.parametrize(("foreach", "host_gamma"), [(True, None), (True, False), (False, None)])
+def test_weight_decay_inside(foreach: bool, host_gamma: bool | None) -> None:
     # eta = 0.5, lambda = 0.2: numerator 5 - 0.5 * 0.2 * 5 = 4.5, denominator 0.5 * 10 = 5
     # gamma = 4.5 / (5 + eps); w = w0 - 0.5 (0.2 w0 + gamma g)
-    w, gammas = linear_step([1.0, 2.0], [3.0, 1.0], eta=0.5, weight_decay=0.2, foreach=foreach)
+    w, gammas = linear_step([1.0, 2.0], [3.0, 1.0], eta=0.5, weight_decay=0.2, foreach=foreach,
+                            host_gamma=host_gamma)
     gamma = 4.5 / (5.0 + EPS)
     assert gammas[0] == pytest.approx(gamma, rel=1e-12)
     expected = [1 - 0.5 * (0.2 * 1 + gamma * 3), 2 - 0.5 * (0.2 * 2 + gamma * 1)]
@@ -89,20 +94,22 @@ def test_weight_decay_inside(foreach: bool) -> None:
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("foreach", [True, False])
-def test_momentum_two_steps(device: str, foreach: bool) -> None:
+@pytest.mark.parametrize(("foreach", "host_gamma"), KERNELS)
+def test_momentum_two_steps(device: str, foreach: bool, host_gamma: bool | None) -> None:
     # step 1 (gamma = 1): u1 = g = (3, 1), z1 = u1, w1 = w0 - eta (u1 + mu z1) = w0 - 0.19 g
     # step 2 at w1 = (0.43, 1.81): l = 3.1, gamma = 3.1 / (0.1 * 10) -> 1, u2 = g,
     # z2 = 0.9 g + g = 1.9 g, w2 = w1 - 0.1 (g + 0.9 * 1.9 g) = w1 - 0.271 g
     w, gammas = linear_step([1.0, 2.0], [3.0, 1.0], eta=0.1, momentum=0.9, steps=2,
-                            device=device, foreach=foreach)
+                            device=device, foreach=foreach, host_gamma=host_gamma)
     assert gammas == [1.0, 1.0]
     total = 0.19 + 0.271
     torch.testing.assert_close(w, torch.tensor([1 - 3 * total, 2 - total],
                                                dtype=torch.float64))
 
 
-def test_momentum_with_partial_gamma_matches_formula() -> None:
+@pytest.mark.parametrize(("foreach", "host_gamma"), KERNELS)
+def test_momentum_with_partial_gamma_matches_formula(foreach: bool,
+                                                     host_gamma: bool | None) -> None:
     """Three steps with gamma < 1, weight decay and momentum against a scalar re-derivation."""
     eta, mu, lam = 0.8, 0.5, 0.1
     a = [3.0, 1.0]
@@ -115,7 +122,8 @@ def test_momentum_with_partial_gamma_matches_formula() -> None:
         u = [lam * w_ref[i] + gamma * a[i] for i in range(2)]
         z = u if z is None else [mu * z[i] + u[i] for i in range(2)]
         w_ref = [w_ref[i] - eta * (u[i] + mu * z[i]) for i in range(2)]
-    w, gammas = linear_step([1.0, 2.0], a, eta=eta, momentum=mu, weight_decay=lam, steps=3)
+    w, gammas = linear_step([1.0, 2.0], a, eta=eta, momentum=mu, weight_decay=lam, steps=3,
+                            foreach=foreach, host_gamma=host_gamma)
     assert any(0.0 < g < 1.0 for g in gammas), gammas
     torch.testing.assert_close(w, torch.tensor(w_ref, dtype=torch.float64))
 
@@ -261,3 +269,30 @@ def test_cuda_step_does_not_synchronise() -> None:
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert opt.last_gamma is not None and opt.last_gamma.device.type == "cuda"
+
+
+@pytest.mark.parametrize(("foreach", "host_gamma"), KERNELS)
+def test_gamma_zero_with_momentum_and_weight_decay(foreach: bool,
+                                                   host_gamma: bool | None) -> None:
+    # gamma = 0 every step (as in the clipped-at-zero case): u = lambda w, pure decay with
+    # Nesterov momentum: z1 = lambda w0, w1 = w0 - eta (1 + mu) lambda w0
+    w, gammas = linear_step([1.0, 2.0], [0.05, 0.05], eta=2.0, momentum=0.5,
+                            weight_decay=0.75, foreach=foreach, host_gamma=host_gamma)
+    assert gammas == [0.0]
+    torch.testing.assert_close(w, torch.tensor([1.0, 2.0], dtype=torch.float64)
+                               * (1 - 2.0 * 1.5 * 0.75))
+
+
+def test_kernels_agree_on_an_mlp() -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 5), torch.randint(0, 3, (32,))
+    base = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    results = []
+    for foreach, host_gamma in KERNELS:
+        model = copy.deepcopy(base)
+        opt = DFW(model.parameters(), eta=0.5, momentum=0.9, weight_decay=1e-2,
+                  foreach=foreach, host_gamma=host_gamma)
+        _train(model, opt, x, y, 4)
+        results.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
+    for other in results[1:]:
+        torch.testing.assert_close(other, results[0])

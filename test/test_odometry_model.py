@@ -157,3 +157,33 @@ def test_bad_weights_give_clear_errors(tmp_path: Path, write: object, match: str
     with pytest.raises(OdometryError, match=match) as info:
         VioEstimator.from_weights(path)
     assert "vio.pt" in str(info.value)
+
+
+def test_train_vio_through_the_project_loop_exports_loadable_weights(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    """One short DFW epoch on the bundled bag (too short for a held-out split: set to 0)."""
+    from meetup_ros.odometry.training import train_vio
+    from meetup_ros.training.config import TrainConfig
+
+    torch.set_num_threads(1)
+    cfg = TrainConfig(
+        bags=(repo_root / "data" / "euroc_v1_01_easy_sample",), out_dir=tmp_path, epochs=1,
+        extra={"heldout_s": "0", "val_s": "0", "chunk": "20", "steps_per_epoch": "2",
+               "core_hidden": "8", "imu_hidden": "8", "image_channels": "4"},
+    )
+    metrics = train_vio(cfg)
+    assert np.isfinite(metrics["train_loss"]) and metrics["train_loss"] >= 0
+    assert (tmp_path / "metrics.csv").is_file() and (tmp_path / "checkpoint.pt").is_file()
+    est = VioEstimator.from_weights(tmp_path / "vio.pt")
+    assert est.metadata["optimizer"] == "dfw" and "never_trained_on" in est.metadata
+
+
+def test_train_vio_rejects_unknown_options(repo_root: Path, tmp_path: Path) -> None:
+    from meetup_ros.odometry.training import train_vio
+    from meetup_ros.training.config import TrainConfig
+
+    cfg = TrainConfig(bags=(repo_root / "data" / "euroc_v1_01_easy_sample",),
+                      out_dir=tmp_path, extra={"chunks": "3"})
+    with pytest.raises(OdometryError, match="'chunks'"):
+        train_vio(cfg)

@@ -101,18 +101,18 @@ def test_deadline_respected_and_p99_under_50ms(nets: dict[str, Path]) -> None:
 
 def test_unknown_when_out_of_time_then_resumed(shared_data: Path) -> None:
     folder = shared_data / "acasxu"
-    prop = load_vnnlib(folder / "prop_3.vnnlib")
+    prop = load_vnnlib(folder / "prop_4.vnnlib")
     monitor = RuntimeMonitor(folder / "ACASXU_run2a_1_1_batch_2000.onnx", prop, deadline_s=0.02)
     d = prop.disjuncts[0]
     start = time.monotonic()
     cert = monitor.certify(d.lower, d.upper)
     assert cert.status == "unknown" and "deadline" in cert.reason, cert
-    # Over the deadline by at most one bounding batch.
-    assert time.monotonic() - start < 0.02 + 0.25
+    # Batches are sized to the time left: little overshoot even on a loaded machine.
+    assert time.monotonic() - start < 0.02 + 0.1
     # A slightly smaller region resumes the open domains instead of starting over.
     shrink = (d.upper - d.lower) * 0.01
-    for _ in range(200):
-        cert = monitor.certify(d.lower + shrink, d.upper - shrink, deadline_s=0.2)
+    for _ in range(100):
+        cert = monitor.certify(d.lower + shrink, d.upper - shrink, deadline_s=0.25)
         if cert.status != "unknown":
             break
     assert monitor.stats["resumed"] >= 1

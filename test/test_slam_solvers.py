@@ -83,7 +83,7 @@ def test_gauss_newton_recovers_a_small_pose_perturbation(
     after = pose_errors(problem, result.x, held_out_euroc.T_b_a, True)
     assert before["rot_deg"] == pytest.approx(np.degrees(np.hypot(0.015, 0.01)), rel=0.01)
     assert after["rot_deg"] < 0.6 * before["rot_deg"]
-    assert result.errors[-1] < 0.7 * result.errors[0]
+    assert result.errors[-1] < 0.8 * result.errors[0]
 
 
 def test_learned_step_no_worse_than_gn_at_equal_iterations(

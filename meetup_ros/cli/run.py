@@ -259,7 +259,7 @@ def run_demo(
     wall_s = float("nan")
     try:
         helper = Node("meetup_demo", context=context)
-        replay = BagReplayNode(bag=[str(bag)], rate=rate, context=context, start_delay_s=0.5)
+        replay = BagReplayNode(bag=[str(bag)], rate=rate, context=context, start_delay_s=1.0)
         executor.add_node(helper)
         executor.add_node(replay)
         spinner.start()

@@ -10,12 +10,16 @@ resets the estimator; bad messages are logged with the topic and dropped.
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from nav_msgs.msg import Odometry
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import Image, Imu
 
@@ -42,13 +46,18 @@ class VioParams:
     image_topic: str = param("/cam0/image_raw", "camera input (mono8, rgb8 or bgr8)")
     imu_topic: str = param("/imu0", "IMU input (sensor_msgs/Imu)")
     odom_topic: str = param("/odom", "odometry output (nav_msgs/Odometry)")
-    imu_queue_depth: int = param(400, "IMU subscription depth (>= 200 for 200 Hz)")
-    image_queue_depth: int = param(20, "image subscription depth")
+    imu_queue_depth: int = param(
+        2000, "IMU subscription depth (>= 200): 10 s of 200 Hz held through a stall"
+    )
+    image_queue_depth: int = param(100, "image subscription depth (5 s at 20 Hz)")
     image_height: int = param(0, "expected image height (px); 0 = take the first image's")
     image_width: int = param(0, "expected image width (px); 0 = take the first image's")
     odom_frame: str = param("odom", "frame_id of /odom")
     base_frame: str = param("base_link", "child_frame_id of /odom (EuRoC body = IMU)")
     publish_tf: bool = param(True, "broadcast odom -> base_link (where tf2_ros is installed)")
+    imu_wait_s: float = param(
+        1.0, "a frame waits at most this long (wall time) for the IMU to reach its stamp"
+    )
     diagnostics_period_s: float = param(2.0, "period of /diagnostics (s); 0 disables")
     torch_threads: int = param(
         1, "torch CPU threads in this node's process (several nodes share few cores)"
@@ -70,16 +79,27 @@ class VioNode(Node):
             )
         weights = paths.model_path(p.weights_path)
         self.estimator = VioEstimator.from_weights(weights)
-        self.health = NodeHealth(self, ["frame", "imu"], p.diagnostics_period_s)
+        self.health = NodeHealth(
+            self, ["frame", "imu", "frame_wait_for_imu"], p.diagnostics_period_s
+        )
         self.health.add_section("imu", self.estimator_stats)
         self._hw = (p.image_height, p.image_width) if p.image_height and p.image_width else None
         self._resets_seen = 0
         self._frames_dropped_seen = 0
+        self._frames: deque[tuple[int, np.ndarray, float]] = deque()
+        self._imu_head_ns: int | None = None  # newest IMU stamp since the last jump back
+        self._jump_ns = int(0.5e9)
         self.odom_pub = self.create_publisher(Odometry, p.odom_topic, reliable_qos(50))
         self.tf = make_tf_broadcaster(self) if p.publish_tf else None
         self.create_subscription(Imu, p.imu_topic, self._on_imu, reliable_qos(p.imu_queue_depth))
         self.create_subscription(
             Image, p.image_topic, self._on_image, reliable_qos(p.image_queue_depth)
+        )
+        # Frames waiting for their IMU window are flushed on a wall-clock timer, so a camera
+        # without IMU (or a stalled IMU) still gets through after imu_wait_s.
+        self.create_timer(
+            max(p.imu_wait_s / 2, 0.01), self._drain_frames,
+            clock=Clock(clock_type=ClockType.STEADY_TIME),
         )
         self.get_logger().info(
             f"VIO on {p.image_topic} + {p.imu_topic} -> {p.odom_topic}; weights {weights}"
@@ -109,24 +129,59 @@ class VioNode(Node):
             except RosInputError as exc:
                 self.health.problem("bad_imu", f"dropped: {exc}")
                 return
+            if self._imu_head_ns is not None and stamp_ns < self._imu_head_ns - self._jump_ns:
+                # A loop: frames still waiting belong to the previous pass.
+                if self._frames:
+                    self.health.problem(
+                        "frames_dropped_at_time_jump",
+                        f"{p.imu_topic} went back to {stamp_ns} ns: {len(self._frames)} "
+                        "waiting frame(s) of the previous pass dropped",
+                    )
+                    self._frames.clear()
+                self._imu_head_ns = None
             # Slightly late samples are merged in order by the estimator; a jump back of
             # more than its reset_backwards_s resets it (see odometry.windowing).
             self.estimator.add_imu(stamp_ns, gyro_radps, accel_mps2)
             self.health.counters["imu_received"] += 1
+            self._imu_head_ns = max(stamp_ns, self._imu_head_ns or stamp_ns)
             self._check_resets(p.imu_topic, stamp_ns)
+        self._drain_frames()
 
     def _on_image(self, msg: Image) -> None:
         p = self.params
-        with self.health.latency["frame"].measure():
-            try:
-                image = image_to_mono8(msg, topic=p.image_topic, expected_hw=self._hw)
-            except RosInputError as exc:
-                self.health.problem("bad_image", f"dropped: {exc}")
+        try:
+            image = image_to_mono8(msg, topic=p.image_topic, expected_hw=self._hw)
+        except RosInputError as exc:
+            self.health.problem("bad_image", f"dropped: {exc}")
+            return
+        if self._hw is None:
+            self._hw = (int(image.shape[0]), int(image.shape[1]))
+        self.health.counters["frames_received"] += 1
+        self._frames.append((stamp_to_ns(msg.header.stamp), image, time.monotonic()))
+        self._drain_frames()
+
+    def _drain_frames(self) -> None:
+        """Process waiting frames whose IMU window is complete (or that waited long enough).
+
+        Camera and IMU arrive on separate subscriptions in no guaranteed order; a frame is
+        handed to the estimator once an IMU sample at or after its stamp has arrived, so that
+        its window holds every sample up to the frame (none merged late).
+        """
+        now = time.monotonic()
+        while self._frames:
+            stamp_ns, image, received = self._frames[0]
+            complete = self._imu_head_ns is not None and self._imu_head_ns >= stamp_ns
+            if not complete and now - received < self.params.imu_wait_s:
                 return
-            if self._hw is None:
-                self._hw = (int(image.shape[0]), int(image.shape[1]))
-            stamp_ns = stamp_to_ns(msg.header.stamp)
-            self.health.counters["frames_received"] += 1
+            if not complete:
+                self.health.counters["frames_without_full_imu_window"] += 1
+            self._frames.popleft()
+            self.health.latency["frame_wait_for_imu"].add(now - received)
+            self._process_frame(stamp_ns, image)
+
+    def _process_frame(self, stamp_ns: int, image: np.ndarray) -> None:
+        p = self.params
+        with self.health.latency["frame"].measure():
             try:
                 estimate = self.estimator.add_frame(stamp_ns, image)
             except OdometryError as exc:

@@ -38,8 +38,10 @@ Momentum is applied, as in the paper, in Nesterov form to the update direction
 
 Layers (as in ``torch.optim``): :class:`DFW` holds state and checks hyper-parameters,
 :func:`dfw` is the pure functional step, and ``_multi_tensor_dfw`` / ``_single_tensor_dfw``
-do the tensor work (``torch._foreach_*`` kernels by default). ``gamma`` stays a device tensor:
-the step never synchronises with the host.
+do the tensor work (``torch._foreach_*`` kernels by default). On an accelerator ``gamma``
+stays a device tensor and the step never synchronises with the host; where the loss lives in
+host memory (CPU) reading ``gamma`` is free, and it is used as a Python scalar, which lets
+the update fold the weight decay into one buffer and skip an allocation (``host_gamma``).
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class DFW(Optimizer):
         weight_decay: ``lambda`` of the regulariser ``lambda / 2 * ||w||^2``.
         eps: added to the denominator of ``gamma`` (guards a zero gradient).
         foreach: use the ``torch._foreach_*`` multi-tensor kernels (default) or a per-tensor loop.
+        host_gamma: use ``gamma`` as a Python number (``None``: when the loss is on the CPU,
+            where that costs no synchronisation) or keep it a tensor (``False``).
 
     ``step(closure)`` requires the closure: it must zero the gradients, compute the
     (non-negative, mini-batch mean) loss, call ``backward()`` and return the loss tensor.
@@ -93,10 +97,10 @@ class DFW(Optimizer):
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], eta: float,
                  momentum: float = 0.9, weight_decay: float = 0.0, eps: float = 1e-5,
-                 *, foreach: bool = True) -> None:
+                 *, foreach: bool = True, host_gamma: bool | None = None) -> None:
         _check_hyper_parameters(eta, momentum, weight_decay, eps)
         defaults = {"eta": eta, "momentum": momentum, "weight_decay": weight_decay,
-                    "eps": eps, "foreach": foreach}
+                    "eps": eps, "foreach": foreach, "host_gamma": host_gamma}
         super().__init__(params, defaults)
         self.last_gamma: Tensor | None = None
 
@@ -138,6 +142,7 @@ class DFW(Optimizer):
             weight_decays=[g[0]["weight_decay"] for g in groups],
             eps=min(g[0]["eps"] for g in groups),
             foreach=all(g[0]["foreach"] for g in groups),
+            host_gamma=groups[0][0].get("host_gamma"),
         )
         for group, params, _, bufs in groups:
             if group["momentum"] == 0.0:
@@ -151,7 +156,7 @@ class DFW(Optimizer):
 def dfw(params: list[list[Tensor]], grads: list[list[Tensor]],
         momentum_buffers: list[list[Tensor | None]], loss: Tensor, *, etas: list[float],
         momenta: list[float], weight_decays: list[float], eps: float = 1e-5,
-        foreach: bool = True) -> Tensor:
+        foreach: bool = True, host_gamma: bool | None = None) -> Tensor:
     """Functional DFW step over parameter groups; updates ``params`` in place.
 
     Args:
@@ -159,80 +164,128 @@ def dfw(params: list[list[Tensor]], grads: list[list[Tensor]],
             (the lists are updated in place with the new buffers).
         loss: 0-dim tensor, the mini-batch loss at the current parameters.
         etas, momenta, weight_decays: one value per group.
+        foreach: multi-tensor kernels, else a per-tensor loop.
+        host_gamma: see :class:`DFW`.
 
     Returns:
-        ``gamma``, a 0-dim tensor on ``loss``'s device (no host synchronisation).
+        ``gamma``, a 0-dim tensor on ``loss``'s device.
     """
     step_impl = _multi_tensor_dfw if foreach else _single_tensor_dfw
     # phase 1: the two scalars of the line search, summed over groups and devices
-    numerator = loss.to(torch.float32 if not loss.is_floating_point() else loss.dtype)
-    denominator = torch.zeros((), dtype=numerator.dtype, device=numerator.device)
+    numerator = loss if loss.is_floating_point() else loss.to(torch.float32)
+    denominator: Tensor | None = None
     for g_params, g_grads, eta, wd in zip(params, grads, etas, weight_decays, strict=True):
         if not g_params:
             continue
         grad_sq, w_dot_g = _group_products(g_params, g_grads, wd != 0.0, foreach)
-        denominator = denominator + eta * grad_sq.to(denominator.device)
-        if wd != 0.0:
-            numerator = numerator - eta * wd * w_dot_g.to(numerator.device)
-    gamma = (numerator / (denominator + eps)).clamp(0.0, 1.0)
+        if grad_sq.device != numerator.device:
+            grad_sq = grad_sq.to(numerator.device)
+            w_dot_g = w_dot_g.to(numerator.device) if w_dot_g is not None else None
+        term = grad_sq * eta
+        denominator = term if denominator is None else denominator + term
+        if w_dot_g is not None:
+            numerator = numerator - w_dot_g * (eta * wd)
+    assert denominator is not None  # the caller passes at least one non-empty group
+    gamma = (numerator / (denominator + eps)).clamp_(0.0, 1.0)
+    if host_gamma is None:
+        host_gamma = gamma.device.type == "cpu"
+    gamma_arg: Tensor | float = float(gamma) if host_gamma else gamma
     # phase 2: the update, per group
     for g_params, g_grads, g_bufs, eta, mu, wd in zip(params, grads, momentum_buffers, etas,
                                                       momenta, weight_decays, strict=True):
         if g_params:
-            step_impl(g_params, g_grads, g_bufs, gamma, eta=eta, momentum=mu, weight_decay=wd)
+            step_impl(g_params, g_grads, g_bufs, gamma_arg, eta=eta, momentum=mu,
+                      weight_decay=wd)
     return gamma
 
 
 def _group_products(params: list[Tensor], grads: list[Tensor], with_dot: bool,
-                    foreach: bool) -> tuple[Tensor, Tensor]:
+                    foreach: bool) -> tuple[Tensor, Tensor | None]:
     """Return ``(sum ||g||^2, sum <w, g>)`` as 0-dim tensors (the dot only if asked)."""
     device = grads[0].device
-    if foreach and all(g.device == device for g in grads):
-        norms = torch._foreach_norm(grads)
-        grad_sq = torch.stack(norms).square().sum()
+    same_device = all(g.device == device for g in grads)
+    if foreach and same_device:
+        grad_sq = torch.stack(torch._foreach_norm(grads)).square().sum()
     else:
-        grad_sq = sum((g.square().sum().to(device) for g in grads),
-                      torch.zeros((), device=device))
+        grad_sq = torch.stack([g.square().sum().to(device) for g in grads]).sum()
     if not with_dot:
-        return grad_sq, torch.zeros((), device=device)
+        return grad_sq, None
     # a per-tensor dot reads w and g once and allocates nothing (no foreach dot exists)
-    w_dot_g = torch.stack([torch.dot(p.reshape(-1), g.reshape(-1)).to(device)
-                           for p, g in zip(params, grads, strict=True)]).sum()
-    return grad_sq, w_dot_g
+    dots = [torch.dot(p.reshape(-1), g.reshape(-1)) for p, g in zip(params, grads, strict=True)]
+    if not same_device:
+        dots = [d.to(device) for d in dots]
+    return grad_sq, torch.stack(dots).sum()
 
 
 def _multi_tensor_dfw(params: list[Tensor], grads: list[Tensor],
-                      bufs: list[Tensor | None], gamma: Tensor, *, eta: float, momentum: float,
-                      weight_decay: float) -> None:
+                      bufs: list[Tensor | None], gamma: Tensor | float, *, eta: float,
+                      momentum: float, weight_decay: float) -> None:
     grouped = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, bufs], with_indices=True  # type: ignore[list-item]
     )
     for (device, _), ((d_params, d_grads, d_bufs), indices) in grouped.items():
         d_params_t: list[Tensor] = d_params  # type: ignore[assignment]
         d_grads_t: list[Tensor] = d_grads  # type: ignore[assignment]
-        d_gamma = gamma.to(device=device, dtype=d_grads_t[0].dtype)
-        # u = gamma * g + lambda * w  (a fresh list: the gradients stay untouched)
-        update = torch._foreach_mul(d_grads_t, d_gamma)
-        if weight_decay != 0.0:
-            torch._foreach_add_(update, d_params_t, alpha=weight_decay)
-        if momentum != 0.0:
-            if any(b is None for b in d_bufs):
-                new_bufs = [torch.clone(u).detach() for u in update]
-                for i, b in zip(indices, new_bufs, strict=True):
-                    bufs[i] = b
-            else:
-                new_bufs = d_bufs  # type: ignore[assignment]
-                torch._foreach_mul_(new_bufs, momentum)
-                torch._foreach_add_(new_bufs, update)
-            torch._foreach_add_(update, new_bufs, alpha=momentum)
-        torch._foreach_add_(d_params_t, update, alpha=-eta)
+        # direction d and scale c with u = lambda w + gamma g = c * d
+        direction, scale = _direction(d_params_t, d_grads_t, gamma, weight_decay, device)
+        if momentum == 0.0:
+            _foreach_scaled_add(d_params_t, direction, scale, -eta)
+            continue
+        if any(b is None for b in d_bufs):
+            new_bufs = _foreach_scaled(direction, scale)
+            for i, b in zip(indices, new_bufs, strict=True):
+                bufs[i] = b
+        else:
+            new_bufs = d_bufs  # type: ignore[assignment]
+            torch._foreach_mul_(new_bufs, momentum)
+            _foreach_scaled_add(new_bufs, direction, scale, 1.0)
+        # Nesterov: w <- w - eta (u + mu z_new)
+        _foreach_scaled_add(d_params_t, direction, scale, -eta)
+        torch._foreach_add_(d_params_t, new_bufs, alpha=-eta * momentum)
+
+
+def _direction(params: list[Tensor], grads: list[Tensor], gamma: Tensor | float,
+               weight_decay: float, device: torch.device | None) -> tuple[list[Tensor],
+                                                                   Tensor | float]:
+    """``(d, c)`` with ``c * d = lambda w + gamma g``, allocating at most one list."""
+    if isinstance(gamma, float):
+        if weight_decay == 0.0:
+            return grads, gamma  # the gradients themselves: no copy
+        if gamma == 0.0:
+            # u = lambda w: w itself is the direction (each use reads it before it changes)
+            return params, weight_decay
+        # one fused pass: g + (lambda / gamma) w, scaled by gamma when applied
+        return list(torch._foreach_add(grads, params, alpha=weight_decay / gamma)), gamma
+    d_gamma = gamma.to(device=device, dtype=grads[0].dtype)
+    update = list(torch._foreach_mul(grads, d_gamma))
+    if weight_decay != 0.0:
+        torch._foreach_add_(update, params, alpha=weight_decay)
+    return update, 1.0
+
+
+def _foreach_scaled(tensors: list[Tensor], scale: Tensor | float) -> list[Tensor]:
+    if isinstance(scale, float) and scale == 1.0:
+        return [t.clone() for t in tensors]
+    return list(torch._foreach_mul(tensors, scale))
+
+
+def _foreach_scaled_add(out: list[Tensor], tensors: list[Tensor], scale: Tensor | float,
+                        alpha: float) -> None:
+    """``out += alpha * scale * tensors`` (scale a Python number here: no extra pass)."""
+    if isinstance(scale, Tensor):
+        torch._foreach_add_(out, torch._foreach_mul(tensors, scale), alpha=alpha)
+    else:
+        torch._foreach_add_(out, tensors, alpha=alpha * scale)
 
 
 def _single_tensor_dfw(params: list[Tensor], grads: list[Tensor], bufs: list[Tensor | None],
-                       gamma: Tensor, *, eta: float, momentum: float,
+                       gamma: Tensor | float, *, eta: float, momentum: float,
                        weight_decay: float) -> None:
     for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-        update = g * gamma.to(device=g.device, dtype=g.dtype)
+        if isinstance(gamma, Tensor):
+            update = g * gamma.to(device=g.device, dtype=g.dtype)
+        else:
+            update = g * gamma
         if weight_decay != 0.0:
             update.add_(p, alpha=weight_decay)
         if momentum != 0.0:

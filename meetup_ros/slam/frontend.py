@@ -54,7 +54,8 @@ class FrontendConfig:
     keyframe_rotation_rad: float = 0.10
     keyframe_every_n: int = 10
     keyframe_interval_s: float = 1.0
-    max_uncertainty: float = 0.1  # proximity Laplace scale above which depth is NaN
+    # Predicted Laplace scale of the proximity error above which a pixel's depth is NaN.
+    max_uncertainty: float = 0.1
     min_depth_m: float = 0.1
     max_depth_m: float = 20.0
     code_prior_weight: float = 1e-3
@@ -299,6 +300,9 @@ class SlamFrontend:
             depth = logit_to_depth(logit, problem.average_depth_m)
         h, w = self.model.cfg.height, self.model.cfg.width
         small = depth.reshape(h, w).numpy().astype(np.float32)
+        if view.log_b is not None:
+            uncertain = (torch.exp(view.log_b) > self.cfg.max_uncertainty).reshape(h, w)
+            small[uncertain.numpy()] = np.nan
         full = self._small_to_full(small)
         if self.rect is not None:
             out = self.rect.rectified_depth_to_cam0(full)

@@ -41,6 +41,7 @@ class ViewTerms:
     K: torch.Tensor  # (3, 3)
     prior_logit: torch.Tensor  # (H*W,)
     basis: torch.Tensor  # (code_dim, H*W)
+    log_b: torch.Tensor | None = None  # (H*W,) log Laplace scale of the proximity error
 
 
 @dataclass
@@ -265,12 +266,13 @@ def make_view(net: Any, image_u8: np.ndarray, K: np.ndarray) -> ViewTerms:
         )
     img = torch.from_numpy(image_u8.astype(np.float32) / 255.0)[None, None]
     with torch.no_grad():
-        prior, _log_b, basis = net.image_terms(img)
+        prior, log_b, basis = net.image_terms(img)
     return ViewTerms(
         image=prepare_image(image_u8),
         K=torch.as_tensor(K, dtype=torch.float32),
         prior_logit=prior.reshape(-1),
         basis=basis.reshape(basis.shape[1], -1),
+        log_b=log_b.reshape(-1),
     )
 
 

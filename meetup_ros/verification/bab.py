@@ -46,6 +46,8 @@ class BabConfig:
         min_width: input domains narrower than this in every dimension go to the MIP.
         split_candidates: input dimensions tried per split (bound-improvement choice);
             1 = the estimate alone.
+        initial_sec_per_domain: a guess of the bounding cost before the first measurement
+            (sizes the first batch under a tight deadline); None = no limit at first.
         max_aspect: split the relatively widest dimension once it is this many times wider
             (relative to the root box) than the narrowest.
         max_domains: open domains kept before giving up on splitting (-> MIP / timeout).
@@ -53,7 +55,7 @@ class BabConfig:
         seed: falsifier seed.
     """
 
-    batch_size: int = 512
+    batch_size: int = 256
     split: str = "auto"
     alpha_steps_root: int = 20
     alpha_steps: int = 0
@@ -62,6 +64,7 @@ class BabConfig:
     proof_margin: float = 1e-9
     min_width: float = 1e-7
     split_candidates: int = 3
+    initial_sec_per_domain: float | None = None
     max_aspect: float = 8.0
     max_domains: int = 1_000_000
     use_mip: bool = True
@@ -173,6 +176,7 @@ class _Solver:
         self.generator = torch.Generator().manual_seed(config.seed)
         width = torch.as_tensor(self.upper_np - self.lower_np)
         self.root_width = torch.where(width > 0, width, torch.ones_like(width))
+        self.sec_per_domain: float | None = config.initial_sec_per_domain
 
     # -- helpers ----------------------------------------------------------------------------
     def _time_left(self) -> float:
@@ -190,8 +194,9 @@ class _Solver:
         self.domains += int(lower.shape[0])
         k = self.coeffs.shape[0]
         use_combo = combo is not None and k > 1
+        combos = combo.unsqueeze(1) if combo is not None and use_combo else None
         res = crown_bounds(self.layers, lower, upper, splits, alpha_steps=alpha_steps,
-                           combos=combo.unsqueeze(1) if use_combo else None)
+                           combos=combos)
         if k > 1:
             best, lam = max_of_rows_lower_bound(res.A, res.c, lower, upper)
             best = torch.maximum(best, res.lower.max(-1).values)
@@ -266,8 +271,13 @@ class _Solver:
             if len(frontier) > cfg.max_domains:
                 return self._leftover_to_mip(frontier, "too many open domains")
             iteration += 1
-            # Best-first: the batch with the smallest bounds.
+            # Best-first: the batch with the smallest bounds, sized so that one step (about
+            # 2 x split_candidates bounded children per parent) fits in the time left.
             n_pick = min(cfg.batch_size, len(frontier))
+            if self.sec_per_domain is not None:
+                per_parent = self.sec_per_domain * 2 * max(cfg.split_candidates, 1)
+                n_pick = max(1, min(n_pick, int(self._time_left() / per_parent)))
+            step_start, step_domains = time.monotonic(), self.domains
             order = torch.argsort(frontier.bound)
             pick, rest = order[:n_pick], order[n_pick:]
             batch = frontier.select(pick)
@@ -289,6 +299,10 @@ class _Solver:
                     new_frontier.splits = [s[:0] for s in kids.splits]
                 new_frontier = Frontier.concat(new_frontier, kids)
             frontier = new_frontier
+            if self.domains > step_domains:
+                rate = (time.monotonic() - step_start) / (self.domains - step_domains)
+                self.sec_per_domain = rate if self.sec_per_domain is None else (
+                    0.5 * self.sec_per_domain + 0.5 * rate)
             if iteration % 25 == 0 and len(frontier) > 0 and cfg.falsify_samples > 0:
                 # A PGD round inside the currently worst domain.
                 i = int(torch.argmin(frontier.bound))
@@ -338,7 +352,11 @@ class _Solver:
         combo = None
         if batch.combo is not None:
             combo = batch.combo[~tiny].unsqueeze(1).expand(P, c * 2, -1).reshape(P * c * 2, -1)
-        kids = self._bound(c_lo, c_up, None, self.config.alpha_steps, combo)
+        splits = None
+        if batch.splits is not None:
+            splits = [s[~tiny].unsqueeze(1).expand(P, c * 2, -1).reshape(P * c * 2, -1)
+                      for s in batch.splits]
+        kids = self._bound(c_lo, c_up, splits, self.config.alpha_steps, combo)
         if c == 1:
             return kids, leftovers
         best = kids.bound.view(P, c, 2).min(-1).values
@@ -367,12 +385,14 @@ class _Solver:
         flat = torch.cat(scores, -1)
         best_score, best_idx = flat.max(-1)
         leaf = (best_score < 0) & ~res.infeasible
-        leftovers = None
-        if bool(leaf.any()):
-            leftovers = batch.select(leaf)
+        # With every ReLU fixed the network is affine on the domain, but CROWN still
+        # minimises over the whole box (not box and sign constraints): split the box of such
+        # leaves instead; sub-boxes outside the sign region are found empty (l > u).
+        leaf_kids, leftovers = (self._split_input(batch.select(leaf)) if bool(leaf.any())
+                                else (None, None))
         keep = ~leaf & ~res.infeasible
         if not bool(keep.any()):
-            return None, leftovers
+            return leaf_kids, leftovers
         lo, up, best_idx = lo[keep], up[keep], best_idx[keep]
         splits = [s[keep] for s in splits]
         pos_splits, neg_splits = [], []
@@ -392,6 +412,8 @@ class _Solver:
         child_splits = [torch.cat([a, b]) for a, b in zip(pos_splits, neg_splits, strict=True)]
         kids = self._bound(torch.cat([lo, lo]), torch.cat([up, up]), child_splits,
                            self.config.alpha_steps, combo)
+        if leaf_kids is not None:
+            kids = Frontier.concat(kids, leaf_kids)
         return kids, leftovers
 
     def _leftover_to_mip(self, frontier: Frontier, why: str) -> DisjunctOutcome:

@@ -94,8 +94,8 @@ def select(instances: list[Instance], pattern: str | None = None, limit: int | N
         keep: set[int] = set()
         for rows in groups.values():
             count = min(per_property, len(rows))
-            picks = np.linspace(0, len(rows) - 1, count).round().astype(int) if count else []
-            keep.update(id(rows[int(k)]) for k in picks)
+            picks = np.linspace(0, len(rows) - 1, count).round().astype(int).tolist()
+            keep.update(id(rows[k]) for k in (picks if count else []))
         chosen = [i for i in chosen if id(i) in keep]
     return chosen[:limit] if limit is not None else chosen
 

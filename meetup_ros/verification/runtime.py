@@ -29,7 +29,8 @@ from meetup_ros.verification.spec import Property, load_property
 logger = logging.getLogger(__name__)
 
 RUNTIME_CONFIG = BabConfig(
-    batch_size=128, alpha_steps_root=0, falsify_samples=64, falsify_steps=10, use_mip=False
+    batch_size=128, alpha_steps_root=0, falsify_samples=64, falsify_steps=10, use_mip=False,
+    initial_sec_per_domain=2e-3,
 )
 
 

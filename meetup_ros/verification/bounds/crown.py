@@ -249,9 +249,12 @@ def _optimise_alpha(
     k = A0.shape[1]
     unstable = [(pl < 0) & (pu > 0) for pl, pu in zip(pre_lower, pre_upper, strict=True)]
     params = [s.unsqueeze(1).expand(-1, k, -1).clone().requires_grad_(True) for s in lo_slopes]
-    opt = torch.optim.Adam(params, lr=lr)
+    # Adam written out: torch.optim pulls in torch._dynamo (seconds of imports at first use).
+    m1 = [torch.zeros_like(p) for p in params]
+    m2 = [torch.zeros_like(p) for p in params]
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
     best, best_A, best_c = best.clone(), best_A.clone(), best_c.clone()
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         slopes = [
             torch.where(u.unsqueeze(1), p.clamp(0, 1), s.unsqueeze(1))
             for p, s, u in zip(params, lo_slopes, unstable, strict=True)
@@ -263,12 +266,13 @@ def _optimise_alpha(
             best = torch.where(better, bound, best)
             best_A = torch.where(better.unsqueeze(-1), A, best_A)
             best_c = torch.where(better, c, best_c)
-        opt.zero_grad()
-        (-bound.sum()).backward()
-        opt.step()
+        grads = torch.autograd.grad(bound.sum(), params)
         with torch.no_grad():
-            for p in params:
-                p.clamp_(0, 1)
+            for p, g, a1, a2 in zip(params, grads, m1, m2, strict=True):
+                a1.mul_(beta1).add_(g, alpha=1 - beta1)
+                a2.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                update = (a1 / (1 - beta1**step)) / ((a2 / (1 - beta2**step)).sqrt() + eps)
+                p.add_(update, alpha=lr).clamp_(0, 1)  # ascent on the bound
     return best.detach(), best_A.detach(), best_c.detach()
 
 
