@@ -19,7 +19,7 @@ def share_dir() -> Path:
         return SOURCE_ROOT
     try:
         installed = Path(get_package_share_directory(PACKAGE))
-    except (PackageNotFoundError, ValueError, LookupError):
+    except (PackageNotFoundError, ValueError, LookupError, OSError):
         return SOURCE_ROOT
     # An editable pip install registers no share dir with ament; prefer the source tree then.
     return installed if (installed / "config").is_dir() else SOURCE_ROOT

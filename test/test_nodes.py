@@ -266,13 +266,15 @@ def test_monitor_gate_closed_on_unknown(harness: Harness, tmp_path: Path) -> Non
 def _replay(topics: list[str], rate: float = 1.0) -> dict[str, int]:
     """Play the bundled bag's ``topics`` over DDS from another process (the pip-only
     ``bag_replay_node``), so that its thread does not share this process's GIL with the node
-    under test; returns the messages per topic it published."""
+    under test; returns the messages per topic it published. The replay starts 3 s after
+    its publishers exist: DDS discovery between processes took over 1.5 s on a loaded
+    machine, and what is published before matching is lost."""
     from meetup_ros.bags.reader import bag_info
 
     cmd = [
         sys.executable, "-m", "meetup_ros.nodes.bag_replay_node", "--ros-args",
         "-p", f"bag:={BAG}", "-p", f"rate:={rate}", "-p", "publish_clock:=false",
-        "-p", f"topics:=[{','.join(topics)}]", "-p", "start_delay_s:=1.5",
+        "-p", f"topics:=[{','.join(topics)}]", "-p", "start_delay_s:=3.0",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -288,15 +290,16 @@ def test_vio_node_on_the_bag(harness: Harness) -> None:
     harness.collect("/odom", Odometry)
     published = _replay(["/imu0", "/cam0/image_raw"])
     frames = published["/cam0/image_raw"]
-    harness.wait_for(lambda: node.health.counters["frames_received"] == frames, 20,
+    harness.wait_for(lambda: node.health.counters["frames_received"] == frames, 40,
                      f"{frames} frames (node: {node.summary()})")
-    harness.wait_for(lambda: harness.count("/odom") >= frames - 2, 20, "odometry")
+    harness.wait_for(lambda: harness.count("/odom") >= frames - 2, 40,
+                     f"odometry (node: {node.summary()})")
     odom = harness.received["/odom"][-1]
     assert (odom.header.frame_id, odom.child_frame_id) == ("odom", "base_link")
     pose_cov = np.array(odom.pose.covariance).reshape(6, 6)
     assert np.all(np.diag(pose_cov) > 0), "pose covariance not filled"
     imu = published["/imu0"]
-    harness.wait_for(lambda: node.health.counters["imu_received"] == imu, 20,
+    harness.wait_for(lambda: node.health.counters["imu_received"] == imu, 40,
                      f"{imu} IMU samples (node: {node.summary()})")
     assert node.estimator_stats().get("dropped", 0) == 0
 
@@ -315,8 +318,8 @@ def test_vio_node_on_the_bag(harness: Harness) -> None:
     # A loop: the bag again from its start, stamps go back, the estimator resets and goes on.
     published_before = harness.count("/odom")
     _replay(["/imu0", "/cam0/image_raw"])
-    harness.wait_for(lambda: harness.count("/odom") >= published_before + frames - 2, 20,
-                     "odometry after the loop")
+    harness.wait_for(lambda: harness.count("/odom") >= published_before + frames - 2, 40,
+                     f"odometry after the loop (node: {node.summary()})")
     assert node.health.counters["resets"] >= 1
 
 
@@ -344,3 +347,32 @@ def test_slam_node_on_the_bag(harness: Harness) -> None:
     points = cv.point_cloud_xyz_to_array(harness.received["/slam/points"][0])
     assert points.shape[0] > 0 and np.all(np.isfinite(points))
     assert node.health.counters["pairs_processed"] >= harness.count("/depth")
+
+
+@pytest.mark.parametrize(
+    ("module", "cls", "param_name"),
+    [
+        ("vio_node", "VioNode", "weights_path"),
+        ("slam_node", "SlamNode", "depth_weights"),
+        ("controller_node", "ControllerNode", "network_path"),
+        ("safety_monitor_node", "SafetyMonitorNode", "network_path"),
+    ],
+)
+def test_missing_weights_stop_the_node_naming_the_file(
+    harness: Harness, tmp_path: Path, module: str, cls: str, param_name: str
+) -> None:
+    import importlib
+
+    node_cls = getattr(importlib.import_module(f"meetup_ros.nodes.{module}"), cls)
+    missing = tmp_path / "missing_weights.bin"
+    with pytest.raises(Exception, match=r"missing_weights\.bin"):
+        node_cls(context=harness.context,
+                 parameter_overrides=_overrides(**{param_name: str(missing)}))
+
+
+def test_unknown_parameter_is_rejected(harness: Harness) -> None:
+    from meetup_ros.nodes.controller_node import ControllerNode
+    from meetup_ros.ros import RosInputError
+
+    with pytest.raises(RosInputError, match=r"unknown parameter\(s\) \['network'\]"):
+        ControllerNode(context=harness.context, parameter_overrides=_overrides(network="x"))

@@ -57,6 +57,7 @@ def test_violated_with_a_confirmed_counterexample(nets: dict[str, Path]) -> None
     assert x[0] >= 0.5 and x[4] <= 1.0  # inside the property's domain
     y = onnxruntime_forward(str(nets["unsafe"]), x)
     assert y[0] >= y[1] and y[0] >= y[2]
+    assert cert.counterexample_y is not None
     np.testing.assert_allclose(cert.counterexample_y, y, atol=1e-5)
     # The next tick re-tries the same counterexample first.
     again = monitor.certify(lower, upper)
@@ -81,6 +82,7 @@ def test_every_verified_region_is_confirmed_by_the_mip(nets: dict[str, Path]) ->
             mip = solve_min_max_margin(monitor.network, d.coeffs, d.rhs, lo, up)
             assert mip.objective > 0, (center, radius, mip)
         if cert.status == "violated":
+            assert cert.counterexample_x is not None and cert.counterexample_y is not None
             assert prop.is_unsafe(cert.counterexample_x, cert.counterexample_y)
     assert counts["verified"] >= 3 and counts["violated"] >= 3, counts
 

@@ -34,6 +34,7 @@ def test_known_answers(shared_data: Path, net: str, prop: int, expected: str) ->
     result = verify(network, spec, timeout_s=20.0)
     assert result.status == expected, result.stats
     if expected == "sat":
+        assert result.x is not None
         session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
         y = session.run(None, {"input": result.x.astype(np.float32).reshape(1, 1, 1, 5)})[0]
         assert spec.is_unsafe(result.x, y.reshape(-1).astype(np.float64))

@@ -53,7 +53,7 @@ def test_nnet_normalisation_folds_into_the_first_and_last_layer(shared_data: Pat
     np.testing.assert_allclose(folded.forward(x), expected, rtol=1e-9)
 
 
-def _model(nodes, inputs, output, inits, opset: int = 13) -> onnx.ModelProto:  # type: ignore[no-untyped-def]
+def _model(nodes, inputs, output, inits, opset: int = 13) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "g", inputs, [output], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
@@ -287,5 +287,5 @@ def test_property_that_does_not_fit_the_network(shared_data: Path) -> None:
         verify(net, prop, 1.0)
     with pytest.raises(VerificationInputError, match="does not exist"):
         load_property(shared_data / "acasxu" / "prop_99.vnnlib")
-    with pytest.raises(VerificationInputError, match="suffix '.txt'"):
+    with pytest.raises(VerificationInputError, match=r"suffix '\.txt'"):
         load_property("p.txt")

@@ -71,7 +71,7 @@ def test_bounds_below_samples_and_mip(sizes: list[int], seed: int) -> None:
     for row in range(2):
         mip = solve_min_max_margin(net, coeffs[row:row + 1], rhs[row:row + 1], lower, upper)
         assert mip.x is not None and mip.dual_bound > -np.inf
-        at_x = float((net.forward(mip.x) @ coeffs[row] - rhs[row]))
+        at_x = float(net.forward(mip.x) @ coeffs[row] - rhs[row])
         assert at_x == pytest.approx(mip.objective, abs=1e-5)
         assert mip.objective <= sampled_min[row] + 1e-6
         lp = lp_lower_bound(net, coeffs[row:row + 1], rhs[row:row + 1], lower, upper)
@@ -118,7 +118,7 @@ def test_split_bounds_below_samples_in_the_split_region(seed: int) -> None:
         assert float(res.lower[0, 0]) <= mip.objective + 1e-6
 
 
-def _random_property(rng: np.random.Generator, net, lower, upper, k: int) -> Property:  # type: ignore[no-untyped-def]
+def _random_property(rng: np.random.Generator, net, lower, upper, k: int) -> Property:
     """A conjunction of k constraints whose thresholds sit near the sampled range."""
     coeffs = rng.normal(size=(k, net.n_outputs))
     y = net.forward(rng.uniform(lower, upper, (2000, lower.size)))
@@ -165,5 +165,6 @@ def test_disjunction_sat_in_second_disjunct_only() -> None:
     prop = Property((never, sometimes), 2, 2)
     result = verify(net, prop, 10.0)
     assert result.status == "sat" and result.stats["disjunct"] == 1
+    assert result.x is not None
     assert prop.is_unsafe(result.x, net.forward(result.x))
     assert verify(net, Property((never,), 2, 2), 10.0).status == "unsat"

@@ -34,6 +34,9 @@ PIPELINE_NODES = {
     "controller_node": "meetup_ros.nodes.controller_node:ControllerNode",
     "safety_monitor_node": "meetup_ros.nodes.safety_monitor_node:SafetyMonitorNode",
 }
+# After the graph shows every subscription, DDS still has to match the replay's publishers
+# to them; what is published before that is lost (seen at 0.5 s on a loaded machine).
+REPLAY_START_DELAY_S = 2.0
 # Subscriptions that must exist (counting the demo's recorder) before the replay starts.
 READY_SUBSCRIBERS = {
     "/imu0": 1, "/cam0/image_raw": 2, "/cam1/image_raw": 1, "/odom": 4, "/depth": 2,
@@ -259,7 +262,9 @@ def run_demo(
     wall_s = float("nan")
     try:
         helper = Node("meetup_demo", context=context)
-        replay = BagReplayNode(bag=[str(bag)], rate=rate, context=context, start_delay_s=1.0)
+        replay = BagReplayNode(
+            bag=[str(bag)], rate=rate, context=context, start_delay_s=REPLAY_START_DELAY_S
+        )
         executor.add_node(helper)
         executor.add_node(replay)
         spinner.start()
@@ -282,7 +287,8 @@ def run_demo(
                 if time.monotonic() - wall_start > timeout_s:
                     failures.append(f"outputs still coming after {timeout_s:g} s")
                     break
-            wall_s = quiet_since - wall_start
+            # From the first message published to the last output recorded.
+            wall_s = quiet_since - wall_start - REPLAY_START_DELAY_S
             if replay.report.error:
                 failures.append(f"replay: {replay.report.error}")
             for name, code in nodes.exited().items():

@@ -62,6 +62,9 @@ def _verify(args: argparse.Namespace) -> int:
         error = None
     except VerificationInputError as exc:
         text, error = "error\n", str(exc)
+    except Exception as exc:  # a bug must still give the competition's "error" line
+        logger.debug("verify failed", exc_info=True)
+        text, error = "error\n", f"internal error: {type(exc).__name__}: {exc}"
     print(text, end="")
     if args.result is not None:
         args.result.parent.mkdir(parents=True, exist_ok=True)

@@ -253,7 +253,11 @@ class VioEstimator:
                             stamp_ns)
                 self._last_pair_image = image
                 return None
-            q = gravity_attitude(np.asarray(self._init_accel) - self.bias_accel)
+            # The network subtracts its learned accelerometer bias from every sample; the
+            # attitude must come from the same corrected readings, or the bias that tilted
+            # the gravity estimate is subtracted a second time and integrates into drift.
+            learned_bias = self.model.bias_accel_mps2.detach().double().numpy()
+            q = gravity_attitude(np.asarray(self._init_accel) - self.bias_accel - learned_bias)
             self._T_odom_base = np.eye(4)
             self._T_odom_base[:3, :3] = _rotation_matrix(q)
             self._initialised = True

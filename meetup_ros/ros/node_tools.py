@@ -188,6 +188,10 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
         rclpy.logging.get_logger("meetup_ros").error(f"node failed: {exc}")
         code = 1
     finally:
+        # A terminal's Ctrl-C reaches both a launcher and its node processes: a second
+        # SIGINT must not cut the final diagnostics short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if node is not None:
             close = getattr(node, "close", None)
             if callable(close) and node.context.ok():

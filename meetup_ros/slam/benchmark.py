@@ -112,7 +112,7 @@ def solver_comparison(
     iters = {n: 0 for n in names}
     walls = {n: 0.0 for n in names}
     missed = {n: 0 for n in names}
-    pose_err: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    pose_err: dict[str, list[dict[str, float]]] = {n: [] for n in (*names, "start")}
     depth_rows: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     curves: dict[str, list[np.ndarray]] = {n: [] for n in names}
     per_pair = []
@@ -121,6 +121,7 @@ def solver_comparison(
         problem = make_problem(depth_model.net, pair.image_a, pair.image_b, pair.K, pair.T_b_a,
                                pose_prior_weight=weight, K_b=pair.K_b)
         x0 = start_point(problem, pair.T_b_a, rng, cfg)
+        pose_err["start"].append(pose_errors(problem, x0, pair.T_b_a, pair.metric))
         results = {
             "gauss_newton": gauss_newton(problem, x0, cfg.max_iterations),
             "levenberg_marquardt": levenberg_marquardt(problem, x0, cfg.max_iterations),
@@ -162,13 +163,14 @@ def solver_comparison(
         "lm_not_reached": missed["levenberg_marquardt"],
         "tolerance": cfg.tolerance,
     }
-    short = {"learned": "learned", "gauss_newton": "gn", "levenberg_marquardt": "lm"}
-    for name in names:
+    short = {"learned": "learned", "gauss_newton": "gn", "levenberg_marquardt": "lm",
+             "start": "start"}
+    for name in (*names, "start"):
         keys = sorted({k for e in pose_err[name] for k in e})
         for key in keys:
             vals = [e[key] for e in pose_err[name] if key in e]
             out[f"{short[name]}_{key}"] = float(np.mean(vals))
-        if depth_rows[name]:
+        if depth_rows.get(name):
             for key in ("absrel", "rmse_m", "delta1"):
                 values = [m[key] for m in depth_rows[name]]
                 out[f"{short[name]}_depth_{key}"] = float(np.mean(values))

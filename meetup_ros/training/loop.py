@@ -375,4 +375,4 @@ def _set_rng_state(state: Mapping[str, Any], rank: int) -> None:
     py = state["python"]
     random.setstate((py["version"], tuple(py["state"]), None))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

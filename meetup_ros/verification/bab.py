@@ -12,6 +12,12 @@ bound minimisers of each new domain are tried as counterexamples, and every coun
 is re-checked by :func:`falsify.confirm` (float64 and onnxruntime) before "sat". Domains that
 can no longer be split usefully go to the exact MIP. Out of time -> "timeout" with the open
 domains returned so a caller (the runtime monitor) can resume them.
+
+Known limits: ReLU splitting has no Lagrangian (beta-CROWN) treatment of the split
+constraints, so a domain with every ReLU fixed is still bounded over its whole box; such
+leaves are split on the input instead, which is complete but slow for many inputs. Only the
+root gets alpha-CROWN by default (``alpha_steps=0`` per batch): per-batch slope optimisation
+costs more than it saves on ACAS Xu with input splitting on this machine.
 """
 
 from __future__ import annotations
@@ -81,6 +87,7 @@ class Frontier:
     splits: list[torch.Tensor] | None = None
     direction: torch.Tensor | None = None  # (N, n) coefficients of the best linear bound
     combo: torch.Tensor | None = None  # (N, k) convex weights over the margin rows
+    pre: torch.Tensor | None = None  # (N, 2 H) pre-activation lower then upper bounds
 
     def __len__(self) -> int:
         return int(self.lower.shape[0])
@@ -96,7 +103,8 @@ class Frontier:
         splits = None if self.splits is None else [s[keep] for s in self.splits]
         direction = None if self.direction is None else self.direction[keep]
         combo = None if self.combo is None else self.combo[keep]
-        return Frontier(lo[keep], up[keep], self.bound[keep], splits, direction, combo)
+        pre = None if self.pre is None else self.pre[keep]
+        return Frontier(lo[keep], up[keep], self.bound[keep], splits, direction, combo, pre)
 
     def select(self, index: torch.Tensor) -> Frontier:
         """The domains at ``index``."""
@@ -105,6 +113,7 @@ class Frontier:
             None if self.splits is None else [s[index] for s in self.splits],
             None if self.direction is None else self.direction[index],
             None if self.combo is None else self.combo[index],
+            None if self.pre is None else self.pre[index],
         )
 
     @staticmethod
@@ -117,7 +126,7 @@ class Frontier:
             torch.cat([x, y]) for x, y in zip(a.splits, b.splits, strict=True)]
         return Frontier(torch.cat([a.lower, b.lower]), torch.cat([a.upper, b.upper]),
                         torch.cat([a.bound, b.bound]), splits, cat(a.direction, b.direction),
-                        cat(a.combo, b.combo))
+                        cat(a.combo, b.combo), cat(a.pre, b.pre))
 
 
 @dataclass
@@ -184,7 +193,8 @@ class _Solver:
 
     def _bound(self, lower: torch.Tensor, upper: torch.Tensor,
                splits: list[torch.Tensor] | None, alpha_steps: int,
-               combo: torch.Tensor | None = None) -> Frontier:
+               combo: torch.Tensor | None = None, pre: torch.Tensor | None = None
+               ) -> Frontier:
         """Bound domains; returns them as a frontier with bound, direction and weights.
 
         The bound of a domain is the best of: each margin row's CROWN bound, the CROWN bound
@@ -195,8 +205,14 @@ class _Solver:
         k = self.coeffs.shape[0]
         use_combo = combo is not None and k > 1
         combos = combo.unsqueeze(1) if combo is not None and use_combo else None
+        known = None
+        if pre is not None:
+            sizes = self.network.hidden_sizes
+            lows = torch.split(pre[:, : sum(sizes)], sizes, dim=1)
+            ups = torch.split(pre[:, sum(sizes):], sizes, dim=1)
+            known = list(zip(lows, ups, strict=True))
         res = crown_bounds(self.layers, lower, upper, splits, alpha_steps=alpha_steps,
-                           combos=combos)
+                           combos=combos, known=known)
         if k > 1:
             best, lam = max_of_rows_lower_bound(res.A, res.c, lower, upper)
             best = torch.maximum(best, res.lower.max(-1).values)
@@ -210,7 +226,8 @@ class _Solver:
             weights = torch.ones_like(best).unsqueeze(-1)
             direction = res.A[:, 0]
         best = torch.where(res.infeasible, torch.full_like(best, float("inf")), best)
-        return Frontier(lower, upper, best, splits, direction, weights)
+        new_pre = torch.cat([*res.pre_lower, *res.pre_upper], 1) if res.pre_lower else None
+        return Frontier(lower, upper, best, splits, direction, weights, new_pre)
 
     def _check_domains(self, domains: Frontier) -> DisjunctOutcome | None:
         """Try each open domain's centre and its linear bound's minimising corner."""
@@ -356,7 +373,10 @@ class _Solver:
         if batch.splits is not None:
             splits = [s[~tiny].unsqueeze(1).expand(P, c * 2, -1).reshape(P * c * 2, -1)
                       for s in batch.splits]
-        kids = self._bound(c_lo, c_up, splits, self.config.alpha_steps, combo)
+        pre = None
+        if batch.pre is not None:
+            pre = batch.pre[~tiny].unsqueeze(1).expand(P, c * 2, -1).reshape(P * c * 2, -1)
+        kids = self._bound(c_lo, c_up, splits, self.config.alpha_steps, combo, pre)
         if c == 1:
             return kids, leftovers
         best = kids.bound.view(P, c, 2).min(-1).values
@@ -409,9 +429,12 @@ class _Solver:
             neg_splits.append(sn)
             offset += h
         combo = None if batch.combo is None else batch.combo[keep].repeat(2, 1)
+        # The parent's pre-activation bounds from this call hold for both children.
+        pre = torch.cat([*(p[keep] for p in res.pre_lower), *(p[keep] for p in res.pre_upper)],
+                        1).repeat(2, 1)
         child_splits = [torch.cat([a, b]) for a, b in zip(pos_splits, neg_splits, strict=True)]
         kids = self._bound(torch.cat([lo, lo]), torch.cat([up, up]), child_splits,
-                           self.config.alpha_steps, combo)
+                           self.config.alpha_steps, combo, pre)
         if leaf_kids is not None:
             kids = Frontier.concat(kids, leaf_kids)
         return kids, leftovers

@@ -179,7 +179,16 @@ def _apply(op, attrs, node, get, label, name):
         if "value" not in attrs:
             raise VerificationInputError(f"network {name!r} {label}: only 'value' constants")
         return numpy_helper.to_array(attrs["value"]).astype(np.float64)
-    if op in ("Identity", "Cast"):
+    if op == "Cast":
+        from onnx import TensorProto
+
+        floats = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16}
+        if int(attrs.get("to", 0)) not in floats:
+            raise VerificationInputError(
+                f"network {name!r} {label}: Cast to type {attrs.get('to')!r}; only casts to "
+                "float types are supported (others change values)")
+        return get(0)
+    if op == "Identity":
         return get(0)
     if op == "Relu":
         x = get(0)

@@ -6,7 +6,8 @@ variables, ``(+ ...)``, ``(- ...)``, ``(* number term)``). All asserts are conjo
 into disjunctive normal form; in each disjunct the atoms over inputs must be bounds on one
 input (``X_i <= c``), the atoms over outputs become the linear conjunction. Strict and
 non-strict comparisons are both read as non-strict (a closed unsafe set), which is the
-conservative reading for "unsat". Errors name the line.
+conservative reading for "unsat"; a "sat" counterexample may then sit exactly on a strict
+bound (margin 0), as in VNN-COMP's own checker. Errors name the line.
 """
 
 from __future__ import annotations

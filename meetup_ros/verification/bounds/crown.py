@@ -132,6 +132,7 @@ def crown_bounds(
     alpha_lr: float = 0.2,
     intermediate: str = "auto",
     combos: torch.Tensor | None = None,
+    known: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> CrownResult:
     """CROWN lower bounds of the last layer's outputs over boxes.
 
@@ -148,6 +149,9 @@ def crown_bounds(
         combos: ``(B, r, k)`` convex weights over the k objective rows; r extra rows
             ``sum_j combos_j * objective_j`` are bounded too (appended after the k rows).
             Each lower-bounds ``max_j objective_j``, which is what a property's margins need.
+        known: per hidden layer ``(lower, upper)`` ``(B, h_i)`` pre-activation bounds already
+            valid on each box (e.g. the parent domain's, since a child box lies inside its
+            parent's); intersected in, so stable neurons need no back-substitution.
     """
     if intermediate == "auto":
         intermediate = "hybrid"
@@ -197,14 +201,19 @@ def crown_bounds(
             bnd = _minimise(A, c, center, radius)
             zl = torch.maximum(zl, bnd[:, :h])
             zu = torch.minimum(zu, -bnd[:, h:])
-        elif i > 0 and intermediate == "hybrid":
+        if known is not None:
+            zl = torch.maximum(zl, known[i][0])
+            zu = torch.minimum(zu, known[i][1])
+        if i > 0 and intermediate == "hybrid":
             zl, zu = _tighten_unstable(layers, i, zl, zu, splits, lo_slopes, up_slopes,
                                        up_icpts, center, radius)
         if splits is not None:
             s = splits[i]
             zl = torch.where(s > 0, zl.clamp(min=0), zl)
             zu = torch.where(s < 0, zu.clamp(max=0), zu)
-        infeasible |= (zl > zu).any(-1)
+        # Bounds that cross by more than float64 rounding mean an empty domain (splits that
+        # contradict each other); a rounding-level crossing is not trusted to close a domain.
+        infeasible |= (zl > zu + 1e-9 * (1 + zl.abs() + zu.abs())).any(-1)
         # Empty domains get harmless bounds so that later layers stay finite.
         zu = torch.maximum(zu, zl)
         pre_lower.append(zl)
