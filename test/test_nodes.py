@@ -376,3 +376,22 @@ def test_unknown_parameter_is_rejected(harness: Harness) -> None:
 
     with pytest.raises(RosInputError, match=r"unknown parameter\(s\) \['network'\]"):
         ControllerNode(context=harness.context, parameter_overrides=_overrides(network="x"))
+
+
+def test_monitor_region_grows_with_the_odometry_covariance(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """Speed 0.3 m/s misses the property's domain (>= 0.5 m/s) by itself, but not with the
+    odometry's forward-speed sigma of 0.2 m/s at k_sigma 3 (same stamp as the state)."""
+    onnx_path = _always_continue_onnx(tmp_path / "g.onnx")
+    node = _monitor(harness, onnx_path, use_odometry_covariance=True, k_sigma=3.0)
+    cov = np.zeros((6, 6))
+    cov[2, 2] = 0.04  # forward = body +z
+    harness.publish("/odom", cv.odometry_msg(STAMP0_NS, np.eye(4), [0, 0, 0.3], [0, 0, 0],
+                                             np.eye(6) * 1e-4, cov))
+    harness.wait_for(lambda: len(node._twist_cov) == 1, 5, "the odometry covariance")
+    _propose(harness, STAMP0_NS, [0.3, 0.0, 0.0, 0.0, 0.6], 1.0)
+    harness.wait_for(lambda: harness.count("/cmd") == 1, 10, "/cmd")
+    assert harness.received["/safety/status"][-1].data == "violated"
+    upper = {kv.key: kv.value for kv in _last_certificate(harness).values}["upper"]
+    assert float(upper.strip("[]").split(",")[0]) == pytest.approx(0.3 + 3 * 0.2 + 0.05)

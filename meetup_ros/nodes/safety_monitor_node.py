@@ -136,7 +136,8 @@ class SafetyMonitorNode(Node):
         self.last: TickResult | None = None
         self._states: OrderedDict[int, np.ndarray] = OrderedDict()
         self._commands: OrderedDict[int, TwistStamped] = OrderedDict()
-        self._twist_cov: tuple[int, np.ndarray] | None = None
+        # Twist covariances by odometry stamp: the state's stamp is its odometry's stamp.
+        self._twist_cov: OrderedDict[int, np.ndarray] = OrderedDict()
         self._last_state_ns: int | None = None
         self.cmd_pub = self.create_publisher(TwistStamped, p.cmd_topic, reliable_qos(50))
         self.status_pub = self.create_publisher(String, p.status_topic, reliable_qos(50))
@@ -163,7 +164,9 @@ class SafetyMonitorNode(Node):
         except RosInputError as exc:
             self.health.problem("bad_odometry", str(exc))
             return
-        self._twist_cov = (odom.stamp_ns, odom.twist_covariance)
+        self._twist_cov[odom.stamp_ns] = odom.twist_covariance
+        while len(self._twist_cov) > self.params.max_pending:
+            self._twist_cov.popitem(last=False)
 
     def _on_state(self, msg: JointState) -> None:
         p = self.params
@@ -181,7 +184,7 @@ class SafetyMonitorNode(Node):
             )
             self._states.clear()
             self._commands.clear()
-            self._twist_cov = None
+            self._twist_cov.clear()
         self._last_state_ns = stamp_ns
         self._hold(self._states, stamp_ns, state)
         self._try_pair(stamp_ns)
@@ -207,7 +210,7 @@ class SafetyMonitorNode(Node):
             return
         state = self._states.pop(stamp_ns)
         command = self._commands.pop(stamp_ns)
-        result = self.certify(state)
+        result = self.certify(state, stamp_ns)
         self._gate(command, result)
 
     def _on_fixed_tick(self) -> None:
@@ -215,22 +218,27 @@ class SafetyMonitorNode(Node):
 
     # ---- certification ---------------------------------------------------------------------
 
-    def _sigma(self, n_inputs: int) -> np.ndarray:
-        if not self.params.use_odometry_covariance or self._twist_cov is None:
+    def _sigma(self, n_inputs: int, stamp_ns: int | None) -> np.ndarray:
+        """State sigma from the twist covariance of the odometry the state was built from
+        (same stamp), else the latest one; zeros without odometry or for other networks."""
+        if (not self.params.use_odometry_covariance or not self._twist_cov
+                or n_inputs != len(STATE_NAMES)):
             return np.zeros(n_inputs)
-        if n_inputs != len(STATE_NAMES):
-            return np.zeros(n_inputs)
-        return state_sigma(self._twist_cov[1], self.axes)
+        cov = self._twist_cov.get(stamp_ns) if stamp_ns is not None else None
+        if cov is None:
+            self.health.counters["sigma_from_latest_odometry"] += 1
+            cov = next(reversed(self._twist_cov.values()))
+        return state_sigma(cov, self.axes)
 
-    def certify(self, state: np.ndarray) -> TickResult:
+    def certify(self, state: np.ndarray, stamp_ns: int | None = None) -> TickResult:
         """Certify every property over the region around ``state``; publish the outcome."""
         p = self.params
         start = time.perf_counter()
         lower = upper = state
         with self.health.latency["certificate"].measure():
             try:
-                lower, upper = region(state, self._sigma(state.size), np.asarray(p.radii),
-                                      p.k_sigma)
+                sigma = self._sigma(state.size, stamp_ns)
+                lower, upper = region(state, sigma, np.asarray(p.radii), p.k_sigma)
                 result = self._certify_all(lower, upper, start)
             except (ControlError, RosInputError) as exc:
                 result = TickResult("unknown", f"bad region: {exc}", 0.0, lower, upper)
