@@ -38,6 +38,7 @@ from meetup_ros.odometry.dataset import Intervals, build_intervals, frame_stamps
 from meetup_ros.odometry.model import MODEL_NAME, VioNet, VioNetConfig
 from meetup_ros.odometry.windowing import NS_PER_S, OdometryError
 from meetup_ros.training.config import TrainConfig
+from meetup_ros.training.distributed import is_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -291,7 +292,7 @@ def train_vio(cfg: TrainConfig) -> dict[str, float]:
         "options": asdict(options),
         "synthetic_data": False,
     }
-    if cfg.export:
+    if cfg.export and is_main_process():  # one rank writes the weights under torchrun
         save_weights(Path(cfg.out_dir) / "vio.pt", model.state_dict(), **metadata)
     metrics.update(
         heldout_start_ns=float(data.heldout_start_ns),

@@ -33,6 +33,7 @@ from meetup_ros.slam import SlamError
 from meetup_ros.slam import data as slam_data
 from meetup_ros.slam.depth_code import DepthCodeConfig, DepthCodeModel, DepthCodeNet
 from meetup_ros.training.config import TrainConfig
+from meetup_ros.training.distributed import is_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ def train_depth(cfg: TrainConfig) -> dict[str, float]:
                   steps_per_epoch=int(extra.get("steps", 20)))
     model = DepthCodeModel(net.eval())
     metrics.update(evaluate_depth(model, held, held_pairs))
-    if cfg.export:
+    if cfg.export and is_main_process():  # one rank writes the weights under torchrun
         save_weights(cfg.out_dir / "depth_code.pt", net.state_dict(),
                      **model.metadata(optimizer=cfg.optimizer,
                                       train_sources=sorted(sampler.groups),
@@ -371,7 +372,7 @@ def train_optimizer(cfg: TrainConfig) -> dict[str, float]:
                   defaults={"lr": OPTIMIZER_LR, "epochs": 20, "batch_size": 1},
                   steps_per_epoch=int(extra.get("steps", 10)), evaluate=evaluate)
     step.eval()
-    if cfg.export:
+    if cfg.export and is_main_process():  # one rank writes the weights under torchrun
         save_weights(cfg.out_dir / "slam_optimizer.pt", step.state_dict(),
                      **step.metadata(unroll=unroll, optimizer=cfg.optimizer,
                                      depth_weights=str(depth_path),
