@@ -55,7 +55,8 @@ class BabConfig:
         initial_sec_per_domain: a guess of the bounding cost before the first measurement
             (sizes the first batch under a tight deadline); None = no limit at first.
         max_aspect: split the relatively widest dimension once it is this many times wider
-            (relative to the root box) than the narrowest.
+            (relative to the root box) than the narrowest, if its estimated influence
+            ``|A_i| w_i`` is at least ``aspect_influence`` times the largest.
         max_domains: open domains kept before giving up on splitting (-> MIP / timeout).
         use_mip: allow the exact MIP on leftovers (needs highspy).
         seed: falsifier seed.
@@ -72,6 +73,7 @@ class BabConfig:
     split_candidates: int = 3
     initial_sec_per_domain: float | None = None
     max_aspect: float = 8.0
+    aspect_influence: float = 0.25
     max_domains: int = 1_000_000
     use_mip: bool = True
     seed: int = 0
@@ -382,10 +384,14 @@ class _Solver:
         best = kids.bound.view(P, c, 2).min(-1).values
         choice = best.argmax(-1)
         # Greedy choice can starve a dimension whose split pays off only later; once the box
-        # is much thinner in some dimension than in the widest (relative to the root box),
-        # split the widest (it is the last candidate).
+        # is much thinner in some dimension than in the widest (relative to the root box)
+        # and the widest still matters to the bound, split the widest (the last candidate).
         rel_min = torch.where(splittable, relative, torch.full_like(relative, float("inf")))
-        lopsided = relative.max(-1).values > self.config.max_aspect * rel_min.min(-1).values
+        widest = cands[:, -1:]
+        influence = smear.gather(1, widest)[:, 0]
+        matters = influence >= self.config.aspect_influence * smear.max(-1).values
+        lopsided = matters & (
+            relative.max(-1).values > self.config.max_aspect * rel_min.min(-1).values)
         choice = torch.where(lopsided, torch.full_like(choice, c - 1), choice)
         base = (torch.arange(P) * c + choice) * 2
         return kids.select(torch.cat([base, base + 1])), leftovers
