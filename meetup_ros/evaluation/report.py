@@ -297,7 +297,8 @@ def build_report(
     report["keyframes"] = len(depth_msgs)
     max_pairs = 3 if short else 12
     figures.compute(
-        ("depth_absrel", "depth_rmse_m", "depth_delta1", "depth_keyframes_scored"),
+        ("depth_absrel", "depth_rmse_m", "depth_delta1", "depth_keyframes_scored",
+         "depth_absrel_heldout_frames"),
         lambda: _depth_scores(seq, depth_msgs, max_pairs, out_dir),
     )
 
@@ -391,8 +392,13 @@ def _stereo_pairs(seq: Any, max_pairs: int) -> list[tuple[int, np.ndarray, np.nd
 
 def _depth_scores(
     seq: Any, depth_msgs: list[Any], max_pairs: int, out_dir: Path
-) -> tuple[float, float, float, int]:
-    """Mean AbsRel, RMSE and delta<1.25 of /depth against stereo targets on the same pairs."""
+) -> tuple[float, float, float, int, float | None]:
+    """Mean AbsRel, RMSE and delta<1.25 of /depth against stereo targets on the same pairs.
+
+    The last value is the AbsRel over keyframes from frames the depth network never saw
+    (index >= HELDOUT_FIRST_PAIR; the camera is at rest, so the scene is the same room), or
+    None when no keyframe falls there.
+    """
     from meetup_ros.slam.evaluation import depth_metrics
     from meetup_ros.slam.stereo import stereo_depth
 
@@ -407,6 +413,7 @@ def _depth_scores(
     picks = [stamps[round(k)] for k in np.linspace(0, len(stamps) - 1,
                                                      min(max_pairs, len(stamps)))]
     rows = []
+    frames: list[int] = []
     example = None
     for stamp in dict.fromkeys(picks):
         pred = depth_image(by_stamp[stamp])
@@ -415,15 +422,21 @@ def _depth_scores(
                            seq.T_cam0_cam1)
         metrics = depth_metrics(pred, ref)
         rows.append((metrics["absrel"], metrics["rmse_m"], metrics["delta1"]))
+        frames.append(index0[stamp])
         example = (stamp, image0, pred, ref, metrics)
     absrel, rmse, delta1 = (float(np.mean([r[i] for r in rows])) for i in range(3))
+    heldout = [r[0] for r, f in zip(rows, frames, strict=True) if f >= HELDOUT_FIRST_PAIR]
+    absrel_heldout = float(np.mean(heldout)) if heldout else None
     summary = {"keyframes_scored": len(rows), "absrel": absrel, "rmse_m": rmse,
-               "delta1": delta1, "per_keyframe": [list(r) for r in rows],
+               "delta1": delta1, "frames": frames,
+               "absrel_heldout_frames": absrel_heldout,
+               "note": f"frames < {HELDOUT_FIRST_PAIR} were in the depth network's training set",
+               "per_keyframe": [list(r) for r in rows],
                "target": "OpenCV SGBM stereo depth of the same pair (slam.stereo.stereo_depth)"}
     (out_dir / "depth_summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
     if example is not None:
         _plot_depth(out_dir / "depth.png", *example)
-    return absrel, rmse, delta1, len(rows)
+    return absrel, rmse, delta1, len(rows), absrel_heldout
 
 
 def _plot_depth(path: Path, stamp_ns: int, image0: np.ndarray, pred: np.ndarray,
