@@ -22,8 +22,8 @@ def generate_launch_description() -> LaunchDescription:
     params_file = LaunchConfiguration("params_file")
     arguments = [
         DeclareLaunchArgument(
-            "use_sim_time", default_value="true",
-            description="use /clock (true when replaying a bag)",
+            "use_sim_time", default_value="false",
+            description="use /clock (true when replaying a bag; replay.launch.py sets it)",
         ),
         DeclareLaunchArgument(
             "params_file",

@@ -54,6 +54,7 @@ class BabConfig:
             1 = the estimate alone.
         initial_sec_per_domain: a guess of the bounding cost before the first measurement
             (sizes the first batch under a tight deadline); None = no limit at first.
+        split_mix: weight of the better child's bound in the split score.
         max_aspect: split the relatively widest dimension once it is this many times wider
             (relative to the root box) than the narrowest, if its estimated influence
             ``|A_i| w_i`` is at least ``aspect_influence`` times the largest.
@@ -73,6 +74,7 @@ class BabConfig:
     split_candidates: int = 3
     initial_sec_per_domain: float | None = None
     max_aspect: float = 8.0
+    split_mix: float = 0.5
     aspect_influence: float = 0.25
     max_domains: int = 1_000_000
     use_mip: bool = True
@@ -381,8 +383,15 @@ class _Solver:
         kids = self._bound(c_lo, c_up, splits, self.config.alpha_steps, combo, pre)
         if c == 1:
             return kids, leftovers
-        best = kids.bound.view(P, c, 2).min(-1).values
-        choice = best.argmax(-1)
+        pair = kids.bound.view(P, c, 2).clamp(max=self.config.proof_margin)
+        # The worse child's bound, plus a little of the better one's (a split that settles
+        # half the box is progress too) and of relative width (breaks near-ties toward the
+        # dimension split least so far).
+        w = self.config.split_mix
+        score = pair.min(-1).values + w * pair.max(-1).values
+        rel_c = relative.gather(1, cands)
+        score = score + 1e-3 * score.abs().clamp(min=1e-12) * rel_c
+        choice = score.argmax(-1)
         # Greedy choice can starve a dimension whose split pays off only later; once the box
         # is much thinner in some dimension than in the widest (relative to the root box)
         # and the widest still matters to the bound, split the widest (the last candidate).
