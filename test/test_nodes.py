@@ -266,15 +266,17 @@ def test_monitor_gate_closed_on_unknown(harness: Harness, tmp_path: Path) -> Non
 def _replay(topics: list[str], rate: float = 1.0) -> dict[str, int]:
     """Play the bundled bag's ``topics`` over DDS from another process (the pip-only
     ``bag_replay_node``), so that its thread does not share this process's GIL with the node
-    under test; returns the messages per topic it published. The replay starts 3 s after
-    its publishers exist: DDS discovery between processes took over 1.5 s on a loaded
-    machine, and what is published before matching is lost."""
+    under test; returns the messages per topic it published. The replay starts once each of
+    its publishers has a matched subscription (the node under test subscribes to every topic
+    played): DDS discovery between processes took over 1.5 s on a loaded machine, and what is
+    published before matching is lost."""
     from meetup_ros.bags.reader import bag_info
 
     cmd = [
         sys.executable, "-m", "meetup_ros.nodes.bag_replay_node", "--ros-args",
         "-p", f"bag:={BAG}", "-p", f"rate:={rate}", "-p", "publish_clock:=false",
-        "-p", f"topics:=[{','.join(topics)}]", "-p", "start_delay_s:=3.0",
+        "-p", f"topics:=[{','.join(topics)}]", "-p", "start_delay_s:=0.0",
+        "-p", "wait_for_subscribers:=1", "-p", "wait_timeout_s:=20.0", "-p", "wait_fail:=true",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

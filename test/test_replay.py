@@ -7,8 +7,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -55,14 +56,23 @@ def stamp_ns(msg: object) -> int:
 class Listener:
     """Typed subscriptions that keep (arrival time, message) per topic."""
 
-    def __init__(self, context: object, types: dict[str, type]) -> None:
+    def __init__(self, context: Any, types: dict[str, type]) -> None:
         self.node = Node("test_listener", context=context)
-        self.received: dict[str, list[tuple[float, object]]] = {t: [] for t in types}
+        self.received: dict[str, list[tuple[float, Any]]] = {t: [] for t in types}
         for topic, msg_type in types.items():
             self.node.create_subscription(
                 msg_type, topic, lambda m, t=topic: self.received[t].append((time.monotonic(), m)),
                 topic_qos(topic),
             )
+
+
+def delivered(
+    replay: BagReplayNode, counts: Callable[[], int], on: list[str]
+) -> Callable[[], bool]:
+    """Done when the replay has ended and ``counts()`` reached what it published on ``on``:
+    under load the subscriber's backlog can outlast the fixed drain in spin_until."""
+    return lambda: replay.done.is_set() and counts() >= sum(
+        replay.report.published[t] for t in on)
 
 
 def spin_until(executor: SingleThreadedExecutor, done, timeout_s: float) -> None:
@@ -78,16 +88,20 @@ def spin_until(executor: SingleThreadedExecutor, done, timeout_s: float) -> None
 def test_replay_at_rate_4_with_clock(ros, sample) -> None:
     context, executor = ros
     listener = Listener(context, {topics.CAM0_IMAGE: Image, topics.IMU: Imu, topics.CLOCK: Clock})
+    # the listener subscribes to all three topics the replay publishes (with /clock)
     replay = BagReplayNode(
         context=context, bag=str(SAMPLE_BAG), rate=4.0,
-        topics=[topics.CAM0_IMAGE, topics.IMU],
+        topics=[topics.CAM0_IMAGE, topics.IMU], wait_for_subscribers=1, start_delay_s=0.0,
     )
     executor.add_node(listener.node)
     executor.add_node(replay)
     replay.start()
-    spin_until(executor, replay.done.is_set, 20.0)
+    played = [topics.CAM0_IMAGE, topics.IMU]
+    spin_until(executor, delivered(
+        replay, lambda: sum(len(listener.received[t]) for t in played), played), 20.0)
     report = replay.report
     assert report.error is None
+    assert report.unmatched_topics == {}
     assert report.published == {topics.CAM0_IMAGE: 95, topics.IMU: 1141}
 
     images = listener.received[topics.CAM0_IMAGE]
@@ -105,14 +119,29 @@ def test_replay_at_rate_4_with_clock(ros, sample) -> None:
     gyro = [m.angular_velocity.z for _, m in imu[:5]]
     np.testing.assert_array_equal(gyro, sample.imu.gyro_radps[:5, 2])
 
-    # timing: the 4.7 s of frames arrive over about 4.7 / 4 s of wall time
-    span_wall_s = images[-1][0] - images[0][0]
-    span_bag_s = (sample.cam0.stamps_ns[-1] - sample.cam0.stamps_ns[0]) / 1e9
-    # never early (a message waits for its time); late only by load on a shared machine
-    assert span_bag_s / 4.0 - 0.05 < span_wall_s < span_bag_s / 4.0 + 0.6
+    # timing where it is defined, at the publisher: every message goes out at or after its
+    # scheduled wall time (bag offset / 4), and late only by load on a shared machine
     assert report.bag_duration_s == pytest.approx(5.7, abs=1e-6)
     assert min(report.lateness_ms) >= 0.0
     assert report.lateness_stats()["p50"] < 50.0
+    # p99 bound: a 2-core machine shared by ~6 jobs deschedules the replay thread for tens of
+    # ms at a time (measured p99 15-54 ms with 4 busy loops on the 2 cores); 150 ms is 3
+    # periods of the 20 Hz camera, far below the seconds a schedule ignoring the rate or
+    # slipping over the 1.2 s pass would show
+    assert report.lateness_stats()["p99"] < 150.0
+
+    # ... and at the subscriber: the 4.7 s of frames arrive over about 4.7 / 4 s of wall time.
+    # With arrival a_i = due_i + late_i, late_i >= 0 (never early: published at or after
+    # due_i, received after that): a_last - a_first >= (due_last - due_first) - late_first,
+    # so the span can fall short of the scheduled span only by the first frame's lateness at
+    # the subscriber (publish lateness + delivery delay), measured here on the same clock.
+    span_wall_s = images[-1][0] - images[0][0]
+    span_bag_s = (sample.cam0.stamps_ns[-1] - sample.cam0.stamps_ns[0]) / 1e9
+    first_due_s = report.start_wall_s + (
+        sample.cam0.stamps_ns[0] - report.start_stamp_ns) / 1e9 / 4.0
+    first_late_s = images[0][0] - first_due_s
+    assert first_late_s >= 0.0, "a frame arrived before it was due"
+    assert span_bag_s / 4.0 - first_late_s - 1e-6 <= span_wall_s < span_bag_s / 4.0 + 0.6
 
     # /clock follows bag time, never goes back within a pass, at most clock_hz per bag second
     clock_ns = [m.clock.sec * 1_000_000_000 + m.clock.nanosec for _, m in
@@ -130,11 +159,13 @@ def test_loop_sends_stamps_back_and_skips_unimportable(ros, sample) -> None:
     replay = BagReplayNode(
         context=context, bag=[str(SAMPLE_BAG)], rate=20, loop=True, max_loops=2,
         topics=[topics.CAM0_INFO, topics.TF_STATIC], publish_clock=False,
+        wait_for_subscribers=1, wait_topics=[topics.CAM0_INFO], start_delay_s=0.0,
     )
     executor.add_node(listener.node)
     executor.add_node(replay)
     replay.start()
-    spin_until(executor, replay.done.is_set, 20.0)
+    spin_until(executor, delivered(
+        replay, lambda: len(listener.received[topics.CAM0_INFO]), [topics.CAM0_INFO]), 20.0)
     assert replay.report.loops == 2
     try:
         import tf2_msgs  # noqa: F401
@@ -155,15 +186,18 @@ def test_recorder_round_trip(ros, sample, tmp_path: Path) -> None:
     recorder = BagRecorder(recorder_node, tmp_path / "recorded", wanted, msgtypes={
         topics.CAM0_IMAGE: "sensor_msgs/msg/Image", topics.CAM0_INFO: "sensor_msgs/msg/CameraInfo",
     })  # /imu0's type is found on the graph
-    replay = BagReplayNode(context=context, bag=str(SAMPLE_BAG), rate=5.0, topics=wanted)
+    # nobody subscribes to /clock here: wait for the recorder on the recorded topics only
+    replay = BagReplayNode(context=context, bag=str(SAMPLE_BAG), rate=5.0, topics=wanted,
+                           wait_for_subscribers=1, wait_topics=wanted, start_delay_s=0.0)
     executor.add_node(recorder_node)
     executor.add_node(replay)
     recorder.start(discovery_timeout_s=5.0)
     replay.start()
-    spin_until(executor, replay.done.is_set, 20.0)
+    spin_until(executor, delivered(replay, lambda: sum(recorder.counts.values()), wanted), 20.0)
     counts = recorder.stop()
     assert counts == {topics.CAM0_IMAGE: 95, topics.CAM0_INFO: 95, topics.IMU: 1141}
     seq = read_sequence(tmp_path / "recorded", cameras=("cam0",))
+    assert seq.cam0 is not None and seq.imu is not None
     np.testing.assert_array_equal(seq.cam0.stamps_ns, sample.cam0.stamps_ns)
     np.testing.assert_array_equal(seq.cam0.images[10], sample.cam0.images[10])
     np.testing.assert_array_equal(seq.imu.accel_mps2, sample.imu.accel_mps2)
@@ -184,6 +218,34 @@ def test_replay_rejects_bad_parameters(ros) -> None:
         BagReplayNode(context=context, bag=str(SAMPLE_BAG), speed=2.0)
 
 
+def test_wait_timeout_warns_or_fails(ros) -> None:
+    """No subscriber on the topic: warn and play after the timeout, or fail when asked."""
+    context, executor = ros
+    common = dict(context=context, bag=str(SAMPLE_BAG), rate=20.0, publish_clock=False,
+                  topics=[topics.GROUNDTRUTH_ODOMETRY], wait_for_subscribers=1, wait_timeout_s=0.3,
+                  start_delay_s=0.0)
+    with pytest.raises(BagError, match=r"'wait_topics' = \['/imu0'\]: the replay does not"):
+        BagReplayNode(**{**common, "wait_topics": [topics.IMU]})
+    replay = BagReplayNode(**common)
+    executor.add_node(replay)
+    replay.start()
+    spin_until(executor, replay.done.is_set, 10.0)
+    assert replay.report.error is None
+    assert replay.report.unmatched_topics == {topics.GROUNDTRUTH_ODOMETRY: 0}
+    assert replay.report.wait_s >= 0.3
+    assert replay.report.published[topics.GROUNDTRUTH_ODOMETRY] == 115
+    executor.remove_node(replay)
+    replay.destroy_node()
+
+    failing = BagReplayNode(**common, wait_fail=True)
+    failing.start()
+    assert failing.wait(10.0)
+    assert failing.report.error is not None
+    assert "['/groundtruth/odometry'] have fewer than 1 matched" in failing.report.error
+    assert sum(failing.report.published.values()) == 0
+    failing.destroy_node()
+
+
 def test_cli_replay_in_another_process(ros) -> None:
     context, executor = ros
     listener = Listener(context, {topics.IMU: Imu})
@@ -191,13 +253,14 @@ def test_cli_replay_in_another_process(ros) -> None:
     cli = subprocess.Popen(
         [sys.executable, "-c", "import sys; from meetup_ros.cli import main; sys.exit(main())",
          "replay", str(SAMPLE_BAG), "--rate", "8",
-         "--topics", topics.IMU, "--no-clock"],
+         "--topics", topics.IMU, "--no-clock", "--wait-for-subscribers", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ),
     )
     spin_until(executor, lambda: cli.poll() is not None, 30.0)
     output = cli.communicate()[0]
     assert cli.returncode == 0, output
     assert "replayed 1141 messages" in output
+    assert "waited topic(s) have >= 1 matched subscription(s)" in output
     assert len(listener.received[topics.IMU]) == 1141
 
 
@@ -210,7 +273,8 @@ def test_console_script_loops_until_sigint(ros) -> None:
         pytest.skip(f"console script {script} not installed (pip install -e .)")
     node = subprocess.Popen(
         [str(script), "--ros-args", "-p", f"bag:={SAMPLE_BAG}", "-p", "loop:=true",
-         "-p", "rate:=20.0", "-p", "topics:=['/imu0']", "-p", "publish_clock:=false"],
+         "-p", "rate:=20.0", "-p", "topics:=['/imu0']", "-p", "publish_clock:=false",
+         "-p", "wait_for_subscribers:=1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:

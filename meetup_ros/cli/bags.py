@@ -39,6 +39,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--loop", action="store_true", help="start again at the end (stamps go back)")
     p.add_argument("--topics", nargs="+", default=None, help="only these topics")
     p.add_argument("--no-clock", action="store_true", help="do not publish /clock")
+    p.add_argument(
+        "--wait-for-subscribers", type=int, default=0, metavar="N",
+        help="before the first message, wait for N matched subscriptions on every topic "
+             "played (and /clock); 0 = start after a fixed 0.5 s",
+    )
+    p.add_argument(
+        "--wait-timeout", type=float, default=20.0, metavar="S",
+        help="with --wait-for-subscribers: give up waiting after S seconds, warn and play",
+    )
+    p.add_argument(
+        "--wait-fail", action="store_true",
+        help="with --wait-for-subscribers: fail (exit 1) on a wait timeout instead",
+    )
     p.set_defaults(func=_replay)
 
     p = subparsers.add_parser("record", help="record topics over DDS into an MCAP rosbag2")
@@ -89,15 +102,22 @@ def _replay(args: argparse.Namespace) -> int:
 
     if not args.rate > 0:
         raise CommandError(f"--rate {args.rate!r}: expected a value > 0")
+    if args.wait_for_subscribers < 0:
+        raise CommandError(
+            f"--wait-for-subscribers {args.wait_for_subscribers!r}: expected a value >= 0"
+        )
+    if not args.wait_timeout > 0:
+        raise CommandError(f"--wait-timeout {args.wait_timeout!r}: expected a value > 0")
     try:
         report = run_replay(
             args.bag, rate=args.rate, loop=args.loop, topics=args.topics,
-            publish_clock=not args.no_clock,
+            publish_clock=not args.no_clock, wait_for_subscribers=args.wait_for_subscribers,
+            wait_timeout_s=args.wait_timeout, wait_fail=args.wait_fail,
         )
     except BagError as exc:
         raise CommandError(str(exc)) from None
     print(report.summary())
-    return 0
+    return 1 if report.error else 0
 
 
 def _record(args: argparse.Namespace) -> int:

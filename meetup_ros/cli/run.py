@@ -35,8 +35,13 @@ PIPELINE_NODES = {
     "safety_monitor_node": "meetup_ros.nodes.safety_monitor_node:SafetyMonitorNode",
 }
 # After the graph shows every subscription, DDS still has to match the replay's publishers
-# to them; what is published before that is lost (seen at 0.5 s on a loaded machine).
-REPLAY_START_DELAY_S = 2.0
+# to them; what is published before that is lost (seen at 0.5 s on a loaded machine). So the
+# replay waits for a matched subscription on each bag topic the nodes subscribe to, not a
+# fixed delay; /groundtruth/* and /clock have no subscriber in the demo.
+REPLAY_WAIT_TOPICS = (
+    "/imu0", "/cam0/image_raw", "/cam1/image_raw", "/cam0/camera_info", "/cam1/camera_info",
+)
+REPLAY_WAIT_TIMEOUT_S = 20.0
 # Subscriptions that must exist (counting the demo's recorder) before the replay starts.
 READY_SUBSCRIBERS = {
     "/imu0": 1, "/cam0/image_raw": 2, "/cam1/image_raw": 1, "/odom": 4, "/depth": 2,
@@ -237,6 +242,7 @@ def run_demo(
     from rclpy.node import Node
 
     from meetup_ros import paths
+    from meetup_ros.bags.reader import bag_info
     from meetup_ros.evaluation.report import build_report
     from meetup_ros.nodes.bag_recorder import BagRecorder
     from meetup_ros.nodes.bag_replay_node import BagReplayNode
@@ -263,7 +269,9 @@ def run_demo(
     try:
         helper = Node("meetup_demo", context=context)
         replay = BagReplayNode(
-            bag=[str(bag)], rate=rate, context=context, start_delay_s=REPLAY_START_DELAY_S
+            bag=[str(bag)], rate=rate, context=context, start_delay_s=0.0,
+            wait_for_subscribers=1, wait_timeout_s=REPLAY_WAIT_TIMEOUT_S,
+            wait_topics=[t for t in REPLAY_WAIT_TOPICS if t in bag_info([str(bag)])["topics"]],
         )
         executor.add_node(helper)
         executor.add_node(replay)
@@ -287,8 +295,8 @@ def run_demo(
                 if time.monotonic() - wall_start > timeout_s:
                     failures.append(f"outputs still coming after {timeout_s:g} s")
                     break
-            # From the first message published to the last output recorded.
-            wall_s = quiet_since - wall_start - REPLAY_START_DELAY_S
+            # From the first message published (after the wait) to the last output recorded.
+            wall_s = quiet_since - wall_start - replay.report.wait_s
             if replay.report.error:
                 failures.append(f"replay: {replay.report.error}")
             for name, code in nodes.exited().items():

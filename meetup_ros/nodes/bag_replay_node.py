@@ -42,6 +42,10 @@ PARAMETERS: dict[str, Any] = {
     "clock_hz": 100.0,
     "start_delay_s": 0.5,
     "max_loops": 0,
+    "wait_for_subscribers": 0,
+    "wait_topics": [""],
+    "wait_timeout_s": 20.0,
+    "wait_fail": False,
 }
 DESCRIPTIONS = {
     "bag": f"rosbag2 folder(s), separated by {os.pathsep!r}",
@@ -52,6 +56,11 @@ DESCRIPTIONS = {
     "clock_hz": "most /clock messages per second of bag time",
     "start_delay_s": "wall time to wait after creating publishers, for discovery",
     "max_loops": "with loop: stop after this many passes (0 = run until shutdown)",
+    "wait_for_subscribers": "before the first message, wait until each waited publisher has "
+                            "this many matched subscriptions (0 = do not wait)",
+    "wait_topics": "publishers to wait for; [''] = every publisher the replay uses",
+    "wait_timeout_s": "give up waiting after this many seconds (wall)",
+    "wait_fail": "on a wait timeout, fail the replay instead of warning and playing",
 }
 
 
@@ -69,13 +78,29 @@ def import_message_type(msgtype: str) -> Any | None:
 
 
 def topic_qos(topic: str) -> QoSProfile:
-    """Reliable keep-last for every topic; /tf_static latched (transient local) as tf expects."""
-    latched = topic == topics.TF_STATIC
+    """Reliable keep-all for every topic; /tf_static latched (transient local) as tf expects.
+
+    Keep-all, not keep-last: a bag pass is a burst (1141 IMU samples in 1.4 s at rate 4), and
+    a reliable keep-last writer overwrites samples a slow reader has not acknowledged yet once
+    the burst outruns its depth (seen: 1000 of 1141 recorded). A keep-all writer keeps every
+    unacknowledged sample and blocks ``publish`` instead (Fast DDS: 5000 pending samples per
+    reader), so a reader that falls behind slows the replay down rather than losing data.
+    The same holds for keep-all readers (the recorder, the tests): a busy executor delays
+    samples instead of dropping the oldest. (``depth`` is ignored with keep-all; it stays
+    >= 200 for tools that print it.)
+    """
+    if topic == topics.TF_STATIC:
+        return QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=1,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        )
     return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=1 if latched else QOS_DEPTH,
+        history=HistoryPolicy.KEEP_ALL,
+        depth=QOS_DEPTH,
         reliability=ReliabilityPolicy.RELIABLE,
-        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+        durability=DurabilityPolicy.VOLATILE,
     )
 
 
@@ -89,6 +114,13 @@ class ReplayReport:
     loops: int = 0
     bag_duration_s: float = 0.0
     wall_s: float = 0.0
+    # the wait for matched subscriptions before the first message (not part of wall_s)
+    wait_s: float = 0.0
+    # the first pass's schedule: a message stamped t is due at
+    # start_wall_s + (t - start_stamp_ns) / 1e9 / rate on time.monotonic()
+    start_wall_s: float = 0.0
+    start_stamp_ns: int = 0
+    unmatched_topics: dict[str, int] = field(default_factory=dict)  # topic -> matched count
     # the most recent 100k publishes: a looping replay must not grow without bound
     lateness_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
     error: str | None = None
@@ -113,6 +145,8 @@ class ReplayReport:
         ]
         lines += [f"  {t}: {n}" for t, n in sorted(self.published.items())]
         lines += [f"  skipped {t} ({m}: not importable)" for t, m in self.skipped_topics.items()]
+        lines += [f"  too few matched subscriptions on {t} ({n}) after the wait"
+                  for t, n in self.unmatched_topics.items()]
         if self.error:
             lines.append(f"  error: {self.error}")
         return "\n".join(lines)
@@ -133,8 +167,9 @@ class BagReplayNode(Node):
                             f"expected some of {sorted(PARAMETERS)!r}")
         if isinstance(overrides.get("bag"), list | tuple):
             overrides["bag"] = os.pathsep.join(str(p) for p in overrides["bag"])
-        if overrides.get("topics") is None:
-            overrides.pop("topics", None)
+        for name in ("topics", "wait_topics"):  # None or [] = all (a ROS list can't be empty)
+            if not overrides.get(name, [""]):
+                overrides.pop(name)
         for name, value in overrides.items():
             # rclpy refuses an int for a double parameter; rate=4 is meant as 4.0
             if isinstance(PARAMETERS[name], float) and isinstance(value, int):
@@ -158,6 +193,16 @@ class BagReplayNode(Node):
         self.publish_clock = bool(get("publish_clock").value)
         self.start_delay_s = float(get("start_delay_s").value)
         self.max_loops = int(get("max_loops").value)
+        self.wait_for_subscribers = int(get("wait_for_subscribers").value)
+        self.wait_timeout_s = float(get("wait_timeout_s").value)
+        self.wait_fail = bool(get("wait_fail").value)
+        wait_topics = [t for t in get("wait_topics").value if t]
+        if self.wait_for_subscribers < 0:
+            raise BagError(
+                f"parameter 'wait_for_subscribers' = {self.wait_for_subscribers!r}; expected >= 0"
+            )
+        if not self.wait_timeout_s > 0:
+            raise BagError(f"parameter 'wait_timeout_s' = {self.wait_timeout_s!r}; expected > 0")
         if not self.bag_paths:
             raise BagError("parameter 'bag' is empty; expected a rosbag2 folder")
         if not self.rate > 0:
@@ -191,6 +236,12 @@ class BagReplayNode(Node):
             self.create_publisher(Clock, topics.CLOCK, topic_qos(topics.CLOCK))
             if self.publish_clock else None
         )
+        publishing = list(self._bag_publishers) + ([topics.CLOCK] if self._clock_pub else [])
+        unknown_waits = [t for t in wait_topics if t not in publishing]
+        if unknown_waits:
+            raise BagError(f"parameter 'wait_topics' = {unknown_waits!r}: the replay does not "
+                           f"publish them; expected some of {publishing!r}")
+        self.wait_topics = wait_topics or publishing
         self.done = threading.Event()
         self._stop_event = threading.Event()
         self._play_thread: threading.Thread | None = None
@@ -212,6 +263,49 @@ class BagReplayNode(Node):
     def wait(self, timeout_s: float | None = None) -> bool:
         """Block until playback ended; True when it did."""
         return self.done.wait(timeout_s)
+
+    def _publisher(self, topic: str) -> Any:
+        return self._clock_pub if topic == topics.CLOCK else self._bag_publishers[topic]
+
+    def matched_subscriptions(self) -> dict[str, int]:
+        """Matched subscriptions (DDS endpoint matching, not just the graph) per waited topic."""
+        return {t: int(self._publisher(t).get_subscription_count()) for t in self.wait_topics}
+
+    def wait_for_subscriptions(self) -> dict[str, int]:
+        """Wait until every waited publisher has ``wait_for_subscribers`` matched subscriptions.
+
+        A topic in the graph is not enough: what a publisher sends before DDS has matched it
+        to a reader is lost for that reader, and matching took seconds under load. Returns the
+        topics still short of subscribers (topic -> matched count); empty when all are matched.
+        """
+        if self.wait_for_subscribers <= 0:
+            return {}
+        needed = self.wait_for_subscribers
+        self.get_logger().info(
+            f"waiting up to {self.wait_timeout_s:g} s for {needed} matched subscription(s) "
+            f"on each of {self.wait_topics}"
+        )
+        start = time.monotonic()
+        deadline = start + self.wait_timeout_s
+        while True:
+            short = {t: n for t, n in self.matched_subscriptions().items() if n < needed}
+            if not short or time.monotonic() >= deadline:
+                break
+            if self._stop_event.wait(0.02):
+                break
+        self.report.wait_s = time.monotonic() - start
+        if short:
+            self.get_logger().warning(
+                f"after {self.report.wait_s:.2f} s, fewer than {needed} matched subscription(s) "
+                f"on {sorted(short)} (matched: {short}); "
+                + ("failing" if self.wait_fail else "replaying anyway")
+            )
+        else:
+            self.get_logger().info(
+                f"all {len(self.wait_topics)} waited topic(s) have >= {needed} matched "
+                f"subscription(s) after {self.report.wait_s:.2f} s"
+            )
+        return short
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -240,6 +334,18 @@ class BagReplayNode(Node):
         self.report.clock_messages += 1
 
     def _play(self) -> None:
+        short = self.wait_for_subscriptions()
+        if self._stop_event.is_set():
+            return
+        if short:
+            self.report.unmatched_topics = short
+            if self.wait_fail:
+                raise BagError(
+                    f"topic(s) {sorted(short)!r} have fewer than {self.wait_for_subscribers} "
+                    f"matched subscription(s) after {self.wait_timeout_s:g} s "
+                    f"(matched: {short!r}); expected wait_for_subscribers to be met"
+                )
+        # the schedule (and wall_s, lateness) starts after the wait and the start delay
         if self._stop_event.wait(self.start_delay_s):
             return
         wall_start = time.monotonic()
@@ -252,7 +358,13 @@ class BagReplayNode(Node):
                 if self._stop_event.is_set():
                     break
                 if bag_start_ns is None:
+                    # the schedule starts at the first message read, not before opening the
+                    # bag: opening took > 100 ms under load, which made every early message late
+                    pass_start_wall = time.monotonic()
                     bag_start_ns = msg.stamp_ns
+                    if self.report.loops == 0:
+                        self.report.start_wall_s = pass_start_wall
+                        self.report.start_stamp_ns = bag_start_ns
                 target = pass_start_wall + (msg.stamp_ns - bag_start_ns) / 1e9 / self.rate
                 delay = target - time.monotonic()
                 if delay > 0 and self._stop_event.wait(delay):
@@ -300,9 +412,16 @@ def run_replay(
     loop: bool = False,
     topics: Sequence[str] | None = None,
     publish_clock: bool = True,
+    wait_for_subscribers: int = 0,
+    wait_timeout_s: float = 20.0,
+    wait_fail: bool = False,
     args: list[str] | None = None,
 ) -> ReplayReport:
-    """Init rclpy, replay the bag to the end (or Ctrl-C), shut down; return the report."""
+    """Init rclpy, replay the bag to the end (or Ctrl-C), shut down; return the report.
+
+    With ``wait_for_subscribers`` > 0 the replay first waits (up to ``wait_timeout_s``) for that
+    many matched subscriptions on every topic it publishes, then starts without a fixed delay.
+    """
     paths = [bag_paths] if isinstance(bag_paths, str) else list(bag_paths)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     interrupt_on_signals()
@@ -310,7 +429,10 @@ def run_replay(
     try:
         node = BagReplayNode(
             bag=paths, rate=rate, loop=loop, topics=list(topics) if topics else None,
-            publish_clock=publish_clock,
+            publish_clock=publish_clock, wait_for_subscribers=wait_for_subscribers,
+            wait_timeout_s=wait_timeout_s, wait_fail=wait_fail,
+            # the wait replaces the fixed discovery delay
+            start_delay_s=0.0 if wait_for_subscribers > 0 else PARAMETERS["start_delay_s"],
         )
         node.start()
         while rclpy.ok() and not node.done.is_set():

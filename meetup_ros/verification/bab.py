@@ -524,16 +524,37 @@ def verify(network: Network, prop: Property, timeout_s: float,
     prop.check_network(network.n_inputs, network.n_outputs, network.source)
     config = config or BabConfig()
     domains = 0
-    pending: list[str] = []
-    for i, d in enumerate(prop.disjuncts):
-        out = solve_disjunct(network, d.coeffs, d.rhs, d.lower, d.upper, deadline, config)
-        domains += out.domains
-        logger.debug("disjunct %d: %s (%d domains)", i, out.status, out.domains)
-        if out.status == "sat":
-            return Result("sat", out.x, out.y, {
-                "time_s": time.monotonic() - start, "domains": domains, "disjunct": i})
-        if out.status != "unsat":
-            pending.append(f"disjunct {i}: {out.reason}")
+    # Every disjunct gets its root bound and falsifier first (a counterexample in the last
+    # one must not wait for a long proof of the first), then the open ones share the time
+    # in rounds, each resuming its own frontier.
+    open_: dict[int, Frontier | None] = {i: None for i in range(len(prop.disjuncts))}
+    undecided: list[str] = []
+    k = len(prop.disjuncts)
+    slice_s = float(timeout_s) if k == 1 else min(1.0, float(timeout_s) / (2 * k))
+    while open_:
+        for i in list(open_):
+            d = prop.disjuncts[i]
+            until = min(deadline, time.monotonic() + slice_s)
+            out = solve_disjunct(network, d.coeffs, d.rhs, d.lower, d.upper, until, config,
+                                 open_[i])
+            domains += out.domains
+            logger.debug("disjunct %d: %s (%d domains)", i, out.status, out.domains)
+            if out.status == "sat":
+                return Result("sat", out.x, out.y, {
+                    "time_s": time.monotonic() - start, "domains": domains, "disjunct": i})
+            if out.status == "unsat":
+                del open_[i]
+            elif out.frontier is None:  # gave up without open domains (e.g. MIP undecided)
+                undecided.append(f"disjunct {i}: {out.reason}")
+                del open_[i]
+            else:
+                open_[i] = out.frontier
+        if not open_ or time.monotonic() >= deadline:
+            break
+        # Rounds grow so that per-call overhead stays small against the work.
+        slice_s = max(0.25, 2 * slice_s, (deadline - time.monotonic()) / (4 * len(open_)))
+    pending = undecided + [f"disjunct {i}: deadline with {len(f) if f is not None else 0} "
+                           "open domains" for i, f in open_.items()]
     status = "timeout" if pending else "unsat"
     return Result(status, None, None, {
         "time_s": time.monotonic() - start, "domains": domains, "reason": "; ".join(pending)})
