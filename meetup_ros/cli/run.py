@@ -49,7 +49,7 @@ READY_SUBSCRIBERS = {
 }
 DEFAULT_PARAMS = "pipeline.yaml"
 # Reports of the offline evaluation commands, shipped in models/ beside the weights they score.
-OFFLINE_REPORTS = ("vio_report.json", "slam_report.json")
+OFFLINE_REPORTS = ("vio_report.json", "visual_report.json")
 DEFAULT_BAG = "euroc_v1_01_easy_sample"
 OUTPUT_TOPICS = {
     "/odom": "nav_msgs/msg/Odometry",
