@@ -184,6 +184,12 @@ def _run(args: argparse.Namespace) -> int:
     params_file = paths.config_path(args.params)
     check_params_file(params_file)
     nodes = NodeProcesses(params_file, args.nodes, log_dir=None)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        # systemd, containers and CI stop with SIGTERM: stop the node processes as on Ctrl-C
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     nodes.start()
     logger.info("running %s with %s; Ctrl-C to stop", args.nodes, params_file)
     try:
@@ -192,6 +198,8 @@ def _run(args: argparse.Namespace) -> int:
         logger.error("node(s) exited: %s; stopping the others", nodes.exited())
     except KeyboardInterrupt:
         pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     codes = nodes.stop()
     failed = {n: c for n, c in codes.items() if c != 0}
     if failed:

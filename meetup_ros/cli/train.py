@@ -122,10 +122,13 @@ def _train(args: argparse.Namespace) -> int:
     rank = int(os.environ.get("RANK", "0"))
     logger.info("train %s from %s with %s into %s", args.network,
                 [str(b) for b in cfg.bags], cfg.optimizer, cfg.out_dir)
+    from meetup_ros.bags.errors import BagError
+    from meetup_ros.training.checkpoint import CheckpointError
+
     try:
         metrics = trainer(cfg)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        # trainers reject unknown --set keys and unusable bags with these
+    except (BagError, CheckpointError, ValueError, KeyError, FileNotFoundError) as exc:
+        # unusable bags, unreadable checkpoints or weights, unknown --set keys
         raise CommandError(f"train {args.network}: {exc}") from exc
     if rank == 0:
         cfg.out_dir.mkdir(parents=True, exist_ok=True)

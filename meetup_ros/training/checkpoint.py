@@ -60,8 +60,10 @@ def load(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, A
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe archives
+        # torch's first line says what failed; the rest is advice about trusting the file
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"weights file {str(path)!r} is not a readable weights-only torch archive: {exc}"
+            f"weights file {str(path)!r} is not a readable weights-only torch archive: {reason}"
         ) from exc
     if not isinstance(payload, dict):
         raise CheckpointError(
