@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from collections.abc import Sequence as SequenceABC
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -116,6 +117,20 @@ class RawMessage(NamedTuple):
     rawdata: bytes
 
 
+
+@contextmanager
+def _corrupt_is_bag_error(paths: SequenceABC[Path]) -> Iterator[None]:
+    """Turn what rosbags raises on a damaged file into a BagError naming the bag."""
+    try:
+        yield
+    except BagError:
+        raise
+    except Exception as exc:  # rosbags surfaces zstd, sqlite, struct and CDR errors as is
+        raise BagError(
+            f"bag {[str(p) for p in paths]!r} is corrupt or truncated: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+
 def _paths(bag_paths: BagPaths) -> list[Path]:
     if isinstance(bag_paths, str | Path):
         return _paths([bag_paths])
@@ -208,16 +223,9 @@ def iter_raw_messages(
                     f"it has {sorted(present)!r}"
                 )
             connections = [c for c in connections if c.topic in wanted]
-        try:
+        with _corrupt_is_bag_error(paths):
             for connection, stamp_ns, rawdata in reader.messages(connections=connections):
                 yield RawMessage(connection.topic, connection.msgtype, int(stamp_ns), rawdata)
-        except BagError:
-            raise
-        except Exception as exc:  # rosbags surfaces zstd, sqlite, struct and CDR errors as is
-            raise BagError(
-                f"bag {[str(p) for p in paths]!r} is corrupt or truncated: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
     finally:
         reader.close()
 
@@ -301,7 +309,7 @@ def read_sequence(
         transforms: dict[str, np.ndarray] = {}
         image_topic_to_cam = {topics.IMAGE_TOPICS[n]: n for n in cameras}
         info_topic_to_cam = {topics.INFO_TOPICS[n]: n for n in cameras}
-        try:
+        with _corrupt_is_bag_error(paths):
             for connection, _, rawdata in reader.messages(connections=connections):
                 topic = connection.topic
                 msg = _decode(reader, rawdata, connection.msgtype, topic)
@@ -339,13 +347,6 @@ def read_sequence(
                         T[:3, :3] = Rotation.from_quat(_xyzw(tf.transform.rotation)).as_matrix()
                         T[:3, 3] = _xyz(tf.transform.translation)
                         transforms[tf.child_frame_id] = T
-        except BagError:
-            raise
-        except Exception as exc:  # rosbags surfaces zstd, sqlite, struct and CDR errors as is
-            raise BagError(
-                f"bag {[str(p) for p in paths]!r} is corrupt or truncated: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
     finally:
         reader.close()
 
