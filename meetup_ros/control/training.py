@@ -18,7 +18,6 @@ separate synthetic set of ``holdout_fraction`` times the synthetic size (its own
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from meetup_ros.control.state import (
     build_state,
     nearest_depth_m,
 )
-from meetup_ros.training.config import TrainConfig
+from meetup_ros.training.config import TrainConfig, parse_options
 
 logger = logging.getLogger(__name__)
 
@@ -62,22 +61,7 @@ class ControllerOptions:
 
     @classmethod
     def from_extra(cls, extra: dict[str, str]) -> ControllerOptions:
-        fields = {f.name: f.type for f in dataclasses.fields(cls)}
-        unknown = sorted(set(extra) - set(fields))
-        if unknown:
-            raise ControlError(
-                f"unknown controller option(s) {unknown!r}; known: {sorted(fields)!r}"
-            )
-        values: dict[str, Any] = {}
-        for key, text in extra.items():
-            kind = int if fields[key] in ("int", int) else float
-            try:
-                values[key] = kind(text)
-            except ValueError:
-                raise ControlError(
-                    f"controller option {key}={text!r} is not of type {kind.__name__}"
-                ) from None
-        options = cls(**values)
+        options = parse_options(cls, extra, owner="controller", error=ControlError)
         if not 0.0 < options.holdout_fraction < 1.0:
             raise ControlError(f"holdout_fraction {options.holdout_fraction!r} not in (0, 1)")
         return options

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from scipy.spatial.transform import Rotation
 from meetup_ros.odometry.dataset import Intervals, build_intervals, frame_stamps, select
 from meetup_ros.odometry.model import MODEL_NAME, VioNet, VioNetConfig
 from meetup_ros.odometry.windowing import NS_PER_S, OdometryError
-from meetup_ros.training.config import TrainConfig
+from meetup_ros.training.config import TrainConfig, parse_options
 from meetup_ros.training.distributed import is_main_process
 
 logger = logging.getLogger(__name__)
@@ -66,21 +66,7 @@ class VioTrainOptions:
 
     @classmethod
     def from_extra(cls, extra: dict[str, str]) -> VioTrainOptions:
-        types = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(extra) - set(types))
-        if unknown:
-            raise OdometryError(
-                f"train vio: unknown --set key(s) {unknown!r}; known: {sorted(types)!r}"
-            )
-        values: dict[str, Any] = {}
-        for key, text in extra.items():
-            try:
-                values[key] = float(text) if types[key] in ("float", float) else int(text)
-            except ValueError:
-                raise OdometryError(
-                    f"train vio: --set {key}={text!r} is not a {types[key]}"
-                ) from None
-        return cls(**values)
+        return parse_options(cls, extra, owner="vio", error=OdometryError)
 
 
 @dataclass

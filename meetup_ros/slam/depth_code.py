@@ -138,14 +138,9 @@ class DepthCodeModel:
         from meetup_ros.training.checkpoint import CheckpointError, load_weights
 
         try:
-            state, meta = load_weights(Path(path))
+            state, meta = load_weights(Path(path), kind=cls.WEIGHTS_KIND)
         except CheckpointError as exc:
             raise SlamError(str(exc)) from exc
-        if meta.get("kind") != cls.WEIGHTS_KIND:
-            raise SlamError(
-                f"weights file {str(path)!r} has kind {meta.get('kind')!r}, "
-                f"expected {cls.WEIGHTS_KIND!r}"
-            )
         try:
             raw = dict(meta["config"])
             raw["channels"] = tuple(raw["channels"])

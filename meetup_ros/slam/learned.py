@@ -102,14 +102,9 @@ class LearnedStep(nn.Module):
         from meetup_ros.training.checkpoint import CheckpointError, load_weights
 
         try:
-            state, meta = load_weights(Path(path))
+            state, meta = load_weights(Path(path), kind=cls.WEIGHTS_KIND)
         except CheckpointError as exc:
             raise SlamError(str(exc)) from exc
-        if meta.get("kind") != cls.WEIGHTS_KIND:
-            raise SlamError(
-                f"weights file {str(path)!r} has kind {meta.get('kind')!r}, "
-                f"expected {cls.WEIGHTS_KIND!r}"
-            )
         try:
             net = cls(LearnedStepConfig(**dict(meta["config"])))
             net.load_state_dict(state)

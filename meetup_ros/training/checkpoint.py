@@ -82,8 +82,14 @@ def save_weights(path: Path, state_dict: Mapping[str, torch.Tensor], **metadata:
                 "metadata": dict(metadata)})
 
 
-def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Return ``(state_dict, metadata)`` from a file written by :func:`save_weights`."""
+def load_weights(
+    path: Path, *, kind: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Return ``(state_dict, metadata)`` from a file written by :func:`save_weights`.
+
+    With ``kind``, the metadata's ``kind`` must equal it (a depth network's file handed to
+    the learned optimiser is refused here, not by a shape mismatch later).
+    """
     payload = load(path)
     state_dict = payload.get("state_dict")
     if not isinstance(state_dict, dict):
@@ -91,4 +97,8 @@ def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     metadata = payload.get("metadata", {})
     if not isinstance(metadata, dict):
         raise CheckpointError(f"weights file {str(path)!r} has a malformed 'metadata' entry")
+    if kind is not None and metadata.get("kind") != kind:
+        raise CheckpointError(
+            f"weights file {str(path)!r} has kind {metadata.get('kind')!r}, expected {kind!r}"
+        )
     return state_dict, metadata

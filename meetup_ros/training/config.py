@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 OptimizerName = Literal["dfw", "sgd", "adam"]
 OPTIMIZERS: tuple[str, ...] = ("dfw", "sgd", "adam")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -52,3 +54,37 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
+
+
+def parse_options(
+    cls: type[T], extra: dict[str, str], *, owner: str, error: type[Exception] = ValueError
+) -> T:
+    """Build a trainer's options dataclass from ``--set key=value`` strings.
+
+    Each value is converted to its field's type (int, float, bool or str).
+
+    Raises:
+        error: a key ``cls`` does not declare, or a value that does not convert; the
+            message names ``owner`` (e.g. ``controller``), the key and the value.
+    """
+    types = {f.name: f.type for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(extra) - set(types))
+    if unknown:
+        raise error(f"unknown {owner} option(s) {unknown!r}; known: {sorted(types)!r}")
+    values: dict[str, Any] = {}
+    for key, text in extra.items():
+        kind = {"int": int, "float": float, "bool": bool}.get(
+            getattr(types[key], "__name__", str(types[key])), str
+        )
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(text)
+                values[key] = text.lower() in ("true", "1")
+            else:
+                values[key] = kind(text)
+        except ValueError:
+            raise error(
+                f"{owner} option {key}={text!r} is not of type {kind.__name__}"
+            ) from None
+    return cls(**values)
