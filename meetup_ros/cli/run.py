@@ -12,6 +12,7 @@ through them, record their outputs and final diagnostics, score them
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -51,6 +52,13 @@ DEFAULT_PARAMS = "pipeline.yaml"
 # Reports of the offline evaluation commands, shipped in models/ beside the weights they score.
 OFFLINE_REPORTS = ("vio_report.json", "visual_report.json")
 DEFAULT_BAG = "euroc_v1_01_easy_sample"
+# Parameters that name a weights file, per node: what ``--models DIR`` points elsewhere.
+WEIGHT_PARAMS = {
+    "vio_node": ("weights_path",),
+    "slam_node": ("depth_weights", "optimizer_weights"),
+    "controller_node": ("network_path",),
+    "safety_monitor_node": ("network_path",),
+}
 OUTPUT_TOPICS = {
     "/odom": "nav_msgs/msg/Odometry",
     "/depth": "sensor_msgs/msg/Image",
@@ -64,6 +72,57 @@ OUTPUT_TOPICS = {
 }
 
 
+MODELS_HELP = (
+    "folder of retrained weights (vio.pt, depth_code.pt, slam_optimizer.pt, governor.onnx: "
+    "any of them); each replaces the params file's file of the same name"
+)
+
+
+def params_with_models(params_file: Path, models_dir: Path, out_file: Path) -> Path:
+    """Write a copy of ``params_file`` whose weight parameters point into ``models_dir``.
+
+    A weight parameter (``WEIGHT_PARAMS``) is replaced when ``models_dir`` has a file of the
+    same name as its value; the others keep the shipped file, and the log says which.
+
+    Raises:
+        CommandError: ``models_dir`` is missing or holds none of the weight files.
+    """
+    import yaml
+
+    if not models_dir.is_dir():
+        raise CommandError(f"--models {str(models_dir)!r} is not a folder")
+    check_params_file(params_file)
+    document = yaml.safe_load(params_file.read_text())
+    replaced, kept = [], []
+    for section, node_params in document.items():
+        node = str(section).lstrip("/")
+        keys = WEIGHT_PARAMS.get(node, ())
+        params = node_params.get("ros__parameters") or {}
+        for key in keys:
+            if key not in params:
+                continue
+            candidate = models_dir / Path(str(params[key])).name
+            if candidate.is_file():
+                params[key] = str(candidate.resolve())
+                replaced.append(f"{node}.{key}={candidate.name}")
+            else:
+                kept.append(f"{node}.{key}={params[key]}")
+    if not replaced:
+        raise CommandError(
+            f"--models {str(models_dir)!r} holds none of the weight files the params file "
+            f"names: {kept!r}"
+        )
+    logger.info("weights from %s: %s", models_dir, ", ".join(replaced))
+    if kept:
+        logger.warning("weights not in %s, shipped ones used: %s", models_dir, ", ".join(kept))
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(
+        f"# {params_file} with the weights of {models_dir.resolve()} (meetup-ros --models)\n"
+        + yaml.safe_dump(document, sort_keys=False)
+    )
+    return out_file
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "run", help="run pipeline nodes from a ROS params YAML (no ros2 launch needed)"
@@ -73,6 +132,7 @@ def register(subparsers: Any) -> None:
         "--nodes", nargs="+", default=list(PIPELINE_NODES), choices=list(PIPELINE_NODES),
         help="nodes to start (default: all four)",
     )
+    p.add_argument("--models", default=None, metavar="DIR", help=MODELS_HELP)
     p.set_defaults(func=_run)
 
     p = subparsers.add_parser(
@@ -87,6 +147,7 @@ def register(subparsers: Any) -> None:
         help="fewer stereo pairs in the offline scores (for tests); same replay",
     )
     p.add_argument("--timeout", type=float, default=300.0, help="give up after S seconds")
+    p.add_argument("--models", default=None, metavar="DIR", help=MODELS_HELP)
     p.set_defaults(func=_demo)
 
 
@@ -183,6 +244,12 @@ def _run(args: argparse.Namespace) -> int:
 
     params_file = paths.config_path(args.params)
     check_params_file(params_file)
+    if args.models:
+        import tempfile
+
+        params_file = params_with_models(
+            params_file, Path(args.models),
+            Path(tempfile.mkdtemp(prefix="meetup_ros_")) / params_file.name)
     nodes = NodeProcesses(params_file, args.nodes, log_dir=None)
 
     def on_sigterm(signum: int, frame: Any) -> None:
@@ -243,8 +310,14 @@ def run_demo(
     short: bool = False,
     timeout_s: float = 300.0,
     drain_quiet_s: float = 1.5,
+    models_dir: Path | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Replay ``bag`` through the pipeline nodes, record, score; returns (report, failures)."""
+    """Replay ``bag`` through the pipeline nodes, record, score; returns (report, failures).
+
+    ``models_dir``: retrained weights that replace the shipped ones of the same names (see
+    :func:`params_with_models`); the offline reports are then taken from that folder only,
+    since the shipped ones score the shipped weights.
+    """
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
@@ -257,6 +330,10 @@ def run_demo(
 
     check_params_file(params_file)
     out_dir.mkdir(parents=True, exist_ok=True)
+    weights_dir = paths.share_dir() / "models"
+    if models_dir is not None:
+        params_file = params_with_models(params_file, models_dir, out_dir / "params.yaml")
+        weights_dir = models_dir
     recorded_bag = out_dir / "outputs_bag"
     if recorded_bag.exists():
         shutil.rmtree(recorded_bag)  # the demo's own output of a previous run
@@ -342,9 +419,27 @@ def run_demo(
         },
         out_dir=out_dir,
         short=short,
-        offline_reports=tuple(paths.model_path(name) for name in OFFLINE_REPORTS),
+        offline_reports=tuple(weights_dir / name for name in OFFLINE_REPORTS
+                              if (weights_dir / name).is_file()),
+        **_slam_weights(params_file),
     )
+    if models_dir is not None:
+        report["models"] = str(models_dir.resolve())
+        (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     return report, failures
+
+
+def _slam_weights(params_file: Path) -> dict[str, str]:
+    """The depth and optimiser weights slam_node runs with, for the report's offline scores."""
+    import yaml
+
+    document = yaml.safe_load(params_file.read_text())
+    for section, node_params in document.items():
+        if str(section).lstrip("/") == "slam_node":
+            params = node_params.get("ros__parameters") or {}
+            return {k: str(params[k]) for k in ("depth_weights", "optimizer_weights")
+                    if k in params}
+    return {}
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -358,7 +453,7 @@ def _demo(args: argparse.Namespace) -> int:
     start = time.monotonic()
     report, failures = run_demo(
         bag, out_dir, params_file=params_file, rate=args.rate, short=args.short,
-        timeout_s=args.timeout,
+        timeout_s=args.timeout, models_dir=Path(args.models) if args.models else None,
     )
     for failure in failures:
         logger.error("node failure: %s", failure)

@@ -46,6 +46,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
+    p.add_argument("--init", default=None, metavar="WEIGHTS",
+                   help="start from these weights (fine-tune; vio, depth, optimizer)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--no-export", action="store_true", help="skip the weights file")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -102,6 +104,7 @@ def _train(args: argparse.Namespace) -> int:
 
     import torch
 
+    from meetup_ros import paths
     from meetup_ros.training.config import TrainConfig
 
     if args.threads is not None:
@@ -115,6 +118,7 @@ def _train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, momentum=args.momentum,
             weight_decay=args.weight_decay, seed=args.seed, resume=args.resume,
             device=args.device, export=not args.no_export, extra=parse_set(args.set),
+            init_weights=paths.model_path(args.init) if args.init else None,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
@@ -123,11 +127,13 @@ def _train(args: argparse.Namespace) -> int:
     logger.info("train %s from %s with %s into %s", args.network,
                 [str(b) for b in cfg.bags], cfg.optimizer, cfg.out_dir)
     from meetup_ros.bags.errors import BagError
+    from meetup_ros.odometry.windowing import OdometryError
     from meetup_ros.training.checkpoint import CheckpointError
 
     try:
         metrics = trainer(cfg)
-    except (BagError, CheckpointError, ValueError, KeyError, FileNotFoundError) as exc:
+    except (BagError, CheckpointError, OdometryError, ValueError, KeyError,
+            FileNotFoundError) as exc:
         # unusable bags, unreadable checkpoints or weights, unknown --set keys
         raise CommandError(f"train {args.network}: {exc}") from exc
     if rank == 0:

@@ -267,6 +267,11 @@ def train_controller(cfg: TrainConfig) -> dict[str, float]:
     from meetup_ros.training.loop import fit
 
     torch.manual_seed(cfg.seed)
+    if cfg.init_weights is not None:
+        raise ValueError(
+            f"--init {str(cfg.init_weights)!r}: the governor trains from scratch (its deployed "
+            "form is ONNX, and a full run takes under a minute)"
+        )
     options = ControllerOptions.from_extra(dict(cfg.extra))
     arrays, description = build_datasets(cfg, options)
     logger.info("governor data: %s", description)

@@ -214,6 +214,8 @@ class ChunkSampler:
         n_rest = round(options.rest_fraction * b) if hi - lo >= chunk // 2 else 0
         if n_rest:
             starts[:n_rest] = rng.integers(lo, max(lo, hi - chunk // 2) + 1, size=n_rest)
+            # a short bag can be all image window: keep each chunk inside the training set
+            np.minimum(starts, len(self.data.train) - chunk, out=starts)
         mask_images = (rng.random(b) < options.image_dropout).astype(np.float32)
         return make_batch(self.data.train, starts, chunk, rng, options, mask_images)
 
@@ -230,9 +232,17 @@ def train_vio(cfg: TrainConfig) -> dict[str, float]:
 
     options = VioTrainOptions.from_extra(dict(cfg.extra))
     torch.manual_seed(cfg.seed)
-    config = VioNetConfig(imu_hidden=options.imu_hidden, core_hidden=options.core_hidden,
-                          image_channels=options.image_channels)
-    model = VioNet(config)
+    if cfg.init_weights is not None:
+        from meetup_ros.odometry.estimator import VioEstimator
+
+        # fine-tuning the deployed network: its shape comes from the file
+        model = VioEstimator.from_weights(cfg.init_weights).model.train()
+        config = model.config
+        logger.info("VIO starts from %s", cfg.init_weights)
+    else:
+        config = VioNetConfig(imu_hidden=options.imu_hidden, core_hidden=options.core_hidden,
+                              image_channels=options.image_channels)
+        model = VioNet(config)
     t0 = time.perf_counter()
     data = load_vio_data(cfg.bags, options, (config.image_height, config.image_width))
     logger.info(
@@ -273,6 +283,7 @@ def train_vio(cfg: TrainConfig) -> dict[str, float]:
             f"starting in the {options.val_s} s before (validation)"
         ),
         "optimizer": cfg.optimizer,
+        "init_weights": str(cfg.init_weights) if cfg.init_weights else None,
         "epochs": epochs,
         "seed": cfg.seed,
         "options": asdict(options),

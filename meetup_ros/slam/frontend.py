@@ -137,6 +137,17 @@ class SlamFrontend:
         self.K_small = K_small
         self._crop = self._crop_box()
         self.reset("start")
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Solve one problem on noise images: torch's first calls cost ~50 ms more, which
+        would otherwise land on the first keyframe (and on the node's p99 latency)."""
+        h, w = self.model.cfg.height, self.model.cfg.width
+        noise = np.random.default_rng(0).integers(0, 256, (h, w), dtype=np.uint8)
+        problem = make_problem(self.model.net, noise, noise, self.K_small, np.eye(4),
+                               self.cfg.code_prior_weight,
+                               pose_prior_weight=self.cfg.pose_prior_weight)
+        self._depth_full(problem, self._solve(problem).x)
 
     @classmethod
     def from_weights(

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from meetup_ros.slam import SlamError
-from meetup_ros.slam.solvers import SolverResult, TwoViewProblem, gn_step
+from meetup_ros.slam.solvers import SolverResult, TwoViewProblem, gn_solve
 
 N_FEATURES = 8
 
@@ -56,9 +56,11 @@ class LearnedStep(nn.Module):
         ``dx_prev`` is the previous update (zeros at the first iteration); with it the LSTM
         can extrapolate along a direction GN keeps taking.
         """
+        # one pass over J for H and g: this is most of an iteration's cost beside linearize
+        H = J.T @ J
         g = J.T @ r
-        dx_gn = gn_step(r, J)
-        diag = (J * J).sum(0).clamp_min(1e-9)
+        dx_gn = gn_solve(H, g)
+        diag = torch.diagonal(H).clamp_min(1e-9)
         dx_jac = -g / diag
         e = float(0.5 * (r * r).sum())
         k = problem.code_dim
@@ -119,23 +121,32 @@ def learned_solve(
     step: LearnedStep, problem: TwoViewProblem, x0: torch.Tensor | None = None,
     iterations: int = 5, tol: float = 1e-4,
 ) -> SolverResult:
-    """Run the learned update for up to ``iterations`` steps (no gradients)."""
+    """Run the learned update for up to ``iterations`` steps (no gradients).
+
+    The linearisation at the new point gives its error too (E = |r|^2 / 2), so each
+    iteration costs one linearisation; only the last point is evaluated on its own.
+    """
     x = problem.zero() if x0 is None else x0.detach().clone()
     start = time.perf_counter()
-    result = SolverResult(x, [problem.error(x)], [0.0], "learned")
     state = step.init_state(problem.dim)
-    e0 = result.errors[0]
     dx: torch.Tensor | None = None
     with torch.no_grad():
-        for _ in range(iterations):
-            r, J = problem.linearize(x)
+        r, J = problem.linearize(x)
+        result = SolverResult(x, [float(0.5 * (r * r).sum())], [0.0], "learned")
+        e0 = result.errors[0]
+        for it in range(iterations):
             feats, dx_gn, dx_jac = step.features(problem, r, J, e0, dx)
             dx, state = step(feats, dx_gn, dx_jac, state)
             x = x + dx
-            result.errors.append(problem.error(x))
+            if it == iterations - 1:
+                err = problem.error(x)
+            else:
+                r, J = problem.linearize(x)
+                err = float(0.5 * (r * r).sum())
+            result.errors.append(err)
             result.times_s.append(time.perf_counter() - start)
             result.x = x
-            prev, cur = result.errors[-2], result.errors[-1]
-            if abs(prev - cur) <= tol * max(prev, 1e-12):
+            prev = result.errors[-2]
+            if abs(prev - err) <= tol * max(prev, 1e-12):
                 break
     return result

@@ -181,10 +181,13 @@ class SolverResult:
 
 def gn_step(r: torch.Tensor, J: torch.Tensor, damping: float = 1e-6) -> torch.Tensor:
     """Gauss-Newton step solving (J^T J + damping I) dx = -J^T r."""
-    H = J.T @ J
-    g = J.T @ r
-    H = H + damping * torch.eye(H.shape[0], dtype=H.dtype)
-    return -torch.linalg.solve(H, g)
+    return gn_solve(J.T @ J, J.T @ r, damping)
+
+
+def gn_solve(H: torch.Tensor, g: torch.Tensor, damping: float = 1e-6) -> torch.Tensor:
+    """The Gauss-Newton step -(H + damping I)^-1 g from the normal equations' H = J^T J and
+    g = J^T r."""
+    return -torch.linalg.solve(H + damping * torch.eye(H.shape[0], dtype=H.dtype), g)
 
 
 def _run(

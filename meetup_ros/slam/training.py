@@ -191,11 +191,16 @@ def train_depth(cfg: TrainConfig) -> dict[str, float]:
     extra = _extra(cfg, DEPTH_KEYS)
     _seed(cfg.seed)
     model_cfg = DepthCodeConfig(code_dim=int(extra.get("code_dim", 32)))
+    if cfg.init_weights is not None:  # fine-tuning: the shape comes from the file
+        model_cfg = DepthCodeModel.from_weights(cfg.init_weights).net.cfg
     data_root = Path(extra.get("data_root", default_data_root()))
     train, held_pairs, held = load_depth_data(
         cfg, model_cfg.height, model_cfg.width, int(extra.get("euroc_stride", 3)), data_root
     )
     net = DepthCodeNet(model_cfg)
+    if cfg.init_weights is not None:
+        net = DepthCodeModel.from_weights(cfg.init_weights).net.train()
+        logger.info("depth network starts from %s", cfg.init_weights)
     sampler = CropSampler(train, model_cfg, cfg.batch_size or 8, cfg.seed)
     logger.info("depth training on %s; held out %s", sorted(sampler.groups),
                 [s.name for s in held] + [p.name for p in held_pairs])
@@ -353,6 +358,9 @@ def train_optimizer(cfg: TrainConfig) -> dict[str, float]:
     logger.info("learned step: %d training problems, %d held out", len(sampler.items),
                 len(held_problems))
     step = LearnedStep()
+    if cfg.init_weights is not None:
+        step = LearnedStep.from_weights(cfg.init_weights).train()
+        logger.info("learned step starts from %s", cfg.init_weights)
     unroll = int(extra.get("unroll", 5))
 
     def loss_fn(batch: tuple[Any, torch.Tensor]) -> torch.Tensor:

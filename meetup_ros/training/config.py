@@ -27,6 +27,9 @@ class TrainConfig:
         resume: continue from ``out_dir/checkpoint.pt`` if it exists.
         device: ``cpu`` or ``cuda[:N]``.
         export: also write the weights file the nodes load (``models/`` layout) into out_dir.
+        init_weights: a weights file of the same network to start from (fine-tuning the
+            deployed network on new recordings) instead of a random initialisation; the
+            network's shape comes from the file. ``resume`` still wins when a checkpoint exists.
         extra: network-specific options from ``--set key=value``; each trainer rejects keys
             it does not know.
     """
@@ -43,6 +46,7 @@ class TrainConfig:
     resume: bool = False
     device: str = "cpu"
     export: bool = True
+    init_weights: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -1,0 +1,117 @@
+"""Retraining from the bundled bag: warm starts (--init), short-bag sampling, and running the
+nodes on retrained weights (--models)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from meetup_ros.cli import CommandError, main
+from meetup_ros.cli.run import WEIGHT_PARAMS, params_with_models
+
+BAG = Path(__file__).resolve().parent.parent / "data" / "euroc_v1_01_easy_sample"
+PARAMS = Path(__file__).resolve().parent.parent / "config" / "pipeline.yaml"
+SMALL_VIO = ["--set", "imu_hidden=8", "--set", "image_channels=4", "--set", "steps_per_epoch=2",
+             "--set", "heldout_s=1.0", "--set", "val_s=0.5", "--set", "chunk=20"]
+
+
+def test_params_with_models_points_weight_parameters_into_the_folder(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(PARAMS.parent.parent / "models" / "governor.onnx", models / "governor.onnx")
+    out = params_with_models(PARAMS, models, tmp_path / "params.yaml")
+    written = yaml.safe_load(out.read_text())
+    original = yaml.safe_load(PARAMS.read_text())
+    for node in ("controller_node", "safety_monitor_node"):
+        assert written[node]["ros__parameters"]["network_path"] == str(
+            (models / "governor.onnx").resolve())
+    # files not in the folder keep the shipped ones; nothing else changes
+    assert written["vio_node"] == original["vio_node"]
+    assert written["slam_node"] == original["slam_node"]
+    assert set(WEIGHT_PARAMS) <= set(written)
+
+
+def test_params_with_models_rejects_a_missing_or_unrelated_folder(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="is not a folder"):
+        params_with_models(PARAMS, tmp_path / "nope", tmp_path / "p.yaml")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no weights here")
+    with pytest.raises(CommandError, match="holds none of the weight files"):
+        params_with_models(PARAMS, tmp_path / "empty", tmp_path / "p.yaml")
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def test_train_vio_init_starts_from_the_given_weights(tmp_path: Path) -> None:
+    """A warm start loads the file (its shape wins over --set) and records where it began."""
+    torch.set_num_threads(1)
+    first = tmp_path / "first"
+    assert main(["train", "vio", "--bag", str(BAG), "--out", str(first), "--epochs", "1",
+                 *SMALL_VIO, "--set", "core_hidden=8"]) == 0
+    from meetup_ros.odometry.estimator import VioEstimator
+
+    start = VioEstimator.from_weights(first / "vio.pt").model.state_dict()
+    second = tmp_path / "second"
+    # --epochs 1 with a tiny eta: the fine-tuned weights stay next to the start
+    assert main(["train", "vio", "--bag", str(BAG), "--out", str(second), "--epochs", "1",
+                 "--lr", "1e-7", "--init", str(first / "vio.pt"), *SMALL_VIO,
+                 "--set", "core_hidden=32"]) == 0
+    tuned = VioEstimator.from_weights(second / "vio.pt")
+    assert tuned.metadata["init_weights"] == str(first / "vio.pt")
+    assert tuned.model.config.core_hidden == 8
+    for name, value in tuned.model.state_dict().items():
+        assert torch.allclose(value, start[name], atol=1e-4), name
+    scratch = VioEstimator.from_weights(first / "vio.pt").metadata
+    assert scratch["init_weights"] is None
+
+
+@pytest.mark.parametrize("network,weights,match", [
+    ("vio", "depth_code.pt", "expected 'vio_multirate_lstm'"),
+    ("optimizer", "vio.pt", "expected 'slam_optimizer'"),
+    ("controller", "governor.onnx", "trains from scratch"),
+    ("vio", "missing.pt", "does not exist"),
+])
+def test_train_init_with_the_wrong_file_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], network: str, weights: str, match: str
+) -> None:
+    code = main(["train", network, "--bag", str(BAG), "--out", str(tmp_path), "--epochs", "1",
+                 "--init", weights])
+    assert code == 2
+    assert match in capsys.readouterr().err
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_chunk_sampler_stays_inside_a_bag_that_is_all_image_window() -> None:
+    """The bundled bag is all at rest with images: every chunk must fit the training set."""
+    from meetup_ros.odometry.model import VioNetConfig
+    from meetup_ros.odometry.training import ChunkSampler, VioTrainOptions, load_vio_data
+
+    options = VioTrainOptions(heldout_s=1.0, val_s=0.5, chunk=60, rest_fraction=1.0)
+    cfg = VioNetConfig()
+    data = load_vio_data((BAG,), options, (cfg.image_height, cfg.image_width))
+    assert data.rest_range[1] - data.rest_range[0] == len(data.train)
+    sampler = ChunkSampler(data, options, batch_size=16, seed=0)
+    for _ in range(50):
+        batch = sampler()
+        assert batch["xi"].shape[:2] == (16, 60)
+        assert np.isfinite(batch["imu"].numpy()).all()
+
+
+def test_demo_report_names_the_models_folder(tmp_path: Path) -> None:
+    """``--models`` reaches the report's offline scores: a folder with an unreadable depth
+    network fails those figures by name instead of silently using the shipped one."""
+    from meetup_ros.cli.run import _slam_weights
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "depth_code.pt").write_bytes(b"not a weights file")
+    params = params_with_models(PARAMS, models, tmp_path / "params.yaml")
+    weights = _slam_weights(params)
+    assert weights["depth_weights"] == str((models / "depth_code.pt").resolve())
+    assert weights["optimizer_weights"] == "slam_optimizer.pt"
+    assert json.loads(json.dumps(weights)) == weights
