@@ -73,7 +73,7 @@ def comparison_markdown(ours: list[bm.InstanceResult], theirs: list[bm.InstanceR
     lines = [
         "| property | instances | ours sat/unsat/timeout | ours total s | ours median s "
         "| Marabou sat/unsat/timeout | Marabou total s | Marabou median s "
-        "| total ratio ours/Marabou |",
+        "| total ratio ours/Marabou (instances both ran) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for prop in props:
@@ -92,7 +92,11 @@ def comparison_markdown(ours: list[bm.InstanceResult], theirs: list[bm.InstanceR
         def median(rs: list[bm.InstanceResult]) -> float:
             return statistics.median([r.time_s for r in rs]) if rs else 0.0
 
-        ratio = total(a) / total(b) if b and total(b) > 0 else float("nan")
+        # The ratio over the instances both tools ran (a run cut short has fewer of one).
+        both = {(r.onnx, r.vnnlib) for r in a} & {(r.onnx, r.vnnlib) for r in b}
+        a2 = [r for r in a if (r.onnx, r.vnnlib) in both]
+        b2 = [r for r in b if (r.onnx, r.vnnlib) in both]
+        ratio = total(a2) / total(b2) if b2 and total(b2) > 0 else float("nan")
         lines.append(
             f"| {prop} | {len(a)} | {counts(a)} | {total(a):.2f} | {median(a):.2f} | "
             f"{counts(b)} | {total(b):.2f} | {median(b):.2f} | {ratio:.3f} |")
@@ -115,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma list of tools to run now (ours, marabou)")
     parser.add_argument("--reuse", type=Path, default=None,
                         help="results.csv of an earlier run: take the tools not run now from it")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the results already in OUT/results.csv (a run cut short) "
+                             "and run only the instances missing there")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     import torch
@@ -128,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     ours: list[bm.InstanceResult] = []
     theirs: list[bm.InstanceResult] = []
     earlier = read_results(args.reuse) if args.reuse is not None else {}
+    done = {}
+    if args.resume and (args.out / "results.csv").is_file():
+        done = read_results(args.out / "results.csv")
+        logger.info("resuming: %d results kept from %s", len(done), args.out / "results.csv")
     # Import and warm up our verifier once so the first instance does not pay for it.
     from tqdm import tqdm
 
@@ -136,11 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     bar = tqdm(instances, unit="inst")
     for inst in bar:
         budget = inst.timeout_s if args.timeout is None else args.timeout
-        if "ours" in tools:
+        if ("ours", inst.onnx.name, inst.vnnlib.name) in done:
+            ours.append(done["ours", inst.onnx.name, inst.vnnlib.name])
+        elif "ours" in tools:
             ours.append(bm.run_ours(inst, budget))
         elif ("ours", inst.onnx.name, inst.vnnlib.name) in earlier:
             ours.append(earlier["ours", inst.onnx.name, inst.vnnlib.name])
-        if "marabou" in tools:
+        if ("marabou", inst.onnx.name, inst.vnnlib.name) in done:
+            theirs.append(done["marabou", inst.onnx.name, inst.vnnlib.name])
+        elif "marabou" in tools:
             theirs.append(run_marabou(inst, budget))
         elif ("marabou", inst.onnx.name, inst.vnnlib.name) in earlier:
             theirs.append(earlier["marabou", inst.onnx.name, inst.vnnlib.name])
