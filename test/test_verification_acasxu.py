@@ -1,7 +1,7 @@
 """A few fast ACAS Xu instances with known answers (VNN-COMP 2021), and the CLI's format.
 
-Known: network 1_1 satisfies properties 1-4 (unsat); 1_9 violates property 3 and 2_1
-violates property 2 (sat). Every "sat" is re-checked here with onnxruntime.
+Known: network 1_1 satisfies properties 1-4 (unsat); 1_9 violates properties 3 and 4, 2_1 and
+5_3 violate property 2 (sat). Every "sat" is re-checked here with onnxruntime.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from meetup_ros.verification.bab import verify
 from meetup_ros.verification.network import load_network
 from meetup_ros.verification.vnnlib import load_vnnlib
 
+# 5_3 with property 2 is violated only 1.5e-5 deep (found by the MIP probes, confirmed by
+# Marabou in docs/benchmark_acasxu.md): out of the falsifier's reach.
 KNOWN = [("1_1", 1, "unsat"), ("1_1", 4, "unsat"), ("1_9", 3, "sat"), ("2_1", 2, "sat"),
-         ("1_9", 4, "sat")]
+         ("1_9", 4, "sat"), ("5_3", 2, "sat")]
 
 
 def _files(shared_data: Path, net: str, prop: int) -> tuple[Path, Path]:

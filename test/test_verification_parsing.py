@@ -289,3 +289,25 @@ def test_property_that_does_not_fit_the_network(shared_data: Path) -> None:
         load_property(shared_data / "acasxu" / "prop_99.vnnlib")
     with pytest.raises(VerificationInputError, match=r"suffix '\.txt'"):
         load_property("p.txt")
+
+
+def test_vnnlib_bytes_that_are_not_utf8(tmp_path: Path) -> None:
+    """A Latin-1 comment is ignored like any comment; binary garbage names its line."""
+    latin = tmp_path / "latin.vnnlib"
+    latin.write_bytes("; Temp\xe9rature en \xb0C\n".encode("latin-1")
+                      + b"(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
+                      b"(assert (<= X_0 1))\n(assert (>= X_0 0))\n(assert (<= Y_0 0))\n")
+    assert load_vnnlib(latin).n_inputs == 1
+    garbage = tmp_path / "garbage.vnnlib"
+    garbage.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(VerificationInputError, match=r"garbage\.vnnlib' line 1"):
+        load_vnnlib(garbage)
+
+
+def test_empty_input_box_is_unsat_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    text = ("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
+            "(assert (<= X_0 0))\n(assert (>= X_0 1))\n(assert (<= Y_0 0))\n")
+    with caplog.at_level("WARNING"):
+        prop = parse_vnnlib(text, "typo.vnnlib")
+    assert all(np.any(d.lower > d.upper) for d in prop.disjuncts)
+    assert "typo.vnnlib: every input box of the property is empty" in caplog.text

@@ -168,3 +168,33 @@ def test_disjunction_sat_in_second_disjunct_only() -> None:
     assert result.x is not None
     assert prop.is_unsafe(result.x, net.forward(result.x))
     assert verify(net, Property((never,), 2, 2), 10.0).status == "unsat"
+
+
+@pytest.mark.parametrize("split", ["input", "relu"])
+def test_mip_probes_decide_tight_properties_soundly(split: str) -> None:
+    """Thresholds moved to 1e-4 on either side of the exact optimum, falsifier off, MIP probes
+    allowed all the time: every answer must agree with the MIP oracle and the forward pass.
+    """
+    rng = np.random.default_rng(17 if split == "input" else 18)
+    seen = {"sat": 0, "unsat": 0}
+    for case in range(6):
+        sizes = [[3, 8, 8, 3], [4, 6, 6, 2], [2, 10, 2]][case % 3]
+        net = random_relu_network(sizes, 70 + case)
+        lower, upper = _box(rng, sizes[0])
+        d0 = _random_property(rng, net, lower, upper, k=1 + case % 3).disjuncts[0]
+        optimum = solve_min_max_margin(net, d0.coeffs, d0.rhs, lower, upper).objective
+        for gap in (-1e-4, 1e-4):
+            d = Disjunct(lower, upper, d0.coeffs, d0.rhs + optimum - gap)
+            prop = Property((d,), net.n_inputs, net.n_outputs)
+            config = BabConfig(split=split, seed=case, falsify_samples=0, mip_share=1.0)
+            result = verify(net, prop, timeout_s=20.0, config=config)
+            if result.status == "sat":
+                assert gap < 0, (case, "sat where the minimum is +1e-4")
+                assert result.x is not None and d.contains_input(result.x)
+                assert np.all(d.margins(net.forward(result.x)) <= 0)
+            elif result.status == "unsat":
+                assert gap > 0, (case, "unsat where the minimum is -1e-4")
+            else:
+                pytest.fail(f"case {case} gap {gap}: {result.status} {result.stats}")
+            seen[result.status] += 1
+    assert seen["sat"] >= 4 and seen["unsat"] >= 4, seen

@@ -79,7 +79,8 @@ def _resolve_bag(text: str) -> Path:
     candidate = Path(paths.__file__).resolve().parent.parent / "data" / text
     if candidate.exists():
         return candidate
-    raise CommandError(f"bag {text!r} not found (also looked at {str(candidate)!r})")
+    also = "" if candidate.resolve() == path.resolve() else f" (also looked at {str(candidate)!r})"
+    raise CommandError(f"bag {text!r} not found{also}")
 
 
 def load_trainer(network: str) -> Any:

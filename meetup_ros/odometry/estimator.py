@@ -145,8 +145,9 @@ class VioEstimator:
             raise OdometryError(str(exc)) from None
         if metadata.get("model") != MODEL_NAME:
             raise OdometryError(
-                f"weights file {str(path)!r} has model {metadata.get('model')!r}, "
-                f"expected {MODEL_NAME!r}"
+                f"weights file {str(path)!r} is not odometry weights: its metadata names "
+                f"model {metadata.get('model')!r} (kind {metadata.get('kind')!r}), expected "
+                f"{MODEL_NAME!r}"
             )
         try:
             config = VioNetConfig.from_dict(dict(metadata.get("config", {})))

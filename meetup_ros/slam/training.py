@@ -142,6 +142,10 @@ def load_depth_data(cfg: TrainConfig, height: int, width: int, euroc_stride: int
     pairs = slam_data.euroc_stereo_pairs(list(cfg.bags), height, width, 1)
     held_pairs = pairs[slam_data.EUROC_HELD_OUT_FROM::euroc_stride]
     rgbd = data_root / "rgbd_depth_pairs"
+    if not rgbd.is_dir():
+        raise FileNotFoundError(
+            f"depth training reads the real RGB-D pairs from {str(rgbd)!r}, which is not a "
+            "folder: point --set data_root=DIR at the shared data sets (../shared/data)")
     train += slam_data.rgbd_samples(rgbd, slam_data.RGBD_TRAIN, None, None)
     held = slam_data.rgbd_samples(rgbd, slam_data.RGBD_HELD_OUT, height, width)
     held_pairs.append(slam_data.motorcycle_pair(height, width))

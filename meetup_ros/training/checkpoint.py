@@ -57,11 +57,24 @@ def load(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, A
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file {str(path)!r} does not exist")
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        # torch.save writes a zip archive; torch's own message for anything else is advice
+        # to load without weights_only, which is exactly what must not be done here.
+        raise CheckpointError(
+            f"weights file {str(path)!r} is not a readable weights-only torch archive: not the "
+            "zip archive torch.save writes (truncated, corrupt or another format)"
+        )
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe archives
-        # torch's first line says what failed; the rest is advice about trusting the file
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        if "Weights only load failed" in text:
+            reason = ("it holds objects other than tensors and plain containers, which are "
+                      "never unpickled")
+        else:
+            reason = text.splitlines()[0] if text else type(exc).__name__
         raise CheckpointError(
             f"weights file {str(path)!r} is not a readable weights-only torch archive: {reason}"
         ) from exc

@@ -10,12 +10,17 @@ input dimension with the largest estimated bound improvement ``|A_i| (u_i - l_i)
 unstable ReLU with the largest relaxation gap. A sampling + PGD falsifier runs first, the
 bound minimisers of each new domain are tried as counterexamples, and every counterexample
 is re-checked by :func:`falsify.confirm` (float64 and onnxruntime) before "sat". Domains that
-can no longer be split usefully go to the exact MIP. Out of time -> "timeout" with the open
-domains returned so a caller (the runtime monitor) can resume them.
+can no longer be split usefully go to the exact MIP; while the search goes on, a share of the
+time goes to MIP probes on the open domain whose points came closest to a violation (this
+finds counterexamples whose margins are ~1e-5, far below what sampling reaches). Out of time
+-> "timeout" with the open domains returned so a caller (the runtime monitor) can resume them.
 
-Known limits: ReLU splitting has no Lagrangian (beta-CROWN) treatment of the split
-constraints, so a domain with every ReLU fixed is still bounded over its whole box; such
-leaves are split on the input instead, which is complete but slow for many inputs. Only the
+Known limits: properties whose smallest max-margin is ~1e-3 of the outputs' scale (ACAS Xu
+3_3 and 4_2 with property 2, 1_1 with 5, 1_9 with 7; ``scripts/acasxu_margin_probe.py``) need
+so many small domains around that spot that they are not proven within 116 s. ReLU splitting
+has no Lagrangian (beta-CROWN) treatment of the split constraints, so a domain with every
+ReLU fixed is still bounded over its whole box; such leaves are split on the input instead,
+which is complete but slow for many inputs. Only the
 root gets alpha-CROWN by default (``alpha_steps=0`` per batch): per-batch slope optimisation
 costs more than it saves on ACAS Xu with input splitting on this machine.
 """
@@ -60,6 +65,14 @@ class BabConfig:
             ``|A_i| w_i`` is at least ``aspect_influence`` times the largest.
         max_domains: open domains kept before giving up on splitting (-> MIP / timeout).
         use_mip: allow the exact MIP on leftovers (needs highspy).
+        mip_share, mip_probe_s: the share of the run time the MIP may spend on open domains
+            while branch and bound goes on (each call at most ``mip_probe_s``): the domain
+            whose sampled points came closest to a violation is solved exactly, which finds
+            counterexamples with margins far below the falsifier's reach and closes domains
+            near a tight spot that linear bounds would split thousands of times. 0 = never.
+        mip_probe_rel: a domain is probed only if its points came within this fraction of
+            the max-margin's spread over the box (sampled) of a violation; farther away the
+            MIP costs time without closing what splitting would not close sooner.
         seed: falsifier seed.
     """
 
@@ -78,6 +91,9 @@ class BabConfig:
     aspect_influence: float = 0.25
     max_domains: int = 1_000_000
     use_mip: bool = True
+    mip_share: float = 0.2
+    mip_probe_s: float = 2.0
+    mip_probe_rel: float = 0.01
     seed: int = 0
 
 
@@ -92,6 +108,7 @@ class Frontier:
     direction: torch.Tensor | None = None  # (N, n) coefficients of the best linear bound
     combo: torch.Tensor | None = None  # (N, k) convex weights over the margin rows
     pre: torch.Tensor | None = None  # (N, 2 H) pre-activation lower then upper bounds
+    probe: torch.Tensor | None = None  # (N,) smallest max-margin seen at the domain's points
 
     def __len__(self) -> int:
         return int(self.lower.shape[0])
@@ -108,7 +125,9 @@ class Frontier:
         direction = None if self.direction is None else self.direction[keep]
         combo = None if self.combo is None else self.combo[keep]
         pre = None if self.pre is None else self.pre[keep]
-        return Frontier(lo[keep], up[keep], self.bound[keep], splits, direction, combo, pre)
+        probe = None if self.probe is None else self.probe[keep]
+        return Frontier(lo[keep], up[keep], self.bound[keep], splits, direction, combo, pre,
+                        probe)
 
     def select(self, index: torch.Tensor) -> Frontier:
         """The domains at ``index``."""
@@ -118,6 +137,7 @@ class Frontier:
             None if self.direction is None else self.direction[index],
             None if self.combo is None else self.combo[index],
             None if self.pre is None else self.pre[index],
+            None if self.probe is None else self.probe[index],
         )
 
     @staticmethod
@@ -130,7 +150,7 @@ class Frontier:
             torch.cat([x, y]) for x, y in zip(a.splits, b.splits, strict=True)]
         return Frontier(torch.cat([a.lower, b.lower]), torch.cat([a.upper, b.upper]),
                         torch.cat([a.bound, b.bound]), splits, cat(a.direction, b.direction),
-                        cat(a.combo, b.combo), cat(a.pre, b.pre))
+                        cat(a.combo, b.combo), cat(a.pre, b.pre), cat(a.probe, b.probe))
 
 
 @dataclass
@@ -190,6 +210,9 @@ class _Solver:
         width = torch.as_tensor(self.upper_np - self.lower_np)
         self.root_width = torch.where(width > 0, width, torch.ones_like(width))
         self.sec_per_domain: float | None = config.initial_sec_per_domain
+        self.start = time.monotonic()
+        self.mip_s = 0.0  # time spent in MIP probes
+        self.scale = 0.0  # the max-margin's sampled spread: what "close" is relative to
 
     # -- helpers ----------------------------------------------------------------------------
     def _time_left(self) -> float:
@@ -234,19 +257,33 @@ class _Solver:
         return Frontier(lower, upper, best, splits, direction, weights, new_pre)
 
     def _check_domains(self, domains: Frontier) -> DisjunctOutcome | None:
-        """Try each open domain's centre and its linear bound's minimising corner."""
+        """Try each open domain's centre and its linear bound's minimising corner.
+
+        Sets ``domains.probe`` to the smaller max-margin of the two (+inf for closed ones).
+        """
         live = torch.isfinite(domains.bound)
+        domains.probe = torch.full_like(domains.bound, float("inf"))
         if not bool(live.any()):
             return None
         assert domains.direction is not None
         corner = torch.where(domains.direction > 0, domains.lower, domains.upper)
         centre = (domains.lower + domains.upper) / 2
-        return self._try_points(torch.cat([corner[live], centre[live]]))
+        points = torch.cat([corner[live], centre[live]])
+        with torch.no_grad():
+            value = forward_layers(self.layers, points).max(-1).values
+        m = int(live.sum())
+        domains.probe[live] = torch.minimum(value[:m], value[m:])
+        return self._confirm_points(points, value)
 
     def _try_points(self, points: torch.Tensor) -> DisjunctOutcome | None:
         """Check candidate points ``(P, n)``; a confirmed counterexample ends the search."""
         with torch.no_grad():
             value = forward_layers(self.layers, points).max(-1).values
+        return self._confirm_points(points, value)
+
+    def _confirm_points(self, points: torch.Tensor, value: torch.Tensor
+                        ) -> DisjunctOutcome | None:
+        """Re-check the points whose max-margin is <= 0 (at most 8) with :func:`confirm`."""
         for i in torch.nonzero(value <= 0).flatten()[:8].tolist():
             found = confirm(self.network, self.coeffs, self.rhs, self.lower_np, self.upper_np,
                             points[i].numpy())
@@ -276,6 +313,7 @@ class _Solver:
             if self.mode == "relu":
                 splits = [torch.zeros(1, h, dtype=torch.int8) for h in self.network.hidden_sizes]
             root = self._bound(lo, up, splits, cfg.alpha_steps_root)
+            self.scale = self._spread(lo[0], up[0])
             if bool(root.bound[0] > margin):
                 return DisjunctOutcome("unsat", domains=self.domains)
             found = self._check_domains(root)
@@ -284,6 +322,8 @@ class _Solver:
             if found is not None:
                 return found
             frontier = root
+        elif len(frontier) > 0:
+            self.scale = self._spread(frontier.lower.min(0).values, frontier.upper.max(0).values)
         iteration = 0
         while len(frontier) > 0:
             if self._time_left() <= 0:
@@ -331,7 +371,55 @@ class _Solver:
                                       frontier.upper[i])
                 if found is not None:
                     return found
+            if cfg.use_mip and cfg.mip_share > 0 and len(frontier) > 0:
+                found, frontier = self._mip_probe(frontier)
+                if found is not None:
+                    return found
         return DisjunctOutcome("unsat", domains=self.domains)
+
+    def _spread(self, lower: torch.Tensor, upper: torch.Tensor, samples: int = 256) -> float:
+        """max - min of the max-margin at random points of the box."""
+        x = lower + torch.rand(samples, lower.shape[0], dtype=lower.dtype,
+                               generator=self.generator) * (upper - lower)
+        with torch.no_grad():
+            value = forward_layers(self.layers, x).max(-1).values
+        return float(value.max() - value.min())
+
+    def _mip_probe(self, frontier: Frontier) -> tuple[DisjunctOutcome | None, Frontier]:
+        """Solve the most suspicious open domain exactly, within the MIP's share of the time.
+
+        Suspicious: the smallest max-margin at its sampled points. "unsat" with a positive
+        dual bound closes the domain; a primal point is re-checked like any counterexample;
+        otherwise the domain stays open and is not probed again (its children will be).
+        """
+        cfg = self.config
+        budget = cfg.mip_share * (time.monotonic() - self.start) - self.mip_s
+        limit = min(cfg.mip_probe_s, budget, self._time_left())
+        if limit < 0.1 or frontier.probe is None:
+            return None, frontier
+        j = int(torch.argmin(frontier.probe))
+        if not bool(frontier.probe[j] <= self.config.mip_probe_rel * self.scale):
+            return None, frontier
+        from meetup_ros.verification.mip import solve_min_max_margin
+
+        started = time.monotonic()
+        splits = None if frontier.splits is None else [s[j].numpy() for s in frontier.splits]
+        out = solve_min_max_margin(self.network, self.coeffs, self.rhs,
+                                   frontier.lower[j].numpy(), frontier.upper[j].numpy(),
+                                   time_limit_s=limit, splits=splits)
+        self.mip_s += time.monotonic() - started
+        logger.debug("MIP probe on a domain (probe %.3g): %s, dual %.3g",
+                     float(frontier.probe[j]), out.status, out.dual_bound)
+        if out.status == "unsat" and out.dual_bound > cfg.proof_margin:
+            keep = torch.ones(len(frontier), dtype=torch.bool)
+            keep[j] = False
+            return None, frontier.select(keep)
+        if out.x is not None:
+            found = self._try_points(torch.as_tensor(out.x).unsqueeze(0))
+            if found is not None:
+                return found, frontier
+        frontier.probe[j] = float("inf")
+        return None, frontier
 
     # -- splitting -------------------------------------------------------------------------------
     def _split_input(self, batch: Frontier):

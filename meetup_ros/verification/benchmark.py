@@ -114,6 +114,9 @@ def run_ours(instance: Instance, timeout_s: float | None = None) -> InstanceResu
         reason = str(result.stats.get("reason", ""))
     except VerificationInputError as exc:
         status, domains, reason = "error", 0, str(exc)
+    except Exception as exc:  # a crash on one instance is that instance's "error", not the run's
+        logger.exception("verifier crashed on %s", instance.name)
+        status, domains, reason = "error", 0, f"verifier crashed: {type(exc).__name__}: {exc}"
     return InstanceResult(instance.onnx.name, instance.vnnlib.name, instance.prop_name, "ours",
                           status, time.monotonic() - start, budget, domains, reason)
 

@@ -13,6 +13,7 @@ bound (margin 0), as in VNN-COMP's own checker. Errors name the line.
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ import numpy as np
 
 from meetup_ros.verification import VerificationInputError
 from meetup_ros.verification.spec import Disjunct, Property
+
+logger = logging.getLogger(__name__)
 
 _TOKEN = re.compile(r"\(|\)|[^\s()]+")
 _MAX_DISJUNCTS = 10_000
@@ -233,6 +236,9 @@ def parse_vnnlib(text: str, source: str = "<string>") -> Property:
         disjuncts.append(Disjunct(lower, upper, np.array(rows), np.array(rhs)))
     if not disjuncts:
         # Every disjunct is empty: nothing is unsafe. Keep one empty box so callers see "unsat".
+        logger.warning("%s: every input box of the property is empty (a lower bound above its "
+                       "upper bound?): nothing can violate it, so the answer is unsat by "
+                       "construction", source)
         disjuncts.append(Disjunct(np.ones(n_in), np.zeros(n_in), np.zeros((1, n_out)),
                                   np.zeros(1)))
     return Property(tuple(disjuncts), n_in, n_out,
@@ -249,4 +255,10 @@ def load_vnnlib(path: str | Path) -> Property:
     path = Path(path)
     if not path.is_file():
         raise VerificationInputError(f"property file {str(path)!r} does not exist")
-    return parse_vnnlib(path.read_text(), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        # VNN-LIB is ASCII; some files carry Latin-1 comments. Undecodable bytes become U+FFFD,
+        # which the tokeniser rejects with its line number unless they sit in a comment.
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    return parse_vnnlib(text, str(path))
