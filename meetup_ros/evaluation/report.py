@@ -276,6 +276,7 @@ def build_report(
     report["imu_samples_lost_in_transport"] = lost
     report["imu_samples_dropped"] = lost + int(imu_stats.get("dropped", 0))
     report["imu_samples_used"] = imu_stats.get("used")
+    report["zero_velocity_updates"] = imu_stats.get("zero_velocity_updates")
     wall_s = float(replay.get("wall_s", float("nan")))
     report["replay_wall_s"] = wall_s
     report["replay_rate"] = replay.get("rate")
@@ -346,10 +347,12 @@ def build_report(
     return report
 
 
-# Figures of the offline evaluations that the bundled bag (at rest) cannot give.
+# Figures of the offline evaluations that the bundled bag (at rest) cannot give, and the
+# at-rest figure of the network alone (the replay runs with zero-velocity updates).
 OFFLINE_KEYS = (
     "ate_rmse_m_inertial_heldout", "ate_rmse_m_inertial_heldout_dead_reckoning",
     "ate_rmse_m_visual", "ate_rmse_m_visual_baseline",
+    "ate_rmse_m_without_zero_velocity_updates",
 )
 
 

@@ -148,7 +148,18 @@ def _aligned(
     T = np.eye(4)
     scale = 1.0
     if align != "none":
-        rotation, translation, scale = est_e.align(ref_e, correct_scale=align == "sim3")
+        from evo.core.geometry import GeometryException
+
+        try:
+            rotation, translation, scale = est_e.align(ref_e, correct_scale=align == "sim3")
+        except GeometryException:
+            # An estimate that never moves (e.g. zero-velocity updates at rest) fixes no
+            # rotation or scale; for a single point the best SE(3)/Sim(3) fit moves it onto
+            # the reference's centroid, whatever the rotation, and the ATE is the
+            # reference's spread about it.
+            rotation, scale = np.eye(3), 1.0
+            translation = (ref_e.positions_xyz.mean(0) - est_e.positions_xyz.mean(0))
+            est_e.transform(np.block([[rotation, translation[:, None]], [np.zeros((1, 3)), 1.0]]))
         T[:3, :3], T[:3, 3] = rotation, translation
     return est_e, T, float(scale)
 

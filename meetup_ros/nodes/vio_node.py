@@ -62,6 +62,10 @@ class VioParams:
     torch_threads: int = param(
         1, "torch CPU threads in this node's process (several nodes share few cores)"
     )
+    zero_velocity_update: bool = param(
+        True, "zero the increment when two frames are the same picture and the IMU sees no "
+              "acceleration (the network alone drifts ~1 cm/s at rest)"
+    )
 
 
 class VioNode(Node):
@@ -78,7 +82,8 @@ class VioNode(Node):
                 f"imu_queue_depth {p.imu_queue_depth!r} < 200 would drop 200 Hz IMU samples"
             )
         weights = paths.model_path(p.weights_path)
-        self.estimator = VioEstimator.from_weights(weights)
+        self.estimator = VioEstimator.from_weights(
+            weights, zero_velocity_update=p.zero_velocity_update)
         self.health = NodeHealth(
             self, ["frame", "imu", "frame_wait_for_imu"], p.diagnostics_period_s
         )

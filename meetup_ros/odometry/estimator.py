@@ -29,6 +29,7 @@ from meetup_ros.odometry.model import (
     se3_exp,
     window_features,
 )
+from meetup_ros.odometry.stationary import StationaryDetector
 from meetup_ros.odometry.windowing import NS_PER_S, ImuWindow, ImuWindower, OdometryError
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class EstimatorStats:
     frames: int = 0
     frames_dropped: int = 0
     inertial_only_windows: int = 0
+    zero_velocity_updates: int = 0
 
 
 def _rotation_matrix(q_xyzw: np.ndarray) -> np.ndarray:
@@ -77,6 +79,9 @@ class VioEstimator:
             an inertial-only step, so a camera outage neither fills the queue nor loses them.
         reset_backwards_s: a stamp this far back on either stream resets the estimator.
         bias_gyro_radps, bias_accel_mps2: IMU biases subtracted from every sample.
+        zero_velocity_update: set an interval's increment to zero when its two frames are the
+            same picture and the body does not accelerate (:mod:`.stationary`); the network
+            alone drifts about 1 cm/s at rest.
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class VioEstimator:
         bias_gyro_radps: np.ndarray | None = None,
         bias_accel_mps2: np.ndarray | None = None,
         metadata: dict[str, Any] | None = None,
+        zero_velocity_update: bool = True,
     ) -> None:
         if gravity_init_samples < 1:
             raise OdometryError(
@@ -113,6 +119,8 @@ class VioEstimator:
         self._frames = 0
         self._frames_dropped = 0
         self._inertial_only = 0
+        self._zupts = 0
+        self.stationary = StationaryDetector() if zero_velocity_update else None
         self._clear()
         self._warm_up()
 
@@ -203,6 +211,7 @@ class VioEstimator:
             late_merged=w.late_merged, discarded_on_reset=w.discarded_on_reset,
             resets=w.resets, frames=self._frames, frames_dropped=self._frames_dropped,
             inertial_only_windows=self._inertial_only,
+            zero_velocity_updates=self._zupts,
         )
 
     # -- input ---------------------------------------------------------------------------------
@@ -278,6 +287,17 @@ class VioEstimator:
         duration_s = max((stamp_ns - self._last_frame_ns) / NS_PER_S, 1e-3)
         inertial_only = image is None or self._last_pair_image is None
         xi, var = self._infer(window, self._last_pair_image, image)
+        previous = self._last_pair_image
+        if (self.stationary is not None and image is not None and previous is not None
+                and len(window) > 0
+                and self.stationary.is_stationary(previous, image,
+                                                  window.accel_mps2 - self.bias_accel)):
+            # The network still ran, so its recurrent state has seen this interval.
+            xi = np.zeros(6)
+            if self._zupts == 0:
+                logger.info("at rest (unchanged frames, no acceleration): zero-velocity "
+                            "updates on")
+            self._zupts += 1
         self._T_odom_base = self._T_odom_base @ se3_exp(xi)
         # Renormalise the rotation so float round-off cannot accumulate over long runs.
         u, _, vt = np.linalg.svd(self._T_odom_base[:3, :3])

@@ -177,8 +177,14 @@ def evaluate_vio(
         ref = _gt_reference(seq, start, end)
         scores = _score(run.trajectory, ref)
         dr = dead_reckoning(seq, start, end)
+        # The same window without zero-velocity updates: what the network alone does at rest.
+        bare = VioEstimator.from_weights(weights, zero_velocity_update=False)
+        bare_run = run_estimator(bare, seq, int(seq.imu.stamps_ns[0]), end, use_images=True)
         report.update(
             ate_rmse_m=scores["ate_rmse_m"],
+            ate_rmse_m_without_zero_velocity_updates=_score(bare_run.trajectory,
+                                                            ref)["ate_rmse_m"],
+            zero_velocity_updates=run.stats.get("zero_velocity_updates", 0),
             rpe_trans_m=scores["rpe_trans_m"],
             ate_rmse_m_dead_reckoning=traj_metrics.ate_rmse(dr, ref, "se3"),
             frames=len(run.estimates),
