@@ -153,3 +153,20 @@ def test_tum_round_trip_and_plot(tmp_path: Path) -> None:
 def test_bad_inputs(call, pattern: str) -> None:
     with pytest.raises(EvaluationError, match=pattern):
         call(synthetic())
+
+
+@pytest.mark.parametrize("align", ["se3", "sim3"])
+def test_estimate_that_never_moves_is_aligned_onto_the_centroid(align: str) -> None:
+    """A constant estimate fixes no rotation; its best fit is the reference's centroid, and the
+    ATE is the reference's RMS spread about it (what Umeyama approaches as the spread -> 0)."""
+    rng = np.random.default_rng(3)
+    n = 50
+    stamps = np.arange(n, dtype=np.int64) * 50_000_000 + 1_000_000_000
+    q = np.tile([0.0, 0.0, 0.0, 1.0], (n, 1))
+    centre = np.array([1.0, 2.0, 0.5])
+    ref = Trajectory(stamps, rng.normal(0, 0.002, (n, 3)) + centre, q, "jitter")
+    still = Trajectory(stamps, np.zeros((n, 3)), q, "still")
+    spread = float(np.sqrt(((ref.p_xyz - ref.p_xyz.mean(0)) ** 2).sum(1).mean()))
+    result = ate(still, ref, align)
+    assert result["rmse_m"] == pytest.approx(spread, rel=1e-9)
+    assert result["scale"] == 1.0
