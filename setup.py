@@ -27,7 +27,6 @@ setup(
     maintainer_email="maintainers@meetup-ros.invalid",
     description="Learned VIO, depth-code SLAM, runtime NN verification and DFW retraining.",
     license="BSD-3-Clause",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [f"{node} = {PACKAGE}.nodes.{node}:main" for node in NODES]
         + ["meetup-ros = meetup_ros.cli:main"],

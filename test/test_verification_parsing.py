@@ -311,3 +311,16 @@ def test_empty_input_box_is_unsat_with_a_warning(caplog: pytest.LogCaptureFixtur
         prop = parse_vnnlib(text, "typo.vnnlib")
     assert all(np.any(d.lower > d.upper) for d in prop.disjuncts)
     assert "typo.vnnlib: every input box of the property is empty" in caplog.text
+
+
+def test_offline_verify_of_a_property_without_a_box_names_the_file() -> None:
+    """The runtime form of the governor property has no box of its own (the monitor fills it
+    from the state); verifying it offline is an error naming the file, not a crash."""
+    from meetup_ros.verification.bab import verify
+
+    repo = Path(__file__).resolve().parent.parent
+    net = load_network(repo / "models" / "governor.onnx")
+    prop = load_property_yaml(repo / "config" / "governor_property.yaml")
+    with pytest.raises(VerificationInputError, match=r"governor_property\.yaml' disjunct 0: "
+                                                     r"inputs \[.*\] are unbounded"):
+        verify(net, prop, 1.0)

@@ -610,6 +610,13 @@ def verify(network: Network, prop: Property, timeout_s: float,
     start = time.monotonic()
     deadline = start + float(timeout_s)
     prop.check_network(network.n_inputs, network.n_outputs, network.source)
+    for i, d in enumerate(prop.disjuncts):
+        open_dims = np.flatnonzero(~(np.isfinite(d.lower) & np.isfinite(d.upper))).tolist()
+        if open_dims:
+            raise VerificationInputError(
+                f"property {prop.source!r} disjunct {i}: inputs {open_dims!r} are unbounded; "
+                "offline verification needs a bounded input box (a property whose box the "
+                "runtime monitor fills from the state has no box of its own)")
     config = config or BabConfig()
     domains = 0
     # Every disjunct gets its root bound and falsifier first (a counterexample in the last
