@@ -123,13 +123,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the results already in OUT/results.csv (a run cut short) "
                              "and run only the instances missing there")
     args = parser.parse_args(argv)
+    tools = set(args.tools.split(",")) - {""}
+    if not tools <= {"ours", "marabou", "none"}:
+        parser.error(f"--tools {args.tools!r}: expected a comma list of ours, marabou (or none)")
+    if args.timeout is not None and not (0 < args.timeout < float("inf")):
+        parser.error(f"--timeout {args.timeout!r}: expected a finite number of seconds > 0")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     import torch
 
     torch.set_num_threads(1)
-    instances = bm.select(bm.read_instances(args.instances, args.root), args.filter,
-                          args.limit, args.per_property)
-    tools = set(args.tools.split(","))
+    from meetup_ros.verification import VerificationInputError
+
+    try:
+        instances = bm.select(bm.read_instances(args.instances, args.root), args.filter,
+                              args.limit, args.per_property)
+    except VerificationInputError as exc:
+        parser.error(str(exc))
     logger.info("%d instances, tools %s, timeout %s", len(instances), sorted(tools),
                 args.timeout or "from the CSV")
     ours: list[bm.InstanceResult] = []

@@ -214,6 +214,14 @@ def test_missing_bag(tmp_path: Path) -> None:
         read_sequence(tmp_path / "absent")
 
 
+def test_plain_file_that_is_no_bag(tmp_path: Path) -> None:
+    junk = tmp_path / "junkbag"
+    junk.write_text("junk\n")
+    with pytest.raises(BagError, match=r"cannot open bag \['.*junkbag'\] \(corrupt, truncated "
+                                       r"or not a rosbag2\)"):
+        read_sequence(junk)
+
+
 def test_missing_topics() -> None:
     with pytest.raises(BagError, match=r"topic\(s\) \['/lidar'\] not in bag .* it has \["):
         next(iter_raw_messages(SAMPLE_BAG, ["/imu0", "/lidar"]))

@@ -68,6 +68,13 @@ def test_cli_verify_writes_the_competition_format(shared_data: Path, tmp_path: P
     assert main(["verify", str(tmp_path / "none.onnx"), str(vnnlib_path), "--timeout", "5",
                  "--result", str(out)]) == 2
     assert out.read_text() == "error\n"
+    # Arguments that cannot work are refused before any verification.
+    capsys.readouterr()
+    assert main(["verify", str(onnx_path), str(vnnlib_path), "--timeout", "inf"]) == 2
+    assert "--timeout inf; expected a finite number" in capsys.readouterr().err
+    assert main(["verify", str(onnx_path), str(vnnlib_path), "--timeout", "5",
+                 "--result", str(tmp_path)]) == 2
+    assert "is a folder; expected a file path" in capsys.readouterr().err
 
 
 def test_cli_benchmark_writes_table_csv_and_plot(shared_data: Path, tmp_path: Path) -> None:
@@ -84,3 +91,7 @@ def test_cli_benchmark_writes_table_csv_and_plot(shared_data: Path, tmp_path: Pa
     summary = (out / "summary.md").read_text()
     assert "| prop_1 | 1 | 0 | 1 |" in summary and "| prop_3 | 1 | 1 | 0 |" in summary
     assert (out / "cactus.png").stat().st_size > 1000
+    assert main(["benchmark", str(csv_path), "--root", str(shared_data / "acasxu"),
+                 "--out", str(out), "--timeout", "-3"]) == 2
+    assert main(["benchmark", str(csv_path), "--root", str(shared_data / "acasxu"),
+                 "--out", str(out), "--filter", "["]) == 2

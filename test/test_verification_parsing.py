@@ -218,6 +218,7 @@ BAD_VNNLIB = [
     (HEAD + "(assert (<= X_0 1)\n", "line 3: '\\(' never closed"),
     (HEAD + "(assert (<= X_0 1)))\n", "line 3: unbalanced"),
     (HEAD + "(assert (<= Z_0 1))\n", "line 3: unknown variable or number 'Z_0'"),
+    (HEAD + "(assert (<= X_0 nan))\n", "line 3: 'nan' is not a finite number"),
     (HEAD + "(assert (<= X_0 Y_0))\n", "line 3: constraint mixes inputs and outputs"),
     (HEAD + "(assert (<= (* X_0 X_0) 1))\n", "line 3: product of variables"),
     (HEAD + "(assert (xor (<= X_0 1)))\n", "line 3: unsupported formula head 'xor'"),

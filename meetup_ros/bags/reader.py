@@ -131,6 +131,7 @@ def _corrupt_is_bag_error(paths: SequenceABC[Path]) -> Iterator[None]:
             f"{type(exc).__name__}: {exc}"
         ) from None
 
+
 def _paths(bag_paths: BagPaths) -> list[Path]:
     if isinstance(bag_paths, str | Path):
         return _paths([bag_paths])
@@ -148,8 +149,9 @@ def _paths(bag_paths: BagPaths) -> list[Path]:
 
 
 def _open(paths: list[Path]) -> AnyReader:
-    reader = AnyReader(paths, default_typestore=_DEFAULT_TYPESTORE)
     try:
+        # The constructor already reads the files (e.g. a plain file that is no bag fails here).
+        reader = AnyReader(paths, default_typestore=_DEFAULT_TYPESTORE)
         reader.open()
     except (AnyReaderError, Rosbag2ReaderError, OSError, ValueError, KeyError) as exc:
         names = [str(p) for p in paths]

@@ -43,6 +43,13 @@ def format_result(status: str, x=None, y=None) -> str:
     return "sat\n(" + "\n ".join(pairs) + ")\n"
 
 
+def _check_timeout(timeout_s: float) -> None:
+    import math
+
+    if not (timeout_s > 0 and math.isfinite(timeout_s)):
+        raise CommandError(f"--timeout {timeout_s!r}; expected a finite number of seconds > 0")
+
+
 def _verify(args: argparse.Namespace) -> int:
     import torch
 
@@ -52,8 +59,9 @@ def _verify(args: argparse.Namespace) -> int:
     from meetup_ros.verification.spec import load_property
 
     torch.set_num_threads(1)
-    if not args.timeout > 0:
-        raise CommandError(f"--timeout {args.timeout!r}; expected > 0 seconds")
+    _check_timeout(args.timeout)
+    if args.result is not None and args.result.is_dir():
+        raise CommandError(f"--result {str(args.result)!r} is a folder; expected a file path")
     try:
         network = load_network(args.network)
         prop = load_property(args.property)
@@ -81,6 +89,8 @@ def _benchmark(args: argparse.Namespace) -> int:
     from meetup_ros.verification import benchmark as bm
 
     torch.set_num_threads(1)
+    if args.timeout is not None:
+        _check_timeout(args.timeout)
     try:
         instances = bm.select(bm.read_instances(args.instances, args.root), args.filter,
                               args.limit, args.per_property)

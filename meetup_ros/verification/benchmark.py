@@ -86,7 +86,12 @@ def select(instances: list[Instance], pattern: str | None = None, limit: int | N
            per_property: int | None = None) -> list[Instance]:
     """Instances whose ``net:prop`` name matches ``pattern`` (regex), at most ``per_property``
     of each property (evenly spread over that property's rows), then the first ``limit``."""
-    chosen = [i for i in instances if pattern is None or re.search(pattern, i.name)]
+    try:
+        regex = None if pattern is None else re.compile(pattern)
+    except re.error as exc:
+        raise VerificationInputError(f"filter {pattern!r} is not a regular expression: {exc}") \
+            from None
+    chosen = [i for i in instances if regex is None or regex.search(i.name)]
     if per_property is not None:
         groups: dict[str, list[Instance]] = {}
         for inst in chosen:

@@ -96,9 +96,12 @@ class _Reader:
             if node.text in self.inputs or node.text in self.outputs:
                 return {node.text: 1.0}, 0.0
             try:
-                return {}, float(node.text)
+                value = float(node.text)
             except ValueError:
                 raise self.fail(node, f"unknown variable or number {node.text!r}") from None
+            if not np.isfinite(value):  # Python reads "nan" and "inf"; VNN-LIB has neither
+                raise self.fail(node, f"{node.text!r} is not a finite number")
+            return {}, value
         items = node.items or []
         if not items or items[0].text not in ("+", "-", "*"):
             raise self.fail(node, "expected a number, a variable, (+ ...), (- ...) or (* c t)")
