@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from torch.utils.data import TensorDataset
 
 from meetup_ros.optim import MultiClassHingeLoss
-from meetup_ros.training.config import TrainConfig
+from meetup_ros.training.config import OptimizerName, TrainConfig
 from meetup_ros.training.loop import fit
 from meetup_ros.training.metrics import read_metrics
 
@@ -25,7 +25,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _worker(rank: int, port: int, out_dir: str, optimizer: str) -> None:
+def _worker(rank: int, port: int, out_dir: str, optimizer: OptimizerName) -> None:
     # the environment torchrun would give each process
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE))
@@ -36,7 +36,7 @@ def _worker(rank: int, port: int, out_dir: str, optimizer: str) -> None:
     # a different initialisation per rank: fit must broadcast rank 0's weights
     torch.manual_seed(100 + rank)
     model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
-    cfg = TrainConfig(bags=(Path("unused"),), out_dir=Path(out_dir), optimizer=optimizer,  # type: ignore[arg-type]
+    cfg = TrainConfig(bags=(Path("unused"),), out_dir=Path(out_dir), optimizer=optimizer,
                       epochs=3, batch_size=16, seed=0, weight_decay=1e-4)
     metrics = fit(cfg, model, TensorDataset(x[:192], y[:192]), TensorDataset(x[192:], y[192:]),
                   MultiClassHingeLoss(), defaults={"lr": 0.2})

@@ -49,8 +49,8 @@ def ros() -> Iterator[tuple[object, SingleThreadedExecutor]]:
         rclpy.shutdown(context=context)
 
 
-def stamp_ns(msg: object) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec  # type: ignore[attr-defined]
+def stamp_ns(msg: Any) -> int:
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
 
 
 class Listener:

@@ -12,7 +12,7 @@ from torch.utils.data import TensorDataset
 
 from meetup_ros.optim import MultiClassHingeLoss
 from meetup_ros.training import checkpoint
-from meetup_ros.training.config import TrainConfig
+from meetup_ros.training.config import OptimizerName, TrainConfig
 from meetup_ros.training.loop import TrainingError, fit
 from meetup_ros.training.metrics import read_metrics
 from meetup_ros.training.optimizers import make_optimizer
@@ -32,8 +32,9 @@ def _model() -> torch.nn.Module:
                                torch.nn.Linear(16, 3))
 
 
-def _cfg(out: Path, epochs: int, resume: bool = False, optimizer: str = "dfw") -> TrainConfig:
-    return TrainConfig(bags=(Path("unused"),), out_dir=out, optimizer=optimizer,  # type: ignore[arg-type]
+def _cfg(out: Path, epochs: int, resume: bool = False,
+         optimizer: OptimizerName = "dfw") -> TrainConfig:
+    return TrainConfig(bags=(Path("unused"),), out_dir=out, optimizer=optimizer,
                        epochs=epochs, batch_size=32, resume=resume, seed=3,
                        weight_decay=1e-4)
 
@@ -170,4 +171,5 @@ def test_callable_eval_data_is_rejected_with_the_signature(tmp_path: Path) -> No
     train, _ = _data()
     with pytest.raises(TrainingError, match=r"eval_data must be a Dataset or None, got "
                                             r"'function'.*evaluate="):
-        fit(_cfg(tmp_path, 1), _model(), train, lambda: {}, MultiClassHingeLoss())  # type: ignore[arg-type]
+        fit(_cfg(tmp_path, 1), _model(), train, lambda: {},  # type: ignore[arg-type]
+            MultiClassHingeLoss())

@@ -244,13 +244,20 @@ def _run(args: argparse.Namespace) -> int:
 
     params_file = paths.config_path(args.params)
     check_params_file(params_file)
-    if args.models:
-        import tempfile
+    if not args.models:
+        return _run_nodes(params_file, args.nodes)
+    import tempfile
 
-        params_file = params_with_models(
-            params_file, Path(args.models),
-            Path(tempfile.mkdtemp(prefix="meetup_ros_")) / params_file.name)
-    nodes = NodeProcesses(params_file, args.nodes, log_dir=None)
+    # The rewritten params file lives as long as the nodes that read it.
+    with tempfile.TemporaryDirectory(prefix="meetup_ros_") as tmp:
+        return _run_nodes(
+            params_with_models(params_file, Path(args.models), Path(tmp) / params_file.name),
+            args.nodes)
+
+
+def _run_nodes(params_file: Path, names: list[str]) -> int:
+    """Run the nodes until one exits, Ctrl-C or SIGTERM; 1 if any failed."""
+    nodes = NodeProcesses(params_file, names, log_dir=None)
 
     def on_sigterm(signum: int, frame: Any) -> None:
         # systemd, containers and CI stop with SIGTERM: stop the node processes as on Ctrl-C
@@ -258,7 +265,7 @@ def _run(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     nodes.start()
-    logger.info("running %s with %s; Ctrl-C to stop", args.nodes, params_file)
+    logger.info("running %s with %s; Ctrl-C to stop", names, params_file)
     try:
         while not nodes.exited():
             time.sleep(0.2)

@@ -444,11 +444,9 @@ def _depth_scores(
 
 def _plot_depth(path: Path, stamp_ns: int, image0: np.ndarray, pred: np.ndarray,
                 ref: np.ndarray, metrics: Mapping[str, float]) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from meetup_ros.evaluation import plots
 
-    fig = Figure(figsize=(13, 3.6))
-    FigureCanvasAgg(fig)
+    fig = plots.figure((13, 3.6))
     axes = fig.subplots(1, 3)
     finite = np.concatenate([pred[np.isfinite(pred)], ref[np.isfinite(ref)]])
     vmax = float(np.percentile(finite, 98)) if finite.size else 5.0
@@ -463,8 +461,7 @@ def _plot_depth(path: Path, stamp_ns: int, image0: np.ndarray, pred: np.ndarray,
         ax.axis("off")
     fig.suptitle(f"AbsRel {metrics['absrel']:.3f}, RMSE {metrics['rmse_m']:.3f} m, "
                  f"delta<1.25 {metrics['delta1']:.3f} (NaN = invalid, white)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    plots.save(fig, path, dpi=90)
 
 
 def _write_certificates(out_dir: Path, report: Mapping[str, Any], diagnostics: list[Any]) -> None:

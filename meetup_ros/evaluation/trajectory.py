@@ -278,9 +278,7 @@ def plot_trajectories(
 
     Each estimate is aligned to the reference first (``align``) when a reference is given.
     """
-    # A Figure on the Agg canvas directly: headless, and no pyplot global state touched.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from meetup_ros.evaluation import plots
 
     if isinstance(estimates, Mapping):
         named = dict(estimates)
@@ -293,8 +291,7 @@ def plot_trajectories(
         [int(as_trajectory(e).stamps_ns[0]) for e in named.values() if len(as_trajectory(e))]
         + ([int(ref_t.stamps_ns[0])] if ref_t is not None and len(ref_t) else [])
     )
-    fig = Figure(figsize=(11, 4.8))
-    FigureCanvasAgg(fig)
+    fig = plots.figure((11, 4.8))
     ax_xy, ax_z = fig.subplots(1, 2)
     if ref_t is not None:
         ax_xy.plot(ref_t.p_xyz[:, 0], ref_t.p_xyz[:, 1], "k-", lw=2, label="ground truth")
@@ -328,8 +325,4 @@ def plot_trajectories(
     ax_z.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
+    return plots.save(fig, path, dpi=100)

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from meetup_ros.evaluation import plots
 from meetup_ros.optim.dfw import DFW
 from meetup_ros.optim.losses import MultiClassHingeLoss
 
@@ -143,7 +144,8 @@ def train_once(split: Split, spec: RunSpec, out_dir: Path) -> dict[str, Any]:
     model = mlp((split.train_x.shape[1], *spec.hidden, int(split.train_y.max()) + 1))
     loss_fn: nn.Module = (MultiClassHingeLoss(smoothing=DFW_SMOOTHING) if spec.optimizer == "dfw"
                           else nn.CrossEntropyLoss())
-    cfg = TrainConfig(bags=(Path("-"),), out_dir=out_dir, optimizer=spec.optimizer,  # type: ignore[arg-type]
+    cfg = TrainConfig(bags=(Path("-"),), out_dir=out_dir,
+                      optimizer=spec.optimizer,  # type: ignore[arg-type]  # checked by TrainConfig
                       lr=spec.lr, epochs=spec.epochs, batch_size=spec.batch_size,
                       seed=spec.seed, weight_decay=spec.weight_decay)
     train = TensorDataset(torch.from_numpy(split.train_x), torch.from_numpy(split.train_y))
@@ -361,19 +363,10 @@ def _write_table(out_dir: Path, rows: list[dict[str, Any]], title: str,
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _plot_curves(path: Path, curves: dict[tuple[str, str], list[float]],
                  datasets: Sequence[str]) -> None:
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.6), squeeze=False)
+    fig = plots.figure((5 * len(datasets), 3.6))
+    axes = fig.subplots(1, len(datasets), squeeze=False)
     for ax, name in zip(axes[0], datasets, strict=True):
         for (dataset, optimizer), curve in curves.items():
             if dataset == name:
@@ -383,15 +376,13 @@ def _plot_curves(path: Path, curves: dict[tuple[str, str], list[float]],
         ax.set_ylabel("test accuracy (mean over seeds)")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path)
 
 
 def _plot_batch_sizes(path: Path, rows: list[dict[str, Any]],
                       optimizers: Sequence[str]) -> None:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig = plots.figure((5, 3.6))
+    ax = fig.subplots()
     for optimizer in optimizers:
         sel = [r for r in rows if r["optimizer"] == optimizer]
         ax.errorbar([r["batch_size"] for r in sel], [r["test_accuracy_mean"] for r in sel],
@@ -402,18 +393,14 @@ def _plot_batch_sizes(path: Path, rows: list[dict[str, Any]],
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path)
 
 
 def _plot_costs(path: Path, times: dict[str, list[float]]) -> None:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig = plots.figure((5, 3.6))
+    ax = fig.subplots()
     ax.boxplot([[1e3 * t for t in v] for v in times.values()])
     ax.set_xticks(range(1, len(times) + 1), list(times))
     ax.set_ylabel("ms per iteration")
     ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path)

@@ -230,12 +230,10 @@ def middlebury_sgbm_reference() -> dict[str, float]:
 
 
 def plot_curves(curves: dict[str, list[float]], path: Path, title: str) -> None:
-    import matplotlib
+    from meetup_ros.evaluation import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = plots.figure((5, 3.5))
+    ax = fig.subplots()
     for name, values in curves.items():
         ax.plot(range(len(values)), values, marker="o", ms=3, label=name)
     ax.set_xlabel("iteration")
@@ -243,9 +241,7 @@ def plot_curves(curves: dict[str, list[float]], path: Path, title: str) -> None:
     ax.set_yscale("log")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plots.save(fig, path, dpi=120)
 
 
 def run_benchmark(bag: Path, data_root: Path, out_dir: Path, depth_weights: Path,

@@ -212,7 +212,7 @@ class _Solver:
         self.sec_per_domain: float | None = config.initial_sec_per_domain
         self.start = time.monotonic()
         self.mip_s = 0.0  # time spent in MIP probes
-        self.scale = 0.0  # the max-margin's sampled spread: what "close" is relative to
+        self.scale: float | None = None  # the max-margin's spread over the box, when needed
 
     # -- helpers ----------------------------------------------------------------------------
     def _time_left(self) -> float:
@@ -313,7 +313,6 @@ class _Solver:
             if self.mode == "relu":
                 splits = [torch.zeros(1, h, dtype=torch.int8) for h in self.network.hidden_sizes]
             root = self._bound(lo, up, splits, cfg.alpha_steps_root)
-            self.scale = self._spread(lo[0], up[0])
             if bool(root.bound[0] > margin):
                 return DisjunctOutcome("unsat", domains=self.domains)
             found = self._check_domains(root)
@@ -322,8 +321,6 @@ class _Solver:
             if found is not None:
                 return found
             frontier = root
-        elif len(frontier) > 0:
-            self.scale = self._spread(frontier.lower.min(0).values, frontier.upper.max(0).values)
         iteration = 0
         while len(frontier) > 0:
             if self._time_left() <= 0:
@@ -377,8 +374,9 @@ class _Solver:
                     return found
         return DisjunctOutcome("unsat", domains=self.domains)
 
-    def _spread(self, lower: torch.Tensor, upper: torch.Tensor, samples: int = 256) -> float:
-        """max - min of the max-margin at random points of the box."""
+    def _spread(self, samples: int = 256) -> float:
+        """max - min of the max-margin at random points of the disjunct's box."""
+        lower, upper = torch.as_tensor(self.lower_np), torch.as_tensor(self.upper_np)
         x = lower + torch.rand(samples, lower.shape[0], dtype=lower.dtype,
                                generator=self.generator) * (upper - lower)
         with torch.no_grad():
@@ -397,6 +395,8 @@ class _Solver:
         limit = min(cfg.mip_probe_s, budget, self._time_left())
         if limit < 0.1 or frontier.probe is None:
             return None, frontier
+        if self.scale is None:  # only runs long enough to probe pay for the sampling
+            self.scale = self._spread()
         j = int(torch.argmin(frontier.probe))
         if not bool(frontier.probe[j] <= self.config.mip_probe_rel * self.scale):
             return None, frontier

@@ -194,14 +194,10 @@ def summary_markdown(results: list[InstanceResult]) -> str:
 
 def cactus_plot(results_by_tool: dict[str, list[InstanceResult]], path: str | Path) -> Path:
     """Solved instances (x) against time per instance, sorted (y, log), one line per tool."""
-    import matplotlib
+    from meetup_ros.evaluation import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = plots.figure((6, 4))
+    ax = fig.subplots()
     for tool, results in results_by_tool.items():
         times = np.sort([r.time_s for r in results if r.status in ("sat", "unsat")])
         ax.step(np.arange(1, len(times) + 1), np.maximum(times, 1e-3), where="post",
@@ -211,7 +207,4 @@ def cactus_plot(results_by_tool: dict[str, list[InstanceResult]], path: str | Pa
     ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return plots.save(fig, path, dpi=120)

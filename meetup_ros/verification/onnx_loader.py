@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,10 +36,11 @@ class _Sym:
     shape: tuple[int, ...]
 
 
-def _attrs(node: object) -> dict[str, object]:
+def _attrs(node: Any) -> dict[str, object]:
+    """An ONNX ``NodeProto``'s attributes by name."""
     from onnx import helper
 
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}  # type: ignore[attr-defined]
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 def load_onnx(path: str | Path) -> Network:

@@ -258,10 +258,7 @@ def load_vnnlib(path: str | Path) -> Property:
     path = Path(path)
     if not path.is_file():
         raise VerificationInputError(f"property file {str(path)!r} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        # VNN-LIB is ASCII; some files carry Latin-1 comments. Undecodable bytes become U+FFFD,
-        # which the tokeniser rejects with its line number unless they sit in a comment.
-        text = path.read_bytes().decode("utf-8", errors="replace")
+    # VNN-LIB is ASCII; some files carry Latin-1 comments. Undecodable bytes become U+FFFD,
+    # which the tokeniser rejects with its line number unless they sit in a comment.
+    text = path.read_bytes().decode("utf-8", errors="replace")
     return parse_vnnlib(text, str(path))
