@@ -72,6 +72,14 @@ def device_for(ctx: DistributedContext, device: str) -> torch.device:
     return torch.device(device)
 
 
+def barrier(ctx: DistributedContext) -> None:
+    """Wait for every rank. Called before leaving the group after a run: rank 0 still writes
+    the last checkpoint and metrics, and a rank that tore gloo down while its peer was busy
+    was seen to abort the peer (SIGABRT, "terminate called without an active exception")."""
+    if ctx.enabled and dist.is_initialized():
+        dist.barrier()
+
+
 def teardown(ctx: DistributedContext) -> None:
     """Leave the process group if :func:`setup` joined it."""
     if ctx.owns_group and dist.is_initialized():

@@ -99,9 +99,11 @@ def fit(cfg: TrainConfig, model: nn.Module, train_data: Dataset[Any] | Callable[
             "train_data, eval_data, loss_fn, *, defaults, steps_per_epoch, evaluate))")
     ctx = distributed.setup(cfg.device)
     try:
-        return _fit(cfg, ctx, model, train_data, eval_data, loss_fn, epochs=epochs,
-                    batch_size=batch_size, lr=lr, sampled=sampled,
-                    steps_per_epoch=steps_per_epoch, evaluate=evaluate)
+        result = _fit(cfg, ctx, model, train_data, eval_data, loss_fn, epochs=epochs,
+                      batch_size=batch_size, lr=lr, sampled=sampled,
+                      steps_per_epoch=steps_per_epoch, evaluate=evaluate)
+        distributed.barrier(ctx)
+        return result
     finally:
         distributed.teardown(ctx)
 
