@@ -397,3 +397,27 @@ def test_monitor_region_grows_with_the_odometry_covariance(
     assert harness.received["/safety/status"][-1].data == "violated"
     upper = {kv.key: kv.value for kv in _last_certificate(harness).values}["upper"]
     assert float(upper.strip("[]").split(",")[0]) == pytest.approx(0.3 + 3 * 0.2 + 0.05)
+
+
+def test_slam_node_lowers_only_its_own_priority(harness: Harness, tmp_path: Path) -> None:
+    """A negative nice_increment is refused naming it; a positive one renices the process
+    (checked in a child process, so that the test run keeps its priority)."""
+    import subprocess
+    import sys
+
+    from meetup_ros.nodes.slam_node import SlamNode
+    from meetup_ros.ros import RosInputError
+
+    with pytest.raises(RosInputError, match=r"nice_increment -1 < 0"):
+        SlamNode(context=harness.context, parameter_overrides=_overrides(nice_increment=-1))
+    code = (
+        "import os, rclpy\n"
+        "from rclpy.node import Node\n"
+        "from meetup_ros.ros.node_tools import lower_cpu_priority\n"
+        "rclpy.init(); n = Node('nice_probe'); before = os.nice(0)\n"
+        "lower_cpu_priority(n, 3); print(os.nice(0) - before)\n"
+        "n.destroy_node(); rclpy.shutdown()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "3"

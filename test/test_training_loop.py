@@ -13,7 +13,7 @@ from torch.utils.data import TensorDataset
 from meetup_ros.optim import MultiClassHingeLoss
 from meetup_ros.training import checkpoint
 from meetup_ros.training.config import OptimizerName, TrainConfig
-from meetup_ros.training.loop import TrainingError, fit
+from meetup_ros.training.loop import CHECKPOINT_NAME, TrainingError, fit
 from meetup_ros.training.metrics import read_metrics
 from meetup_ros.training.optimizers import make_optimizer
 
@@ -173,3 +173,25 @@ def test_callable_eval_data_is_rejected_with_the_signature(tmp_path: Path) -> No
                                             r"'function'.*evaluate="):
         fit(_cfg(tmp_path, 1), _model(), train, lambda: {},  # type: ignore[arg-type]
             MultiClassHingeLoss())
+
+
+@pytest.mark.parametrize("optimizer", ["dfw", "sgd"])
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, optimizer: OptimizerName
+) -> None:
+    train, held_out = _data()
+    hinge = MultiClassHingeLoss()
+    calls = {"n": 0}
+
+    def loss_nan_in_epoch_2(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        loss = hinge(output, target)
+        return loss * float("nan") if calls["n"] > 10 and output.requires_grad else loss
+
+    with pytest.raises(TrainingError,
+                       match=r"loss is nan at epoch 2, step \d+;.*checkpoint of epoch 1"):
+        fit(_cfg(tmp_path, 3, optimizer=optimizer), _model(), train, held_out,
+            loss_nan_in_epoch_2, defaults={"lr": 0.2})
+    saved = checkpoint.load(tmp_path / CHECKPOINT_NAME)
+    assert saved["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in saved["model"].values())

@@ -68,5 +68,6 @@ def _benchmark(args: argparse.Namespace) -> int:
         for key, value in report.items()
     }
     print(json.dumps(summary, indent=1))
-    print(f"wrote {Path(args.out) / 'benchmark_slam.json'}")
+    print(f"wrote {Path(args.out) / 'benchmark_slam.json'} and slam_report.json (the figures "
+          "`make demo` copies from models/)")
     return 0

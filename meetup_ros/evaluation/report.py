@@ -348,11 +348,14 @@ def build_report(
 
 
 # Figures of the offline evaluations that the bundled bag (at rest) cannot give, and the
-# at-rest figure of the network alone (the replay runs with zero-velocity updates).
+# at-rest figure of the network alone (the replay runs with zero-velocity updates). The
+# solver comparison on monocular and Middlebury pairs needs ../shared/data
+# (`meetup-ros benchmark-slam`); the demo's own comparison is on the bag's stereo pairs.
 OFFLINE_KEYS = (
     "ate_rmse_m_inertial_heldout", "ate_rmse_m_inertial_heldout_dead_reckoning",
     "ate_rmse_m_visual", "ate_rmse_m_visual_baseline",
     "ate_rmse_m_without_zero_velocity_updates",
+    "learned_over_gn_iterations_mono", "learned_over_gn_iterations_middlebury",
 )
 
 

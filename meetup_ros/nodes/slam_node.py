@@ -34,7 +34,7 @@ from meetup_ros.ros.convert import (
     pose_stamped_msg,
     stamp_to_ns,
 )
-from meetup_ros.ros.node_tools import NodeHealth, reliable_qos, spin_node
+from meetup_ros.ros.node_tools import NodeHealth, lower_cpu_priority, reliable_qos, spin_node
 from meetup_ros.ros.params import declare_parameters, param
 from meetup_ros.slam import SlamError
 from meetup_ros.slam.depth_code import DepthCodeModel
@@ -94,6 +94,10 @@ class SlamParams:
     torch_threads: int = param(
         1, "torch CPU threads in this node's process (several nodes share few cores)"
     )
+    nice_increment: int = param(
+        0, "lower this process's CPU priority by this much (os.nice) at start: keyframes "
+           "are background work next to the 20 Hz odometry and the safety monitor"
+    )
 
 
 def _transform(values: Sequence[float], name: str) -> np.ndarray:
@@ -112,6 +116,7 @@ class SlamNode(Node):
         p = self.params
         # Oversubscribed intra-op threads made one 50 ms certificate take 2.4 s on 2 cores.
         torch.set_num_threads(max(1, p.torch_threads))
+        lower_cpu_priority(self, p.nice_increment)
         self.T_base_cam0 = _transform(p.T_base_cam0, "T_base_cam0")
         self.T_base_cam1 = _transform(p.T_base_cam1, "T_base_cam1")
         self.stereo = bool(p.cam1_topic)

@@ -8,6 +8,7 @@ inputs, keeps latency trackers, and publishes ``diagnostic_msgs/DiagnosticArray`
 from __future__ import annotations
 
 import math
+import os
 import signal
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +22,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
+from meetup_ros.ros import RosInputError
 from meetup_ros.ros.convert import ns_to_stamp
 from meetup_ros.ros.latency import LatencyTracker
 
@@ -155,6 +157,25 @@ def transform_msg(stamp_ns: int, T_parent_child: np.ndarray, parent: str, child:
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def lower_cpu_priority(node: Node, nice_increment: int) -> None:
+    """Raise this process's niceness by ``nice_increment`` (0 leaves it as it is).
+
+    For nodes whose work is background (keyframes at a few Hz), so that on few cores the
+    20 Hz odometry and the per-tick safety certificate pre-empt them. Lowering only: an
+    unprivileged process cannot raise its priority, so a negative value is an error.
+
+    Raises:
+        RosInputError: a negative increment.
+    """
+    if nice_increment < 0:
+        raise RosInputError(
+            f"nice_increment {nice_increment!r} < 0: a node may only lower its own priority"
+        )
+    if nice_increment:
+        niceness = os.nice(nice_increment)
+        node.get_logger().info(f"CPU priority lowered: niceness now {niceness}")
 
 
 def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:

@@ -10,10 +10,11 @@ gets there is charged ``max_iterations`` and counted in ``*_not_reached``.
 ``learned_over_gn_iterations`` = sum of learned iterations / sum of GN iterations.
 
 Pairs: EuRoC stereo pairs >= 76 (held out from all training; pose = calibration, metric),
-consecutive frames of the two KITTI snippets and of the TUM frames (ground-truth poses,
-translation compared as a direction only). Depth: the optimised code's depth of view A
-against SGBM on the EuRoC pairs (64 x 96 grid), and full-resolution keyframe depth of the
-frontend against full-resolution SGBM.
+the first ``MONO_HELD_OUT_PAIRS`` consecutive-frame pairs of the two KITTI snippets and of the
+TUM frames (held out: the learned step trains on pairs from ``MONO_TRAIN_FROM`` on; free pose,
+ground truth compared with translation as a direction only), and the Middlebury pair. Depth:
+the optimised code's depth of view A against SGBM on the EuRoC pairs (64 x 96 grid), and
+full-resolution keyframe depth of the frontend against full-resolution SGBM.
 """
 
 from __future__ import annotations
@@ -246,7 +247,8 @@ def plot_curves(curves: dict[str, list[float]], path: Path, title: str) -> None:
 
 def run_benchmark(bag: Path, data_root: Path, out_dir: Path, depth_weights: Path,
                   optimizer_weights: Path, cfg: BenchmarkConfig | None = None,
-                  euroc_stride: int = 2, mono_limit: int = 4) -> dict[str, Any]:
+                  euroc_stride: int = 2,
+                  mono_limit: int = slam_data.MONO_HELD_OUT_PAIRS) -> dict[str, Any]:
     """Run everything, write out_dir/benchmark_slam.json and the error-vs-iteration plots."""
     start = time.perf_counter()
     depth_model = DepthCodeModel.from_weights(depth_weights)
@@ -269,4 +271,24 @@ def run_benchmark(bag: Path, data_root: Path, out_dir: Path, depth_weights: Path
             plot_curves(report[key]["curves"], out_dir / f"error_vs_iteration_{key}.png",
                         f"{key}: {report[key]['pairs']} held-out pairs")
     (out_dir / "benchmark_slam.json").write_text(json.dumps(report, indent=1))
+    (out_dir / "slam_report.json").write_text(json.dumps(
+        summary_figures(report, depth_weights, optimizer_weights), indent=1))
     return report
+
+
+def summary_figures(report: dict[str, Any], depth_weights: Path,
+                    optimizer_weights: Path) -> dict[str, Any]:
+    """The figures ``make demo`` copies into report.json (models/slam_report.json): the
+    learned/GN iteration ratio and the learned step's pose and depth errors per group of
+    held-out pairs."""
+    out: dict[str, Any] = {"weights": {"depth": str(depth_weights),
+                                       "optimizer": str(optimizer_weights)}}
+    for key, name in (("euroc_stereo", "stereo"), ("middlebury_stereo", "middlebury"),
+                      ("mono", "mono")):
+        if key not in report:
+            continue
+        group = report[key]
+        out[f"learned_over_gn_iterations_{name}"] = group["learned_over_gn_iterations"]
+        out[f"solver_comparison_{name}"] = {
+            k: v for k, v in group.items() if k not in ("curves", "per_pair")}
+    return out

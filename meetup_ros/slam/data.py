@@ -14,7 +14,10 @@ model's aspect ratio and an area resize, with the intrinsics adjusted to match.
 Split (never trained on): EuRoC pairs with index >= 76 of the 95 (the last 19, about 0.95 s;
 the camera is at rest, so these frames show the same scene as the training frames); the
 Middlebury Motorcycle pair (a scene never seen: the real test of two-view depth); the TUM
-RGB-D pair (single-image depth on an unseen scene); KITTI and TUM frames (pose only).
+RGB-D pair (single-image depth on an unseen scene). KITTI and TUM pose pairs: the first
+``MONO_HELD_OUT_PAIRS`` consecutive pairs of each sequence are the benchmark's and never
+trained on; the learned step trains on pairs from ``MONO_TRAIN_FROM`` on (a gap of a few
+frames, since neighbouring frames share most of their scene).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from meetup_ros.slam.stereo import StereoDepth
 logger = logging.getLogger(__name__)
 
 EUROC_HELD_OUT_FROM = 76  # pair index; pairs >= this are held out
+MONO_HELD_OUT_PAIRS = 4  # per KITTI/TUM sequence: pairs 0..3 are held out (benchmark)
+MONO_TRAIN_FROM = 8  # per sequence: the learned step may train on pairs >= this
 RGBD_TRAIN = ("NYU", "SUN")
 RGBD_HELD_OUT = ("TUM",)
 TUM_FR3_K = np.array([[535.4, 0.0, 320.1], [0.0, 539.2, 247.6], [0.0, 0.0, 1.0]])
@@ -265,12 +270,12 @@ def motorcycle_pair(height: int = 64, width: int = 96) -> PairSample:
 
 
 def _kitti_pairs(folder: Path, height: int, width: int, step: int,
-                 limit: int) -> list[PairSample]:
+                 limit: int, first: int = 0) -> list[PairSample]:
     calib = np.loadtxt(folder / "calib.txt")
     K = calib[0].reshape(3, 4)[:, :3]
     poses = np.loadtxt(folder / "poses.txt").reshape(-1, 3, 4)
     out = []
-    for i in range(0, min(len(poses) - step, limit * step), step):
+    for i in range(first * step, min(len(poses) - step, (first + limit) * step), step):
         ia = cv2.imread(str(folder / "image_l" / f"{i:06d}.png"), cv2.IMREAD_GRAYSCALE)
         ib = cv2.imread(str(folder / "image_l" / f"{i + step:06d}.png"), cv2.IMREAD_GRAYSCALE)
         if ia is None or ib is None:
@@ -294,11 +299,12 @@ def _quat_to_matrix(q_xyzw: np.ndarray) -> np.ndarray:
     ])
 
 
-def _tum_pairs(root: Path, height: int, width: int, limit: int) -> list[PairSample]:
+def _tum_pairs(root: Path, height: int, width: int, limit: int,
+               first: int = 0) -> list[PairSample]:
     frames = sorted((root / "assets" / "freiburg_sequence").glob("*.png"))
     gt = np.loadtxt(root / "eao_slam_data" / "groundtruth.txt")
     out = []
-    for fa, fb in list(itertools.pairwise(frames))[:limit]:
+    for fa, fb in list(itertools.pairwise(frames))[first:first + limit]:
         poses = []
         for f in (fa, fb):
             row = gt[np.argmin(np.abs(gt[:, 0] - float(f.stem)))]
@@ -319,8 +325,10 @@ def _tum_pairs(root: Path, height: int, width: int, limit: int) -> list[PairSamp
 
 
 def mono_pose_pairs(data_root: Path, height: int = 64, width: int = 96,
-                    limit: int = 8) -> list[PairSample]:
-    """Consecutive-frame pairs from the KITTI snippets and the TUM frames (pose up to scale)."""
+                    limit: int = MONO_HELD_OUT_PAIRS, first: int = 0) -> list[PairSample]:
+    """Consecutive-frame pairs ``first .. first + limit - 1`` of each KITTI snippet and of the
+    TUM frames (pose up to scale). The defaults give the held-out benchmark pairs; training
+    takes ``first=MONO_TRAIN_FROM``."""
     root = Path(data_root)
     out: list[PairSample] = []
     kitti1 = root / "kitti_odometry_06_frames000-050_mono" / "KITTI_sequence_1"
@@ -328,7 +336,7 @@ def mono_pose_pairs(data_root: Path, height: int = 64, width: int = 96,
     tum = root / "tum_rgbd_fr3_long_office_household_17frames_1hz"
     for folder in (kitti1, kitti2):
         if folder.is_dir():
-            out += _kitti_pairs(folder, height, width, 1, limit)
+            out += _kitti_pairs(folder, height, width, 1, limit, first)
     if tum.is_dir():
-        out += _tum_pairs(tum, height, width, limit)
+        out += _tum_pairs(tum, height, width, limit, first)
     return out

@@ -114,8 +114,12 @@ def depth_to_proximity(depth_m: torch.Tensor, average_depth_m: float) -> torch.T
 
 
 def logit_to_depth(logit: torch.Tensor, average_depth_m: float) -> torch.Tensor:
-    """d = a (1 - p) / p with p = sigmoid(logit), i.e. a * exp(-logit)."""
-    return average_depth_m * torch.exp(-logit)
+    """d = a (1 - p) / p with p = sigmoid(logit), i.e. a * exp(-logit).
+
+    The logit is clamped to +-15 (depth a * 3e-7 .. a * 3e6): a wild optimiser step otherwise
+    overflows exp to inf, and inf * 0 in the masked warp's backward pass is NaN.
+    """
+    return average_depth_m * torch.exp(-logit.clamp(-15.0, 15.0))
 
 
 class DepthCodeModel:

@@ -37,8 +37,10 @@ def pixel_grid(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
 def bilinear_sample(image: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Sample image (H, W) at pixel coordinates u, v (N,) bilinearly; edge values outside."""
     h, w = image.shape
-    u = u.clamp(0.0, w - 1.001)
-    v = v.clamp(0.0, h - 1.001)
+    # A diverged solver can hand NaN coordinates (NaN depth); they sample pixel (0, 0) and the
+    # callers' masks, false for NaN, drop them, instead of indexing out of range.
+    u = torch.nan_to_num(u, nan=0.0).clamp(0.0, w - 1.001)
+    v = torch.nan_to_num(v, nan=0.0).clamp(0.0, h - 1.001)
     u0 = torch.floor(u.detach())
     v0 = torch.floor(v.detach())
     du, dv = u - u0, v - v0
@@ -154,8 +156,8 @@ def warp_with_gradient(
     mask = ((z > 1e-3) & (u_b >= border_px) & (u_b <= w - 1 - border_px)
             & (v_b >= border_px) & (v_b <= h - 1 - border_px)).float()
     # Bilinear sample and its exact derivative in u, v.
-    uc = u_b.clamp(0.0, w - 1.001)
-    vc = v_b.clamp(0.0, h - 1.001)
+    uc = torch.nan_to_num(u_b, nan=0.0).clamp(0.0, w - 1.001)  # NaN: see bilinear_sample
+    vc = torch.nan_to_num(v_b, nan=0.0).clamp(0.0, h - 1.001)
     u0, v0 = torch.floor(uc), torch.floor(vc)
     du, dv = uc - u0, vc - v0
     i0 = v0.long() * w + u0.long()

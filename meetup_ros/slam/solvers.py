@@ -202,7 +202,7 @@ def _run(
         err = problem.error(x_new)
         prev = result.errors[-1]
         result.times_s.append(time.perf_counter() - start)
-        if keep_best and err > prev:
+        if keep_best and not err <= prev:  # a rise, or a NaN from a singular step
             result.errors.append(prev)
             break
         x = x_new
@@ -219,9 +219,9 @@ def gauss_newton(
 ) -> SolverResult:
     """Plain Gauss-Newton (no line search, no damping).
 
-    Stops when E changes by less than ``tol`` relative, or when a step raises E (that step is
-    undone and still counted): plain GN on photometric error can wander away from its best
-    point, and the best point is what a user of GN keeps.
+    Stops when E changes by less than ``tol`` relative, or when a step raises E or makes it
+    non-finite (that step is undone and still counted): plain GN on photometric error can
+    wander away from its best point, and the best point is what a user of GN keeps.
     """
 
     def step(x: torch.Tensor) -> torch.Tensor:

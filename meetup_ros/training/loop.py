@@ -44,6 +44,7 @@ on every rank; only rank 0 writes files. Returns the last epoch's metrics (``epo
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -186,6 +187,13 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
                 return distributed.average_scalar(ctx, loss.detach())
 
             loss = optimizer.step(closure)  # type: ignore[arg-type]
+            if not math.isfinite(float(loss)):  # every rank sees the same averaged loss
+                raise TrainingError(
+                    f"fit: the training loss is {float(loss)} at epoch {epoch}, step "
+                    f"{n_steps + 1}; the weights are no longer usable (lower the learning "
+                    f"rate?). The last good state is the checkpoint of epoch {epoch - 1} in "
+                    f"{cfg.out_dir}"
+                )
             loss_sum += loss.detach().to(torch.float64)  # type: ignore[attr-defined]
             gamma = getattr(optimizer, "last_gamma", None)
             if gamma is not None:
