@@ -31,6 +31,7 @@ def test_demo_short(tmp_path: Path) -> None:
     assert report["frames"] == 95
     assert report["imu_samples_received"] == 1141
     assert report["imu_samples_dropped"] == 0
+    assert report["odometry_lost_in_transport"] == 0  # every /odom reached the controller
     assert 0.0 <= report["ate_rmse_m"] < 0.5
     assert 0.0 <= report["rpe_trans_m"] < 0.5
     assert report["ate_rmse_m_dead_reckoning"] >= 0.0

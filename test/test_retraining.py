@@ -115,3 +115,14 @@ def test_demo_report_names_the_models_folder(tmp_path: Path) -> None:
     assert weights["depth_weights"] == str((models / "depth_code.pt").resolve())
     assert weights["optimizer_weights"] == "slam_optimizer.pt"
     assert json.loads(json.dumps(weights)) == weights
+
+
+@pytest.mark.parametrize("setting", ["hidden=0", "unroll=0", "steps=two", "mono_pairs=-1"])
+def test_train_optimizer_rejects_bad_settings_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], setting: str
+) -> None:
+    code = main(["train", "optimizer", "--bag", str(BAG), "--out", str(tmp_path),
+                 "--epochs", "1", "--set", setting])
+    assert code == 2
+    assert f"--set {setting.split('=')[0]}=" in capsys.readouterr().err
+    assert not (tmp_path / "metrics.csv").exists()

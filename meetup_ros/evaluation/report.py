@@ -292,6 +292,15 @@ def build_report(
     }
     report["latency_ms"], report["latency_ms_detail"] = latency_table(node_summaries)
     report["node_counters"] = {n: s.get("counters", {}) for n, s in node_summaries.items()}
+    # Published by vio_node but never received by the controller (each received one gets a
+    # certificate): lost before DDS matched the two, at start-up.
+    odom_out = report["node_counters"].get("vio_node", {}).get("odometry_published")
+    odom_in = report["node_counters"].get("controller_node", {}).get("odometry_received")
+    if odom_out is not None and odom_in is not None:
+        report["odometry_lost_in_transport"] = max(0, int(odom_out) - int(odom_in))
+        if report["odometry_lost_in_transport"]:
+            logger.warning("controller_node received %d of the %d /odom messages vio_node "
+                           "published", odom_in, odom_out)
 
     # ---- depth -----------------------------------------------------------------------------
     depth_msgs = recorded["/depth"]

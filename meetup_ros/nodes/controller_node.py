@@ -140,6 +140,7 @@ class ControllerNode(Node):
 
     def _on_odom(self, msg: Odometry) -> None:
         p = self.params
+        self.health.counters["odometry_received"] += 1
         with self.health.latency["state_to_command"].measure():
             try:
                 odom = odometry_to_arrays(msg, topic=p.odom_topic)

@@ -314,7 +314,7 @@ def unroll_loss(step: Any, problem: Any, x0: torch.Tensor, unroll: int,
             if t == 0:  # nothing to differentiate: zero gradients, the charge as the loss
                 total = total + sum(0.0 * q.sum() for q in step.parameters())
             break
-        errors.append(float(e))
+        errors.append(float(e.detach()))
         total = total + torch.relu(torch.log(e / target)).clamp(max=cap)
     return total / unroll
 
@@ -375,6 +375,10 @@ def train_optimizer(cfg: TrainConfig) -> dict[str, float]:
     from meetup_ros.training.loop import fit
 
     extra = _extra(cfg, OPTIMIZER_KEYS)
+    for key, low in (("hidden", 1), ("unroll", 1), ("steps", 1), ("mono_pairs", 0)):
+        value = str(extra.get(key, low))
+        if not (value.isdigit() and int(value) >= low):
+            raise SlamError(f"--set {key}={value!r}: expected an integer >= {low}")
     torch.set_num_threads(1)
     _seed(cfg.seed)
     depth_path = (Path(extra["depth_weights"]) if "depth_weights" in extra

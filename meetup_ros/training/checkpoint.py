@@ -111,7 +111,9 @@ def load_weights(
     if not isinstance(metadata, dict):
         raise CheckpointError(f"weights file {str(path)!r} has a malformed 'metadata' entry")
     if kind is not None and metadata.get("kind") != kind:
+        # the odometry weights name their network under "model", not "kind"
+        found = metadata.get("kind") or metadata.get("model") or "no kind"
         raise CheckpointError(
-            f"weights file {str(path)!r} has kind {metadata.get('kind')!r}, expected {kind!r}"
+            f"weights file {str(path)!r} holds {found!r} weights, expected {kind!r}"
         )
     return state_dict, metadata
