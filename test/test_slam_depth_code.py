@@ -77,7 +77,7 @@ def test_missing_corrupt_and_mismatched_weights_raise(tmp_path: Path) -> None:
         DepthCodeModel.from_weights(corrupt)
     other = tmp_path / "other.pt"
     save_weights(other, {"w": torch.zeros(1)}, kind="slam_optimizer", config={})
-    with pytest.raises(SlamError, match="kind 'slam_optimizer'"):
+    with pytest.raises(SlamError, match="holds 'slam_optimizer' weights, expected 'depth_code'"):
         DepthCodeModel.from_weights(other)
     wrong = tmp_path / "wrong.pt"
     model = DepthCodeModel(DepthCodeNet(DepthCodeConfig(code_dim=32)))
