@@ -364,7 +364,8 @@ OFFLINE_KEYS = (
     "ate_rmse_m_inertial_heldout", "ate_rmse_m_inertial_heldout_dead_reckoning",
     "ate_rmse_m_visual", "ate_rmse_m_visual_baseline",
     "ate_rmse_m_without_zero_velocity_updates",
-    "learned_over_gn_iterations_mono", "learned_over_gn_iterations_middlebury",
+    "learned_over_gn_iterations_mono", "learned_over_gn_iterations_mono_untouched",
+    "learned_over_gn_iterations_middlebury",
 )
 
 

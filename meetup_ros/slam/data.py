@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 EUROC_HELD_OUT_FROM = 76  # pair index; pairs >= this are held out
 MONO_HELD_OUT_PAIRS = 4  # per KITTI/TUM sequence: pairs 0..3 are held out (benchmark)
 MONO_TRAIN_FROM = 8  # per sequence: the learned step may train on pairs >= this
+# Pairs 4..7 are never trained on either; the benchmark reports them apart ("untouched"):
+# pairs 0..3 were used to choose the learned step's training recipe, 4..7 were not.
 RGBD_TRAIN = ("NYU", "SUN")
 RGBD_HELD_OUT = ("TUM",)
 TUM_FR3_K = np.array([[535.4, 0.0, 320.1], [0.0, 539.2, 247.6], [0.0, 0.0, 1.0]])
