@@ -184,4 +184,5 @@ def test_benchmark_slam_command_on_held_out_pairs(
     # pairs 4-7: never trained on, never used to choose the recipe (measured 0.43)
     untouched = full["mono_untouched"]
     assert {row["pair"] for row in untouched["per_pair"]}.isdisjoint(meta["train"])
+    assert untouched["learned_not_reached"] == 0
     assert untouched["learned_over_gn_iterations"] <= 0.5, untouched["learned_over_gn_iterations"]
