@@ -178,20 +178,6 @@ def lower_cpu_priority(node: Node, nice_increment: int) -> None:
         node.get_logger().info(f"CPU priority lowered: niceness now {niceness}")
 
 
-def _executor() -> Any:
-    """rclpy's events executor where this rclpy has it, else the single-threaded one.
-
-    Measured in `make demo` (2 cores, four node processes): vio_node per frame p50/p99 6.8-7.3 /
-    11-13 ms with it against 9-11 / 16-24 ms with the single-threaded executor, whose Python
-    wait-set bookkeeping for 200 Hz IMU messages took CPU from every node on the machine.
-    """
-    try:
-        from rclpy.experimental import EventsExecutor
-    except ImportError:  # rclpy before kilted
-        return SingleThreadedExecutor()
-    return EventsExecutor()
-
-
 def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
     """Init rclpy, build one node, spin until Ctrl-C or shutdown, then clean up.
 
@@ -211,7 +197,7 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
     signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
     try:
         node = node_factory()
-        executor = _executor()
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         # A bounded wait, not rclpy.spin(): with use_sim_time and no /clock, no timer ever
         # wakes the wait set, and Ctrl-C would only be seen at the next message.
