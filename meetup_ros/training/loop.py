@@ -44,7 +44,6 @@ on every rank; only rank 0 writes files. Returns the last epoch's metrics (``epo
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -173,6 +172,10 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         gamma_sum = torch.zeros((), dtype=torch.float64, device=device)
         stats_sum: dict[str, float] = {}
+        # The first non-finite loss of the epoch (step, value), kept on the device: a check
+        # per step would wait for the device every step.
+        bad_step = torch.zeros((), dtype=torch.int64, device=device)
+        bad_loss = torch.zeros((), dtype=torch.float64, device=device)
         n_steps = 0
         for batch in _progress(batches, total, f"epoch {epoch}/{epochs}", ctx.is_main):
             batch = _to_device(batch, device)
@@ -187,14 +190,11 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
                 return distributed.average_scalar(ctx, loss.detach())
 
             loss = optimizer.step(closure)  # type: ignore[arg-type]
-            if not math.isfinite(float(loss)):  # every rank sees the same averaged loss
-                raise TrainingError(
-                    f"fit: the training loss is {float(loss)} at epoch {epoch}, step "
-                    f"{n_steps + 1}; the weights are no longer usable (lower the learning "
-                    f"rate?). The last good state is the checkpoint of epoch {epoch - 1} in "
-                    f"{cfg.out_dir}"
-                )
-            loss_sum += loss.detach().to(torch.float64)  # type: ignore[attr-defined]
+            loss64 = loss.detach().to(torch.float64)  # type: ignore[attr-defined]
+            first_bad = (bad_step == 0) & ~torch.isfinite(loss64)
+            bad_step = torch.where(first_bad, n_steps + 1, bad_step)
+            bad_loss = torch.where(first_bad, loss64, bad_loss)
+            loss_sum += loss64
             gamma = getattr(optimizer, "last_gamma", None)
             if gamma is not None:
                 gamma_sum += gamma.to(device=device, dtype=torch.float64)
@@ -206,6 +206,13 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
         if n_steps == 0:
             raise TrainingError(f"fit: epoch {epoch} had no batches (train_data of length "
                                 f"{_length(train_data)!r})")
+        if int(bad_step):  # every rank sees the same averaged losses; nothing is saved
+            raise TrainingError(
+                f"fit: the training loss is {float(bad_loss)} at epoch {epoch}, step "
+                f"{int(bad_step)}; the weights are no longer usable (lower the learning "
+                f"rate?). The last good state is the checkpoint of epoch {epoch - 1} in "
+                f"{cfg.out_dir}"
+            )
         # ---- held-out evaluation ----
         metrics: dict[str, float] = {"train_loss": float(loss_sum) / n_steps, "lr": epoch_lr}
         metrics.update({f"train_{k}": v / n_steps for k, v in stats_sum.items()})
