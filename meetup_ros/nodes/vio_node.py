@@ -185,17 +185,11 @@ class VioNode(Node):
             self._process_frame(stamp_ns, image)
 
     def _process_frame(self, stamp_ns: int, image: np.ndarray) -> None:
+        p = self.params
+        latency = self.health.latency
         # CPU time beside wall time: when "frame" grows and "frame_cpu" does not, the node
         # waits for a core (other processes), not for its own work.
-        cpu_start = time.thread_time()
-        try:
-            self._process_frame_timed(stamp_ns, image)
-        finally:
-            self.health.latency["frame_cpu"].add(time.thread_time() - cpu_start)
-
-    def _process_frame_timed(self, stamp_ns: int, image: np.ndarray) -> None:
-        p = self.params
-        with self.health.latency["frame"].measure():
+        with latency["frame"].measure(), latency["frame_cpu"].measure(time.thread_time):
             try:
                 estimate = self.estimator.add_frame(stamp_ns, image)
             except OdometryError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -24,13 +24,14 @@ class LatencyTracker:
         self.count += 1
 
     @contextmanager
-    def measure(self) -> Iterator[None]:
-        """Time the body of a ``with`` block (also when it raises)."""
-        start = time.perf_counter()
+    def measure(self, clock: Callable[[], float] = time.perf_counter) -> Iterator[None]:
+        """Time the body of a ``with`` block (also when it raises) on ``clock`` (wall time;
+        ``time.thread_time`` gives the CPU time the calling thread spent in it)."""
+        start = clock()
         try:
             yield
         finally:
-            self.add(time.perf_counter() - start)
+            self.add(clock() - start)
 
     def summary_ms(self) -> dict[str, float]:
         """``{"p50", "p99", "max", "count"}`` in milliseconds; NaN percentiles when empty."""
