@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-GRAVITY_MPS2 = 9.80665
+from meetup_ros.odometry.model import GRAVITY_MPS2  # the g the network and preintegration use
 
 
 @dataclass(frozen=True)
