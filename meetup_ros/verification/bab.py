@@ -121,13 +121,9 @@ class Frontier:
         lo = torch.maximum(self.lower, torch.as_tensor(lower, dtype=self.lower.dtype))
         up = torch.minimum(self.upper, torch.as_tensor(upper, dtype=self.upper.dtype))
         keep = (lo <= up).all(-1)
-        splits = None if self.splits is None else [s[keep] for s in self.splits]
-        direction = None if self.direction is None else self.direction[keep]
-        combo = None if self.combo is None else self.combo[keep]
-        pre = None if self.pre is None else self.pre[keep]
-        probe = None if self.probe is None else self.probe[keep]
-        return Frontier(lo[keep], up[keep], self.bound[keep], splits, direction, combo, pre,
-                        probe)
+        kept = self.select(keep)
+        kept.lower, kept.upper = lo[keep], up[keep]
+        return kept
 
     def select(self, index: torch.Tensor) -> Frontier:
         """The domains at ``index``."""
