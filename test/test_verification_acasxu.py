@@ -1,6 +1,6 @@
 """A few fast ACAS Xu instances with known answers (VNN-COMP 2021), and the CLI's format.
 
-Known: network 1_1 satisfies properties 1-4 (unsat); 1_9 violates properties 3 and 4, 2_1 and
+Known: network 1_1 satisfies properties 1-5 (unsat); 1_9 violates properties 3 and 4, 2_1 and
 5_3 violate property 2 (sat). Every "sat" is re-checked here with onnxruntime.
 """
 
@@ -21,6 +21,10 @@ from meetup_ros.verification.vnnlib import load_vnnlib
 # Marabou in docs/benchmark_acasxu.md): out of the falsifier's reach.
 KNOWN = [("1_1", 1, "unsat"), ("1_1", 4, "unsat"), ("1_9", 3, "sat"), ("2_1", 2, "sat"),
          ("1_9", 4, "sat"), ("5_3", 2, "sat")]
+# 1_1 with property 5 holds by ~1e-3 of the output spread in one disjunct: plain CROWN left
+# 10^4 domains open after 116 s; warm-started alpha-CROWN on large searches proves it in ~15 s
+# (docs/benchmark_acasxu.md). The generous timeout is for a loaded CI machine.
+HARD = [("1_1", 5, "unsat")]
 
 
 def _files(shared_data: Path, net: str, prop: int) -> tuple[Path, Path]:
@@ -28,12 +32,14 @@ def _files(shared_data: Path, net: str, prop: int) -> tuple[Path, Path]:
     return folder / f"ACASXU_run2a_{net}_batch_2000.onnx", folder / f"prop_{prop}.vnnlib"
 
 
-@pytest.mark.parametrize(("net", "prop", "expected"), KNOWN)
-def test_known_answers(shared_data: Path, net: str, prop: int, expected: str) -> None:
+@pytest.mark.parametrize(("net", "prop", "expected", "timeout_s"),
+                         [(*k, 20.0) for k in KNOWN] + [(*k, 90.0) for k in HARD])
+def test_known_answers(shared_data: Path, net: str, prop: int, expected: str,
+                       timeout_s: float) -> None:
     torch.set_num_threads(1)
     onnx_path, vnnlib_path = _files(shared_data, net, prop)
     network, spec = load_network(onnx_path), load_vnnlib(vnnlib_path)
-    result = verify(network, spec, timeout_s=20.0)
+    result = verify(network, spec, timeout_s=timeout_s)
     assert result.status == expected, result.stats
     if expected == "sat":
         assert result.x is not None

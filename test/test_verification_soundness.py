@@ -64,7 +64,16 @@ def test_bounds_below_samples_and_mip(sizes: list[int], seed: int) -> None:
     for mode in ("forward", "backward", "hybrid"):
         bounds[f"crown-{mode}"] = crown_bounds(layers, lo_t, up_t, intermediate=mode
                                                ).lower[0].numpy()
-    bounds["alpha"] = crown_bounds(layers, lo_t, up_t, alpha_steps=15).lower[0].numpy()
+    alpha = crown_bounds(layers, lo_t, up_t, alpha_steps=15)
+    bounds["alpha"] = alpha.lower[0].numpy()
+    assert alpha.slopes is not None and alpha.slopes.shape == (1, 2, sum(sizes[1:-1]))
+    # A warm start from any slopes (a parent domain's; -1 = none stored) is still sound.
+    init = torch.as_tensor(rng.uniform(-1.0, 1.0, (1, 2, sum(sizes[1:-1]))))
+    init = torch.where(init < -0.5, torch.full_like(init, -1.0), init.abs())
+    bounds["alpha-warm"] = crown_bounds(layers, lo_t, up_t, alpha_steps=3,
+                                        alpha_init=init).lower[0].numpy()
+    bounds["alpha-rewarm"] = crown_bounds(layers, lo_t, up_t, alpha_steps=3,
+                                          alpha_init=alpha.slopes).lower[0].numpy()
     for name, b in bounds.items():
         assert np.all(b <= sampled_min + TOL), (name, b, sampled_min)
     # Exact per-row optimum from the MIP, attained by its own solution.
@@ -128,8 +137,10 @@ def _random_property(rng: np.random.Generator, net, lower, upper, k: int) -> Pro
     return Property((Disjunct(lower, upper, coeffs, rhs),), net.n_inputs, net.n_outputs)
 
 
-@pytest.mark.parametrize("split", ["input", "relu"])
-def test_bab_answers_agree_with_mip_and_forward_pass(split: str) -> None:
+@pytest.mark.parametrize(("split", "alpha_min_open"),
+                         [("input", 512), ("relu", 512), ("input", 0), ("relu", 0)])
+def test_bab_answers_agree_with_mip_and_forward_pass(split: str, alpha_min_open: int) -> None:
+    """alpha_min_open=0: warm-started alpha-CROWN on every batch (else only on big searches)."""
     rng = np.random.default_rng(7 if split == "input" else 8)
     seen = {"sat": 0, "unsat": 0}
     for case in range(12):
@@ -137,7 +148,8 @@ def test_bab_answers_agree_with_mip_and_forward_pass(split: str) -> None:
         net = random_relu_network(sizes, 50 + case)
         lower, upper = _box(rng, sizes[0])
         prop = _random_property(rng, net, lower, upper, k=1 + case % 3)
-        result = verify(net, prop, timeout_s=20.0, config=BabConfig(split=split, seed=case))
+        config = BabConfig(split=split, seed=case, alpha_min_open=alpha_min_open)
+        result = verify(net, prop, timeout_s=20.0, config=config)
         d = prop.disjuncts[0]
         mip = solve_min_max_margin(net, d.coeffs, d.rhs, d.lower, d.upper)
         if result.status == "unsat":

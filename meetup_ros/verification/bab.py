@@ -15,14 +15,21 @@ time goes to MIP probes on the open domain whose points came closest to a violat
 finds counterexamples whose margins are ~1e-5, far below what sampling reaches). Out of time
 -> "timeout" with the open domains returned so a caller (the runtime monitor) can resume them.
 
-Known limits: properties whose smallest max-margin is ~1e-3 of the outputs' scale (ACAS Xu
-3_3 and 4_2 with property 2, 1_1 with 5, 1_9 with 7; ``scripts/acasxu_margin_probe.py``) need
-so many small domains around that spot that they are not proven within 116 s. ReLU splitting
-has no Lagrangian (beta-CROWN) treatment of the split constraints, so a domain with every
-ReLU fixed is still bounded over its whole box; such leaves are split on the input instead,
-which is complete but slow for many inputs. Only the
-root gets alpha-CROWN by default (``alpha_steps=0`` per batch): per-batch slope optimisation
-costs more than it saves on ACAS Xu with input splitting on this machine.
+Slope optimisation: the root gets alpha-CROWN; once a search holds ``alpha_min_open`` open
+domains (a hard instance), every batch's children get ``alpha_steps`` steps too, started from
+their parent's optimised slopes (kept per domain), so a few steps per generation keep the
+slopes near their optimum as the boxes shrink. Easy instances never pay for it. This is what
+decides ACAS Xu 3_3 and 4_2 with property 2 and 1_1 with property 5 (smallest max-margin
+~1e-3 of the outputs' spread; ``scripts/acasxu_margin_probe.py``), which plain CROWN left
+open after 116 s with 10^4 domains.
+
+Known limits: ACAS Xu 1_9 with property 7 (the whole input range, max-margin down to ~5e-4)
+is not proven within 116 s: after 160 s the open domains' median bound is still about -2.6,
+the boxes being too wide for linear bounds with only the final layer's slopes optimised
+(intermediate layers keep the adaptive slopes). ReLU splitting has no Lagrangian
+(beta-CROWN) treatment of the split constraints, so a domain with every ReLU fixed is still
+bounded over its whole box; such leaves are split on the input instead, which is complete
+but slow for many inputs.
 """
 
 from __future__ import annotations
@@ -50,7 +57,9 @@ class BabConfig:
     Attributes:
         batch_size: domains bounded together per step (children = 2 x batch).
         split: "input", "relu" or "auto" (input splitting for <= 16 inputs).
-        alpha_steps_root: alpha-CROWN steps on the root domain; alpha_steps: on each batch.
+        alpha_steps_root: alpha-CROWN steps on the root domain; alpha_steps: on each batch's
+            children (warm-started from the parent's slopes) once at least
+            ``alpha_min_open`` domains are open.
         falsify_samples/falsify_steps: the falsifier's random starts and PGD steps.
         proof_margin: a row's lower bound must exceed this to close a domain (float64
             rounding guard).
@@ -79,7 +88,8 @@ class BabConfig:
     batch_size: int = 256
     split: str = "auto"
     alpha_steps_root: int = 20
-    alpha_steps: int = 0
+    alpha_steps: int = 2
+    alpha_min_open: int = 512
     falsify_samples: int = 512
     falsify_steps: int = 30
     proof_margin: float = 1e-9
@@ -109,6 +119,7 @@ class Frontier:
     combo: torch.Tensor | None = None  # (N, k) convex weights over the margin rows
     pre: torch.Tensor | None = None  # (N, 2 H) pre-activation lower then upper bounds
     probe: torch.Tensor | None = None  # (N,) smallest max-margin seen at the domain's points
+    slopes: torch.Tensor | None = None  # (N, rows, H) alpha-CROWN slopes (-1: none yet)
 
     def __len__(self) -> int:
         return int(self.lower.shape[0])
@@ -134,6 +145,7 @@ class Frontier:
             None if self.combo is None else self.combo[index],
             None if self.pre is None else self.pre[index],
             None if self.probe is None else self.probe[index],
+            None if self.slopes is None else self.slopes[index],
         )
 
     @staticmethod
@@ -146,7 +158,26 @@ class Frontier:
             torch.cat([x, y]) for x, y in zip(a.splits, b.splits, strict=True)]
         return Frontier(torch.cat([a.lower, b.lower]), torch.cat([a.upper, b.upper]),
                         torch.cat([a.bound, b.bound]), splits, cat(a.direction, b.direction),
-                        cat(a.combo, b.combo), cat(a.pre, b.pre), cat(a.probe, b.probe))
+                        cat(a.combo, b.combo), cat(a.pre, b.pre), cat(a.probe, b.probe),
+                        _cat_slopes(a.slopes, len(a), b.slopes, len(b)))
+
+
+def _cat_slopes(a: torch.Tensor | None, na: int, b: torch.Tensor | None, nb: int
+                ) -> torch.Tensor | None:
+    """Stack two sets of stored slopes; missing domains or rows are -1 (start afresh)."""
+    if a is None and b is None:
+        return None
+    ref = a if a is not None else b
+    assert ref is not None
+    rows = max(x.shape[1] for x in (a, b) if x is not None)
+
+    def full(x: torch.Tensor | None, n: int) -> torch.Tensor:
+        out = torch.full((n, rows, ref.shape[2]), -1.0, dtype=ref.dtype)
+        if x is not None:
+            out[:, : x.shape[1]] = x
+        return out
+
+    return torch.cat([full(a, na), full(b, nb)])
 
 
 @dataclass
@@ -209,6 +240,7 @@ class _Solver:
         self.start = time.monotonic()
         self.mip_s = 0.0  # time spent in MIP probes
         self.scale: float | None = None  # the max-margin's spread over the box, when needed
+        self._alpha_steps = 0  # alpha-CROWN steps on this batch's children
 
     # -- helpers ----------------------------------------------------------------------------
     def _time_left(self) -> float:
@@ -216,8 +248,8 @@ class _Solver:
 
     def _bound(self, lower: torch.Tensor, upper: torch.Tensor,
                splits: list[torch.Tensor] | None, alpha_steps: int,
-               combo: torch.Tensor | None = None, pre: torch.Tensor | None = None
-               ) -> Frontier:
+               combo: torch.Tensor | None = None, pre: torch.Tensor | None = None,
+               slopes: torch.Tensor | None = None) -> Frontier:
         """Bound domains; returns them as a frontier with bound, direction and weights.
 
         The bound of a domain is the best of: each margin row's CROWN bound, the CROWN bound
@@ -235,7 +267,7 @@ class _Solver:
             ups = torch.split(pre[:, sum(sizes):], sizes, dim=1)
             known = list(zip(lows, ups, strict=True))
         res = crown_bounds(self.layers, lower, upper, splits, alpha_steps=alpha_steps,
-                           combos=combos, known=known)
+                           combos=combos, known=known, alpha_init=slopes)
         if k > 1:
             best, lam = max_of_rows_lower_bound(res.A, res.c, lower, upper)
             best = torch.maximum(best, res.lower.max(-1).values)
@@ -250,7 +282,10 @@ class _Solver:
             direction = res.A[:, 0]
         best = torch.where(res.infeasible, torch.full_like(best, float("inf")), best)
         new_pre = torch.cat([*res.pre_lower, *res.pre_upper], 1) if res.pre_lower else None
-        return Frontier(lower, upper, best, splits, direction, weights, new_pre)
+        # Slopes are kept in float32: a warm start needs no more, and a hard instance holds
+        # ~10^4 open domains of (rows x hidden) slopes each.
+        kept = slopes if res.slopes is None else res.slopes.to(torch.float32)
+        return Frontier(lower, upper, best, splits, direction, weights, new_pre, None, kept)
 
     def _check_domains(self, domains: Frontier) -> DisjunctOutcome | None:
         """Try each open domain's centre and its linear bound's minimising corner.
@@ -332,6 +367,8 @@ class _Solver:
                 per_parent = self.sec_per_domain * 2 * max(cfg.split_candidates, 1)
                 n_pick = max(1, min(n_pick, int(self._time_left() / per_parent)))
             step_start, step_domains = time.monotonic(), self.domains
+            # Slope optimisation pays only once the search is large (a hard instance).
+            self._alpha_steps = cfg.alpha_steps if len(frontier) >= cfg.alpha_min_open else 0
             order = torch.argsort(frontier.bound)
             pick, rest = order[:n_pick], order[n_pick:]
             batch = frontier.select(pick)
@@ -464,7 +501,12 @@ class _Solver:
         pre = None
         if batch.pre is not None:
             pre = batch.pre[~tiny].unsqueeze(1).expand(P, c * 2, -1).reshape(P * c * 2, -1)
-        kids = self._bound(c_lo, c_up, splits, self.config.alpha_steps, combo, pre)
+        slopes = None
+        if batch.slopes is not None:
+            sl = batch.slopes[~tiny]
+            slopes = sl.unsqueeze(1).expand(P, c * 2, *sl.shape[1:]).reshape(
+                P * c * 2, *sl.shape[1:])
+        kids = self._bound(c_lo, c_up, splits, self._alpha_steps, combo, pre, slopes)
         if c == 1:
             return kids, leftovers
         pair = kids.bound.view(P, c, 2).clamp(max=self.config.proof_margin)
@@ -532,8 +574,9 @@ class _Solver:
         pre = torch.cat([*(p[keep] for p in res.pre_lower), *(p[keep] for p in res.pre_upper)],
                         1).repeat(2, 1)
         child_splits = [torch.cat([a, b]) for a, b in zip(pos_splits, neg_splits, strict=True)]
+        slopes = None if batch.slopes is None else batch.slopes[keep].repeat(2, 1, 1)
         kids = self._bound(torch.cat([lo, lo]), torch.cat([up, up]), child_splits,
-                           self.config.alpha_steps, combo, pre)
+                           self._alpha_steps, combo, pre, slopes)
         if leaf_kids is not None:
             kids = Frontier.concat(kids, leaf_kids)
         return kids, leftovers

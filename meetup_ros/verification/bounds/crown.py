@@ -29,6 +29,8 @@ class CrownResult:
         A, c: ``(B, k, n)``, ``(B, k)``: ``objective >= A x + c`` over the domain.
         pre_lower, pre_upper: per hidden layer ``(B, h_i)`` pre-activation bounds.
         infeasible: ``(B,)`` bool, the domain's splits contradict its bounds.
+        slopes: ``(B, rows, sum h_i)`` the optimised lower slopes (alpha-CROWN only), to
+            warm-start a sub-domain's optimisation.
     """
 
     lower: torch.Tensor
@@ -37,6 +39,7 @@ class CrownResult:
     pre_lower: list[torch.Tensor]
     pre_upper: list[torch.Tensor]
     infeasible: torch.Tensor
+    slopes: torch.Tensor | None = None
 
 
 def _relax(lo: torch.Tensor, u: torch.Tensor
@@ -133,6 +136,7 @@ def crown_bounds(
     intermediate: str = "auto",
     combos: torch.Tensor | None = None,
     known: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    alpha_init: torch.Tensor | None = None,
 ) -> CrownResult:
     """CROWN lower bounds of the last layer's outputs over boxes.
 
@@ -152,6 +156,9 @@ def crown_bounds(
         known: per hidden layer ``(lower, upper)`` ``(B, h_i)`` pre-activation bounds already
             valid on each box (e.g. the parent domain's, since a child box lies inside its
             parent's); intersected in, so stable neurons need no back-substitution.
+        alpha_init: ``(B, rows', sum h_i)`` lower slopes to start alpha-CROWN from (e.g. the
+            parent domain's optimised ``slopes``); the first ``min(rows', rows)`` rows are
+            used, the others start from the adaptive slopes.
     """
     if intermediate == "auto":
         intermediate = "hybrid"
@@ -241,23 +248,33 @@ def crown_bounds(
     else:
         A, c = _backsub(layers, A0, c0, n_hidden - 1, lo_slopes, up_slopes, up_icpts)
         best = _minimise(A, c, center, radius)
+    slopes = None
     if alpha_steps > 0 and n_hidden > 0:
-        best, A, c = _optimise_alpha(
+        best, A, c, slopes = _optimise_alpha(
             layers, A0, c0, n_hidden, lo_slopes, up_slopes, up_icpts, pre_lower, pre_upper,
-            center, radius, best, A, c, alpha_steps, alpha_lr,
+            center, radius, best, A, c, alpha_steps, alpha_lr, alpha_init,
         )
     lower_bound = torch.where(infeasible.unsqueeze(-1), torch.full_like(best, float("inf")), best)
-    return CrownResult(lower_bound, A, c, pre_lower, pre_upper, infeasible)
+    return CrownResult(lower_bound, A, c, pre_lower, pre_upper, infeasible, slopes)
 
 
 def _optimise_alpha(
     layers, A0, c0, n_hidden, lo_slopes, up_slopes, up_icpts, pre_lower, pre_upper,
-    center, radius, best, best_A, best_c, steps, lr,
+    center, radius, best, best_A, best_c, steps, lr, init=None,
 ):
-    """Projected Adam ascent on per-row lower slopes of unstable neurons; keeps the best."""
+    """Projected Adam ascent on per-row lower slopes of unstable neurons; keeps the best.
+
+    Returns the best bound, its ``A, c`` and the slopes it ended with ``(B, k, sum h)``.
+    """
     k = A0.shape[1]
     unstable = [(pl < 0) & (pu > 0) for pl, pu in zip(pre_lower, pre_upper, strict=True)]
-    params = [s.unsqueeze(1).expand(-1, k, -1).clone().requires_grad_(True) for s in lo_slopes]
+    start = torch.cat([s.unsqueeze(1).expand(-1, k, -1) for s in lo_slopes], -1).clone()
+    if init is not None:
+        rows = min(k, init.shape[1])
+        given = init[:, :rows].to(start.dtype)
+        start[:, :rows] = torch.where(given >= 0, given, start[:, :rows])  # -1: none stored
+    sizes = [s.shape[-1] for s in lo_slopes]
+    params = [p.clone().requires_grad_(True) for p in torch.split(start, sizes, -1)]
     # Adam written out: torch.optim pulls in torch._dynamo (seconds of imports at first use).
     m1 = [torch.zeros_like(p) for p in params]
     m2 = [torch.zeros_like(p) for p in params]
@@ -282,7 +299,8 @@ def _optimise_alpha(
                 a2.mul_(beta2).addcmul_(g, g, value=1 - beta2)
                 update = (a1 / (1 - beta1**step)) / ((a2 / (1 - beta2**step)).sqrt() + eps)
                 p.add_(update, alpha=lr).clamp_(0, 1)  # ascent on the bound
-    return best.detach(), best_A.detach(), best_c.detach()
+    tuned = torch.cat([p.detach() for p in params], -1)
+    return best.detach(), best_A.detach(), best_c.detach(), tuned
 
 
 def max_of_rows_lower_bound(
