@@ -43,8 +43,8 @@ REPLAY_WAIT_TOPICS = (
     "/imu0", "/cam0/image_raw", "/cam1/image_raw", "/cam0/camera_info", "/cam1/camera_info",
 )
 REPLAY_WAIT_TIMEOUT_S = 20.0
-# Node outputs (their publishers are created at start-up): the replay starts once the
-# recorder has matched a publisher on each.
+# Node outputs (their publishers are created at start-up): the replay starts once every
+# subscription on each is matched to its publishers (``_wait_matched``).
 MATCHED_BEFORE_REPLAY = ("/odom", "/controller/state", "/controller/command", "/cmd",
                          "/depth")
 # Subscriptions that must exist (counting the demo's recorder) before the replay starts.
@@ -312,24 +312,53 @@ def _wait_ready(helper: Any, nodes: NodeProcesses, timeout_s: float) -> list[str
     return [f"nodes not ready within {timeout_s:g} s: too few subscribers on {missing!r}"]
 
 
-def _wait_matched(recorder: Any, topics: Sequence[str], timeout_s: float) -> None:
-    """Wait until the recorder has matched a publisher on each of ``topics``.
+def _wait_matched(helper: Any, recorder: Any, topics: Sequence[str], timeout_s: float) -> None:
+    """Wait until every subscription on each of ``topics`` is matched to its publishers.
 
     The graph shows a node's endpoints before DDS has matched them to the other processes'
     endpoints, and a reliable volatile subscription misses what is published before its
-    match: a fresh clone's first demo once lost the first 2.35 s of /odom at the controller.
-    The recorder's match stands in for the nodes' (discovery runs among all processes at
-    once); the report still counts what a node did not receive (``*_lost_in_transport``).
+    match: fresh clones' demos lost the first 2.2-2.35 s of /odom at the controller while the
+    recorder (the earlier stand-in for every subscriber) was already matched. So each node
+    reports, per topic it publishes, the subscriptions DDS has matched (the
+    ``matched_subscriptions`` section of its /diagnostics, ``NodeHealth``), and the replay
+    waits until that reaches the graph's subscriber count for each topic. The report still
+    counts what a node did not receive (``*_lost_in_transport``).
     """
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        counts = recorder.matched_publishers()
-        unmatched = [t for t in topics if counts.get(t, 0) < 1]
-        if not unmatched:
-            return
-        time.sleep(0.1)
-    logger.warning("no publisher matched on %s after %.0f s; starting the replay anyway "
-                   "(early messages may be lost)", unmatched, timeout_s)
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from meetup_ros.ros.node_tools import MATCHED_SECTION
+
+    matched: dict[str, dict[str, int]] = {}  # topic -> publishing node -> matched count
+
+    def on_diagnostics(msg: Any) -> None:
+        for status in msg.status:
+            node, _, section = status.name.partition(": ")
+            if section == MATCHED_SECTION:
+                for kv in status.values:
+                    matched.setdefault(kv.key, {})[node] = int(kv.value)
+
+    subscription = helper.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics,
+                                              50)
+    start = time.monotonic()
+    deadline = start + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            counts = recorder.matched_publishers()
+            unmatched = [t for t in topics if counts.get(t, 0) < 1]
+            for t in topics:
+                wanted = helper.count_subscribers(t)
+                if not matched.get(t) or min(matched[t].values()) < wanted:
+                    unmatched.append(t)
+            if not unmatched:
+                logger.info("every subscription on %s matched after %.2f s", ", ".join(topics),
+                            time.monotonic() - start)
+                return
+            time.sleep(0.05)
+        logger.warning("subscriptions on %s not all matched after %.0f s (per publisher: %s); "
+                       "starting the replay anyway (early messages may be lost)",
+                       sorted(set(unmatched)), timeout_s, matched)
+    finally:
+        helper.destroy_subscription(subscription)
 
 
 def run_demo(
@@ -400,7 +429,8 @@ def run_demo(
         nodes.start()
         failures += _wait_ready(helper, nodes, timeout_s=120.0)
         if not failures:
-            _wait_matched(recorder, MATCHED_BEFORE_REPLAY, timeout_s=REPLAY_WAIT_TIMEOUT_S)
+            _wait_matched(helper, recorder, MATCHED_BEFORE_REPLAY,
+                          timeout_s=REPLAY_WAIT_TIMEOUT_S)
             wall_start = time.monotonic()
             replay.start()
             if not replay.wait(timeout_s):

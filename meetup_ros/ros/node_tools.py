@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -60,6 +61,9 @@ def diagnostic_status(
     )
 
 
+MATCHED_SECTION = "matched_subscriptions"
+
+
 class NodeHealth:
     """Counters, latency trackers and the periodic ``/diagnostics`` publication of one node.
 
@@ -67,7 +71,17 @@ class NodeHealth:
     ``latency.<name>.p50_ms`` / ``.p99_ms`` / ``.count``; each section added with
     :meth:`add_section` is a further status named ``"<node>: <section>"``. The demo's report
     reads these back from the recorded ``/diagnostics`` (``evaluation.report``).
+
+    The section ``matched_subscriptions`` gives, per topic the node publishes, how many
+    subscriptions DDS has matched to that publisher (the graph lists endpoints before they are
+    matched, and a reliable volatile subscription misses what is published before its match).
+    For the first ``STARTUP_S`` that section alone is also published every
+    ``STARTUP_PERIOD_S`` on the steady clock (a sim-time timer does not run before the first
+    /clock), so that a replay can wait until every subscriber is matched (``cli.run``).
     """
+
+    STARTUP_S = 30.0
+    STARTUP_PERIOD_S = 0.25
 
     def __init__(self, node: Node, latency_names: Sequence[str], period_s: float = 2.0) -> None:
         self._node = node
@@ -76,7 +90,27 @@ class NodeHealth:
         self.last_problem = ""
         self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._timer = node.create_timer(period_s, self.publish) if period_s > 0 else None
-        self._sections: dict[str, Callable[[], Mapping[str, Any]]] = {}
+        self._sections: dict[str, Callable[[], Mapping[str, Any]]] = {
+            MATCHED_SECTION: self.matched_subscriptions}
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._startup_ticks = int(self.STARTUP_S / self.STARTUP_PERIOD_S)
+        self._startup_timer = node.create_timer(self.STARTUP_PERIOD_S, self._startup_tick,
+                                                clock=steady) if period_s > 0 else None
+
+    def _startup_tick(self) -> None:
+        self._startup_ticks -= 1
+        if self._startup_ticks <= 0 and self._startup_timer is not None:
+            self._startup_timer.cancel()
+        array = DiagnosticArray()
+        array.header.stamp = self._node.get_clock().now().to_msg()
+        array.status = [diagnostic_status(f"{self._node.get_name()}: {MATCHED_SECTION}", "OK",
+                                          "running", self.matched_subscriptions())]
+        self._publisher.publish(array)
+
+    def matched_subscriptions(self) -> dict[str, int]:
+        """Per published topic (not /diagnostics, /rosout): subscriptions matched by DDS."""
+        return {pub.topic_name: pub.get_subscription_count() for pub in self._node.publishers
+                if pub.topic_name not in ("/diagnostics", "/rosout")}
 
     def add_section(self, name: str, values: Callable[[], Mapping[str, Any]]) -> None:
         """Publish ``values()`` as the status ``"<node>: <name>"`` with every diagnostics."""
