@@ -176,7 +176,8 @@ def load_network(path: str | Path) -> Network:
     """
     path = Path(path)
     if not path.is_file():
-        raise VerificationInputError(f"network file {str(path)!r} does not exist")
+        what = "is not a file" if path.exists() else "does not exist"
+        raise VerificationInputError(f"network file {str(path)!r} {what}")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         from meetup_ros.verification.onnx_loader import load_onnx

@@ -55,7 +55,10 @@ def load_onnx(path: str | Path) -> Network:
 
     path = Path(path)
     if not path.is_file():
-        raise VerificationInputError(f"network file {str(path)!r} does not exist")
+        what = "is not a file" if path.exists() else "does not exist"
+        raise VerificationInputError(f"network file {str(path)!r} {what}")
+    if path.stat().st_size == 0:
+        raise VerificationInputError(f"network file {str(path)!r} is empty (0 bytes)")
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf raises DecodeError, onnx its own types
