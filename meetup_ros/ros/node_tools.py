@@ -233,8 +233,10 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
         node = node_factory()
         # Measured alternative: rclpy.experimental.EventsExecutor cut vio_node's per-frame
         # p99 in `make demo` from 16-24 to 11-13 ms, but in 2 of 4 runs the controller then
-        # missed the first 24-44 /odom messages (a start-up race not yet understood), so the
-        # single-threaded executor stays until that is.
+        # missed the first 24-44 /odom messages. The single-threaded executor lost 44 the
+        # same way on a clean clone: the demo started the replay before DDS had matched the
+        # controller's subscription (fixed in cli/run.py::_wait_matched). Not re-measured
+        # with the events executor yet, so the single-threaded one stays.
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         # A bounded wait, not rclpy.spin(): with use_sim_time and no /clock, no timer ever
