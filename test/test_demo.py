@@ -35,7 +35,9 @@ def test_demo_short(tmp_path: Path) -> None:
     assert 0.0 <= report["ate_rmse_m"] < 0.5
     assert 0.0 <= report["rpe_trans_m"] < 0.5
     assert report["ate_rmse_m_dead_reckoning"] >= 0.0
-    assert report["replay_speedup"] > 0.1
+    # Played at 1x: the outputs end within a fraction of a second of the bag's 5.7 s (a
+    # drain that waited on the nodes' own diagnostics once made this 0.19).
+    assert report["replay_speedup"] > 0.5
     certificates = report["certificates"]
     assert set(certificates) == {"verified", "violated", "unknown"}
     assert sum(certificates.values()) > 0

@@ -435,11 +435,16 @@ def run_demo(
             replay.start()
             if not replay.wait(timeout_s):
                 failures.append(f"replay did not finish within {timeout_s:g} s")
-            # Drain: the nodes are done when nothing new was recorded for drain_quiet_s.
-            last, quiet_since = sum(recorder.counts.values()), time.monotonic()
+            # Drain: the nodes are done when no new output was recorded for drain_quiet_s.
+            # /diagnostics does not count: the nodes publish it on their own clocks (every
+            # 0.25 s at start-up), not in answer to the replay.
+            def outputs() -> int:
+                return sum(n for t, n in recorder.counts.items() if t != "/diagnostics")
+
+            last, quiet_since = outputs(), time.monotonic()
             while time.monotonic() - quiet_since < drain_quiet_s:
                 time.sleep(0.1)
-                now = sum(recorder.counts.values())
+                now = outputs()
                 if now != last:
                     last, quiet_since = now, time.monotonic()
                 if time.monotonic() - wall_start > timeout_s:

@@ -80,7 +80,7 @@ class NodeHealth:
     /clock), so that a replay can wait until every subscriber is matched (``cli.run``).
     """
 
-    STARTUP_S = 30.0
+    STARTUP_S = 10.0  # of spinning; the demo's nodes are matched 0.2-2.6 s after start
     STARTUP_PERIOD_S = 0.25
 
     def __init__(self, node: Node, latency_names: Sequence[str], period_s: float = 2.0) -> None:
@@ -231,12 +231,10 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
     signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
     try:
         node = node_factory()
-        # Measured alternative: rclpy.experimental.EventsExecutor cut vio_node's per-frame
-        # p99 in `make demo` from 16-24 to 11-13 ms, but in 2 of 4 runs the controller then
-        # missed the first 24-44 /odom messages. The single-threaded executor lost 44 the
-        # same way on a clean clone: the demo started the replay before DDS had matched the
-        # controller's subscription (fixed in cli/run.py::_wait_matched). Not re-measured
-        # with the events executor yet, so the single-threaded one stays.
+        # Measured alternative, not usable: rclpy.experimental.EventsExecutor (kilted wheels)
+        # cut vio_node's per-frame p99 in `make demo` to 11-17 ms, but vio_node then handled
+        # 25 of 95 frames and dropped ~896 of 1141 IMU samples, and with every node on it the
+        # monitor issued 23-25 certificates instead of 95 (three runs each, 2026-12-04).
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         # A bounded wait, not rclpy.spin(): with use_sim_time and no /clock, no timer ever
