@@ -421,3 +421,30 @@ def test_slam_node_lowers_only_its_own_priority(harness: Harness, tmp_path: Path
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True)
     assert out.stdout.strip().splitlines()[-1] == "3"
+
+
+def test_node_health_reports_matched_subscriptions_before_any_clock(harness: Harness) -> None:
+    """With use_sim_time and no /clock, a node still reports on /diagnostics, every 0.25 s on
+    the steady clock, how many subscriptions DDS has matched per topic it publishes: what the
+    demo waits on before its replay (cli/run.py::_wait_matched)."""
+    from meetup_ros.ros.node_tools import MATCHED_SECTION, NodeHealth
+
+    node = Node("matched_probe", context=harness.context,
+                parameter_overrides=_overrides(use_sim_time=True))
+    node.create_publisher(String, "/matched_probe/out", reliable_qos(10))
+    NodeHealth(node, [])
+    harness.add(node)
+    reports: list[dict[str, str]] = []
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == f"matched_probe: {MATCHED_SECTION}":
+                reports.append({kv.key: kv.value for kv in status.values})
+
+    harness.driver.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 50)
+    harness.wait_for(lambda: bool(reports), 5.0, "a matched-subscriptions report")
+    assert "/diagnostics" not in reports[-1] and "/rosout" not in reports[-1]
+    assert reports[-1].get("/matched_probe/out") == "0"  # nobody subscribes yet
+    harness.collect("/matched_probe/out", String)
+    harness.wait_for(lambda: reports[-1].get("/matched_probe/out") == "1", 5.0,
+                     "the new subscription reported as matched")
