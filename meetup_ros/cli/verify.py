@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("network", type=Path, help=".onnx or .nnet file")
     p.add_argument("property", type=Path, help=".vnnlib or .yaml property (unsafe set)")
     p.add_argument("--timeout", type=float, required=True, help="seconds")
-    p.add_argument("--result", type=Path, default=None, help="write the result here too (missing folders are created)")
+    p.add_argument("--result", type=Path, default=None,
+                   help="write the result here too (missing folders are created)")
     p.set_defaults(func=_verify)
 
     b = subparsers.add_parser(
