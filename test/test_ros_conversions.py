@@ -164,6 +164,9 @@ def test_params_file(tmp_path: Path) -> None:
         load_params_file(path)
     with pytest.raises(RosInputError, match="does not exist"):
         load_params_file(tmp_path / "missing.yaml")
+    path.write_bytes(b"my_node:\xff\xfe\n")
+    with pytest.raises(RosInputError, match=r"p\.yaml' is not UTF-8 text"):
+        load_params_file(path)
 
 
 def test_latency_tracker() -> None:

@@ -88,6 +88,27 @@ def test_resume_of_a_finished_run_trains_nothing(tmp_path: Path) -> None:
     assert len(read_metrics(tmp_path / "metrics.csv")) == 2
 
 
+def test_resume_from_a_mismatched_checkpoint_names_it_and_keeps_it(tmp_path: Path) -> None:
+    """Another optimizer, another network, or a weights file instead of a checkpoint: a
+    clear error naming the checkpoint and what does not fit; the file stays as it was."""
+    _run(tmp_path, 2, optimizer="dfw")
+    ckpt = tmp_path / CHECKPOINT_NAME
+    before = ckpt.read_bytes()
+    with pytest.raises(TrainingError, match=r"trained with --optimizer dfw, not adam"):
+        _run(tmp_path, 3, resume=True, optimizer="adam")
+    train, held_out = _data()
+    other = torch.nn.Sequential(torch.nn.Linear(6, 3))
+    with pytest.raises(TrainingError, match=r"weights of another network than Sequential"):
+        fit(_cfg(tmp_path, 3, resume=True), other, train, held_out, MultiClassHingeLoss(),
+            defaults={"lr": 0.2})
+    assert ckpt.read_bytes() == before
+    weights_only = tmp_path / "weights"
+    weights_only.mkdir()
+    checkpoint.save(weights_only / CHECKPOINT_NAME, {"model": _model().state_dict()})
+    with pytest.raises(TrainingError, match=r"not a training checkpoint \(no optimizer"):
+        _run(weights_only, 3, resume=True)
+
+
 def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _run(tmp_path, 1)
     before = (tmp_path / "checkpoint.pt").read_bytes()

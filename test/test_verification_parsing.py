@@ -329,3 +329,10 @@ def test_offline_verify_of_a_property_without_a_box_names_the_file() -> None:
     with pytest.raises(VerificationInputError, match=r"governor_property\.yaml' disjunct 0: "
                                                      r"inputs \[.*\] are unbounded"):
         verify(net, prop, 1.0)
+
+
+def test_property_file_that_is_not_text_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"input:\xff\xfe\n")
+    with pytest.raises(VerificationInputError, match=r"binary\.yaml' is not UTF-8 text"):
+        load_property_yaml(path)

@@ -221,10 +221,15 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
     """
     # rclpy's own SIGINT handler would shut the context down before the node could publish
     # its final diagnostics; take Ctrl-C (and SIGTERM from launch) as KeyboardInterrupt here.
-    rclpy.init(
-        args=list(args) if args is not None else None,
-        signal_handler_options=SignalHandlerOptions.NO,
-    )
+    try:
+        rclpy.init(
+            args=list(args) if args is not None else None,
+            signal_handler_options=SignalHandlerOptions.NO,
+        )
+    except Exception as exc:  # rcl's own message names the file and line (--params-file)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        rclpy.logging.get_logger("meetup_ros").error(f"cannot start: {first}")
+        return 2
     node: Node | None = None
     code = 0
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)

@@ -178,7 +178,9 @@ def load_params_file(path: str | Path) -> dict[str, dict[str, Any]]:
     if not path.is_file():
         raise RosInputError(f"params file {str(path)!r} does not exist")
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RosInputError(f"params file {str(path)!r} is not UTF-8 text: {exc}") from exc
     except yaml.YAMLError as exc:
         raise RosInputError(f"params file {str(path)!r} is not valid YAML: {exc}") from exc
     if not isinstance(document, Mapping):

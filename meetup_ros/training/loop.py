@@ -108,6 +108,38 @@ def fit(cfg: TrainConfig, model: nn.Module, train_data: Dataset[Any] | Callable[
         distributed.teardown(ctx)
 
 
+def _restore(path: Path, state: Any, model: nn.Module, optimizer: torch.optim.Optimizer,
+             optimizer_name: str) -> None:
+    """Load a resume checkpoint's model and optimizer state, or say what does not fit.
+
+    A checkpoint of another network or of another optimizer is a valid file with the wrong
+    contents: name the file and the mismatch rather than a bare key or load_state_dict error.
+    """
+    if not isinstance(state, Mapping):
+        raise TrainingError(f"checkpoint {str(path)!r} holds {type(state).__name__}, not a "
+                            "training checkpoint")
+    missing = [k for k in ("model", "optimizer", "epoch", "rng") if k not in state]
+    if missing:
+        raise TrainingError(f"checkpoint {str(path)!r} is not a training checkpoint (no "
+                            f"{', '.join(missing)}); weights files cannot be resumed from")
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise TrainingError(f"checkpoint {str(path)!r} holds weights of another network than "
+                            f"{type(model).__name__}: {first}") from exc
+    saved = (state.get("config") or {}).get("optimizer")
+    if saved is not None and saved != optimizer_name:
+        raise TrainingError(f"checkpoint {str(path)!r} was trained with --optimizer {saved}, "
+                            f"not {optimizer_name}: resume with the same optimizer")
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise TrainingError(f"checkpoint {str(path)!r}: its optimizer state does not fit "
+                            f"--optimizer {optimizer_name} (resume with the optimizer it was "
+                            f"trained with): {exc!r}") from exc
+
+
 def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module,
          train_data: Any, eval_data: Dataset[Any] | None, loss_fn: Callable[..., LossResult],
          *, epochs: int, batch_size: int, lr: float, sampled: bool,
@@ -127,8 +159,7 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
     ckpt_path = out_dir / CHECKPOINT_NAME
     if cfg.resume and ckpt_path.is_file():
         state = checkpoint.load(ckpt_path, map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        _restore(ckpt_path, state, model, optimizer, cfg.optimizer)
         if scheduler is not None:
             _fast_forward(scheduler, optimizer, int(state["epoch"]))
         if sampled and state.get("sampler") is not None and hasattr(train_data,

@@ -247,7 +247,10 @@ def load_property_yaml(path: str | Path) -> Property:
     if not path.is_file():
         raise VerificationInputError(f"property file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise VerificationInputError(f"property file {str(path)!r} is not UTF-8 text: {exc}"
+                                     ) from exc
     except yaml.YAMLError as exc:
         raise VerificationInputError(f"property file {str(path)!r}: YAML error: {exc}") from exc
     return property_from_dict(data, str(path))
