@@ -210,3 +210,30 @@ def test_mip_probes_decide_tight_properties_soundly(split: str) -> None:
                 pytest.fail(f"case {case} gap {gap}: {result.status} {result.stats}")
             seen[result.status] += 1
     assert seen["sat"] >= 4 and seen["unsat"] >= 4, seen
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_screened_falsifier_point_is_in_the_box_and_not_below_the_exact_minimum(
+        seed: int) -> None:
+    """The screened restarts (Adam from the best of many uniform points) return a point of
+    the box whose max-margin is the value they report, never below the MIP's exact minimum,
+    and at least as low as the best of a plain uniform sample of the same size."""
+    from meetup_ros.verification.falsify import forward_layers, pgd_search
+
+    rng = np.random.default_rng(300 + seed)
+    net = random_relu_network([3, 10, 10, 3], 30 + seed)
+    lower, upper = _box(rng, 3)
+    coeffs = rng.normal(size=(2, 3))
+    rhs = rng.normal(size=2)
+    layers = spec_layers(net, coeffs, rhs)
+    lo, up = torch.as_tensor(lower), torch.as_tensor(upper)
+    x, value = pgd_search(layers, lo, up, 64, 40, torch.Generator().manual_seed(seed),
+                          screen=4096)
+    assert bool(((x >= lo) & (x <= up)).all())
+    again = forward_layers(layers, x[None]).max(-1).values[0]
+    assert float(again) == pytest.approx(float(value), abs=1e-12)
+    exact = solve_min_max_margin(net, coeffs, rhs, lower, upper)
+    assert exact.status in ("sat", "unsat", "timeout") and exact.x is not None
+    assert float(value) >= exact.objective - 1e-6
+    plain = rng.uniform(lower, upper, (4096, 3))
+    assert float(value) <= float((net.forward(plain) @ coeffs.T - rhs).max(1).min()) + 1e-12

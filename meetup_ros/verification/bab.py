@@ -23,13 +23,17 @@ decides ACAS Xu 3_3 and 4_2 with property 2 and 1_1 with property 5 (smallest ma
 ~1e-3 of the outputs' spread; ``scripts/acasxu_margin_probe.py``), which plain CROWN left
 open after 116 s with 10^4 domains.
 
-Known limits: ACAS Xu 1_9 with property 7 (the whole input range, max-margin down to ~5e-4)
-is not proven within 116 s: after 160 s the open domains' median bound is still about -2.6,
-the boxes being too wide for linear bounds with only the final layer's slopes optimised
-(intermediate layers keep the adaptive slopes). ReLU splitting has no Lagrangian
-(beta-CROWN) treatment of the split constraints, so a domain with every ReLU fixed is still
-bounded over its whole box; such leaves are split on the input instead, which is complete
-but slow for many inputs.
+Falsification on wide boxes: ACAS Xu 1_9 with property 7 (the whole input range) is
+violated only in a sliver: 20 000 x 200 sign-PGD steps from random starts came no closer than
+a max-margin of 5e-4, while the best of 65 536 uniform points lie near it and a few Adam steps
+from them reach it. So every ``screen_every_s`` of a long search the falsifier restarts over
+the whole box from such screened points (about 0.15 s a round); it finds that counterexample
+within seconds, where the bounds could not have closed a box that wide in the time.
+
+Known limits: ReLU splitting has no Lagrangian (beta-CROWN) treatment of the split
+constraints, so a domain with every ReLU fixed is still bounded over its whole box; such
+leaves are split on the input instead, which is complete but slow for many inputs. Only the
+final layer's slopes are optimised; intermediate bounds keep the adaptive slopes.
 """
 
 from __future__ import annotations
@@ -61,6 +65,12 @@ class BabConfig:
             children (warm-started from the parent's slopes) once at least
             ``alpha_min_open`` domains are open.
         falsify_samples/falsify_steps: the falsifier's random starts and PGD steps.
+        falsify_screen: uniform points screened for the root falsifier's starts (the best
+            ``falsify_samples`` start Adam steps; 0 = plain sign-PGD from random starts).
+        screen_every_s, screen_samples, screen_steps: during a long search, every
+            ``screen_every_s`` of it the falsifier runs again over the whole box: Adam steps
+            from the best of ``screen_samples`` fresh uniform points (a violation in a sliver
+            of a wide box; 0 = never).
         proof_margin: a row's lower bound must exceed this to close a domain (float64
             rounding guard).
         min_width: input domains narrower than this in every dimension go to the MIP.
@@ -92,6 +102,10 @@ class BabConfig:
     alpha_min_open: int = 512
     falsify_samples: int = 512
     falsify_steps: int = 30
+    falsify_screen: int = 0
+    screen_every_s: float = 1.0
+    screen_samples: int = 65536
+    screen_steps: int = 60
     proof_margin: float = 1e-9
     min_width: float = 1e-7
     split_candidates: int = 3
@@ -234,6 +248,7 @@ class _Solver:
         self.mode = _choose_split_mode(config, network.n_inputs)
         self.domains = 0
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.last_screen = time.monotonic()
         width = torch.as_tensor(self.upper_np - self.lower_np)
         self.root_width = torch.where(width > 0, width, torch.ones_like(width))
         self.sec_per_domain: float | None = config.initial_sec_per_domain
@@ -323,12 +338,12 @@ class _Solver:
         return None
 
     def _falsify(self, samples: int, steps: int, starts: torch.Tensor | None = None,
-                 lower: torch.Tensor | None = None, upper: torch.Tensor | None = None
-                 ) -> DisjunctOutcome | None:
+                 lower: torch.Tensor | None = None, upper: torch.Tensor | None = None,
+                 screen: int = 0) -> DisjunctOutcome | None:
         lo = torch.as_tensor(self.lower_np) if lower is None else lower
         up = torch.as_tensor(self.upper_np) if upper is None else upper
         x, value = pgd_search(self.layers, lo, up, samples, steps, self.generator,
-                              self.deadline, starts)
+                              self.deadline, starts, screen)
         if value <= 0:
             return self._try_points(x.unsqueeze(0))
         return None
@@ -337,6 +352,10 @@ class _Solver:
     def run(self, frontier: Frontier | None = None) -> DisjunctOutcome:
         cfg = self.config
         margin = cfg.proof_margin
+        if frontier is not None:
+            # A resumed search (the next round of verify, the next tick) must not redraw the
+            # falsifier's points of the last round: seed from where the search stands.
+            self.generator.manual_seed(cfg.seed * 1_000_003 + self.seed_offset(frontier))
         if frontier is None:
             lo = torch.as_tensor(self.lower_np).unsqueeze(0)
             up = torch.as_tensor(self.upper_np).unsqueeze(0)
@@ -348,7 +367,8 @@ class _Solver:
                 return DisjunctOutcome("unsat", domains=self.domains)
             found = self._check_domains(root)
             if found is None and cfg.falsify_samples > 0:
-                found = self._falsify(cfg.falsify_samples, cfg.falsify_steps)
+                found = self._falsify(cfg.falsify_samples, cfg.falsify_steps,
+                                      screen=cfg.falsify_screen)
             if found is not None:
                 return found
             frontier = root
@@ -394,6 +414,14 @@ class _Solver:
                 rate = (time.monotonic() - step_start) / (self.domains - step_domains)
                 self.sec_per_domain = rate if self.sec_per_domain is None else (
                     0.5 * self.sec_per_domain + 0.5 * rate)
+            if (cfg.screen_every_s > 0 and cfg.falsify_samples > 0 and len(frontier) > 0
+                    and time.monotonic() - self.last_screen >= cfg.screen_every_s):
+                # Fresh screened starts over the whole box, a small share of the time.
+                found = self._falsify(cfg.falsify_samples, cfg.screen_steps,
+                                      screen=cfg.screen_samples)
+                self.last_screen = time.monotonic()
+                if found is not None:
+                    return found
             if iteration % 25 == 0 and len(frontier) > 0 and cfg.falsify_samples > 0:
                 # A PGD round inside the currently worst domain.
                 i = int(torch.argmin(frontier.bound))
@@ -406,6 +434,12 @@ class _Solver:
                 if found is not None:
                     return found
         return DisjunctOutcome("unsat", domains=self.domains)
+
+    @staticmethod
+    def seed_offset(frontier: Frontier) -> int:
+        """A deterministic number that changes as the frontier does."""
+        finite = frontier.bound[torch.isfinite(frontier.bound)]
+        return len(frontier) + int(abs(float(finite.sum())) * 1e6) % 1_000_003
 
     def _spread(self, samples: int = 256) -> float:
         """max - min of the max-margin at random points of the disjunct's box."""

@@ -42,6 +42,37 @@ def forward_layers(layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Ten
     return h
 
 
+def _adam_descent(layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor,
+                  lower: torch.Tensor, upper: torch.Tensor, steps: int,
+                  deadline: float | None, lr: float = 1e-3
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adam on ``max_j margin_j`` from starts ``x (P, n)``, in [0, 1]-scaled box coordinates.
+
+    Written out (torch.optim imports torch._dynamo, seconds at first use).
+    """
+    width = torch.where(upper > lower, upper - lower, torch.ones_like(upper))
+    u = ((x - lower) / width).clamp(0, 1)
+    m1, m2 = torch.zeros_like(u), torch.zeros_like(u)
+    best_x, best_v = x[0].clone(), torch.tensor(float("inf"), dtype=x.dtype)
+    for it in range(1, steps + 2):
+        u = u.detach().requires_grad_(True)
+        point = lower + u * width
+        value = forward_layers(layers, point).max(-1).values
+        i = int(torch.argmin(value))
+        if value[i] < best_v:
+            best_v, best_x = value[i].detach().clone(), point[i].detach().clone()
+        if best_v <= 0 or it == steps + 1 or (deadline is not None
+                                              and time.monotonic() > deadline):
+            break
+        (grad,) = torch.autograd.grad(value.sum(), u)
+        with torch.no_grad():
+            m1 = 0.9 * m1 + 0.1 * grad
+            m2 = 0.999 * m2 + 0.001 * grad * grad
+            update = (m1 / (1 - 0.9**it)) / ((m2 / (1 - 0.999**it)).sqrt() + 1e-12)
+            u = (u - lr * update).clamp(0, 1)
+    return best_x, best_v
+
+
 def pgd_search(
     layers: list[tuple[torch.Tensor, torch.Tensor]],
     lower: torch.Tensor,
@@ -51,14 +82,34 @@ def pgd_search(
     generator: torch.Generator | None = None,
     deadline: float | None = None,
     starts: torch.Tensor | None = None,
+    screen: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimise ``max_j margin_j`` over the box ``lower, upper`` (each ``(n,)``).
+
+    ``screen`` > ``n_samples``: evaluate that many uniform points first (forward passes only)
+    and take Adam steps from the ``n_samples`` best (``starts`` unused). On a wide box a
+    violation can occupy a sliver that few random starts come near (ACAS Xu 1_9 with property
+    7: 20 000 sign-PGD starts never found one; Adam from the best of 65 536 screened points
+    reaches it in about one round of seven). Otherwise sign-PGD from random starts, the box
+    centre and ``starts``.
 
     Returns:
         ``(x (n,), objective scalar)`` of the best point found (float64, inside the box).
     """
     n = lower.shape[0]
     width = upper - lower
+    if screen > n_samples:
+        pool, values = [], []
+        with torch.no_grad():
+            for chunk in range(0, screen, 16384):
+                p = lower + torch.rand(min(16384, screen - chunk), n, dtype=lower.dtype,
+                                       generator=generator) * width
+                pool.append(p)
+                values.append(forward_layers(layers, p).max(-1).values)
+        x = torch.cat(pool)[torch.argsort(torch.cat(values))[:n_samples]].clone()
+        # Screened starts are already close: small Adam steps in box-relative coordinates
+        # follow a narrow valley that fixed-size sign steps jump across.
+        return _adam_descent(layers, x, lower, upper, steps, deadline)
     x = lower + torch.rand(n_samples, n, dtype=lower.dtype, generator=generator) * width
     x[0] = (lower + upper) / 2
     if starts is not None and starts.numel():
