@@ -4,8 +4,10 @@ minima (MIP) over the open sub-boxes where the margin is smallest after a short 
 
 A property is violated where every margin is <= 0, so an unsat instance whose smallest
 max-margin is ~1e-3 of the outputs' scale needs very small input boxes around that spot
-before a linear relaxation proves it: this is what the instances our verifier leaves
-undecided have in common (docs/benchmark_acasxu.md).
+before a linear relaxation proves it: this is what the instances our verifier left undecided
+before warm-started alpha-CROWN had in common (docs/benchmark_acasxu.md). A positive
+attack figure is no proof of safety: on 1_9 with property 7 it stayed at 5e-4 while the
+property is violated in a sliver of the box (the verifier's screened restarts find it).
 
 Example:
     .venv/bin/python scripts/acasxu_margin_probe.py ACASXU_run2a_3_3_batch_2000.onnx prop_2.vnnlib
