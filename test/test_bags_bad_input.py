@@ -209,6 +209,14 @@ def test_damaged_bag(tmp_path: Path, how: str, pattern: str) -> None:
         list(iter_raw_messages(bag))
 
 
+def test_the_damaged_bag_among_several_is_named(tmp_path: Path) -> None:
+    bad = damaged_bag(tmp_path, "corrupt chunk")
+    pattern = (r"bag \['.*/bag'\] \(of \['.*euroc_v1_01_easy_sample', '.*/bag'\]\) is corrupt "
+               r"or truncated: ZstdError")
+    with pytest.raises(BagError, match=pattern):
+        list(iter_raw_messages([SAMPLE_BAG, bad]))
+
+
 def test_missing_bag(tmp_path: Path) -> None:
     with pytest.raises(BagError, match=r"bag '.*absent' does not exist"):
         read_sequence(tmp_path / "absent")

@@ -126,10 +126,30 @@ def _corrupt_is_bag_error(paths: SequenceABC[Path]) -> Iterator[None]:
     except BagError:
         raise
     except Exception as exc:  # rosbags surfaces zstd, sqlite, struct and CDR errors as is
-        raise BagError(
-            f"bag {[str(p) for p in paths]!r} is corrupt or truncated: "
-            f"{type(exc).__name__}: {exc}"
-        ) from None
+        names = [str(p) for p in paths]
+        damaged = _damaged(paths) if len(paths) > 1 else []
+        which = (f"bag {[str(p) for p in damaged]!r} (of {names!r})" if damaged
+                 else f"bag {names!r}")
+        raise BagError(f"{which} is corrupt or truncated: {type(exc).__name__}: {exc}"
+                       ) from None
+
+
+def _damaged(paths: SequenceABC[Path]) -> list[Path]:
+    """The bags among several whose messages cannot all be read on their own (error path
+    only: each is read through once more)."""
+    out = []
+    for path in paths:
+        try:
+            reader = AnyReader([path], default_typestore=_DEFAULT_TYPESTORE)
+            reader.open()
+            try:
+                for _ in reader.messages():
+                    pass
+            finally:
+                reader.close()
+        except Exception:  # the same damage the combined read ran into
+            out.append(path)
+    return out
 
 
 def _paths(bag_paths: BagPaths) -> list[Path]:
