@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+logger = logging.getLogger("acasxu_margin_probe")
 sys.path.insert(0, str(REPO))
 
 from meetup_ros.verification import bab, onnx_loader, vnnlib  # noqa: E402
@@ -40,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bab-s", type=float, default=20.0, help="branch and bound seconds")
     parser.add_argument("--boxes", type=int, default=3, help="open sub-boxes sent to the MIP")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
     network = onnx_loader.load_onnx(args.root / args.onnx)
     prop = vnnlib.load_vnnlib(args.root / args.vnnlib)
@@ -49,12 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         lo, up = torch.as_tensor(d.lower), torch.as_tensor(d.upper)
         start = time.monotonic()
         _, attack = pgd_search(layers, lo, up, args.samples, args.steps, generator)
-        print(f"disjunct {i}: smallest max-margin found by {args.samples} x {args.steps} PGD: "
-              f"{float(attack):.6f} ({time.monotonic() - start:.1f} s)")
+        logger.info("disjunct %d: smallest max-margin found by %d x %d PGD: %.6f (%.1f s)",
+                    i, args.samples, args.steps, float(attack), time.monotonic() - start)
         out = bab.solve_disjunct(network, d.coeffs, d.rhs, d.lower, d.upper,
                                  time.monotonic() + args.bab_s)
         if out.frontier is None:
-            print(f"disjunct {i}: branch and bound: {out.status} in {out.domains} domains")
+            logger.info("disjunct %d: branch and bound: %s in %d domains", i, out.status,
+                        out.domains)
             continue
         f = out.frontier
         centre = forward_layers(layers, (f.lower + f.upper) / 2).max(-1).values
@@ -62,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
             start = time.monotonic()
             exact = solve_min_max_margin(network, d.coeffs, d.rhs, f.lower[j].numpy(),
                                          f.upper[j].numpy(), time_limit_s=60.0)
-            print(f"disjunct {i}: open box {j} of {len(f)}: MIP {exact.status}, min max-margin "
-                  f">= {exact.dual_bound:.6f} (best point {exact.objective:.6f}), "
-                  f"{time.monotonic() - start:.1f} s")
+            logger.info("disjunct %d: open box %d of %d: MIP %s, min max-margin >= %.6f (best "
+                        "point %.6f), %.1f s", i, j, len(f), exact.status, exact.dual_bound,
+                        exact.objective, time.monotonic() - start)
     return 0
 
 

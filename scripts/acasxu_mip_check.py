@@ -3,7 +3,7 @@
 
 For each instance of ``results.csv`` (our tool's rows), :func:`mip.mip_verify` runs with a
 per-disjunct time limit; where the MIP answers ``sat`` (a confirmed point) or ``unsat``, that
-answer must equal ours. Writes ``mip_check.csv`` and prints the counts; exits 1 on any
+answer must equal ours. Writes ``mip_check.csv`` and logs the counts; exits 1 on any
 disagreement. ``--shard i/n`` runs every n-th instance (two shards use both cores).
 
 Example:
@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import re
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+logger = logging.getLogger("acasxu_mip_check")
 sys.path.insert(0, str(REPO))
 
 from meetup_ros.verification.mip import mip_verify  # noqa: E402
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="CSV to write (default: mip_check_SHARD.csv beside results)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     i, n = (int(v) for v in args.shard.split("/"))
     import torch
 
@@ -66,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     disagreements.append(f"{row['onnx']} {row['vnnlib']}: ours "
                                          f"{row['status']}, MIP {answer}")
-            print(f"{row['onnx']} {row['vnnlib']}: ours {row['status']}, MIP {answer} "
-                  f"({elapsed:.1f} s)", flush=True)
-    print(f"{len(rows)} instances, MIP decided {decided}, agreeing {agree}; "
-          f"disagreements: {disagreements or 'none'}")
+            logger.info("%s %s: ours %s, MIP %s (%.1f s)", row["onnx"], row["vnnlib"],
+                        row["status"], answer, elapsed)
+    logger.info("%d instances, MIP decided %d, agreeing %d; disagreements: %s", len(rows),
+                decided, agree, disagreements or "none")
     return 1 if disagreements else 0
 
 

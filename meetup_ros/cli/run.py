@@ -312,7 +312,7 @@ def _wait_ready(helper: Any, nodes: NodeProcesses, timeout_s: float) -> list[str
     return [f"nodes not ready within {timeout_s:g} s: too few subscribers on {missing!r}"]
 
 
-def _wait_matched(helper: Any, recorder: Any, topics: Sequence[str], timeout_s: float) -> None:
+def _wait_matched(helper: Any, topics: Sequence[str], timeout_s: float) -> None:
     """Wait until every subscription on each of ``topics`` is matched to its publishers.
 
     The graph shows a node's endpoints before DDS has matched them to the other processes'
@@ -321,7 +321,8 @@ def _wait_matched(helper: Any, recorder: Any, topics: Sequence[str], timeout_s: 
     recorder (the earlier stand-in for every subscriber) was already matched. So each node
     reports, per topic it publishes, the subscriptions DDS has matched (the
     ``matched_subscriptions`` section of its /diagnostics, ``NodeHealth``), and the replay
-    waits until that reaches the graph's subscriber count for each topic. The report still
+    waits until that reaches the graph's subscriber count (the recorder's included) for each
+    topic. The report still
     counts what a node did not receive (``*_lost_in_transport``).
     """
     from diagnostic_msgs.msg import DiagnosticArray
@@ -343,12 +344,8 @@ def _wait_matched(helper: Any, recorder: Any, topics: Sequence[str], timeout_s: 
     deadline = start + timeout_s
     try:
         while time.monotonic() < deadline:
-            counts = recorder.matched_publishers()
-            unmatched = [t for t in topics if counts.get(t, 0) < 1]
-            for t in topics:
-                wanted = helper.count_subscribers(t)
-                if not matched.get(t) or min(matched[t].values()) < wanted:
-                    unmatched.append(t)
+            unmatched = [t for t in topics if not matched.get(t)
+                         or min(matched[t].values()) < helper.count_subscribers(t)]
             if not unmatched:
                 logger.info("every subscription on %s matched after %.2f s", ", ".join(topics),
                             time.monotonic() - start)
@@ -356,7 +353,7 @@ def _wait_matched(helper: Any, recorder: Any, topics: Sequence[str], timeout_s: 
             time.sleep(0.05)
         logger.warning("subscriptions on %s not all matched after %.0f s (per publisher: %s); "
                        "starting the replay anyway (early messages may be lost)",
-                       sorted(set(unmatched)), timeout_s, matched)
+                       unmatched, timeout_s, matched)
     finally:
         helper.destroy_subscription(subscription)
 
@@ -429,8 +426,7 @@ def run_demo(
         nodes.start()
         failures += _wait_ready(helper, nodes, timeout_s=120.0)
         if not failures:
-            _wait_matched(helper, recorder, MATCHED_BEFORE_REPLAY,
-                          timeout_s=REPLAY_WAIT_TIMEOUT_S)
+            _wait_matched(helper, MATCHED_BEFORE_REPLAY, timeout_s=REPLAY_WAIT_TIMEOUT_S)
             wall_start = time.monotonic()
             replay.start()
             if not replay.wait(timeout_s):

@@ -117,11 +117,6 @@ class BagRecorder:
             )
         self.node.get_logger().info(f"recording {sorted(resolved)} to {self.out_bag}")
 
-    def matched_publishers(self) -> dict[str, int]:
-        """Publishers each recorded topic's subscription has matched (DDS), not just seen in
-        the graph: what is published before the match is not delivered."""
-        return {sub.topic_name: sub.get_publisher_count() for sub in self._raw_subscriptions}
-
     def _callback(self, topic: str) -> Any:
         def on_message(rawdata: bytes) -> None:
             stamp_ns = self.node.get_clock().now().nanoseconds

@@ -101,11 +101,7 @@ class NodeHealth:
         self._startup_ticks -= 1
         if self._startup_ticks <= 0 and self._startup_timer is not None:
             self._startup_timer.cancel()
-        array = DiagnosticArray()
-        array.header.stamp = self._node.get_clock().now().to_msg()
-        array.status = [diagnostic_status(f"{self._node.get_name()}: {MATCHED_SECTION}", "OK",
-                                          "running", self.matched_subscriptions())]
-        self._publisher.publish(array)
+        self._publish([self._section_status(MATCHED_SECTION, "running")])
 
     def matched_subscriptions(self) -> dict[str, int]:
         """Per published topic (not /diagnostics, /rosout): subscriptions matched by DDS."""
@@ -144,19 +140,23 @@ class NodeHealth:
         message = self.last_problem or "running"
         return diagnostic_status(self._node.get_name(), level, message, values)
 
-    def publish(self, final: bool = False) -> None:
-        """Publish the statuses; ``final`` waits (1 s at most) until subscribers have them."""
-        name = self._node.get_name()
+    def _section_status(self, section: str, message: str) -> DiagnosticStatus:
+        return diagnostic_status(f"{self._node.get_name()}: {section}", "OK", message,
+                                 dict(self._sections[section]()))
+
+    def _publish(self, statuses: list[DiagnosticStatus]) -> None:
         array = DiagnosticArray()
         array.header.stamp = self._node.get_clock().now().to_msg()
-        array.status = [self.status()] + [
-            diagnostic_status(f"{name}: {section}", "OK", "final" if final else "running",
-                              dict(values()))
-            for section, values in self._sections.items()
-        ]
-        if final:
-            array.status[0].message = f"final: {array.status[0].message}"
+        array.status = statuses
         self._publisher.publish(array)
+
+    def publish(self, final: bool = False) -> None:
+        """Publish the statuses; ``final`` waits (1 s at most) until subscribers have them."""
+        main = self.status()
+        if final:
+            main.message = f"final: {main.message}"
+        self._publish([main] + [self._section_status(section, "final" if final else "running")
+                                for section in self._sections])
         if final:
             from rclpy.duration import Duration
 

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class VerificationError(Exception):
     """Base class of every error raised by meetup_ros.verification."""
@@ -15,3 +17,13 @@ class VerificationError(Exception):
 
 class VerificationInputError(VerificationError, ValueError):
     """A network file, property file or region is malformed or unsupported."""
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    """``path`` as a Path if it is a file; else an error saying ``what`` is missing or is not a
+    file (a folder given by mistake)."""
+    path = Path(path)
+    if not path.is_file():
+        problem = "is not a file" if path.exists() else "does not exist"
+        raise VerificationInputError(f"{what} {str(path)!r} {problem}")
+    return path

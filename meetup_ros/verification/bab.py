@@ -65,8 +65,6 @@ class BabConfig:
             children (warm-started from the parent's slopes) once at least
             ``alpha_min_open`` domains are open.
         falsify_samples/falsify_steps: the falsifier's random starts and PGD steps.
-        falsify_screen: uniform points screened for the root falsifier's starts (the best
-            ``falsify_samples`` start Adam steps; 0 = plain sign-PGD from random starts).
         screen_every_s, screen_samples, screen_steps: during a long search, every
             ``screen_every_s`` of it the falsifier runs again over the whole box: Adam steps
             from the best of ``screen_samples`` fresh uniform points (a violation in a sliver
@@ -102,7 +100,6 @@ class BabConfig:
     alpha_min_open: int = 512
     falsify_samples: int = 512
     falsify_steps: int = 30
-    falsify_screen: int = 0
     screen_every_s: float = 1.0
     screen_samples: int = 65536
     screen_steps: int = 60
@@ -236,6 +233,7 @@ class _Solver:
         upper: np.ndarray,
         config: BabConfig,
         deadline: float,
+        generator: torch.Generator | None = None,
     ) -> None:
         self.network = network
         self.coeffs = np.asarray(coeffs, dtype=np.float64)
@@ -247,7 +245,9 @@ class _Solver:
         self.layers = spec_layers(network, self.coeffs, self.rhs)
         self.mode = _choose_split_mode(config, network.n_inputs)
         self.domains = 0
-        self.generator = torch.Generator().manual_seed(config.seed)
+        # The caller's generator when it resumes a search over several calls, so that a
+        # later round does not redraw the falsifier's points of an earlier one.
+        self.generator = generator or torch.Generator().manual_seed(config.seed)
         self.last_screen = time.monotonic()
         width = torch.as_tensor(self.upper_np - self.lower_np)
         self.root_width = torch.where(width > 0, width, torch.ones_like(width))
@@ -255,7 +255,6 @@ class _Solver:
         self.start = time.monotonic()
         self.mip_s = 0.0  # time spent in MIP probes
         self.scale: float | None = None  # the max-margin's spread over the box, when needed
-        self._alpha_steps = 0  # alpha-CROWN steps on this batch's children
 
     # -- helpers ----------------------------------------------------------------------------
     def _time_left(self) -> float:
@@ -352,10 +351,6 @@ class _Solver:
     def run(self, frontier: Frontier | None = None) -> DisjunctOutcome:
         cfg = self.config
         margin = cfg.proof_margin
-        if frontier is not None:
-            # A resumed search (the next round of verify, the next tick) must not redraw the
-            # falsifier's points of the last round: seed from where the search stands.
-            self.generator.manual_seed(cfg.seed * 1_000_003 + self.seed_offset(frontier))
         if frontier is None:
             lo = torch.as_tensor(self.lower_np).unsqueeze(0)
             up = torch.as_tensor(self.upper_np).unsqueeze(0)
@@ -367,8 +362,7 @@ class _Solver:
                 return DisjunctOutcome("unsat", domains=self.domains)
             found = self._check_domains(root)
             if found is None and cfg.falsify_samples > 0:
-                found = self._falsify(cfg.falsify_samples, cfg.falsify_steps,
-                                      screen=cfg.falsify_screen)
+                found = self._falsify(cfg.falsify_samples, cfg.falsify_steps)
             if found is not None:
                 return found
             frontier = root
@@ -388,14 +382,14 @@ class _Solver:
                 n_pick = max(1, min(n_pick, int(self._time_left() / per_parent)))
             step_start, step_domains = time.monotonic(), self.domains
             # Slope optimisation pays only once the search is large (a hard instance).
-            self._alpha_steps = cfg.alpha_steps if len(frontier) >= cfg.alpha_min_open else 0
+            alpha_steps = cfg.alpha_steps if len(frontier) >= cfg.alpha_min_open else 0
             order = torch.argsort(frontier.bound)
             pick, rest = order[:n_pick], order[n_pick:]
             batch = frontier.select(pick)
             if self.mode == "input":
-                children, leftovers = self._split_input(batch)
+                children, leftovers = self._split_input(batch, alpha_steps)
             else:
-                children, leftovers = self._split_relu(batch)
+                children, leftovers = self._split_relu(batch, alpha_steps)
             if leftovers is not None and len(leftovers) > 0:
                 out = self._leftover_to_mip(leftovers, "domains too small to split")
                 if out.status != "unsat":
@@ -434,12 +428,6 @@ class _Solver:
                 if found is not None:
                     return found
         return DisjunctOutcome("unsat", domains=self.domains)
-
-    @staticmethod
-    def seed_offset(frontier: Frontier) -> int:
-        """A deterministic number that changes as the frontier does."""
-        finite = frontier.bound[torch.isfinite(frontier.bound)]
-        return len(frontier) + int(abs(float(finite.sum())) * 1e6) % 1_000_003
 
     def _spread(self, samples: int = 256) -> float:
         """max - min of the max-margin at random points of the disjunct's box."""
@@ -489,7 +477,7 @@ class _Solver:
         return None, frontier
 
     # -- splitting -------------------------------------------------------------------------------
-    def _split_input(self, batch: Frontier):
+    def _split_input(self, batch: Frontier, alpha_steps: int):
         """Halve each box along its best dimension; boxes too small go to the leftovers."""
         lo, up = batch.lower, batch.upper
         width = up - lo
@@ -540,7 +528,7 @@ class _Solver:
             sl = batch.slopes[~tiny]
             slopes = sl.unsqueeze(1).expand(P, c * 2, *sl.shape[1:]).reshape(
                 P * c * 2, *sl.shape[1:])
-        kids = self._bound(c_lo, c_up, splits, self._alpha_steps, combo, pre, slopes)
+        kids = self._bound(c_lo, c_up, splits, alpha_steps, combo, pre, slopes)
         if c == 1:
             return kids, leftovers
         pair = kids.bound.view(P, c, 2).clamp(max=self.config.proof_margin)
@@ -565,7 +553,7 @@ class _Solver:
         base = (torch.arange(P) * c + choice) * 2
         return kids.select(torch.cat([base, base + 1])), leftovers
 
-    def _split_relu(self, batch: Frontier):
+    def _split_relu(self, batch: Frontier, alpha_steps: int):
         """Split each domain on its unstable ReLU with the largest triangle height."""
         lo, up, splits = batch.lower, batch.upper, batch.splits
         assert splits is not None
@@ -583,8 +571,8 @@ class _Solver:
         # With every ReLU fixed the network is affine on the domain, but CROWN still
         # minimises over the whole box (not box and sign constraints): split the box of such
         # leaves instead; sub-boxes outside the sign region are found empty (l > u).
-        leaf_kids, leftovers = (self._split_input(batch.select(leaf)) if bool(leaf.any())
-                                else (None, None))
+        leaf_kids, leftovers = (self._split_input(batch.select(leaf), alpha_steps)
+                                if bool(leaf.any()) else (None, None))
         keep = ~leaf & ~res.infeasible
         if not bool(keep.any()):
             return leaf_kids, leftovers
@@ -610,7 +598,7 @@ class _Solver:
         child_splits = [torch.cat([a, b]) for a, b in zip(pos_splits, neg_splits, strict=True)]
         slopes = None if batch.slopes is None else batch.slopes[keep].repeat(2, 1, 1)
         kids = self._bound(torch.cat([lo, lo]), torch.cat([up, up]), child_splits,
-                           self._alpha_steps, combo, pre, slopes)
+                           alpha_steps, combo, pre, slopes)
         if leaf_kids is not None:
             kids = Frontier.concat(kids, leaf_kids)
         return kids, leftovers
@@ -653,6 +641,7 @@ def solve_disjunct(
     deadline: float,
     config: BabConfig | None = None,
     frontier: Frontier | None = None,
+    generator: torch.Generator | None = None,
 ) -> DisjunctOutcome:
     """Branch and bound on one box and one unsafe conjunction until ``deadline`` (monotonic).
 
@@ -660,6 +649,8 @@ def solve_disjunct(
         coeffs, rhs: the conjunction ``coeffs @ y <= rhs`` (``(k, m)``, ``(k,)``).
         lower, upper: ``(n,)`` finite box.
         frontier: open domains from an earlier run to resume (inside the box).
+        generator: the falsifier's random source; pass the same one to every call that
+            resumes a search (else each call starts from ``config.seed`` again).
     """
     lower = np.asarray(lower, dtype=np.float64)
     upper = np.asarray(upper, dtype=np.float64)
@@ -669,7 +660,8 @@ def solve_disjunct(
         )
     if np.any(lower > upper):
         return DisjunctOutcome("unsat", reason="empty input box")
-    solver = _Solver(network, coeffs, rhs, lower, upper, config or BabConfig(), deadline)
+    solver = _Solver(network, coeffs, rhs, lower, upper, config or BabConfig(), deadline,
+                     generator)
     return solver.run(frontier)
 
 
@@ -696,6 +688,7 @@ def verify(network: Network, prop: Property, timeout_s: float,
     # one must not wait for a long proof of the first), then the open ones share the time
     # in rounds, each resuming its own frontier.
     open_: dict[int, Frontier | None] = {i: None for i in range(len(prop.disjuncts))}
+    generators = {i: torch.Generator().manual_seed(config.seed) for i in open_}
     undecided: list[str] = []
     k = len(prop.disjuncts)
     slice_s = float(timeout_s) if k == 1 else min(1.0, float(timeout_s) / (2 * k))
@@ -704,7 +697,7 @@ def verify(network: Network, prop: Property, timeout_s: float,
             d = prop.disjuncts[i]
             until = min(deadline, time.monotonic() + slice_s)
             out = solve_disjunct(network, d.coeffs, d.rhs, d.lower, d.upper, until, config,
-                                 open_[i])
+                                 open_[i], generators[i])
             domains += out.domains
             logger.debug("disjunct %d: %s (%d domains)", i, out.status, out.domains)
             if out.status == "sat":

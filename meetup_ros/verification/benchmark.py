@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from meetup_ros.verification import VerificationInputError
+from meetup_ros.verification import VerificationInputError, require_file
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +60,7 @@ def read_instances(csv_path: str | Path, root: str | Path | None = None) -> list
     Raises:
         VerificationInputError: missing file or malformed row (names the line).
     """
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise VerificationInputError(f"instances file {str(csv_path)!r} does not exist")
+    csv_path = require_file(csv_path, "instances file")
     base = Path(root) if root is not None else csv_path.parent
     out = []
     with csv_path.open(newline="") as f:

@@ -15,6 +15,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from meetup_ros.verification.adam import adam_direction
 from meetup_ros.verification.network import Network
 
 logger = logging.getLogger(__name__)
@@ -46,10 +47,7 @@ def _adam_descent(layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tens
                   lower: torch.Tensor, upper: torch.Tensor, steps: int,
                   deadline: float | None, lr: float = 1e-3
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Adam on ``max_j margin_j`` from starts ``x (P, n)``, in [0, 1]-scaled box coordinates.
-
-    Written out (torch.optim imports torch._dynamo, seconds at first use).
-    """
+    """Adam on ``max_j margin_j`` from starts ``x (P, n)``, in [0, 1]-scaled box coordinates."""
     width = torch.where(upper > lower, upper - lower, torch.ones_like(upper))
     u = ((x - lower) / width).clamp(0, 1)
     m1, m2 = torch.zeros_like(u), torch.zeros_like(u)
@@ -66,10 +64,7 @@ def _adam_descent(layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tens
             break
         (grad,) = torch.autograd.grad(value.sum(), u)
         with torch.no_grad():
-            m1 = 0.9 * m1 + 0.1 * grad
-            m2 = 0.999 * m2 + 0.001 * grad * grad
-            update = (m1 / (1 - 0.9**it)) / ((m2 / (1 - 0.999**it)).sqrt() + 1e-12)
-            u = (u - lr * update).clamp(0, 1)
+            u = (u - lr * adam_direction(m1, m2, grad, it)).clamp(0, 1)
     return best_x, best_v
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from meetup_ros.verification import VerificationInputError
+from meetup_ros.verification import VerificationInputError, require_file
 
 logger = logging.getLogger(__name__)
 
@@ -174,10 +174,7 @@ def load_network(path: str | Path) -> Network:
     Raises:
         VerificationInputError: missing file, unknown suffix, malformed or unsupported graph.
     """
-    path = Path(path)
-    if not path.is_file():
-        what = "is not a file" if path.exists() else "does not exist"
-        raise VerificationInputError(f"network file {str(path)!r} {what}")
+    path = require_file(path, "network file")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         from meetup_ros.verification.onnx_loader import load_onnx

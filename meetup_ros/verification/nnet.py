@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from meetup_ros.verification import VerificationInputError
+from meetup_ros.verification import VerificationInputError, require_file
 from meetup_ros.verification.network import Network
 
 
@@ -42,10 +42,8 @@ def load_nnet(path: str | Path, normalize: bool = False) -> Network:
         VerificationInputError: missing file, wrong counts or non-numeric values (names the
             line).
     """
-    path = Path(path)
+    path = require_file(path, "network file")
     source = str(path)
-    if not path.is_file():
-        raise VerificationInputError(f"network file {source!r} does not exist")
     lines = [(i, ln) for i, ln in enumerate(path.read_text().splitlines(), start=1)
              if ln.strip() and not ln.lstrip().startswith("//")]
     pos = 0

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from meetup_ros.verification import VerificationInputError
+from meetup_ros.verification import VerificationInputError, require_file
 from meetup_ros.verification.network import Network
 
 logger = logging.getLogger(__name__)
@@ -53,10 +53,7 @@ def load_onnx(path: str | Path) -> Network:
     import onnx
     from onnx import numpy_helper
 
-    path = Path(path)
-    if not path.is_file():
-        what = "is not a file" if path.exists() else "does not exist"
-        raise VerificationInputError(f"network file {str(path)!r} {what}")
+    path = require_file(path, "network file")
     if path.stat().st_size == 0:
         raise VerificationInputError(f"network file {str(path)!r} is empty (0 bytes)")
     try:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from meetup_ros.verification import VerificationInputError
 from meetup_ros.verification.bab import BabConfig, Frontier, solve_disjunct
@@ -96,6 +97,9 @@ class RuntimeMonitor:
         self._certified: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(n)]
         self._open: list[tuple[np.ndarray, np.ndarray, Frontier] | None] = [None] * n
         self._last_cex: list[np.ndarray | None] = [None] * n
+        # One falsifier random source per disjunct for the whole run: a tick that resumes
+        # an open search tries new points, not the last tick's again.
+        self._generators = [torch.Generator().manual_seed(self.config.seed) for _ in range(n)]
         self.stats = {"calls": 0, "cache_hits": 0, "resumed": 0, "verified": 0,
                       "violated": 0, "unknown": 0}
         # Warm up torch kernels and the onnxruntime session outside the first deadline.
@@ -170,7 +174,7 @@ class RuntimeMonitor:
                 frontier = previous[2].restrict(lo, up)
                 self.stats["resumed"] += 1
             out = solve_disjunct(self.network, d.coeffs, d.rhs, lo, up, deadline, self.config,
-                                 frontier)
+                                 frontier, self._generators[i])
             domains += out.domains
             if out.status == "sat":
                 assert out.x is not None and out.y is not None

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from meetup_ros.verification import VerificationInputError
+from meetup_ros.verification import VerificationInputError, require_file
 
 
 @dataclass(frozen=True, eq=False)
@@ -243,9 +243,7 @@ def load_property_yaml(path: str | Path) -> Property:
     """
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise VerificationInputError(f"property file {str(path)!r} does not exist")
+    path = require_file(path, "property file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:

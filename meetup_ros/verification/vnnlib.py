@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from meetup_ros.verification import VerificationInputError
+from meetup_ros.verification import VerificationInputError, require_file
 from meetup_ros.verification.spec import Disjunct, Property
 
 logger = logging.getLogger(__name__)
@@ -255,9 +255,7 @@ def load_vnnlib(path: str | Path) -> Property:
     Raises:
         VerificationInputError: missing file or malformed/unsupported content (names the line).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise VerificationInputError(f"property file {str(path)!r} does not exist")
+    path = require_file(path, "property file")
     # VNN-LIB is ASCII; some files carry Latin-1 comments. Undecodable bytes become U+FFFD,
     # which the tokeniser rejects with its line number unless they sit in a comment.
     text = path.read_bytes().decode("utf-8", errors="replace")

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from meetup_ros.verification.adam import adam_direction
+
 
 @dataclass
 class CrownResult:
@@ -275,10 +277,8 @@ def _optimise_alpha(
         start[:, :rows] = torch.where(given >= 0, given, start[:, :rows])  # -1: none stored
     sizes = [s.shape[-1] for s in lo_slopes]
     params = [p.clone().requires_grad_(True) for p in torch.split(start, sizes, -1)]
-    # Adam written out: torch.optim pulls in torch._dynamo (seconds of imports at first use).
     m1 = [torch.zeros_like(p) for p in params]
     m2 = [torch.zeros_like(p) for p in params]
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
     best, best_A, best_c = best.clone(), best_A.clone(), best_c.clone()
     for step in range(1, steps + 1):
         slopes = [
@@ -295,10 +295,7 @@ def _optimise_alpha(
         grads = torch.autograd.grad(bound.sum(), params)
         with torch.no_grad():
             for p, g, a1, a2 in zip(params, grads, m1, m2, strict=True):
-                a1.mul_(beta1).add_(g, alpha=1 - beta1)
-                a2.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                update = (a1 / (1 - beta1**step)) / ((a2 / (1 - beta2**step)).sqrt() + eps)
-                p.add_(update, alpha=lr).clamp_(0, 1)  # ascent on the bound
+                p.add_(adam_direction(a1, a2, g, step), alpha=lr).clamp_(0, 1)  # ascent
     tuned = torch.cat([p.detach() for p in params], -1)
     return best.detach(), best_A.detach(), best_c.detach(), tuned
 
