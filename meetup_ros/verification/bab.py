@@ -27,8 +27,9 @@ Falsification on wide boxes: ACAS Xu 1_9 with property 7 (the whole input range)
 violated only in a sliver: 20 000 x 200 sign-PGD steps from random starts came no closer than
 a max-margin of 5e-4, while the best of 65 536 uniform points lie near it and a few Adam steps
 from them reach it. So every ``screen_every_s`` of a long search the falsifier restarts over
-the whole box from such screened points (about 0.15 s a round); it finds that counterexample
-within seconds, where the bounds could not have closed a box that wide in the time.
+the whole box from such screened points (about 0.15 s a round, one in seven finding it); two
+benchmark runs found that counterexample in 4 and 39 s, where the bounds could not have
+closed a box that wide in 116 s.
 
 Known limits: ReLU splitting has no Lagrangian (beta-CROWN) treatment of the split
 constraints, so a domain with every ReLU fixed is still bounded over its whole box; such
