@@ -130,6 +130,50 @@ def test_estimator_resets_on_time_going_back_and_survives_gaps(
         est.add_frame(int(cam.stamps_ns[5]), cam.images[5].astype(np.float32))
 
 
+def test_estimator_clocks_that_disagree_do_not_reset_every_frame(
+    repo_root: Path, bundled
+) -> None:
+    """IMU stamps 120 s ahead of the camera's: one reset at the jump, then frames go on."""
+    from meetup_ros.odometry.estimator import VioEstimator
+
+    est = VioEstimator.from_weights(repo_root / "models" / "vio.pt")
+    imu, cam = bundled.imu, bundled.cam0
+    offset = 0
+    lo = cam.stamps_ns[0] - 50_000_000
+    estimates = []
+    for j in range(40):
+        if j == 10:
+            offset = 120 * NS  # the IMU driver's clock steps forward
+        for i in np.flatnonzero((imu.stamps_ns > lo) & (imu.stamps_ns <= cam.stamps_ns[j])):
+            est.add_imu(int(imu.stamps_ns[i]) + offset, imu.gyro_radps[i], imu.accel_mps2[i])
+        lo = cam.stamps_ns[j]
+        estimates.append(est.add_frame(int(cam.stamps_ns[j]), cam.images[j]))
+    assert est.stats.resets == 1
+    assert est.stats.clock_mismatches > 0
+    assert all(e is not None for e in estimates[11:])
+    assert est.stats.frames_dropped == 0
+
+
+def test_estimator_retries_gravity_initialisation_after_bad_samples(
+    repo_root: Path, bundled
+) -> None:
+    from meetup_ros.odometry.estimator import ImuInitError, VioEstimator
+
+    est = VioEstimator.from_weights(repo_root / "models" / "vio.pt")
+    imu, cam = bundled.imu, bundled.cam0
+    # the vehicle shakes while the first samples come in: no gravity direction in them
+    for k in range(20):
+        est.add_imu(int(imu.stamps_ns[k]), imu.gyro_radps[k], np.array([30.0, 0.0, 0.0]))
+    with pytest.raises(ImuInitError, match="gravity initialisation from 20 IMU sample"):
+        est.add_frame(int(imu.stamps_ns[19]) + 1, cam.images[0])
+    assert est.stats.init_failures == 1
+    # the next samples are at rest: the estimator starts instead of staying stuck
+    sel = np.flatnonzero((imu.stamps_ns > imu.stamps_ns[19]) & (imu.stamps_ns <= cam.stamps_ns[5]))
+    for i in sel:
+        est.add_imu(int(imu.stamps_ns[i]), imu.gyro_radps[i], imu.accel_mps2[i])
+    assert est.add_frame(int(cam.stamps_ns[5]), cam.images[5]) is not None
+
+
 def test_evaluate_vio_command_writes_the_report_keys(repo_root: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from meetup_ros.cli import main

@@ -107,6 +107,23 @@ def test_time_going_back_resets(caplog: pytest.LogCaptureFixture) -> None:
     assert w.add(T0 + 2 * PERIOD_NS, *_sample(2)) and not w.reset_happened
 
 
+def test_clock_jumping_forward_resets_instead_of_integrating_the_gap(
+        caplog: pytest.LogCaptureFixture) -> None:
+    w = ImuWindower(reset_forward_s=1.0)
+    _feed(w, [T0 + i * PERIOD_NS for i in range(1, 21)])
+    w.take(T0 + 20 * PERIOD_NS)
+    # an IMU gap under the limit is integrated with its real dt
+    _feed(w, [T0 + 20 * PERIOD_NS + NS // 2])
+    assert not w.reset_happened
+    assert w.take(T0 + 20 * PERIOD_NS + NS).dt_s.tolist() == pytest.approx([0.5])
+    with caplog.at_level(logging.WARNING):
+        _feed(w, [T0 + 130 * NS])  # the driver's clock stepped by two minutes
+    assert w.reset_happened and w.stats.resets == 1
+    assert "after the newest" in w.last_reset_reason and "after the newest" in caplog.text
+    # the first sample after the reset covers a nominal period, not two minutes
+    assert w.take(T0 + 131 * NS).dt_s.tolist() == pytest.approx([w.nominal_dt_s])
+
+
 @pytest.mark.parametrize(
     ("gyro", "accel", "reason"),
     [
@@ -146,7 +163,7 @@ def test_bounded_queue_sized_for_200hz() -> None:
 
 
 @pytest.mark.parametrize("kwargs", [{"rate_hz": 0.0}, {"capacity": 0},
-                                    {"reset_backwards_s": -1.0}])
+                                    {"reset_backwards_s": -1.0}, {"reset_forward_s": 0.0}])
 def test_bad_configuration(kwargs: dict[str, float]) -> None:
     with pytest.raises(OdometryError, match=repr(next(iter(kwargs.values())))):
         ImuWindower(**kwargs)  # type: ignore[arg-type]

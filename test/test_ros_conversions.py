@@ -90,6 +90,23 @@ def test_imu_round_trip_and_nan() -> None:
         cv.imu_to_arrays(bad, topic="/imu0")
 
 
+@pytest.mark.parametrize(
+    ("gyro", "accel", "stamp_ns", "match"),
+    [
+        ([0.0, 0.0, 0.0], [1e6, 0.0, 9.8], 5, r"/imu0: linear_acceleration \[1000000.0.*exceeds"),
+        ([0.0, 90.0, 0.0], [0.0, 0.0, 9.8], 5, r"/imu0: angular_velocity \[0.0, 90.0.*exceeds"),
+        ([0.1, 0.0, 0.0], [0.0, 0.0, 0.0], 5,
+         r"/imu0: linear_acceleration is exactly \[0, 0, 0\]"),
+        ([0.1, 0.0, 0.0], [0.0, 0.0, 9.8], 0, r"/imu0: header.stamp is 0"),
+    ],
+)
+def test_imu_values_no_sensor_gives_are_rejected(
+        gyro: list[float], accel: list[float], stamp_ns: int, match: str) -> None:
+    msg = cv.arrays_to_imu(stamp_ns, np.array(gyro), np.array(accel))
+    with pytest.raises(RosInputError, match=match):
+        cv.imu_to_arrays(msg, topic="/imu0")
+
+
 def test_odometry_round_trip_with_covariance() -> None:
     rng = np.random.default_rng(1)
     T = np.eye(4)

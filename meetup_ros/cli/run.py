@@ -137,6 +137,11 @@ def register(subparsers: Any) -> None:
         help="nodes to start (default: all four)",
     )
     p.add_argument("--models", default=None, metavar="DIR", help=MODELS_HELP)
+    p.add_argument(
+        "--use-sim-time", choices=("true", "false"), default=None,
+        help="override the params file's use_sim_time (as the launch file's argument does): "
+             "false on a robot with live sensors, true with a bag replay publishing /clock",
+    )
     p.set_defaults(func=_run)
 
     p = subparsers.add_parser(
@@ -190,8 +195,10 @@ def check_params_file(params_file: Path) -> None:
 class NodeProcesses:
     """The pipeline nodes as child processes (``python -m meetup_ros.nodes.<name>``)."""
 
-    def __init__(self, params_file: Path, names: Sequence[str], log_dir: Path | None) -> None:
+    def __init__(self, params_file: Path, names: Sequence[str], log_dir: Path | None,
+                 use_sim_time: str | None = None) -> None:
         self.params_file = params_file
+        self.use_sim_time = use_sim_time
         self.names = list(names)
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -202,6 +209,8 @@ class NodeProcesses:
             module = PIPELINE_NODES[name].partition(":")[0]
             cmd = [sys.executable, "-m", module, "--ros-args", "--params-file",
                    str(self.params_file)]
+            if self.use_sim_time is not None:  # after the file: the later setting wins
+                cmd += ["-p", f"use_sim_time:={self.use_sim_time}"]
             out: IO[bytes] | None = None
             if self.log_dir is not None:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -249,19 +258,19 @@ def _run(args: argparse.Namespace) -> int:
     params_file = paths.config_path(args.params)
     check_params_file(params_file)
     if not args.models:
-        return _run_nodes(params_file, args.nodes)
+        return _run_nodes(params_file, args.nodes, args.use_sim_time)
     import tempfile
 
     # The rewritten params file lives as long as the nodes that read it.
     with tempfile.TemporaryDirectory(prefix="meetup_ros_") as tmp:
         return _run_nodes(
             params_with_models(params_file, Path(args.models), Path(tmp) / params_file.name),
-            args.nodes)
+            args.nodes, args.use_sim_time)
 
 
-def _run_nodes(params_file: Path, names: list[str]) -> int:
+def _run_nodes(params_file: Path, names: list[str], use_sim_time: str | None = None) -> int:
     """Run the nodes until one exits, Ctrl-C or SIGTERM; 1 if any failed."""
-    nodes = NodeProcesses(params_file, names, log_dir=None)
+    nodes = NodeProcesses(params_file, names, log_dir=None, use_sim_time=use_sim_time)
 
     def on_sigterm(signum: int, frame: Any) -> None:
         # systemd, containers and CI stop with SIGTERM: stop the node processes as on Ctrl-C

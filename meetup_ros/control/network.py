@@ -114,7 +114,10 @@ def export_onnx(net: GovernorNet, path: str | Path, doc: str = "") -> Path:
 
 
 class GovernorRuntime:
-    """Runs an exported governor (or any 5-in ONNX network) with onnxruntime on one thread."""
+    """Runs an exported governor (or any ONNX network) with onnxruntime on one thread.
+
+    ``input_size`` and ``output_size`` are read at load; :meth:`require_sizes` checks them.
+    """
 
     def __init__(self, path: str | Path) -> None:
         import onnxruntime as ort
@@ -135,7 +138,34 @@ class GovernorRuntime:
             ) from exc
         graph_inputs = self._session.get_inputs()
         self._input = graph_inputs[0]
-        self.input_size = int(self._input.shape[-1])
+        last = self._input.shape[-1] if self._input.shape else None
+        if not isinstance(last, int) or last < 1:
+            raise ControlError(
+                f"controller network {str(self.path)!r} has input {self._input.name!r} of shape "
+                f"{self._input.shape!r}; expected a fixed size last dimension"
+            )
+        self.input_size = last
+        # The output size is what one run gives (a declared shape may be symbolic or wrong).
+        try:
+            probe = self.scores(np.zeros(self.input_size))
+        except Exception as exc:  # onnxruntime's own error types, or a shape mismatch
+            raise ControlError(
+                f"controller network {str(self.path)!r} fails on a zero state of "
+                f"{self.input_size!r} values: {exc}"
+            ) from exc
+        self.output_size = int(probe.size)
+
+    def require_sizes(
+        self, inputs: tuple[str, ...] = STATE_NAMES, outputs: tuple[str, ...] = ADVISORIES
+    ) -> None:
+        """Raise ControlError unless the network maps ``len(inputs)`` values to
+        ``len(outputs)`` scores (e.g. an ACAS Xu network, 5 -> 5, is not a governor)."""
+        if self.input_size != len(inputs) or self.output_size != len(outputs):
+            raise ControlError(
+                f"controller network {str(self.path)!r} takes {self.input_size!r} inputs and "
+                f"gives {self.output_size!r} scores; expected {len(inputs)} inputs "
+                f"{list(inputs)!r} and {len(outputs)} scores {list(outputs)!r}"
+            )
 
     def scores(self, state: np.ndarray) -> np.ndarray:
         """``(n,)`` state -> ``(m,)`` scores (float64)."""

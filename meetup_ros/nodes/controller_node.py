@@ -57,6 +57,9 @@ class ControllerParams:
     depth_window_fraction: float = param(0.5, "central window of the depth image (fraction)")
     depth_percentile: float = param(5.0, "low percentile of window depths taken as nearest")
     depth_max_age_s: float = param(2.0, "older depth (vs the odometry stamp) is not used")
+    depth_max_ahead_s: float = param(
+        0.5, "depth stamped further after the odometry than this is not used (clock fault)"
+    )
     depth_unknown_m: float = param(
         0.1, "nearest depth assumed when no recent valid depth (pessimistic: close)"
     )
@@ -79,15 +82,18 @@ class ControllerNode(Node):
                 f"advisory_speeds_mps {p.advisory_speeds_mps!r} needs {len(ADVISORIES)} values "
                 f"for {list(ADVISORIES)!r}"
             )
+        if not (p.depth_max_age_s >= 0 and p.depth_max_ahead_s >= 0):
+            raise RosInputError(
+                f"depth_max_age_s {p.depth_max_age_s!r} and depth_max_ahead_s "
+                f"{p.depth_max_ahead_s!r} must be >= 0"
+            )
         self.axes = StateAxes(p.forward_axis_base, p.up_axis_base)
         self._forward_base = self.axes.matrix()[0]
         network_path = paths.model_path(p.network_path)
         self.runtime = GovernorRuntime(network_path)
-        if self.runtime.input_size != len(STATE_NAMES):
-            raise ControlError(
-                f"network {str(network_path)!r} takes {self.runtime.input_size!r} inputs, "
-                f"expected {len(STATE_NAMES)} ({list(STATE_NAMES)!r})"
-            )
+        # A network of another shape (ACAS Xu: 5 -> 5) must stop the node here, not index
+        # past ADVISORIES on the first odometry.
+        self.runtime.require_sizes(STATE_NAMES, ADVISORIES)
         self.health = NodeHealth(self, ["state_to_command"], p.diagnostics_period_s)
         self._depth: tuple[int, float] | None = None  # (stamp_ns, nearest depth m)
         self._last_odom_ns: int | None = None
@@ -136,6 +142,14 @@ class ControllerNode(Node):
                 f"(depth_max_age_s={p.depth_max_age_s!r}); using depth_unknown_m",
             )
             return p.depth_unknown_m
+        if -age_s > p.depth_max_ahead_s:
+            # A future stamp never ages: without this, one bad stamp would be used forever.
+            self.health.problem(
+                "future_depth",
+                f"{p.depth_topic}: latest depth is stamped {-age_s:.2f} s after the odometry "
+                f"(depth_max_ahead_s={p.depth_max_ahead_s!r}); using depth_unknown_m",
+            )
+            return p.depth_unknown_m
         return nearest
 
     def _on_odom(self, msg: Odometry) -> None:
@@ -166,6 +180,12 @@ class ControllerNode(Node):
                 scores = self.runtime.scores(state)
             except ControlError as exc:
                 self.health.problem("bad_state", f"{p.odom_topic}: {exc}")
+                return
+            if scores.shape != (len(ADVISORIES),):
+                self.health.problem(
+                    "bad_scores", f"network gave {scores.size!r} scores, expected "
+                    f"{len(ADVISORIES)} ({list(ADVISORIES)!r})",
+                )
                 return
             if not np.all(np.isfinite(scores)):
                 self.health.problem("non_finite_scores", f"network scores {scores!r}")

@@ -9,6 +9,16 @@ controller runs) whether each property holds over it, within a deadline per tick
 - verified: the command goes to ``/cmd``; ``/diagnostics`` OK.
 - unknown (deadline reached, late, or any exception): the fallback goes to ``/cmd``; WARN.
 - violated: the fallback goes to ``/cmd``; ERROR with the counterexample in the values.
+- rejected: the certificate holds but the command is not finite, or is not what the certified
+  network outputs at the state (``advisory_speeds_mps[argmax(scores)]`` along the forward
+  axis, no rotation: how controller_node builds it); the fallback goes to ``/cmd``; ERROR.
+  The certificate is about the network, so only the network's own command may ride on it.
+
+Watchdog: once the gate has answered a first (state, command) pair, if nothing has gone to
+``/cmd`` in answer to the inputs for ``input_timeout_s``, the fallback goes to ``/cmd`` with
+the status ``input_timeout``, and again every tick (``tick_hz``) until the inputs resume: a
+silent upstream (camera lost, a node crashed) must not leave the last verified command in
+force. These fallbacks are counted (``watchdog_fallbacks``), not as certificates.
 
 In ``state_source: fixed`` mode (e.g. ACAS Xu) the region is around a configured state and
 is certified on a timer; commands are gated by the latest certificate.
@@ -16,6 +26,7 @@ is certified on a timer; commands are gated by the latest certificate.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
@@ -33,7 +44,7 @@ from std_msgs.msg import String
 from meetup_ros import paths
 from meetup_ros.control import ControlError
 from meetup_ros.control.region import region
-from meetup_ros.control.state import STATE_NAMES, StateAxes, state_sigma
+from meetup_ros.control.state import ADVISORIES, STATE_NAMES, StateAxes, state_sigma
 from meetup_ros.ros import RosInputError
 from meetup_ros.ros.convert import (
     named_vector_to_array,
@@ -45,8 +56,10 @@ from meetup_ros.ros.node_tools import NodeHealth, diagnostic_status, reliable_qo
 from meetup_ros.ros.params import declare_parameters, param
 
 NODE_NAME = "safety_monitor_node"
-STATUSES = ("verified", "violated", "unknown")
-_LEVEL = {"verified": "OK", "unknown": "WARN", "violated": "ERROR"}
+STATUSES = ("verified", "violated", "unknown")  # a certificate's (RuntimeMonitor's)
+REJECTED = "rejected"  # verified, but the command is not the certified network's
+INPUT_TIMEOUT = "input_timeout"  # the watchdog's fallback (on /safety/status, not a tick)
+_LEVEL = {"verified": "OK", "unknown": "WARN", "violated": "ERROR", REJECTED: "ERROR"}
 
 
 @dataclass(frozen=True)
@@ -63,7 +76,22 @@ class MonitorParams:
     deadline_grace_s: float = param(0.02, "a certificate later than deadline+grace is unknown")
     state_source: str = param("controller", "'controller' (state topic) or 'fixed'")
     fixed_state: tuple[float, ...] = param((), "the state in 'fixed' mode (input units)")
-    tick_hz: float = param(20.0, "certification rate in 'fixed' mode (Hz)")
+    tick_hz: float = param(
+        20.0, "certification rate in 'fixed' mode; the watchdog's check and fallback rate (Hz)"
+    )
+    advisory_speeds_mps: tuple[float, ...] = param(
+        (1.0, 0.3, 0.0),
+        "forward speed per network output (controller_node's): the only commands that pass",
+    )
+    command_tolerance: float = param(
+        1e-6, "largest difference (m/s, rad/s) between a command and the network's own"
+    )
+    # 5 ticks of the 20 Hz odometry: one or two late ticks on loaded cores (p99 of a tick is
+    # well under 0.1 s) do not stop the robot, and a stale command is replaced well within
+    # the 0.5 s lookahead the certified region covers (pipeline.yaml's radii).
+    input_timeout_s: float = param(
+        0.25, "nothing to /cmd from the inputs for this long (ROS clock): fallback (s)"
+    )
     radii: tuple[float, ...] = param(
         (0.05, 0.05, 0.05, 0.05, 0.1), "half-widths added to the region, per input"
     )
@@ -117,6 +145,10 @@ class SafetyMonitorNode(Node):
             raise RosInputError(f"fixed_state {p.fixed_state!r} needs {n_inputs} values")
         if not p.property_paths:
             raise RosInputError("property_paths is empty; at least one property is needed")
+        for name, value in (("tick_hz", p.tick_hz), ("input_timeout_s", p.input_timeout_s),
+                            ("command_tolerance", p.command_tolerance)):
+            if not (math.isfinite(value) and value > 0):
+                raise RosInputError(f"{name} {value!r}; expected a finite value > 0")
         from meetup_ros.verification.runtime import RuntimeMonitor
 
         network_path = paths.model_path(p.network_path)
@@ -130,8 +162,16 @@ class SafetyMonitorNode(Node):
             monitor = RuntimeMonitor(network_path, path, deadline_s=p.deadline_s)
             self.monitors.append((path.name, monitor))
         self.axes = StateAxes(p.forward_axis_base, p.up_axis_base)
+        self._forward_base = self.axes.matrix()[0]
+        self.network = self.monitors[0][1].network  # the same file for every property
+        if p.state_source == "controller" and len(p.advisory_speeds_mps) != self.network.n_outputs:
+            raise RosInputError(
+                f"advisory_speeds_mps {p.advisory_speeds_mps!r} needs one speed per output of "
+                f"{network_path.name!r} ({self.network.n_outputs!r}): each command is checked "
+                "against the speed of the network's top output at the state"
+            )
         self.health = NodeHealth(self, ["certificate"], p.diagnostics_period_s)
-        self.certificates: Counter[str] = Counter({s: 0 for s in STATUSES})
+        self.certificates: Counter[str] = Counter({s: 0 for s in (*STATUSES, REJECTED)})
         self.health.add_section("certificates", lambda: dict(self.certificates))
         self.last: TickResult | None = None
         self._states: OrderedDict[int, np.ndarray] = OrderedDict()
@@ -139,6 +179,16 @@ class SafetyMonitorNode(Node):
         # Twist covariances by odometry stamp: the state's stamp is its odometry's stamp.
         self._twist_cov: OrderedDict[int, np.ndarray] = OrderedDict()
         self._last_state_ns: int | None = None
+        # Watchdog, on the node's ROS clock: the time the inputs live in. With use_sim_time
+        # (a replay) that is /clock, so the end of a replay, when /clock stops, is no
+        # silence (the demo's drain waits for the outputs to stop), while a node that dies
+        # during the replay is; on a robot (no use_sim_time) it is the system clock, so any
+        # wall-clock silence triggers it. Armed by the first answer to the inputs: nothing is
+        # in force on /cmd before, and a pipeline still starting up is not a fault.
+        self._last_output_ns: int | None = None
+        self._last_input_ns: dict[str, int] = {}
+        self._silent_since_ns: int | None = None
+        self._frame_id = "base_link"  # of the fallback; then the last command's
         self.cmd_pub = self.create_publisher(TwistStamped, p.cmd_topic, reliable_qos(50))
         self.status_pub = self.create_publisher(String, p.status_topic, reliable_qos(50))
         from diagnostic_msgs.msg import DiagnosticArray
@@ -151,14 +201,20 @@ class SafetyMonitorNode(Node):
             self.create_subscription(JointState, p.state_topic, self._on_state, reliable_qos(50))
         else:
             self.create_timer(1.0 / p.tick_hz, self._on_fixed_tick)
+        self.create_timer(1.0 / p.tick_hz, self._on_watchdog)  # the node's (ROS) clock
         self.get_logger().info(
             f"monitor: network {network_path}, properties {[n for n, _ in self.monitors]}, "
-            f"deadline {p.deadline_s * 1e3:.0f} ms, state from {p.state_source}"
+            f"deadline {p.deadline_s * 1e3:.0f} ms, state from {p.state_source}, "
+            f"input timeout {p.input_timeout_s:g} s"
         )
 
     # ---- inputs ----------------------------------------------------------------------------
 
+    def _received(self, topic: str) -> None:
+        self._last_input_ns[topic] = self.get_clock().now().nanoseconds
+
     def _on_odom(self, msg: Odometry) -> None:
+        self._received(self.params.odom_topic)
         try:
             odom = odometry_to_arrays(msg, topic=self.params.odom_topic)
         except RosInputError as exc:
@@ -170,6 +226,7 @@ class SafetyMonitorNode(Node):
 
     def _on_state(self, msg: JointState) -> None:
         p = self.params
+        self._received(p.state_topic)
         try:
             state = named_vector_to_array(msg, p.input_names, topic=p.state_topic)
         except RosInputError as exc:
@@ -190,9 +247,17 @@ class SafetyMonitorNode(Node):
         self._try_pair(stamp_ns)
 
     def _on_command(self, msg: TwistStamped) -> None:
+        self._received(self.params.command_topic)
         stamp_ns = stamp_to_ns(msg.header.stamp)
         if self.params.state_source == "fixed":
-            self._gate(msg, self.last)
+            # The fixed state is not the state this command was computed from: only its
+            # finiteness can be checked against it.
+            problem = self._command_problem(msg, None)
+            if problem is not None:
+                self.health.problem("commands_rejected", problem)
+                self._gate(msg, None)
+            else:
+                self._gate(msg, self.last)
             return
         self._hold(self._commands, stamp_ns, msg)
         self._try_pair(stamp_ns)
@@ -210,7 +275,7 @@ class SafetyMonitorNode(Node):
             return
         state = self._states.pop(stamp_ns)
         command = self._commands.pop(stamp_ns)
-        result = self.certify(state, stamp_ns)
+        result = self.certify(state, stamp_ns, command)
         self._gate(command, result)
 
     def _on_fixed_tick(self) -> None:
@@ -230,8 +295,15 @@ class SafetyMonitorNode(Node):
             cov = next(reversed(self._twist_cov.values()))
         return state_sigma(cov, self.axes)
 
-    def certify(self, state: np.ndarray, stamp_ns: int | None = None) -> TickResult:
-        """Certify every property over the region around ``state``; publish the outcome."""
+    def certify(
+        self, state: np.ndarray, stamp_ns: int | None = None,
+        command: TwistStamped | None = None,
+    ) -> TickResult:
+        """Certify every property over the region around ``state``; publish the outcome.
+
+        With ``command``, a verified certificate becomes "rejected" unless the command is
+        the network's own at ``state`` (:meth:`_command_problem`).
+        """
         p = self.params
         start = time.perf_counter()
         lower = upper = state
@@ -258,6 +330,14 @@ class SafetyMonitorNode(Node):
                 f"(+{p.deadline_grace_s * 1e3:.0f} ms grace); was {result.status}",
                 result.elapsed_s, lower, upper,
             )
+        if result.status == "verified" and command is not None:
+            problem = self._command_problem(command, state)
+            if problem is not None:
+                self.health.problem("commands_rejected", problem)
+                result = TickResult(
+                    REJECTED, f"{problem}; the network's certificate held ({result.reason})",
+                    result.elapsed_s, lower, upper, domains=result.domains,
+                )
         self.certificates[result.status] += 1
         self.last = result
         self.status_pub.publish(String(data=result.status))
@@ -287,8 +367,63 @@ class SafetyMonitorNode(Node):
                 worst = "unknown"
         return TickResult(worst, "; ".join(reasons), 0.0, lower, upper, domains=domains)
 
+    # ---- the command ------------------------------------------------------------------------
+
+    def _command_problem(self, command: TwistStamped, state: np.ndarray | None) -> str | None:
+        """None when ``command`` may pass on a verified certificate at ``state``, else why not.
+
+        Finite in every component, and (with a state) within ``command_tolerance`` of what
+        controller_node makes of the network at that state: ``advisory_speeds_mps[argmax]``
+        along the forward axis, no rotation. The scores come from onnxruntime on the same
+        file, as the controller computes them (float32); the float64 model the certificate
+        reasons about must pick the same output (it can differ only on a near tie).
+        """
+        p = self.params
+        twist = command.twist
+        linear = np.array([twist.linear.x, twist.linear.y, twist.linear.z], dtype=np.float64)
+        angular = np.array([twist.angular.x, twist.angular.y, twist.angular.z],
+                           dtype=np.float64)
+        speed = float(linear @ self._forward_base)
+        if not (np.isfinite(linear).all() and np.isfinite(angular).all()):
+            return (f"{p.command_topic} speed {speed!r} (linear {linear.tolist()!r} m/s, "
+                    f"angular {angular.tolist()!r} rad/s) is not finite")
+        if state is None:
+            return None
+        try:
+            deployed = self._deployed_scores(state)
+            model = self.network.forward(state)
+        except Exception as exc:  # onnxruntime's own error types: the gate stays closed
+            return f"{p.command_topic}: the network could not be evaluated at the state: {exc}"
+        if not (np.isfinite(deployed).all() and np.isfinite(model).all()):
+            return f"{p.command_topic}: the network's scores {deployed.tolist()!r} are not finite"
+        top = int(np.argmax(deployed))
+        name = ADVISORIES[top] if self.network.n_outputs == len(ADVISORIES) else f"output {top}"
+        if int(np.argmax(model)) != top:
+            return (f"{p.command_topic}: the deployed network's top output {name!r} at the state "
+                    f"(scores {deployed.tolist()!r}) is not the certified model's "
+                    f"({model.tolist()!r}): a near tie the certificate does not cover")
+        expected_speed = float(p.advisory_speeds_mps[top])
+        expected = np.concatenate([self._forward_base * expected_speed, np.zeros(3)])
+        error = float(np.max(np.abs(np.concatenate([linear, angular]) - expected)))
+        if error > p.command_tolerance:
+            return (f"{p.command_topic} speed {speed!r} (linear {linear.tolist()!r} m/s, angular "
+                    f"{angular.tolist()!r} rad/s) does not match the certified network's output "
+                    f"{name!r} ({expected_speed!r} m/s forward, no rotation) at the state "
+                    f"{state.tolist()!r}: off by {error:.3g} > {p.command_tolerance:g}")
+        return None
+
+    def _deployed_scores(self, state: np.ndarray) -> np.ndarray:
+        """The scores as the controller computes them: onnxruntime on the ONNX file."""
+        if self.network.source_kind == "onnx":
+            from meetup_ros.verification.falsify import onnxruntime_forward
+
+            return onnxruntime_forward(self.network.source, state)
+        return self.network.forward(state)
+
     def _gate(self, command: TwistStamped, result: TickResult | None) -> None:
         p = self.params
+        self._answered()
+        self._frame_id = command.header.frame_id
         if result is not None and result.status == "verified":
             self.cmd_pub.publish(command)
             self.health.counters["commands_passed"] += 1
@@ -300,6 +435,61 @@ class SafetyMonitorNode(Node):
             )
         )
         self.health.counters["fallbacks_sent"] += 1
+
+    # ---- watchdog --------------------------------------------------------------------------
+
+    def _answered(self) -> None:
+        """The gate answered the inputs (a command or the fallback): /cmd is fresh."""
+        now_ns = self.get_clock().now().nanoseconds
+        if self._silent_since_ns is not None:
+            self.health.counters["inputs_resumed"] += 1
+            self.get_logger().info(
+                f"inputs resumed after {(now_ns - self._silent_since_ns) * 1e-9:.2f} s of "
+                f"silence ({self.health.counters['watchdog_fallbacks']} watchdog fallbacks "
+                "so far)"
+            )
+            self._silent_since_ns = None
+        self._last_output_ns = now_ns
+
+    def _silence(self, now_ns: int) -> str:
+        """What was last heard on each input, for the warning."""
+        p = self.params
+        topics = [p.command_topic]
+        if p.state_source == "controller":
+            topics.insert(0, p.state_topic)
+        if p.use_odometry_covariance:
+            topics.insert(0, p.odom_topic)
+        parts = []
+        for topic in topics:
+            last = self._last_input_ns.get(topic)
+            parts.append(f"{topic} never received" if last is None
+                         else f"{topic} silent for {(now_ns - last) * 1e-9:.2f} s")
+        return ", ".join(parts)
+
+    def _on_watchdog(self) -> None:
+        p = self.params
+        if self._last_output_ns is None:
+            return  # not armed: nothing has gone to /cmd yet
+        now_ns = self.get_clock().now().nanoseconds
+        if now_ns < self._last_output_ns:  # the clock went back (a looped replay)
+            self._last_output_ns = now_ns
+            return
+        silent_s = (now_ns - self._last_output_ns) * 1e-9
+        if silent_s < p.input_timeout_s:
+            return
+        if self._silent_since_ns is None:
+            self._silent_since_ns = self._last_output_ns
+            self.health.problem(
+                "input_timeouts",
+                f"no (state, command) pair answered for {silent_s:.2f} s >= input_timeout_s "
+                f"{p.input_timeout_s:g} ({self._silence(now_ns)}): publishing the fallback on "
+                f"{p.cmd_topic} every {1.0 / p.tick_hz:g} s until the inputs resume",
+            )
+        self.status_pub.publish(String(data=INPUT_TIMEOUT))
+        self.cmd_pub.publish(twist_stamped_msg(
+            now_ns, p.fallback_linear_mps, p.fallback_angular_radps, self._frame_id,
+        ))
+        self.health.counters["watchdog_fallbacks"] += 1
 
     def _publish_certificate(self, result: TickResult, state: np.ndarray) -> None:
         from diagnostic_msgs.msg import DiagnosticArray

@@ -90,6 +90,10 @@ class SlamParams:
     pair_tolerance_s: float = param(0.003, "cam0/cam1 stamps closer than this are a pair")
     prior_tolerance_s: float = param(0.03, "odometry used as prior within this of a frame")
     max_pending: int = param(10, "unpaired frames held per camera")
+    reset_backwards_s: float = param(
+        1.0, "a pair stamped this far before the previous one resets (a loop); a pair at or "
+             "less far before the previous one (a duplicate) is dropped"
+    )
     diagnostics_period_s: float = param(2.0, "period of /diagnostics (s); 0 disables")
     torch_threads: int = param(
         1, "torch CPU threads in this node's process (several nodes share few cores)"
@@ -117,6 +121,8 @@ class SlamNode(Node):
         # Oversubscribed intra-op threads made one 50 ms certificate take 2.4 s on 2 cores.
         torch.set_num_threads(max(1, p.torch_threads))
         lower_cpu_priority(self, p.nice_increment)
+        if not p.reset_backwards_s > 0:
+            raise RosInputError(f"reset_backwards_s {p.reset_backwards_s!r} must be > 0")
         self.T_base_cam0 = _transform(p.T_base_cam0, "T_base_cam0")
         self.T_base_cam1 = _transform(p.T_base_cam1, "T_base_cam1")
         self.stereo = bool(p.cam1_topic)
@@ -273,8 +279,21 @@ class SlamNode(Node):
             self.health.problem("waiting_for_camera_info", "frames before camera_info: dropped")
             return
         if self._last_pair_ns is not None and stamp_ns <= self._last_pair_ns:
+            back_s = (self._last_pair_ns - stamp_ns) * 1e-9
+            if back_s <= self.params.reset_backwards_s:
+                # A duplicate or reordered frame: dropping it keeps the keyframes.
+                self.health.problem(
+                    "not_after_previous_dropped",
+                    f"{self.params.cam0_topic}: pair at {stamp_ns} ns is {back_s:.3f} s "
+                    f"before or at the previous "
+                    f"{self._last_pair_ns} ns (reset_backwards_s="
+                    f"{self.params.reset_backwards_s!r}): dropped",
+                )
+                return
             self.health.problem(
-                "resets", f"stamp {stamp_ns} ns not after {self._last_pair_ns} ns: resetting"
+                "resets",
+                f"stamp {stamp_ns} ns is {back_s:.3f} s before {self._last_pair_ns} ns "
+                f"(> reset_backwards_s={self.params.reset_backwards_s!r}): resetting",
             )
             reset = getattr(self.frontend, "reset", None)
             if callable(reset):

@@ -24,7 +24,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image, Imu
 
 from meetup_ros import paths
-from meetup_ros.odometry.estimator import VioEstimator
+from meetup_ros.odometry.estimator import ImuInitError, VioEstimator
 from meetup_ros.odometry.windowing import OdometryError
 from meetup_ros.ros import RosInputError
 from meetup_ros.ros.convert import image_to_mono8, imu_to_arrays, odometry_msg, stamp_to_ns
@@ -91,6 +91,8 @@ class VioNode(Node):
         self._hw = (p.image_height, p.image_width) if p.image_height and p.image_width else None
         self._resets_seen = 0
         self._frames_dropped_seen = 0
+        self._imu_rejected_seen = 0
+        self._clock_mismatches_seen = 0
         self._frames: deque[tuple[int, np.ndarray, float]] = deque()
         self._imu_head_ns: int | None = None  # newest IMU stamp since the last jump back
         self._jump_ns = int(0.5e9)
@@ -116,8 +118,21 @@ class VioNode(Node):
         if stats.resets > self._resets_seen:
             self._resets_seen = stats.resets
             self.health.problem(
-                "resets", f"{topic} stamp {stamp_ns} ns went back: the estimator reset "
-                "(a bag played in a loop?)",
+                "resets", f"{topic} stamp {stamp_ns} ns: the estimator reset "
+                f"({self.estimator.windower.last_reset_reason})",
+            )
+        if stats.dropped > self._imu_rejected_seen:
+            self._imu_rejected_seen = stats.dropped
+            self.health.problem(
+                "imu_rejected", f"{self.params.imu_topic} sample rejected "
+                f"({self.estimator.windower.last_rejection})",
+            )
+        if stats.clock_mismatches > self._clock_mismatches_seen:
+            self._clock_mismatches_seen = stats.clock_mismatches
+            self.health.problem(
+                "clock_mismatch", f"{self.params.imu_topic} stamp {stamp_ns} ns is more than "
+                f"{self.estimator.max_outage_ns / 1e9:g} s past the last "
+                f"{self.params.image_topic} frame: do the camera and IMU clocks agree?",
             )
         if stats.frames_dropped > self._frames_dropped_seen:
             self._frames_dropped_seen = stats.frames_dropped
@@ -144,6 +159,10 @@ class VioNode(Node):
                     )
                     self._frames.clear()
                 self._imu_head_ns = None
+            # Frames older than this sample have their whole IMU window: estimate them before
+            # the sample goes in, so that after an IMU gap the estimator's camera-outage step
+            # (at this sample's stamp) cannot overtake frames still waiting here.
+            self._drain_frames(before_ns=stamp_ns)
             # Slightly late samples are merged in order by the estimator; a jump back of
             # more than its reset_backwards_s resets it (see odometry.windowing).
             self.estimator.add_imu(stamp_ns, gyro_radps, accel_mps2)
@@ -159,27 +178,39 @@ class VioNode(Node):
         except RosInputError as exc:
             self.health.problem("bad_image", f"dropped: {exc}")
             return
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        if stamp_ns == 0:
+            self.health.problem("bad_image", f"dropped: {p.image_topic}: header.stamp is 0 "
+                                "(unset by the driver)")
+            return
         if self._hw is None:
             self._hw = (int(image.shape[0]), int(image.shape[1]))
         self.health.counters["frames_received"] += 1
-        self._frames.append((stamp_to_ns(msg.header.stamp), image, time.monotonic()))
+        self._frames.append((stamp_ns, image, time.monotonic()))
         self._drain_frames()
 
-    def _drain_frames(self) -> None:
+    def _drain_frames(self, before_ns: int | None = None) -> None:
         """Process waiting frames whose IMU window is complete (or that waited long enough).
 
         Camera and IMU arrive on separate subscriptions in no guaranteed order; a frame is
         handed to the estimator once an IMU sample at or after its stamp has arrived, so that
-        its window holds every sample up to the frame (none merged late).
+        its window holds every sample up to the frame (none merged late). ``before_ns``: an
+        IMU sample with that stamp is arriving, so frames stamped before it are complete.
         """
         now = time.monotonic()
         while self._frames:
             stamp_ns, image, received = self._frames[0]
-            complete = self._imu_head_ns is not None and self._imu_head_ns >= stamp_ns
+            complete = ((self._imu_head_ns is not None and self._imu_head_ns >= stamp_ns)
+                        or (before_ns is not None and stamp_ns < before_ns))
             if not complete and now - received < self.params.imu_wait_s:
                 return
             if not complete:
-                self.health.counters["frames_without_full_imu_window"] += 1
+                self.health.problem(
+                    "frames_without_full_imu_window",
+                    f"{self.params.image_topic} frame at {stamp_ns} ns waited "
+                    f"{self.params.imu_wait_s:g} s for {self.params.imu_topic} to reach its stamp "
+                    f"(newest IMU stamp {self._imu_head_ns}); estimated with the samples there",
+                )
             self._frames.popleft()
             self.health.latency["frame_wait_for_imu"].add(now - received)
             self._process_frame(stamp_ns, image)
@@ -192,6 +223,9 @@ class VioNode(Node):
         with latency["frame"].measure(), latency["frame_cpu"].measure(time.thread_time):
             try:
                 estimate = self.estimator.add_frame(stamp_ns, image)
+            except ImuInitError as exc:
+                self.health.problem("imu_init_failed", f"{p.imu_topic}: {exc}")
+                return
             except OdometryError as exc:
                 self.health.problem("bad_image", f"{p.image_topic}: {exc}")
                 return

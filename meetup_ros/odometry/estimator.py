@@ -36,6 +36,10 @@ from meetup_ros.odometry.windowing import NS_PER_S, ImuWindow, ImuWindower, Odom
 logger = logging.getLogger(__name__)
 
 
+class ImuInitError(OdometryError):
+    """The IMU samples meant for the gravity initialisation are not a body at rest."""
+
+
 @dataclass(frozen=True)
 class OdometryEstimate:
     """One pose estimate at a camera frame (covariances in ROS order x y z rx ry rz)."""
@@ -63,6 +67,8 @@ class EstimatorStats:
     frames_dropped: int = 0
     inertial_only_windows: int = 0
     zero_velocity_updates: int = 0
+    init_failures: int = 0
+    clock_mismatches: int = 0
 
 
 def _rotation_matrix(q_xyzw: np.ndarray) -> np.ndarray:
@@ -78,6 +84,9 @@ class VioEstimator:
         gravity_init_samples: IMU samples averaged for the initial roll and pitch.
         max_frame_gap_s: with no frame for this long, the queued IMU samples are consumed in
             an inertial-only step, so a camera outage neither fills the queue nor loses them.
+        max_outage_s: an IMU stamp further than this past the last frame is not a camera
+            outage but clocks that disagree: no inertial-only step then (it would move the
+            last frame stamp past every coming frame, and each would reset the estimator).
         reset_backwards_s: a stamp this far back on either stream resets the estimator.
         bias_gyro_radps, bias_accel_mps2: IMU biases subtracted from every sample.
         zero_velocity_update: set an interval's increment to zero when its two frames are the
@@ -92,6 +101,7 @@ class VioEstimator:
         imu_rate_hz: float = 200.0,
         gravity_init_samples: int = 20,
         max_frame_gap_s: float = 0.25,
+        max_outage_s: float = 5.0,
         reset_backwards_s: float = 0.5,
         bias_gyro_radps: np.ndarray | None = None,
         bias_accel_mps2: np.ndarray | None = None,
@@ -109,6 +119,7 @@ class VioEstimator:
         self.imu_rate_hz = float(imu_rate_hz)
         self.gravity_init_samples = int(gravity_init_samples)
         self.max_frame_gap_ns = int(max_frame_gap_s * NS_PER_S)
+        self.max_outage_ns = int(max_outage_s * NS_PER_S)
         self.reset_backwards_ns = int(reset_backwards_s * NS_PER_S)
         self.bias_gyro = np.zeros(3) if bias_gyro_radps is None else np.asarray(
             bias_gyro_radps, dtype=np.float64).reshape(3)
@@ -121,6 +132,8 @@ class VioEstimator:
         self._frames_dropped = 0
         self._inertial_only = 0
         self._zupts = 0
+        self._init_failures = 0
+        self._clock_mismatches = 0
         self.stationary = StationaryDetector() if zero_velocity_update else None
         self._clear()
         self._warm_up()
@@ -212,7 +225,8 @@ class VioEstimator:
             late_merged=w.late_merged, discarded_on_reset=w.discarded_on_reset,
             resets=w.resets, frames=self._frames, frames_dropped=self._frames_dropped,
             inertial_only_windows=self._inertial_only,
-            zero_velocity_updates=self._zupts,
+            zero_velocity_updates=self._zupts, init_failures=self._init_failures,
+            clock_mismatches=self._clock_mismatches,
         )
 
     # -- input ---------------------------------------------------------------------------------
@@ -226,11 +240,21 @@ class VioEstimator:
         if not self._initialised and len(self._init_accel) < self.gravity_init_samples:
             self._init_accel.append(np.asarray(accel_mps2, dtype=np.float64).reshape(3))
         oldest = self.windower.oldest_pending_ns
-        if (self._last_frame_ns is not None and oldest is not None
-                and int(stamp_ns) - self._last_frame_ns > self.max_frame_gap_ns):
+        ahead_ns = None if self._last_frame_ns is None else int(stamp_ns) - self._last_frame_ns
+        if ahead_ns is None or oldest is None or ahead_ns <= self.max_frame_gap_ns:
+            return
+        if ahead_ns <= self.max_outage_ns:
             # camera outage: consume what is queued without images
             self._step(int(stamp_ns), None)
             self._inertial_only += 1
+            return
+        self._clock_mismatches += 1
+        if self._clock_mismatches <= 3 or self._clock_mismatches % 100 == 0:
+            logger.warning(
+                "IMU stamp %d ns is %.3f s after the last camera frame (%d so far): the camera "
+                "and IMU clocks disagree, or the camera stopped; its samples wait for frames "
+                "with matching stamps", int(stamp_ns), ahead_ns / NS_PER_S,
+                self._clock_mismatches)
 
     def add_frame(self, stamp_ns: int, image: np.ndarray | None) -> OdometryEstimate | None:
         """Close the IMU window at this frame and estimate the pose (None until initialised).
@@ -268,7 +292,20 @@ class VioEstimator:
             # attitude must come from the same corrected readings, or the bias that tilted
             # the gravity estimate is subtracted a second time and integrates into drift.
             learned_bias = self.model.bias_accel_mps2.detach().double().numpy()
-            q = gravity_attitude(np.asarray(self._init_accel) - self.bias_accel - learned_bias)
+            try:
+                q = gravity_attitude(np.asarray(self._init_accel) - self.bias_accel
+                                     - learned_bias)
+            except OdometryError as exc:
+                # Start over with fresh samples: a few bad ones must not block the start.
+                n = len(self._init_accel)
+                self._init_accel.clear()
+                self._init_failures += 1
+                self.windower.take(stamp_ns)
+                self._last_pair_image = image
+                raise ImuInitError(
+                    f"gravity initialisation from {n} IMU sample(s) failed ({exc}); "
+                    "retrying with the next samples"
+                ) from None
             self._T_odom_base = np.eye(4)
             self._T_odom_base[:3, :3] = _rotation_matrix(q)
             self._initialised = True

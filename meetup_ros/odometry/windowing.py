@@ -10,8 +10,11 @@ sample with a stamp up to and including it. Guarantees, counted in :class:`Windo
 - slightly late samples (stamp before the newest one) are inserted in stamp order; one that
   arrives after its window has closed (the frame came first) goes to the next window instead
   of being lost, and is counted as ``late_merged``;
-- a stamp that goes back by more than ``reset_backwards_s`` (a bag played in a loop) resets
-  the windower, and the samples then queued are counted as ``discarded_on_reset``;
+- a stamp that goes back by more than ``reset_backwards_s`` (a bag played in a loop), or
+  jumps forward by more than ``reset_forward_s`` (a clock step, a driver that restarted)
+  resets the windower, and the samples then queued are counted as ``discarded_on_reset``:
+  nothing is known of the motion across such a gap, and one sample integrated over it would
+  throw the pose far away;
 - a missing camera frame loses nothing: the next frame's window spans both intervals.
 """
 
@@ -78,10 +81,12 @@ class ImuWindower:
             outage of up to 5 s loses nothing; the estimator closes inertial-only windows
             long before that).
         reset_backwards_s: a stamp this far before the newest one means time went back.
+        reset_forward_s: a stamp this far after the newest one means the clock jumped.
     """
 
     def __init__(
-        self, rate_hz: float = 200.0, capacity: int | None = None, reset_backwards_s: float = 0.5
+        self, rate_hz: float = 200.0, capacity: int | None = None,
+        reset_backwards_s: float = 0.5, reset_forward_s: float = 1.0,
     ) -> None:
         if not rate_hz > 0:
             raise OdometryError(f"IMU rate_hz = {rate_hz!r}, expected > 0")
@@ -91,7 +96,10 @@ class ImuWindower:
         self.capacity = int(capacity) if capacity is not None else round(5 * rate_hz)
         if self.capacity < 1:
             raise OdometryError(f"IMU queue capacity = {capacity!r}, expected >= 1")
+        if not reset_forward_s > 0:
+            raise OdometryError(f"reset_forward_s = {reset_forward_s!r}, expected > 0")
         self.reset_backwards_ns = int(reset_backwards_s * NS_PER_S)
+        self.reset_forward_ns = int(reset_forward_s * NS_PER_S)
         self.nominal_dt_s = 1.0 / self.rate_hz
         self.stats = WindowStats()
         self._stamps: list[int] = []
@@ -100,6 +108,8 @@ class ImuWindower:
         self._last_used_ns: int | None = None  # stamp of the last sample put in a window
         self._last_end_ns: int | None = None  # end of the last window
         self.reset_happened = False  # set by add() when its sample reset the windower
+        self.last_reset_reason = ""
+        self.last_rejection = ""  # "reason: detail" of the newest rejected sample
 
     # -- input ---------------------------------------------------------------------------------
     def add(self, stamp_ns: int, gyro_radps: np.ndarray, accel_mps2: np.ndarray) -> bool:
@@ -128,6 +138,12 @@ class ImuWindower:
                 f"the newest {self._newest_ns} ns (time went back)"
             )
             self.reset_happened = True
+        elif self._newest_ns is not None and stamp_ns > self._newest_ns + self.reset_forward_ns:
+            self.reset(
+                f"IMU stamp {stamp_ns} ns is {(stamp_ns - self._newest_ns) / 1e9:.3f} s after "
+                f"the newest {self._newest_ns} ns (a gap of unknown motion)"
+            )
+            self.reset_happened = True
         i = bisect.bisect_left(self._stamps, stamp_ns)
         if i < len(self._stamps) and self._stamps[i] == stamp_ns:
             self._reject("duplicate_stamp", stamp_ns, "a queued sample has the same stamp")
@@ -152,6 +168,7 @@ class ImuWindower:
 
     def _reject(self, reason: str, stamp_ns: int, detail: str) -> None:
         self.stats.drop(reason)
+        self.last_rejection = f"{reason}: {detail}"
         count = self.stats.dropped_by_reason[reason]
         # Log the first few of each reason, then every 100th, so a flood cannot stall the node.
         if count <= 3 or count % 100 == 0:
@@ -202,6 +219,7 @@ class ImuWindower:
         """Forget all state; queued samples are counted as ``discarded_on_reset``."""
         logger.warning("IMU windower reset (%s); discarding %d queued sample(s)",
                        reason, len(self._stamps))
+        self.last_reset_reason = reason
         self.stats.discarded_on_reset += len(self._stamps)
         self.stats.resets += 1
         self._stamps.clear()

@@ -29,9 +29,14 @@ _ENCODINGS: dict[str, tuple[int, type]] = {
     "bgr8": (3, np.uint8),
     "32FC1": (1, np.float32),
 }
+# Beyond the full scale of common MEMS IMUs (+-2000 deg/s, +-16 g), with margin: larger
+# values are corrupt messages, and one integrated sample would throw the pose kilometres.
+IMU_GYRO_LIMIT_RADPS = 40.0
+IMU_ACCEL_LIMIT_MPS2 = 200.0
 
 
 # ---- stamps ---------------------------------------------------------------------------------
+
 
 def stamp_to_ns(stamp: Time) -> int:
     """``builtin_interfaces/Time`` -> integer nanoseconds."""
@@ -161,7 +166,8 @@ def imu_to_arrays(msg: Imu, *, topic: str = "imu") -> tuple[int, np.ndarray, np.
     """``(stamp_ns, gyro_radps (3,), accel_mps2 (3,))`` from an Imu message.
 
     Raises:
-        RosInputError: a NaN or infinite angular velocity or linear acceleration.
+        RosInputError: a NaN or infinite angular velocity or linear acceleration, a reading
+            beyond any IMU's range, an accelerometer reading of exactly zero, a zero stamp.
     """
     gyro_radps = np.array(
         [msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z], np.float64
@@ -170,12 +176,30 @@ def imu_to_arrays(msg: Imu, *, topic: str = "imu") -> tuple[int, np.ndarray, np.
         [msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z],
         np.float64,
     )
-    for name, value in (("angular_velocity", gyro_radps), ("linear_acceleration", accel_mps2)):
+    for name, value, limit, unit in (
+        ("angular_velocity", gyro_radps, IMU_GYRO_LIMIT_RADPS, "rad/s"),
+        ("linear_acceleration", accel_mps2, IMU_ACCEL_LIMIT_MPS2, "m/s^2"),
+    ):
         if not np.all(np.isfinite(value)):
             raise RosInputError(
                 f"{topic}: {name} {value.tolist()!r} is not finite, expected 3 finite values"
             )
-    return stamp_to_ns(msg.header.stamp), gyro_radps, accel_mps2
+        if np.any(np.abs(value) > limit):
+            raise RosInputError(
+                f"{topic}: {name} {value.tolist()!r} exceeds +-{limit:g} {unit}, the range "
+                "of an IMU: not a measurement"
+            )
+    if not np.any(accel_mps2):
+        # A real accelerometer is never exactly 0 on all axes (noise, gravity); a driver
+        # that lost the sensor often sends zeros, which would integrate as free fall.
+        raise RosInputError(
+            f"{topic}: linear_acceleration is exactly [0, 0, 0] (a driver fault?), "
+            "expected a measurement"
+        )
+    stamp_ns = stamp_to_ns(msg.header.stamp)
+    if stamp_ns == 0:
+        raise RosInputError(f"{topic}: header.stamp is 0 (unset by the driver)")
+    return stamp_ns, gyro_radps, accel_mps2
 
 
 def arrays_to_imu(

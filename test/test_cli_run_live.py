@@ -1,0 +1,55 @@
+"""`meetup-ros run --use-sim-time false`: nodes on live sensors publish their diagnostics.
+
+config/pipeline.yaml sets use_sim_time for bag replays; without a /clock a node's periodic
+/diagnostics (on its ROS clock) would never come. The override must reach the nodes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+
+pytestmark = pytest.mark.dds
+
+
+def test_run_without_sim_time_publishes_periodic_diagnostics() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meetup_ros.cli", "run", "--nodes", "controller_node",
+         "--use-sim-time", "false"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    context = Context()
+    rclpy.init(context=context, args=[])
+    node = Node("diagnostics_listener", context=context)
+    periodic: list[float] = []
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        # The node's own status (not the start-up matched_subscriptions section, which
+        # runs on the steady clock either way) comes only from the ROS-clock timer.
+        if any(s.name == "controller_node" for s in msg.status):
+            periodic.append(time.monotonic())
+
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        deadline = time.monotonic() + 60.0
+        while len(periodic) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            executor.spin_once(timeout_sec=0.1)
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=20)[0].decode(errors="replace")
+        executor.shutdown(timeout_sec=2.0)
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    assert len(periodic) >= 2, f"no periodic /diagnostics without /clock:\n{output[-2000:]}"

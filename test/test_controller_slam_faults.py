@@ -1,0 +1,191 @@
+"""controller_node and slam_node against faulty inputs: future-stamped depth, a network of the
+wrong shape, duplicated and slightly reordered image stamps. Real nodes over DDS (loopback
+only), with the harness of test_nodes.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from sensor_msgs.msg import CameraInfo, JointState
+from test_nodes import (
+    BAG,
+    REPO_ROOT,
+    STAMP0_NS,
+    Harness,
+    _always_continue_onnx,
+    _depth,
+    _odom,
+    _overrides,
+)
+
+from meetup_ros.control import ControlError
+from meetup_ros.control.network import GovernorRuntime
+from meetup_ros.control.state import ADVISORIES, STATE_NAMES
+from meetup_ros.ros import convert as cv
+
+pytestmark = pytest.mark.dds
+
+ACASXU_ONNX = REPO_ROOT / "models" / "ACASXU_run2a_1_1_batch_2000.onnx"
+S_NS = 1_000_000_000
+
+
+@pytest.fixture
+def harness() -> Iterator[Harness]:
+    h = Harness()
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+# ---- controller_node: depth stamped in the future -----------------------------------------
+
+def _controller(harness: Harness, tmp_path: Path, **params: Any) -> Any:
+    from meetup_ros.nodes.controller_node import ControllerNode
+
+    onnx_path = _always_continue_onnx(tmp_path / "g.onnx")
+    node = harness.add(ControllerNode(
+        context=harness.context,
+        parameter_overrides=_overrides(network_path=str(onnx_path), diagnostics_period_s=0.0,
+                                       **params),
+    ))
+    harness.collect("/controller/state", JointState)
+    return node
+
+
+def test_controller_rejects_depth_stamped_in_the_future(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """Depth 1 h ahead of the odometry never ages: it must be refused (counted, warned with
+    the topic and the offset), not used for every state; a little ahead is still used."""
+    node = _controller(harness, tmp_path)
+    harness.publish("/depth", _depth(STAMP0_NS + 3600 * S_NS, 50.0))
+    harness.wait_for(lambda: node.health.counters["depth_received"] == 1, 5, "depth")
+    for i in range(3):
+        harness.publish("/odom", _odom(STAMP0_NS + i * 50_000_000, 0.8))
+    harness.wait_for(lambda: harness.count("/controller/state") == 3, 5, "three states")
+    used = [msg.position[4] for msg in harness.received["/controller/state"]]
+    assert used == pytest.approx([0.1] * 3)  # depth_unknown_m, not the 50 m from the future
+    assert node.health.counters["future_depth"] == 3
+    assert node.health.counters.get("stale_depth", 0) == 0
+    assert "/depth" in node.health.last_problem
+    assert "stamped 3599.90 s after the odometry" in node.health.last_problem  # the 3rd
+    assert "depth_max_ahead_s=0.5" in node.health.last_problem
+
+    # Within depth_max_ahead_s (a keyframe a little ahead of a lagging odometry): used.
+    harness.publish("/depth", _depth(STAMP0_NS + 300_000_000, 2.5))
+    harness.wait_for(lambda: node.health.counters["depth_received"] == 2, 5, "depth")
+    harness.publish("/odom", _odom(STAMP0_NS + 150_000_000, 0.8))
+    harness.wait_for(lambda: harness.count("/controller/state") == 4, 5, "a fourth state")
+    assert harness.received["/controller/state"][-1].position[4] == pytest.approx(2.5)
+    assert node.health.counters["future_depth"] == 3
+
+
+def test_controller_future_depth_tolerance_is_a_parameter(
+    harness: Harness, tmp_path: Path
+) -> None:
+    node = _controller(harness, tmp_path, depth_max_ahead_s=0.0)
+    harness.publish("/depth", _depth(STAMP0_NS + 100_000_000, 2.5))
+    harness.wait_for(lambda: node.health.counters["depth_received"] == 1, 5, "depth")
+    harness.publish("/odom", _odom(STAMP0_NS, 0.8))
+    harness.wait_for(lambda: harness.count("/controller/state") == 1, 5, "a state")
+    assert harness.received["/controller/state"][0].position[4] == pytest.approx(0.1)
+    assert node.health.counters["future_depth"] == 1
+
+
+# ---- controller_node: a network of the wrong shape ----------------------------------------
+
+def test_runtime_reads_input_and_output_sizes() -> None:
+    governor = GovernorRuntime(REPO_ROOT / "models" / "governor.onnx")  # (batch, 5) -> 3
+    assert (governor.input_size, governor.output_size) == (5, 3)
+    governor.require_sizes(STATE_NAMES, ADVISORIES)
+    acasxu = GovernorRuntime(ACASXU_ONNX)  # (1, 1, 1, 5) -> (1, 5)
+    assert (acasxu.input_size, acasxu.output_size) == (5, 5)
+    with pytest.raises(ControlError, match=r"gives 5 scores; expected 5 inputs .* and 3 scores"):
+        acasxu.require_sizes(STATE_NAMES, ADVISORIES)
+
+
+def test_controller_refuses_a_network_of_the_wrong_output_size(harness: Harness) -> None:
+    """ACAS Xu (5 -> 5) used to load, then crash the node on the first state whose top score
+    was index 3 or 4; it must stop the node at start-up naming the file and the sizes."""
+    from meetup_ros.nodes.controller_node import ControllerNode
+
+    with pytest.raises(ControlError) as info:
+        ControllerNode(context=harness.context,
+                       parameter_overrides=_overrides(network_path=str(ACASXU_ONNX)))
+    text = str(info.value)
+    assert "ACASXU_run2a_1_1_batch_2000.onnx" in text
+    assert "takes 5 inputs and gives 5 scores" in text
+    assert f"3 scores {list(ADVISORIES)!r}" in text
+
+
+# ---- slam_node: duplicated and slightly reordered stamps ----------------------------------
+
+def _camera_info_msg(info: Any) -> CameraInfo:
+    msg = CameraInfo()
+    msg.header.frame_id = info.frame_id
+    msg.width, msg.height = int(info.width), int(info.height)
+    msg.distortion_model = info.distortion_model
+    msg.k = [float(x) for x in np.asarray(info.K).reshape(-1)]
+    msg.d = [float(x) for x in info.dist]
+    return msg
+
+
+def test_slam_node_drops_duplicate_stamps_and_resets_only_on_a_real_jump(
+    harness: Harness,
+) -> None:
+    from meetup_ros.bags.reader import read_sequence
+    from meetup_ros.nodes.slam_node import SlamNode
+
+    seq = read_sequence(BAG)
+    node = harness.add(SlamNode(context=harness.context, parameter_overrides=_overrides(
+        diagnostics_period_s=0.0, odom_topic="")))
+    counters = node.health.counters
+    harness.publish("/cam0/camera_info", _camera_info_msg(seq.cam0.info))
+    harness.publish("/cam1/camera_info", _camera_info_msg(seq.cam1.info))
+    harness.wait_for(lambda: node.frontend is not None, 60, "the frontend")
+
+    def pair(i: int, stamp_ns: int) -> None:
+        harness.publish("/cam0/image_raw",
+                        cv.array_to_image(seq.cam0.images[i], "mono8", stamp_ns, "cam0"))
+        harness.publish("/cam1/image_raw",
+                        cv.array_to_image(seq.cam1.images[i], "mono8", stamp_ns, "cam1"))
+
+    def handled() -> int:
+        return int(counters["pairs_processed"] + counters["not_after_previous_dropped"])
+
+    stamps = [int(s) for s in seq.cam0.stamps_ns]
+    pair(10, stamps[10])
+    harness.wait_for(lambda: counters["pairs_processed"] == 1, 30, "the first pair")
+    pair(10, stamps[10])  # the same frame again (a duplicated message)
+    harness.wait_for(lambda: handled() == 2, 30, f"the duplicate ({node.summary()})")
+    assert counters["resets"] == 0 and counters["not_after_previous_dropped"] == 1
+    assert counters["pairs_processed"] == 1
+    assert f"pair at {stamps[10]} ns is 0.000 s before or at the previous" in (
+        node.health.last_problem)
+    pair(11, stamps[10] - 10_000_000)  # 10 ms before the previous: reordered, dropped
+    harness.wait_for(lambda: handled() == 3, 30, f"the reordered pair ({node.summary()})")
+    assert counters["resets"] == 0 and counters["not_after_previous_dropped"] == 2
+    pair(11, stamps[11])  # time goes on: processed, no reset
+    harness.wait_for(lambda: counters["pairs_processed"] == 2, 30, "the next pair")
+    assert counters["resets"] == 0
+    # A real jump back (a loop, 5 s > reset_backwards_s 1.0): reset and processed.
+    pair(12, stamps[11] - 5 * S_NS)
+    harness.wait_for(lambda: counters["pairs_processed"] == 3, 30, "the pair after the jump")
+    assert counters["resets"] == 1 and counters["not_after_previous_dropped"] == 2
+    assert "resetting" in node.health.last_problem
+
+
+def test_slam_node_refuses_a_non_positive_reset_backwards(harness: Harness) -> None:
+    from meetup_ros.nodes.slam_node import SlamNode
+    from meetup_ros.ros import RosInputError
+
+    with pytest.raises(RosInputError, match=r"reset_backwards_s 0\.0 must be > 0"):
+        SlamNode(context=harness.context, parameter_overrides=_overrides(reset_backwards_s=0.0))

@@ -1,0 +1,204 @@
+"""safety_monitor_node against forged commands and silent inputs. Real nodes over DDS
+(loopback only), with the harness of test_nodes.py; nothing of the monitor is mocked.
+
+- A /controller/command that is not finite, or is not what the certified network outputs at
+  the paired /controller/state, never reaches /cmd, and is never reported as verified.
+- When the inputs stop after good ticks, the watchdog publishes the fallback within a bounded
+  time (and keeps publishing it); never before the first input; on the ROS clock, so that a
+  stopped /clock (the end of a replay) does not trigger it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import TwistStamped
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
+from test_nodes import (
+    REPO_ROOT,
+    STAMP0_NS,
+    Harness,
+    _always_continue_onnx,
+    _depth,
+    _monitor,
+    _odom,
+    _overrides,
+    _propose,
+)
+
+from meetup_ros.control.state import STATE_NAMES
+from meetup_ros.ros import convert as cv
+
+pytestmark = pytest.mark.dds
+
+TICK_NS = 50_000_000  # 20 Hz
+# Slow and far from anything: the region misses the property's domain, so it is verified.
+BENIGN = [0.1, 0.0, 0.0, 0.0, 5.0]
+TIMEOUT_S = 0.25  # the monitor's default input_timeout_s
+
+
+@pytest.fixture
+def harness() -> Iterator[Harness]:
+    h = Harness()
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+def _statuses(harness: Harness) -> list[str]:
+    with harness._lock:
+        return [m.data for m in harness.received["/safety/status"]]
+
+
+def _cmds(harness: Harness) -> list[TwistStamped]:
+    with harness._lock:
+        return list(harness.received["/cmd"])
+
+
+def _pair(harness: Harness, stamp_ns: int, state: list[float], linear: tuple[float, ...],
+          angular: tuple[float, ...] = (0.0, 0.0, 0.0)) -> None:
+    harness.publish("/controller/state", cv.named_vector_msg(stamp_ns, STATE_NAMES,
+                                                             np.array(state)))
+    harness.publish("/controller/command",
+                    cv.twist_stamped_msg(stamp_ns, linear, angular, "base_link"))
+
+
+def test_forged_commands_never_pass_as_verified(harness: Harness, tmp_path: Path) -> None:
+    """An always-'continue' network (command 1.0 m/s along body +z) at a benign state: the
+    certificate holds, but only the network's own command may pass."""
+    node = _monitor(harness, _always_continue_onnx(tmp_path / "g.onnx"),
+                    use_odometry_covariance=False)
+    forged = [
+        ((0.0, 0.0, math.nan), (0.0, 0.0, 0.0), "not finite"),
+        ((0.0, 0.0, math.inf), (0.0, 0.0, 0.0), "not finite"),
+        ((0.0, 0.0, 1e6), (0.0, 0.0, 0.0), "does not match"),
+        ((0.0, 0.0, 0.3), (0.0, 0.0, 0.0), "does not match"),  # 'slow', not the network's
+        ((0.0, 0.0, 1.0), (0.0, 0.0, 2.0), "does not match"),  # right speed, forged yaw
+        ((1.0, 0.0, 0.0), (0.0, 0.0, 0.0), "does not match"),  # right speed, wrong axis
+        ((0.0, 0.0, 1.0), (0.0, math.nan, 0.0), "not finite"),
+    ]
+    for i, (linear, angular, why) in enumerate(forged):
+        _pair(harness, STAMP0_NS + i * TICK_NS, BENIGN, linear, angular)
+        harness.wait_for(lambda n=i + 1: len(_cmds(harness)) == n and len(_statuses(harness))
+                         == n, 10, f"/cmd and status after forged command {i}")
+        cmd = _cmds(harness)[-1]
+        assert (cmd.twist.linear.x, cmd.twist.linear.y, cmd.twist.linear.z) == (0.0, 0.0, 0.0)
+        assert (cmd.twist.angular.x, cmd.twist.angular.y, cmd.twist.angular.z) == (0, 0, 0)
+        assert cv.stamp_to_ns(cmd.header.stamp) == STAMP0_NS + i * TICK_NS
+        assert _statuses(harness)[-1] != "verified", f"forged {linear} {angular} verified"
+        assert node.health.counters["commands_rejected"] == i + 1
+        assert "/controller/command" in node.health.last_problem
+        assert why in node.health.last_problem, node.health.last_problem
+    assert node.health.counters["commands_passed"] == 0
+    assert node.certificates["verified"] == 0
+    # The network's own command at the same kind of state still passes, verified.
+    stamp_ns = STAMP0_NS + len(forged) * TICK_NS
+    _propose(harness, stamp_ns, BENIGN, 1.0)
+    harness.wait_for(lambda: len(_cmds(harness)) == len(forged) + 1, 10, "the legitimate /cmd")
+    harness.wait_for(lambda: len(_statuses(harness)) == len(forged) + 1, 10, "its status")
+    assert _statuses(harness)[-1] == "verified"
+    assert _cmds(harness)[-1].twist.linear.z == 1.0
+    assert node.health.counters["commands_passed"] == 1
+
+
+def test_controller_commands_pass_and_silence_triggers_the_fallback(
+    harness: Harness,
+) -> None:
+    """The shipped governor in the real controller_node feeding the monitor: its commands
+    pass verified, unchanged; no fallback before any input; when /odom stops, the fallback
+    comes within the timeout plus a tick (and some slack for a loaded machine), repeats, and
+    the warning names what went silent; a new tick resumes."""
+    from meetup_ros.nodes.controller_node import ControllerNode
+
+    node = _monitor(harness, REPO_ROOT / "models" / "governor.onnx")
+    harness.add(ControllerNode(context=harness.context,
+                               parameter_overrides=_overrides(diagnostics_period_s=0.0)))
+    harness.collect("/controller/command", TwistStamped)
+    harness.collect("/controller/state", JointState)
+    time.sleep(4 * TIMEOUT_S)
+    assert _cmds(harness) == [], "the watchdog must not fire before any input"
+    assert node.health.counters["watchdog_fallbacks"] == 0
+
+    harness.publish("/depth", _depth(STAMP0_NS, 5.0))
+    n_ticks = 8
+    for i in range(n_ticks):
+        harness.publish("/odom", _odom(STAMP0_NS + i * TICK_NS, 0.3))
+        time.sleep(TICK_NS * 1e-9)
+    last_input = time.monotonic()
+    harness.wait_for(lambda: len(_cmds(harness)) >= n_ticks, 10, f"{n_ticks} /cmd")
+    statuses = _statuses(harness)[:n_ticks]
+    assert statuses == ["verified"] * n_ticks, statuses
+    with harness._lock:
+        proposed = {cv.stamp_to_ns(m.header.stamp): m.twist
+                    for m in harness.received["/controller/command"]}
+    for cmd in _cmds(harness)[:n_ticks]:
+        assert cmd.twist == proposed[cv.stamp_to_ns(cmd.header.stamp)]
+    assert node.health.counters["commands_rejected"] == 0
+
+    # Silence: the fallback within the timeout + one tick (+ slack for 2 loaded cores).
+    harness.wait_for(lambda: "input_timeout" in _statuses(harness), TIMEOUT_S + 3.0,
+                     "the watchdog's fallback")
+    first_fallback = time.monotonic()
+    assert first_fallback - last_input >= TIMEOUT_S - 0.02
+    harness.wait_for(lambda: len(_cmds(harness)) > n_ticks, 5.0, "the fallback on /cmd")
+    cmds = _cmds(harness)
+    assert len(cmds) == n_ticks + 1  # nothing but the fallback
+    assert cmds[-1].twist.linear.z == 0.0 and cmds[-1].twist.linear.x == 0.0
+    assert node.health.counters["input_timeouts"] == 1
+    assert "/odom" in node.health.last_problem and "/controller/command" in (
+        node.health.last_problem)
+    # It repeats at the tick rate while silent.
+    harness.wait_for(lambda: node.health.counters["watchdog_fallbacks"] >= 4, 3.0,
+                     "repeated fallbacks")
+    assert all(s == "input_timeout" for s in _statuses(harness)[n_ticks:])
+    assert node.certificates["verified"] == n_ticks  # the fallbacks are not certificates
+    assert sum(node.certificates.values()) == n_ticks
+
+    # Inputs resume: verified again, the resume counted.
+    harness.publish("/odom", _odom(STAMP0_NS + n_ticks * TICK_NS, 0.3))
+    harness.wait_for(lambda: _statuses(harness)[-1] == "verified", 10, "a verified tick")
+    assert node.health.counters["inputs_resumed"] == 1
+
+
+def _clock(harness: Harness, stamp_ns: int) -> None:
+    harness.publish("/clock", Clock(clock=Time(sec=stamp_ns // 10**9,
+                                               nanosec=stamp_ns % 10**9)))
+
+
+def test_watchdog_runs_on_sim_time(harness: Harness, tmp_path: Path) -> None:
+    """With use_sim_time, a /clock that stops (a replay's end) is not silence; a /clock that
+    goes on while the inputs stay silent (a crashed node) is."""
+    node = _monitor(harness, _always_continue_onnx(tmp_path / "g.onnx"),
+                    use_odometry_covariance=False, use_sim_time=True)
+    n_ticks = 5
+    for i in range(n_ticks):
+        stamp_ns = STAMP0_NS + i * TICK_NS
+        _clock(harness, stamp_ns)
+        _propose(harness, stamp_ns, BENIGN, 1.0)
+        time.sleep(TICK_NS * 1e-9)
+    harness.wait_for(lambda: len(_cmds(harness)) == n_ticks, 10, f"{n_ticks} /cmd")
+    # The clock stopped with the inputs: however long the wall-clock wait, no fallback.
+    time.sleep(6 * TIMEOUT_S)
+    assert len(_cmds(harness)) == n_ticks
+    assert node.health.counters["watchdog_fallbacks"] == 0
+    # Sim time goes on, the inputs do not: fallback, stamped with the sim time.
+    for k in range(1, 11):
+        _clock(harness, STAMP0_NS + (n_ticks + k) * TICK_NS)
+        time.sleep(TICK_NS * 1e-9)
+    harness.wait_for(lambda: "input_timeout" in _statuses(harness), 5.0, "the fallback")
+    harness.wait_for(lambda: len(_cmds(harness)) > n_ticks, 5.0, "the fallback on /cmd")
+    fallback = _cmds(harness)[n_ticks]
+    assert fallback.twist.linear.z == 0.0
+    assert STAMP0_NS + n_ticks * TICK_NS < cv.stamp_to_ns(fallback.header.stamp) <= (
+        STAMP0_NS + (n_ticks + 10) * TICK_NS)
