@@ -448,3 +448,20 @@ def test_node_health_reports_matched_subscriptions_before_any_clock(harness: Har
     harness.collect("/matched_probe/out", String)
     harness.wait_for(lambda: reports[-1].get("/matched_probe/out") == "1", 5.0,
                      "the new subscription reported as matched")
+
+
+def test_node_health_warning_clears_after_the_problem_stops(harness: Harness) -> None:
+    from meetup_ros.ros.node_tools import LEVELS, NodeHealth
+
+    node = harness.add(Node("health_probe", context=harness.context))
+    health = NodeHealth(node, [], period_s=0.0)
+    assert health.status().level == LEVELS["OK"]
+    health.problem("bad_imu", "/imu0: dropped")
+    status = health.status()
+    assert status.level == LEVELS["WARN"] and status.message == "/imu0: dropped"
+    health._last_problem_at -= NodeHealth.WARN_HOLD_S + 1.0  # as if it happened 11 s ago
+    status = health.status()
+    assert status.level == LEVELS["OK"]
+    assert "last problem 11 s ago: /imu0: dropped" in status.message
+    values = {kv.key: kv.value for kv in status.values}
+    assert values["bad_imu"] == "1"  # the count stays

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -82,12 +83,16 @@ class NodeHealth:
 
     STARTUP_S = 10.0  # of spinning; the demo's nodes are matched 0.2-2.6 s after start
     STARTUP_PERIOD_S = 0.25
+    # A problem keeps the status at WARN this long (wall time) after its last occurrence,
+    # then the status is OK again and its message still names the last problem and its age.
+    WARN_HOLD_S = 10.0
 
     def __init__(self, node: Node, latency_names: Sequence[str], period_s: float = 2.0) -> None:
         self._node = node
         self.latency = {name: LatencyTracker() for name in latency_names}
         self.counters: Counter[str] = Counter()
         self.last_problem = ""
+        self._last_problem_at = 0.0  # time.monotonic() of the last problem
         self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._timer = node.create_timer(period_s, self.publish) if period_s > 0 else None
         self._sections: dict[str, Callable[[], Mapping[str, Any]]] = {
@@ -116,6 +121,7 @@ class NodeHealth:
         """Count and log a bad input or failure; the node goes on."""
         self.counters[counter] += 1
         self.last_problem = text
+        self._last_problem_at = time.monotonic()
         # Throttle repeats of the same kind so a broken stream cannot flood the log.
         if self.counters[counter] <= 5 or self.counters[counter] % 100 == 0:
             self._node.get_logger().warning(f"{text} (#{self.counters[counter]} {counter})")
@@ -136,8 +142,13 @@ class NodeHealth:
             values[f"latency.{name}.p99_ms"] = stats["p99"]
             values[f"latency.{name}.max_ms"] = stats["max"]
             values[f"latency.{name}.count"] = stats["count"]
-        level = "WARN" if self.last_problem else "OK"
-        message = self.last_problem or "running"
+        age_s = time.monotonic() - self._last_problem_at
+        if self.last_problem and age_s < self.WARN_HOLD_S:
+            level, message = "WARN", self.last_problem
+        elif self.last_problem:
+            level, message = "OK", f"running (last problem {age_s:.0f} s ago: {self.last_problem})"
+        else:
+            level, message = "OK", "running"
         return diagnostic_status(self._node.get_name(), level, message, values)
 
     def _section_status(self, section: str, message: str) -> DiagnosticStatus:
