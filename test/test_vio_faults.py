@@ -106,3 +106,38 @@ def test_rejected_imu_samples_and_unset_stamps_reach_the_diagnostics(
     before = harness.count("/odom")
     time.sleep(0.3)
     assert harness.count("/odom") == before  # nothing published for the unset stamp
+
+
+def test_camera_resolution_change_is_taken_after_a_second(harness: Harness, seq) -> None:
+    import cv2
+
+    from meetup_ros.nodes.vio_node import SIZE_CHANGE_FRAMES, VioNode
+
+    node = harness.add(VioNode(context=harness.context,
+                               parameter_overrides=_overrides(diagnostics_period_s=0.0)))
+    harness.collect("/odom", Odometry)
+    frames = _play(harness, seq, 0.5)
+    harness.wait_for(lambda: harness.count("/odom") >= frames, 30, "odometry")
+    imu, cam = seq.imu, seq.cam0
+    # one odd frame is dropped; then the camera runs at half resolution
+    odd = cv2.resize(cam.images[0], (100, 80))
+    t0 = int(cam.stamps_ns[0])
+    harness.publish("/cam0/image_raw", cv.array_to_image(odd, "mono8", t0 + NS // 2 + 1, "cam0"))
+    harness.wait_for(lambda: node.health.counters["bad_image"] == 1, 5, "the odd frame dropped")
+    lo = t0 + NS // 2 + 1
+    published = 0
+    for j in range(11, 11 + SIZE_CHANGE_FRAMES + 10):
+        for i in np.flatnonzero((imu.stamps_ns > lo) & (imu.stamps_ns <= cam.stamps_ns[j])):
+            harness.publish("/imu0", cv.arrays_to_imu(int(imu.stamps_ns[i]), imu.gyro_radps[i],
+                                                      imu.accel_mps2[i]))
+        lo = int(cam.stamps_ns[j])
+        half = cv2.resize(cam.images[j], (188, 120), interpolation=cv2.INTER_AREA)
+        harness.publish("/cam0/image_raw", cv.array_to_image(half, "mono8", lo, "cam0"))
+        published += 1
+        time.sleep(0.01)
+    harness.wait_for(lambda: node.health.counters["image_size_changes"] == 1, 10,
+                     f"the new size taken (node: {node.summary()})")
+    # frames before the change was taken are dropped (each counted), the rest estimated
+    harness.wait_for(lambda: harness.count("/odom") >= frames + published - SIZE_CHANGE_FRAMES
+                     + 1, 10, f"odometry at the new size (node: {node.summary()})")
+    assert node.health.counters["bad_image"] == 1 + SIZE_CHANGE_FRAMES - 1

@@ -38,6 +38,7 @@ from meetup_ros.ros.node_tools import (
 from meetup_ros.ros.params import declare_parameters, param
 
 NODE_NAME = "vio_node"
+SIZE_CHANGE_FRAMES = 20  # 1 s at 20 Hz of frames of one new size before it is taken
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,9 @@ class VioNode(Node):
         )
         self.health.add_section("imu", self.estimator_stats)
         self._hw = (p.image_height, p.image_width) if p.image_height and p.image_width else None
+        self._hw_fixed = self._hw is not None  # from the parameters: never re-learnt
+        self._new_hw: tuple[int, int] | None = None  # a different size seen, and how often
+        self._new_hw_count = 0
         self._resets_seen = 0
         self._frames_dropped_seen = 0
         self._imu_rejected_seen = 0
@@ -173,6 +177,7 @@ class VioNode(Node):
 
     def _on_image(self, msg: Image) -> None:
         p = self.params
+        self._follow_size_change(msg)
         try:
             image = image_to_mono8(msg, topic=p.image_topic, expected_hw=self._hw)
         except RosInputError as exc:
@@ -188,6 +193,28 @@ class VioNode(Node):
         self.health.counters["frames_received"] += 1
         self._frames.append((stamp_ns, image, time.monotonic()))
         self._drain_frames()
+
+    def _follow_size_change(self, msg: Image) -> None:
+        """Take a new image size once it has held for ``SIZE_CHANGE_FRAMES`` frames.
+
+        Only for a size learnt from the first image (``image_height/width`` 0): a camera
+        reconfigured to another resolution would otherwise have every frame dropped for good.
+        The network resizes each frame to its own input, so one pair across the change is
+        still a valid pair. One odd frame stays an error.
+        """
+        hw = (int(msg.height), int(msg.width))
+        if self._hw_fixed or self._hw is None or hw == self._hw or min(hw) <= 0:
+            self._new_hw, self._new_hw_count = None, 0
+            return
+        if hw != self._new_hw:
+            self._new_hw, self._new_hw_count = hw, 0
+        self._new_hw_count += 1
+        if self._new_hw_count >= SIZE_CHANGE_FRAMES:
+            self.get_logger().warning(
+                f"{self.params.image_topic}: image size (height, width) changed from "
+                f"{self._hw} to {hw} for {self._new_hw_count} frames; taking the new size")
+            self.health.counters["image_size_changes"] += 1
+            self._hw, self._new_hw, self._new_hw_count = hw, None, 0
 
     def _drain_frames(self, before_ns: int | None = None) -> None:
         """Process waiting frames whose IMU window is complete (or that waited long enough).
