@@ -191,6 +191,7 @@ class VioEstimator:
         self._init_accel: list[np.ndarray] = []
         self._T_odom_base = np.eye(4)
         self._pose_cov = np.zeros((6, 6))
+        self._drift_std = np.zeros(3)  # see _add_velocity_drift
         self._core_state = self.model.initial_state(1)
         self._last_frame_ns: int | None = None
         self._last_pair_image: np.ndarray | None = None
@@ -213,6 +214,7 @@ class VioEstimator:
         v_body = np.zeros(3) if v_odom_mps is None else (
             self._T_odom_base[:3, :3].T @ np.asarray(v_odom_mps, dtype=np.float64))
         self._core_state = self.model.initial_state(1, torch.as_tensor(v_body)[None])
+        self._drift_std = np.zeros(3)
         self._initialised = True
         self._last_frame_ns = int(stamp_ns)
         self.windower.take(int(stamp_ns))  # samples before the start are not ours
@@ -326,12 +328,14 @@ class VioEstimator:
         inertial_only = image is None or self._last_pair_image is None
         xi, var = self._infer(window, self._last_pair_image, image)
         previous = self._last_pair_image
+        at_rest = False
         if (self.stationary is not None and image is not None and previous is not None
                 and len(window) > 0
                 and self.stationary.is_stationary(previous, image,
                                                   window.accel_mps2 - self.bias_accel)):
             # The network still ran, so its recurrent state has seen this interval.
             xi = np.zeros(6)
+            at_rest = True
             if self._zupts == 0:
                 logger.info("at rest (unchanged frames, no acceleration): zero-velocity "
                             "updates on")
@@ -346,10 +350,31 @@ class VioEstimator:
         rot6[:3, :3] = R
         rot6[3:, 3:] = R
         self._pose_cov = self._pose_cov + rot6 @ np.diag(var) @ rot6.T
+        self._add_velocity_drift(R, duration_s, at_rest)
         self._last_frame_ns = stamp_ns
         if image is not None:
             self._last_pair_image = image
         return self._estimate(stamp_ns, xi, var, duration_s, len(window), inertial_only)
+
+    def _add_velocity_drift(self, R: np.ndarray, duration_s: float, at_rest: bool) -> None:
+        """Grow the position covariance by the velocity filter's uncertainty, integrated.
+
+        The increments' own variances are per interval and independent, but a velocity error
+        persists from interval to interval, so the position error it makes grows linearly in
+        time, not as its square root: measured on the held-out flight without images, the
+        per-interval variances alone put the error at 13-18x the covariance after 1 s and
+        50-140x after 2-5 s. The filter's body-velocity standard deviation is integrated as a
+        fully correlated error (``_drift_std``, per odom axis) until a zero-velocity update
+        says the velocity is known again.
+        """
+        if at_rest:
+            self._drift_std = np.zeros(3)
+            return
+        var_v = self._core_state[3][0].detach().double().numpy()
+        std_odom = np.sqrt(np.diag(R @ np.diag(var_v) @ R.T))
+        grown = self._drift_std + std_odom * duration_s
+        self._pose_cov[:3, :3] += np.diag(grown**2 - self._drift_std**2)
+        self._drift_std = grown
 
     def _infer(
         self, window: ImuWindow, image0: np.ndarray | None, image1: np.ndarray | None
