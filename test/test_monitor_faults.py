@@ -202,3 +202,26 @@ def test_watchdog_runs_on_sim_time(harness: Harness, tmp_path: Path) -> None:
     assert fallback.twist.linear.z == 0.0
     assert STAMP0_NS + n_ticks * TICK_NS < cv.stamp_to_ns(fallback.header.stamp) <= (
         STAMP0_NS + (n_ticks + 10) * TICK_NS)
+
+
+def test_stale_states_and_shutdown_send_the_fallback(harness: Harness, tmp_path: Path) -> None:
+    """With max_state_age_s, a (state, command) pair stamped well before the ROS clock (the
+    odometry stuck waiting for a dead IMU) gets the fallback, not a certificate; a fresh one
+    passes; and the node's last word when it stops is the fallback."""
+    node = _monitor(harness, _always_continue_onnx(tmp_path / "g.onnx"),
+                    use_odometry_covariance=False, use_sim_time=True, max_state_age_s=0.5)
+    now_ns = STAMP0_NS + 100 * TICK_NS
+    _clock(harness, now_ns)
+    time.sleep(0.2)
+    _propose(harness, now_ns - 20 * TICK_NS, BENIGN, 1.0)  # 1 s old
+    harness.wait_for(lambda: len(_cmds(harness)) == 1, 10, "the stale pair answered")
+    assert _statuses(harness)[-1] == "stale"
+    assert _cmds(harness)[-1].twist.linear.z == 0.0
+    assert node.health.counters["stale_states"] == 1 and node.certificates["verified"] == 0
+    _propose(harness, now_ns - TICK_NS, BENIGN, 1.0)  # 50 ms old: passes
+    harness.wait_for(lambda: len(_cmds(harness)) == 2, 10, "the fresh pair answered")
+    assert _statuses(harness)[-1] == "verified" and _cmds(harness)[-1].twist.linear.z == 1.0
+    node.close()
+    harness.wait_for(lambda: len(_cmds(harness)) == 3, 10, "the fallback at shutdown")
+    assert _cmds(harness)[-1].twist.linear.z == 0.0
+    assert _statuses(harness)[-1] == "shutdown"

@@ -465,3 +465,6 @@ def test_node_health_warning_clears_after_the_problem_stops(harness: Harness) ->
     assert "last problem 11 s ago: /imu0: dropped" in status.message
     values = {kv.key: kv.value for kv in status.values}
     assert values["bad_imu"] == "1"  # the count stays
+    health.ongoing("/imu0: still silent")  # a condition that lasts keeps the status at WARN
+    assert health.status().level == LEVELS["WARN"]
+    assert health.counters["bad_imu"] == 1  # not counted again

@@ -181,6 +181,32 @@ def test_estimator_clocks_that_disagree_do_not_reset_every_frame(
     assert est.stats.frames_dropped == 0
 
 
+@pytest.mark.parametrize(("lag_s", "estimated"), [(0.3, True), (3.0, False)])
+def test_estimator_with_a_camera_lagging_its_imu(
+    repo_root: Path, bundled, lag_s: float, estimated: bool
+) -> None:
+    """Each frame arrives after the IMU samples of the next ``lag_s``: at 0.3 s (a slow camera
+    pipeline) every frame is estimated; at 3 s frames fall behind the inertial-only steps and
+    are dropped, but nothing resets (before: 0.3 s dropped every frame, 3 s reset on each)."""
+    from meetup_ros.odometry.estimator import VioEstimator
+
+    est = VioEstimator.from_weights(repo_root / "models" / "vio.pt")
+    imu, cam = bundled.imu, bundled.cam0
+    fed = 0
+    out = []
+    for j in range(len(cam.stamps_ns)):
+        while fed < len(imu.stamps_ns) and imu.stamps_ns[fed] <= cam.stamps_ns[j] + lag_s * NS:
+            est.add_imu(int(imu.stamps_ns[fed]), imu.gyro_radps[fed], imu.accel_mps2[fed])
+            fed += 1
+        out.append(est.add_frame(int(cam.stamps_ns[j]), cam.images[j]))
+    assert est.stats.resets == 0
+    frames = len(cam.stamps_ns)
+    if estimated:
+        assert all(e is not None for e in out) and est.stats.frames_dropped == 0
+    else:
+        assert est.stats.frames_dropped > frames // 2
+
+
 def test_estimator_retries_gravity_initialisation_after_bad_samples(
     repo_root: Path, bundled
 ) -> None:

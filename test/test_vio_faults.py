@@ -77,6 +77,7 @@ def test_imu_gap_neither_resets_nor_drops_frames(harness: Harness, seq) -> None:
     counters = node.health.counters
     assert counters["resets"] == 0, node.summary()
     assert counters["frames_out_of_order"] == 0, node.summary()
+    assert counters["camera_outage_steps"] == 0, node.summary()
     stamps = [cv.stamp_to_ns(m.header.stamp) for m in harness.received["/odom"]]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
     # at rest the whole time: the pose stays near the origin across the gap
@@ -141,3 +142,24 @@ def test_camera_resolution_change_is_taken_after_a_second(harness: Harness, seq)
     harness.wait_for(lambda: harness.count("/odom") >= frames + published - SIZE_CHANGE_FRAMES
                      + 1, 10, f"odometry at the new size (node: {node.summary()})")
     assert node.health.counters["bad_image"] == 1 + SIZE_CHANGE_FRAMES - 1
+
+
+def test_camera_outage_is_reported(harness: Harness, seq) -> None:
+    """The camera stops, the IMU goes on (the bundled bag has 1 s of IMU after its last
+    frame): the node says it is estimating without images."""
+    from meetup_ros.nodes.vio_node import VioNode
+
+    node = harness.add(VioNode(context=harness.context,
+                               parameter_overrides=_overrides(diagnostics_period_s=0.0)))
+    harness.collect("/odom", Odometry)
+    t0 = int(seq.cam0.stamps_ns[0])
+    frames = _play(harness, seq, 1.0)
+    harness.wait_for(lambda: harness.count("/odom") >= frames, 30, "odometry")
+    imu = seq.imu
+    for i in np.flatnonzero((imu.stamps_ns > t0 + NS) & (imu.stamps_ns <= t0 + 2_300_000_000)):
+        harness.publish("/imu0", cv.arrays_to_imu(int(imu.stamps_ns[i]), imu.gyro_radps[i],
+                                                  imu.accel_mps2[i]))
+    harness.wait_for(lambda: node.health.counters["camera_outage_steps"] >= 1, 10,
+                     f"the outage reported (node: {node.summary()})")
+    assert "/cam0/image_raw" in node.health.last_problem
+    assert node.health.counters["resets"] == 0

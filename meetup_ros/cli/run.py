@@ -138,9 +138,10 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--models", default=None, metavar="DIR", help=MODELS_HELP)
     p.add_argument(
-        "--use-sim-time", choices=("true", "false"), default=None,
-        help="override the params file's use_sim_time (as the launch file's argument does): "
-             "false on a robot with live sensors, true with a bag replay publishing /clock",
+        "--use-sim-time", choices=("true", "false"), default="false",
+        help="use_sim_time for every node, over the params file's (as the launch files do): "
+             "false (default) on live sensors, true with a bag replay publishing /clock; "
+             "with true and no /clock, periodic diagnostics and the monitor's watchdog wait",
     )
     p.set_defaults(func=_run)
 

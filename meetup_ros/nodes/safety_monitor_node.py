@@ -59,6 +59,8 @@ NODE_NAME = "safety_monitor_node"
 STATUSES = ("verified", "violated", "unknown")  # a certificate's (RuntimeMonitor's)
 REJECTED = "rejected"  # verified, but the command is not the certified network's
 INPUT_TIMEOUT = "input_timeout"  # the watchdog's fallback (on /safety/status, not a tick)
+STALE = "stale"  # a (state, command) pair too old on arrival: fallback, not certified
+SHUTDOWN = "shutdown"  # the node stops: a last fallback, so no command outlives the gate
 _LEVEL = {"verified": "OK", "unknown": "WARN", "violated": "ERROR", REJECTED: "ERROR"}
 
 
@@ -89,6 +91,10 @@ class MonitorParams:
     # 5 ticks of the 20 Hz odometry: one or two late ticks on loaded cores (p99 of a tick is
     # well under 0.1 s) do not stop the robot, and a stale command is replaced well within
     # the 0.5 s lookahead the certified region covers (pipeline.yaml's radii).
+    max_state_age_s: float = param(
+        0.0, "a state older than this (ROS clock) on arrival gets the fallback (s); 0 = off "
+             "(states stamped in another time base, e.g. a bag without /clock, never pass)"
+    )
     input_timeout_s: float = param(
         0.25, "nothing to /cmd from the inputs for this long (ROS clock): fallback (s)"
     )
@@ -145,6 +151,8 @@ class SafetyMonitorNode(Node):
             raise RosInputError(f"fixed_state {p.fixed_state!r} needs {n_inputs} values")
         if not p.property_paths:
             raise RosInputError("property_paths is empty; at least one property is needed")
+        if not (math.isfinite(p.max_state_age_s) and p.max_state_age_s >= 0):
+            raise RosInputError(f"max_state_age_s {p.max_state_age_s!r}; expected >= 0")
         for name, value in (("tick_hz", p.tick_hz), ("input_timeout_s", p.input_timeout_s),
                             ("command_tolerance", p.command_tolerance)):
             if not (math.isfinite(value) and value > 0):
@@ -275,6 +283,16 @@ class SafetyMonitorNode(Node):
             return
         state = self._states.pop(stamp_ns)
         command = self._commands.pop(stamp_ns)
+        age_s = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
+        if self.params.max_state_age_s > 0 and age_s > self.params.max_state_age_s:
+            # A certificate about where the vehicle was a second ago says nothing about now
+            # (e.g. the odometry waiting for a dead IMU): the fallback, not a certificate.
+            self.health.problem(
+                "stale_states", f"{self.params.state_topic} state stamped {age_s:.2f} s ago "
+                f"(> max_state_age_s {self.params.max_state_age_s:g}): fallback")
+            self.status_pub.publish(String(data=STALE))
+            self._gate(command, None)
+            return
         result = self.certify(state, stamp_ns, command)
         self._gate(command, result)
 
@@ -485,6 +503,10 @@ class SafetyMonitorNode(Node):
                 f"{p.input_timeout_s:g} ({self._silence(now_ns)}): publishing the fallback on "
                 f"{p.cmd_topic} every {1.0 / p.tick_hz:g} s until the inputs resume",
             )
+        else:  # still silent: the status stays WARN for as long as it lasts
+            self.health.ongoing(
+                f"inputs silent for {silent_s:.2f} s ({self._silence(now_ns)}): fallback on "
+                f"{p.cmd_topic}")
         self.status_pub.publish(String(data=INPUT_TIMEOUT))
         self.cmd_pub.publish(twist_stamped_msg(
             now_ns, p.fallback_linear_mps, p.fallback_angular_radps, self._frame_id,
@@ -525,6 +547,15 @@ class SafetyMonitorNode(Node):
         return self.health.summary()
 
     def close(self) -> None:
+        # Whatever stops this node (Ctrl-C, launch, `meetup-ros run` after another node died),
+        # the last command it leaves on /cmd is the fallback, not a verified one gone stale.
+        p = self.params
+        self.status_pub.publish(String(data=SHUTDOWN))
+        self.cmd_pub.publish(twist_stamped_msg(
+            self.get_clock().now().nanoseconds, p.fallback_linear_mps, p.fallback_angular_radps,
+            self._frame_id,
+        ))
+        self.get_logger().info(f"shutting down: fallback sent on {p.cmd_topic}")
         self.health.publish(final=True)
         self.get_logger().info(f"safety_monitor_node done: {self.summary()}")
 

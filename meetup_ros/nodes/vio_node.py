@@ -97,6 +97,7 @@ class VioNode(Node):
         self._frames_dropped_seen = 0
         self._imu_rejected_seen = 0
         self._clock_mismatches_seen = 0
+        self._outage_steps_seen = 0
         self._frames: deque[tuple[int, np.ndarray, float]] = deque()
         self._imu_head_ns: int | None = None  # newest IMU stamp since the last jump back
         self._jump_ns = int(0.5e9)
@@ -130,6 +131,13 @@ class VioNode(Node):
             self.health.problem(
                 "imu_rejected", f"{self.params.imu_topic} sample rejected "
                 f"({self.estimator.windower.last_rejection})",
+            )
+        if stats.inertial_only_windows > self._outage_steps_seen:
+            self._outage_steps_seen = stats.inertial_only_windows
+            self.health.problem(
+                "camera_outage_steps", f"no {self.params.image_topic} frame for "
+                f"{self.estimator.max_frame_gap_ns / 1e9:g} s of {self.params.imu_topic} "
+                f"stamps (up to {stamp_ns} ns): estimating without images, not published",
             )
         if stats.clock_mismatches > self._clock_mismatches_seen:
             self._clock_mismatches_seen = stats.clock_mismatches

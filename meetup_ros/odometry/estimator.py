@@ -84,6 +84,8 @@ class VioEstimator:
         gravity_init_samples: IMU samples averaged for the initial roll and pitch.
         max_frame_gap_s: with no frame for this long, the queued IMU samples are consumed in
             an inertial-only step, so a camera outage neither fills the queue nor loses them.
+            Measured in IMU stamps, so it must exceed the camera's latency behind its IMU:
+            at 0.25 s a camera 0.3 s late had every frame dropped.
         max_outage_s: an IMU stamp further than this past the last frame is not a camera
             outage but clocks that disagree: no inertial-only step then (it would move the
             last frame stamp past every coming frame, and each would reset the estimator).
@@ -100,7 +102,7 @@ class VioEstimator:
         *,
         imu_rate_hz: float = 200.0,
         gravity_init_samples: int = 20,
-        max_frame_gap_s: float = 0.25,
+        max_frame_gap_s: float = 1.0,
         max_outage_s: float = 5.0,
         reset_backwards_s: float = 0.5,
         bias_gyro_radps: np.ndarray | None = None,
@@ -192,6 +194,7 @@ class VioEstimator:
         self._T_odom_base = np.eye(4)
         self._pose_cov = np.zeros((6, 6))
         self._drift_std = np.zeros(3)  # see _add_velocity_drift
+        self._last_step_inertial = False  # the last step was a camera-outage step
         self._core_state = self.model.initial_state(1)
         self._last_frame_ns: int | None = None
         self._last_pair_image: np.ndarray | None = None
@@ -275,13 +278,20 @@ class VioEstimator:
                 "expected uint8 (H, W)"
             )
         if self._last_frame_ns is not None and stamp_ns <= self._last_frame_ns:
-            if stamp_ns < self._last_frame_ns - self.reset_backwards_ns:
+            if (stamp_ns < self._last_frame_ns - self.reset_backwards_ns
+                    and not self._last_step_inertial):
                 self.reset(f"frame stamp {stamp_ns} ns is before the previous "
                            f"{self._last_frame_ns} ns (time went back)")
             else:
+                # Behind the previous frame, or behind an inertial-only step the IMU ran
+                # ahead to (a camera lagging its IMU): that stretch is estimated already.
                 self._frames_dropped += 1
-                logger.warning("frame at %d ns is not after the previous %d ns; dropped",
-                               stamp_ns, self._last_frame_ns)
+                if self._frames_dropped <= 3 or self._frames_dropped % 100 == 0:
+                    logger.warning(
+                        "frame at %d ns is not after the previous %s at %d ns; dropped "
+                        "(%d so far)", stamp_ns,
+                        "inertial-only step" if self._last_step_inertial else "frame",
+                        self._last_frame_ns, self._frames_dropped)
                 return None
         self._frames += 1
         if not self._initialised:
@@ -352,6 +362,7 @@ class VioEstimator:
         self._pose_cov = self._pose_cov + rot6 @ np.diag(var) @ rot6.T
         self._add_velocity_drift(R, duration_s, at_rest)
         self._last_frame_ns = stamp_ns
+        self._last_step_inertial = image is None
         if image is not None:
             self._last_pair_image = image
         return self._estimate(stamp_ns, xi, var, duration_s, len(window), inertial_only)

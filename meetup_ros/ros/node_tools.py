@@ -126,6 +126,11 @@ class NodeHealth:
         if self.counters[counter] <= 5 or self.counters[counter] % 100 == 0:
             self._node.get_logger().warning(f"{text} (#{self.counters[counter]} {counter})")
 
+    def ongoing(self, text: str) -> None:
+        """A problem already counted and logged is still there: keep the status at WARN."""
+        self.last_problem = text
+        self._last_problem_at = time.monotonic()
+
     def summary(self) -> dict[str, Any]:
         """Counters, latency ``{"p50","p99","max","count"}`` in ms and the sections."""
         return {
