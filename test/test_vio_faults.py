@@ -163,3 +163,31 @@ def test_camera_outage_is_reported(harness: Harness, seq) -> None:
                      f"the outage reported (node: {node.summary()})")
     assert "/cam0/image_raw" in node.health.last_problem
     assert node.health.counters["resets"] == 0
+
+
+def test_clocks_that_disagree_are_reported_once_per_kind(harness: Harness, seq) -> None:
+    """The IMU driver's clock runs 120 s ahead from some point on: one reset, then frames are
+    dropped as a clock mismatch (named in the diagnostics), not one reset per frame."""
+    from meetup_ros.nodes.vio_node import VioNode
+
+    node = harness.add(VioNode(context=harness.context,
+                               parameter_overrides=_overrides(diagnostics_period_s=0.0)))
+    harness.collect("/odom", Odometry)
+    frames = _play(harness, seq, 0.5)
+    harness.wait_for(lambda: harness.count("/odom") >= frames, 30, "odometry")
+    imu, cam = seq.imu, seq.cam0
+    lo = int(cam.stamps_ns[10])
+    for j in range(11, 31):
+        for i in np.flatnonzero((imu.stamps_ns > lo) & (imu.stamps_ns <= cam.stamps_ns[j])):
+            harness.publish("/imu0", cv.arrays_to_imu(int(imu.stamps_ns[i]) + 120 * NS,
+                                                      imu.gyro_radps[i], imu.accel_mps2[i]))
+        lo = int(cam.stamps_ns[j])
+        harness.publish("/cam0/image_raw", cv.array_to_image(cam.images[j], "mono8", lo, "cam0"))
+        time.sleep(0.01)
+    harness.wait_for(lambda: node.health.counters["frames_received"] == frames + 20, 10,
+                     "the frames received")
+    harness.wait_for(lambda: node.health.counters["clock_mismatch"] >= 10, 10,
+                     f"the mismatch reported (node: {node.summary()})")
+    assert node.health.counters["resets"] == 1, node.summary()
+    assert node.health.counters["frames_out_of_order"] == 0, node.summary()
+    assert "clocks agree" in node.health.last_problem

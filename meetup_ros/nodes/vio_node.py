@@ -141,10 +141,12 @@ class VioNode(Node):
             )
         if stats.clock_mismatches > self._clock_mismatches_seen:
             self._clock_mismatches_seen = stats.clock_mismatches
+            self._frames_dropped_seen = stats.frames_dropped  # dropped for this reason
             self.health.problem(
-                "clock_mismatch", f"{self.params.imu_topic} stamp {stamp_ns} ns is more than "
-                f"{self.estimator.max_outage_ns / 1e9:g} s past the last "
-                f"{self.params.image_topic} frame: do the camera and IMU clocks agree?",
+                "clock_mismatch", f"{topic} stamp {stamp_ns} ns: the {self.params.imu_topic} "
+                f"and {self.params.image_topic} stamps are more than "
+                f"{self.estimator.max_outage_ns / 1e9:g} s apart (do their clocks agree?); "
+                "frames dropped until they are not",
             )
         if stats.frames_dropped > self._frames_dropped_seen:
             self._frames_dropped_seen = stats.frames_dropped
