@@ -36,6 +36,8 @@ def resolve(path: str | Path, kind: str) -> Path:
     candidate = Path(path).expanduser()
     if candidate.is_absolute() or candidate.exists():
         return candidate
+    if candidate.parts and candidate.parts[0] == kind:  # "config/x.yaml" typed from elsewhere
+        return share_dir() / candidate
     return share_dir() / kind / candidate
 
 

@@ -8,6 +8,7 @@ rclpy) happen inside the handlers so that ``meetup-ros --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import sys
@@ -30,10 +31,14 @@ class CommandError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="meetup-ros", description="meetup_ros offline tools and pip-only launcher."
+        prog="meetup-ros", description="meetup_ros offline tools and pip-only launcher.",
+        allow_abbrev=False,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # No abbreviated flags: "--rat 2" running at rate 2 hides a typo.
+    subparsers = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND",
+        parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)

@@ -131,7 +131,8 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "run", help="run pipeline nodes from a ROS params YAML (no ros2 launch needed)"
     )
-    p.add_argument("--params", default=DEFAULT_PARAMS, help="ROS params YAML (config/)")
+    p.add_argument("--params", default=DEFAULT_PARAMS,
+                   help=f"ROS params YAML, under config/ if not found (default {DEFAULT_PARAMS})")
     p.add_argument(
         "--nodes", nargs="+", default=list(PIPELINE_NODES), choices=list(PIPELINE_NODES),
         help="nodes to start (default: all four)",
@@ -150,7 +151,8 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--out", default="out/demo", help="output folder")
     p.add_argument("--bag", default=DEFAULT_BAG, help="input rosbag2 (data/ if relative)")
-    p.add_argument("--params", default=DEFAULT_PARAMS, help="ROS params YAML (config/)")
+    p.add_argument("--params", default=DEFAULT_PARAMS,
+                   help=f"ROS params YAML, under config/ if not found (default {DEFAULT_PARAMS})")
     p.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     p.add_argument(
         "--short", action="store_true",
