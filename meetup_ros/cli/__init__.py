@@ -8,11 +8,11 @@ rclpy) happen inside the handlers so that ``meetup-ros --help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 COMMAND_MODULES = (
     "meetup_ros.cli.bags",  # import-euroc, replay, bag-info
@@ -29,6 +29,14 @@ class CommandError(Exception):
     """A command failed for a reason the user can fix; printed without a traceback."""
 
 
+class _NoAbbrevParser(argparse.ArgumentParser):
+    """A subcommand's parser that takes no abbreviated flags."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meetup-ros", description="meetup_ros offline tools and pip-only launcher.",
@@ -38,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     # No abbreviated flags: "--rat 2" running at rate 2 hides a typo.
     subparsers = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND",
-        parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
+        parser_class=_NoAbbrevParser)
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
