@@ -277,18 +277,6 @@ class VioEstimator:
                 f"{getattr(image, 'dtype', None)} {getattr(image, 'shape', None)!r}, "
                 "expected uint8 (H, W)"
             )
-        newest_imu = self.windower.newest_ns
-        if newest_imu is not None and newest_imu - stamp_ns > self.max_outage_ns:
-            # The IMU runs far ahead of this frame: its window would be empty, and the network
-            # never ran on images without IMU. No estimate until the clocks agree.
-            self._frames_dropped += 1
-            self._clock_mismatches += 1
-            if self._clock_mismatches <= 3 or self._clock_mismatches % 100 == 0:
-                logger.warning(
-                    "frame at %d ns is %.3f s behind the newest IMU sample (%d so far): the "
-                    "camera and IMU clocks disagree; dropped", stamp_ns,
-                    (newest_imu - stamp_ns) / NS_PER_S, self._clock_mismatches)
-            return None
         if self._last_frame_ns is not None and stamp_ns <= self._last_frame_ns:
             if (stamp_ns < self._last_frame_ns - self.reset_backwards_ns
                     and not self._last_step_inertial):
@@ -305,6 +293,20 @@ class VioEstimator:
                         "inertial-only step" if self._last_step_inertial else "frame",
                         self._last_frame_ns, self._frames_dropped)
                 return None
+        # After the time-went-back check: a bag loop's first frames arrive before its IMU and
+        # must reset the estimator (emptying the windower), not be taken for a clock mismatch.
+        newest_imu = self.windower.newest_ns
+        if newest_imu is not None and newest_imu - stamp_ns > self.max_outage_ns:
+            # The IMU runs far ahead of this frame: its window would be empty, and the network
+            # never ran on images without IMU. No estimate until the clocks agree.
+            self._frames_dropped += 1
+            self._clock_mismatches += 1
+            if self._clock_mismatches <= 3 or self._clock_mismatches % 100 == 0:
+                logger.warning(
+                    "frame at %d ns is %.3f s behind the newest IMU sample (%d so far): the "
+                    "camera and IMU clocks disagree; dropped", stamp_ns,
+                    (newest_imu - stamp_ns) / NS_PER_S, self._clock_mismatches)
+            return None
         self._frames += 1
         if not self._initialised:
             if not self._init_accel:
