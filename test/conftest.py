@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,3 +34,16 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def euroc_dir(shared_data: Path) -> Path:
     return shared_data / "euroc_v1_01_easy_micro"
+
+
+@pytest.fixture
+def harness() -> Iterator[Any]:
+    """test_nodes.Harness: a context, an executor thread and a driver node (DDS tests)."""
+    pytest.importorskip("rclpy")
+    from test_nodes import Harness
+
+    h = Harness()
+    try:
+        yield h
+    finally:
+        h.close()

@@ -4,7 +4,6 @@ only), with the harness of test_nodes.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +33,6 @@ pytestmark = pytest.mark.dds
 
 ACASXU_ONNX = REPO_ROOT / "models" / "ACASXU_run2a_1_1_batch_2000.onnx"
 S_NS = 1_000_000_000
-
-
-@pytest.fixture
-def harness() -> Iterator[Harness]:
-    h = Harness()
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 # ---- controller_node: depth stamped in the future -----------------------------------------

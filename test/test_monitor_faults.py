@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,15 +44,6 @@ TICK_NS = 50_000_000  # 20 Hz
 # Slow and far from anything: the region misses the property's domain, so it is verified.
 BENIGN = [0.1, 0.0, 0.0, 0.0, 5.0]
 TIMEOUT_S = 0.25  # the monitor's default input_timeout_s
-
-
-@pytest.fixture
-def harness() -> Iterator[Harness]:
-    h = Harness()
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 def _statuses(harness: Harness) -> list[str]:

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,15 +109,6 @@ class Harness:
             node.destroy_node()
         rclpy.try_shutdown(context=self.context)
         assert not self.errors, f"a node callback raised: {self.errors!r}"
-
-
-@pytest.fixture
-def harness() -> Iterator[Harness]:
-    h = Harness()
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 def _overrides(**values: Any) -> list[Parameter]:

@@ -7,7 +7,6 @@ the bundled bag's real IMU samples and frames in stamp order.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -45,13 +44,26 @@ def _play(h: Harness, seq, until_s: float, imu_gap_s: tuple[float, float] | None
     return frames
 
 
-@pytest.fixture
-def harness() -> Iterator[Harness]:
-    h = Harness()
-    try:
-        yield h
-    finally:
-        h.close()
+def _publish_imu(h: Harness, seq, after_ns: int, upto_ns: int, offset_ns: int = 0) -> None:
+    """The bag's IMU samples stamped in (after_ns, upto_ns], their stamps shifted by offset."""
+    imu = seq.imu
+    for i in np.flatnonzero((imu.stamps_ns > after_ns) & (imu.stamps_ns <= upto_ns)):
+        h.publish("/imu0", cv.arrays_to_imu(int(imu.stamps_ns[i]) + offset_ns,
+                                            imu.gyro_radps[i], imu.accel_mps2[i]))
+
+
+def _play_frames(h: Harness, seq, frames: range, after_ns: int, picture=None,
+                 imu_offset_ns: int = 0) -> None:
+    """Frames ``frames`` of the bag, each after the IMU samples since the previous one
+    (from ``after_ns``); ``picture`` maps each image (e.g. a resize)."""
+    cam = seq.cam0
+    for j in frames:
+        stamp = int(cam.stamps_ns[j])
+        _publish_imu(h, seq, after_ns, stamp, imu_offset_ns)
+        after_ns = stamp
+        image = cam.images[j] if picture is None else picture(cam.images[j])
+        h.publish("/cam0/image_raw", cv.array_to_image(image, "mono8", stamp, "cam0"))
+        time.sleep(0.01)
 
 
 @pytest.fixture(scope="module")
@@ -119,23 +131,16 @@ def test_camera_resolution_change_is_taken_after_a_second(harness: Harness, seq)
     harness.collect("/odom", Odometry)
     frames = _play(harness, seq, 0.5)
     harness.wait_for(lambda: harness.count("/odom") >= frames, 30, "odometry")
-    imu, cam = seq.imu, seq.cam0
+    cam = seq.cam0
     # one odd frame is dropped; then the camera runs at half resolution
     odd = cv2.resize(cam.images[0], (100, 80))
     t0 = int(cam.stamps_ns[0])
     harness.publish("/cam0/image_raw", cv.array_to_image(odd, "mono8", t0 + NS // 2 + 1, "cam0"))
     harness.wait_for(lambda: node.health.counters["bad_image"] == 1, 5, "the odd frame dropped")
-    lo = t0 + NS // 2 + 1
-    published = 0
-    for j in range(11, 11 + SIZE_CHANGE_FRAMES + 10):
-        for i in np.flatnonzero((imu.stamps_ns > lo) & (imu.stamps_ns <= cam.stamps_ns[j])):
-            harness.publish("/imu0", cv.arrays_to_imu(int(imu.stamps_ns[i]), imu.gyro_radps[i],
-                                                      imu.accel_mps2[i]))
-        lo = int(cam.stamps_ns[j])
-        half = cv2.resize(cam.images[j], (188, 120), interpolation=cv2.INTER_AREA)
-        harness.publish("/cam0/image_raw", cv.array_to_image(half, "mono8", lo, "cam0"))
-        published += 1
-        time.sleep(0.01)
+    half_size = range(11, 11 + SIZE_CHANGE_FRAMES + 10)
+    _play_frames(harness, seq, half_size, t0 + NS // 2 + 1,
+                 lambda image: cv2.resize(image, (188, 120), interpolation=cv2.INTER_AREA))
+    published = len(half_size)
     harness.wait_for(lambda: node.health.counters["image_size_changes"] == 1, 10,
                      f"the new size taken (node: {node.summary()})")
     # frames before the change was taken are dropped (each counted), the rest estimated
@@ -155,10 +160,7 @@ def test_camera_outage_is_reported(harness: Harness, seq) -> None:
     t0 = int(seq.cam0.stamps_ns[0])
     frames = _play(harness, seq, 1.0)
     harness.wait_for(lambda: harness.count("/odom") >= frames, 30, "odometry")
-    imu = seq.imu
-    for i in np.flatnonzero((imu.stamps_ns > t0 + NS) & (imu.stamps_ns <= t0 + 2_300_000_000)):
-        harness.publish("/imu0", cv.arrays_to_imu(int(imu.stamps_ns[i]), imu.gyro_radps[i],
-                                                  imu.accel_mps2[i]))
+    _publish_imu(harness, seq, t0 + NS, t0 + 2_300_000_000)
     harness.wait_for(lambda: node.health.counters["camera_outage_steps"] >= 1, 10,
                      f"the outage reported (node: {node.summary()})")
     assert "/cam0/image_raw" in node.health.last_problem
@@ -175,15 +177,8 @@ def test_clocks_that_disagree_are_reported_once_per_kind(harness: Harness, seq) 
     harness.collect("/odom", Odometry)
     frames = _play(harness, seq, 0.5)
     harness.wait_for(lambda: harness.count("/odom") >= frames, 30, "odometry")
-    imu, cam = seq.imu, seq.cam0
-    lo = int(cam.stamps_ns[10])
-    for j in range(11, 31):
-        for i in np.flatnonzero((imu.stamps_ns > lo) & (imu.stamps_ns <= cam.stamps_ns[j])):
-            harness.publish("/imu0", cv.arrays_to_imu(int(imu.stamps_ns[i]) + 120 * NS,
-                                                      imu.gyro_radps[i], imu.accel_mps2[i]))
-        lo = int(cam.stamps_ns[j])
-        harness.publish("/cam0/image_raw", cv.array_to_image(cam.images[j], "mono8", lo, "cam0"))
-        time.sleep(0.01)
+    _play_frames(harness, seq, range(11, 31), int(seq.cam0.stamps_ns[10]),
+                 imu_offset_ns=120 * NS)
     harness.wait_for(lambda: node.health.counters["frames_received"] == frames + 20, 10,
                      "the frames received")
     harness.wait_for(lambda: node.health.counters["clock_mismatch"] >= 10, 10,
