@@ -131,3 +131,12 @@ def state_sigma(twist_covariance: np.ndarray, axes: StateAxes | None = None) -> 
     ang = A[2] @ cov[3:, 3:] @ A[2]
     variances = np.array([lin[0, 0], lin[1, 1], lin[2, 2], ang, 0.0])
     return np.sqrt(np.clip(variances, 0.0, None))
+
+
+def advisory_command(scores: np.ndarray, speeds_mps: tuple[float, ...],
+                     forward_base: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """The governor's command from its scores: ``(advisory index, linear (3,) m/s, angular
+    (3,) rad/s)``, the top advisory's speed along the forward axis, no rotation. The one rule
+    controller_node publishes and safety_monitor_node checks commands against."""
+    top = int(np.argmax(scores))
+    return top, np.asarray(forward_base, dtype=np.float64) * float(speeds_mps[top]), np.zeros(3)

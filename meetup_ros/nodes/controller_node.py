@@ -26,6 +26,7 @@ from meetup_ros.control.state import (
     ADVISORIES,
     STATE_NAMES,
     StateAxes,
+    advisory_command,
     build_state,
     nearest_depth_m,
 )
@@ -181,25 +182,17 @@ class ControllerNode(Node):
             except ControlError as exc:
                 self.health.problem("bad_state", f"{p.odom_topic}: {exc}")
                 return
-            if scores.shape != (len(ADVISORIES),):
-                self.health.problem(
-                    "bad_scores", f"network gave {scores.size!r} scores, expected "
-                    f"{len(ADVISORIES)} ({list(ADVISORIES)!r})",
-                )
-                return
             if not np.all(np.isfinite(scores)):
                 self.health.problem("non_finite_scores", f"network scores {scores!r}")
                 return
-            advisory = int(np.argmax(scores))
+            advisory, linear, angular = advisory_command(
+                scores, p.advisory_speeds_mps, self._forward_base)
             self.advisory_counts[ADVISORIES[advisory]] += 1
-            speed = p.advisory_speeds_mps[advisory]
             self.state_pub.publish(
                 named_vector_msg(stamp_ns, STATE_NAMES, state, frame_id=msg.child_frame_id)
             )
             self.command_pub.publish(
-                twist_stamped_msg(
-                    stamp_ns, self._forward_base * speed, (0.0, 0.0, 0.0), p.command_frame_id
-                )
+                twist_stamped_msg(stamp_ns, linear.tolist(), angular.tolist(), p.command_frame_id)
             )
             self.health.counters["commands_published"] += 1
 

@@ -43,8 +43,15 @@ from std_msgs.msg import String
 
 from meetup_ros import paths
 from meetup_ros.control import ControlError
+from meetup_ros.control.network import GovernorRuntime
 from meetup_ros.control.region import region
-from meetup_ros.control.state import ADVISORIES, STATE_NAMES, StateAxes, state_sigma
+from meetup_ros.control.state import (
+    ADVISORIES,
+    STATE_NAMES,
+    StateAxes,
+    advisory_command,
+    state_sigma,
+)
 from meetup_ros.ros import RosInputError
 from meetup_ros.ros.convert import (
     named_vector_to_array,
@@ -172,6 +179,10 @@ class SafetyMonitorNode(Node):
         self.axes = StateAxes(p.forward_axis_base, p.up_axis_base)
         self._forward_base = self.axes.matrix()[0]
         self.network = self.monitors[0][1].network  # the same file for every property
+        # The controller's own runtime on the same file, to recompute the commands it sends.
+        self._runtime = (GovernorRuntime(network_path)
+                         if p.state_source == "controller" and self.network.source_kind == "onnx"
+                         else None)
         if p.state_source == "controller" and len(p.advisory_speeds_mps) != self.network.n_outputs:
             raise RosInputError(
                 f"advisory_speeds_mps {p.advisory_speeds_mps!r} needs one speed per output of "
@@ -414,15 +425,16 @@ class SafetyMonitorNode(Node):
             return f"{p.command_topic}: the network could not be evaluated at the state: {exc}"
         if not (np.isfinite(deployed).all() and np.isfinite(model).all()):
             return f"{p.command_topic}: the network's scores {deployed.tolist()!r} are not finite"
-        top = int(np.argmax(deployed))
+        top, expected_linear, expected_angular = advisory_command(
+            deployed, p.advisory_speeds_mps, self._forward_base)
         name = ADVISORIES[top] if self.network.n_outputs == len(ADVISORIES) else f"output {top}"
         if int(np.argmax(model)) != top:
             return (f"{p.command_topic}: the deployed network's top output {name!r} at the state "
                     f"(scores {deployed.tolist()!r}) is not the certified model's "
                     f"({model.tolist()!r}): a near tie the certificate does not cover")
         expected_speed = float(p.advisory_speeds_mps[top])
-        expected = np.concatenate([self._forward_base * expected_speed, np.zeros(3)])
-        error = float(np.max(np.abs(np.concatenate([linear, angular]) - expected)))
+        error = float(np.max(np.abs(np.concatenate(
+            [linear - expected_linear, angular - expected_angular]))))
         if error > p.command_tolerance:
             return (f"{p.command_topic} speed {speed!r} (linear {linear.tolist()!r} m/s, angular "
                     f"{angular.tolist()!r} rad/s) does not match the certified network's output "
@@ -431,11 +443,9 @@ class SafetyMonitorNode(Node):
         return None
 
     def _deployed_scores(self, state: np.ndarray) -> np.ndarray:
-        """The scores as the controller computes them: onnxruntime on the ONNX file."""
-        if self.network.source_kind == "onnx":
-            from meetup_ros.verification.falsify import onnxruntime_forward
-
-            return onnxruntime_forward(self.network.source, state)
+        """The scores as the controller computes them (its GovernorRuntime on the ONNX)."""
+        if self._runtime is not None:
+            return self._runtime.scores(state)
         return self.network.forward(state)
 
     def _gate(self, command: TwistStamped, result: TickResult | None) -> None:

@@ -252,14 +252,7 @@ class VioEstimator:
             # camera outage: consume what is queued without images
             self._step(int(stamp_ns), None)
             self._inertial_only += 1
-            return
-        self._clock_mismatches += 1
-        if self._clock_mismatches <= 3 or self._clock_mismatches % 100 == 0:
-            logger.warning(
-                "IMU stamp %d ns is %.3f s after the last camera frame (%d so far): the camera "
-                "and IMU clocks disagree, or the camera stopped; its samples wait for frames "
-                "with matching stamps", int(stamp_ns), ahead_ns / NS_PER_S,
-                self._clock_mismatches)
+        # Further ahead the clocks disagree: no step; add_frame drops and counts the frames.
 
     def add_frame(self, stamp_ns: int, image: np.ndarray | None) -> OdometryEstimate | None:
         """Close the IMU window at this frame and estimate the pose (None until initialised).
