@@ -22,7 +22,6 @@ from meetup_ros.control.state import (
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_ONNX = REPO_ROOT / "models" / "governor.onnx"
-SHIPPED_PROPERTY = REPO_ROOT / "config" / "governor_property.yaml"
 
 
 def test_state_axes_euroc() -> None:
@@ -74,16 +73,26 @@ def test_expert_rule_table() -> None:
         [1.0, 0.0, 0.0, 0.0, 5.0],  # ttc 5 s
         [1.0, 0.0, 0.0, 0.0, 2.0],  # ttc 2 s
         [1.0, 0.0, 0.0, 0.0, 0.5],  # ttc 0.5 s
-        [-0.5, 0.0, 0.0, 0.0, 0.2],  # backing away
+        [-0.5, 0.0, 0.0, 0.0, 2.0],  # backing away
         [0.2, 0.0, 0.0, 1.2, 5.0],  # turning fast
         [0.5, 0.0, 0.0, 0.0, 1.0],  # the property's corner: ttc 2 s
+        # Clearance: "continue" commands 1 m/s forward whatever the speed now, so close to
+        # an obstacle only "stop" is safe, at rest and backing away too (a tester found the
+        # governor saying "continue" at rest 0.1 m from a wall).
+        [0.0, 0.0, 0.0, 0.0, 0.1],
+        [0.0, 0.0, 0.0, 0.0, 0.7],
+        [-0.5, 0.0, 0.0, 0.0, 0.2],
+        [0.0, 0.0, 0.0, 0.0, 0.8],  # beyond the clearance: at rest, nothing closing
     ])
     np.testing.assert_array_equal(rule.labels(states), [CONTINUE, SLOW, STOP, CONTINUE, SLOW,
-                                                        SLOW])
-    # The expert itself satisfies the governor property everywhere in its domain.
+                                                        SLOW, STOP, STOP, STOP, CONTINUE])
+    # The expert itself satisfies both governor properties everywhere in their domains.
     rng = np.random.default_rng(0)
     domain = rng.uniform([0.5, -1.5, -1.0, -1.5, 0.1], [3.0, 1.5, 1.0, 1.5, 1.0], (5000, 5))
     assert not np.any(rule.labels(domain) == CONTINUE)
+    close = rng.uniform([-1.25, -2.25, -1.75, -2.0, -1.0], [3.75, 2.25, 1.75, 2.0, 0.5],
+                        (5000, 5))
+    assert np.all(rule.labels(close) == STOP)
 
 
 def test_onnx_export_matches_torch_and_onnxruntime(tmp_path: Path) -> None:
@@ -121,24 +130,36 @@ def test_shipped_governor_on_sampled_states() -> None:
     scores = runtime.scores_batch(domain)
     continue_top = scores[:, CONTINUE] >= np.delete(scores, CONTINUE, axis=1).max(axis=1)
     assert not np.any(continue_top), domain[continue_top][:5]
+    # Close at any speed (the clearance property's box): "stop" strictly on top.
+    close = rng.uniform([-1.25, -2.25, -1.75, -2.0, -1.0], [3.75, 2.25, 1.75, 2.0, 0.5],
+                        (20000, 5))
+    scores = runtime.scores_batch(close)
+    stop_not_top = scores[:, STOP] <= np.delete(scores, STOP, axis=1).max(axis=1)
+    assert not np.any(stop_not_top), close[stop_not_top][:5]
+    assert int(np.argmax(runtime.scores([0.0, 0.0, 0.0, 0.0, 0.1]))) == STOP  # the tester's
     envelope = rng.uniform([-0.5, -1.5, -1.0, -1.5, 0.1], [3.0, 1.5, 1.0, 1.5, 10.0], (5000, 5))
     agreement = np.mean(runtime.scores_batch(envelope).argmax(1) == ExpertRule().labels(envelope))
     assert agreement > 0.9
     assert len(STATE_NAMES) == runtime.input_size
 
 
-def test_shipped_governor_is_proven_safe_over_the_envelope() -> None:
-    """Branch and bound proves the property over the whole operating envelope (offline)."""
+@pytest.mark.parametrize("name", ["governor_property", "governor_clearance_property"])
+def test_shipped_governor_is_proven_safe_over_the_envelope(name: str) -> None:
+    """Branch and bound proves each property over a finite box (offline): the operating
+    envelope, and for the clearance property that envelope widened by the monitor's region."""
     from meetup_ros.verification.bab import verify
     from meetup_ros.verification.network import load_network
     from meetup_ros.verification.spec import load_property_yaml
 
-    envelope = load_property_yaml(REPO_ROOT / "config" / "governor_property_envelope.yaml")
-    runtime_prop = load_property_yaml(SHIPPED_PROPERTY)
+    envelope = load_property_yaml(REPO_ROOT / "config" / f"{name}_envelope.yaml")
+    runtime_prop = load_property_yaml(REPO_ROOT / "config" / f"{name}.yaml")
     # The envelope file is the runtime property restricted to a finite box.
-    (d_env,), (d_run,) = envelope.disjuncts, runtime_prop.disjuncts
-    np.testing.assert_array_equal(d_env.coeffs, d_run.coeffs)
-    assert np.all(d_env.lower >= d_run.lower) and np.all(d_env.upper <= d_run.upper)
+    assert len(envelope.disjuncts) == len(runtime_prop.disjuncts)
+    for d_env, d_run in zip(envelope.disjuncts, runtime_prop.disjuncts, strict=True):
+        np.testing.assert_array_equal(d_env.coeffs, d_run.coeffs)
+        np.testing.assert_array_equal(d_env.rhs, d_run.rhs)
+        assert np.all(d_env.lower >= d_run.lower) and np.all(d_env.upper <= d_run.upper)
+        assert np.all(np.isfinite(d_env.lower)) and np.all(np.isfinite(d_env.upper))
     result = verify(load_network(SHIPPED_ONNX), envelope, timeout_s=60)
     assert result.status == "unsat", result
 
@@ -159,6 +180,7 @@ def test_train_controller_short_run(tmp_path: Path) -> None:
     assert metrics["onnx_max_abs_error"] < 1e-4
     assert 0.0 <= metrics["accuracy_heldout_synthetic"] <= 1.0
     assert 0.0 <= metrics["property_continue_top_rate_sampled"] <= 1.0
+    assert 0.0 <= metrics["clearance_stop_not_top_rate_sampled"] <= 1.0
     with pytest.raises(ControlError, match=r"unknown controller option\(s\) \['epoch'\]"):
         ControllerOptions.from_extra({"epoch": "3"})
     with pytest.raises(ControlError, match="is not of type int"):

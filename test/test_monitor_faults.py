@@ -215,3 +215,47 @@ def test_stale_states_and_shutdown_send_the_fallback(harness: Harness, tmp_path:
     harness.wait_for(lambda: len(_cmds(harness)) == 3, 10, "the fallback at shutdown")
     assert _cmds(harness)[-1].twist.linear.z == 0.0
     assert _statuses(harness)[-1] == "shutdown"
+
+
+
+PIPELINE_PROPERTIES = [str(REPO_ROOT / "config" / name) for name in
+                       ("governor_property.yaml", "governor_clearance_property.yaml")]
+PIPELINE_RADII = [0.75, 0.75, 0.75, 0.5, 0.75]  # config/pipeline.yaml
+
+
+def test_from_rest_next_to_an_obstacle_the_governor_stops(harness: Harness) -> None:
+    """At rest with no depth yet (the controller assumes an obstacle 0.1 m ahead): the
+    shipped governor through the real controller_node commands "stop", certified against
+    the pipeline's two properties over its region. A tester found the old governor saying
+    "continue" (1 m/s into the obstacle) here, verified: its one property started at
+    0.5 m/s."""
+    from meetup_ros.nodes.controller_node import ControllerNode
+
+    node = _monitor(harness, REPO_ROOT / "models" / "governor.onnx",
+                    property_paths=PIPELINE_PROPERTIES, radii=PIPELINE_RADII)
+    harness.add(ControllerNode(context=harness.context,
+                               parameter_overrides=_overrides(diagnostics_period_s=0.0)))
+    harness.collect("/controller/command", TwistStamped)
+    harness.publish("/odom", _odom(STAMP0_NS, 0.0))
+    harness.wait_for(lambda: len(_cmds(harness)) >= 1, 10, "/cmd at rest without depth")
+    assert _statuses(harness)[0] == "verified", (_statuses(harness), node.last)
+    with harness._lock:
+        proposed = harness.received["/controller/command"][0]
+    assert proposed.twist.linear.z == 0.0  # "stop", the governor's own advisory
+    assert _cmds(harness)[0].twist == proposed.twist
+    assert node.certificates["verified"] == 1
+
+
+def test_continue_next_to_an_obstacle_is_refused_at_rest(harness: Harness,
+                                                         tmp_path: Path) -> None:
+    """A network that says "continue" at rest 0.1 m from an obstacle is refused with a
+    counterexample inside the clearance property (the close-and-fast one needs 0.5 m/s)."""
+    node = _monitor(harness, _always_continue_onnx(tmp_path / "g.onnx"),
+                    property_paths=PIPELINE_PROPERTIES, radii=[0.05, 0.05, 0.05, 0.05, 0.1],
+                    use_odometry_covariance=False)
+    _propose(harness, STAMP0_NS, [0.0, 0.0, 0.0, 0.0, 0.1], 1.0)
+    harness.wait_for(lambda: harness.count("/cmd") == 1, 10, "/cmd")
+    assert _statuses(harness)[-1] == "violated"
+    assert _cmds(harness)[-1].twist.linear.z == 0.0
+    x = node.last.counterexample_x
+    assert x is not None and x[4] <= 0.5 and x[0] <= 0.05, x

@@ -8,8 +8,9 @@ Data (what is real and what is not):
   are not recorded together on EuRoC V1_01 (frames only while at rest), so each real motion
   state is paired with a real depth measurement in turn: real marginals, combined.
 - synthetic: states sampled over the operating envelope, with extra samples near the
-  time-to-collision boundaries and inside the property's domain (said to be synthetic in
-  the metrics: ``*_synthetic``).
+  time-to-collision boundaries and inside the two properties' domains (close and fast;
+  close at any speed, over the clearance property's box, which the safety monitor's regions
+  reach), said to be synthetic in the metrics: ``*_synthetic``.
 Every state is labelled by :class:`~meetup_ros.control.expert.ExpertRule`.
 
 Held out, never trained on: the last ``holdout_fraction`` of the real states in time, and a
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from meetup_ros.control import ControlError
-from meetup_ros.control.expert import CONTINUE, ExpertRule
+from meetup_ros.control.expert import CONTINUE, STOP, ExpertRule
 from meetup_ros.control.network import GovernorNet, GovernorRuntime, export_onnx
 from meetup_ros.control.state import (
     ENVELOPE_LOWER,
@@ -44,7 +45,14 @@ logger = logging.getLogger(__name__)
 # The governor property's domain (config/governor_property.yaml): close and fast.
 PROPERTY_MAX_DEPTH_M = 1.0
 PROPERTY_MIN_SPEED_MPS = 0.5
+# Both properties over finite boxes: what the exported network is proven against, and (the
+# clearance one) the box its close-range training states are drawn from.
 ENVELOPE_PROPERTY = "governor_property_envelope.yaml"
+CLEARANCE_ENVELOPE_PROPERTY = "governor_clearance_property_envelope.yaml"
+ENVELOPE_PROPERTIES = (ENVELOPE_PROPERTY, CLEARANCE_ENVELOPE_PROPERTY)
+# Clearance training states reach this far past the property's 0.5 m, to the expert's 0.75 m
+# boundary and beyond, so the network learns the boundary, not just the inside.
+CLEARANCE_SAMPLE_MAX_DEPTH_M = 1.0
 
 
 @dataclass(frozen=True)
@@ -69,22 +77,36 @@ class ControllerOptions:
 
 # ---- states -----------------------------------------------------------------------------------
 
+def clearance_box() -> tuple[np.ndarray, np.ndarray]:
+    """The clearance property's finite box (``config/`` envelope file): ``(lower, upper)``."""
+    from meetup_ros import paths
+    from meetup_ros.verification.spec import load_property_yaml
+
+    disjunct = load_property_yaml(paths.config_path(CLEARANCE_ENVELOPE_PROPERTY)).disjuncts[0]
+    return disjunct.lower.copy(), disjunct.upper.copy()
+
+
 def sample_synthetic_states(n: int, rng: np.random.Generator) -> np.ndarray:
-    """``(n, 5)`` synthetic states: a third uniform over the envelope, a third near the
-    time-to-collision boundaries, a third inside the property's domain."""
+    """``(n, 5)`` synthetic states: a quarter uniform over the envelope, a quarter near the
+    time-to-collision boundaries, a quarter inside the property's domain (close and fast), a
+    quarter close at any speed (the clearance property's box, up to 1 m)."""
     lower, upper = ENVELOPE_LOWER, ENVELOPE_UPPER
     states = rng.uniform(lower, upper, size=(n, len(STATE_NAMES)))
     # Depth spans two decades: sample it log-uniformly so close range is not starved.
     states[:, 4] = np.exp(rng.uniform(np.log(lower[4]), np.log(upper[4]), size=n))
-    third = n // 3
+    q = n // 4
     # Near the boundaries: pick a time to collision in [0.5, 4] s and a speed, set the depth.
-    speed = rng.uniform(0.1, upper[0], size=third)
-    ttc_s = rng.uniform(0.5, 4.0, size=third)
-    states[third: 2 * third, 0] = speed
-    states[third: 2 * third, 4] = np.clip(speed * ttc_s, lower[4], upper[4])
+    speed = rng.uniform(0.1, upper[0], size=q)
+    ttc_s = rng.uniform(0.5, 4.0, size=q)
+    states[q: 2 * q, 0] = speed
+    states[q: 2 * q, 4] = np.clip(speed * ttc_s, lower[4], upper[4])
     # Inside the property's domain (close and fast), where "continue" must never win.
-    states[2 * third:, 0] = rng.uniform(PROPERTY_MIN_SPEED_MPS - 0.1, upper[0], size=n - 2 * third)
-    states[2 * third:, 4] = rng.uniform(lower[4], PROPERTY_MAX_DEPTH_M + 0.2, size=n - 2 * third)
+    states[2 * q: 3 * q, 0] = rng.uniform(PROPERTY_MIN_SPEED_MPS - 0.1, upper[0], size=q)
+    states[2 * q: 3 * q, 4] = rng.uniform(lower[4], PROPERTY_MAX_DEPTH_M + 0.2, size=q)
+    # Close at any speed, over the box the monitor's regions reach (depth below 0 included).
+    box_lower, box_upper = clearance_box()
+    box_upper[4] = CLEARANCE_SAMPLE_MAX_DEPTH_M
+    states[3 * q:] = rng.uniform(box_lower, box_upper, size=(n - 3 * q, len(STATE_NAMES)))
     return states
 
 
@@ -175,10 +197,22 @@ def property_domain_states(n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(lower, upper, size=(n, len(STATE_NAMES)))
 
 
+def clearance_domain_states(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n, 5)`` states inside the clearance property's box (depth <= 0.5 m, any speed)."""
+    lower, upper = clearance_box()
+    return rng.uniform(lower, upper, size=(n, len(STATE_NAMES)))
+
+
 def continue_top_rate(scores: np.ndarray) -> float:
     """Fraction of score rows where "continue" is (one of) the top score(s)."""
     others = np.delete(scores, CONTINUE, axis=1).max(axis=1)
     return float(np.mean(scores[:, CONTINUE] >= others))
+
+
+def stop_not_top_rate(scores: np.ndarray) -> float:
+    """Fraction of score rows where "stop" is not strictly above both others."""
+    others = np.delete(scores, STOP, axis=1).max(axis=1)
+    return float(np.mean(scores[:, STOP] <= others))
 
 
 def check_export(net: GovernorNet, onnx_path: Path, states: np.ndarray) -> float:
@@ -197,24 +231,30 @@ def check_export(net: GovernorNet, onnx_path: Path, states: np.ndarray) -> float
 
 
 def verify_export(onnx_path: Path, timeout_s: float) -> dict[str, float]:
-    """Prove the exported network against the property over the operating envelope.
+    """Prove the exported network against both properties over their finite boxes.
 
-    Returns ``property_proven`` (1 unsat, 0 sat = counterexample found, -1 timeout/error)
-    and ``property_verify_s``. A network with a counterexample is still written (the
-    metrics say so); the safety monitor would then refuse it at run time wherever it fails.
+    Returns per property (``property`` for the close-and-fast one, ``clearance_property``)
+    ``*_proven`` (1 unsat, 0 sat = counterexample found, -1 timeout/error) and
+    ``*_verify_s``. A network with a counterexample is still written (the metrics say so);
+    the safety monitor would then refuse it at run time wherever it fails.
     """
     from meetup_ros import paths
     from meetup_ros.verification.bab import verify
     from meetup_ros.verification.network import load_network
     from meetup_ros.verification.spec import load_property_yaml
 
-    prop = load_property_yaml(paths.config_path(ENVELOPE_PROPERTY))
-    result = verify(load_network(onnx_path), prop, timeout_s=timeout_s)
-    proven = {"unsat": 1.0, "sat": 0.0}.get(result.status, -1.0)
-    if proven != 1.0:
-        logger.warning("governor property not proven (%s): %s", result.status, result)
-    return {"property_proven": proven,
-            "property_verify_s": float(result.stats.get("time_s", float("nan")))}
+    network = load_network(onnx_path)
+    metrics: dict[str, float] = {}
+    for key, name in (("property", ENVELOPE_PROPERTY),
+                      ("clearance_property", CLEARANCE_ENVELOPE_PROPERTY)):
+        result = verify(network, load_property_yaml(paths.config_path(name)),
+                        timeout_s=timeout_s)
+        proven = {"unsat": 1.0, "sat": 0.0}.get(result.status, -1.0)
+        if proven != 1.0:
+            logger.warning("governor %s not proven (%s): %s", name, result.status, result)
+        metrics[f"{key}_proven"] = proven
+        metrics[f"{key}_verify_s"] = float(result.stats.get("time_s", float("nan")))
+    return metrics
 
 
 # ---- the training run ---------------------------------------------------------------------------
@@ -285,22 +325,29 @@ def train_controller(cfg: TrainConfig) -> dict[str, float]:
             torch.as_tensor(arrays[f"{split}_y"], dtype=torch.long),
         )
 
-    domain = property_domain_states(20000, np.random.default_rng(cfg.seed + 7))
-    domain_t = torch.as_tensor(domain, dtype=torch.float32)
+    domain_t = torch.as_tensor(property_domain_states(20000, np.random.default_rng(cfg.seed + 7)),
+                               dtype=torch.float32)
+    clearance_t = torch.as_tensor(
+        clearance_domain_states(20000, np.random.default_rng(cfg.seed + 11)), dtype=torch.float32)
+
+    def domain_rates() -> dict[str, float]:
+        """How often each property fails on states sampled in its domain (0 is the goal)."""
+        device = next(net.parameters()).device
+        with torch.no_grad():
+            scores = net(domain_t.to(device)).double().cpu().numpy()
+            clearance = net(clearance_t.to(device)).double().cpu().numpy()
+        return {"property_continue_top_rate": continue_top_rate(scores),
+                "clearance_stop_not_top_rate": stop_not_top_rate(clearance)}
 
     def evaluate() -> dict[str, float]:
-        """Held-out figures each epoch (model in eval mode): real accuracy, property rate."""
-        with torch.no_grad():
-            scores = net(domain_t.to(next(net.parameters()).device)).double().cpu().numpy()
-        return {
-            "accuracy_real": accuracy(net, arrays["heldout_real_x"], arrays["heldout_real_y"]),
-            "property_continue_top_rate": continue_top_rate(scores),
-        }
+        """Held-out figures each epoch (model in eval mode): real accuracy, property rates."""
+        return {"accuracy_real": accuracy(net, arrays["heldout_real_x"],
+                                          arrays["heldout_real_y"]), **domain_rates()}
 
     loss_fn = MultiClassHingeLoss(smoothing=options.hinge_smoothing)
     history = fit(
         cfg, net, tensors("train"), tensors("heldout_synthetic"), loss_fn,
-        defaults={"lr": 0.1, "epochs": 30, "batch_size": 256}, evaluate=evaluate,
+        defaults={"lr": 0.1, "epochs": 60, "batch_size": 256}, evaluate=evaluate,
     )
     net.cpu()
     net.eval()
@@ -311,9 +358,7 @@ def train_controller(cfg: TrainConfig) -> dict[str, float]:
         ),
         "accuracy_train": accuracy(net, arrays["train_x"], arrays["train_y"]),
     }
-    with torch.no_grad():
-        domain_scores = net(domain_t).double().numpy()
-    metrics["property_continue_top_rate_sampled"] = continue_top_rate(domain_scores)
+    metrics.update({f"{k}_sampled": v for k, v in domain_rates().items()})
     if cfg.export:
         onnx_path = export_onnx(
             net, Path(cfg.out_dir) / "governor.onnx",

@@ -75,7 +75,7 @@ _LEVEL = {"verified": "OK", "unknown": "WARN", "violated": "ERROR", REJECTED: "E
 class MonitorParams:
     network_path: str = param("governor.onnx", "the controller's ONNX file (models/ if relative)")
     property_paths: tuple[str, ...] = param(
-        ("governor_property.yaml",),
+        ("governor_property.yaml", "governor_clearance_property.yaml"),
         "property files (.yaml or .vnnlib; config/ if relative); all must hold",
     )
     input_names: tuple[str, ...] = param(
