@@ -104,8 +104,15 @@ class Harness:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        # The nodes are listed before the executor's shutdown, which forgets them (rclpy 9:
+        # get_nodes() is empty after it), and destroyed here: the context's shutdown leaves
+        # every other node alive (it untracks each node from the list it is iterating). A node
+        # left alive keeps its subscriptions matched after the test, and the bag replay of a
+        # later test, waiting for one matched subscription per topic, started on a previous
+        # test's vio_node: the frames published before the node under test matched were lost.
+        nodes = list(self.executor.get_nodes())
         self.executor.shutdown(timeout_sec=2)
-        for node in list(self.executor.get_nodes()):
+        for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown(context=self.context)
         assert not self.errors, f"a node callback raised: {self.errors!r}"

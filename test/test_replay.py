@@ -45,7 +45,12 @@ def ros() -> Iterator[tuple[object, SingleThreadedExecutor]]:
     try:
         yield context, executor
     finally:
+        # destroyed here (see test_nodes.Harness.close): the context's shutdown leaves every
+        # other node, with its publishers and subscriptions, alive into later tests
+        nodes = executor.get_nodes()
         executor.shutdown()
+        for node in nodes:
+            node.destroy_node()
         rclpy.shutdown(context=context)
 
 

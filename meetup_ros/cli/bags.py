@@ -116,7 +116,8 @@ def _replay(args: argparse.Namespace) -> int:
         )
     except BagError as exc:
         raise CommandError(str(exc)) from None
-    print(report.summary())
+    if not report.summary_logged:  # interrupted or failed before the end of playback
+        print(report.summary())
     return 1 if report.error else 0
 
 

@@ -478,8 +478,11 @@ def run_demo(
         stop_spin.set()
         if spinner.is_alive():
             spinner.join(timeout=5.0)
+        # listed before the shutdown, which forgets the executor's nodes (rclpy 9); the
+        # context's shutdown would leave every other node, with its DDS endpoints, alive
+        spun = executor.get_nodes()
         executor.shutdown(timeout_sec=2.0)
-        for node in executor.get_nodes():
+        for node in spun:
             node.destroy_node()
         rclpy.try_shutdown(context=context)
     if replay is None or not replay.done.is_set():

@@ -124,6 +124,7 @@ class ReplayReport:
     # the most recent 100k publishes: a looping replay must not grow without bound
     lateness_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
     error: str | None = None
+    summary_logged: bool = False  # the node logged summary() at the end of playback
 
     def lateness_stats(self) -> dict[str, float]:
         if not self.lateness_ms:
@@ -389,6 +390,7 @@ class BagReplayNode(Node):
             break
         self.report.wall_s = time.monotonic() - wall_start
         self.get_logger().info(self.report.summary())
+        self.report.summary_logged = True
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
