@@ -11,6 +11,7 @@ import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from meetup_ros.bags import BagError, EurocError, topics
+from meetup_ros.bags.checksums import SUMS_NAME, write_checksums
 from meetup_ros.bags.euroc import load_euroc
 from meetup_ros.bags.importer import TYPESTORE, image_msg, import_euroc
 from meetup_ros.bags.reader import iter_raw_messages, read_sequence
@@ -174,9 +175,13 @@ def test_bad_import_arguments(euroc_dir: Path, tmp_path: Path, kwargs: dict, pat
         import_euroc(euroc_dir, tmp_path / "bag", **kwargs)
 
 
-def damaged_bag(tmp_path: Path, how: str) -> Path:
+def damaged_bag(tmp_path: Path, how: str, keep_sums: bool = False) -> Path:
+    """A copy of the bundled bag, damaged; without its SHA256SUMS unless ``keep_sums`` (a
+    bag recorded by ros2 has none: the damage must then be caught by reading it)."""
     bag = tmp_path / "bag"
     shutil.copytree(SAMPLE_BAG, bag)
+    if not keep_sums:
+        (bag / SUMS_NAME).unlink()
     mcap = next(bag.glob("*.mcap"))
     if how == "truncated":
         with mcap.open("r+b") as f:
@@ -187,6 +192,11 @@ def damaged_bag(tmp_path: Path, how: str) -> Path:
         with mcap.open("r+b") as f:
             f.seek(mcap.stat().st_size // 2)
             f.write(b"\0" * 64)
+    elif how == "flipped in a chunk":  # decompresses without error, to garbage images
+        data = bytearray(mcap.read_bytes())
+        middle = len(data) // 2
+        data[middle: middle + 200] = bytes(b ^ 0xFF for b in data[middle: middle + 200])
+        mcap.write_bytes(bytes(data))
     elif how == "no metadata":
         (bag / "metadata.yaml").unlink()
     return bag
@@ -207,6 +217,32 @@ def test_damaged_bag(tmp_path: Path, how: str, pattern: str) -> None:
         read_sequence(bag)
     with pytest.raises(BagError, match=pattern):
         list(iter_raw_messages(bag))
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "corrupt chunk",
+                                 "flipped in a chunk"])
+def test_damaged_bag_with_checksums(tmp_path: Path, how: str) -> None:
+    """This package's bags carry SHA256SUMS: any damage is named before anything is read,
+    including bytes flipped inside a zstd chunk, which rosbags decodes without an error."""
+    bag = damaged_bag(tmp_path, how, keep_sums=True)
+    pattern = r"bag '.*/bag': 'euroc_v1_01_easy_sample.mcap' does not match its SHA256SUMS"
+    with pytest.raises(BagError, match=pattern):
+        read_sequence(bag)
+    with pytest.raises(BagError, match=pattern):
+        list(iter_raw_messages(bag))
+
+
+def test_checksum_file_itself_checked(tmp_path: Path) -> None:
+    bag = tmp_path / "bag"
+    shutil.copytree(SAMPLE_BAG, bag)
+    (bag / SUMS_NAME).write_text("not a checksum line\n")
+    with pytest.raises(BagError, match=r"SHA256SUMS line 1 'not a checksum line' is not"):
+        read_sequence(bag)
+    (bag / SUMS_NAME).write_text(f"{'0' * 64}  gone.mcap\n")
+    with pytest.raises(BagError, match=r"'gone.mcap' listed in SHA256SUMS is missing"):
+        read_sequence(bag)
+    write_checksums(bag)  # what the importer and recorder write: the bag reads again
+    assert read_sequence(bag).imu is not None
 
 
 def test_the_damaged_bag_among_several_is_named(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from meetup_ros.bags import BagError, topics
+from meetup_ros.bags.checksums import verify_checksums
 from meetup_ros.bags.euroc import load_euroc, load_image
 from meetup_ros.bags.importer import TYPESTORE, import_euroc, scaled_calibration
 from meetup_ros.bags.reader import bag_info, iter_raw_messages, read_sequence
@@ -29,6 +30,8 @@ def mcap_bag(euroc_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_mcap_round_trip(mcap_bag: Path, source) -> None:
+    # the importer writes the data files' checksums; read_sequence verifies them
+    assert verify_checksums(mcap_bag)
     seq = read_sequence(mcap_bag)
     info = bag_info(mcap_bag)
     assert info["storage"] == "mcap"

@@ -1,7 +1,9 @@
-"""`meetup-ros run --use-sim-time false`: nodes on live sensors publish their diagnostics.
+"""Nodes started for live sensors publish their periodic diagnostics (on their ROS clock).
 
-config/pipeline.yaml sets use_sim_time for bag replays; without a /clock a node's periodic
-/diagnostics (on its ROS clock) would never come. The override must reach the nodes.
+With use_sim_time and no /clock they would never come, and the safety monitor's watchdog
+would not run: config/pipeline.yaml leaves use_sim_time false (a tester started the nodes
+the console-script way, `<node> --ros-args --params-file config/pipeline.yaml`, when the file
+still set it true), and `meetup-ros run --use-sim-time false` overrides it too.
 """
 
 from __future__ import annotations
@@ -22,12 +24,17 @@ from rclpy.node import Node  # noqa: E402
 pytestmark = pytest.mark.dds
 
 
-def test_run_without_sim_time_publishes_periodic_diagnostics() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meetup_ros.cli", "run", "--nodes", "controller_node",
-         "--use-sim-time", "false"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
+@pytest.mark.parametrize("how", ["run", "console_script"])
+def test_live_nodes_publish_periodic_diagnostics(how: str) -> None:
+    from meetup_ros import paths
+
+    if how == "run":
+        cmd = [sys.executable, "-m", "meetup_ros.cli", "run", "--nodes", "controller_node",
+               "--use-sim-time", "false"]
+    else:  # what the console script controller_node runs, with the pipeline's file only
+        cmd = [sys.executable, "-m", "meetup_ros.nodes.controller_node", "--ros-args",
+               "--params-file", str(paths.config_path("pipeline.yaml"))]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     context = Context()
     rclpy.init(context=context, args=[])
     node = Node("diagnostics_listener", context=context)

@@ -65,6 +65,17 @@ def test_region_and_sigma() -> None:
         region(state, sigma, -np.ones(5))
     with pytest.raises(ControlError, match="not finite"):
         region(np.full(5, np.nan), sigma, np.zeros(5))
+    bad = cov.copy()
+    bad[2, 2] = -0.04  # clipped to 0, it would have shrunk the region to the radii
+    with pytest.raises(ControlError, match="negative variances"):
+        state_sigma(bad)
+    indefinite = np.zeros((6, 6))
+    indefinite[1, 1] = indefinite[2, 2] = 0.01
+    indefinite[1, 2] = indefinite[2, 1] = 0.03  # |cov| > var: no covariance matrix
+    with pytest.raises(ControlError, match="not positive semi-definite"):
+        state_sigma(indefinite, StateAxes(forward_base=(0.0, 0.7071067811865476,
+                                                        0.7071067811865476),
+                                          up_base=(1.0, 0.0, 0.0)))
 
 
 def test_expert_rule_table() -> None:
@@ -204,3 +215,20 @@ def test_verify_export_proves_both_properties(tmp_path: Path) -> None:
     assert unsafe["property_proven"] == 0.0 and unsafe["clearance_property_proven"] == 0.0
     assert set(unsafe) == {"property_proven", "property_verify_s", "clearance_property_proven",
                            "clearance_property_verify_s"}
+
+
+def test_train_controller_fails_when_the_network_is_not_proven(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One epoch at a tiny step: the governor is written but not proven on its properties,
+    and `meetup-ros train controller` exits 1 naming them (it exited 0, and make retrain
+    would have taken the file)."""
+    from meetup_ros.cli import main
+
+    code = main(["train", "controller", "--bag", str(REPO_ROOT / "data" /
+                 "euroc_v1_01_easy_sample"), "--out", str(tmp_path), "--epochs", "1",
+                 "--optimizer", "adam", "--lr", "1e-6", "--set", "synthetic_samples=600",
+                 "--set", "depth_pairs=2", "--set", "verify_timeout_s=20"])
+    assert code == 1
+    assert (tmp_path / "governor.onnx").is_file()
+    assert "NOT proven safe" in caplog.text and "clearance_property" in caplog.text

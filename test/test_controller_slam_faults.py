@@ -90,6 +90,39 @@ def test_controller_future_depth_tolerance_is_a_parameter(
     assert node.health.counters["future_depth"] == 1
 
 
+def test_controller_takes_the_distance_travelled_off_held_depth(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """One depth of 2.2 m, then 1.9 s at 1.2 m/s along the camera's axis: the state's depth
+    shrinks with the distance the odometry travelled since the depth's stamp (a tester had
+    every state certified on the 2.2 m); with no odometry before the depth, speed times age
+    bounds it; never below depth_unknown_m."""
+    node = _controller(harness, tmp_path)
+    harness.publish("/depth", _depth(STAMP0_NS, 2.2))
+    harness.wait_for(lambda: node.health.counters["depth_received"] == 1, 5, "depth")
+
+    def moving(i: int) -> Any:  # forward = body +z on EuRoC axes; 20 Hz, 1.2 m/s
+        T = np.eye(4)
+        T[2, 3] = 0.06 * i
+        return cv.odometry_msg(STAMP0_NS + i * 50_000_000, T, [0.0, 0.0, 1.2], [0.0] * 3,
+                               np.eye(6) * 1e-4, np.eye(6) * 1e-4)
+
+    for i in (0, 10, 20, 30, 38):  # the first at the depth's stamp: distances from there
+        harness.publish("/odom", moving(i))
+    harness.wait_for(lambda: harness.count("/controller/state") == 5, 5, "five states")
+    used = [msg.position[4] for msg in harness.received["/controller/state"]]
+    assert used == pytest.approx([2.2, 1.6, 1.0, 0.4, 0.1])  # 2.2 - 0.06 i, floor 0.1
+    assert node.health.counters["depth_shortened_by_motion"] == 4
+
+    # A new depth with no odometry position near its stamp (the last is 8.1 s older):
+    # the current speed times the depth's age, 0.8 m/s x 0.5 s.
+    harness.publish("/depth", _depth(STAMP0_NS + 10 * S_NS, 3.0))
+    harness.wait_for(lambda: node.health.counters["depth_received"] == 2, 5, "depth")
+    harness.publish("/odom", _odom(STAMP0_NS + 10 * S_NS + 500_000_000, 0.8))
+    harness.wait_for(lambda: harness.count("/controller/state") == 6, 5, "a sixth state")
+    assert harness.received["/controller/state"][-1].position[4] == pytest.approx(2.6)
+
+
 # ---- controller_node: a network of the wrong shape ----------------------------------------
 
 def test_runtime_reads_input_and_output_sizes() -> None:

@@ -211,8 +211,14 @@ def test_stale_states_and_shutdown_send_the_fallback(harness: Harness, tmp_path:
     _propose(harness, now_ns - TICK_NS, BENIGN, 1.0)  # 50 ms old: passes
     harness.wait_for(lambda: len(_cmds(harness)) == 2, 10, "the fresh pair answered")
     assert _statuses(harness)[-1] == "verified" and _cmds(harness)[-1].twist.linear.z == 1.0
+    # Stamped 10 s ahead of the clock (another time base): not certified either (a tester's
+    # future-stamped states passed as verified).
+    _propose(harness, now_ns + 200 * TICK_NS, BENIGN, 1.0)
+    harness.wait_for(lambda: len(_cmds(harness)) == 3, 10, "the future pair answered")
+    assert _statuses(harness)[-1] == "stale" and _cmds(harness)[-1].twist.linear.z == 0.0
+    assert "ahead of the clock" in node.health.last_problem, node.health.last_problem
     node.close()
-    harness.wait_for(lambda: len(_cmds(harness)) == 3, 10, "the fallback at shutdown")
+    harness.wait_for(lambda: len(_cmds(harness)) == 4, 10, "the fallback at shutdown")
     assert _cmds(harness)[-1].twist.linear.z == 0.0
     assert _statuses(harness)[-1] == "shutdown"
 
@@ -259,3 +265,31 @@ def test_continue_next_to_an_obstacle_is_refused_at_rest(harness: Harness,
     assert _cmds(harness)[-1].twist.linear.z == 0.0
     x = node.last.counterexample_x
     assert x is not None and x[4] <= 0.5 and x[0] <= 0.05, x
+
+
+def test_sim_time_without_clock_never_passes(harness: Harness, tmp_path: Path) -> None:
+    """use_sim_time with no /clock (the ROS clock reads 0, so the watchdog cannot run): the
+    state check names it and sends the fallback, instead of certifying on a frozen clock (a
+    tester started the nodes so, with the params file's use_sim_time then true)."""
+    node = _monitor(harness, _always_continue_onnx(tmp_path / "g.onnx"),
+                    use_odometry_covariance=False, use_sim_time=True, max_state_age_s=0.5)
+    _propose(harness, STAMP0_NS, BENIGN, 1.0)
+    harness.wait_for(lambda: len(_cmds(harness)) == 1, 10, "the pair answered")
+    assert _statuses(harness)[-1] == "stale" and _cmds(harness)[-1].twist.linear.z == 0.0
+    assert "no /clock has arrived" in node.health.last_problem, node.health.last_problem
+
+
+def test_negative_odometry_variance_gives_unknown(harness: Harness, tmp_path: Path) -> None:
+    """A twist covariance with a negative variance is no uncertainty at all: "unknown" and
+    the fallback (it was clipped to 0 and the command verified)."""
+    node = _monitor(harness, _always_continue_onnx(tmp_path / "g.onnx"),
+                    use_odometry_covariance=True)
+    cov = np.eye(6) * 1e-4
+    cov[2, 2] = -0.04  # forward speed (body z)
+    harness.publish("/odom", cv.odometry_msg(STAMP0_NS, np.eye(4), [0, 0, 0.1], [0, 0, 0],
+                                             np.eye(6) * 1e-4, cov))
+    harness.wait_for(lambda: len(node._twist_cov) == 1, 5, "the odometry covariance")
+    _propose(harness, STAMP0_NS, BENIGN, 1.0)
+    harness.wait_for(lambda: len(_cmds(harness)) == 1, 10, "the pair answered")
+    assert _statuses(harness)[-1] == "unknown" and _cmds(harness)[-1].twist.linear.z == 0.0
+    assert "negative variances" in node.last.reason, node.last.reason

@@ -169,7 +169,8 @@ def test_controller_state_and_command_share_the_stamp(harness: Harness, tmp_path
     assert state_msg.header.stamp == command.header.stamp
     assert cv.stamp_to_ns(command.header.stamp) == STAMP0_NS + 50_000_000
     assert list(state_msg.name) == list(STATE_NAMES)
-    np.testing.assert_allclose(state_msg.position, [0.8, 0.0, 0.0, 0.0, 2.5], atol=1e-9)
+    # no odometry at the depth's stamp: 0.8 m/s x 0.05 s travelled since comes off the 2.5 m
+    np.testing.assert_allclose(state_msg.position, [0.8, 0.0, 0.0, 0.0, 2.46], atol=1e-9)
     assert command.twist.linear.z == pytest.approx(1.0)  # 'continue' speed along body +z
 
     # Bad input: a mono8 image on /depth is logged and dropped; the node keeps running.

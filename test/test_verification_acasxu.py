@@ -58,7 +58,7 @@ def test_cli_verify_writes_the_competition_format(shared_data: Path, tmp_path: P
     onnx_path, vnnlib_path = _files(shared_data, "1_9", 3)
     out = tmp_path / "result.txt"
     assert main(["verify", str(onnx_path), str(vnnlib_path), "--timeout", "20",
-                 "--result", str(out)]) == 0
+                 "--result", str(out)]) == 1  # a counterexample: not success
     text = out.read_text()
     assert capsys.readouterr().out == text
     lines = text.splitlines()

@@ -30,6 +30,7 @@ from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
 from meetup_ros.bags import topics
+from meetup_ros.bags.checksums import write_checksums
 from meetup_ros.bags.errors import BagError, EurocError
 from meetup_ros.bags.euroc import (
     CameraCalibration,
@@ -387,6 +388,7 @@ def import_euroc(
                     progress(n, len(pending))
     except WriterError as exc:
         raise BagError(f"cannot write bag {str(out_bag)!r}: {exc}") from None
+    write_checksums(out_bag)
     size = sum(f.stat().st_size for f in out_bag.iterdir() if f.is_file())
     width, height = cams[0][1].width, cams[0][1].height
     logger.info(

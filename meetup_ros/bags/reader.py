@@ -22,6 +22,7 @@ from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
 from meetup_ros.bags import topics
+from meetup_ros.bags.checksums import verify_checksums
 from meetup_ros.bags.errors import BagError
 
 logger = logging.getLogger(__name__)
@@ -165,6 +166,8 @@ def _paths(bag_paths: BagPaths) -> list[Path]:
             raise BagError(
                 f"bag {str(path)!r} has no metadata.yaml; expected a rosbag2 folder"
             )
+        if path.is_dir():
+            verify_checksums(path)  # this package's own bags (see bags.checksums)
     return paths
 
 

@@ -406,8 +406,12 @@ def run_demo(
     recorded_bag = out_dir / "outputs_bag"
     if recorded_bag.exists():
         shutil.rmtree(recorded_bag)  # the demo's own output of a previous run
+    # and its report: a run that fails must not leave the previous figures looking current
+    (out_dir / "report.json").unlink(missing_ok=True)
     failures: list[str] = []
-    nodes = NodeProcesses(params_file, list(PIPELINE_NODES), log_dir=out_dir / "logs")
+    # the replay publishes /clock: the nodes follow it (the file's default is live sensors)
+    nodes = NodeProcesses(params_file, list(PIPELINE_NODES), log_dir=out_dir / "logs",
+                          use_sim_time="true")
     context = _init_context()
     # One thread: the recorder's callbacks only append, and rclpy's multi-threaded executor
     # cost this process half a core in bookkeeping during the replay (lateness p99 350-820
@@ -487,23 +491,34 @@ def run_demo(
         rclpy.try_shutdown(context=context)
     if replay is None or not replay.done.is_set():
         return {}, failures  # the nodes never ran on the bag: nothing to score
-    report = build_report(
-        recorded_bag=recorded_bag,
-        input_bag=bag,
-        node_summaries=None,
-        replay={
-            "wall_s": wall_s,
-            "bag_duration_s": replay.report.bag_duration_s,
-            "rate": rate,
-            "published": dict(replay.report.published),
-            "skipped_topics": dict(replay.report.skipped_topics),
-        },
-        out_dir=out_dir,
-        short=short,
-        offline_reports=tuple(weights_dir / name for name in OFFLINE_REPORTS
-                              if (weights_dir / name).is_file()),
-        **_slam_weights(params_file),
-    )
+    if replay.report.error:
+        # a corrupt or unreadable bag stops the replay part-way: figures over the part
+        # played would pass for the bag's
+        failures.append(f"replay of {str(bag)!r} failed: {replay.report.error}")
+        return {}, failures
+    from meetup_ros.bags.errors import BagError
+
+    try:
+        report = build_report(
+            recorded_bag=recorded_bag,
+            input_bag=bag,
+            node_summaries=None,
+            replay={
+                "wall_s": wall_s,
+                "bag_duration_s": replay.report.bag_duration_s,
+                "rate": rate,
+                "published": dict(replay.report.published),
+                "skipped_topics": dict(replay.report.skipped_topics),
+            },
+            out_dir=out_dir,
+            short=short,
+            offline_reports=tuple(weights_dir / name for name in OFFLINE_REPORTS
+                                  if (weights_dir / name).is_file()),
+            **_slam_weights(params_file),
+        )
+    except BagError as exc:  # the input bag read again for ground truth, or the recording
+        failures.append(f"scoring: {exc}")
+        return {}, failures
     if models_dir is not None:
         report["models"] = str(models_dir.resolve())
         (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -529,8 +544,16 @@ def _demo(args: argparse.Namespace) -> int:
     bag = paths.data_path(args.bag)
     if not bag.exists():
         raise CommandError(f"bag {str(bag)!r} does not exist")
-    params_file = paths.config_path(args.params)
+    from meetup_ros.bags.errors import BagError
+    from meetup_ros.bags.reader import bag_info
+
     out_dir = Path(args.out)
+    try:
+        bag_info(bag)  # its checksums and index, before any node starts
+    except BagError as exc:
+        (out_dir / "report.json").unlink(missing_ok=True)  # not this bag's figures
+        raise CommandError(str(exc)) from None
+    params_file = paths.config_path(args.params)
     start = time.monotonic()
     report, failures = run_demo(
         bag, out_dir, params_file=params_file, rate=args.rate, short=args.short,

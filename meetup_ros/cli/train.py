@@ -140,4 +140,13 @@ def _train(args: argparse.Namespace) -> int:
     if rank == 0:
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         print(json.dumps({k: v for k, v in metrics.items()}, indent=2, default=str))
+    # A network whose safety property was not proven is written (to inspect), but the run
+    # fails, so that no script (make retrain) takes it for a deployable one.
+    unproven = sorted(k.removesuffix("_proven") for k, v in metrics.items()
+                      if k.endswith("_proven") and v != 1.0)
+    if unproven:
+        logger.error("train %s: the exported network is NOT proven safe on %s (1 = proven, "
+                     "0 = counterexample, -1 = undecided: %s); do not deploy it", args.network,
+                     unproven, {k: metrics[f"{k}_proven"] for k in unproven})
+        return 1
     return 0

@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "verify", help="verify a network against a property (VNN-COMP result format)",
         description="Prints (and writes with --result) 'sat' with the counterexample, "
-                    "'unsat', 'timeout' or 'error'.")
+                    "'unsat', 'timeout' or 'error'. Exit status: 0 unsat (the property "
+                    "holds), 1 sat (a counterexample), 3 timeout, 2 error, so that a "
+                    "script or CI gate can act on it.")
     p.add_argument("network", type=Path, help=".onnx or .nnet file")
     p.add_argument("property", type=Path, help=".vnnlib or .yaml property (unsafe set)")
     p.add_argument("--timeout", type=float, required=True, help="seconds")
@@ -80,7 +82,8 @@ def _verify(args: argparse.Namespace) -> int:
         args.result.write_text(text)
     if error is not None:
         raise CommandError(error)
-    return 0
+    # Only a proof is success: a gate on the exit status must not pass a counterexample.
+    return {"unsat": 0, "sat": 1}.get(result.status, 3)
 
 
 def _benchmark(args: argparse.Namespace) -> int:

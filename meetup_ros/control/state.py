@@ -126,10 +126,19 @@ def state_sigma(twist_covariance: np.ndarray, axes: StateAxes | None = None) -> 
     cov = np.asarray(twist_covariance, dtype=np.float64)
     if cov.shape != (6, 6) or not np.all(np.isfinite(cov)):
         raise ControlError(f"twist_covariance must be a finite 6x6, got shape {cov.shape!r}")
+    if np.any(np.diag(cov) < 0):
+        # No covariance has a negative variance: clipping it to 0 would shrink the region
+        # (a tester's negative variance passed as "verified").
+        raise ControlError(f"twist_covariance has negative variances {np.diag(cov).tolist()!r}")
     A = (axes or StateAxes()).matrix()
     lin = A @ cov[:3, :3] @ A.T
     ang = A[2] @ cov[3:, 3:] @ A[2]
     variances = np.array([lin[0, 0], lin[1, 1], lin[2, 2], ang, 0.0])
+    scale = max(float(np.abs(np.diag(cov)).max()), 1e-300)
+    if np.any(variances < -1e-9 * scale):  # round-off of a valid covariance is far smaller
+        raise ControlError(
+            f"twist_covariance is not positive semi-definite along the state axes: variances "
+            f"{variances[:4].tolist()!r}")
     return np.sqrt(np.clip(variances, 0.0, None))
 
 

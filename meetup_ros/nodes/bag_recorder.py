@@ -23,6 +23,7 @@ from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, W
 from rosbags.rosbag2.errors import WriterError
 
 from meetup_ros.bags import BagError
+from meetup_ros.bags.checksums import write_checksums
 from meetup_ros.bags.importer import TYPESTORE, offered_qos
 from meetup_ros.nodes.bag_replay_node import (
     import_message_type,
@@ -139,6 +140,7 @@ class BagRecorder:
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
+                write_checksums(self.out_bag)
         self.node.get_logger().info(
             f"recorded {sum(self.counts.values())} messages to {self.out_bag}"
         )

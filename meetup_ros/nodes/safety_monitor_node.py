@@ -99,8 +99,9 @@ class MonitorParams:
     # well under 0.1 s) do not stop the robot, and a stale command is replaced well within
     # the 0.5 s lookahead the certified region covers (pipeline.yaml's radii).
     max_state_age_s: float = param(
-        0.0, "a state older than this (ROS clock) on arrival gets the fallback (s); 0 = off "
-             "(states stamped in another time base, e.g. a bag without /clock, never pass)"
+        0.0, "a state older than this, or stamped further ahead, on the ROS clock at arrival "
+             "gets the fallback (s); 0 = off (states stamped in another time base, e.g. a bag "
+             "without /clock, never pass)"
     )
     input_timeout_s: float = param(
         0.25, "nothing to /cmd from the inputs for this long (ROS clock): fallback (s)"
@@ -152,6 +153,9 @@ class SafetyMonitorNode(Node):
         n_inputs = len(p.input_names)
         if len(p.radii) != n_inputs:
             raise RosInputError(f"radii {p.radii!r} needs {n_inputs} values for {p.input_names!r}")
+        if not all(math.isfinite(r) and r >= 0 for r in (*p.radii, p.k_sigma)):
+            raise RosInputError(
+                f"radii {p.radii!r} and k_sigma {p.k_sigma!r} must be finite and >= 0")
         if p.state_source not in ("controller", "fixed"):
             raise RosInputError(f"state_source {p.state_source!r}, expected controller|fixed")
         if p.state_source == "fixed" and len(p.fixed_state) != n_inputs:
@@ -294,13 +298,24 @@ class SafetyMonitorNode(Node):
             return
         state = self._states.pop(stamp_ns)
         command = self._commands.pop(stamp_ns)
-        age_s = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
-        if self.params.max_state_age_s > 0 and age_s > self.params.max_state_age_s:
+        now_ns = self.get_clock().now().nanoseconds
+        age_s = (now_ns - stamp_ns) * 1e-9
+        max_age_s = self.params.max_state_age_s
+        if max_age_s > 0 and abs(age_s) > max_age_s:
             # A certificate about where the vehicle was a second ago says nothing about now
-            # (e.g. the odometry waiting for a dead IMU): the fallback, not a certificate.
-            self.health.problem(
-                "stale_states", f"{self.params.state_topic} state stamped {age_s:.2f} s ago "
-                f"(> max_state_age_s {self.params.max_state_age_s:g}): fallback")
+            # (e.g. the odometry waiting for a dead IMU); one stamped ahead of the clock is
+            # from another time base (a bad driver clock; use_sim_time without a /clock,
+            # where the ROS clock stays 0 and the watchdog cannot run): the fallback.
+            if age_s > 0:
+                why = f"stamped {age_s:.2f} s ago (> max_state_age_s {max_age_s:g})"
+            elif now_ns == 0:
+                why = ("stamped after the ROS clock, which reads 0: use_sim_time is true and "
+                       "no /clock has arrived (on live sensors set use_sim_time:=false)")
+            else:
+                why = f"stamped {-age_s:.2f} s ahead of the clock (> max_state_age_s " \
+                      f"{max_age_s:g})"
+            self.health.problem("stale_states", f"{self.params.state_topic} state {why}: "
+                                "fallback")
             self.status_pub.publish(String(data=STALE))
             self._gate(command, None)
             return
