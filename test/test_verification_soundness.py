@@ -237,3 +237,33 @@ def test_screened_falsifier_point_is_in_the_box_and_not_below_the_exact_minimum(
     assert float(value) >= exact.objective - 1e-6
     plain = rng.uniform(lower, upper, (4096, 3))
     assert float(value) <= float((net.forward(plain) @ coeffs.T - rhs).max(1).min()) + 1e-12
+
+
+@pytest.mark.parametrize("half_width", [1e40, 1e154, 1e200])
+def test_boxes_too_large_for_float64_are_never_proven(half_width: float) -> None:
+    """The shipped governor against its clearance property over a huge box that contains a
+    counterexample (the same box at +-1e3 is "sat"): the bounds overflow, and an overflowed
+    bound (NaN) once counted as proven, so +-1e200 came out "unsat" offline and a 1e307
+    odometry variance gave a verified 1 m/s at run time (a tester's finding). Now
+    undecided, never proven."""
+    from pathlib import Path
+
+    from meetup_ros.verification.network import load_network
+    from meetup_ros.verification.runtime import RuntimeMonitor
+    from meetup_ros.verification.spec import load_property_yaml
+
+    repo = Path(__file__).resolve().parent.parent
+    network = load_network(repo / "models" / "governor.onnx")
+    clearance = load_property_yaml(repo / "config" / "governor_clearance_property.yaml")
+    lower = np.array([-half_width] * 4 + [-half_width])
+    upper = np.array([half_width] * 4 + [0.5])
+    box = Property(tuple(Disjunct(lower, upper, d.coeffs, d.rhs) for d in clearance.disjuncts),
+                   5, 3)
+    assert verify(network, box, timeout_s=20).status != "unsat"
+    small = Property(tuple(Disjunct(np.maximum(lower, -1e3), np.minimum(upper, 1e3), d.coeffs,
+                                    d.rhs) for d in clearance.disjuncts), 5, 3)
+    assert verify(network, small, timeout_s=20).status == "sat"
+    monitor = RuntimeMonitor(repo / "models" / "governor.onnx", clearance)
+    state = np.array([0.0, 0.0, 0.0, 0.0, 1.0])
+    radius = np.array([half_width] * 4 + [0.75])
+    assert monitor.certify(state - radius, state + radius, deadline_s=1.0).status != "verified"

@@ -48,6 +48,7 @@ import torch
 
 from meetup_ros.verification import VerificationInputError
 from meetup_ros.verification.bounds.crown import crown_bounds, max_of_rows_lower_bound
+from meetup_ros.verification.bounds.interval import interval_bounds
 from meetup_ros.verification.falsify import confirm, forward_layers, pgd_search, spec_layers
 from meetup_ros.verification.network import Network
 from meetup_ros.verification.spec import Property
@@ -295,6 +296,9 @@ class _Solver:
             best = res.lower[:, 0]
             weights = torch.ones_like(best).unsqueeze(-1)
             direction = res.A[:, 0]
+        # A bound that overflowed (inf - inf = nan, or inf) proves nothing: a NaN bound failed
+        # the "still open" test and was dropped as proven (a tester's box of +-1e200).
+        best = torch.where(torch.isfinite(best), best, torch.full_like(best, -float("inf")))
         best = torch.where(res.infeasible, torch.full_like(best, float("inf")), best)
         new_pre = torch.cat([*res.pre_lower, *res.pre_upper], 1) if res.pre_lower else None
         # Slopes are kept in float32: a warm start needs no more, and a hard instance holds
@@ -633,6 +637,25 @@ class _Solver:
         return DisjunctOutcome("unsat", domains=self.domains)
 
 
+# Interval bounds of every layer must stay below this: far beyond any physical input, and
+# far below where float64 sums of products lose every digit (overflow near 1e308).
+MAX_BOUND_MAGNITUDE = 1e30
+
+
+def _overflows(network: Network, lower: np.ndarray, upper: np.ndarray) -> str:
+    """Why this box is too large to bound reliably in float64, or "" (interval bounds)."""
+    hidden, out = interval_bounds(network.torch_layers(torch.float64, "cpu"),
+                                  torch.as_tensor(lower).unsqueeze(0),
+                                  torch.as_tensor(upper).unsqueeze(0))
+    for i, (lo, up) in enumerate([*hidden, out]):
+        peak = float(torch.maximum(lo.abs(), up.abs()).max())
+        if not peak <= MAX_BOUND_MAGNITUDE:  # also NaN
+            return (f"layer {i} bounds reach {peak:.3g} over the box (input widths up to "
+                    f"{float(np.max(upper - lower)):.3g}): beyond {MAX_BOUND_MAGNITUDE:g}, "
+                    "floating point cannot bound it")
+    return ""
+
+
 def solve_disjunct(
     network: Network,
     coeffs: np.ndarray,
@@ -661,6 +684,11 @@ def solve_disjunct(
         )
     if np.any(lower > upper):
         return DisjunctOutcome("unsat", reason="empty input box")
+    overflow = _overflows(network, lower, upper)
+    if overflow:
+        # No bound over such a box means anything in float64, and the exact MIP's big-M
+        # constants would be as wrong: undecided, never proven.
+        return DisjunctOutcome("timeout", reason=overflow)
     solver = _Solver(network, coeffs, rhs, lower, upper, config or BabConfig(), deadline,
                      generator)
     return solver.run(frontier)
