@@ -241,6 +241,10 @@ def test_checksum_file_itself_checked(tmp_path: Path) -> None:
     (bag / SUMS_NAME).write_text(f"{'0' * 64}  gone.mcap\n")
     with pytest.raises(BagError, match=r"'gone.mcap' listed in SHA256SUMS is missing"):
         read_sequence(bag)
+    (bag / SUMS_NAME).write_text("")  # emptied: every data file must be listed
+    with pytest.raises(BagError, match=r"\['euroc_v1_01_easy_sample.mcap'\] not listed in its "
+                                       r"SHA256SUMS"):
+        read_sequence(bag)
     write_checksums(bag)  # what the importer and recorder write: the bag reads again
     assert read_sequence(bag).imu is not None
 

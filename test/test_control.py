@@ -232,3 +232,46 @@ def test_train_controller_fails_when_the_network_is_not_proven(
     assert code == 1
     assert (tmp_path / "governor.onnx").is_file()
     assert "NOT proven safe" in caplog.text and "clearance_property" in caplog.text
+
+
+
+def test_motion_history_bounds_distance_and_rotation() -> None:
+    """Path and twist, whichever is larger; a pose reset adds its jump; a twist-only source
+    still counts; without odometry near the stamp, the fastest speed seen times the age."""
+    from scipy.spatial.transform import Rotation
+
+    from meetup_ros.control.motion import MotionHistory
+
+    def pose(z: float, yaw: float = 0.0) -> np.ndarray:
+        T = np.eye(4)
+        T[:3, :3] = Rotation.from_euler("x", yaw).as_matrix()  # EuRoC: up = body +x
+        T[2, 3] = z
+        return T
+
+    s = 1_000_000_000
+    h = MotionHistory(maxlen=100)
+    for i in range(11):  # 1 m/s along +z for 1 s, then the estimator resets to the origin
+        h.add(i * s // 10, pose(0.1 * i), np.array([0, 0, 1.0]), np.zeros(3))
+    h.add(11 * s // 10, pose(0.0), np.array([0, 0, 1.0]), np.zeros(3))
+    moved = h.since(0, 11 * s // 10)
+    assert moved.distance_m == pytest.approx(1.0 + 1.0)  # the path grows by the jump back
+    assert moved.rotation_rad == pytest.approx(0.0)
+    assert h.since(5 * s // 10, 11 * s // 10).distance_m == pytest.approx(0.5 + 1.0)
+
+    h.clear()  # twist only: the pose stays at the origin, the speed and rate do not
+    for i in range(11):
+        h.add(i * s // 10, np.eye(4), np.array([0, 0, 1.0]), np.array([1.5, 0, 0]))
+    moved = h.since(0, s)
+    assert moved.distance_m == pytest.approx(1.0) and moved.rotation_rad == pytest.approx(1.5)
+
+    h.clear()  # a turn in place, from the poses
+    for i in range(11):
+        h.add(i * s // 10, pose(0.0, yaw=0.15 * i), np.zeros(3), np.zeros(3))
+    assert h.since(0, s).rotation_rad == pytest.approx(1.5)
+    assert h.since(0, s).distance_m == pytest.approx(0.0)
+
+    h.clear()  # the depth is older than any odometry held: fastest speed since x age
+    h.add(2 * s, np.eye(4), np.array([0, 0, 0.5]), np.zeros(3))
+    h.add(3 * s, np.eye(4), np.array([0, 0, 2.0]), np.array([0, 0, 0.1]))
+    moved = h.since(s, 3 * s)
+    assert moved.distance_m == pytest.approx(4.0) and moved.rotation_rad == pytest.approx(0.2)

@@ -123,6 +123,27 @@ def test_controller_takes_the_distance_travelled_off_held_depth(
     assert harness.received["/controller/state"][-1].position[4] == pytest.approx(2.6)
 
 
+def test_controller_forgets_held_depth_after_a_turn(harness: Harness, tmp_path: Path) -> None:
+    """One depth of 3 m, then a turn in place at 1.2 rad/s: once the camera turned more than
+    depth_max_rotation_rad (0.15 rad) the held depth says nothing about what is ahead now (a
+    tester's 90 deg turn towards a wall 0.4 m away was certified on the 3 m)."""
+    from scipy.spatial.transform import Rotation
+
+    node = _controller(harness, tmp_path)
+    harness.publish("/depth", _depth(STAMP0_NS, 3.0))
+    harness.wait_for(lambda: node.health.counters["depth_received"] == 1, 5, "depth")
+    for i in range(4):  # 20 Hz: 0, 0.06, 0.12, 0.18 rad about body +x (up on EuRoC)
+        T = np.eye(4)
+        T[:3, :3] = Rotation.from_euler("x", 0.06 * i).as_matrix()
+        harness.publish("/odom", cv.odometry_msg(STAMP0_NS + i * 50_000_000, T, [0.0] * 3,
+                                                 [1.2, 0.0, 0.0], np.eye(6) * 1e-4,
+                                                 np.eye(6) * 1e-4))
+    harness.wait_for(lambda: harness.count("/controller/state") == 4, 5, "four states")
+    used = [msg.position[4] for msg in harness.received["/controller/state"]]
+    assert used == pytest.approx([3.0, 3.0, 3.0, 0.1])
+    assert node.health.counters["depth_turned_away"] == 1
+
+
 # ---- controller_node: a network of the wrong shape ----------------------------------------
 
 def test_runtime_reads_input_and_output_sizes() -> None:

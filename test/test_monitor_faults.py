@@ -217,8 +217,13 @@ def test_stale_states_and_shutdown_send_the_fallback(harness: Harness, tmp_path:
     harness.wait_for(lambda: len(_cmds(harness)) == 3, 10, "the future pair answered")
     assert _statuses(harness)[-1] == "stale" and _cmds(harness)[-1].twist.linear.z == 0.0
     assert "ahead of the clock" in node.health.last_problem, node.health.last_problem
+    # The next good state is answered, not taken for time going back from the bad stamp.
+    _propose(harness, now_ns, BENIGN, 1.0)
+    harness.wait_for(lambda: len(_cmds(harness)) == 4, 10, "the next good pair answered")
+    assert _statuses(harness)[-1] == "verified"
+    assert node.health.counters.get("time_jumped_back", 0) == 0
     node.close()
-    harness.wait_for(lambda: len(_cmds(harness)) == 4, 10, "the fallback at shutdown")
+    harness.wait_for(lambda: len(_cmds(harness)) == 5, 10, "the fallback at shutdown")
     assert _cmds(harness)[-1].twist.linear.z == 0.0
     assert _statuses(harness)[-1] == "shutdown"
 
@@ -269,14 +274,24 @@ def test_continue_next_to_an_obstacle_is_refused_at_rest(harness: Harness,
 
 def test_sim_time_without_clock_never_passes(harness: Harness, tmp_path: Path) -> None:
     """use_sim_time with no /clock (the ROS clock reads 0, so the watchdog cannot run): the
-    state check names it and sends the fallback, instead of certifying on a frozen clock (a
-    tester started the nodes so, with the params file's use_sim_time then true)."""
+    monitor names it and sends the fallback, whatever max_state_age_s, instead of certifying
+    on a frozen clock (a tester started the nodes so, with the params file's use_sim_time
+    then true; a second one got pairs stamped 0 verified there)."""
     node = _monitor(harness, _always_continue_onnx(tmp_path / "g.onnx"),
-                    use_odometry_covariance=False, use_sim_time=True, max_state_age_s=0.5)
+                    use_odometry_covariance=False, use_sim_time=True)
     _propose(harness, STAMP0_NS, BENIGN, 1.0)
     harness.wait_for(lambda: len(_cmds(harness)) == 1, 10, "the pair answered")
     assert _statuses(harness)[-1] == "stale" and _cmds(harness)[-1].twist.linear.z == 0.0
     assert "no /clock has arrived" in node.health.last_problem, node.health.last_problem
+
+
+def test_unset_state_stamp_never_passes(harness: Harness, tmp_path: Path) -> None:
+    node = _monitor(harness, _always_continue_onnx(tmp_path / "g.onnx"),
+                    use_odometry_covariance=False)
+    _propose(harness, 0, BENIGN, 1.0)
+    harness.wait_for(lambda: len(_cmds(harness)) == 1, 10, "the pair answered")
+    assert _statuses(harness)[-1] == "stale" and _cmds(harness)[-1].twist.linear.z == 0.0
+    assert "header.stamp is 0" in node.health.last_problem, node.health.last_problem
 
 
 def test_negative_odometry_variance_gives_unknown(harness: Harness, tmp_path: Path) -> None:

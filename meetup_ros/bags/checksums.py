@@ -49,6 +49,7 @@ def verify_checksums(bag_dir: Path) -> bool:
     sums = bag_dir / SUMS_NAME
     if not sums.is_file():
         return False
+    listed = set()
     for n, line in enumerate(sums.read_text(errors="replace").splitlines(), start=1):
         digest, sep, name = line.partition("  ")
         if not sep or len(digest) != 64 or not name or "/" in name:
@@ -61,4 +62,11 @@ def verify_checksums(bag_dir: Path) -> bool:
             raise BagError(
                 f"bag {str(bag_dir)!r}: {name!r} does not match its {SUMS_NAME} entry: the file "
                 "is corrupt or was changed after it was written")
+        listed.add(name)
+    # Every data file, or an emptied list would pass a damaged bag (a tester's finding).
+    unlisted = sorted(p.name for p in bag_dir.iterdir()
+                      if p.is_file() and p.suffix in _DATA_SUFFIXES and p.name not in listed)
+    if unlisted:
+        raise BagError(f"bag {str(bag_dir)!r}: {unlisted!r} not listed in its {SUMS_NAME}; "
+                       f"delete {SUMS_NAME} to read the bag unchecked")
     return True

@@ -301,6 +301,16 @@ class SafetyMonitorNode(Node):
         now_ns = self.get_clock().now().nanoseconds
         age_s = (now_ns - stamp_ns) * 1e-9
         max_age_s = self.params.max_state_age_s
+        if now_ns == 0 or stamp_ns == 0:
+            # No clock to age states by (use_sim_time without /clock: the watchdog cannot run
+            # either), or an unset stamp: a tester's pairs stamped 0 passed on a clock at 0.
+            why = ("the ROS clock reads 0: use_sim_time is true and no /clock has arrived (on "
+                   "live sensors set use_sim_time:=false)" if now_ns == 0
+                   else "header.stamp is 0 (unset by its publisher)")
+            self.health.problem("stale_states", f"{self.params.state_topic}: {why}: fallback")
+            self.status_pub.publish(String(data=STALE))
+            self._gate(command, None)
+            return
         if max_age_s > 0 and abs(age_s) > max_age_s:
             # A certificate about where the vehicle was a second ago says nothing about now
             # (e.g. the odometry waiting for a dead IMU); one stamped ahead of the clock is
@@ -308,12 +318,11 @@ class SafetyMonitorNode(Node):
             # where the ROS clock stays 0 and the watchdog cannot run): the fallback.
             if age_s > 0:
                 why = f"stamped {age_s:.2f} s ago (> max_state_age_s {max_age_s:g})"
-            elif now_ns == 0:
-                why = ("stamped after the ROS clock, which reads 0: use_sim_time is true and "
-                       "no /clock has arrived (on live sensors set use_sim_time:=false)")
             else:
                 why = f"stamped {-age_s:.2f} s ahead of the clock (> max_state_age_s " \
                       f"{max_age_s:g})"
+                # forgotten, so that the next good state is not taken for time going back
+                self._last_state_ns = None
             self.health.problem("stale_states", f"{self.params.state_topic} state {why}: "
                                 "fallback")
             self.status_pub.publish(String(data=STALE))
