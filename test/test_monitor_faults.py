@@ -308,3 +308,26 @@ def test_negative_odometry_variance_gives_unknown(harness: Harness, tmp_path: Pa
     harness.wait_for(lambda: len(_cmds(harness)) == 1, 10, "the pair answered")
     assert _statuses(harness)[-1] == "unknown" and _cmds(harness)[-1].twist.linear.z == 0.0
     assert "negative variances" in node.last.reason, node.last.reason
+
+
+def test_depth_region_allows_the_closing_speed_the_region_allows(harness: Harness,
+                                                                tmp_path: Path) -> None:
+    """The depth's radius (0.75 m) stands for 1.5 m/s over the 0.5 s lookahead; with
+    lookahead_s the depth's lower bound also allows the region's top forward speed. A
+    tester's odometry with a forward-speed sigma of 1e25 m/s had "continue" certified at
+    depth 3 m (the region never reached the properties' depths); a sane sigma still passes."""
+    node = _monitor(harness, _always_continue_onnx(tmp_path / "g.onnx"),
+                    property_paths=PIPELINE_PROPERTIES, radii=PIPELINE_RADII, lookahead_s=0.5)
+    state = [0.0, 0.0, 0.0, 0.0, 3.0]
+    for i, variance in enumerate((1e-4, 1e50)):
+        cov = np.eye(6) * 1e-4
+        cov[2, 2] = variance  # forward = body +z
+        stamp_ns = STAMP0_NS + i * TICK_NS
+        harness.publish("/odom", cv.odometry_msg(stamp_ns, np.eye(4), [0, 0, 0], [0, 0, 0],
+                                                 np.eye(6) * 1e-4, cov))
+        harness.wait_for(lambda n=i + 1: len(node._twist_cov) == n, 5, "the covariance")
+        _propose(harness, stamp_ns, state, 1.0)
+        harness.wait_for(lambda n=i + 1: len(_cmds(harness)) == n, 10, "the pair answered")
+    statuses = _statuses(harness)
+    assert statuses[0] == "verified" and _cmds(harness)[0].twist.linear.z == 1.0
+    assert statuses[1] != "verified" and _cmds(harness)[1].twist.linear.z == 0.0, statuses

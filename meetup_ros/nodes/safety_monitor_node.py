@@ -110,6 +110,10 @@ class MonitorParams:
         (0.05, 0.05, 0.05, 0.05, 0.1), "half-widths added to the region, per input"
     )
     k_sigma: float = param(3.0, "region half-width in odometry sigmas")
+    lookahead_s: float = param(
+        0.0, "governor inputs only: the nearest depth's lower bound also allows this long at "
+             "the region's largest forward speed (s); 0 = the depth radius alone"
+    )
     use_odometry_covariance: bool = param(True, "add k_sigma * sigma from /odom's twist")
     forward_axis_base: tuple[float, ...] = param((0.0, 0.0, 1.0), "forward in the base frame")
     up_axis_base: tuple[float, ...] = param((1.0, 0.0, 0.0), "up in the base frame")
@@ -153,9 +157,10 @@ class SafetyMonitorNode(Node):
         n_inputs = len(p.input_names)
         if len(p.radii) != n_inputs:
             raise RosInputError(f"radii {p.radii!r} needs {n_inputs} values for {p.input_names!r}")
-        if not all(math.isfinite(r) and r >= 0 for r in (*p.radii, p.k_sigma)):
+        if not all(math.isfinite(r) and r >= 0 for r in (*p.radii, p.k_sigma, p.lookahead_s)):
             raise RosInputError(
-                f"radii {p.radii!r} and k_sigma {p.k_sigma!r} must be finite and >= 0")
+                f"radii {p.radii!r}, k_sigma {p.k_sigma!r} and lookahead_s {p.lookahead_s!r} "
+                "must be finite and >= 0")
         if p.state_source not in ("controller", "fixed"):
             raise RosInputError(f"state_source {p.state_source!r}, expected controller|fixed")
         if p.state_source == "fixed" and len(p.fixed_state) != n_inputs:
@@ -336,6 +341,21 @@ class SafetyMonitorNode(Node):
 
     # ---- certification ---------------------------------------------------------------------
 
+    def _closing_depth(self, state: np.ndarray, lower: np.ndarray,
+                       upper: np.ndarray) -> np.ndarray:
+        """The depth's fixed radius assumes a closing speed (pipeline.yaml: 1.5 m/s over the
+        0.5 s lookahead); a forward speed the region allows beyond it (a huge odometry sigma)
+        may close more. A tester's speed sigma of 1e25 m/s at depth 3 m was certified, the
+        region never reaching the properties' depths."""
+        p = self.params
+        if p.lookahead_s <= 0 or tuple(p.input_names) != STATE_NAMES:
+            return lower
+        depth = STATE_NAMES.index("nearest_depth_m")
+        closing = max(0.0, float(upper[STATE_NAMES.index("forward_speed_mps")]))
+        out = lower.copy()
+        out[depth] = min(lower[depth], state[depth] - p.lookahead_s * closing)
+        return out
+
     def _sigma(self, n_inputs: int, stamp_ns: int | None) -> np.ndarray:
         """State sigma from the twist covariance of the odometry the state was built from
         (same stamp), else the latest one; zeros without odometry or for other networks."""
@@ -364,6 +384,7 @@ class SafetyMonitorNode(Node):
             try:
                 sigma = self._sigma(state.size, stamp_ns)
                 lower, upper = region(state, sigma, np.asarray(p.radii), p.k_sigma)
+                lower = self._closing_depth(state, lower, upper)
                 result = self._certify_all(lower, upper, start)
             except (ControlError, RosInputError) as exc:
                 result = TickResult("unknown", f"bad region: {exc}", 0.0, lower, upper)
