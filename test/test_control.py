@@ -202,16 +202,11 @@ def test_verify_export_proves_both_properties(tmp_path: Path) -> None:
     """What `train controller` reports after export: a network that always says "continue"
     is refuted on both properties' finite boxes (the shipped one is proven on both by
     test_shipped_governor_is_proven_safe_over_the_envelope, with the same verifier)."""
+    from governors import always_continue_onnx
+
     from meetup_ros.control.training import verify_export
 
-    net = GovernorNet()
-    with torch.no_grad():
-        for module in net.layers:
-            if isinstance(module, torch.nn.Linear):
-                module.weight.zero_()
-                module.bias.zero_()
-        net.layers[-1].bias.copy_(torch.tensor([10.0, 0.0, 0.0]))
-    unsafe = verify_export(export_onnx(net, tmp_path / "continue.onnx"), timeout_s=60)
+    unsafe = verify_export(always_continue_onnx(tmp_path / "continue.onnx"), timeout_s=60)
     assert unsafe["property_proven"] == 0.0 and unsafe["clearance_property_proven"] == 0.0
     assert set(unsafe) == {"property_proven", "property_verify_s", "clearance_property_proven",
                            "clearance_property_verify_s"}

@@ -12,13 +12,13 @@ import pytest
 
 pytest.importorskip("rclpy")
 
+from governors import always_continue_onnx
 from sensor_msgs.msg import CameraInfo, JointState
 from test_nodes import (
     BAG,
     REPO_ROOT,
     STAMP0_NS,
     Harness,
-    _always_continue_onnx,
     _depth,
     _odom,
     _overrides,
@@ -40,7 +40,7 @@ S_NS = 1_000_000_000
 def _controller(harness: Harness, tmp_path: Path, **params: Any) -> Any:
     from meetup_ros.nodes.controller_node import ControllerNode
 
-    onnx_path = _always_continue_onnx(tmp_path / "g.onnx")
+    onnx_path = always_continue_onnx(tmp_path / "g.onnx")
     node = harness.add(ControllerNode(
         context=harness.context,
         parameter_overrides=_overrides(network_path=str(onnx_path), diagnostics_period_s=0.0,

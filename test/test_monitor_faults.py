@@ -21,13 +21,13 @@ pytest.importorskip("rclpy")
 
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import TwistStamped
+from governors import always_continue_onnx
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from test_nodes import (
     REPO_ROOT,
     STAMP0_NS,
     Harness,
-    _always_continue_onnx,
     _depth,
     _monitor,
     _odom,
@@ -67,7 +67,7 @@ def _pair(harness: Harness, stamp_ns: int, state: list[float], linear: tuple[flo
 def test_forged_commands_never_pass_as_verified(harness: Harness, tmp_path: Path) -> None:
     """An always-'continue' network (command 1.0 m/s along body +z) at a benign state: the
     certificate holds, but only the network's own command may pass."""
-    node = _monitor(harness, _always_continue_onnx(tmp_path / "g.onnx"),
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"),
                     use_odometry_covariance=False)
     forged = [
         ((0.0, 0.0, math.nan), (0.0, 0.0, 0.0), "not finite"),
@@ -169,7 +169,7 @@ def _clock(harness: Harness, stamp_ns: int) -> None:
 def test_watchdog_runs_on_sim_time(harness: Harness, tmp_path: Path) -> None:
     """With use_sim_time, a /clock that stops (a replay's end) is not silence; a /clock that
     goes on while the inputs stay silent (a crashed node) is."""
-    node = _monitor(harness, _always_continue_onnx(tmp_path / "g.onnx"),
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"),
                     use_odometry_covariance=False, use_sim_time=True)
     n_ticks = 5
     for i in range(n_ticks):
@@ -198,7 +198,7 @@ def test_stale_states_and_shutdown_send_the_fallback(harness: Harness, tmp_path:
     """With max_state_age_s, a (state, command) pair stamped well before the ROS clock (the
     odometry stuck waiting for a dead IMU) gets the fallback, not a certificate; a fresh one
     passes; and the node's last word when it stops is the fallback."""
-    node = _monitor(harness, _always_continue_onnx(tmp_path / "g.onnx"),
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"),
                     use_odometry_covariance=False, use_sim_time=True, max_state_age_s=0.5)
     now_ns = STAMP0_NS + 100 * TICK_NS
     _clock(harness, now_ns)
@@ -261,7 +261,7 @@ def test_continue_next_to_an_obstacle_is_refused_at_rest(harness: Harness,
                                                          tmp_path: Path) -> None:
     """A network that says "continue" at rest 0.1 m from an obstacle is refused with a
     counterexample inside the clearance property (the close-and-fast one needs 0.5 m/s)."""
-    node = _monitor(harness, _always_continue_onnx(tmp_path / "g.onnx"),
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"),
                     property_paths=PIPELINE_PROPERTIES, radii=[0.05, 0.05, 0.05, 0.05, 0.1],
                     use_odometry_covariance=False)
     _propose(harness, STAMP0_NS, [0.0, 0.0, 0.0, 0.0, 0.1], 1.0)
@@ -277,7 +277,7 @@ def test_sim_time_without_clock_never_passes(harness: Harness, tmp_path: Path) -
     monitor names it and sends the fallback, whatever max_state_age_s, instead of certifying
     on a frozen clock (a tester started the nodes so, with the params file's use_sim_time
     then true; a second one got pairs stamped 0 verified there)."""
-    node = _monitor(harness, _always_continue_onnx(tmp_path / "g.onnx"),
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"),
                     use_odometry_covariance=False, use_sim_time=True)
     _propose(harness, STAMP0_NS, BENIGN, 1.0)
     harness.wait_for(lambda: len(_cmds(harness)) == 1, 10, "the pair answered")
@@ -286,7 +286,7 @@ def test_sim_time_without_clock_never_passes(harness: Harness, tmp_path: Path) -
 
 
 def test_unset_state_stamp_never_passes(harness: Harness, tmp_path: Path) -> None:
-    node = _monitor(harness, _always_continue_onnx(tmp_path / "g.onnx"),
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"),
                     use_odometry_covariance=False)
     _propose(harness, 0, BENIGN, 1.0)
     harness.wait_for(lambda: len(_cmds(harness)) == 1, 10, "the pair answered")
@@ -297,7 +297,7 @@ def test_unset_state_stamp_never_passes(harness: Harness, tmp_path: Path) -> Non
 def test_negative_odometry_variance_gives_unknown(harness: Harness, tmp_path: Path) -> None:
     """A twist covariance with a negative variance is no uncertainty at all: "unknown" and
     the fallback (it was clipped to 0 and the command verified)."""
-    node = _monitor(harness, _always_continue_onnx(tmp_path / "g.onnx"),
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"),
                     use_odometry_covariance=True)
     cov = np.eye(6) * 1e-4
     cov[2, 2] = -0.04  # forward speed (body z)
@@ -316,7 +316,7 @@ def test_depth_region_allows_the_closing_speed_the_region_allows(harness: Harnes
     lookahead_s the depth's lower bound also allows the region's top forward speed. A
     tester's odometry with a forward-speed sigma of 1e25 m/s had "continue" certified at
     depth 3 m (the region never reached the properties' depths); a sane sigma still passes."""
-    node = _monitor(harness, _always_continue_onnx(tmp_path / "g.onnx"),
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"),
                     property_paths=PIPELINE_PROPERTIES, radii=PIPELINE_RADII, lookahead_s=0.5)
     state = [0.0, 0.0, 0.0, 0.0, 3.0]
     for i, variance in enumerate((1e-4, 1e50)):

@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 rclpy = pytest.importorskip("rclpy")
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from geometry_msgs.msg import PoseStamped, TwistStamped  # noqa: E402
+from governors import always_continue_onnx  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -32,7 +32,6 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image, Imu, JointState, PointCloud2  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
-from meetup_ros.control.network import GovernorNet, export_onnx  # noqa: E402
 from meetup_ros.control.state import STATE_NAMES  # noqa: E402
 from meetup_ros.ros import convert as cv  # noqa: E402
 from meetup_ros.ros.node_tools import reliable_qos  # noqa: E402
@@ -136,24 +135,12 @@ def _depth(stamp_ns: int, depth_m: float) -> Image:
     return cv.array_to_image(depth, "32FC1", stamp_ns, "cam0")
 
 
-def _always_continue_onnx(path: Path) -> Path:
-    """A governor whose 'continue' score always wins by a wide margin (for violations)."""
-    net = GovernorNet()
-    with torch.no_grad():
-        for module in net.layers:
-            if isinstance(module, torch.nn.Linear):
-                module.weight.zero_()
-                module.bias.zero_()
-        net.layers[-1].bias.copy_(torch.tensor([10.0, 0.0, 0.0]))
-    return export_onnx(net, path)
-
-
 # ---- controller_node ----------------------------------------------------------------------
 
 def test_controller_state_and_command_share_the_stamp(harness: Harness, tmp_path: Path) -> None:
     from meetup_ros.nodes.controller_node import ControllerNode
 
-    onnx_path = _always_continue_onnx(tmp_path / "g.onnx")
+    onnx_path = always_continue_onnx(tmp_path / "g.onnx")
     node = harness.add(ControllerNode(
         context=harness.context,
         parameter_overrides=_overrides(network_path=str(onnx_path), diagnostics_period_s=0.0),
@@ -221,7 +208,7 @@ def _last_certificate(harness: Harness) -> Any:
 def test_monitor_gate_open_only_when_verified(harness: Harness, tmp_path: Path) -> None:
     """An always-'continue' network: verified far from the property's domain (command
     passes), violated inside it (fallback, ERROR with a counterexample)."""
-    onnx_path = _always_continue_onnx(tmp_path / "g.onnx")
+    onnx_path = always_continue_onnx(tmp_path / "g.onnx")
     node = _monitor(harness, onnx_path, use_odometry_covariance=False)
     # Slow and far: the region misses the property's domain, so the property holds there.
     _propose(harness, STAMP0_NS, [0.1, 0.0, 0.0, 0.0, 5.0], 1.0)
@@ -384,7 +371,7 @@ def test_monitor_region_grows_with_the_odometry_covariance(
 ) -> None:
     """Speed 0.3 m/s misses the property's domain (>= 0.5 m/s) by itself, but not with the
     odometry's forward-speed sigma of 0.2 m/s at k_sigma 3 (same stamp as the state)."""
-    onnx_path = _always_continue_onnx(tmp_path / "g.onnx")
+    onnx_path = always_continue_onnx(tmp_path / "g.onnx")
     node = _monitor(harness, onnx_path, use_odometry_covariance=True, k_sigma=3.0)
     cov = np.zeros((6, 6))
     cov[2, 2] = 0.04  # forward = body +z

@@ -7,6 +7,7 @@ the bundled bag's real IMU samples and frames in stamp order.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -44,6 +45,21 @@ def _play(h: Harness, seq, until_s: float, imu_gap_s: tuple[float, float] | None
     return frames
 
 
+def _vio_node_after(h: Harness, seq, until_s: float,
+                    imu_gap_s: tuple[float, float] | None = None) -> tuple[Any, int]:
+    """A vio_node fed the bag's first ``until_s`` (see ``_play``), once its odometry for
+    every frame has come: ``(node, frames played)``."""
+    from meetup_ros.nodes.vio_node import VioNode
+
+    node = h.add(VioNode(context=h.context,
+                         parameter_overrides=_overrides(diagnostics_period_s=0.0)))
+    h.collect("/odom", Odometry)
+    frames = _play(h, seq, until_s, imu_gap_s=imu_gap_s)
+    h.wait_for(lambda: h.count("/odom") >= frames, 30,
+               f"{frames} odometry messages (node: {node.summary()})")
+    return node, frames
+
+
 def _publish_imu(h: Harness, seq, after_ns: int, upto_ns: int, offset_ns: int = 0) -> None:
     """The bag's IMU samples stamped in (after_ns, upto_ns], their stamps shifted by offset."""
     imu = seq.imu
@@ -78,14 +94,7 @@ def test_imu_gap_neither_resets_nor_drops_frames(harness: Harness, seq) -> None:
     what IMU there is, and the samples after the gap do not overtake them (before, the
     estimator's outage step jumped to the first sample after the gap and every waiting frame
     was then 'in the past': dropped, or a reset with the pose back at the origin)."""
-    from meetup_ros.nodes.vio_node import VioNode
-
-    node = harness.add(VioNode(context=harness.context,
-                               parameter_overrides=_overrides(diagnostics_period_s=0.0)))
-    harness.collect("/odom", Odometry)
-    frames = _play(harness, seq, 2.5, imu_gap_s=(1.0, 1.8))
-    harness.wait_for(lambda: harness.count("/odom") >= frames, 30,
-                     f"{frames} odometry messages (node: {node.summary()})")
+    node, _frames = _vio_node_after(harness, seq, 2.5, imu_gap_s=(1.0, 1.8))
     counters = node.health.counters
     assert counters["resets"] == 0, node.summary()
     assert counters["frames_out_of_order"] == 0, node.summary()
@@ -99,13 +108,7 @@ def test_imu_gap_neither_resets_nor_drops_frames(harness: Harness, seq) -> None:
 
 def test_rejected_imu_samples_and_unset_stamps_reach_the_diagnostics(
         harness: Harness, seq) -> None:
-    from meetup_ros.nodes.vio_node import VioNode
-
-    node = harness.add(VioNode(context=harness.context,
-                               parameter_overrides=_overrides(diagnostics_period_s=0.0)))
-    harness.collect("/odom", Odometry)
-    frames = _play(harness, seq, 0.5)
-    harness.wait_for(lambda: harness.count("/odom") >= frames, 30, "odometry")
+    node, _frames = _vio_node_after(harness, seq, 0.5)
     imu = seq.imu
     stamp = int(seq.cam0.stamps_ns[0]) + NS // 2  # a stamp the node has already seen
     harness.publish("/imu0", cv.arrays_to_imu(stamp, imu.gyro_radps[0], imu.accel_mps2[0]))
@@ -124,13 +127,9 @@ def test_rejected_imu_samples_and_unset_stamps_reach_the_diagnostics(
 def test_camera_resolution_change_is_taken_after_a_second(harness: Harness, seq) -> None:
     import cv2
 
-    from meetup_ros.nodes.vio_node import SIZE_CHANGE_FRAMES, VioNode
+    from meetup_ros.nodes.vio_node import SIZE_CHANGE_FRAMES
 
-    node = harness.add(VioNode(context=harness.context,
-                               parameter_overrides=_overrides(diagnostics_period_s=0.0)))
-    harness.collect("/odom", Odometry)
-    frames = _play(harness, seq, 0.5)
-    harness.wait_for(lambda: harness.count("/odom") >= frames, 30, "odometry")
+    node, frames = _vio_node_after(harness, seq, 0.5)
     cam = seq.cam0
     # one odd frame is dropped; then the camera runs at half resolution
     odd = cv2.resize(cam.images[0], (100, 80))
@@ -152,14 +151,8 @@ def test_camera_resolution_change_is_taken_after_a_second(harness: Harness, seq)
 def test_camera_outage_is_reported(harness: Harness, seq) -> None:
     """The camera stops, the IMU goes on (the bundled bag has 1 s of IMU after its last
     frame): the node says it is estimating without images."""
-    from meetup_ros.nodes.vio_node import VioNode
-
-    node = harness.add(VioNode(context=harness.context,
-                               parameter_overrides=_overrides(diagnostics_period_s=0.0)))
-    harness.collect("/odom", Odometry)
     t0 = int(seq.cam0.stamps_ns[0])
-    frames = _play(harness, seq, 1.0)
-    harness.wait_for(lambda: harness.count("/odom") >= frames, 30, "odometry")
+    node, _frames = _vio_node_after(harness, seq, 1.0)
     _publish_imu(harness, seq, t0 + NS, t0 + 2_300_000_000)
     harness.wait_for(lambda: node.health.counters["camera_outage_steps"] >= 1, 10,
                      f"the outage reported (node: {node.summary()})")
@@ -170,13 +163,7 @@ def test_camera_outage_is_reported(harness: Harness, seq) -> None:
 def test_clocks_that_disagree_are_reported_once_per_kind(harness: Harness, seq) -> None:
     """The IMU driver's clock runs 120 s ahead from some point on: one reset, then frames are
     dropped as a clock mismatch (named in the diagnostics), not one reset per frame."""
-    from meetup_ros.nodes.vio_node import VioNode
-
-    node = harness.add(VioNode(context=harness.context,
-                               parameter_overrides=_overrides(diagnostics_period_s=0.0)))
-    harness.collect("/odom", Odometry)
-    frames = _play(harness, seq, 0.5)
-    harness.wait_for(lambda: harness.count("/odom") >= frames, 30, "odometry")
+    node, frames = _vio_node_after(harness, seq, 0.5)
     _play_frames(harness, seq, range(11, 31), int(seq.cam0.stamps_ns[10]),
                  imu_offset_ns=120 * NS)
     harness.wait_for(lambda: node.health.counters["frames_received"] == frames + 20, 10,
