@@ -18,6 +18,7 @@ since times the age bound it.
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from typing import NamedTuple
 
@@ -35,11 +36,21 @@ def _angle(Ra: np.ndarray, Rb: np.ndarray) -> float:
     return float(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
+class _Entry(NamedTuple):
+    stamp_ns: int
+    T: np.ndarray  # (4, 4) pose
+    speed: float
+    rate: float
+    # running sums from the first message held: path, rotation, integrated speed and rate,
+    # so that a bound since any stamp is one difference (the controller asks at 20 Hz)
+    totals: np.ndarray  # (4,)
+
+
 class MotionHistory:
     """The last ``maxlen`` odometry messages: stamp, pose, speed and angular rate."""
 
     def __init__(self, maxlen: int, max_gap_s: float = 0.2) -> None:
-        self._items: deque[tuple[int, np.ndarray, float, float]] = deque(maxlen=maxlen)
+        self._items: deque[_Entry] = deque(maxlen=maxlen)
         self.max_gap_ns = int(max_gap_s * 1e9)
 
     def clear(self) -> None:
@@ -47,32 +58,32 @@ class MotionHistory:
 
     def add(self, stamp_ns: int, T_odom_base: np.ndarray, v_base_mps: np.ndarray,
             omega_base_radps: np.ndarray) -> None:
-        self._items.append((int(stamp_ns), np.array(T_odom_base, dtype=np.float64),
-                            float(np.linalg.norm(v_base_mps)),
-                            float(np.linalg.norm(omega_base_radps))))
+        T = np.array(T_odom_base, dtype=np.float64)
+        speed = float(np.linalg.norm(v_base_mps))
+        rate = float(np.linalg.norm(omega_base_radps))
+        totals = np.zeros(4)
+        if self._items:
+            last = self._items[-1]
+            dt = max(0.0, (int(stamp_ns) - last.stamp_ns) * 1e-9)
+            totals = last.totals + np.array([
+                float(np.linalg.norm(T[:3, 3] - last.T[:3, 3])),
+                _angle(last.T[:3, :3], T[:3, :3]),
+                0.5 * (last.speed + speed) * dt,
+                0.5 * (last.rate + rate) * dt,
+            ])
+        self._items.append(_Entry(int(stamp_ns), T, speed, rate, totals))
 
     def since(self, stamp_ns: int, now_ns: int) -> Motion:
         """Upper bounds of the distance and the rotation between ``stamp_ns`` and ``now_ns``
         (the newest message's time, normally ``now_ns``)."""
-        items = list(self._items)
-        start = None
-        for i in range(len(items) - 1, -1, -1):
-            if items[i][0] <= stamp_ns:
-                if stamp_ns - items[i][0] <= self.max_gap_ns:
-                    start = i
-                break
+        items = self._items
+        # the last message at or before the stamp, if it is close enough to stand for it
+        start = bisect.bisect_right(items, stamp_ns, key=lambda e: e.stamp_ns) - 1
+        if start >= 0 and stamp_ns - items[start].stamp_ns <= self.max_gap_ns:
+            path, rotation, by_speed, by_rate = items[-1].totals - items[start].totals
+            return Motion(max(path, by_speed), max(rotation, by_rate))
         age_s = max(0.0, (now_ns - stamp_ns) * 1e-9)
-        if start is None:
-            after = [it for it in items if it[0] > stamp_ns]
-            speed = max((it[2] for it in after), default=0.0)
-            rate = max((it[3] for it in after), default=0.0)
-            return Motion(speed * age_s, rate * age_s)
-        path = rotation = by_speed = by_rate = 0.0
-        for (t0, T0, v0, w0), (t1, T1, v1, w1) in zip(items[start:], items[start + 1:],
-                                                      strict=False):
-            dt = max(0.0, (t1 - t0) * 1e-9)
-            path += float(np.linalg.norm(T1[:3, 3] - T0[:3, 3]))
-            rotation += _angle(T0[:3, :3], T1[:3, :3])
-            by_speed += 0.5 * (v0 + v1) * dt
-            by_rate += 0.5 * (w0 + w1) * dt
-        return Motion(max(path, by_speed), max(rotation, by_rate))
+        after = [e for e in items if e.stamp_ns > stamp_ns]
+        speed = max((e.speed for e in after), default=0.0)
+        rate = max((e.rate for e in after), default=0.0)
+        return Motion(speed * age_s, rate * age_s)

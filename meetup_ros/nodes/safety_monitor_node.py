@@ -303,38 +303,40 @@ class SafetyMonitorNode(Node):
             return
         state = self._states.pop(stamp_ns)
         command = self._commands.pop(stamp_ns)
-        now_ns = self.get_clock().now().nanoseconds
-        age_s = (now_ns - stamp_ns) * 1e-9
-        max_age_s = self.params.max_state_age_s
-        if now_ns == 0 or stamp_ns == 0:
-            # No clock to age states by (use_sim_time without /clock: the watchdog cannot run
-            # either), or an unset stamp: a tester's pairs stamped 0 passed on a clock at 0.
-            why = ("the ROS clock reads 0: use_sim_time is true and no /clock has arrived (on "
-                   "live sensors set use_sim_time:=false)" if now_ns == 0
-                   else "header.stamp is 0 (unset by its publisher)")
+        why = self._stale_reason(stamp_ns)
+        if why is not None:
             self.health.problem("stale_states", f"{self.params.state_topic}: {why}: fallback")
-            self.status_pub.publish(String(data=STALE))
-            self._gate(command, None)
-            return
-        if max_age_s > 0 and abs(age_s) > max_age_s:
-            # A certificate about where the vehicle was a second ago says nothing about now
-            # (e.g. the odometry waiting for a dead IMU); one stamped ahead of the clock is
-            # from another time base (a bad driver clock; use_sim_time without a /clock,
-            # where the ROS clock stays 0 and the watchdog cannot run): the fallback.
-            if age_s > 0:
-                why = f"stamped {age_s:.2f} s ago (> max_state_age_s {max_age_s:g})"
-            else:
-                why = f"stamped {-age_s:.2f} s ahead of the clock (> max_state_age_s " \
-                      f"{max_age_s:g})"
-                # forgotten, so that the next good state is not taken for time going back
-                self._last_state_ns = None
-            self.health.problem("stale_states", f"{self.params.state_topic} state {why}: "
-                                "fallback")
             self.status_pub.publish(String(data=STALE))
             self._gate(command, None)
             return
         result = self.certify(state, stamp_ns, command)
         self._gate(command, result)
+
+    def _stale_reason(self, stamp_ns: int) -> str | None:
+        """Why a state stamped ``stamp_ns`` cannot be certified now, or None.
+
+        A certificate about where the vehicle was a second ago says nothing about now (e.g.
+        the odometry waiting for a dead IMU), nor does one stamped ahead of the clock (another
+        time base). With the ROS clock at 0 (use_sim_time without /clock) no age can be told
+        and the watchdog cannot run, and a stamp of 0 is unset: testers had such pairs
+        verified.
+        """
+        now_ns = self.get_clock().now().nanoseconds
+        if now_ns == 0:
+            return ("the state arrived while the ROS clock reads 0: use_sim_time is true and "
+                    "no /clock has arrived (on live sensors set use_sim_time:=false)")
+        if stamp_ns == 0:
+            return "header.stamp is 0 (unset by its publisher)"
+        max_age_s = self.params.max_state_age_s
+        age_s = (now_ns - stamp_ns) * 1e-9
+        if max_age_s <= 0 or abs(age_s) <= max_age_s:
+            return None
+        if age_s > 0:
+            return f"the state is stamped {age_s:.2f} s ago (> max_state_age_s {max_age_s:g})"
+        # forgotten, so that the next good state is not taken for time going back
+        self._last_state_ns = None
+        return (f"the state is stamped {-age_s:.2f} s ahead of the clock (> max_state_age_s "
+                f"{max_age_s:g})")
 
     def _on_fixed_tick(self) -> None:
         self.certify(np.asarray(self.params.fixed_state, dtype=np.float64))
