@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -45,6 +46,7 @@ from meetup_ros.ros.convert import stamp_to_ns  # noqa: E402
 from meetup_ros.ros.node_tools import reliable_qos  # noqa: E402
 
 BAG = REPO / "data" / "euroc_v1_01_easy_sample"
+logger = logging.getLogger("vio_node_replay_speed")
 
 
 class Listener:
@@ -106,6 +108,7 @@ def main() -> int:
                              "frames lags less (median)")
     parser.add_argument("--out", type=Path, default=Path("out/vio_node_replay_speed.json"))
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     nodes = NodeProcesses(paths.config_path(args.params), ["vio_node"], log_dir=None,
                           use_sim_time="false")
@@ -160,10 +163,10 @@ def main() -> int:
                 "elapsed_s": time.monotonic() - t0,
             }
             results.append(row)
-            print(f"rate {rate:g}x: {n_odom}/{n_frames} frames with odometry, "
-                  f"{dropped} IMU dropped, lag p50 {row['lag_ms']['p50']:.1f} / p99 "
-                  f"{row['lag_ms']['p99']:.1f} / max {row['lag_ms']['max']:.1f} ms: "
-                  f"{'kept up' if kept_up else 'FELL BEHIND'}", flush=True)
+            logger.info("rate %gx: %d/%d frames with odometry, %d IMU dropped, lag p50 %.1f / "
+                        "p99 %.1f / max %.1f ms: %s", rate, n_odom, n_frames, dropped,
+                        row["lag_ms"]["p50"], row["lag_ms"]["p99"], row["lag_ms"]["max"],
+                        "kept up" if kept_up else "FELL BEHIND")
             time.sleep(1.5)  # the estimator resets on the next pass (stamps go back)
     finally:
         nodes.stop()
@@ -175,7 +178,7 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"params": args.params, "max_lag_ms": args.max_lag_ms,
                                     "rates": results}, indent=1))
-    print(f"-> {args.out}")
+    logger.info("-> %s", args.out)
     return 0
 
 
