@@ -158,7 +158,7 @@ def test_shipped_governor_on_sampled_states() -> None:
 def test_shipped_governor_is_proven_safe_over_the_envelope(name: str) -> None:
     """Branch and bound proves each property over a finite box (offline): the operating
     envelope, and for the clearance property that envelope widened by the monitor's region."""
-    from meetup_ros.control.training import verify_each_disjunct
+    from meetup_ros.verification.bab import verify_each_disjunct
     from meetup_ros.verification.network import load_network
     from meetup_ros.verification.spec import load_property_yaml
 

@@ -230,32 +230,6 @@ def check_export(net: GovernorNet, onnx_path: Path, states: np.ndarray) -> float
     return max_abs
 
 
-def verify_each_disjunct(network: Any, prop: Any, timeout_s: float) -> Any:
-    """``verify`` one disjunct at a time, each with ``timeout_s``: the first not proven
-    decides, else "unsat" (the unsafe set is their union).
-
-    Known shortcoming of ``verify`` on several disjuncts: it resumes their searches in time
-    slices, and the path then depends on where each slice ended. On the clearance property
-    (two disjuncts) one search took 3.7 s to over 60 s from run to run (70 thousand to 1.2
-    million domains); each disjunct alone, 18 s and 0.01 s, the same every run.
-    """
-    from meetup_ros.verification.bab import verify
-    from meetup_ros.verification.spec import Property
-
-    result, time_s, domains = None, 0.0, 0
-    for disjunct in prop.disjuncts:
-        one = Property((disjunct,), prop.n_inputs, prop.n_outputs, prop.input_names,
-                       prop.output_names, prop.source)
-        result = verify(network, one, timeout_s=timeout_s)
-        time_s += float(result.stats.get("time_s", 0.0))
-        domains += int(result.stats.get("domains", 0))
-        if result.status != "unsat":
-            break
-    assert result is not None  # a Property has at least one disjunct
-    result.stats.update(time_s=time_s, domains=domains)  # of all the searches
-    return result
-
-
 def verify_export(onnx_path: Path, timeout_s: float) -> dict[str, float]:
     """Prove the exported network against both properties over their finite boxes.
 
@@ -265,6 +239,7 @@ def verify_export(onnx_path: Path, timeout_s: float) -> dict[str, float]:
     the safety monitor would then refuse it at run time wherever it fails.
     """
     from meetup_ros import paths
+    from meetup_ros.verification.bab import verify_each_disjunct
     from meetup_ros.verification.network import load_network
     from meetup_ros.verification.spec import load_property_yaml
 
