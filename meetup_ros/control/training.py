@@ -239,7 +239,7 @@ def verify_export(onnx_path: Path, timeout_s: float) -> dict[str, float]:
     the safety monitor would then refuse it at run time wherever it fails.
     """
     from meetup_ros import paths
-    from meetup_ros.verification.bab import verify_each_disjunct
+    from meetup_ros.verification.bab import verify
     from meetup_ros.verification.network import load_network
     from meetup_ros.verification.spec import load_property_yaml
 
@@ -247,7 +247,7 @@ def verify_export(onnx_path: Path, timeout_s: float) -> dict[str, float]:
     metrics: dict[str, float] = {}
     for key, name in (("property", ENVELOPE_PROPERTY),
                       ("clearance_property", CLEARANCE_ENVELOPE_PROPERTY)):
-        result = verify_each_disjunct(network, load_property_yaml(paths.config_path(name)),
+        result = verify(network, load_property_yaml(paths.config_path(name)),
                                       timeout_s)
         proven = {"unsat": 1.0, "sat": 0.0}.get(result.status, -1.0)
         if proven != 1.0:

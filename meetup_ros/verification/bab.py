@@ -250,17 +250,26 @@ class _Solver:
         # The caller's generator when it resumes a search over several calls, so that a
         # later round does not redraw the falsifier's points of an earlier one.
         self.generator = generator or torch.Generator().manual_seed(config.seed)
-        self.last_screen = time.monotonic()
         width = torch.as_tensor(self.upper_np - self.lower_np)
         self.root_width = torch.where(width > 0, width, torch.ones_like(width))
         self.sec_per_domain: float | None = config.initial_sec_per_domain
-        self.start = time.monotonic()
+        # The search's own clock: the time spent inside run(), summed over the calls that
+        # resume it. The MIP's share and the screening rounds are paced on it, so a search
+        # paused and resumed (verify's rounds over several disjuncts) takes the same path as
+        # one run straight through, whatever the other disjuncts did in between.
+        self.active_s = 0.0
+        self.resumed_at = time.monotonic()
+        self.last_screen = 0.0
+        self.iteration = 0
         self.mip_s = 0.0  # time spent in MIP probes
         self.scale: float | None = None  # the max-margin's spread over the box, when needed
 
     # -- helpers ----------------------------------------------------------------------------
     def _time_left(self) -> float:
         return self.deadline - time.monotonic()
+
+    def _elapsed(self) -> float:
+        return self.active_s + time.monotonic() - self.resumed_at
 
     def _bound(self, lower: torch.Tensor, upper: torch.Tensor,
                splits: list[torch.Tensor] | None, alpha_steps: int,
@@ -353,7 +362,17 @@ class _Solver:
         return None
 
     # -- main loop -----------------------------------------------------------------------------
-    def run(self, frontier: Frontier | None = None) -> DisjunctOutcome:
+    def run(self, frontier: Frontier | None = None, pause_at: float | None = None
+            ) -> DisjunctOutcome:
+        """Search until decided, the deadline, or ``pause_at`` (monotonic): then "timeout"
+        with the open domains, which a later call on the same solver resumes."""
+        self.resumed_at = time.monotonic()
+        try:
+            return self._run(frontier, pause_at)
+        finally:
+            self.active_s += time.monotonic() - self.resumed_at
+
+    def _run(self, frontier: Frontier | None, pause_at: float | None) -> DisjunctOutcome:
         cfg = self.config
         margin = cfg.proof_margin
         if frontier is None:
@@ -371,14 +390,13 @@ class _Solver:
             if found is not None:
                 return found
             frontier = root
-        iteration = 0
         while len(frontier) > 0:
             if self._time_left() <= 0:
                 return DisjunctOutcome("timeout", frontier=frontier, domains=self.domains,
                                        reason=f"deadline with {len(frontier)} open domains")
             if len(frontier) > cfg.max_domains:
                 return self._leftover_to_mip(frontier, "too many open domains")
-            iteration += 1
+            self.iteration += 1
             # Best-first: the batch with the smallest bounds, sized so that one step (about
             # 2 x split_candidates bounded children per parent) fits in the time left.
             n_pick = min(cfg.batch_size, len(frontier))
@@ -414,14 +432,14 @@ class _Solver:
                 self.sec_per_domain = rate if self.sec_per_domain is None else (
                     0.5 * self.sec_per_domain + 0.5 * rate)
             if (cfg.screen_every_s > 0 and cfg.falsify_samples > 0 and len(frontier) > 0
-                    and time.monotonic() - self.last_screen >= cfg.screen_every_s):
+                    and self._elapsed() - self.last_screen >= cfg.screen_every_s):
                 # Fresh screened starts over the whole box, a small share of the time.
                 found = self._falsify(cfg.falsify_samples, cfg.screen_steps,
                                       screen=cfg.screen_samples)
-                self.last_screen = time.monotonic()
+                self.last_screen = self._elapsed()
                 if found is not None:
                     return found
-            if iteration % 25 == 0 and len(frontier) > 0 and cfg.falsify_samples > 0:
+            if self.iteration % 25 == 0 and len(frontier) > 0 and cfg.falsify_samples > 0:
                 # A PGD round inside the currently worst domain.
                 i = int(torch.argmin(frontier.bound))
                 found = self._falsify(64, cfg.falsify_steps, None, frontier.lower[i],
@@ -432,6 +450,10 @@ class _Solver:
                 found, frontier = self._mip_probe(frontier)
                 if found is not None:
                     return found
+            # Checked after a step, so every call makes progress.
+            if pause_at is not None and len(frontier) > 0 and time.monotonic() >= pause_at:
+                return DisjunctOutcome("timeout", frontier=frontier, domains=self.domains,
+                                       reason=f"paused with {len(frontier)} open domains")
         return DisjunctOutcome("unsat", domains=self.domains)
 
     def _spread(self, samples: int = 256) -> float:
@@ -451,7 +473,7 @@ class _Solver:
         otherwise the domain stays open and is not probed again (its children will be).
         """
         cfg = self.config
-        budget = cfg.mip_share * (time.monotonic() - self.start) - self.mip_s
+        budget = cfg.mip_share * self._elapsed() - self.mip_s
         limit = min(cfg.mip_probe_s, budget, self._time_left())
         if limit < 0.1 or frontier.probe is None:
             return None, frontier
@@ -676,6 +698,18 @@ def solve_disjunct(
         generator: the falsifier's random source; pass the same one to every call that
             resumes a search (else each call starts from ``config.seed`` again).
     """
+    solver = _solver_for(network, coeffs, rhs, lower, upper, deadline, config, generator)
+    if isinstance(solver, DisjunctOutcome):
+        return solver
+    return solver.run(frontier)
+
+
+def _solver_for(
+    network: Network, coeffs: np.ndarray, rhs: np.ndarray, lower: np.ndarray,
+    upper: np.ndarray, deadline: float, config: BabConfig | None,
+    generator: torch.Generator | None = None,
+) -> _Solver | DisjunctOutcome:
+    """A solver for one disjunct's box, or its outcome when the box alone decides it."""
     lower = np.asarray(lower, dtype=np.float64)
     upper = np.asarray(upper, dtype=np.float64)
     if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
@@ -689,9 +723,8 @@ def solve_disjunct(
         # No bound over such a box means anything in float64, and the exact MIP's big-M
         # constants would be as wrong: undecided, never proven.
         return DisjunctOutcome("timeout", reason=overflow)
-    solver = _Solver(network, coeffs, rhs, lower, upper, config or BabConfig(), deadline,
-                     generator)
-    return solver.run(frontier)
+    return _Solver(network, coeffs, rhs, lower, upper, config or BabConfig(), deadline,
+                   generator)
 
 
 def verify(network: Network, prop: Property, timeout_s: float,
@@ -712,26 +745,30 @@ def verify(network: Network, prop: Property, timeout_s: float,
                 "offline verification needs a bounded input box (a property whose box the "
                 "runtime monitor fills from the state has no box of its own)")
     config = config or BabConfig()
-    domains = 0
     # Every disjunct gets its root bound and falsifier first (a counterexample in the last
     # one must not wait for a long proof of the first), then the open ones share the time
-    # in rounds, each resuming its own frontier.
-    open_: dict[int, Frontier | None] = {i: None for i in range(len(prop.disjuncts))}
-    generators = {i: torch.Generator().manual_seed(config.seed) for i in open_}
+    # in rounds. Each keeps its solver between rounds (its frontier, its own clock), so its
+    # search takes the path it would take alone: the time to a proof does not depend on
+    # where the rounds happened to end.
+    solvers: dict[int, _Solver] = {}
+    open_: dict[int, Frontier | None] = {}
     undecided: list[str] = []
-    k = len(prop.disjuncts)
+    for i, d in enumerate(prop.disjuncts):
+        made = _solver_for(network, d.coeffs, d.rhs, d.lower, d.upper, deadline, config)
+        if isinstance(made, _Solver):
+            solvers[i], open_[i] = made, None
+        elif made.status != "unsat":  # a box too large to bound
+            undecided.append(f"disjunct {i}: {made.reason}")
+    k = max(len(solvers), 1)
     slice_s = float(timeout_s) if k == 1 else min(1.0, float(timeout_s) / (2 * k))
     while open_:
         for i in list(open_):
-            d = prop.disjuncts[i]
-            until = min(deadline, time.monotonic() + slice_s)
-            out = solve_disjunct(network, d.coeffs, d.rhs, d.lower, d.upper, until, config,
-                                 open_[i], generators[i])
-            domains += out.domains
+            out = solvers[i].run(open_[i], pause_at=time.monotonic() + slice_s)
             logger.debug("disjunct %d: %s (%d domains)", i, out.status, out.domains)
             if out.status == "sat":
                 return Result("sat", out.x, out.y, {
-                    "time_s": time.monotonic() - start, "domains": domains, "disjunct": i})
+                    "time_s": time.monotonic() - start,
+                    "domains": sum(s.domains for s in solvers.values()), "disjunct": i})
             if out.status == "unsat":
                 del open_[i]
             elif out.frontier is None:  # gave up without open domains (e.g. MIP undecided)
@@ -741,35 +778,12 @@ def verify(network: Network, prop: Property, timeout_s: float,
                 open_[i] = out.frontier
         if not open_ or time.monotonic() >= deadline:
             break
-        # Rounds grow so that per-call overhead stays small against the work. Known
-        # shortcoming: the search path depends on where each slice ended, so the time to a
-        # proof varies from run to run (the governor's clearance property: 7.8 s to over 60 s;
-        # each disjunct alone is the same every run: verify_each_disjunct).
+        # Rounds grow so that per-call overhead stays small against the work.
         slice_s = max(0.25, 2 * slice_s, (deadline - time.monotonic()) / (4 * len(open_)))
+    domains = sum(s.domains for s in solvers.values())
     pending = undecided + [f"disjunct {i}: deadline with {len(f) if f is not None else 0} "
                            "open domains" for i, f in open_.items()]
     status = "timeout" if pending else "unsat"
     return Result(status, None, None, {
         "time_s": time.monotonic() - start, "domains": domains, "reason": "; ".join(pending)})
 
-
-def verify_each_disjunct(network: Network, prop: Property, timeout_s: float,
-                         config: BabConfig | None = None) -> Result:
-    """:func:`verify` one disjunct at a time, each with ``timeout_s``: the first not proven
-    decides, else "unsat" (the unsafe set is their union). Slower to a counterexample in a
-    later disjunct, but its time to a proof is the same every run, unlike :func:`verify`'s
-    time-sliced rounds (see the shortcoming written there): on the governor's clearance
-    property 18 s and 0.01 s, against 3.7 s to over 60 s.
-    """
-    result, time_s, domains = None, 0.0, 0
-    for disjunct in prop.disjuncts:
-        one = Property((disjunct,), prop.n_inputs, prop.n_outputs, prop.input_names,
-                       prop.output_names, prop.source)
-        result = verify(network, one, timeout_s, config)
-        time_s += float(result.stats.get("time_s", 0.0))
-        domains += int(result.stats.get("domains", 0))
-        if result.status != "unsat":
-            break
-    assert result is not None  # a Property has at least one disjunct
-    result.stats.update(time_s=time_s, domains=domains)  # of all the searches
-    return result
