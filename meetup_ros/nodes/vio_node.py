@@ -93,11 +93,7 @@ class VioNode(Node):
         self._hw_fixed = self._hw is not None  # from the parameters: never re-learnt
         self._new_hw: tuple[int, int] | None = None  # a different size seen, and how often
         self._new_hw_count = 0
-        self._resets_seen = 0
-        self._frames_dropped_seen = 0
-        self._imu_rejected_seen = 0
-        self._clock_mismatches_seen = 0
-        self._outage_steps_seen = 0
+        self._seen: dict[str, int] = {}  # the estimator's counters at the last look
         self._frames: deque[tuple[int, np.ndarray, float]] = deque()
         self._imu_head_ns: int | None = None  # newest IMU stamp since the last jump back
         self._jump_ns = int(0.5e9)
@@ -117,39 +113,40 @@ class VioNode(Node):
             f"VIO on {p.image_topic} + {p.imu_topic} -> {p.odom_topic}; weights {weights}"
         )
 
+    def _grew(self, counter: str) -> bool:
+        """Whether the estimator's ``stats.<counter>`` rose since the last look."""
+        value = int(getattr(self.estimator.stats, counter))
+        grew = value > self._seen.get(counter, 0)
+        self._seen[counter] = value
+        return grew
+
     def _check_resets(self, topic: str, stamp_ns: int) -> None:
         """Log what the estimator did with out-of-order input (it owns the policy)."""
-        stats = self.estimator.stats
-        if stats.resets > self._resets_seen:
-            self._resets_seen = stats.resets
+        if self._grew("resets"):
             self.health.problem(
                 "resets", f"{topic} stamp {stamp_ns} ns: the estimator reset "
                 f"({self.estimator.windower.last_reset_reason})",
             )
-        if stats.dropped > self._imu_rejected_seen:
-            self._imu_rejected_seen = stats.dropped
+        if self._grew("dropped"):
             self.health.problem(
                 "imu_rejected", f"{self.params.imu_topic} sample rejected "
                 f"({self.estimator.windower.last_rejection})",
             )
-        if stats.inertial_only_windows > self._outage_steps_seen:
-            self._outage_steps_seen = stats.inertial_only_windows
+        if self._grew("inertial_only_windows"):
             self.health.problem(
                 "camera_outage_steps", f"no {self.params.image_topic} frame for "
                 f"{self.estimator.max_frame_gap_ns / 1e9:g} s of {self.params.imu_topic} "
                 f"stamps (up to {stamp_ns} ns): estimating without images, not published",
             )
-        if stats.clock_mismatches > self._clock_mismatches_seen:
-            self._clock_mismatches_seen = stats.clock_mismatches
-            self._frames_dropped_seen = stats.frames_dropped  # dropped for this reason
+        if self._grew("clock_mismatches"):
+            self._grew("frames_dropped")  # dropped for this reason: said here, not below
             self.health.problem(
                 "clock_mismatch", f"{topic} stamp {stamp_ns} ns: the {self.params.imu_topic} "
                 f"and {self.params.image_topic} stamps are more than "
                 f"{self.estimator.max_outage_ns / 1e9:g} s apart (do their clocks agree?); "
                 "frames dropped until they are not",
             )
-        if stats.frames_dropped > self._frames_dropped_seen:
-            self._frames_dropped_seen = stats.frames_dropped
+        if self._grew("frames_dropped"):
             self.health.problem(
                 "frames_out_of_order", f"{topic} stamp {stamp_ns} ns not after the previous "
                 "frame; dropped by the estimator",
