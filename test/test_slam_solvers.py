@@ -165,7 +165,7 @@ def test_benchmark_slam_command_on_held_out_pairs(
                  str(tmp_path)]) == 0
     full = json.loads((tmp_path / "benchmark_slam.json").read_text())
     summary = json.loads((tmp_path / "slam_report.json").read_text())
-    for name in ("euroc_stereo", "middlebury_stereo", "mono", "mono_untouched"):
+    for name in ("euroc_stereo", "middlebury_stereo", "mono", "mono_untouched", "mono_late"):
         assert (tmp_path / f"error_vs_iteration_{name}.png").is_file()
     mono = full["mono"]
     assert mono["pairs"] == 3 * slam_data.MONO_HELD_OUT_PAIRS
@@ -179,3 +179,8 @@ def test_benchmark_slam_command_on_held_out_pairs(
     assert {row["pair"] for row in untouched["per_pair"]}.isdisjoint(meta["train"])
     assert untouched["learned_not_reached"] == 0
     assert untouched["learned_over_gn_iterations"] <= 0.5, untouched["learned_over_gn_iterations"]
+    # KITTI pairs 35-49: never trained on, looked at only after the recipe was chosen
+    late = full["mono_late"]
+    assert late["pairs"] == 2 * slam_data.MONO_LATE_PAIRS
+    assert {row["pair"] for row in late["per_pair"]}.isdisjoint(meta["train"])
+    assert late["learned_over_gn_iterations"] <= 0.5, late["learned_over_gn_iterations"]

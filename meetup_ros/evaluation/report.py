@@ -365,6 +365,7 @@ OFFLINE_KEYS = (
     "ate_rmse_m_visual", "ate_rmse_m_visual_baseline",
     "ate_rmse_m_without_zero_velocity_updates",
     "learned_over_gn_iterations_mono", "learned_over_gn_iterations_mono_untouched",
+    "learned_over_gn_iterations_mono_late",
     "learned_over_gn_iterations_middlebury",
 )
 

@@ -12,7 +12,9 @@ gets there is charged ``max_iterations`` and counted in ``*_not_reached``.
 Pairs: EuRoC stereo pairs >= 76 (held out from all training; pose = calibration, metric),
 the first ``MONO_HELD_OUT_PAIRS`` consecutive-frame pairs of the two KITTI snippets and of the
 TUM frames (held out: the learned step trains on pairs from ``MONO_TRAIN_FROM`` on; free pose,
-ground truth compared with translation as a direction only), and the Middlebury pair. Depth:
+ground truth compared with translation as a direction only), pairs 4-7 ("untouched") and the
+KITTI pairs from ``MONO_LATE_FROM`` ("late"; see ``slam.data`` for what each group was used
+for), and the Middlebury pair. Depth:
 the optimised code's depth of view A against SGBM on the EuRoC pairs (64 x 96 grid), and
 full-resolution keyframe depth of the frontend against full-resolution SGBM.
 """
@@ -271,9 +273,13 @@ def run_benchmark(bag: Path, data_root: Path, out_dir: Path, depth_weights: Path
         first=slam_data.MONO_HELD_OUT_PAIRS)
     if untouched:
         report["mono_untouched"] = solver_comparison(untouched, depth_model, step, cfg)
+    late = slam_data.mono_pose_pairs(data_root, h, w, limit=slam_data.MONO_LATE_PAIRS,
+                                     first=slam_data.MONO_LATE_FROM)
+    if late:
+        report["mono_late"] = solver_comparison(late, depth_model, step, cfg)
     report["frontend"] = frontend_depth(bag, depth_weights, optimizer_weights)
     report["wall_s"] = time.perf_counter() - start
-    for key in ("euroc_stereo", "middlebury_stereo", "mono", "mono_untouched"):
+    for key in ("euroc_stereo", "middlebury_stereo", "mono", "mono_untouched", "mono_late"):
         if key in report:
             plot_curves(report[key]["curves"], out_dir / f"error_vs_iteration_{key}.png",
                         f"{key}: {report[key]['pairs']} held-out pairs")
@@ -291,7 +297,8 @@ def summary_figures(report: dict[str, Any], depth_weights: Path,
     out: dict[str, Any] = {"weights": {"depth": str(depth_weights),
                                        "optimizer": str(optimizer_weights)}}
     for key, name in (("euroc_stereo", "stereo"), ("middlebury_stereo", "middlebury"),
-                      ("mono", "mono"), ("mono_untouched", "mono_untouched")):
+                      ("mono", "mono"), ("mono_untouched", "mono_untouched"),
+                      ("mono_late", "mono_late")):
         if key not in report:
             continue
         group = report[key]

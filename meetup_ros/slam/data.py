@@ -40,6 +40,11 @@ MONO_HELD_OUT_PAIRS = 4  # per KITTI/TUM sequence: pairs 0..3 are held out (benc
 MONO_TRAIN_FROM = 8  # per sequence: the learned step may train on pairs >= this
 # Pairs 4..7 are never trained on either; the benchmark reports them apart ("untouched"):
 # pairs 0..3 were used to choose the learned step's training recipe, 4..7 were not.
+# Training takes 12 pairs per sequence (8..19). Of the KITTI snippets' 50 pairs, 20..34 were
+# used on 2026-12-05 to choose among training recipes (none was kept: README), and 35..49
+# ("late") were looked at only after that choice; the TUM frames have 16 pairs, none left.
+MONO_LATE_FROM = 35
+MONO_LATE_PAIRS = 15
 RGBD_TRAIN = ("NYU", "SUN")
 RGBD_HELD_OUT = ("TUM",)
 TUM_FR3_K = np.array([[535.4, 0.0, 320.1], [0.0, 539.2, 247.6], [0.0, 0.0, 1.0]])
