@@ -83,6 +83,12 @@ def test_cli_verify_writes_the_competition_format(shared_data: Path, tmp_path: P
     assert main(["verify", str(onnx_path), str(vnnlib_path), "--timeout", "5",
                  "--result", str(tmp_path)]) == 2
     assert "is a folder; expected a file path" in capsys.readouterr().err
+    # A result that cannot be written is an error (2), not a "sat" (1) after a traceback.
+    (tmp_path / "plain").write_text("")
+    assert main(["verify", str(onnx_path), str(vnnlib_path), "--timeout", "5",
+                 "--result", str(tmp_path / "plain" / "r.txt")]) == 2
+    assert "'plain' is a file, not a folder" in capsys.readouterr().err.replace(
+        str(tmp_path) + "/", "")
 
 
 def test_cli_benchmark_writes_table_csv_and_plot(shared_data: Path, tmp_path: Path) -> None:

@@ -101,6 +101,23 @@ def test_every_supported_operator_evaluates_like_onnxruntime(tmp_path: Path) -> 
     np.testing.assert_allclose(net.forward(x), _ort(path, x), rtol=1e-5, atol=1e-5)
 
 
+def test_a_constant_cast_to_half_precision_is_rounded_like_onnxruntime(tmp_path: Path) -> None:
+    """On a constant the cast is applied (1.0007 -> 1.000977, float16's nearest); on the
+    input it is refused (test_bad_network_files)."""
+    c = numpy_helper.from_array(np.full((1, 2), 1.0007, np.float32), "c")
+    model = _model([helper.make_node("Cast", ["c"], ["c16"], to=TensorProto.FLOAT16),
+                    helper.make_node("Cast", ["c16"], ["c32"], to=TensorProto.FLOAT),
+                    helper.make_node("Sub", ["x", "c32"], ["y"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                   helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2]), [c])
+    path = tmp_path / "const16.onnx"
+    path.write_bytes(model.SerializeToString())
+    x = np.array([[1.0007, 2.0], [0.0, -1.0]], np.float32)
+    expected = _ort(path, x)
+    np.testing.assert_allclose(load_network(path).forward(x), expected, atol=1e-6)
+    assert abs(expected[0, 0]) > 2e-4  # x - c is not 0 at x = c: c was rounded
+
+
 def test_old_style_initializers_listed_as_inputs(tmp_path: Path) -> None:
     W = np.arange(6, dtype=np.float32).reshape(3, 2) / 7
     inits = [numpy_helper.from_array(W, "W")]
@@ -204,6 +221,9 @@ BAD_YAML = [
     (_yaml(inputs=["a", "a"]), "distinct"),
     (_yaml(unsafe=[["2 p >= q"]]), "missing '\\*' between '2' and 'p'"),
     (_yaml(unsafe=[["p q >= 1"]]), "missing '\\+' or '-'"),
+    # "0 >= 1" would read as numbers: a false statement, the property vacuously safe
+    (_yaml(outputs=["0", "1"], unsafe=[["0 >= 1"]]), "name '0' is not a name"),
+    (_yaml(inputs=["a", "speed m/s"]), "name 'speed m/s' is not a name"),
 ]
 
 
@@ -227,6 +247,8 @@ BAD_VNNLIB = [
     (HEAD + "(assert (<= X_0 1))\n", "unbounded"),
     ("(declare-const X_0 Real)\n(declare-const W_1 Real)\n", "line 2: variable 'W_1'"),
     (HEAD + "(assert (<= X_0))\n", "line 3: \\(<= a b\\) needs two operands"),
+    (HEAD + "(assert (<= X_0 1))\n(assert (>= X_0 0))\n(assert (or))\n",
+     "line 5: \\(or\\) with no operands"),
 ]
 
 
@@ -259,6 +281,13 @@ def _bad_onnx_files(tmp: Path, shared: Path) -> list[tuple[Path, str]]:
                   helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3]), [])
     (tmp / "skip.onnx").write_bytes(skip.SerializeToString())
     out.append((tmp / "skip.onnx", "node 1 'res' \\(Add\\): uses 'x' from before a ReLU"))
+    # half precision rounds the input (11 significant bits): the bounds do not model it
+    half = _model([helper.make_node("Cast", ["x"], ["h"], name="c16", to=TensorProto.FLOAT16),
+                   helper.make_node("Cast", ["h"], ["y"], name="c32", to=TensorProto.FLOAT)],
+                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                  helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3]), [])
+    (tmp / "half.onnx").write_bytes(half.SerializeToString())
+    out.append((tmp / "half.onnx", "node 0 'c16' \\(Cast\\): Cast to type 10 \\(FLOAT16\\)"))
     out.append((tmp / "missing.onnx", "does not exist"))
     out.append((tmp / "missing.nnet", "does not exist"))
     (tmp / "folder.onnx").mkdir()
@@ -272,6 +301,8 @@ def _bad_onnx_files(tmp: Path, shared: Path) -> list[tuple[Path, str]]:
     out.append((tmp / "short.nnet", "ends early after line 200"))
     bad_lines = lines.splitlines()
     bad_lines[10] = "1.0,abc,2.0,"
+    (tmp / "onnx.nnet").write_bytes(good)
+    out.append((tmp / "onnx.nnet", "onnx.nnet' is not text"))
     (tmp / "word.nnet").write_text("\n".join(bad_lines))
     out.append((tmp / "word.nnet", "line 11: .* is not a list of numbers"))
     return out

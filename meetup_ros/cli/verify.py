@@ -53,6 +53,22 @@ def _check_timeout(timeout_s: float) -> None:
         raise CommandError(f"--timeout {timeout_s!r}; expected a finite number of seconds > 0")
 
 
+def _check_result_path(path: Path) -> None:
+    """Make --result's folders and check the file can be written, before a long run."""
+    if path.is_dir():
+        raise CommandError(f"--result {str(path)!r} is a folder; expected a file path")
+    for folder in path.parents:
+        if folder.exists() and not folder.is_dir():
+            raise CommandError(f"--result {str(path)!r}: {str(folder)!r} is a file, not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a"):
+            pass
+    except OSError as exc:
+        raise CommandError(f"--result {str(path)!r} cannot be written: "
+                           f"{exc.strerror or exc}") from exc
+
+
 def _verify(args: argparse.Namespace) -> int:
     import torch
 
@@ -63,8 +79,8 @@ def _verify(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     _check_timeout(args.timeout)
-    if args.result is not None and args.result.is_dir():
-        raise CommandError(f"--result {str(args.result)!r} is a folder; expected a file path")
+    if args.result is not None:
+        _check_result_path(args.result)
     try:
         network = load_network(args.network)
         prop = load_property(args.property)
@@ -78,8 +94,11 @@ def _verify(args: argparse.Namespace) -> int:
         text, error = "error\n", f"internal error: {type(exc).__name__}: {exc}"
     print(text, end="")
     if args.result is not None:
-        args.result.parent.mkdir(parents=True, exist_ok=True)
-        args.result.write_text(text)
+        try:
+            args.result.write_text(text)
+        except OSError as exc:  # exit 1 would read as "sat" to a gate on the status
+            raise CommandError(f"--result {str(args.result)!r} could not be written: "
+                               f"{exc.strerror or exc}") from exc
     if error is not None:
         raise CommandError(error)
     # Only a proof is success: a gate on the exit status must not pass a counterexample.

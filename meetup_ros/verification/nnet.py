@@ -44,7 +44,13 @@ def load_nnet(path: str | Path, normalize: bool = False) -> Network:
     """
     path = require_file(path, "network file")
     source = str(path)
-    lines = [(i, ln) for i, ln in enumerate(path.read_text().splitlines(), start=1)
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise VerificationInputError(
+            f"network file {source!r} is not text (byte {exc.start} is not UTF-8); expected "
+            "the .nnet text format (an ONNX model needs the .onnx suffix)") from exc
+    lines = [(i, ln) for i, ln in enumerate(text.splitlines(), start=1)
              if ln.strip() and not ln.lstrip().startswith("//")]
     pos = 0
 

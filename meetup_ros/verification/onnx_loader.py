@@ -7,7 +7,8 @@ closes the stage into an affine layer; constants feeding ``Sub``/``Add``/``Mul``
 must be a chain (no tensor from an earlier stage is used after a ReLU).
 
 Supported: Gemm, MatMul, Add, Sub, Mul, Div (by constants), Neg, Relu, Flatten, Reshape,
-Squeeze, Unsqueeze, Identity, Constant, Cast (to float). Initializers that are also listed as
+Squeeze, Unsqueeze, Identity, Constant, Cast (to float or double; to float16 only on
+constants, where it is applied). Initializers that are also listed as
 graph inputs (old exporters) are constants.
 """
 
@@ -184,12 +185,21 @@ def _apply(op, attrs, node, get, label, name):
     if op == "Cast":
         from onnx import TensorProto
 
-        floats = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16}
-        if int(attrs.get("to", 0)) not in floats:
+        to = int(attrs.get("to", 0))
+        x = get(0)
+        if to == TensorProto.FLOAT16 and not isinstance(x, _Sym):
+            return np.asarray(x).astype(np.float16).astype(np.float64)  # a constant: exact
+        # float32 and float64 keep the values of a float32 graph; half precision rounds
+        # them (to 11 significant bits), which the bounds do not model: a proof would be
+        # about another network than the one onnxruntime runs.
+        if to not in (TensorProto.FLOAT, TensorProto.DOUBLE):
+            named = to in TensorProto.DataType.values()
             raise VerificationInputError(
-                f"network {name!r} {label}: Cast to type {attrs.get('to')!r}; only casts to "
-                "float types are supported (others change values)")
-        return get(0)
+                f"network {name!r} {label}: Cast to type {attrs.get('to')!r} "
+                f"({TensorProto.DataType.Name(to) if named else 'unknown'})"
+                " of a value that depends on the input; only casts to float (32) and double are "
+                "supported (others round or change values, which the verifier does not model)")
+        return x
     if op == "Identity":
         return get(0)
     if op == "Relu":

@@ -107,6 +107,7 @@ class Property:
 
 # -- YAML ----------------------------------------------------------------------------------
 _YAML_KEYS = {"inputs", "outputs", "domain", "unsafe", "description"}
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")  # the name part of _TERM
 _TERM = re.compile(r"\s*([+-]?)\s*(?:(\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)"
                    r"\s*(\*)?\s*)?([A-Za-z_][A-Za-z0-9_.]*)?\s*")
 
@@ -198,6 +199,14 @@ def property_from_dict(data: object, source: str = "<dict>") -> Property:
             raise VerificationInputError(
                 f"property {source!r} {key}: {names!r}; expected a list of distinct names"
             )
+        for s in names:
+            # A constraint reads a name only in this form: "0" would be read as the number
+            # 0 (a constraint "0 >= 2" about output 0 would become a false statement, and
+            # the property vacuously safe), "a b" as two terms.
+            if _NAME.fullmatch(s) is None:
+                raise VerificationInputError(
+                    f"property {source!r} {key}: name {s!r} is not a name a constraint can "
+                    "use; expected a letter or '_' first, then letters, digits, '_' or '.'")
     domain = data["domain"]
     if not isinstance(domain, dict) or set(domain) != {"lower", "upper"}:
         raise VerificationInputError(

@@ -148,6 +148,8 @@ class _Reader:
                     raise self.fail(node, f"more than {_MAX_DISJUNCTS} disjuncts in DNF")
             return result
         if head == "or":
+            if len(items) == 1:  # false: the property would hold vacuously, surely a slip
+                raise self.fail(node, "(or) with no operands")
             out: list[list[tuple[_Node, dict[str, float], float]]] = []
             for sub in items[1:]:
                 out.extend(self.formula(sub))
