@@ -38,6 +38,24 @@ def test_state_axes_euroc() -> None:
         build_state(np.zeros(3), np.zeros(3), float("nan"))
 
 
+@pytest.mark.parametrize(("forward", "up", "which"), [
+    ((0.0, 0.0, 0.0), (1.0, 0.0, 0.0), "forward"),
+    ((0.0, 0.0, float("nan")), (1.0, 0.0, 0.0), "forward"),
+    ((0.0, 0.0, 1.0), (0.0, float("inf"), 0.0), "up"),
+    ((0.0, 0.0, 1.0), (0.0, 0.0, 0.0), "up"),
+])
+def test_state_axes_refuse_an_axis_without_direction(forward: tuple[float, ...],
+                                                     up: tuple[float, ...], which: str) -> None:
+    """A zero or non-finite axis has no direction: it only gave a RuntimeWarning and NaN axes
+    (every state then NaN) before."""
+    with pytest.raises(ControlError, match=rf"{which} axis .* is not a direction: expected a "
+                                           "finite, non-zero 3-vector"):
+        StateAxes(forward_base=forward, up_base=up).matrix()
+    # a long axis is a direction too (scaled before its norm is taken)
+    axes = StateAxes(forward_base=(0.0, 0.0, 1e300), up_base=(1e-300, 0.0, 0.0)).matrix()
+    np.testing.assert_allclose(axes, StateAxes().matrix())
+
+
 def test_nearest_depth_is_a_robust_low_percentile() -> None:
     depth = np.full((40, 60), 5.0, dtype=np.float32)
     depth[20, 30] = 0.01  # one outlier: a minimum would follow it, a percentile does not

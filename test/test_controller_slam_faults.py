@@ -170,6 +170,36 @@ def test_controller_refuses_a_network_of_the_wrong_output_size(harness: Harness)
     assert f"3 scores {list(ADVISORIES)!r}" in text
 
 
+# ---- controller_node: parameters refused at start-up, naming the parameter ----------------
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"depth_percentile": 150.0}, r"depth_percentile 150\.0: expected a percentile in \[0, 100\]"),
+    ({"depth_percentile": -1.0}, r"depth_percentile -1\.0: expected a percentile"),
+    ({"depth_percentile": float("nan")}, r"depth_percentile nan: expected a percentile"),
+    ({"depth_window_fraction": 0.0},
+     r"depth_window_fraction 0\.0: expected a fraction of the image in \(0, 1\]"),
+    ({"depth_window_fraction": 1.5}, r"depth_window_fraction 1\.5: expected a fraction"),
+    ({"depth_max_age_s": float("inf")}, r"depth_max_age_s inf: expected a finite value >= 0"),
+    ({"depth_unknown_m": float("nan")}, r"depth_unknown_m nan: expected a finite depth"),
+    ({"advisory_speeds_mps": [1.0, float("nan"), 0.0]},
+     r"advisory_speeds_mps \(1\.0, nan, 0\.0\): expected finite speeds"),
+    ({"forward_axis_base": [0.0, 0.0, 0.0]},
+     r"forward_axis_base \(0\.0, 0\.0, 0\.0\), up_axis_base .*: forward axis .* is not a "
+     r"direction"),
+])
+def test_controller_refuses_bad_parameters_naming_them(harness: Harness, tmp_path: Path,
+                                                       params: dict, message: str) -> None:
+    """A depth_percentile of 150 or a depth_window_fraction of 0 was taken at start-up, and
+    failed on the first depth image; a zero forward axis gave a RuntimeWarning and NaN
+    states; an infinite depth_max_age_s failed sizing the odometry history."""
+    from meetup_ros.ros import RosInputError
+
+    with pytest.raises(RosInputError, match=message):
+        _controller(harness, tmp_path, **params)
+    node = _controller(harness, tmp_path, depth_percentile=100.0, depth_window_fraction=1.0)
+    assert (node.params.depth_percentile, node.params.depth_window_fraction) == (100.0, 1.0)
+
+
 # ---- slam_node: duplicated and slightly reordered stamps ----------------------------------
 
 def _camera_info_msg(info: Any) -> CameraInfo:

@@ -331,3 +331,80 @@ def test_depth_region_allows_the_closing_speed_the_region_allows(harness: Harnes
     statuses = _statuses(harness)
     assert statuses[0] == "verified" and _cmds(harness)[0].twist.linear.z == 1.0
     assert statuses[1] != "verified" and _cmds(harness)[1].twist.linear.z == 0.0, statuses
+
+
+# ---- parameters refused at start-up, naming the parameter ---------------------------------
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"fallback_linear_mps": [math.nan, 0.0, 0.0]},
+     r"fallback_linear_mps \(nan, 0\.0, 0\.0\): expected 3 finite values"),
+    ({"fallback_angular_radps": [0.0, 0.0, math.inf]},
+     r"fallback_angular_radps \(0\.0, 0\.0, inf\): expected 3 finite values"),
+    ({"fallback_linear_mps": [0.0, 0.0]}, r"fallback_linear_mps \(0\.0, 0\.0\): expected 3"),
+    ({"fallback_linear_mps": [5.0, 0.0, 0.0]},
+     r"fallback_linear_mps \(5\.0, 0\.0, 0\.0\): expected the stop .* at most 0 m/s, the "
+     r"slowest of advisory_speeds_mps .*got 5 m/s"),
+    ({"fallback_angular_radps": [0.0, 0.0, 0.5]},
+     r"fallback_angular_radps \(0\.0, 0\.0, 0\.5\): expected no rotation"),
+    ({"forward_axis_base": [0.0, 0.0, 0.0]},
+     r"forward_axis_base \(0\.0, 0\.0, 0\.0\), up_axis_base \(1\.0, 0\.0, 0\.0\): forward axis "
+     r"\[0\.0, 0\.0, 0\.0\] is not a direction"),
+    ({"up_axis_base": [math.nan, 0.0, 0.0]}, r"up axis \[nan, 0\.0, 0\.0\] is not a direction"),
+    ({"input_names": ["a", "b"]},
+     r"input_names \('a', 'b'\) has 2 names; 'g\.onnx' takes 5 inputs"),
+    ({"input_names": ["a", "a", "b", "c", "d"]}, r"input_names .*: expected one distinct"),
+    ({"radii": [0.1, 0.1]}, r"radii \(0\.1, 0\.1\) has 2 values; expected one per input"),
+    ({"deadline_s": math.inf}, r"deadline_s inf: expected a finite value > 0"),
+    ({"tick_hz": 1e-12}, r"tick_hz 1e-12: expected a finite rate >= 1e-09 Hz"),
+    ({"diagnostics_period_s": math.inf}, r"diagnostics_period_s inf: expected a finite period"),
+])
+def test_monitor_refuses_bad_parameters_naming_them(harness: Harness, tmp_path: Path,
+                                                    params: dict, message: str) -> None:
+    """The fallback goes to /cmd whenever nothing is proven, with no certificate behind it:
+    a tester's NaN fallback was published on SIGTERM, and one of 5 m/s was taken. A zero
+    forward axis gave only a RuntimeWarning; a short input_names was reported as wrong radii;
+    an infinite period failed in rclpy's timer."""
+    from meetup_ros.ros import RosInputError
+
+    with pytest.raises(RosInputError, match=message):
+        _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"), **params)
+
+
+def test_monitor_takes_a_fallback_within_the_slowest_advisory(harness: Harness,
+                                                              tmp_path: Path) -> None:
+    """The bound is the network's own slowest command: with a 'stop' of 0.1 m/s, a 0.1 m/s
+    fallback (within command_tolerance) is accepted."""
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"),
+                    advisory_speeds_mps=[1.0, 0.3, 0.1], fallback_linear_mps=[0.0, 0.0, 0.1])
+    assert node.params.fallback_linear_mps == (0.0, 0.0, 0.1)
+
+
+def test_monitor_names_an_empty_property_list(harness: Harness, tmp_path: Path) -> None:
+    """`property_paths: []` in a params file reaches the node as None (rcl gives an empty
+    list no type): it was "value None is not of type list[str]"."""
+    from meetup_ros.nodes.safety_monitor_node import SafetyMonitorNode
+    from meetup_ros.ros import RosInputError
+
+    params = tmp_path / "params.yaml"
+    params.write_text("safety_monitor_node:\n  ros__parameters:\n    property_paths: []\n")
+    with pytest.raises(RosInputError, match=r"property_paths \(\): expected at least one "
+                                            r"property file"):
+        SafetyMonitorNode(context=harness.context,
+                          cli_args=["--ros-args", "--params-file", str(params)])
+
+
+def test_monitor_with_a_nan_fallback_exits_naming_it(tmp_path: Path) -> None:
+    """The console-script way, as the tester ran it: exit 1 at start-up with the parameter
+    named and no traceback (the node used to run, then publish NaN on /cmd at SIGTERM)."""
+    import subprocess
+    import sys
+
+    params = tmp_path / "params.yaml"
+    params.write_text("safety_monitor_node:\n  ros__parameters:\n"
+                      "    fallback_linear_mps: [.nan, 0.0, 0.0]\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "meetup_ros.nodes.safety_monitor_node", "--ros-args",
+         "--params-file", str(params)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "fallback_linear_mps (nan, 0.0, 0.0): expected 3 finite values" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -40,3 +40,54 @@ def test_bad_options_name_the_key_and_value(extra: dict[str, str], message: str)
 
     with pytest.raises(ToyError, match=message):
         parse_options(_Options, extra, owner="toy", error=ToyError)
+
+
+@pytest.mark.parametrize("text", ["inf", "-inf", "nan"])
+def test_float_options_must_be_finite(text: str) -> None:
+    """"inf" and "nan" parse as floats; they failed far from the option (a verify timeout of
+    inf overflowed inside the verifier after the whole training run)."""
+    class ToyError(Exception):
+        pass
+
+    with pytest.raises(ToyError, match=rf"toy option scale='{text}' is not a finite number"):
+        parse_options(_Options, {"scale": text}, owner="toy", error=ToyError)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("lr", float("nan")), ("lr", float("inf")), ("momentum", float("nan")),
+    ("momentum", -0.1), ("weight_decay", float("inf")), ("weight_decay", -1.0),
+])
+def test_train_config_refuses_non_finite_or_negative_hyper_parameters(
+        name: str, value: float) -> None:
+    from pathlib import Path
+
+    from meetup_ros.training.config import TrainConfig
+
+    with pytest.raises(ValueError, match=rf"{name} must be finite and"):
+        TrainConfig(bags=(Path("bag"),), out_dir=Path("out"), **{name: value})
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("synthetic_samples=-1", r"--set synthetic_samples=-1: expected an integer >= 1"),
+    ("synthetic_samples=0", r"--set synthetic_samples=0: expected an integer >= 1"),
+    ("hidden=0", r"--set hidden=0: expected an integer >= 1"),
+    ("depth_pairs=0", r"--set depth_pairs=0: expected an integer >= 1"),
+    ("real_rate_hz=0", r"--set real_rate_hz=0.0: expected a rate in \[1e-9, 1e9\] Hz"),
+    ("real_rate_hz=1e12", r"--set real_rate_hz=1000000000000.0: expected a rate"),
+    ("hinge_smoothing=-0.5", r"--set hinge_smoothing=-0.5: expected a value >= 0"),
+    ("hinge_smoothing=inf", r"controller option hinge_smoothing='inf' is not a finite number"),
+    ("verify_timeout_s=inf", r"controller option verify_timeout_s='inf' is not a finite"),
+    ("verify_timeout_s=-1", r"--set verify_timeout_s=-1.0: expected seconds >= 0"),
+    ("holdout_fraction=1", r"--set holdout_fraction=1.0: expected a fraction in \(0, 1\)"),
+])
+def test_controller_options_are_checked_against_their_ranges(setting: str,
+                                                             message: str) -> None:
+    from meetup_ros.control import ControlError
+    from meetup_ros.control.training import ControllerOptions
+
+    key, _, value = setting.partition("=")
+    with pytest.raises(ControlError, match=message):
+        ControllerOptions.from_extra({key: value})
+    # the edges that mean something are taken
+    ControllerOptions.from_extra({"verify_timeout_s": "0", "hinge_smoothing": "0",
+                                  "synthetic_samples": "1", "depth_pairs": "1"})

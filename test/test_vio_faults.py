@@ -173,3 +173,21 @@ def test_clocks_that_disagree_are_reported_once_per_kind(harness: Harness, seq) 
     assert node.health.counters["resets"] == 1, node.summary()
     assert node.health.counters["frames_out_of_order"] == 0, node.summary()
     assert "clocks agree" in node.health.last_problem
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"imu_wait_s": float("inf")}, r"imu_wait_s inf: expected a finite wait in \[0, 1e\+09\] s"),
+    ({"imu_wait_s": -1.0}, r"imu_wait_s -1\.0: expected a finite wait"),
+    ({"imu_wait_s": 1e12}, r"imu_wait_s 1000000000000\.0: expected a finite wait"),
+    ({"torch_threads": 0}, r"torch_threads 0: expected an integer >= 1"),
+    ({"image_height": -5}, r"image_height -5: expected pixels > 0, or 0"),
+])
+def test_vio_node_refuses_bad_parameters_naming_them(harness: Harness, params: dict,
+                                                     message: str) -> None:
+    """`imu_wait_s: .inf` failed in the flush timer with "cannot convert float infinity to
+    integer", naming nothing."""
+    from meetup_ros.nodes.vio_node import VioNode
+    from meetup_ros.ros import RosInputError
+
+    with pytest.raises(RosInputError, match=message):
+        VioNode(context=harness.context, parameter_overrides=_overrides(**params))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -538,9 +539,23 @@ def _slam_weights(params_file: Path) -> dict[str, str]:
     return {}
 
 
+def check_positive_option(option: str, value: float) -> None:
+    """Refuse a non-finite or non-positive number given to ``option`` (a CLI flag).
+
+    Raises:
+        CommandError: naming the option, the value and what is expected.
+    """
+    if not (math.isfinite(value) and value > 0):
+        raise CommandError(f"{option} {value!r}: expected a finite value > 0")
+
+
 def _demo(args: argparse.Namespace) -> int:
     from meetup_ros import paths
 
+    # Before anything starts: --rate 0 ended in the replay node's traceback, and --timeout 0
+    # ran the nodes for ~11 s before failing.
+    check_positive_option("--rate", args.rate)
+    check_positive_option("--timeout", args.timeout)
     bag = paths.data_path(args.bag)
     if not bag.exists():
         raise CommandError(f"bag {str(bag)!r} does not exist")

@@ -103,6 +103,9 @@ def load_trainer(network: str) -> Any:
 def _train(args: argparse.Namespace) -> int:
     import json
 
+    if args.threads is not None and args.threads < 1:  # torch's RuntimeError otherwise
+        raise CommandError(f"--threads {args.threads!r}: expected an integer >= 1")
+
     import torch
 
     from meetup_ros import paths

@@ -40,6 +40,13 @@ class StateAxes:
         up = np.asarray(self.up_base, dtype=np.float64)
         if forward.shape != (3,) or up.shape != (3,):
             raise ControlError(f"axes must be 3-vectors, got {forward!r} and {up!r}")
+        for name, axis in (("forward", forward), ("up", up)):
+            # a zero or non-finite axis has no direction: dividing by its norm gave NaN axes
+            if not (np.all(np.isfinite(axis)) and np.any(axis != 0)):
+                raise ControlError(
+                    f"{name} axis {axis.tolist()!r} is not a direction: expected a finite, "
+                    "non-zero 3-vector")
+        forward, up = forward / np.abs(forward).max(), up / np.abs(up).max()  # no overflow
         forward = forward / np.linalg.norm(forward)
         # Remove any forward component from up so the three axes are orthonormal.
         up = up - forward * float(forward @ up)

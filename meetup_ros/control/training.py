@@ -69,9 +69,29 @@ class ControllerOptions:
 
     @classmethod
     def from_extra(cls, extra: dict[str, str]) -> ControllerOptions:
+        """The options, each checked against its meaningful range before any data is read
+        (testers' ``synthetic_samples=-1``, ``hidden=0`` and ``verify_timeout_s=inf`` failed
+        deep inside numpy, the ONNX export or the verifier, the last after training).
+
+        Raises:
+            ControlError: naming the ``--set`` key, its value and the range expected.
+        """
         options = parse_options(cls, extra, owner="controller", error=ControlError)
-        if not 0.0 < options.holdout_fraction < 1.0:
-            raise ControlError(f"holdout_fraction {options.holdout_fraction!r} not in (0, 1)")
+        checks = (
+            ("synthetic_samples", options.synthetic_samples >= 1, "an integer >= 1"),
+            ("holdout_fraction", 0.0 < options.holdout_fraction < 1.0, "a fraction in (0, 1)"),
+            ("hidden", options.hidden >= 1, "an integer >= 1 (units per hidden layer)"),
+            ("depth_pairs", options.depth_pairs >= 1, "an integer >= 1 (stereo pairs)"),
+            # the sampling period, int(1e9 / rate) ns, must be >= 1 ns and fit in int64
+            ("real_rate_hz", 1e-9 <= options.real_rate_hz <= 1e9, "a rate in [1e-9, 1e9] Hz"),
+            ("hinge_smoothing", options.hinge_smoothing >= 0.0, "a value >= 0 (0 = plain hinge)"),
+            ("verify_timeout_s", options.verify_timeout_s >= 0.0,
+             "seconds >= 0 (0 skips the proof of the exported network)"),
+        )
+        for key, ok, expected in checks:
+            if not ok:
+                raise ControlError(
+                    f"--set {key}={getattr(options, key)!r}: expected {expected}")
         return options
 
 

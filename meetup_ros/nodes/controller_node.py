@@ -79,6 +79,29 @@ class ControllerParams:
     diagnostics_period_s: float = param(2.0, "period of /diagnostics (s); 0 disables")
 
 
+def _check_params(p: ControllerParams) -> None:
+    """Refuse parameter values outside their meaning at start-up (a depth_percentile of 150
+    was taken, and failed on the first depth image).
+
+    Raises:
+        RosInputError: naming the parameter, its value and what is expected.
+    """
+    def need(ok: bool, name: str, expected: str) -> None:
+        if not ok:
+            raise RosInputError(f"{name} {getattr(p, name)!r}: expected {expected}")
+
+    need(0.0 < p.depth_window_fraction <= 1.0, "depth_window_fraction",
+         "a fraction of the image in (0, 1]")
+    need(0.0 <= p.depth_percentile <= 100.0, "depth_percentile", "a percentile in [0, 100]")
+    # finite: an infinite depth_max_age_s sized the odometry history as inf
+    for name in ("depth_max_age_s", "depth_max_ahead_s", "depth_max_rotation_rad"):
+        need(math.isfinite(getattr(p, name)) and getattr(p, name) >= 0, name,
+             "a finite value >= 0")
+    need(math.isfinite(p.depth_unknown_m), "depth_unknown_m", "a finite depth (m)")
+    need(all(math.isfinite(v) for v in p.advisory_speeds_mps), "advisory_speeds_mps",
+         "finite speeds (m/s)")
+
+
 class ControllerNode(Node):
     """Odometry + depth -> governor state -> ONNX scores -> proposed command."""
 
@@ -91,15 +114,14 @@ class ControllerNode(Node):
                 f"advisory_speeds_mps {p.advisory_speeds_mps!r} needs {len(ADVISORIES)} values "
                 f"for {list(ADVISORIES)!r}"
             )
-        if not (p.depth_max_age_s >= 0 and p.depth_max_ahead_s >= 0
-                and p.depth_max_rotation_rad >= 0):
+        _check_params(p)
+        try:
+            self.axes = StateAxes(p.forward_axis_base, p.up_axis_base)
+            self._forward_base = self.axes.matrix()[0]
+        except ControlError as exc:
             raise RosInputError(
-                f"depth_max_age_s {p.depth_max_age_s!r}, depth_max_ahead_s "
-                f"{p.depth_max_ahead_s!r} and depth_max_rotation_rad "
-                f"{p.depth_max_rotation_rad!r} must be >= 0"
-            )
-        self.axes = StateAxes(p.forward_axis_base, p.up_axis_base)
-        self._forward_base = self.axes.matrix()[0]
+                f"forward_axis_base {p.forward_axis_base!r}, up_axis_base "
+                f"{p.up_axis_base!r}: {exc}") from None
         network_path = paths.model_path(p.network_path)
         self.runtime = GovernorRuntime(network_path)
         # A network of another shape (ACAS Xu: 5 -> 5) must stop the node here, not index

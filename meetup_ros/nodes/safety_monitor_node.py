@@ -20,6 +20,10 @@ the status ``input_timeout``, and again every tick (``tick_hz``) until the input
 silent upstream (camera lost, a node crashed) must not leave the last verified command in
 force. These fallbacks are counted (``watchdog_fallbacks``), not as certificates.
 
+The fallback is the stop: no certificate covers it, so the node refuses at start-up one that
+is not finite, is faster than the slowest of ``advisory_speeds_mps`` (the network's 'stop',
+0.0 m/s) or rotates, beyond ``command_tolerance``.
+
 In ``state_source: fixed`` mode (e.g. ACAS Xu) the region is around a configured state and
 is certified on a timer; commands are gated by the latest certificate.
 """
@@ -59,7 +63,13 @@ from meetup_ros.ros.convert import (
     stamp_to_ns,
     twist_stamped_msg,
 )
-from meetup_ros.ros.node_tools import NodeHealth, diagnostic_status, reliable_qos, spin_node
+from meetup_ros.ros.node_tools import (
+    MAX_TIMER_PERIOD_S,
+    NodeHealth,
+    diagnostic_status,
+    reliable_qos,
+    spin_node,
+)
 from meetup_ros.ros.params import declare_parameters, param
 
 NODE_NAME = "safety_monitor_node"
@@ -122,9 +132,12 @@ class MonitorParams:
     odom_topic: str = param("/odom", "odometry (twist covariance for the region)")
     cmd_topic: str = param("/cmd", "gated output")
     status_topic: str = param("/safety/status", "verified | violated | unknown")
-    fallback_linear_mps: tuple[float, ...] = param((0.0, 0.0, 0.0), "fallback linear velocity")
+    fallback_linear_mps: tuple[float, ...] = param(
+        (0.0, 0.0, 0.0), "fallback linear velocity, sent whenever nothing is proven: the stop, "
+                         "no faster than the slowest advisory speed (+ command_tolerance)"
+    )
     fallback_angular_radps: tuple[float, ...] = param(
-        (0.0, 0.0, 0.0), "fallback angular velocity"
+        (0.0, 0.0, 0.0), "fallback angular velocity: no rotation (up to command_tolerance)"
     )
     max_pending: int = param(50, "states/commands held while waiting for their pair")
     diagnostics_period_s: float = param(2.0, "period of the node's own /diagnostics (s)")
@@ -145,6 +158,60 @@ class TickResult:
     domains: int = 0
 
 
+def _finite(values: Sequence[float]) -> bool:
+    return all(math.isfinite(v) for v in values)
+
+
+def _check_params(p: MonitorParams) -> None:
+    """Refuse parameter values outside their meaning before anything is loaded.
+
+    Raises:
+        RosInputError: naming the parameter, its value and what is expected.
+    """
+    def need(ok: bool, name: str, expected: str) -> None:
+        if not ok:
+            raise RosInputError(f"{name} {getattr(p, name)!r}: expected {expected}")
+
+    need(bool(p.property_paths), "property_paths",
+         "at least one property file (all must hold)")
+    need(bool(p.input_names) and all(p.input_names)
+         and len(set(p.input_names)) == len(p.input_names), "input_names",
+         "one distinct, non-empty name per network input, in order")
+    need(p.state_source in ("controller", "fixed"), "state_source", "'controller' or 'fixed'")
+    if p.state_source == "fixed":
+        need(_finite(p.fixed_state), "fixed_state", "finite values (input units)")
+    need(all(math.isfinite(r) and r >= 0 for r in p.radii), "radii", "finite values >= 0")
+    for name in ("k_sigma", "lookahead_s", "max_state_age_s", "deadline_grace_s"):
+        need(math.isfinite(getattr(p, name)) and getattr(p, name) >= 0, name,
+             "a finite value >= 0")
+    for name in ("deadline_s", "input_timeout_s", "command_tolerance"):
+        need(math.isfinite(getattr(p, name)) and getattr(p, name) > 0, name,
+             "a finite value > 0")
+    # the timers' period, 1 / tick_hz, must fit a ROS timer
+    need(math.isfinite(p.tick_hz) and p.tick_hz >= 1.0 / MAX_TIMER_PERIOD_S, "tick_hz",
+         f"a finite rate >= {1.0 / MAX_TIMER_PERIOD_S:g} Hz")
+    need(p.max_pending >= 1, "max_pending", "an integer >= 1")
+    need(p.torch_threads >= 1, "torch_threads", "an integer >= 1")
+    need(_finite(p.advisory_speeds_mps), "advisory_speeds_mps", "finite speeds (m/s)")
+    # The fallback goes to /cmd whenever nothing is proven (unknown, violated, rejected, stale,
+    # the watchdog, shutdown): no certificate covers it, so it must be the stop. A tester's
+    # NaN fallback was published on SIGTERM, and 5 m/s was taken. It may be no faster than
+    # the certified network's slowest command (its 'stop', 0.0 m/s in pipeline.yaml) and may
+    # not rotate (no network command does), each up to command_tolerance.
+    for name in ("fallback_linear_mps", "fallback_angular_radps"):
+        need(len(getattr(p, name)) == 3 and _finite(getattr(p, name)), name,
+             "3 finite values (x, y, z)")
+    slowest = min((abs(v) for v in p.advisory_speeds_mps), default=0.0)
+    linear = math.hypot(*p.fallback_linear_mps)
+    need(linear <= slowest + p.command_tolerance, "fallback_linear_mps",
+         f"the stop (it goes to /cmd whenever safety is not proven): a speed of at most "
+         f"{slowest:g} m/s, the slowest of advisory_speeds_mps (+ command_tolerance "
+         f"{p.command_tolerance:g}); got {linear:g} m/s")
+    need(math.hypot(*p.fallback_angular_radps) <= p.command_tolerance, "fallback_angular_radps",
+         f"no rotation (it goes to /cmd whenever safety is not proven): at most "
+         f"command_tolerance {p.command_tolerance:g} rad/s")
+
+
 class SafetyMonitorNode(Node):
     """Certifies each (state, command) pair by branch and bound and gates the command."""
 
@@ -152,27 +219,9 @@ class SafetyMonitorNode(Node):
         super().__init__(NODE_NAME, **node_kwargs)  # type: ignore[arg-type]
         self.params = declare_parameters(self, MonitorParams)
         p = self.params
+        _check_params(p)
         # Oversubscribed intra-op threads made one 50 ms certificate take 2.4 s on 2 cores.
-        torch.set_num_threads(max(1, p.torch_threads))
-        n_inputs = len(p.input_names)
-        if len(p.radii) != n_inputs:
-            raise RosInputError(f"radii {p.radii!r} needs {n_inputs} values for {p.input_names!r}")
-        if not all(math.isfinite(r) and r >= 0 for r in (*p.radii, p.k_sigma, p.lookahead_s)):
-            raise RosInputError(
-                f"radii {p.radii!r}, k_sigma {p.k_sigma!r} and lookahead_s {p.lookahead_s!r} "
-                "must be finite and >= 0")
-        if p.state_source not in ("controller", "fixed"):
-            raise RosInputError(f"state_source {p.state_source!r}, expected controller|fixed")
-        if p.state_source == "fixed" and len(p.fixed_state) != n_inputs:
-            raise RosInputError(f"fixed_state {p.fixed_state!r} needs {n_inputs} values")
-        if not p.property_paths:
-            raise RosInputError("property_paths is empty; at least one property is needed")
-        if not (math.isfinite(p.max_state_age_s) and p.max_state_age_s >= 0):
-            raise RosInputError(f"max_state_age_s {p.max_state_age_s!r}; expected >= 0")
-        for name, value in (("tick_hz", p.tick_hz), ("input_timeout_s", p.input_timeout_s),
-                            ("command_tolerance", p.command_tolerance)):
-            if not (math.isfinite(value) and value > 0):
-                raise RosInputError(f"{name} {value!r}; expected a finite value > 0")
+        torch.set_num_threads(p.torch_threads)
         from meetup_ros.verification.runtime import RuntimeMonitor
 
         network_path = paths.model_path(p.network_path)
@@ -185,9 +234,29 @@ class SafetyMonitorNode(Node):
                 raise RosInputError(f"property file {str(path)!r} does not exist")
             monitor = RuntimeMonitor(network_path, path, deadline_s=p.deadline_s)
             self.monitors.append((path.name, monitor))
-        self.axes = StateAxes(p.forward_axis_base, p.up_axis_base)
-        self._forward_base = self.axes.matrix()[0]
         self.network = self.monitors[0][1].network  # the same file for every property
+        # Sizes against the network, input_names first: a short input_names list was
+        # reported as radii of the wrong length.
+        n_inputs = self.network.n_inputs
+        if len(p.input_names) != n_inputs:
+            raise RosInputError(
+                f"input_names {p.input_names!r} has {len(p.input_names)} names; "
+                f"{network_path.name!r} takes {n_inputs} inputs (one name per input, in order)")
+        if len(p.radii) != n_inputs:
+            raise RosInputError(
+                f"radii {p.radii!r} has {len(p.radii)} values; expected one per input "
+                f"{p.input_names!r}")
+        if p.state_source == "fixed" and len(p.fixed_state) != n_inputs:
+            raise RosInputError(
+                f"fixed_state {p.fixed_state!r} has {len(p.fixed_state)} values; expected one "
+                f"per input {p.input_names!r}")
+        try:
+            self.axes = StateAxes(p.forward_axis_base, p.up_axis_base)
+            self._forward_base = self.axes.matrix()[0]
+        except ControlError as exc:
+            raise RosInputError(
+                f"forward_axis_base {p.forward_axis_base!r}, up_axis_base "
+                f"{p.up_axis_base!r}: {exc}") from None
         # The controller's own runtime on the same file, to recompute the commands it sends.
         self._runtime = (GovernorRuntime(network_path)
                          if p.state_source == "controller" and self.network.source_kind == "onnx"

@@ -10,6 +10,7 @@ resets the estimator; bad messages are logged with the topic and dropped.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from meetup_ros.odometry.windowing import OdometryError
 from meetup_ros.ros import RosInputError
 from meetup_ros.ros.convert import image_to_mono8, imu_to_arrays, odometry_msg, stamp_to_ns
 from meetup_ros.ros.node_tools import (
+    MAX_TIMER_PERIOD_S,
     NodeHealth,
     make_tf_broadcaster,
     reliable_qos,
@@ -76,12 +78,26 @@ class VioNode(Node):
         super().__init__(NODE_NAME, **node_kwargs)  # type: ignore[arg-type]
         self.params = declare_parameters(self, VioParams)
         p = self.params
-        # Oversubscribed intra-op threads made one 50 ms certificate take 2.4 s on 2 cores.
-        torch.set_num_threads(max(1, p.torch_threads))
         if p.imu_queue_depth < 200:
             raise RosInputError(
                 f"imu_queue_depth {p.imu_queue_depth!r} < 200 would drop 200 Hz IMU samples"
             )
+        # Each refused naming itself: an imu_wait_s of inf failed in the flush timer with
+        # "cannot convert float infinity to integer".
+        if not (math.isfinite(p.imu_wait_s) and 0 <= p.imu_wait_s <= MAX_TIMER_PERIOD_S):
+            raise RosInputError(
+                f"imu_wait_s {p.imu_wait_s!r}: expected a finite wait in [0, "
+                f"{MAX_TIMER_PERIOD_S:g}] s (wall time a frame waits for its IMU window)")
+        for name in ("image_queue_depth", "torch_threads"):
+            if getattr(p, name) < 1:
+                raise RosInputError(f"{name} {getattr(p, name)!r}: expected an integer >= 1")
+        for name in ("image_height", "image_width"):
+            if getattr(p, name) < 0:
+                raise RosInputError(
+                    f"{name} {getattr(p, name)!r}: expected pixels > 0, or 0 to take the "
+                    "first image's")
+        # Oversubscribed intra-op threads made one 50 ms certificate take 2.4 s on 2 cores.
+        torch.set_num_threads(p.torch_threads)
         weights = paths.model_path(p.weights_path)
         self.estimator = VioEstimator.from_weights(
             weights, zero_velocity_update=p.zero_velocity_update)

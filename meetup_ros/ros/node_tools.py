@@ -63,6 +63,9 @@ def diagnostic_status(
 
 
 MATCHED_SECTION = "matched_subscriptions"
+# The longest period a ROS timer takes: rclpy counts it in int64 nanoseconds (a period of
+# 1e10 s, or inf, is a TypeError or OverflowError from create_timer).
+MAX_TIMER_PERIOD_S = 1e9
 
 
 class NodeHealth:
@@ -87,7 +90,12 @@ class NodeHealth:
     # then the status is OK again and its message still names the last problem and its age.
     WARN_HOLD_S = 10.0
 
-    def __init__(self, node: Node, latency_names: Sequence[str], period_s: float = 2.0) -> None:
+    def __init__(self, node: Node, latency_names: Sequence[str], period_s: float = 2.0,
+                 period_param: str = "diagnostics_period_s") -> None:
+        if not (math.isfinite(period_s) and 0 <= period_s <= MAX_TIMER_PERIOD_S):
+            raise RosInputError(
+                f"{period_param} {period_s!r}: expected a finite period in [0, "
+                f"{MAX_TIMER_PERIOD_S:g}] s (0 disables the periodic /diagnostics)")
         self._node = node
         self.latency = {name: LatencyTracker() for name in latency_names}
         self.counters: Counter[str] = Counter()

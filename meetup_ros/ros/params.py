@@ -134,7 +134,13 @@ def declare_parameters(node: Any, cls: type[T]) -> T:
             dynamic_typing=True,
         )
         ros_default = list(default) if isinstance(default, tuple) else default
-        values[name] = node.declare_parameter(name, ros_default, descriptor).value
+        value = node.declare_parameter(name, ros_default, descriptor).value
+        if value is None and kind.startswith("list["):
+            # rcl gives an empty list (`key: []`) no type, and rclpy reads it back as None
+            # (a YAML null is refused by rcl's parser): the node's own checks say whether
+            # an empty list will do ("value None is not of type list[str]" named no problem)
+            value = ()
+        values[name] = value
     source = f"node {node.get_name()!r}"
     # rclpy keeps what --params-file and parameter_overrides gave the node here; a key that
     # no field declares is a typo or a stale config, so refuse it rather than ignore it.

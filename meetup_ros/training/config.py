@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -56,8 +57,12 @@ class TrainConfig:
             raise ValueError("at least one bag is needed (--bag PATH)")
         for name in ("lr", "epochs", "batch_size"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be finite and positive, got {value!r}")
+        for name in ("momentum", "weight_decay"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
 
 
 def parse_options(
@@ -91,4 +96,8 @@ def parse_options(
             raise error(
                 f"{owner} option {key}={text!r} is not of type {kind.__name__}"
             ) from None
+        if kind is float and not math.isfinite(values[key]):
+            # "inf" and "nan" parse as floats, then fail far from the option (a timeout of
+            # inf overflowed inside the verifier after the whole training run)
+            raise error(f"{owner} option {key}={text!r} is not a finite number")
     return cls(**values)
