@@ -118,6 +118,33 @@ def test_a_constant_cast_to_half_precision_is_rounded_like_onnxruntime(tmp_path:
     assert abs(expected[0, 0]) > 2e-4  # x - c is not 0 at x = c: c was rounded
 
 
+def test_constants_fold_in_their_own_type_like_onnxruntime(tmp_path: Path) -> None:
+    """A tester's graphs: (c1 * c1 - c3) * 1e30 with float32 c1 = 1 + 2^-23, c3 = 1 + 2^-22 is
+    0 in float32 (onnxruntime) and 1.4e16 folded in float64; a float64 constant 1 + 1e-8 cast
+    to float is 1. Both were proven safe where onnxruntime is not."""
+    f32 = np.float32
+    inits = [numpy_helper.from_array(np.array([1 + 2.0 ** -23], f32), "c1"),
+             numpy_helper.from_array(np.array([1 + 2.0 ** -22], f32), "c3"),
+             numpy_helper.from_array(np.array([1e30], f32), "big"),
+             numpy_helper.from_array(np.array([1 + 1e-8], np.float64), "cd"),
+             numpy_helper.from_array(np.array([1.0], f32), "one"),
+             numpy_helper.from_array(np.array([1e9], f32), "giga")]
+    model = _model([helper.make_node("Mul", ["c1", "c1"], ["sq"]),
+                    helper.make_node("Sub", ["sq", "c3"], ["d"]),
+                    helper.make_node("Mul", ["d", "big"], ["e"]),
+                    helper.make_node("Cast", ["cd"], ["cf"], to=TensorProto.FLOAT),
+                    helper.make_node("Sub", ["cf", "one"], ["g"]),
+                    helper.make_node("Mul", ["g", "giga"], ["h"]),
+                    helper.make_node("Add", ["x", "e"], ["xe"]),
+                    helper.make_node("Add", ["xe", "h"], ["y"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+                   helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1]), inits)
+    path = tmp_path / "fold.onnx"
+    path.write_bytes(model.SerializeToString())
+    x = np.array([[0.25], [-0.5]], np.float32)
+    np.testing.assert_allclose(load_network(path).forward(x), _ort(path, x), atol=1e-6)
+
+
 def test_old_style_initializers_listed_as_inputs(tmp_path: Path) -> None:
     W = np.arange(6, dtype=np.float32).reshape(3, 2) / 7
     inits = [numpy_helper.from_array(W, "W")]
@@ -287,6 +314,18 @@ def _bad_onnx_files(tmp: Path, shared: Path) -> list[tuple[Path, str]]:
                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
                   helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3]), [])
     (tmp / "half.onnx").write_bytes(half.SerializeToString())
+    # a detour through double ends in a rounding back to float, which is not modelled
+    double = _model([helper.make_node("Cast", ["x"], ["h"], name="c64", to=TensorProto.DOUBLE),
+                     helper.make_node("Cast", ["h"], ["y"], name="c32", to=TensorProto.FLOAT)],
+                    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                    helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3]), [])
+    (tmp / "double.onnx").write_bytes(double.SerializeToString())
+    out.append((tmp / "double.onnx", "node 0 'c64' \\(Cast\\): Cast to type 11 \\(DOUBLE\\)"))
+    dinput = _model([helper.make_node("Relu", ["x"], ["y"])],
+                    [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [1, 3])],
+                    helper.make_tensor_value_info("y", TensorProto.DOUBLE, [1, 3]), [])
+    (tmp / "dinput.onnx").write_bytes(dinput.SerializeToString())
+    out.append((tmp / "dinput.onnx", "input 'x' has element type 11; expected float"))
     out.append((tmp / "half.onnx", "node 0 'c16' \\(Cast\\): Cast to type 10 \\(FLOAT16\\)"))
     out.append((tmp / "missing.onnx", "does not exist"))
     out.append((tmp / "missing.nnet", "does not exist"))

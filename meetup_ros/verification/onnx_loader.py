@@ -7,8 +7,9 @@ closes the stage into an affine layer; constants feeding ``Sub``/``Add``/``Mul``
 must be a chain (no tensor from an earlier stage is used after a ReLU).
 
 Supported: Gemm, MatMul, Add, Sub, Mul, Div (by constants), Neg, Relu, Flatten, Reshape,
-Squeeze, Unsqueeze, Identity, Constant, Cast (to float or double; to float16 only on
-constants, where it is applied). Initializers that are also listed as
+Squeeze, Unsqueeze, Identity, Constant, Cast (of the input's values: to float only; of
+constants: any float type, applied). The input must be float32. Constants keep their type, and
+arithmetic between them is done in it. Initializers that are also listed as
 graph inputs (old exporters) are constants.
 """
 
@@ -66,16 +67,23 @@ def load_onnx(path: str | Path) -> Network:
     graph = model.graph
     name = str(path)
     values: dict[str, np.ndarray | _Sym] = {}
+    # Constants keep their own type: arithmetic between constants is folded in it, as
+    # onnxruntime computes it (a tester's c1 * c1 - c3 is 0 in float32 and 2^-46 in float64,
+    # which a weight of 1e30 made 1.4e16 apart). Only input-dependent maps are float64.
     for init in graph.initializer:
-        values[init.name] = numpy_helper.to_array(init).astype(np.float64, copy=False) if (
-            numpy_helper.to_array(init).dtype.kind == "f"
-        ) else numpy_helper.to_array(init)
+        values[init.name] = numpy_helper.to_array(init)
     real_inputs = [i for i in graph.input if i.name not in values]
     if len(real_inputs) != 1 or len(graph.output) != 1:
         raise VerificationInputError(
             f"network {name!r}: {len(real_inputs)!r} inputs and {len(graph.output)!r} outputs; "
             "expected exactly one of each"
         )
+    elem = real_inputs[0].type.tensor_type.elem_type
+    if elem != onnx.TensorProto.FLOAT:
+        raise VerificationInputError(
+            f"network {name!r}: input {real_inputs[0].name!r} has element type "
+            f"{elem!r}"
+            "; expected float (32): the verifier models a float32 graph")
     dims = real_inputs[0].type.tensor_type.shape.dim
     in_shape = tuple(int(d.dim_value) if d.dim_value > 0 else 1 for d in dims)
     if not in_shape:
@@ -181,24 +189,29 @@ def _apply(op, attrs, node, get, label, name):
 
         if "value" not in attrs:
             raise VerificationInputError(f"network {name!r} {label}: only 'value' constants")
-        return numpy_helper.to_array(attrs["value"]).astype(np.float64)
+        return numpy_helper.to_array(attrs["value"])
     if op == "Cast":
         from onnx import TensorProto
 
         to = int(attrs.get("to", 0))
         x = get(0)
-        if to == TensorProto.FLOAT16 and not isinstance(x, _Sym):
-            return np.asarray(x).astype(np.float16).astype(np.float64)  # a constant: exact
-        # float32 and float64 keep the values of a float32 graph; half precision rounds
-        # them (to 11 significant bits), which the bounds do not model: a proof would be
-        # about another network than the one onnxruntime runs.
-        if to not in (TensorProto.FLOAT, TensorProto.DOUBLE):
+        exact: dict[int, Any] = {int(TensorProto.FLOAT16): np.float16,
+                                 int(TensorProto.FLOAT): np.float32,
+                                 int(TensorProto.DOUBLE): np.float64}
+        if not isinstance(x, _Sym) and to in exact:
+            return np.asarray(x).astype(exact[to])  # a constant: the cast itself, exactly
+        # A float32 value cast to float is itself. To half precision it is rounded (11
+        # significant bits), and a detour through double ends in a rounding back to float
+        # (a tester's (float(double(x) + 1e-9) - x) * 1e12 is 0 in onnxruntime, 1000 in
+        # exact arithmetic): the bounds model neither, so a proof would be about another
+        # network than the one onnxruntime runs.
+        if to != TensorProto.FLOAT:
             named = to in TensorProto.DataType.values()
             raise VerificationInputError(
                 f"network {name!r} {label}: Cast to type {attrs.get('to')!r} "
                 f"({TensorProto.DataType.Name(to) if named else 'unknown'})"
-                " of a value that depends on the input; only casts to float (32) and double are "
-                "supported (others round or change values, which the verifier does not model)")
+                " of a value that depends on the input; only casts to float (32) are supported "
+                "(others round or change values, which the verifier does not model)")
         return x
     if op == "Identity":
         return get(0)
@@ -234,7 +247,8 @@ def _apply(op, attrs, node, get, label, name):
             )
         x, k = (a, b) if isinstance(a, _Sym) else (b, a)
         assert isinstance(x, _Sym)
-        scale = _broadcast_vec(k if op == "Mul" else 1.0 / k, x.shape)
+        k64 = np.asarray(k, dtype=np.float64)  # x / k, not x * float32(1 / k)
+        scale = _broadcast_vec(k64 if op == "Mul" else 1.0 / k64, x.shape)
         return _Sym(x.stage, x.M * scale[:, None], x.c * scale, x.shape)
     if op == "Neg":
         x = get(0)
@@ -249,7 +263,8 @@ def _apply(op, attrs, node, get, label, name):
             raise VerificationInputError(
                 f"network {name!r} {label}: constant @ input is unsupported; expected input @ W"
             )
-        return _matmul_sym(a, _const(b, label, name, "the weight"), label, name)
+        return _matmul_sym(a, np.asarray(_const(b, label, name, "the weight"), np.float64),
+                           label, name)
     if op == "Gemm":
         a = get(0)
         B = _const(get(1), label, name, "B")
@@ -263,6 +278,7 @@ def _apply(op, attrs, node, get, label, name):
             raise VerificationInputError(
                 f"network {name!r} {label}: Gemm input shape {a.shape!r}; expected 2-D"
             )
+        B = np.asarray(B, dtype=np.float64)  # alpha * (x @ B), exactly
         W = (B.T if int(attrs.get("transB", 0)) else B) * alpha
         out = _matmul_sym(a, W, label, name)
         if len(node.input) > 2 and node.input[2]:
