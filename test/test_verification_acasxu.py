@@ -109,3 +109,10 @@ def test_cli_benchmark_writes_table_csv_and_plot(shared_data: Path, tmp_path: Pa
                  "--out", str(out), "--timeout", "-3"]) == 2
     assert main(["benchmark", str(csv_path), "--root", str(shared_data / "acasxu"),
                  "--out", str(out), "--filter", "["]) == 2
+    # an instance that cannot be run is in the files, and the exit status says so
+    csv_path.write_text("ACASXU_run2a_1_1_batch_2000.onnx,prop_3.vnnlib,116\n"
+                        "ACASXU_run2a_1_1_batch_2000.onnx,prop_99.vnnlib,116\n")
+    assert main(["benchmark", str(csv_path), "--root", str(shared_data / "acasxu"),
+                 "--out", str(out), "--timeout", "20"]) == 2
+    rows = (out / "results.csv").read_text().splitlines()
+    assert len(rows) == 3 and ",error," in rows[2]

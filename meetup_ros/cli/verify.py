@@ -129,4 +129,9 @@ def _benchmark(args: argparse.Namespace) -> int:
     png = bm.cactus_plot({"meetup_ros": results}, out / "cactus.png")
     print(table, end="")
     logger.info("wrote %s, %s, %s", csv_path, out / "summary.md", png)
-    return 0
+    errors = [r for r in results if r.status == "error"]
+    for r in errors:
+        logger.error("%s %s: error: %s", r.onnx, r.prop, r.reason)
+    # Every row is in the files; but a gate on the exit status must see that some instance
+    # could not be run at all (a missing or malformed file), which is not a timeout.
+    return 2 if errors else 0
