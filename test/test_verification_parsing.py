@@ -324,6 +324,12 @@ def _bad_onnx_files(tmp: Path, shared: Path) -> list[tuple[Path, str]]:
     dinput = _model([helper.make_node("Relu", ["x"], ["y"])],
                     [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [1, 3])],
                     helper.make_tensor_value_info("y", TensorProto.DOUBLE, [1, 3]), [])
+    zero = numpy_helper.from_array(np.array([[1.0, 0.0, 2.0]], np.float32), "k")
+    div0 = _model([helper.make_node("Div", ["x", "k"], ["y"], name="d")],
+                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                  helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3]), [zero])
+    (tmp / "div0.onnx").write_bytes(div0.SerializeToString())
+    out.append((tmp / "div0.onnx", "non-finite weights or biases"))
     (tmp / "dinput.onnx").write_bytes(dinput.SerializeToString())
     out.append((tmp / "dinput.onnx", "input 'x' has element type 11; expected float"))
     out.append((tmp / "half.onnx", "node 0 'c16' \\(Cast\\): Cast to type 10 \\(FLOAT16\\)"))

@@ -248,8 +248,9 @@ def _apply(op, attrs, node, get, label, name):
         x, k = (a, b) if isinstance(a, _Sym) else (b, a)
         assert isinstance(x, _Sym)
         k64 = np.asarray(k, dtype=np.float64)  # x / k, not x * float32(1 / k)
-        scale = _broadcast_vec(k64 if op == "Mul" else 1.0 / k64, x.shape)
-        return _Sym(x.stage, x.M * scale[:, None], x.c * scale, x.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):  # refused below, by name
+            scale = _broadcast_vec(k64 if op == "Mul" else 1.0 / k64, x.shape)
+            return _Sym(x.stage, x.M * scale[:, None], x.c * scale, x.shape)
     if op == "Neg":
         x = get(0)
         if not isinstance(x, _Sym):
