@@ -26,7 +26,6 @@ from meetup_ros.control.network import GovernorRuntime
 from meetup_ros.control.state import (
     ADVISORIES,
     STATE_NAMES,
-    StateAxes,
     advisory_command,
     build_state,
     nearest_depth_m,
@@ -40,7 +39,12 @@ from meetup_ros.ros.convert import (
     twist_stamped_msg,
 )
 from meetup_ros.ros.node_tools import NodeHealth, reliable_qos, spin_node
-from meetup_ros.ros.params import declare_parameters, param
+from meetup_ros.ros.params import (
+    check_param,
+    declare_parameters,
+    param,
+    state_axes_param,
+)
 
 NODE_NAME = "controller_node"
 ODOMETRY_PER_S = 50  # odometry messages held per second of depth_max_age_s (20 Hz VIO)
@@ -87,8 +91,7 @@ def _check_params(p: ControllerParams) -> None:
         RosInputError: naming the parameter, its value and what is expected.
     """
     def need(ok: bool, name: str, expected: str) -> None:
-        if not ok:
-            raise RosInputError(f"{name} {getattr(p, name)!r}: expected {expected}")
+        check_param(p, ok, name, expected)
 
     need(0.0 < p.depth_window_fraction <= 1.0, "depth_window_fraction",
          "a fraction of the image in (0, 1]")
@@ -115,13 +118,8 @@ class ControllerNode(Node):
                 f"for {list(ADVISORIES)!r}"
             )
         _check_params(p)
-        try:
-            self.axes = StateAxes(p.forward_axis_base, p.up_axis_base)
-            self._forward_base = self.axes.matrix()[0]
-        except ControlError as exc:
-            raise RosInputError(
-                f"forward_axis_base {p.forward_axis_base!r}, up_axis_base "
-                f"{p.up_axis_base!r}: {exc}") from None
+        self.axes = state_axes_param(p.forward_axis_base, p.up_axis_base)
+        self._forward_base = self.axes.matrix()[0]
         network_path = paths.model_path(p.network_path)
         self.runtime = GovernorRuntime(network_path)
         # A network of another shape (ACAS Xu: 5 -> 5) must stop the node here, not index

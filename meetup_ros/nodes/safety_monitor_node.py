@@ -52,7 +52,6 @@ from meetup_ros.control.region import region
 from meetup_ros.control.state import (
     ADVISORIES,
     STATE_NAMES,
-    StateAxes,
     advisory_command,
     state_sigma,
 )
@@ -70,7 +69,12 @@ from meetup_ros.ros.node_tools import (
     reliable_qos,
     spin_node,
 )
-from meetup_ros.ros.params import declare_parameters, param
+from meetup_ros.ros.params import (
+    check_param,
+    declare_parameters,
+    param,
+    state_axes_param,
+)
 
 NODE_NAME = "safety_monitor_node"
 STATUSES = ("verified", "violated", "unknown")  # a certificate's (RuntimeMonitor's)
@@ -169,8 +173,7 @@ def _check_params(p: MonitorParams) -> None:
         RosInputError: naming the parameter, its value and what is expected.
     """
     def need(ok: bool, name: str, expected: str) -> None:
-        if not ok:
-            raise RosInputError(f"{name} {getattr(p, name)!r}: expected {expected}")
+        check_param(p, ok, name, expected)
 
     need(bool(p.property_paths), "property_paths",
          "at least one property file (all must hold)")
@@ -250,13 +253,8 @@ class SafetyMonitorNode(Node):
             raise RosInputError(
                 f"fixed_state {p.fixed_state!r} has {len(p.fixed_state)} values; expected one "
                 f"per input {p.input_names!r}")
-        try:
-            self.axes = StateAxes(p.forward_axis_base, p.up_axis_base)
-            self._forward_base = self.axes.matrix()[0]
-        except ControlError as exc:
-            raise RosInputError(
-                f"forward_axis_base {p.forward_axis_base!r}, up_axis_base "
-                f"{p.up_axis_base!r}: {exc}") from None
+        self.axes = state_axes_param(p.forward_axis_base, p.up_axis_base)
+        self._forward_base = self.axes.matrix()[0]
         # The controller's own runtime on the same file, to recompute the commands it sends.
         self._runtime = (GovernorRuntime(network_path)
                          if p.state_source == "controller" and self.network.source_kind == "onnx"

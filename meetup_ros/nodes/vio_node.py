@@ -37,7 +37,7 @@ from meetup_ros.ros.node_tools import (
     spin_node,
     transform_msg,
 )
-from meetup_ros.ros.params import declare_parameters, param
+from meetup_ros.ros.params import check_param, declare_parameters, param
 
 NODE_NAME = "vio_node"
 SIZE_CHANGE_FRAMES = 20  # 1 s at 20 Hz of frames of one new size before it is taken
@@ -89,13 +89,10 @@ class VioNode(Node):
                 f"imu_wait_s {p.imu_wait_s!r}: expected a finite wait in [0, "
                 f"{MAX_TIMER_PERIOD_S:g}] s (wall time a frame waits for its IMU window)")
         for name in ("image_queue_depth", "torch_threads"):
-            if getattr(p, name) < 1:
-                raise RosInputError(f"{name} {getattr(p, name)!r}: expected an integer >= 1")
+            check_param(p, getattr(p, name) >= 1, name, "an integer >= 1")
         for name in ("image_height", "image_width"):
-            if getattr(p, name) < 0:
-                raise RosInputError(
-                    f"{name} {getattr(p, name)!r}: expected pixels > 0, or 0 to take the "
-                    "first image's")
+            check_param(p, getattr(p, name) >= 0, name,
+                        "pixels > 0, or 0 to take the first image's")
         # Oversubscribed intra-op threads made one 50 ms certificate take 2.4 s on 2 cores.
         torch.set_num_threads(p.torch_threads)
         weights = paths.model_path(p.weights_path)

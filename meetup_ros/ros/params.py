@@ -220,3 +220,32 @@ def node_params_from_file(path: str | Path, node_name: str) -> dict[str, Any]:
     """The parameters a params file gives ``node_name`` (its own section over ``/**``)."""
     sections = load_params_file(path)
     return {**sections.get("/**", {}), **sections.get(node_name, {})}
+
+
+def state_axes_param(forward_axis_base: Any, up_axis_base: Any) -> Any:
+    """The nodes' ``forward_axis_base`` / ``up_axis_base`` as checked ``StateAxes`` (a zero,
+    NaN or parallel axis refused at start-up, naming both, not on the first message).
+
+    Raises:
+        RosInputError: axes that give no orthonormal frame.
+    """
+    from meetup_ros.control import ControlError
+    from meetup_ros.control.state import StateAxes
+
+    axes = StateAxes(tuple(forward_axis_base), tuple(up_axis_base))
+    try:
+        axes.matrix()
+    except ControlError as exc:
+        raise RosInputError(f"forward_axis_base {forward_axis_base!r}, up_axis_base "
+                            f"{up_axis_base!r}: {exc}") from None
+    return axes
+
+
+def check_param(params: Any, ok: bool, name: str, expected: str) -> None:
+    """Refuse a parameter value at start-up: ``"<name> <value>: expected <expected>"``.
+
+    Raises:
+        RosInputError: when not ``ok``.
+    """
+    if not ok:
+        raise RosInputError(f"{name} {getattr(params, name)!r}: expected {expected}")
