@@ -258,25 +258,22 @@ def run_benchmark(bag: Path, data_root: Path, out_dir: Path, depth_weights: Path
     h, w = depth_model.cfg.height, depth_model.cfg.width
     euroc = slam_data.euroc_stereo_pairs(bag, h, w, 1)
     held = euroc[slam_data.EUROC_HELD_OUT_FROM::euroc_stride]
-    mono = slam_data.mono_pose_pairs(data_root, h, w, limit=mono_limit)
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"euroc_stereo": solver_comparison(held, depth_model, step, cfg)}
     motorcycle = slam_data.motorcycle_pair(h, w)
     report["middlebury_stereo"] = solver_comparison([motorcycle], depth_model, step, cfg)
     report["middlebury_sgbm_reference"] = middlebury_sgbm_reference()
-    if mono:
-        report["mono"] = solver_comparison(mono, depth_model, step, cfg)
-    # Pairs 4-7 of each sequence: never trained on, and unlike 0-3 never looked at while
-    # choosing the training recipe (0-3 were), so the fairer figure of the two.
-    untouched = slam_data.mono_pose_pairs(
-        data_root, h, w, limit=slam_data.MONO_TRAIN_FROM - slam_data.MONO_HELD_OUT_PAIRS,
-        first=slam_data.MONO_HELD_OUT_PAIRS)
-    if untouched:
-        report["mono_untouched"] = solver_comparison(untouched, depth_model, step, cfg)
-    late = slam_data.mono_pose_pairs(data_root, h, w, limit=slam_data.MONO_LATE_PAIRS,
-                                     first=slam_data.MONO_LATE_FROM)
-    if late:
-        report["mono_late"] = solver_comparison(late, depth_model, step, cfg)
+    # Monocular groups (first pair, pairs per sequence); see slam.data for what each was
+    # used for. Pairs 4-7 ("untouched") were never looked at while choosing the training
+    # recipe, unlike 0-3, so the fairer figure of the two; 35-49 ("late", KITTI only) neither.
+    groups = (("mono", 0, mono_limit),
+              ("mono_untouched", slam_data.MONO_HELD_OUT_PAIRS,
+               slam_data.MONO_TRAIN_FROM - slam_data.MONO_HELD_OUT_PAIRS),
+              ("mono_late", slam_data.MONO_LATE_FROM, slam_data.MONO_LATE_PAIRS))
+    for key, first, limit in groups:
+        pairs = slam_data.mono_pose_pairs(data_root, h, w, limit=limit, first=first)
+        if pairs:
+            report[key] = solver_comparison(pairs, depth_model, step, cfg)
     report["frontend"] = frontend_depth(bag, depth_weights, optimizer_weights)
     report["wall_s"] = time.perf_counter() - start
     for key in ("euroc_stereo", "middlebury_stereo", "mono", "mono_untouched", "mono_late"):
