@@ -397,6 +397,7 @@ def run_demo(
     from meetup_ros.evaluation.report import build_report
     from meetup_ros.nodes.bag_recorder import BagRecorder
     from meetup_ros.nodes.bag_replay_node import BagReplayNode
+    from meetup_ros.ros.node_tools import freeze_startup_heap
 
     check_params_file(params_file)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -444,6 +445,7 @@ def run_demo(
         failures += _wait_ready(helper, nodes, timeout_s=120.0)
         if not failures:
             _wait_matched(helper, MATCHED_BEFORE_REPLAY, timeout_s=REPLAY_WAIT_TIMEOUT_S)
+            freeze_startup_heap(helper.get_logger())  # no full collection stalls the replay
             wall_start = time.monotonic()
             replay.start()
             if not replay.wait(timeout_s):

@@ -31,6 +31,7 @@ from rosgraph_msgs.msg import Clock
 from meetup_ros.bags import BagError, topics
 from meetup_ros.bags.importer import QOS_DEPTH
 from meetup_ros.bags.reader import bag_info, iter_raw_messages
+from meetup_ros.ros.node_tools import freeze_startup_heap
 
 # Parameters with their defaults (the type of the default is the parameter's type).
 PARAMETERS: dict[str, Any] = {
@@ -436,6 +437,7 @@ def run_replay(
             # the wait replaces the fixed discovery delay
             start_delay_s=0.0 if wait_for_subscribers > 0 else PARAMETERS["start_delay_s"],
         )
+        freeze_startup_heap(node.get_logger())
         node.start()
         while rclpy.ok() and not node.done.is_set():
             rclpy.spin_once(node, timeout_sec=0.1)
@@ -459,6 +461,7 @@ def main(args: list[str] | None = None) -> int:
     node: BagReplayNode | None = None
     try:
         node = BagReplayNode()
+        freeze_startup_heap(node.get_logger())
         node.start()
         while rclpy.ok() and not node.done.is_set():
             rclpy.spin_once(node, timeout_sec=0.1)
