@@ -19,7 +19,7 @@ from meetup_ros.verification.bounds.crown import crown_bounds
 from meetup_ros.verification.bounds.interval import interval_bounds
 from meetup_ros.verification.bounds.lp import lp_lower_bound
 from meetup_ros.verification.examples import random_relu_network
-from meetup_ros.verification.falsify import spec_layers
+from meetup_ros.verification.falsify import spec_layers, spec_rounding
 from meetup_ros.verification.mip import solve_min_max_margin
 from meetup_ros.verification.spec import Disjunct, Property
 
@@ -78,19 +78,37 @@ def test_bounds_below_samples_and_mip(sizes: list[int], seed: int) -> None:
                                           alpha_init=alpha.slopes).lower[0].numpy()
     for name, b in bounds.items():
         assert np.all(b <= sampled_min + TOL), (name, b, sampled_min)
+    # The same bounds carrying the float32 rounding (what a proof uses): below the ones in
+    # exact arithmetic, and below the rounded MIP's optimum (all evaluations within it).
+    rnd = spec_rounding(net, coeffs)
+    rounded = {f"crown-{mode}": crown_bounds(layers, lo_t, up_t, intermediate=mode,
+                                             rounding=rnd).lower[0].numpy()
+               for mode in ("forward", "backward", "hybrid")}
+    rounded["alpha"] = crown_bounds(layers, lo_t, up_t, alpha_steps=15,
+                                    rounding=rnd).lower[0].numpy()
+    for name, b in rounded.items():
+        assert np.all(b <= bounds[name] + 1e-12), name
     # Exact per-row optimum from the MIP, attained by its own solution.
     for row in range(2):
-        mip = solve_min_max_margin(net, coeffs[row:row + 1], rhs[row:row + 1], lower, upper)
+        mip = solve_min_max_margin(net, coeffs[row:row + 1], rhs[row:row + 1], lower, upper,
+                                   exact=True)
         assert mip.x is not None and mip.dual_bound > -np.inf
         at_x = float(net.forward(mip.x) @ coeffs[row] - rhs[row])
         assert at_x == pytest.approx(mip.objective, abs=1e-5)
         assert mip.objective <= sampled_min[row] + 1e-6
-        lp = lp_lower_bound(net, coeffs[row:row + 1], rhs[row:row + 1], lower, upper)
+        lp = lp_lower_bound(net, coeffs[row:row + 1], rhs[row:row + 1], lower, upper,
+                            exact=True)
         assert lp.dual_bound <= mip.objective + 1e-6
         for name, b in bounds.items():
             assert b[row] <= mip.objective + 1e-6, (name, row)
         # The triangle LP over the same pre-activation bounds is at least as tight as CROWN.
         assert lp.dual_bound >= bounds["crown-hybrid"][row] - 1e-5
+        # With the rounding: a little below the exact optimum, never above it.
+        mip_r = solve_min_max_margin(net, coeffs[row:row + 1], rhs[row:row + 1], lower, upper)
+        assert mip_r.dual_bound <= mip.objective + 1e-6
+        assert mip_r.objective >= mip.dual_bound - 1e-3
+        for name, b in rounded.items():
+            assert b[row] <= mip_r.objective + 1e-6, (name, row)
     # alpha-CROWN never loses to plain CROWN (it keeps the best bound seen).
     assert np.all(bounds["alpha"] >= bounds["crown-hybrid"] - 1e-12)
 

@@ -36,13 +36,15 @@ constraints, so a domain with every ReLU fixed is still bounded over its whole b
 leaves are split on the input instead, which is complete but slow for many inputs. Only the
 final layer's slopes are optimised; intermediate bounds keep the adaptive slopes.
 
-Known limit, soundness: a proof is about the network in exact arithmetic (bounds in float64,
-``proof_margin`` 1e-9 for their own rounding), not about its float32 evaluation, whose
-rounding differs from it: by at most 6e-6 on ACAS Xu 1_1 and 1.8e-5 on the governor over 5000
-random inputs each (onnxruntime against ``Network.forward``), but without limit in general (a
-tester's network with 1e8 weights is proven and violated in float32). A property that holds
-by less than the float32 error is not covered. Modelling the rounding (an error interval per
-layer carried through the linear bounds) is not done yet.
+Soundness and floating point: a proof covers the network as it is deployed, evaluated in
+float32 operation by operation (``rounding``; onnxruntime, any summation order): every
+pre-activation carries its rounding error as a bounded perturbation through CROWN and the
+MIP, and a box on which float32 could overflow is never proven. Before, proofs were about
+exact arithmetic only (a tester's network with 1e8 weights was proven and violated in
+float32). A candidate counterexample must still be a violation in float64 and onnxruntime,
+so a property violated only by float32 rounding ends "timeout" (undecided), not "sat".
+The bounds' own float64 arithmetic is not modelled separately: its rounding is 2^29 times
+finer than the float32 allowance every bound now carries, plus ``proof_margin`` (1e-9).
 """
 
 from __future__ import annotations
@@ -57,8 +59,15 @@ import torch
 from meetup_ros.verification import VerificationInputError
 from meetup_ros.verification.bounds.crown import crown_bounds, max_of_rows_lower_bound
 from meetup_ros.verification.bounds.interval import interval_bounds
-from meetup_ros.verification.falsify import confirm, forward_layers, pgd_search, spec_layers
+from meetup_ros.verification.falsify import (
+    confirm,
+    forward_layers,
+    pgd_search,
+    spec_layers,
+    spec_rounding,
+)
 from meetup_ros.verification.network import Network
+from meetup_ros.verification.rounding import FORMATS
 from meetup_ros.verification.spec import Property
 
 logger = logging.getLogger(__name__)
@@ -253,6 +262,7 @@ class _Solver:
         self.config = config
         self.deadline = deadline
         self.layers = spec_layers(network, self.coeffs, self.rhs)
+        self.rounding = spec_rounding(network, self.coeffs)
         self.mode = _choose_split_mode(config, network.n_inputs)
         self.domains = 0
         # The caller's generator when it resumes a search over several calls, so that a
@@ -300,7 +310,8 @@ class _Solver:
             ups = torch.split(pre[:, sum(sizes):], sizes, dim=1)
             known = list(zip(lows, ups, strict=True))
         res = crown_bounds(self.layers, lower, upper, splits, alpha_steps=alpha_steps,
-                           combos=combos, known=known, alpha_init=slopes)
+                           combos=combos, known=known, alpha_init=slopes,
+                           rounding=self.rounding)
         if k > 1:
             best, lam = max_of_rows_lower_bound(res.A, res.c, lower, upper)
             best = torch.maximum(best, res.lower.max(-1).values)
@@ -592,7 +603,7 @@ class _Solver:
         """Split each domain on its unstable ReLU with the largest triangle height."""
         lo, up, splits = batch.lower, batch.upper, batch.splits
         assert splits is not None
-        res = crown_bounds(self.layers, lo, up, splits)
+        res = crown_bounds(self.layers, lo, up, splits, rounding=self.rounding)
         self.domains += int(lo.shape[0])
         scores = []
         for layer, (pl, pu) in enumerate(zip(res.pre_lower, res.pre_upper, strict=True)):
@@ -683,6 +694,18 @@ def _overflows(network: Network, lower: np.ndarray, upper: np.ndarray) -> str:
             return (f"layer {i} bounds reach {peak:.3g} over the box (input widths up to "
                     f"{float(np.max(upper - lower)):.3g}): beyond {MAX_BOUND_MAGNITUDE:g}, "
                     "floating point cannot bound it")
+    # The deployed evaluation must not overflow either (inf, then NaN, proves nothing):
+    # every value computed inside a block stays below a quarter of the format's largest.
+    assert network.rounding is not None
+    largest = FORMATS[network.precision].largest
+    h_abs = np.maximum(np.abs(lower), np.abs(upper))
+    for i, r in enumerate(network.rounding):
+        peak = r.peak(h_abs)
+        if not peak <= largest / 4:
+            return (f"layer {i} of the {network.precision} evaluation may reach {peak:.3g} over "
+                    f"the box: it can overflow {network.precision}, so no proof covers it")
+        if i < len(hidden):
+            h_abs = hidden[i][1][0].clamp(min=0).numpy() * (1 + 1e-6) + r.error(h_abs)
     return ""
 
 

@@ -32,6 +32,18 @@ def spec_layers(
     return [*layers[:-1], (C @ W, C @ b - d)]
 
 
+def spec_rounding(
+    network: Network, coeffs: np.ndarray, dtype: torch.dtype = torch.float64
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The rounding ``(G, g)`` of :func:`spec_layers`' layers: the network's, with the last
+    layer's seen through the margins (``|coeffs| G``, ``|coeffs| g``; the margins themselves
+    are exact statements about the float outputs)."""
+    rounding = network.torch_rounding(dtype)
+    G, g = rounding[-1]
+    C = torch.as_tensor(coeffs, dtype=dtype).abs()
+    return [*rounding[:-1], (C @ G, C @ g)]
+
+
 def forward_layers(layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor
                    ) -> torch.Tensor:
     """Forward through ``[(W, b)]`` with ReLU between: ``(B, n)`` -> ``(B, k)``."""

@@ -17,10 +17,13 @@ def solve_min_max_margin(
     upper: np.ndarray,
     time_limit_s: float = 60.0,
     splits: list[np.ndarray] | None = None,
+    exact: bool = False,
 ) -> EncodingOutcome:
-    """``min over the box of max_j (coeffs @ f(x) - rhs)_j`` exactly (up to HiGHS tolerances)."""
+    """``min over the box of max_j (coeffs @ f(x) - rhs)_j`` exactly (up to HiGHS tolerances)
+    over every evaluation within the network's rounding, or of the network in exact
+    arithmetic with ``exact`` (an oracle for tests)."""
     return solve_encoding(network, coeffs, rhs, lower, upper, integer=True,
-                          time_limit_s=time_limit_s, splits=splits)
+                          time_limit_s=time_limit_s, splits=splits, exact=exact)
 
 
 def mip_verify(network: Network, prop: Property, time_limit_s: float = 60.0) -> str:

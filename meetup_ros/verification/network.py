@@ -2,7 +2,9 @@
 
 Every supported file reduces to ``y = W_L relu(... relu(W_1 x + b_1) ...) + b_L``; the
 weights are kept in float64 so that bounds and counterexample checks do not inherit float32
-rounding. ``layers()`` exposes the chain as a list of :class:`AffineLayer`/:class:`ReluLayer`.
+rounding. The deployed evaluation's rounding comes with it, per layer (``rounding``, see
+:mod:`rounding`), so that a proof covers the network as onnxruntime runs it.
+``layers()`` exposes the chain as a list of :class:`AffineLayer`/:class:`ReluLayer`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 
 from meetup_ros.verification import VerificationInputError, require_file
+from meetup_ros.verification.rounding import FORMATS, LayerRounding, affine_rounding
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +46,11 @@ class Network:
         biases: ``[(out_i,)]`` float64 vectors.
         source: the file it came from (for messages and the onnxruntime re-check).
         source_kind: ``"onnx"``, ``"nnet"`` or ``"memory"``.
+        precision: the format the deployed network is evaluated in, ``"float32"`` or
+            ``"float64"``; proofs cover its rounding (:mod:`rounding`).
+        rounding: per layer, the rounding of its evaluation in that format; None: each layer
+            as one matrix product and one bias addition (a loader that knows the file's
+            operations passes its own).
     Raises:
         VerificationInputError: shapes do not chain or values are not finite.
     """
@@ -51,6 +59,8 @@ class Network:
     biases: list[np.ndarray]
     source: str = "<memory>"
     source_kind: str = "memory"
+    precision: str = "float32"
+    rounding: list[LayerRounding] | None = None
     _torch_cache: dict[tuple[str, torch.dtype], list[tuple[torch.Tensor, torch.Tensor]]] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -83,6 +93,18 @@ class Network:
             weights.append(W)
             biases.append(b)
         self.weights, self.biases = weights, biases
+        if self.precision not in FORMATS:
+            raise VerificationInputError(
+                f"network {self.source!r}: precision {self.precision!r}; expected one of "
+                f"{sorted(FORMATS)!r}")
+        if self.rounding is None:
+            fmt = FORMATS[self.precision]
+            self.rounding = [affine_rounding(W, b, fmt) for W, b in zip(weights, biases,
+                                                                         strict=True)]
+        shapes = [(r.G.shape, r.g.shape) for r in self.rounding]
+        if shapes != [(W.shape, b.shape) for W, b in zip(weights, biases, strict=True)]:
+            raise VerificationInputError(
+                f"network {self.source!r}: rounding shapes {shapes!r} do not match the layers")
 
     # -- shape --------------------------------------------------------------------------
     @property
@@ -138,6 +160,20 @@ class Network:
             ]
         return self._torch_cache[key]
 
+    def torch_rounding(
+        self, dtype: torch.dtype = torch.float64, device: str = "cpu"
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``[(G (out, in), g (out,))]`` per layer as tensors: the error bound of each
+        pre-activation's float evaluation is ``G |h| + g`` (:mod:`rounding`)."""
+        key = ("rounding:" + device, dtype)
+        if key not in self._torch_cache:
+            assert self.rounding is not None
+            self._torch_cache[key] = [
+                (torch.as_tensor(r.G, dtype=dtype, device=device),
+                 torch.as_tensor(r.g, dtype=dtype, device=device)) for r in self.rounding
+            ]
+        return self._torch_cache[key]
+
     def forward_torch(self, x: torch.Tensor) -> torch.Tensor:
         """Batched torch forward ``(B, n)`` -> ``(B, m)`` in ``x``'s dtype (differentiable)."""
         h = x
@@ -165,7 +201,11 @@ class Network:
             )
         weights = [*self.weights[:-1], coeffs @ self.weights[-1]]
         biases = [*self.biases[:-1], coeffs @ self.biases[-1] + offset]
-        return Network(weights, biases, source=self.source, source_kind=self.source_kind)
+        assert self.rounding is not None
+        # the map is applied exactly: it states something about the float outputs
+        rounding = [*self.rounding[:-1], self.rounding[-1].through(coeffs)]
+        return Network(weights, biases, source=self.source, source_kind=self.source_kind,
+                       precision=self.precision, rounding=rounding)
 
 
 def load_network(path: str | Path) -> Network:

@@ -8,6 +8,10 @@ values, one per line. ReLU follows every layer but the last.
 The normalisation in the header is NOT folded in by default: the weights act on normalised
 inputs and give normalised outputs, which is what the VNN-COMP ONNX files and vnnlib bounds
 use. ``load_nnet(path, normalize=True)`` folds it in to act on raw inputs and give raw outputs.
+
+Proofs cover a float32 evaluation of the file's decimal weights (rounded to float32 first),
+which also bounds the reference reader's float64 one; with ``normalize=True`` the
+normalisation's own operations are rounded too.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 
 from meetup_ros.verification import VerificationInputError, require_file
 from meetup_ros.verification.network import Network
+from meetup_ros.verification.rounding import FLOAT32, Tracked
 
 
 def _numbers(line: str, lineno: int, source: str, expected: int | None = None) -> list[float]:
@@ -98,10 +103,18 @@ def load_nnet(path: str | Path, normalize: bool = False) -> Network:
     # x_norm = (x - mean) / range into the first layer, y = y_norm * range + mean into the
     # last (the same layer for a single-layer net); clipping to [x_min, x_max] is the
     # caller's job.
-    ws, bs = list(weights), list(biases)
-    ws[0] = weights[0] / ranges[:n_in][None, :]
-    bs[0] = biases[0] - ws[0] @ means[:n_in]
-    ws[-1] = ws[-1] * ranges[n_in]
-    bs[-1] = bs[-1] * ranges[n_in] + means[n_in]
+    # Each layer is followed operation by operation (normalise, product, bias, denormalise),
+    # which gives the folded weights and the rounding of the evaluation as written.
     del x_min, x_max
-    return Network(ws, bs, source=source, source_kind="nnet")
+    ws, bs, rounding = [], [], []
+    for k, (W, b) in enumerate(zip(weights, biases, strict=True)):
+        t = Tracked.identity(W.shape[1], FLOAT32)
+        if k == 0:
+            t = t.add_const(-means[:n_in]).scale(ranges[:n_in], divide=True)
+        t = t.matmul_last(W.T, (1, W.shape[1])).add_const(b)
+        if k == n_layers - 1:
+            t = t.scale(np.full(n_out, ranges[n_in])).add_const(np.full(n_out, means[n_in]))
+        ws.append(t.M)
+        bs.append(t.c)
+        rounding.append(t.layer())
+    return Network(ws, bs, source=source, source_kind="nnet", rounding=rounding)

@@ -11,12 +11,16 @@ Squeeze, Unsqueeze, Identity, Constant, Cast (of the input's values: to float on
 constants: any float type, applied). The input must be float32. Constants keep their type, and
 arithmetic between them is done in it. Initializers that are also listed as
 graph inputs (old exporters) are constants.
+
+Each input-dependent operation is also followed in float32 (:class:`rounding.Tracked`): the
+network comes with the rounding of its evaluation as the graph writes it, operation by
+operation, which the bounds carry so that a proof covers onnxruntime's float32 result.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +28,18 @@ import numpy as np
 
 from meetup_ros.verification import VerificationInputError, require_file
 from meetup_ros.verification.network import Network
+from meetup_ros.verification.rounding import FLOAT32, LayerRounding, Tracked
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class _Sym:
-    """``value = M @ h + c`` reshaped to ``shape`` (batch dimension kept as 1)."""
+    """``value = M @ h + c`` reshaped to ``shape`` (batch dimension kept as 1), with its
+    float32 rounding (``t``)."""
 
     stage: int
-    M: np.ndarray  # (size, stage_size)
-    c: np.ndarray  # (size,)
+    t: Tracked
     shape: tuple[int, ...]
 
 
@@ -89,9 +94,10 @@ def load_onnx(path: str | Path) -> Network:
     if not in_shape:
         raise VerificationInputError(f"network {name!r}: input has no shape")
     n_in = int(np.prod(in_shape))
-    values[real_inputs[0].name] = _Sym(0, np.eye(n_in), np.zeros(n_in), in_shape)
+    values[real_inputs[0].name] = _Sym(0, Tracked.identity(n_in, FLOAT32), in_shape)
     weights: list[np.ndarray] = []
     biases: list[np.ndarray] = []
+    rounding: list[LayerRounding] = []
     stage = 0
 
     for index, node in enumerate(graph.node):
@@ -127,11 +133,12 @@ def load_onnx(path: str | Path) -> Network:
         if op == "Relu":
             x = out
             assert isinstance(x, _Sym)
-            weights.append(x.M)
-            biases.append(x.c)
+            weights.append(x.t.M)
+            biases.append(x.t.c)
+            rounding.append(x.t.layer())
             stage += 1
-            size = x.M.shape[0]
-            out = _Sym(stage, np.eye(size), np.zeros(size), x.shape)
+            size = x.t.M.shape[0]
+            out = _Sym(stage, Tracked.identity(size, FLOAT32), x.shape)
         if len(node.output) != 1:
             raise VerificationInputError(
                 f"network {name!r} {label}: {len(node.output)!r} outputs; expected 1"
@@ -144,10 +151,12 @@ def load_onnx(path: str | Path) -> Network:
         raise VerificationInputError(
             f"network {name!r}: output {out_name!r} is not a function of the input's last stage"
         )
-    weights.append(result.M)
-    biases.append(result.c)
+    weights.append(result.t.M)
+    biases.append(result.t.c)
+    rounding.append(result.t.layer())
     logger.debug("loaded %s: layers %s", name, [w.shape for w in weights])
-    return Network(weights, biases, source=name, source_kind="onnx")
+    return Network(weights, biases, source=name, source_kind="onnx", precision="float32",
+                   rounding=rounding)
 
 
 def _const(v: np.ndarray | _Sym, label: str, name: str, what: str) -> np.ndarray:
@@ -174,13 +183,7 @@ def _matmul_sym(x: _Sym, W: np.ndarray, label: str, name: str) -> _Sym:
             f"network {name!r} {label}: input shape {x.shape!r} @ weight {W.shape!r}; "
             "expected a 2-D weight matching the last axis"
         )
-    rows = int(np.prod(x.shape[:-1]))
-    k, m = W.shape
-    Mx = x.M.reshape(rows, k, -1)
-    cx = x.c.reshape(rows, k)
-    M = np.einsum("rks,km->rms", Mx, W).reshape(rows * m, -1)
-    c = (cx @ W).reshape(-1)
-    return _Sym(x.stage, M, c, (*x.shape[:-1], m))
+    return _Sym(x.stage, x.t.matmul_last(W, x.shape), (*x.shape[:-1], W.shape[1]))
 
 
 def _apply(op, attrs, node, get, label, name):
@@ -230,11 +233,12 @@ def _apply(op, attrs, node, get, label, name):
                 raise VerificationInputError(
                     f"network {name!r} {label}: shapes {a.shape!r} and {b.shape!r} differ"
                 )
-            return _Sym(a.stage, a.M + sign * b.M, a.c + sign * b.c, a.shape)
-        if isinstance(a, _Sym):
-            return _Sym(a.stage, a.M, a.c + sign * _broadcast_vec(b, a.shape), a.shape)
+            return _Sym(a.stage, a.t.add(b.t, sign), a.shape)
+        if isinstance(a, _Sym):  # a - b rounds as a + (-b)
+            return _Sym(a.stage, a.t.add_const(sign * _broadcast_vec(b, a.shape)), a.shape)
         assert isinstance(b, _Sym)
-        return _Sym(b.stage, sign * b.M, _broadcast_vec(a, b.shape) + sign * b.c, b.shape)
+        tb = b.t if sign > 0 else b.t.neg()
+        return _Sym(b.stage, tb.add_const(_broadcast_vec(a, b.shape)), b.shape)
     if op in ("Mul", "Div"):
         a, b = get(0), get(1)
         if not isinstance(a, _Sym) and not isinstance(b, _Sym):
@@ -249,13 +253,13 @@ def _apply(op, attrs, node, get, label, name):
         assert isinstance(x, _Sym)
         k64 = np.asarray(k, dtype=np.float64)  # x / k, not x * float32(1 / k)
         with np.errstate(divide="ignore", invalid="ignore"):  # refused below, by name
-            scale = _broadcast_vec(k64 if op == "Mul" else 1.0 / k64, x.shape)
-            return _Sym(x.stage, x.M * scale[:, None], x.c * scale, x.shape)
+            return _Sym(x.stage, x.t.scale(_broadcast_vec(k64, x.shape), divide=op == "Div"),
+                        x.shape)
     if op == "Neg":
         x = get(0)
         if not isinstance(x, _Sym):
             return -x
-        return _Sym(x.stage, -x.M, -x.c, x.shape)
+        return _Sym(x.stage, x.t.neg(), x.shape)
     if op == "MatMul":
         a, b = get(0), get(1)
         if not isinstance(a, _Sym) and not isinstance(b, _Sym):
@@ -279,12 +283,17 @@ def _apply(op, attrs, node, get, label, name):
             raise VerificationInputError(
                 f"network {name!r} {label}: Gemm input shape {a.shape!r}; expected 2-D"
             )
-        B = np.asarray(B, dtype=np.float64)  # alpha * (x @ B), exactly
-        W = (B.T if int(attrs.get("transB", 0)) else B) * alpha
+        B = np.asarray(B, dtype=np.float64)
+        W = B.T if int(attrs.get("transB", 0)) else B
         out = _matmul_sym(a, W, label, name)
+        if alpha != 1.0:  # alpha * (x @ B): one more rounding
+            out = _Sym(out.stage, out.t.scale(np.full(out.t.M.shape[0], alpha)), out.shape)
         if len(node.input) > 2 and node.input[2]:
-            C = _const(get(2), label, name, "C")
-            out = _Sym(out.stage, out.M, out.c + beta * _broadcast_vec(C, out.shape), out.shape)
+            C = _broadcast_vec(_const(get(2), label, name, "C"), out.shape)
+            t = out.t.add_const(beta * C)
+            if beta != 1.0:  # beta * C is rounded before it is added
+                t = replace(t, g=t.g + FLOAT32.unit * np.abs(beta * C))
+            out = _Sym(out.stage, t, out.shape)
         return out
     if op in ("Flatten", "Reshape", "Squeeze", "Unsqueeze"):
         x = get(0)
@@ -320,11 +329,11 @@ def _apply(op, attrs, node, get, label, name):
                 new = tuple(new_list)
         if not isinstance(x, _Sym):
             return np.reshape(x, new)
-        if int(np.prod(new)) != x.M.shape[0]:
+        if int(np.prod(new)) != x.t.M.shape[0]:
             raise VerificationInputError(
                 f"network {name!r} {label}: cannot reshape {x.shape!r} to {new!r}"
             )
-        return _Sym(x.stage, x.M, x.c, tuple(int(d) for d in new))
+        return _Sym(x.stage, x.t, tuple(int(d) for d in new))
     raise VerificationInputError(
         f"network {name!r} {label}: unsupported operator {op!r}; supported: Gemm, MatMul, Add, "
         "Sub, Mul, Div, Neg, Relu, Flatten, Reshape, Squeeze, Unsqueeze, Identity, Constant, Cast"

@@ -11,6 +11,11 @@ over the iterations is kept.
 ReLU splits restrict a domain to ``z >= 0`` (+1) or ``z <= 0`` (-1) for a neuron; the bounds
 are intersected with the split, a domain whose bounds cross (``l > u``) is empty and gets a
 lower bound of +inf.
+
+With ``rounding`` (:mod:`verification.rounding`), every pre-activation carries an additive
+error ``|e_i| <= G_i |h_(i-1)| + g_i`` (the deployed float evaluation), with ``|h|`` bounded by
+the previous layer's bounds, which already include theirs: intervals widen by it, and each
+back-substitution through layer ``i`` pays ``|Lambda_i| E_i`` where it adds ``Lambda_i b_i``.
 """
 
 from __future__ import annotations
@@ -66,10 +71,12 @@ def _backsub(
     lo_slopes: list[torch.Tensor],
     up_slopes: list[torch.Tensor],
     up_icpts: list[torch.Tensor],
+    errors: list[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Push ``A h_top + const`` (A ``(B, r, h_top)`` on relu outputs of layer ``top``) to x.
 
-    ``lo_slopes[j]`` is ``(B, h_j)`` or ``(B, r, h_j)`` (per-row optimisable slopes).
+    ``lo_slopes[j]`` is ``(B, h_j)`` or ``(B, r, h_j)`` (per-row optimisable slopes);
+    ``errors[j]`` ``(B, h_j)`` bounds layer ``j``'s rounding (None: exact arithmetic).
     """
     for j in range(top, -1, -1):
         lo = lo_slopes[j] if lo_slopes[j].dim() == 3 else lo_slopes[j].unsqueeze(1)
@@ -77,6 +84,8 @@ def _backsub(
         A = A * torch.where(A >= 0, lo, up_slopes[j].unsqueeze(1))
         W, b = layers[j]
         const = const + A @ b
+        if errors is not None:
+            const = const - (A.abs() @ errors[j].unsqueeze(-1)).squeeze(-1)
         A = A @ W
     return A, const
 
@@ -92,6 +101,7 @@ def _tighten_unstable(
     up_icpts: list[torch.Tensor],
     center: torch.Tensor,
     radius: torch.Tensor,
+    errors: list[torch.Tensor] | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """CROWN bounds of layer ``i`` only for the neurons each domain still has unstable.
 
@@ -111,8 +121,12 @@ def _tighten_unstable(
     Wg = W[idx]  # (B, r, in)
     bg = b[idx]  # (B, r)
     A0 = torch.cat([Wg, -Wg], 1)
-    c0 = torch.cat([bg, -bg], 1)
-    A, c = _backsub(layers, A0, c0, i - 1, lo_slopes, up_slopes, up_icpts)
+    if errors is not None:
+        eg = torch.gather(errors[i], 1, idx)
+        c0 = torch.cat([bg - eg, -bg - eg], 1)
+    else:
+        c0 = torch.cat([bg, -bg], 1)
+    A, c = _backsub(layers, A0, c0, i - 1, lo_slopes, up_slopes, up_icpts, errors)
     bnd = _minimise(A, c, center, radius)
     low = torch.where(valid, bnd[:, :count], torch.full_like(bnd[:, :count], -float("inf")))
     upp = torch.where(valid, -bnd[:, count:], torch.full_like(bnd[:, :count], float("inf")))
@@ -139,6 +153,7 @@ def crown_bounds(
     combos: torch.Tensor | None = None,
     known: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     alpha_init: torch.Tensor | None = None,
+    rounding: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> CrownResult:
     """CROWN lower bounds of the last layer's outputs over boxes.
 
@@ -161,6 +176,9 @@ def crown_bounds(
         alpha_init: ``(B, rows', sum h_i)`` lower slopes to start alpha-CROWN from (e.g. the
             parent domain's optimised ``slopes``); the first ``min(rows', rows)`` rows are
             used, the others start from the adaptive slopes.
+        rounding: per layer ``(G (out, in), g (out,))``: the bounds hold for every
+            evaluation whose pre-activations are off by at most ``G |h| + g`` (the deployed
+            float rounding, :func:`falsify.spec_rounding`); None: exact arithmetic.
     """
     if intermediate == "auto":
         intermediate = "hybrid"
@@ -177,7 +195,17 @@ def crown_bounds(
     lo_slopes: list[torch.Tensor] = []
     up_slopes: list[torch.Tensor] = []
     up_icpts: list[torch.Tensor] = []
+    errors: list[torch.Tensor] | None = [] if rounding is not None else None
     n_hidden = len(layers) - 1
+
+    def rounding_error(i: int) -> torch.Tensor:
+        """``(B, out_i)``: layer i's rounding over the box, from its input's bounds."""
+        assert rounding is not None
+        G, g = rounding[i]
+        h_abs = torch.maximum(lower.abs(), upper.abs()) if i == 0 else \
+            pre_upper[i - 1].clamp(min=0)
+        # an infinite bound times a zero entry of G is NaN; infinite is what it means
+        return torch.nan_to_num(h_abs @ G.T + g, nan=float("inf"))
     # Forward symbolic bounds: L_lo x + c_lo <= h <= L_up x + c_up on the box.
     eye = torch.eye(lower.shape[1], dtype=dtype, device=lower.device)
     f_lo_A = eye.unsqueeze(0).expand(batch, -1, -1)
@@ -193,20 +221,26 @@ def crown_bounds(
             prev_lo, prev_up = pre_lower[-1].clamp(min=0), pre_upper[-1].clamp(min=0)
         mid = ((prev_lo + prev_up) / 2) @ W.T + b
         rad = ((prev_up - prev_lo) / 2) @ W.abs().T
+        err = torch.zeros_like(mid)
+        if errors is not None:
+            err = rounding_error(i)
+            errors.append(err)
+            rad = rad + err
         zl, zu = mid - rad, mid + rad
         if use_forward:
             Wp, Wn = W.clamp(min=0), W.clamp(max=0)
             z_lo_A = Wp @ f_lo_A + Wn @ f_up_A
-            z_lo_c = f_lo_c @ Wp.T + f_up_c @ Wn.T + b
+            z_lo_c = f_lo_c @ Wp.T + f_up_c @ Wn.T + b - err
             z_up_A = Wp @ f_up_A + Wn @ f_lo_A
-            z_up_c = f_up_c @ Wp.T + f_lo_c @ Wn.T + b
+            z_up_c = f_up_c @ Wp.T + f_lo_c @ Wn.T + b + err
             zl = torch.maximum(zl, _minimise(z_lo_A, z_lo_c, center, radius))
             zu = torch.minimum(zu, -_minimise(-z_up_A, -z_up_c, center, radius))
         if i > 0 and intermediate == "backward":
             h = W.shape[0]
             A0 = torch.cat([W, -W], 0).unsqueeze(0).expand(batch, 2 * h, W.shape[1])
-            c0 = torch.cat([b, -b], 0).unsqueeze(0).expand(batch, 2 * h)
-            A, c = _backsub(layers, A0, c0, i - 1, lo_slopes, up_slopes, up_icpts)
+            c0 = torch.cat([b - err, -b - err], 1) if errors is not None else \
+                torch.cat([b, -b], 0).unsqueeze(0).expand(batch, 2 * h)
+            A, c = _backsub(layers, A0, c0, i - 1, lo_slopes, up_slopes, up_icpts, errors)
             bnd = _minimise(A, c, center, radius)
             zl = torch.maximum(zl, bnd[:, :h])
             zu = torch.minimum(zu, -bnd[:, h:])
@@ -215,7 +249,7 @@ def crown_bounds(
             zu = torch.minimum(zu, known[i][1])
         if i > 0 and intermediate == "hybrid":
             zl, zu = _tighten_unstable(layers, i, zl, zu, splits, lo_slopes, up_slopes,
-                                       up_icpts, center, radius)
+                                       up_icpts, center, radius, errors)
         if splits is not None:
             s = splits[i]
             zl = torch.where(s > 0, zl.clamp(min=0), zl)
@@ -241,20 +275,22 @@ def crown_bounds(
     W, b = layers[-1]
     A0 = W.unsqueeze(0).expand(batch, W.shape[0], W.shape[1])
     c0 = b.unsqueeze(0).expand(batch, W.shape[0])
+    if errors is not None:
+        c0 = c0 - rounding_error(n_hidden)  # the objective rows' own rounding
     if combos is not None:
         A0 = torch.cat([A0, combos @ W], 1)
-        c0 = torch.cat([c0, combos @ b], 1)
+        c0 = torch.cat([c0, (combos @ c0.unsqueeze(-1)).squeeze(-1)], 1)
     if n_hidden == 0:
         A, c = A0, c0
         best = _minimise(A, c, center, radius)
     else:
-        A, c = _backsub(layers, A0, c0, n_hidden - 1, lo_slopes, up_slopes, up_icpts)
+        A, c = _backsub(layers, A0, c0, n_hidden - 1, lo_slopes, up_slopes, up_icpts, errors)
         best = _minimise(A, c, center, radius)
     slopes = None
     if alpha_steps > 0 and n_hidden > 0:
         best, A, c, slopes = _optimise_alpha(
             layers, A0, c0, n_hidden, lo_slopes, up_slopes, up_icpts, pre_lower, pre_upper,
-            center, radius, best, A, c, alpha_steps, alpha_lr, alpha_init,
+            center, radius, best, A, c, alpha_steps, alpha_lr, alpha_init, errors,
         )
     lower_bound = torch.where(infeasible.unsqueeze(-1), torch.full_like(best, float("inf")), best)
     return CrownResult(lower_bound, A, c, pre_lower, pre_upper, infeasible, slopes)
@@ -262,7 +298,7 @@ def crown_bounds(
 
 def _optimise_alpha(
     layers, A0, c0, n_hidden, lo_slopes, up_slopes, up_icpts, pre_lower, pre_upper,
-    center, radius, best, best_A, best_c, steps, lr, init=None,
+    center, radius, best, best_A, best_c, steps, lr, init=None, errors=None,
 ):
     """Projected Adam ascent on per-row lower slopes of unstable neurons; keeps the best.
 
@@ -285,7 +321,7 @@ def _optimise_alpha(
             torch.where(u.unsqueeze(1), p.clamp(0, 1), s.unsqueeze(1))
             for p, s, u in zip(params, lo_slopes, unstable, strict=True)
         ]
-        A, c = _backsub(layers, A0, c0, n_hidden - 1, slopes, up_slopes, up_icpts)
+        A, c = _backsub(layers, A0, c0, n_hidden - 1, slopes, up_slopes, up_icpts, errors)
         bound = _minimise(A, c, center, radius)
         with torch.no_grad():
             better = bound > best

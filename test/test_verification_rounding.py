@@ -1,0 +1,150 @@
+"""The float32 rounding model: onnxruntime's outputs lie inside the bounds, and a property that
+holds only in exact arithmetic is never proven."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from meetup_ros.verification.bab import verify
+from meetup_ros.verification.bounds.crown import crown_bounds
+from meetup_ros.verification.falsify import onnxruntime_forward, spec_layers, spec_rounding
+from meetup_ros.verification.mip import solve_min_max_margin
+from meetup_ros.verification.network import Network, load_network
+from meetup_ros.verification.onnx_loader import save_onnx
+from meetup_ros.verification.spec import Disjunct, Property
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _output_bounds(net: Network, lower: np.ndarray, upper: np.ndarray, rounding: bool
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """CROWN bounds ``(P, m)`` of every output over the boxes ``(P, n)``."""
+    m = net.n_outputs
+    coeffs = np.vstack([np.eye(m), -np.eye(m)])
+    layers = spec_layers(net, coeffs, np.zeros(2 * m))
+    res = crown_bounds(layers, torch.as_tensor(lower), torch.as_tensor(upper),
+                       rounding=spec_rounding(net, coeffs) if rounding else None)
+    bound = res.lower.numpy()
+    return bound[:, :m], -bound[:, m:]
+
+
+def _ops_model(path: Path) -> Path:
+    """Every arithmetic operator the loader follows, on values of ~1e3 whose sums cancel."""
+    rng = np.random.default_rng(5)
+    f32 = np.float32
+    inits = [
+        numpy_helper.from_array(rng.uniform(-300, 300, (1, 4)).astype(f32), "mean"),
+        numpy_helper.from_array(rng.uniform(0.01, 0.1, (1, 4)).astype(f32), "scale"),
+        numpy_helper.from_array(rng.choice([-50.0, 50.0], (4, 16)).astype(f32)
+                                + rng.normal(size=(4, 16)).astype(f32), "W1"),
+        numpy_helper.from_array(rng.normal(size=16).astype(f32) * 1e3, "b1"),
+        numpy_helper.from_array(rng.normal(size=(8, 16)).astype(f32), "G"),
+        numpy_helper.from_array(rng.normal(size=8).astype(f32), "c"),
+        numpy_helper.from_array(rng.normal(size=(8, 3)).astype(f32), "W2"),
+        numpy_helper.from_array(np.full(3, 3.0, f32), "three"),
+    ]
+    nodes = [
+        helper.make_node("Sub", ["x", "mean"], ["s"]),
+        helper.make_node("Div", ["s", "scale"], ["n"]),
+        helper.make_node("MatMul", ["n", "W1"], ["m"]),
+        helper.make_node("Add", ["m", "b1"], ["a"]),
+        helper.make_node("Relu", ["a"], ["h"]),
+        helper.make_node("Gemm", ["h", "G", "c"], ["g"], transB=1, alpha=0.5, beta=2.0),
+        helper.make_node("Relu", ["g"], ["h2"]),
+        helper.make_node("MatMul", ["h2", "W2"], ["o"]),
+        helper.make_node("Mul", ["o", "three"], ["o3"]),
+        helper.make_node("Neg", ["o3"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "ops", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def _networks(tmp_path: Path) -> dict[str, tuple[Path, float, float]]:
+    """name -> (ONNX file, input low, input high)."""
+    nets = {"governor": (REPO / "models" / "governor.onnx", -2.0, 2.0),
+            "ops": (_ops_model(tmp_path / "ops.onnx"), -400.0, 400.0)}
+    acas = REPO.parent / "shared" / "data" / "acasxu" / "ACASXU_run2a_1_1_batch_2000.onnx"
+    if acas.is_file():
+        nets["acasxu_1_1"] = (acas, -0.5, 0.5)
+    return nets
+
+
+@pytest.mark.parametrize("name", ["governor", "ops", "acasxu_1_1"])
+def test_onnxruntime_lies_inside_the_rounded_bounds(tmp_path: Path, name: str) -> None:
+    nets = _networks(tmp_path)
+    if name not in nets:
+        pytest.skip("ACAS Xu networks not found in ../shared/data/acasxu")
+    path, lo, hi = nets[name]
+    net = load_network(path)
+    rng = np.random.default_rng(11)
+    x = rng.uniform(lo, hi, (300, net.n_inputs)).astype(np.float32).astype(np.float64)
+    y_ort = np.stack([onnxruntime_forward(str(path), xi) for xi in x])
+    # at single points (zero-width boxes) and over small boxes around them
+    for half in (0.0, 1e-3 * (hi - lo)):
+        lower, upper = _output_bounds(net, x - half, x + half, rounding=True)
+        assert np.all(lower <= y_ort) and np.all(y_ort <= upper), name
+    # Without the rounding a point's bounds are its float64 value, which onnxruntime's
+    # float32 result misses at most points: the model is what makes the bounds hold.
+    lower, upper = _output_bounds(net, x, x, rounding=False)
+    assert np.mean((y_ort < lower) | (y_ort > upper)) > 0.5
+    # ... and it is not vacuous: at a point it is small against the outputs' spread.
+    lower, upper = _output_bounds(net, x, x, rounding=True)
+    spread = y_ort.max(0) - y_ort.min(0)
+    assert np.median((upper - lower) / spread) < 1e-4, name
+
+
+def _saved(tmp_path: Path, weights: list[list[list[float]]], biases: list[list[float]],
+           name: str) -> Network:
+    net = Network([np.array(w) for w in weights], [np.array(b) for b in biases])
+    return load_network(save_onnx(net, tmp_path / f"{name}.onnx"))
+
+
+def test_a_property_only_exact_arithmetic_satisfies_is_not_proven(tmp_path: Path) -> None:
+    """y = relu(x + 1e8) - relu(1e8) is x exactly, but 0 in float32 for x < 4 (x + 1e8 rounds
+    to 1e8): "y > 0.1 for x in [0.2, 0.25]" holds exactly and fails in onnxruntime."""
+    net = _saved(tmp_path, [[[1.0], [0.0]], [[1.0, -1.0]]], [[1e8, 1e8], [0.0]], "cancel")
+    unsafe = Disjunct(np.array([0.2]), np.array([0.25]), np.array([[1.0]]), np.array([0.1]))
+    prop = Property((unsafe,), 1, 1)
+    exact = solve_min_max_margin(net, unsafe.coeffs, unsafe.rhs, unsafe.lower, unsafe.upper,
+                                 exact=True)
+    assert exact.status == "unsat" and exact.dual_bound > 0.09  # the exact network is safe
+    assert onnxruntime_forward(net.source, np.array([0.22]))[0] == 0.0  # the deployed one not
+    result = verify(net, prop, timeout_s=5.0)
+    assert result.status != "unsat", result.stats
+    rounded = solve_min_max_margin(net, unsafe.coeffs, unsafe.rhs, unsafe.lower, unsafe.upper)
+    assert rounded.status != "unsat"
+
+
+def test_float32_overflow_inside_a_block_is_never_proven(tmp_path: Path) -> None:
+    """(x * 1e30) / 1e30 is x exactly, but inf in float32 once |x| > 3.4e8."""
+    inits = [numpy_helper.from_array(np.array([1e30], np.float32), "big")]
+    nodes = [helper.make_node("Mul", ["x", "big"], ["m"]),
+             helper.make_node("Div", ["m", "big"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "overflow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "overflow.onnx"
+    path.write_bytes(model.SerializeToString())
+    net = load_network(path)
+    assert np.isinf(onnxruntime_forward(str(path), np.array([1e9]))[0])
+    # unsafe: y >= 2e9, impossible for x <= 1e9 in exact arithmetic
+    unsafe = Disjunct(np.array([-1e9]), np.array([1e9]), np.array([[-1.0]]), np.array([-2e9]))
+    result = verify(net, Property((unsafe,), 1, 1), timeout_s=5.0)
+    assert result.status == "timeout" and "overflow" in result.stats["reason"], result.stats
+    # the same graph over a box where float32 holds every value is proven
+    small = Disjunct(np.array([-1e7]), np.array([1e7]), np.array([[-1.0]]), np.array([-2e7]))
+    assert verify(net, Property((small,), 1, 1), timeout_s=5.0).status == "unsat"
