@@ -148,3 +148,92 @@ def test_float32_overflow_inside_a_block_is_never_proven(tmp_path: Path) -> None
     # the same graph over a box where float32 holds every value is proven
     small = Disjunct(np.array([-1e7]), np.array([1e7]), np.array([[-1.0]]), np.array([-2e7]))
     assert verify(net, Property((small,), 1, 1), timeout_s=5.0).status == "unsat"
+
+
+def _graph_file(tmp_path: Path, name: str, nodes: list, inits: list, n_in: int, n_out: int,
+                in_type: int = TensorProto.FLOAT) -> Path:
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("x", in_type, [1, n_in])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n_out])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / f"{name}.onnx"
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def _const(name: str, value: list) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.array(value, dtype=np.float32), name)
+
+
+def test_a_partial_sum_that_overflows_is_never_proven(tmp_path: Path) -> None:
+    """A tester's: x @ [1 1 1 1] @ [3e38 3e38 -3e38 -3e38]^T is 0 exactly, inf in float32
+    (3e38 + 3e38 on the way); the result's own magnitude showed no overflow."""
+    path = _graph_file(tmp_path, "partial", [
+        helper.make_node("MatMul", ["x", "A"], ["t"]),
+        helper.make_node("MatMul", ["t", "B"], ["y"])],
+        [_const("A", [[1.0, 1.0, 1.0, 1.0]]), _const("B", [[3e38], [3e38], [-3e38], [-3e38]])],
+        1, 1)
+    net = load_network(path)
+    assert np.isinf(onnxruntime_forward(str(path), np.array([0.95]))[0])
+    unsafe = Disjunct(np.array([0.9]), np.array([1.0]), np.array([[-1.0]]), np.array([-1e34]))
+    result = verify(net, Property((unsafe,), 1, 1), timeout_s=5.0)
+    assert result.status == "timeout" and "overflow" in result.stats["reason"], result.stats
+
+
+def test_a_matmul_of_two_constants_is_refused(tmp_path: Path) -> None:
+    """[1e8, 1 (x15), -1e8] . ones is 15 exactly (and in numpy), 0 in onnxruntime's
+    in-order sum: the folded weight depends on the kernel."""
+    from meetup_ros.verification import VerificationInputError
+
+    path = _graph_file(tmp_path, "constmm", [
+        helper.make_node("MatMul", ["A", "B"], ["C"]),
+        helper.make_node("MatMul", ["x", "C"], ["y"])],
+        [_const("A", [[1e8] + [1.0] * 15 + [-1e8]]), _const("B", [[1.0]] * 17)], 1, 1)
+    with pytest.raises(VerificationInputError, match="MatMul of two constants"):
+        load_network(path)
+
+
+def test_sessions_run_the_graph_that_was_proven(tmp_path: Path, caplog) -> None:
+    """onnxruntime's extended level fuses (x * 1e-30) @ 1e30 into one FusedMatMul whose
+    x @ 1e30 overflows; the sessions this project runs (confirm, the controller) stay at the
+    basic level, where the graph is evaluated as written, and the loader says so."""
+    import onnxruntime as ort
+
+    from meetup_ros.control.network import GovernorRuntime
+
+    path = _graph_file(tmp_path, "fusion", [
+        helper.make_node("Mul", ["x", "s"], ["t"]),
+        helper.make_node("MatMul", ["t", "W"], ["y"])],
+        [_const("s", [1e-30]), _const("W", [[1e30]])], 1, 1)
+    with caplog.at_level("WARNING"):
+        net = load_network(path)
+    assert "FusedMatMul" in caplog.text
+    x = np.array([5e9], dtype=np.float32)
+    default = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert np.isinf(default.run(None, {"x": x.reshape(1, 1)})[0]).all()  # what is not proven
+    assert onnxruntime_forward(str(path), x)[0] == pytest.approx(5e9, rel=1e-6)
+    unsafe = Disjunct(np.array([1e9]), np.array([1e10]), np.array([[-1.0]]), np.array([-1e11]))
+    assert verify(net, Property((unsafe,), 1, 1), timeout_s=5.0).status == "unsat"
+    governor = GovernorRuntime(REPO / "models" / "governor.onnx")
+    level = governor._session.get_session_options().graph_optimization_level
+    assert level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+
+
+def test_models_onnxruntime_cannot_run_and_unsupported_constant_casts(tmp_path: Path) -> None:
+    from meetup_ros.verification import VerificationInputError
+
+    double = numpy_helper.from_array(np.array([1.0]), "c")  # float64 + float32 input
+    path = _graph_file(tmp_path, "double", [helper.make_node("Add", ["x", "c"], ["y"])],
+                       [double], 1, 1)
+    with pytest.raises(VerificationInputError, match="onnxruntime cannot load it"):
+        load_network(path)
+    # a constant cast to int64 (a Reshape's shape) is applied, not refused as input-dependent
+    path = _graph_file(tmp_path, "castint", [
+        helper.make_node("Cast", ["s"], ["si"], to=TensorProto.INT64),
+        helper.make_node("Reshape", ["x", "si"], ["y"])], [_const("s", [1.0, 1.0])], 1, 1)
+    assert load_network(path).n_outputs == 1
+    path = _graph_file(tmp_path, "divzero", [helper.make_node("Div", ["x", "z"], ["y"])],
+                       [_const("z", [0.0])], 1, 1)
+    with pytest.raises(VerificationInputError, match="divides by a constant with zero"):
+        load_network(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from meetup_ros.cli import CommandError
@@ -93,6 +94,8 @@ def _verify(args: argparse.Namespace) -> int:
         logger.debug("verify failed", exc_info=True)
         text, error = "error\n", f"internal error: {type(exc).__name__}: {exc}"
     print(text, end="")
+    if error is None and result.status == "timeout":  # say why nothing was decided
+        print(f"undecided: {result.stats.get('reason') or 'deadline'}", file=sys.stderr)
     if args.result is not None:
         try:
             args.result.write_text(text)

@@ -122,12 +122,13 @@ class GovernorRuntime:
     def __init__(self, path: str | Path) -> None:
         import onnxruntime as ort
 
+        from meetup_ros.verification.falsify import ort_session_options
+
         self.path = Path(path)
         if not self.path.is_file():
             raise ControlError(f"controller network {str(self.path)!r} does not exist")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
+        # the options the verifier's proofs assume (graph rewrites it models only)
+        options = ort_session_options()
         try:
             self._session = ort.InferenceSession(
                 str(self.path), sess_options=options, providers=["CPUExecutionProvider"]

@@ -140,14 +140,31 @@ def pgd_search(
     return best_x, best_v
 
 
-@lru_cache(maxsize=8)
-def _ort_session(path: str):
+def ort_session_options():
+    """onnxruntime session options for running a verified network: one thread, and graph
+    optimisation at the basic level only.
+
+    The proofs cover the graph's own operations, each rounded in float32
+    (:mod:`rounding`). onnxruntime's extended level rewrites it: FusedMatMul folds scalar
+    Mul/Div around a MatMul into one factor, so other values are rounded and can overflow
+    (a tester's (x * 1e-30) @ 1e30 is inf there, x in the file's graph). The basic level
+    only folds constants and fuses MatMul + Add into Gemm, which the model covers.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    return ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    return options
+
+
+@lru_cache(maxsize=8)
+def _ort_session(path: str):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(path, sess_options=ort_session_options(),
+                                providers=["CPUExecutionProvider"])
 
 
 def onnxruntime_forward(path: str, x: np.ndarray) -> np.ndarray:

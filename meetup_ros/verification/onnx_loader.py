@@ -8,9 +8,11 @@ must be a chain (no tensor from an earlier stage is used after a ReLU).
 
 Supported: Gemm, MatMul, Add, Sub, Mul, Div (by constants), Neg, Relu, Flatten, Reshape,
 Squeeze, Unsqueeze, Identity, Constant, Cast (of the input's values: to float only; of
-constants: any float type, applied). The input must be float32. Constants keep their type, and
-arithmetic between them is done in it. Initializers that are also listed as
-graph inputs (old exporters) are constants.
+constants: float16/float/double or int32/int64, applied). The input must be float32. Constants
+keep their type, and elementwise arithmetic between them is done in it, correctly rounded as
+onnxruntime does; a MatMul of two constants is refused (its value depends on the kernel's
+summation order). Initializers that are also listed as graph inputs (old exporters) are
+constants. A model onnxruntime cannot load is refused.
 
 Each input-dependent operation is also followed in float32 (:class:`rounding.Tracked`): the
 network comes with the rounding of its evaluation as the graph writes it, operation by
@@ -155,8 +157,46 @@ def load_onnx(path: str | Path) -> Network:
     biases.append(result.t.c)
     rounding.append(result.t.layer())
     logger.debug("loaded %s: layers %s", name, [w.shape for w in weights])
-    return Network(weights, biases, source=name, source_kind="onnx", precision="float32",
-                   rounding=rounding)
+    network = Network(weights, biases, source=name, source_kind="onnx", precision="float32",
+                      rounding=rounding)
+    _check_onnxruntime_runs(path, name)
+    _warn_on_scale_fusion(graph, values, name)
+    return network
+
+
+def _check_onnxruntime_runs(path: Path, name: str) -> None:
+    """A proof about a model onnxruntime refuses to load is a proof about nothing that runs
+    (a tester's double constant added to the float input: types onnxruntime rejects)."""
+    from meetup_ros.verification.falsify import _ort_session
+
+    try:
+        _ort_session(str(path))
+    except Exception as exc:  # onnxruntime's own Fail/InvalidGraph/NotImplemented types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VerificationInputError(
+            f"network {name!r}: onnxruntime cannot load it ({first}); the verifier "
+            "proves properties of what onnxruntime runs") from exc
+
+
+def _warn_on_scale_fusion(graph: Any, values: dict[str, Any], name: str) -> None:
+    """Say when onnxruntime's extended optimisations would evaluate another graph than the
+    one proven: a Mul/Div by a scalar constant next to a MatMul becomes one FusedMatMul."""
+    producers = {o: n for n in graph.node for o in n.output}
+    for node in graph.node:
+        if node.op_type not in ("Mul", "Div"):
+            continue
+        scalar = any(not isinstance(values.get(i), _Sym) and values.get(i) is not None
+                     and np.size(values[i]) == 1 for i in node.input)
+        near = any(producers.get(i) is not None and producers[i].op_type == "MatMul"
+                   for i in node.input) or any(
+            node.output[0] in n.input and n.op_type == "MatMul" for n in graph.node)
+        if scalar and near:
+            logger.warning(
+                "network %r: %s %r by a scalar next to a MatMul: onnxruntime's extended graph "
+                "optimisations fuse them (FusedMatMul), which rounds differently from this "
+                "graph; the proof holds for sessions at graph_optimization_level basic "
+                "(falsify.ort_session_options)", name, node.op_type, node.name)
+            return
 
 
 def _const(v: np.ndarray | _Sym, label: str, name: str, what: str) -> np.ndarray:
@@ -203,6 +243,18 @@ def _apply(op, attrs, node, get, label, name):
                                  int(TensorProto.DOUBLE): np.float64}
         if not isinstance(x, _Sym) and to in exact:
             return np.asarray(x).astype(exact[to])  # a constant: the cast itself, exactly
+        integers: dict[int, Any] = {int(TensorProto.INT64): np.int64,
+                                    int(TensorProto.INT32): np.int32}
+        if not isinstance(x, _Sym):
+            if to not in integers:
+                raise VerificationInputError(
+                    f"network {name!r} {label}: Cast of a constant to type {attrs.get('to')!r}; "
+                    "supported: float16, float, double, int32, int64")
+            value = np.asarray(x)
+            if not np.all(np.isfinite(value)):
+                raise VerificationInputError(
+                    f"network {name!r} {label}: Cast of a non-finite constant to an integer")
+            return np.trunc(value).astype(integers[to])  # toward zero, as onnxruntime
         # A float32 value cast to float is itself. To half precision it is rounded (11
         # significant bits), and a detour through double ends in a rounding back to float
         # (a tester's (float(double(x) + 1e-9) - x) * 1e12 is 0 in onnxruntime, 1000 in
@@ -252,7 +304,10 @@ def _apply(op, attrs, node, get, label, name):
         x, k = (a, b) if isinstance(a, _Sym) else (b, a)
         assert isinstance(x, _Sym)
         k64 = np.asarray(k, dtype=np.float64)  # x / k, not x * float32(1 / k)
-        with np.errstate(divide="ignore", invalid="ignore"):  # refused below, by name
+        if op == "Div" and np.any(k64 == 0):
+            raise VerificationInputError(
+                f"network {name!r} {label}: divides by a constant with zero entries")
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite: refused by Network
             return _Sym(x.stage, x.t.scale(_broadcast_vec(k64, x.shape), divide=op == "Div"),
                         x.shape)
     if op == "Neg":
@@ -263,6 +318,14 @@ def _apply(op, attrs, node, get, label, name):
     if op == "MatMul":
         a, b = get(0), get(1)
         if not isinstance(a, _Sym) and not isinstance(b, _Sym):
+            if np.ndim(a) >= 1 and np.shape(a)[-1] > 1:
+                # A sum of products in float32 depends on the kernel's order: a tester's
+                # [1e8, 1 (x15), -1e8] . ones is 15 in numpy and 0 in onnxruntime.
+                raise VerificationInputError(
+                    f"network {name!r} {label}: a MatMul of two constants (inner size "
+                    f"{np.shape(a)[-1]}): its float32 value depends on onnxruntime's summation "
+                    "order, which the verifier cannot know; fold it into one initializer "
+                    "(e.g. torch.onnx.export(..., do_constant_folding=True))")
             return a @ b
         if not isinstance(a, _Sym):
             raise VerificationInputError(

@@ -21,8 +21,9 @@ sections 2.2 and 3.1):
 - a dot product of ``n`` terms: ``|fl(w.t) - w.t| <= gamma_n |w|.|t|`` with
   ``gamma_n = n u / (1 - n u)``, whatever the summation order, with or without FMA; blocked
   or vectorised kernels only reorder the sum. Four more terms of slack (``gamma_(n+4)``)
-  cover onnxruntime's fusions that fold a following bias, scale or division (as a product
-  with the rounded reciprocal) into the product, which round differently from the file;
+  cover a kernel that folds the following bias into the sum (onnxruntime's MatMul + Add ->
+  Gemm at its basic optimisation level). Every product and partial sum is bounded too:
+  3e38 + 3e38 overflows on the way to a result that cancels;
 - an addition, subtraction, multiplication or division by a constant: one rounding, ``u``
   times the result's magnitude;
 - every product or sum may also underflow (or be flushed to zero): at most the smallest
@@ -33,10 +34,13 @@ Magnitudes are tracked too (``|t~| <= K |h~| + k``), for the next operation's er
 overflow: a block whose values could pass the format's largest number is never proven
 (:meth:`LayerRounding.peak`).
 
-Not modelled: a runtime that rewrites the graph further than that, so that other values are
-rounded than the file's operations (folding a division into the weights, reassociating
-elementwise chains). The bounds' own float64 arithmetic is not modelled either: it is 2^29
-times finer than this allowance.
+Not modelled: a runtime that rewrites the graph further, so that other values are rounded
+than the file's operations. onnxruntime's extended level does (FusedMatMul folds scalar
+Mul/Div around a MatMul into one factor), so this project's sessions run at the basic level
+(``falsify.ort_session_options``) and the loader warns where the extended level would fuse.
+A MatMul of two constants is refused: its float32 value depends on the kernel's summation
+order. The bounds' own float64 arithmetic is not modelled either: it is 2^29 times finer than
+this allowance.
 """
 
 from __future__ import annotations
@@ -129,12 +133,16 @@ class Tracked:
         return np.abs(self.M) + self.G, np.abs(self.c) + self.g
 
     def _with(self, M: np.ndarray, c: np.ndarray, G: np.ndarray, g: np.ndarray,
-              others: tuple[Tracked, ...] = ()) -> Tracked:
-        """A new tensor; its peak also covers its own magnitude and its operands' peaks."""
-        K, k = np.abs(M) + G, np.abs(c) + g
-        P = K.max(0) if K.shape[0] else np.zeros(K.shape[1])
-        P = np.maximum(P, self.P)
-        p = max(float(k.max()) if k.size else 0.0, self.p)
+              others: tuple[Tracked, ...] = (),
+              inside: tuple[np.ndarray, np.ndarray] | None = None) -> Tracked:
+        """A new tensor; its peak also covers its own magnitude, its operands' peaks and
+        ``inside`` (``(K, k)``: what the operation computes on the way, e.g. a dot
+        product's partial sums)."""
+        P, p = self.P, self.p
+        for K, k in ((np.abs(M) + G, np.abs(c) + g), *(() if inside is None else (inside,))):
+            if K.shape[0]:
+                P = np.maximum(P, K.max(0))
+            p = max(p, float(k.max()) if k.size else 0.0)
         for o in others:
             P, p = np.maximum(P, o.P), max(p, o.p)
         return Tracked(M, c, G, g, P, p, self.fmt)
@@ -157,7 +165,11 @@ class Tracked:
         c = (self.c.reshape(rows, k) @ W).reshape(-1)
         G = apply(self.G + gam * K, absW)
         g = ((self.g + gam * kk).reshape(rows, k) @ absW).reshape(-1) + k * self.fmt.tiny
-        return self._with(M, c, G, g)
+        # every product and partial sum is at most sum |w| |t| (times 1 + gamma): the result
+        # can be small by cancellation while 3e38 + 3e38 on the way is inf (a tester's)
+        partial = (apply(K, absW) * (1 + gam), (kk.reshape(rows, k) @ absW).reshape(-1)
+                   * (1 + gam))
+        return self._with(M, c, G, g, inside=partial)
 
     def add_const(self, v: np.ndarray) -> Tracked:
         """``t + v``, ``v`` a constant vector of the tensor's size."""

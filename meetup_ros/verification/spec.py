@@ -166,6 +166,13 @@ def parse_constraint(text: str, names: Sequence[str], where: str = "constraint"
     )
 
 
+def _is_number(text: str) -> bool:
+    try:
+        return not math.isnan(float(text))
+    except ValueError:
+        return False
+
+
 def _bound_list(value: object, n: int, default: float, where: str) -> np.ndarray:
     if not isinstance(value, list) or len(value) != n:
         raise VerificationInputError(f"{where}: {value!r}; expected a list of {n} numbers")
@@ -173,7 +180,8 @@ def _bound_list(value: object, n: int, default: float, where: str) -> np.ndarray
     for i, v in enumerate(value):
         if v is None or (isinstance(v, float) and math.isnan(v)):
             out[i] = default
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+        elif (isinstance(v, (int, float)) and not isinstance(v, bool)) or (
+                isinstance(v, str) and _is_number(v)):  # YAML 1.1 reads 1e9 as a string
             out[i] = float(v)
         else:
             raise VerificationInputError(f"{where}[{i}]: {v!r} is not a number")
