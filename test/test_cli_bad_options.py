@@ -31,6 +31,14 @@ def test_demo_refuses_a_bad_rate_or_timeout(tmp_path: Path, capsys: pytest.Captu
     assert not out_dir.exists()  # nothing started
 
 
+def test_demo_names_the_missing_bag_as_typed(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A fresh user's `demo --bag bags/missing_bag` named only the data/ fallback."""
+    assert main(["demo", "--bag", "bags/missing_bag", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "bag 'bags/missing_bag' does not exist (nor " in err and "data" in err
+
+
 def test_demo_bad_rate_from_the_shell_has_no_traceback(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "meetup_ros.cli", "demo", "--out", str(tmp_path / "d"),

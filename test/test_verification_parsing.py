@@ -424,3 +424,28 @@ def test_property_file_that_is_not_text_is_named(tmp_path: Path) -> None:
     path.write_bytes(b"input:\xff\xfe\n")
     with pytest.raises(VerificationInputError, match=r"binary\.yaml' is not UTF-8 text"):
         load_property_yaml(path)
+
+
+def test_vnnlib_decimals_are_exact_and_bounds_round_outward() -> None:
+    """A tester's 0.03 X_0 >= 0.9 with X_0 <= 30: the one point x = 30, which float
+    division made 30.000000000000004 and an empty (so "unsat") box."""
+    prop = parse_vnnlib(HEAD + "(assert (>= (* 0.03 X_0) 0.9))\n(assert (<= X_0 30))\n"
+                               "(assert (>= Y_0 29.5))\n", "point.vnnlib")
+    (d,) = prop.disjuncts
+    assert d.lower[0] <= 30.0 <= d.upper[0]
+    # 1/3 is no float: the box holds it (rounded down below, up above)
+    prop = parse_vnnlib(HEAD + "(assert (>= (* 3 X_0) 1))\n(assert (<= (* 3 X_0) 1))\n"
+                               "(assert (<= Y_0 0.1))\n", "third.vnnlib")
+    (d,) = prop.disjuncts
+    from fractions import Fraction
+    assert Fraction(d.lower[0]) <= Fraction(1, 3) <= Fraction(d.upper[0])
+    assert d.lower[0] < d.upper[0]
+    # the output bound 0.1 (no float) rounds up: the unsafe set read holds the written one
+    assert Fraction(d.rhs[0]) >= Fraction(1, 10)
+
+
+@pytest.mark.parametrize("number", ["1_0", "\u0661", "nan", "inf", "0x10", "1e999"])
+def test_vnnlib_numbers_are_ascii_decimals(number: str) -> None:
+    with pytest.raises(VerificationInputError, match="line 3"):
+        parse_vnnlib(HEAD + f"(assert (<= X_0 {number}))\n(assert (>= X_0 0))\n",
+                     "number.vnnlib")

@@ -237,3 +237,83 @@ def test_models_onnxruntime_cannot_run_and_unsupported_constant_casts(tmp_path: 
                        [_const("z", [0.0])], 1, 1)
     with pytest.raises(VerificationInputError, match="divides by a constant with zero"):
         load_network(path)
+
+
+def test_operators_outside_the_standard_domain_are_refused(tmp_path: Path) -> None:
+    """A tester's 'Relu' in domain 'evil', a model-local function whose body is Neg:
+    onnxruntime runs the Neg, and reading the node by its name proved y = relu(x) >= 0."""
+    from meetup_ros.verification import VerificationInputError
+
+    body = helper.make_function("evil", "Relu", ["a"], ["b"],
+                                [helper.make_node("Neg", ["a"], ["b"])],
+                                [helper.make_opsetid("", 13)])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], domain="evil")], "local",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])])
+    model = helper.make_model(graph, functions=[body], opset_imports=[
+        helper.make_opsetid("", 13), helper.make_opsetid("evil", 1)])
+    model.ir_version = 8
+    path = tmp_path / "local.onnx"
+    path.write_bytes(model.SerializeToString())
+    assert onnxruntime_forward(str(path), np.array([1.0]))[0] == -1.0  # what runs
+    with pytest.raises(VerificationInputError, match="model-local functions"):
+        load_network(path)
+    del model.functions[:]
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(VerificationInputError, match="domain 'evil'"):
+        load_network(path)
+
+
+@pytest.mark.parametrize(("op", "a", "b", "expected"), [
+    ("Div", 7, 2, 3.0),  # truncating integer division, not 3.5
+    ("Div", -7, 2, -3.0),  # toward zero, not numpy's floor (-4)
+    ("Sub", 2**62 + 1, 2**62, 1.0),  # exact in int64, 0 through float64
+    ("Add", 2**62 + 1, -(2**62), 1.0),
+    ("Mul", 3, -5, -15.0),
+])
+def test_integer_constants_fold_like_onnxruntime(tmp_path: Path, op: str, a: int, b: int,
+                                                 expected: float) -> None:
+    """A tester's two wrong "unsat"s: int64 7 / 2 read as 3.5 and (2^62 + 1) - 2^62 as 0."""
+    ints = [numpy_helper.from_array(np.array([a], dtype=np.int64), "a"),
+            numpy_helper.from_array(np.array([b], dtype=np.int64), "b")]
+    path = _graph_file(tmp_path, f"int{op}", [
+        helper.make_node(op, ["a", "b"], ["k"]),
+        helper.make_node("Cast", ["k"], ["kf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["x", "kf"], ["y"])], ints, 1, 1)
+    assert onnxruntime_forward(str(path), np.array([1.0]))[0] == expected
+    net = load_network(path)
+    assert float(net.forward(np.array([1.0]))[0]) == expected
+    # the property "y is within 0.4 of the misread value" must not be proven
+    wrong = {"Div": 3.5 if a > 0 else -3.5, "Sub": 0.0, "Add": 0.0, "Mul": -15.0}[op]
+    if wrong != expected:
+        unsafe = (Disjunct(np.array([1.0]), np.array([1.0]), np.array([[1.0]]),
+                           np.array([wrong - 0.4])),
+                  Disjunct(np.array([1.0]), np.array([1.0]), np.array([[-1.0]]),
+                           np.array([-wrong - 0.4])))
+        assert verify(net, Property(unsafe, 1, 1), timeout_s=5.0).status == "sat"
+
+
+def test_relu_of_a_constant_folds_in_its_type(tmp_path: Path) -> None:
+    path = _graph_file(tmp_path, "reluconst", [
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Add", ["x", "r"], ["y"])], [_const("c", [-2.0])], 1, 1)
+    net = load_network(path)
+    assert float(net.forward(np.array([1.5]))[0]) == 1.5
+    assert len(net.weights) == 1  # a constant's ReLU closes no layer
+
+
+def test_scale_fusion_warning_looks_through_identity_and_cast(tmp_path: Path, caplog) -> None:
+    """A tester's (x * 1e-38) -> Identity / Cast -> MatMul 1e38: fused at the extended
+    level all the same, and no warning was given."""
+    for between in ("Identity", "Cast"):
+        attrs = {"to": TensorProto.FLOAT} if between == "Cast" else {}
+        path = _graph_file(tmp_path, f"fuse{between}", [
+            helper.make_node("Mul", ["x", "s"], ["t"]),
+            helper.make_node(between, ["t"], ["u"], **attrs),
+            helper.make_node("MatMul", ["u", "W"], ["y"])],
+            [_const("s", [1e-38]), _const("W", [[1e38]])], 1, 1)
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            load_network(path)
+        assert "FusedMatMul" in caplog.text, between

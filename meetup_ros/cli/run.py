@@ -560,7 +560,8 @@ def _demo(args: argparse.Namespace) -> int:
     check_positive_option("--timeout", args.timeout)
     bag = paths.data_path(args.bag)
     if not bag.exists():
-        raise CommandError(f"bag {str(bag)!r} does not exist")
+        looked = "" if bag == Path(args.bag) else f" (nor {str(bag)!r} under data/)"
+        raise CommandError(f"bag {args.bag!r} does not exist{looked}")
     from meetup_ros.bags.errors import BagError
     from meetup_ros.bags.reader import bag_info
 

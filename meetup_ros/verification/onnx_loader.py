@@ -9,10 +9,12 @@ must be a chain (no tensor from an earlier stage is used after a ReLU).
 Supported: Gemm, MatMul, Add, Sub, Mul, Div (by constants), Neg, Relu, Flatten, Reshape,
 Squeeze, Unsqueeze, Identity, Constant, Cast (of the input's values: to float only; of
 constants: float16/float/double or int32/int64, applied). The input must be float32. Constants
-keep their type, and elementwise arithmetic between them is done in it, correctly rounded as
-onnxruntime does; a MatMul of two constants is refused (its value depends on the kernel's
-summation order). Initializers that are also listed as graph inputs (old exporters) are
-constants. A model onnxruntime cannot load is refused.
+keep their type, and elementwise arithmetic between them is done in it as onnxruntime does it
+(floats correctly rounded; integers wrap, and their Div truncates toward zero); a MatMul of
+two constants is refused (its value depends on the kernel's summation order). Only the
+standard ONNX domain is read: a node in another domain, or a model with local functions
+(where "Relu" may be defined as anything), is refused. Initializers that are also listed as
+graph inputs (old exporters) are constants. A model onnxruntime cannot load is refused.
 
 Each input-dependent operation is also followed in float32 (:class:`rounding.Tracked`): the
 network comes with the rounding of its evaluation as the graph writes it, operation by
@@ -73,6 +75,8 @@ def load_onnx(path: str | Path) -> Network:
         ) from exc
     graph = model.graph
     name = str(path)
+    _check_standard_operators(model, name)
+    produced_by = {o: i for i, n in enumerate(graph.node) for o in n.output}
     values: dict[str, np.ndarray | _Sym] = {}
     # Constants keep their own type: arithmetic between constants is folded in it, as
     # onnxruntime computes it (a tester's c1 * c1 - c3 is 0 in float32 and 2^-46 in float64,
@@ -111,9 +115,11 @@ def load_onnx(path: str | Path) -> Network:
             if i >= len(inputs) or inputs[i] == "":
                 raise VerificationInputError(f"network {name!r} {label}: missing input {i}")
             if inputs[i] not in values:
+                later = produced_by.get(inputs[i])
                 raise VerificationInputError(
                     f"network {name!r} {label}: input {inputs[i]!r} is not produced earlier"
-                )
+                    + (f" (node {later} produces it: the nodes are not in topological order, "
+                       "which ONNX requires)" if later is not None else ""))
             v = values[inputs[i]]
             if isinstance(v, _Sym) and v.stage != stage:
                 raise VerificationInputError(
@@ -132,9 +138,8 @@ def load_onnx(path: str | Path) -> Network:
             raise VerificationInputError(
                 f"network {name!r} {label}: cannot evaluate ({exc})"
             ) from exc
-        if op == "Relu":
+        if op == "Relu" and isinstance(out, _Sym):
             x = out
-            assert isinstance(x, _Sym)
             weights.append(x.t.M)
             biases.append(x.t.c)
             rounding.append(x.t.layer())
@@ -164,6 +169,25 @@ def load_onnx(path: str | Path) -> Network:
     return network
 
 
+def _check_standard_operators(model: Any, name: str) -> None:
+    """Every node must be a standard ONNX operator, read by its schema.
+
+    A node is interpreted by its op_type; in another domain, or defined by a model-local
+    function, the same name can mean anything (a tester's ``Relu`` in domain 'evil' was a
+    Neg inside, which onnxruntime ran and the verifier read as a ReLU: a wrong "unsat").
+    """
+    if len(model.functions):
+        raise VerificationInputError(
+            f"network {name!r}: defines model-local functions "
+            f"{sorted(f.name for f in model.functions)!r}; only standard ONNX operators are "
+            "supported (inline them, e.g. onnx.inliner.inline_local_functions)")
+    for index, node in enumerate(model.graph.node):
+        if node.domain not in ("", "ai.onnx"):
+            raise VerificationInputError(
+                f"network {name!r} node {index} {node.name!r} ({node.op_type}): operator "
+                f"domain {node.domain!r}; only the standard ONNX domain is supported")
+
+
 def _check_onnxruntime_runs(path: Path, name: str) -> None:
     """A proof about a model onnxruntime refuses to load is a proof about nothing that runs
     (a tester's double constant added to the float input: types onnxruntime rejects)."""
@@ -178,18 +202,43 @@ def _check_onnxruntime_runs(path: Path, name: str) -> None:
             "proves properties of what onnxruntime runs") from exc
 
 
+# Nodes onnxruntime's basic level removes before the extended level fuses: a scale and a
+# MatMul with these between them still fuse (a tester's Mul -> Identity/Cast -> MatMul).
+_PASS_THROUGH = ("Identity", "Cast", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
+
+
 def _warn_on_scale_fusion(graph: Any, values: dict[str, Any], name: str) -> None:
     """Say when onnxruntime's extended optimisations would evaluate another graph than the
-    one proven: a Mul/Div by a scalar constant next to a MatMul becomes one FusedMatMul."""
+    one proven: a Mul/Div by a scalar constant next to a MatMul becomes one FusedMatMul.
+    Pass-through nodes between them are looked through (the warning errs on the side of
+    saying it)."""
     producers = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def upstream_matmul(tensor: str) -> bool:
+        node = producers.get(tensor)
+        while node is not None and node.op_type in _PASS_THROUGH and node.input:
+            node = producers.get(node.input[0])
+        return node is not None and node.op_type == "MatMul"
+
+    def downstream_matmul(tensor: str, depth: int = 0) -> bool:
+        for n in consumers.get(tensor, []):
+            if n.op_type == "MatMul":
+                return True
+            if (n.op_type in _PASS_THROUGH and n.input and n.input[0] == tensor
+                    and depth < 64 and downstream_matmul(n.output[0], depth + 1)):
+                return True
+        return False
+
     for node in graph.node:
         if node.op_type not in ("Mul", "Div"):
             continue
         scalar = any(not isinstance(values.get(i), _Sym) and values.get(i) is not None
                      and np.size(values[i]) == 1 for i in node.input)
-        near = any(producers.get(i) is not None and producers[i].op_type == "MatMul"
-                   for i in node.input) or any(
-            node.output[0] in n.input and n.op_type == "MatMul" for n in graph.node)
+        near = any(upstream_matmul(i) for i in node.input) or downstream_matmul(node.output[0])
         if scalar and near:
             logger.warning(
                 "network %r: %s %r by a scalar next to a MatMul: onnxruntime's extended graph "
@@ -197,6 +246,55 @@ def _warn_on_scale_fusion(graph: Any, values: dict[str, Any], name: str) -> None
                 "graph; the proof holds for sessions at graph_optimization_level basic "
                 "(falsify.ort_session_options)", name, node.op_type, node.name)
             return
+
+
+def _fold_constants(op: str, a: np.ndarray, b: np.ndarray, label: str, name: str
+                    ) -> np.ndarray:
+    """Add/Sub/Mul/Div of two constants in their own type, as onnxruntime computes them.
+
+    Floats: one correctly rounded operation in their precision. Integers: wrapping
+    arithmetic, and Div truncates toward zero (C++'s /), not numpy's true or floor division
+    (a tester's int64 7 / 2 read as 3.5, and 2^62 + 1 - 2^62 as 0 through float64, both
+    wrong "unsat"s).
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype != b.dtype:
+        raise VerificationInputError(
+            f"network {name!r} {label}: {op} of constants of types {a.dtype} and {b.dtype}; "
+            "ONNX requires one type")
+    if np.issubdtype(a.dtype, np.integer):
+        with np.errstate(over="ignore"):
+            if op == "Add":
+                return a + b
+            if op == "Sub":
+                return a - b
+            if op == "Mul":
+                return a * b
+            if np.any(b == 0):
+                raise VerificationInputError(
+                    f"network {name!r} {label}: integer division by a constant with zero "
+                    "entries")
+            a, b = np.broadcast_arrays(a, b)
+            # in Python integers: exact, and |minimum| does not wrap
+            q = [abs(int(x)) // abs(int(y)) * (-1 if (x < 0) != (y < 0) else 1)
+                 for x, y in zip(a.reshape(-1), b.reshape(-1), strict=True)]
+            info = np.iinfo(a.dtype)
+            if any(not info.min <= v <= info.max for v in q):
+                raise VerificationInputError(
+                    f"network {name!r} {label}: integer division overflows {a.dtype}")
+            return np.array(q, dtype=a.dtype).reshape(a.shape)
+    if not np.issubdtype(a.dtype, np.floating):
+        raise VerificationInputError(
+            f"network {name!r} {label}: {op} of constants of type {a.dtype}; supported: "
+            "floating point and integer types")
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if op == "Add":
+            return a + b
+        if op == "Sub":
+            return a - b
+        if op == "Mul":
+            return a * b
+        return a / b
 
 
 def _const(v: np.ndarray | _Sym, label: str, name: str, what: str) -> np.ndarray:
@@ -273,13 +371,13 @@ def _apply(op, attrs, node, get, label, name):
     if op == "Relu":
         x = get(0)
         if not isinstance(x, _Sym):
-            return np.maximum(x, 0.0)
+            return np.maximum(x, np.zeros((), np.asarray(x).dtype))  # in the constant's type
         return x
     if op in ("Add", "Sub"):
         a, b = get(0), get(1)
         sign = 1.0 if op == "Add" else -1.0
         if not isinstance(a, _Sym) and not isinstance(b, _Sym):
-            return a + sign * b
+            return _fold_constants(op, a, b, label, name)
         if isinstance(a, _Sym) and isinstance(b, _Sym):
             if a.shape != b.shape:
                 raise VerificationInputError(
@@ -294,7 +392,7 @@ def _apply(op, attrs, node, get, label, name):
     if op in ("Mul", "Div"):
         a, b = get(0), get(1)
         if not isinstance(a, _Sym) and not isinstance(b, _Sym):
-            return a * b if op == "Mul" else a / b
+            return _fold_constants(op, a, b, label, name)
         if op == "Div" and isinstance(b, _Sym):
             raise VerificationInputError(f"network {name!r} {label}: division by the input")
         if isinstance(a, _Sym) and isinstance(b, _Sym):

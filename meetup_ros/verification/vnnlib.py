@@ -8,14 +8,23 @@ input (``X_i <= c``), the atoms over outputs become the linear conjunction. Stri
 non-strict comparisons are both read as non-strict (a closed unsafe set), which is the
 conservative reading for "unsat"; a "sat" counterexample may then sit exactly on a strict
 bound (margin 0), as in VNN-COMP's own checker. Errors name the line.
+
+Numbers are decimals read exactly (``fractions.Fraction``) and the arithmetic of the linear
+terms is exact; only the results become float64, rounded outward: an input bound ``0.03 X_0
+>= 0.9`` is X_0 >= 30, not >= 30.000000000000004 (which emptied a tester's box and made its
+one unsafe point "unsat"), and an output constraint's right-hand side is rounded up, so the
+unsafe set read contains the one written. Output coefficients are rounded to nearest (exact
+for the integers properties use).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +35,21 @@ from meetup_ros.verification.spec import Disjunct, Property
 logger = logging.getLogger(__name__)
 
 _TOKEN = re.compile(r"\(|\)|[^\s()]+")
+# ASCII decimals only: Python's float() also takes "1_0", "nan" and non-ASCII digits
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _MAX_DISJUNCTS = 10_000
+_Linear = tuple[dict[str, Fraction], Fraction]
+
+
+def _float_out(value: Fraction, up: bool) -> float:
+    """The float64 nearest ``value`` on the side away from the set: above it if ``up``."""
+    f = float(value)
+    exact = Fraction(f)
+    if up and exact < value:
+        f = math.nextafter(f, math.inf)
+    elif not up and exact > value:
+        f = math.nextafter(f, -math.inf)
+    return f
 
 
 @dataclass
@@ -90,17 +113,19 @@ class _Reader:
             raise self.fail(node, f"variable {name!r} declared twice")
         table[name] = int(m.group(2))
 
-    def linear(self, node: _Node) -> tuple[dict[str, float], float]:
-        """A term -> ({variable: coefficient}, constant)."""
+    def linear(self, node: _Node) -> _Linear:
+        """A term -> ({variable: coefficient}, constant), exactly."""
         if node.text is not None:
             if node.text in self.inputs or node.text in self.outputs:
-                return {node.text: 1.0}, 0.0
-            try:
-                value = float(node.text)
-            except ValueError:
-                raise self.fail(node, f"unknown variable or number {node.text!r}") from None
-            if not np.isfinite(value):  # Python reads "nan" and "inf"; VNN-LIB has neither
+                return {node.text: Fraction(1)}, Fraction(0)
+            if node.text.lstrip("+-").lower() in ("nan", "inf", "infinity"):
                 raise self.fail(node, f"{node.text!r} is not a finite number")
+            if _NUMBER.fullmatch(node.text) is None:
+                raise self.fail(node, f"unknown variable or number {node.text!r} (numbers are "
+                                      "ASCII decimals such as -0.5 or 1e-3)")
+            value = Fraction(node.text)
+            if abs(value) > Fraction(np.finfo(np.float64).max):
+                raise self.fail(node, f"{node.text!r} is beyond the float64 range")
             return {}, value
         items = node.items or []
         if not items or items[0].text not in ("+", "-", "*"):
@@ -110,38 +135,37 @@ class _Reader:
         if not parts:
             raise self.fail(node, f"({op}) without operands")
         if op == "+":
-            return self._sum(parts, [1.0] * len(parts))
+            return self._sum(parts, [1] * len(parts))
         if op == "-":
             if len(parts) == 1:
-                return self._sum(parts, [-1.0])
-            return self._sum(parts, [1.0] + [-1.0] * (len(parts) - 1))
+                return self._sum(parts, [-1])
+            return self._sum(parts, [1] + [-1] * (len(parts) - 1))
         constants = [p for p in parts if not p[0]]
         terms = [p for p in parts if p[0]]
         if len(terms) > 1:
             raise self.fail(node, "product of variables is not linear")
-        scale = float(np.prod([c for _, c in constants])) if constants else 1.0
+        scale = math.prod((c for _, c in constants), start=Fraction(1))
         if not terms:
             return {}, scale
         coeffs, const = terms[0]
         return {k: v * scale for k, v in coeffs.items()}, const * scale
 
     @staticmethod
-    def _sum(parts: list[tuple[dict[str, float], float]], signs: list[float]
-             ) -> tuple[dict[str, float], float]:
-        coeffs: dict[str, float] = {}
-        const = 0.0
+    def _sum(parts: list[_Linear], signs: list[int]) -> _Linear:
+        coeffs: dict[str, Fraction] = {}
+        const = Fraction(0)
         for (c, k), s in zip(parts, signs, strict=True):
             for name, v in c.items():
-                coeffs[name] = coeffs.get(name, 0.0) + s * v
+                coeffs[name] = coeffs.get(name, Fraction(0)) + s * v
             const += s * k
         return coeffs, const
 
-    def formula(self, node: _Node) -> list[list[tuple[_Node, dict[str, float], float]]]:
+    def formula(self, node: _Node) -> list[list[tuple[_Node, dict[str, Fraction], Fraction]]]:
         """DNF: list of conjunctions of atoms ``sum coeffs * v <= const``."""
         items = node.items or []
         head = items[0].text if items else None
         if head == "and":
-            result: list[list[tuple[_Node, dict[str, float], float]]] = [[]]
+            result: list[list[tuple[_Node, dict[str, Fraction], Fraction]]] = [[]]
             for sub in items[1:]:
                 result = [a + b for a, b in itertools.product(result, self.formula(sub))]
                 if len(result) > _MAX_DISJUNCTS:
@@ -150,7 +174,7 @@ class _Reader:
         if head == "or":
             if len(items) == 1:  # false: the property would hold vacuously, surely a slip
                 raise self.fail(node, "(or) with no operands")
-            out: list[list[tuple[_Node, dict[str, float], float]]] = []
+            out: list[list[tuple[_Node, dict[str, Fraction], Fraction]]] = []
             for sub in items[1:]:
                 out.extend(self.formula(sub))
             return out
@@ -159,10 +183,11 @@ class _Reader:
                 raise self.fail(node, f"({head} a b) needs two operands, got {len(items) - 1}")
             lc, lk = self.linear(items[1])
             rc, rk = self.linear(items[2])
+            zero = Fraction(0)
             if head in ("<=", "<"):  # l - r <= rk - lk
-                coeffs = self._sum([(lc, 0.0), (rc, 0.0)], [1.0, -1.0])[0]
+                coeffs = self._sum([(lc, zero), (rc, zero)], [1, -1])[0]
                 return [[(node, coeffs, rk - lk)]]
-            coeffs = self._sum([(rc, 0.0), (lc, 0.0)], [1.0, -1.0])[0]
+            coeffs = self._sum([(rc, zero), (lc, zero)], [1, -1])[0]
             return [[(node, coeffs, lk - rk)]]
         raise self.fail(node, f"unsupported formula head {head!r}; expected and, or, <=, >=, <, >")
 
@@ -193,7 +218,7 @@ def parse_vnnlib(text: str, source: str = "<string>") -> Property:
                                      "expected at least one of each")
     if not asserts:
         raise VerificationInputError(f"{source!r}: no assert")
-    dnf: list[list[tuple[_Node, dict[str, float], float]]] = [[]]
+    dnf: list[list[tuple[_Node, dict[str, Fraction], Fraction]]] = [[]]
     for a in asserts:
         dnf = [x + y for x, y in itertools.product(dnf, reader.formula(a))]
         if len(dnf) > _MAX_DISJUNCTS:
@@ -206,7 +231,7 @@ def parse_vnnlib(text: str, source: str = "<string>") -> Property:
         rhs: list[float] = []
         empty = False
         for node, coeffs, const in conj:
-            coeffs = {k: v for k, v in coeffs.items() if v != 0.0}
+            coeffs = {k: v for k, v in coeffs.items() if v != 0}
             xs = [k for k in coeffs if k in reader.inputs]
             ys = [k for k in coeffs if k in reader.outputs]
             if xs and ys:
@@ -216,17 +241,25 @@ def parse_vnnlib(text: str, source: str = "<string>") -> Property:
                     raise reader.fail(node, "constraint over several inputs; only bounds on one "
                                             "input are supported")
                 i, coef = reader.inputs[xs[0]], coeffs[xs[0]]
-                if coef > 0:
-                    upper[i] = min(upper[i], const / coef)
-                else:
-                    lower[i] = max(lower[i], const / coef)
+                bound = const / coef  # exact; rounded outward, the box can only grow
+                try:
+                    if coef > 0:
+                        upper[i] = min(upper[i], _float_out(bound, up=True))
+                    else:
+                        lower[i] = max(lower[i], _float_out(bound, up=False))
+                except OverflowError:
+                    raise reader.fail(node, "bound beyond the float64 range") from None
             elif ys:
                 row = np.zeros(n_out)
-                for k, v in coeffs.items():
-                    row[reader.outputs[k]] = v
+                try:
+                    for k, v in coeffs.items():
+                        row[reader.outputs[k]] = float(v)
+                    rhs.append(_float_out(const, up=True))  # the unsafe set can only grow
+                except OverflowError:
+                    raise reader.fail(node, "coefficient or bound beyond the float64 "
+                                            "range") from None
                 rows.append(row)
-                rhs.append(const)
-            elif const < 0.0:
+            elif const < 0:
                 empty = True  # a constant false atom (0 <= negative): no point satisfies it
                 break
         if empty or np.any(lower > upper):
