@@ -117,7 +117,8 @@ def test_demo_report_names_the_models_folder(tmp_path: Path) -> None:
     assert json.loads(json.dumps(weights)) == weights
 
 
-@pytest.mark.parametrize("setting", ["hidden=0", "unroll=0", "steps=two", "mono_pairs=-1"])
+@pytest.mark.parametrize("setting", ["hidden=0", "unroll=0", "steps=two", "mono_pairs=-1",
+                                     "pyramid=2", "mono_share=1.5", "mono_share=x"])
 def test_train_optimizer_rejects_bad_settings_before_training(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], setting: str
 ) -> None:

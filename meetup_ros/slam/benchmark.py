@@ -1,4 +1,5 @@
-"""Solver benchmark on held-out two-view pairs: learned step vs Gauss-Newton vs LM.
+"""Solver benchmark on held-out two-view pairs: learned step vs Gauss-Newton vs LM (and
+coarse-to-fine GN).
 
 Protocol (per pair): zero codes and the ground-truth relative pose perturbed by a seeded
 random increment (``rot_rad`` about a random axis, ``trans_frac`` of the baseline along a
@@ -8,6 +9,9 @@ error there is the target. For each solver we count the iterations (and wall tim
 its error is within ``tolerance`` (relative, default 0.5 %) of the target; a solver that never
 gets there is charged ``max_iterations`` and counted in ``*_not_reached``.
 ``learned_over_gn_iterations`` = sum of learned iterations / sum of GN iterations.
+Coarse-to-fine GN (``solvers.coarse_to_fine_gauss_newton``, the half-resolution level the
+learned step also reads, then the fine one) runs beside them as the classical answer to the
+same slowness: ``c2f_over_gn_iterations`` and ``learned_over_c2f_iterations``.
 
 Pairs: EuRoC stereo pairs >= 76 (held out from all training; pose = calibration, metric),
 the first ``MONO_HELD_OUT_PAIRS`` consecutive-frame pairs of the two KITTI snippets and of the
@@ -39,6 +43,7 @@ from meetup_ros.slam.learned import LearnedStep, learned_solve
 from meetup_ros.slam.solvers import (
     SolverResult,
     TwoViewProblem,
+    coarse_to_fine_gauss_newton,
     gauss_newton,
     levenberg_marquardt,
     make_problem,
@@ -111,7 +116,7 @@ def solver_comparison(
         raise SlamError("solver_comparison got no pairs; expected at least one two-view pair")
     rng = np.random.default_rng(cfg.seed)
     torch.set_num_threads(1)
-    names = ("learned", "gauss_newton", "levenberg_marquardt")
+    names = ("learned", "gauss_newton", "levenberg_marquardt", "coarse_to_fine_gauss_newton")
     iters = {n: 0 for n in names}
     walls = {n: 0.0 for n in names}
     missed = {n: 0 for n in names}
@@ -129,6 +134,8 @@ def solver_comparison(
             "gauss_newton": gauss_newton(problem, x0, cfg.max_iterations),
             "levenberg_marquardt": levenberg_marquardt(problem, x0, cfg.max_iterations),
             "learned": learned_solve(step, problem, x0, cfg.max_iterations),
+            "coarse_to_fine_gauss_newton": coarse_to_fine_gauss_newton(
+                problem, x0, cfg.max_iterations),
         }
         target = results["gauss_newton"].errors[-1]
         row: dict[str, Any] = {"pair": pair.name, "target_error": target,
@@ -159,15 +166,22 @@ def solver_comparison(
         "gn_iterations": iters["gauss_newton"],
         "learned_iterations": iters["learned"],
         "lm_iterations": iters["levenberg_marquardt"],
+        "c2f_iterations": iters["coarse_to_fine_gauss_newton"],
+        "c2f_over_gn_iterations": (iters["coarse_to_fine_gauss_newton"]
+                                   / max(iters["gauss_newton"], 1)),
+        "learned_over_c2f_iterations": (iters["learned"]
+                                        / max(iters["coarse_to_fine_gauss_newton"], 1)),
         "gn_wall_s": walls["gauss_newton"],
         "learned_wall_s": walls["learned"],
         "lm_wall_s": walls["levenberg_marquardt"],
+        "c2f_wall_s": walls["coarse_to_fine_gauss_newton"],
         "learned_not_reached": missed["learned"],
         "lm_not_reached": missed["levenberg_marquardt"],
+        "c2f_not_reached": missed["coarse_to_fine_gauss_newton"],
         "tolerance": cfg.tolerance,
     }
     short = {"learned": "learned", "gauss_newton": "gn", "levenberg_marquardt": "lm",
-             "start": "start"}
+             "coarse_to_fine_gauss_newton": "c2f", "start": "start"}
     for name in (*names, "start"):
         keys = sorted({k for e in pose_err[name] for k in e})
         for key in keys:

@@ -16,6 +16,16 @@ long, flat valleys of monocular pairs (depth scale against translation length), 
 creeps for tens of iterations. Trained by unrolling on training pairs (see
 ``slam.training.train_optimizer``), with truncated derivatives: the features are treated as
 constants and the loss differentiates through the accumulated updates only.
+
+With ``pyramid`` the state also holds the Gauss-Newton step of the same problem one pyramid
+level up (``TwoViewProblem.coarse``: half the resolution, a quarter of the cost), and the
+update gains a fourth term, delta_i * dx_coarse_i. The fine step alone cannot do better than
+GN's direction, and GN's direction is what limits it: on the monocular pairs 4-7 GN with the
+best of 7 step lengths per iteration still needs 0.44 of plain GN's iterations, the best of
+the fine and the coarse step 0.34, and on pairs 0-3, with the coarse level blurred 3 px, 0.14
+(``scripts/slam_direction_ceiling.py``). A photometric linearisation holds for about a pixel;
+a blurred coarse pixel is several. The coarse level is read only for problems without a pose
+prior (``coarse_problem``).
 """
 
 from __future__ import annotations
@@ -35,10 +45,28 @@ from meetup_ros.slam.solvers import SolverResult, TwoViewProblem, gn_solve
 N_FEATURES = 11
 
 
+def _squash(v: torch.Tensor, gain: float) -> torch.Tensor:
+    """sign(v) log(1 + gain |v|) / 10: steps and gradients span decades; the LSTM sees O(1)."""
+    return torch.sign(v) * torch.log1p(v.abs() * gain) / 10.0
+
+
 @dataclass(frozen=True)
 class LearnedStepConfig:
     hidden: int = 16
     momentum: bool = True
+    pyramid: bool = False  # False in weights written before it existed
+    # Blur of the coarse level, in its pixels: chosen on monocular pairs 0-3 with
+    # scripts/slam_direction_ceiling.py (0.8 -> 3.0 took the oracle from 0.33 to 0.14 of GN's
+    # iterations there): the wider the blur, the farther its GN step sees.
+    pyramid_blur_px: float = 3.0
+
+    @property
+    def n_features(self) -> int:
+        return N_FEATURES + 3 * int(self.pyramid)
+
+    @property
+    def n_outputs(self) -> int:
+        return 2 + int(self.momentum) + int(self.pyramid)
 
 
 class LearnedStep(nn.Module):
@@ -50,20 +78,46 @@ class LearnedStep(nn.Module):
     def __init__(self, cfg: LearnedStepConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg or LearnedStepConfig()
-        self.cell = nn.LSTMCell(N_FEATURES, self.cfg.hidden)
-        self.out = nn.Linear(self.cfg.hidden, 3 if self.cfg.momentum else 2)
+        self.cell = nn.LSTMCell(self.cfg.n_features, self.cfg.hidden)
+        self.out = nn.Linear(self.cfg.hidden, self.cfg.n_outputs)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+
+    def coarse_problem(self, problem: TwoViewProblem) -> TwoViewProblem | None:
+        """The pyramid level this step reads: None without ``pyramid``, and None for a
+        problem with a pose prior (calibrated stereo, an odometry prior), whose start is in
+        the fine level's basin already; there the coarse minimum, a little off the fine one,
+        only slowed the last iterations (a step that read it on stereo pairs trailed GN by
+        1.6 % at the frontend's 5 iterations, and took 1.38x GN's iterations to converge)."""
+        if not self.cfg.pyramid or problem.pose_prior_weight > 0.0:
+            return None
+        return problem.coarse(2, self.cfg.pyramid_blur_px)
+
+    def coarse_step(self, coarse: TwoViewProblem | None, x: torch.Tensor) -> torch.Tensor | None:
+        """Gauss-Newton step of the coarse level at x: None without ``pyramid``, zero where
+        the problem has no coarse level (``coarse_problem``)."""
+        if not self.cfg.pyramid:
+            return None
+        if coarse is None:
+            return torch.zeros_like(x)
+        r, J = coarse.linearize(x)
+        return gn_solve(J.T @ J, J.T @ r).detach()
 
     @staticmethod
     def features(problem: TwoViewProblem, r: torch.Tensor, J: torch.Tensor,
                  e0: float, dx_prev: torch.Tensor | None = None, e_prev: float | None = None,
+                 dx_coarse: torch.Tensor | None = None,
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(features (dim, N_FEATURES), GN step (dim,), Jacobi step (dim,)) at a linearisation.
+        """(features (dim, n_features), GN step (dim,), Jacobi step (dim,)) at a linearisation.
 
         ``dx_prev`` is the previous update and ``e_prev`` the error before it (none at the
         first iteration); with them the LSTM sees whether GN keeps going the way it went
-        (extrapolate) and whether the last step paid off (brake).
+        (extrapolate) and whether the last step paid off (brake). ``dx_coarse``, the coarse
+        level's GN step (``pyramid`` only), adds three: per coordinate, the step itself; shared,
+        how long it is against the fine step and the cosine between them. Near the fine
+        minimum the fine step shrinks while the coarse one still points at the coarse
+        minimum, which is not the same point: the ratio says when to stop following it (a
+        step trained without these stalled 1.3 % above GN's error on TUM pair 0).
         """
         # one pass over J for H and g: this is most of an iteration's cost beside linearize
         H = J.T @ J
@@ -77,11 +131,11 @@ class LearnedStep(nn.Module):
         kind[: 2 * k, 0] = 1.0
         kind[2 * k: 2 * k + 3, 1] = 1.0
         kind[2 * k + 3:, 2] = 1.0
-        g_sq = torch.sign(g) * torch.log1p(g.abs() * 1e4) / 10.0
-        gn_sq = torch.sign(dx_gn) * torch.log1p(dx_gn.abs() * 1e3) / 10.0
+        g_sq = _squash(g, 1e4)
+        gn_sq = _squash(dx_gn, 1e3)
         err = torch.full((problem.dim, 1), float(torch.log(torch.tensor(e / max(e0, 1e-12)))))
         prev = torch.zeros(problem.dim) if dx_prev is None else dx_prev.detach()
-        prev_sq = torch.sign(prev) * torch.log1p(prev.abs() * 1e3) / 10.0
+        prev_sq = _squash(prev, 1e3)
         progress = 0.0 if e_prev is None else math.log(max(e, 1e-30) / max(e_prev, 1e-30))
         cos = float(torch.nn.functional.cosine_similarity(prev, dx_gn, dim=0, eps=1e-12))
         # The pose prior's weight tells a calibrated stereo pair (GN converges in 2-3
@@ -89,8 +143,16 @@ class LearnedStep(nn.Module):
         globals_ = torch.tensor([float(torch.log10(torch.tensor(e))),
                                  max(-5.0, min(5.0, progress)), cos,
                                  math.log10(1.0 + problem.pose_prior_weight)])
-        feats = torch.cat([gn_sq[:, None], g_sq[:, None], err, kind, prev_sq[:, None],
-                           globals_.expand(problem.dim, 4)], 1)
+        parts = [gn_sq[:, None], g_sq[:, None], err, kind, prev_sq[:, None],
+                 globals_.expand(problem.dim, 4)]
+        if dx_coarse is not None:
+            ratio = float(torch.linalg.vector_norm(dx_coarse)
+                          / torch.linalg.vector_norm(dx_gn).clamp_min(1e-12))
+            agree = float(torch.nn.functional.cosine_similarity(dx_coarse, dx_gn, dim=0,
+                                                                eps=1e-12))
+            shared = torch.tensor([max(-5.0, min(5.0, math.log(max(ratio, 1e-30)))), agree])
+            parts += [_squash(dx_coarse, 1e3)[:, None], shared.expand(problem.dim, 2)]
+        feats = torch.cat(parts, 1)
         return feats.detach(), dx_gn.detach(), dx_jac.detach()
 
     def init_state(self, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +161,11 @@ class LearnedStep(nn.Module):
     def forward(
         self, feats: torch.Tensor, dx_gn: torch.Tensor, dx_jac: torch.Tensor,
         state: tuple[torch.Tensor, torch.Tensor], dx_prev: torch.Tensor | None = None,
+        dx_coarse: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        if self.cfg.pyramid and (dx_coarse is None or feats.shape[1] != self.cfg.n_features):
+            raise SlamError("this learned step reads the coarse level's GN step (pyramid): "
+                            "pass dx_coarse to features() and to the step")
         h, c = self.cell(feats, state)
         ab = self.out(h)
         alpha = ab[:, 0].clamp(-3.0, 2.0)
@@ -107,9 +173,13 @@ class LearnedStep(nn.Module):
         dx = torch.exp(alpha) * dx_gn + beta * dx_jac
         if self.cfg.momentum and dx_prev is not None:
             dx = dx + ab[:, 2].clamp(-1.0, 1.0) * dx_prev.detach()
+        reach = torch.linalg.vector_norm(dx_gn)
+        if self.cfg.pyramid and dx_coarse is not None:
+            dx = dx + ab[:, -1].clamp(-2.0, 4.0) * dx_coarse
+            reach = torch.maximum(reach, torch.linalg.vector_norm(dx_coarse))
         # Trust region: the Jacobi step of a coordinate the photometric error hardly sees
         # (diag(J^T J) ~ 0) is huge, and one such step sent depth to NaN during training.
-        limit = self.MAX_STEP_RATIO * torch.linalg.vector_norm(dx_gn)
+        limit = self.MAX_STEP_RATIO * reach
         norm = torch.linalg.vector_norm(dx)
         dx = dx * torch.clamp(limit / norm.clamp_min(1e-12), max=1.0)
         return dx, (h, c)
@@ -160,13 +230,15 @@ def learned_solve(
     state = step.init_state(problem.dim)
     dx: torch.Tensor | None = None
     with torch.no_grad():
+        coarse = step.coarse_problem(problem)
         r, J = problem.linearize(x)
         result = SolverResult(x, [float(0.5 * (r * r).sum())], [0.0], "learned")
         e0 = best = result.errors[0]
         for it in range(iterations):
             e_prev = result.errors[-2] if len(result.errors) > 1 else None
-            feats, dx_gn, dx_jac = step.features(problem, r, J, e0, dx, e_prev)
-            dx, state = step(feats, dx_gn, dx_jac, state, dx)
+            dx_coarse = step.coarse_step(coarse, x)
+            feats, dx_gn, dx_jac = step.features(problem, r, J, e0, dx, e_prev, dx_coarse)
+            dx, state = step(feats, dx_gn, dx_jac, state, dx, dx_coarse)
             x = x + dx
             if it == iterations - 1:
                 err = problem.error(x)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.func import jacfwd
 
 from meetup_ros.slam import SlamError
@@ -42,6 +43,33 @@ class ViewTerms:
     prior_logit: torch.Tensor  # (H*W,)
     basis: torch.Tensor  # (code_dim, H*W)
     log_b: torch.Tensor | None = None  # (H*W,) log Laplace scale of the proximity error
+
+    def downsampled(self, factor: int, blur_sigma_px: float = 0.8) -> ViewTerms:
+        """The view one pyramid level up: ``factor`` x ``factor`` pixels averaged.
+
+        The decoder is linear in the code, so averaging the prior logit and the basis gives
+        the coarse pixels' logit exactly (in logit, not depth); the image is averaged, blurred
+        again and renormalised (``prepare_image``), as a coarse level of a direct method's
+        pyramid is. Intrinsics follow pixel centres: u' = (u + 0.5) / f - 0.5.
+        """
+        h, w = self.image.shape
+        if factor < 1 or h % factor or w % factor:
+            raise SlamError(f"pyramid factor {factor} does not divide the view's {h}x{w}")
+
+        def pool(t: torch.Tensor) -> torch.Tensor:  # (C, H*W) -> (C, H*W / f^2)
+            return F.avg_pool2d(t.reshape(-1, 1, h, w), factor).reshape(t.shape[0], -1)
+
+        K = self.K.clone()
+        K[:2, :2] /= factor
+        K[:2, 2] = (K[:2, 2] + 0.5) / factor - 0.5
+        return ViewTerms(
+            image=prepare_image(pool(self.image.reshape(1, -1)).reshape(h // factor, w // factor),
+                                blur_sigma_px),
+            K=K,
+            prior_logit=pool(self.prior_logit[None])[0],
+            basis=pool(self.basis),
+            log_b=None if self.log_b is None else pool(self.log_b[None])[0],
+        )
 
 
 @dataclass
@@ -164,6 +192,19 @@ class TwoViewProblem:
     def zero(self) -> torch.Tensor:
         return torch.zeros(self.dim, dtype=self.view_a.image.dtype)
 
+    def coarse(self, factor: int = 2, blur_sigma_px: float = 0.8) -> TwoViewProblem:
+        """The same problem (same x: codes and pose increment) on a pyramid level up.
+
+        Its linearisation costs about 1/factor^2 of this one's, and its Gauss-Newton step sees
+        farther: the photometric linearisation holds for about a pixel, and a coarse pixel is
+        ``factor`` fine ones. The learned step uses that step as a feature
+        (``LearnedStepConfig.pyramid``).
+        """
+        return TwoViewProblem(self.view_a.downsampled(factor, blur_sigma_px),
+                              self.view_b.downsampled(factor, blur_sigma_px),
+                              self.T_b_a0, self.average_depth_m, self.code_prior_weight,
+                              self.optimize_pose, self.pose_prior_weight)
+
 
 @dataclass
 class SolverResult:
@@ -229,6 +270,54 @@ def gauss_newton(
         return x + gn_step(r, J)
 
     return _run(problem, x0, iterations, "gauss_newton", step, tol, keep_best=True)
+
+
+def coarse_to_fine_gauss_newton(
+    problem: TwoViewProblem, x0: torch.Tensor | None = None, iterations: int = 20,
+    tol: float = 1e-4, blur_sigma_px: float = 3.0, switch_tol: float = 1e-2,
+) -> SolverResult:
+    """Gauss-Newton on the coarse level (``problem.coarse(2, blur_sigma_px)``) while its own
+    error falls by more than ``switch_tol`` relative, then :func:`gauss_newton`'s rule on
+    the fine level.
+
+    The classical remedy for the narrow basin of a photometric error (direct methods run
+    image pyramids), here as a baseline for the learned step, which reads the same coarse
+    level. ``errors`` are the fine level's, after every iteration of either level (a coarse
+    one costs about a quarter of a fine one); a coarse step that raises the coarse error is
+    undone, counted, and ends the coarse phase.
+    """
+    coarse = problem.coarse(2, blur_sigma_px)
+    x = problem.zero() if x0 is None else x0.detach().clone()
+    start = time.perf_counter()
+    result = SolverResult(x, [problem.error(x)], [0.0], "coarse_to_fine_gauss_newton")
+    e_coarse = coarse.error(x)
+    in_coarse = True
+    for _ in range(iterations):
+        if in_coarse:
+            r, J = coarse.linearize(x)
+            x_new = x + gn_step(r, J)
+            e_new = coarse.error(x_new)
+            in_coarse = e_new < e_coarse * (1.0 - switch_tol)
+            if e_new < e_coarse:
+                x, e_coarse = x_new, e_new
+            result.errors.append(problem.error(x))
+            result.times_s.append(time.perf_counter() - start)
+            result.x = x
+            continue
+        r, J = problem.linearize(x)
+        x_new = x + gn_step(r, J)
+        err = problem.error(x_new)
+        prev = result.errors[-1]
+        result.times_s.append(time.perf_counter() - start)
+        if not err <= prev:  # as gauss_newton: a rise or a NaN is undone and ends the run
+            result.errors.append(prev)
+            break
+        x = x_new
+        result.errors.append(err)
+        result.x = x
+        if abs(prev - err) <= tol * max(prev, 1e-12):
+            break
+    return result
 
 
 def levenberg_marquardt(

@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 DEPTH_KEYS = {"data_root", "steps", "code_dim", "euroc_stride"}
 OPTIMIZER_KEYS = {"data_root", "steps", "unroll", "depth_weights", "euroc_stride", "mono_pairs",
-                  "hidden"}
+                  "hidden", "pyramid", "mono_share"}
 # Default step sizes per optimizer (fit's ``defaults``): DFW's maximal step eta, SGD's and
 # Adam's learning rates.
 DEPTH_LR = {"dfw": 0.05, "sgd": 0.02, "adam": 2e-3}
@@ -300,11 +300,13 @@ def unroll_loss(step: Any, problem: Any, x0: torch.Tensor, unroll: int,
     total = torch.zeros(())
     dx: torch.Tensor | None = None
     errors = [e0]
+    coarse = step.coarse_problem(problem)
     for t in range(unroll):
         r, J = problem.linearize(x)
+        dx_coarse = step.coarse_step(coarse, x)
         feats, dx_gn, dx_jac = step.features(problem, r, J, e0, dx,
-                                             errors[-2] if t > 0 else None)
-        dx, state = step(feats, dx_gn, dx_jac, state, dx)
+                                             errors[-2] if t > 0 else None, dx_coarse)
+        dx, state = step(feats, dx_gn, dx_jac, state, dx, dx_coarse)
         x = x.detach() + dx  # truncated: no derivative through the next linearisation
         res = problem.residual(x)
         e = 0.5 * (res * res).sum()
@@ -339,18 +341,27 @@ class ProblemSampler:
     MONO_TRANS_FRAC = 0.2
 
     def __init__(self, depth_model: DepthCodeModel, pairs: list, seed: int,
-                 mono_pairs: list | None = None) -> None:
+                 mono_pairs: list | None = None, mono_share: float | None = None) -> None:
         self.items = [(prob, rot, trans) for w, rot, trans in self.SETTINGS
                       for prob in build_problems(depth_model, pairs, w)]
+        self.n_stereo = len(self.items)
         mono_pairs = mono_pairs or []
         for pair, prob in zip(mono_pairs, build_problems(depth_model, mono_pairs, 0.0),
                               strict=True):
             trans = max(self.MONO_TRANS_FRAC * float(np.linalg.norm(pair.T_b_a[:3, 3])), 0.02)
             self.items.append((prob, self.MONO_ROT_RAD, trans))
+        # None: every item alike; else the share of draws from the monocular items
+        self.mono_share = mono_share if mono_pairs else None
         self.rng = np.random.default_rng(seed)
 
     def __call__(self) -> tuple[Any, torch.Tensor]:
-        problem, rot, trans = self.items[int(self.rng.integers(len(self.items)))]
+        if self.mono_share is None:
+            index = int(self.rng.integers(len(self.items)))
+        elif self.rng.random() < self.mono_share:
+            index = self.n_stereo + int(self.rng.integers(len(self.items) - self.n_stereo))
+        else:
+            index = int(self.rng.integers(self.n_stereo))
+        problem, rot, trans = self.items[index]
         return problem, perturbed_start(problem, self.rng, rot, trans)
 
     def state_dict(self) -> dict[str, Any]:
@@ -400,11 +411,24 @@ def train_optimizer(cfg: TrainConfig) -> dict[str, float]:
     else:
         logger.warning("no %s: the learned step trains on EuRoC pairs only (the monocular "
                        "KITTI/TUM pairs, where it matters most, are missing)", data_root)
-    sampler = ProblemSampler(depth_model, train_pairs, cfg.seed, mono_pairs)
+    mono_share = None
+    if "mono_share" in extra:
+        try:
+            mono_share = float(extra["mono_share"])
+        except ValueError:
+            mono_share = -1.0
+        if not 0.0 <= mono_share <= 1.0:
+            raise SlamError(f"--set mono_share={extra['mono_share']!r}: expected a number "
+                            "in [0, 1]")
+    sampler = ProblemSampler(depth_model, train_pairs, cfg.seed, mono_pairs, mono_share)
     held_problems = build_problems(depth_model, held_pairs, ProblemSampler.SETTINGS[0][0])
     logger.info("learned step: %d training problems (%d monocular pairs from %s), %d held out",
                 len(sampler.items), len(mono_pairs), data_root, len(held_problems))
-    step = LearnedStep(LearnedStepConfig(hidden=int(extra.get("hidden", 16))))
+    pyramid = str(extra.get("pyramid", "0"))
+    if pyramid not in ("0", "1"):
+        raise SlamError(f"--set pyramid={pyramid!r}: expected 0 or 1")
+    step = LearnedStep(LearnedStepConfig(hidden=int(extra.get("hidden", 16)),
+                                         pyramid=pyramid == "1"))
     if cfg.init_weights is not None:
         step = LearnedStep.from_weights(cfg.init_weights).train()
         logger.info("learned step starts from %s", cfg.init_weights)

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""How far can a step go with the directions it is given: oracle line searches on two-view pairs.
+
+The learned SLAM step scales and bends Gauss-Newton's step; this asks how few iterations
+any such rule could need, by cheating: at every iteration it tries each candidate direction
+at each of a few lengths, evaluates the true (fine) photometric error at all of them, and
+keeps the best (a greedy oracle; a learned step evaluates no candidates). Counted as in
+``meetup-ros benchmark-slam``: iterations to reach plain GN's final error within 0.5 %,
+20 at most, the same seeded starts. Candidate sets:
+
+- ``gn``: the fine GN step at 7 lengths (0.5-6);
+- ``gn+coarse``: the same plus the GN step of the half-resolution level
+  (``TwoViewProblem.coarse``, blurred by ``--blur`` of its pixels);
+- ``gn+coarse unit``: the fine and the coarse GN step at length 1 only.
+
+Measured on 2026-12-05: on pairs 4-7, the first look, with the coarse level blurred 0.8 px:
+gn 0.44 of GN's iterations (the learned step without the coarse level reached 0.43),
+gn+coarse 0.34, gn+coarse unit 0.41; that is why the learned step reads the coarse level.
+Its blur was then chosen on pairs 0-3: gn+coarse 0.33 at 0.8 px, 0.30 at 1.2, 0.27 at 1.6,
+0.24 at 2.2, 0.14 at 3.0, 0.14 at 4.0, 0.15 at 6.0 (gn alone 0.48).
+
+Example:
+    .venv/bin/python scripts/slam_direction_ceiling.py --group held --blur 3.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from meetup_ros.slam import data as slam_data  # noqa: E402
+from meetup_ros.slam.benchmark import BenchmarkConfig, iterations_to_reach, start_point  # noqa: E402
+from meetup_ros.slam.depth_code import DepthCodeModel  # noqa: E402
+from meetup_ros.slam.learned import LearnedStepConfig  # noqa: E402
+from meetup_ros.slam.solvers import TwoViewProblem, gauss_newton, gn_step, make_problem  # noqa: E402
+
+LENGTHS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+GROUPS = {  # (first pair, pairs per sequence), as benchmark-slam's groups
+    "held": (0, slam_data.MONO_HELD_OUT_PAIRS),
+    "untouched": (slam_data.MONO_HELD_OUT_PAIRS, slam_data.MONO_TRAIN_FROM
+                  - slam_data.MONO_HELD_OUT_PAIRS),
+    "late": (slam_data.MONO_LATE_FROM, slam_data.MONO_LATE_PAIRS),
+}
+
+
+def oracle(problem: TwoViewProblem, levels: list[TwoViewProblem], x0: torch.Tensor,
+           lengths: tuple[float, ...], iterations: int) -> list[float]:
+    """Errors of the greedy oracle: each iteration keeps the best candidate step."""
+    x = x0.clone()
+    errors = [problem.error(x)]
+    for _ in range(iterations):
+        candidates = []
+        for level in levels:
+            r, J = level.linearize(x)
+            d = gn_step(r, J)
+            candidates += [a * d for a in lengths]
+        scored = [(problem.error(x + c), i) for i, c in enumerate(candidates)]
+        best, index = min(scored, key=lambda s: s[0])
+        x = x + candidates[index]
+        errors.append(best)
+    return errors
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--group", choices=sorted(GROUPS), default="held")
+    ap.add_argument("--blur", type=float, default=LearnedStepConfig().pyramid_blur_px,
+                    help="blur of the coarse level, in its pixels (the learned step's default)")
+    ap.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--depth-weights", default=str(REPO / "models" / "depth_code.pt"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    model = DepthCodeModel.from_weights(args.depth_weights)
+    first, limit = GROUPS[args.group]
+    pairs = slam_data.mono_pose_pairs(Path(args.data_root), model.cfg.height, model.cfg.width,
+                                      limit=limit, first=first)
+    cfg = BenchmarkConfig()
+    rng = np.random.default_rng(cfg.seed)
+    names = ("gn", "gn+coarse", "gn+coarse unit")
+    totals = dict.fromkeys(("plain gn", *names), 0)
+    print(f"{'pair':28s} {'plain gn':>8s} " + " ".join(f"{n:>14s}" for n in names))
+    for pair in pairs:
+        problem = make_problem(model.net, pair.image_a, pair.image_b, pair.K, pair.T_b_a,
+                               pose_prior_weight=cfg.mono_pose_prior_weight, K_b=pair.K_b)
+        x0 = start_point(problem, pair.T_b_a, rng, cfg)
+        gn = gauss_newton(problem, x0, cfg.max_iterations)
+        target = gn.errors[-1]
+        coarse = problem.coarse(2, args.blur)
+        counts = {"plain gn": iterations_to_reach(gn, target, cfg.tolerance,
+                                                  cfg.max_iterations)[0]}
+        for name, levels, lengths in (("gn", [problem], LENGTHS),
+                                      ("gn+coarse", [problem, coarse], LENGTHS),
+                                      ("gn+coarse unit", [problem, coarse], (1.0,))):
+            errors = oracle(problem, levels, x0, lengths, cfg.max_iterations)
+            reached = [i for i, e in enumerate(errors) if e <= target * (1 + cfg.tolerance)]
+            counts[name] = reached[0] if reached else cfg.max_iterations
+        for name, n in counts.items():
+            totals[name] += n
+        print(f"{pair.name:28s} {counts['plain gn']:8d} "
+              + " ".join(f"{counts[n]:14d}" for n in names))
+    base = max(totals["plain gn"], 1)
+    print(f"{'sum (ratio to plain GN)':28s} {totals['plain gn']:8d} "
+          + " ".join(f"{totals[n]:8d} ({totals[n] / base:.2f})" for n in names))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
