@@ -116,3 +116,14 @@ def test_cli_benchmark_writes_table_csv_and_plot(shared_data: Path, tmp_path: Pa
                  "--out", str(out), "--timeout", "20"]) == 2
     rows = (out / "results.csv").read_text().splitlines()
     assert len(rows) == 3 and ",error," in rows[2]
+
+
+def test_cli_benchmark_on_an_empty_instance_list(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A tester's empty CSV said 'no instance ... matches None'."""
+    from meetup_ros.cli import main
+
+    csv_path = tmp_path / "instances.csv"
+    csv_path.write_text("")
+    assert main(["benchmark", str(csv_path), "--out", str(tmp_path / "o")]) == 2
+    assert "is listed (an empty file?)" in capsys.readouterr().err

@@ -123,7 +123,8 @@ def _benchmark(args: argparse.Namespace) -> int:
     except VerificationInputError as exc:
         raise CommandError(str(exc)) from exc
     if not instances:
-        raise CommandError(f"no instance in {str(args.instances)!r} matches {args.filter!r}")
+        what = "matches " + repr(args.filter) if args.filter else "is listed (an empty file?)"
+        raise CommandError(f"no instance in {str(args.instances)!r} {what}")
     results = bm.run_all(instances, lambda inst: bm.run_ours(inst, args.timeout))
     out: Path = args.out
     csv_path = bm.write_results_csv(results, out / "results.csv")
