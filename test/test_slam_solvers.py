@@ -275,3 +275,20 @@ def test_pyramid_step_on_held_out_monocular_pairs(
     out = solver_comparison(pairs, model, step)
     assert out["learned_not_reached"] == 0
     assert out["learned_over_gn_iterations"] <= 0.25, out["learned_over_gn_iterations"]
+
+
+def test_non_finite_weights_and_bad_threads_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tester's all-NaN step loaded and ran (learned/GN 6.9, no warning); `benchmark-slam
+    --threads 0` was torch's traceback."""
+    from meetup_ros.cli import main
+    from meetup_ros.training.checkpoint import save_weights
+
+    step = LearnedStep()
+    state = {k: torch.full_like(v, float("nan")) for k, v in step.state_dict().items()}
+    save_weights(tmp_path / "nan.pt", state, **step.metadata())
+    with pytest.raises(SlamError, match="non-finite"):
+        LearnedStep.from_weights(tmp_path / "nan.pt")
+    assert main(["benchmark-slam", "--threads", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "--threads 0: expected an integer >= 1" in capsys.readouterr().err

@@ -449,3 +449,31 @@ def test_vnnlib_numbers_are_ascii_decimals(number: str) -> None:
     with pytest.raises(VerificationInputError, match="line 3"):
         parse_vnnlib(HEAD + f"(assert (<= X_0 {number}))\n(assert (>= X_0 0))\n",
                      "number.vnnlib")
+
+
+def test_vnnlib_output_rows_are_exact_integers_or_refused() -> None:
+    """A third tester's 1.0000000000000001 Y_1 was read as Y_1, which shrank the unsafe set;
+    1e-400 Y_0 <= -1e-400 was read as 0 <= -0, a wrong "sat"."""
+    head = "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+    box = "(assert (>= X_0 0))\n(assert (<= X_0 1))\n"
+    (d,) = parse_vnnlib(head + box + "(assert (<= (* 0.1 Y_0) 0.3))\n", "a.vnnlib").disjuncts
+    assert d.coeffs.tolist() == [[1.0, 0.0]] and d.rhs.tolist() == [3.0]
+    (d,) = parse_vnnlib(head + box + "(assert (<= (* 1e-400 Y_0) -1e-400))\n",
+                        "b.vnnlib").disjuncts
+    assert d.coeffs.tolist() == [[1.0, 0.0]] and d.rhs.tolist() == [-1.0]
+    (d,) = parse_vnnlib(head + box + "(assert (<= (- Y_0 (* 3 Y_1)) 1.5))\n",
+                        "c.vnnlib").disjuncts
+    assert d.coeffs.tolist() == [[1.0, -3.0]] and d.rhs.tolist() == [1.5]
+    with pytest.raises(VerificationInputError, match="line 6: output coefficients that"):
+        parse_vnnlib(head + box + "(assert (<= (- Y_0 (* 1.0000000000000001 Y_1)) -3))\n",
+                     "d.vnnlib")
+
+
+def test_vnnlib_huge_exponents_are_refused_at_once() -> None:
+    """1e200000000 took minutes to build as an exact number (no error, no timeout)."""
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(VerificationInputError, match="line 3: '1e200000000': exponent"):
+        parse_vnnlib(HEAD + "(assert (<= X_0 1e200000000))\n(assert (>= X_0 0))\n", "e.vnnlib")
+    assert time.perf_counter() - start < 1.0

@@ -317,3 +317,47 @@ def test_scale_fusion_warning_looks_through_identity_and_cast(tmp_path: Path, ca
         with caplog.at_level("WARNING"):
             load_network(path)
         assert "FusedMatMul" in caplog.text, between
+
+
+def test_a_mul_by_a_folded_reciprocal_covers_onnxruntimes_division(tmp_path: Path) -> None:
+    """A third tester's: k = 1 / 13 folded, y = x * k. At the basic level onnxruntime's
+    DivMulFusion computes x / 13 instead, which can be 1.55 u from x * fl(1 / 13): a point
+    box with onnxruntime's own output as the bound was "unsat"."""
+    path = _graph_file(tmp_path, "divmul", [
+        helper.make_node("Div", ["one", "c"], ["k"]),
+        helper.make_node("Mul", ["x", "k"], ["y"])],
+        [_const("one", [1.0]), _const("c", [13.0])], 1, 1)
+    net = load_network(path)
+    x0 = float(np.float32(1.6250051))
+    y_ort = float(onnxruntime_forward(str(path), np.array([x0]))[0])
+    assert y_ort == float(np.float32(x0) / np.float32(13.0))  # the fused division
+    point = Disjunct(np.array([x0]), np.array([x0]), np.array([[1.0]]), np.array([y_ort]))
+    assert verify(net, Property((point,), 1, 1), timeout_s=5.0).status != "unsat"
+    # each point's own box: onnxruntime's value inside its bounds
+    xs = np.random.default_rng(0).uniform(-100, 100, 500).astype(np.float32).astype(float)
+    lo, hi = _output_bounds(net, xs[:, None], xs[:, None], rounding=True)
+    ys = np.array([onnxruntime_forward(str(path), np.array([x]))[0] for x in xs])
+    assert np.all(lo[:, 0] <= ys) and np.all(ys <= hi[:, 0])
+
+
+def test_half_precision_constants_as_onnxruntime_makes_them(tmp_path: Path) -> None:
+    """A double cast to half goes through float in onnxruntime (two roundings: 1 + 2^-11 +
+    2^-40 is 1.0 there); arithmetic between half constants, which onnxruntime's CPU runs in
+    float, is refused."""
+    from meetup_ros.verification import VerificationInputError
+
+    k = numpy_helper.from_array(np.array([1.0 + 2.0**-11 + 2.0**-40]), "k")  # double
+    path = _graph_file(tmp_path, "d2h", [
+        helper.make_node("Cast", ["k"], ["h"], to=TensorProto.FLOAT16),
+        helper.make_node("Cast", ["h"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["x", "f"], ["y"])], [k], 1, 1)
+    y_ort = float(onnxruntime_forward(str(path), np.array([0.0]))[0])
+    assert float(load_network(path).forward(np.array([0.0]))[0]) == y_ort == 1.0
+    halves = [numpy_helper.from_array(np.array([1.0], np.float16), "a"),
+              numpy_helper.from_array(np.array([2.0**-11], np.float16), "b")]
+    path = _graph_file(tmp_path, "h16add", [
+        helper.make_node("Add", ["a", "b"], ["h"]),
+        helper.make_node("Cast", ["h"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["x", "f"], ["y"])], halves, 1, 1)
+    with pytest.raises(VerificationInputError, match="Add of constants of type float16"):
+        load_network(path)

@@ -58,6 +58,8 @@ def _evaluate_vio(args: argparse.Namespace) -> int:
     from meetup_ros.odometry.evaluation import evaluate_vio
     from meetup_ros.odometry.windowing import OdometryError
 
+    if args.threads < 1:  # torch's RuntimeError traceback otherwise
+        raise CommandError(f"--threads {args.threads!r}: expected an integer >= 1")
     torch.set_num_threads(args.threads)
     bags = [paths.data_path(b) for b in args.bag]
     try:
@@ -75,6 +77,8 @@ def _evaluate_visual(args: argparse.Namespace) -> int:
     from meetup_ros.odometry.visual_baseline import evaluate_visual
     from meetup_ros.odometry.windowing import OdometryError
 
+    if args.threads < 1:  # torch's RuntimeError traceback otherwise
+        raise CommandError(f"--threads {args.threads!r}: expected an integer >= 1")
     torch.set_num_threads(args.threads)
     try:
         report = evaluate_visual(Path(args.data_root), _weights(args.weights), Path(args.out))

@@ -48,6 +48,8 @@ def _benchmark(args: argparse.Namespace) -> int:
     from meetup_ros.slam import SlamError
     from meetup_ros.slam.benchmark import BenchmarkConfig, run_benchmark
 
+    if args.threads < 1:  # torch's RuntimeError traceback otherwise
+        raise CommandError(f"--threads {args.threads!r}: expected an integer >= 1")
     torch.set_num_threads(args.threads)
     if args.max_iterations < 1:
         raise CommandError(f"--max-iterations {args.max_iterations!r} must be >= 1")

@@ -47,6 +47,8 @@ def _study(args: argparse.Namespace) -> int:
 
     from meetup_ros.optim import studies
 
+    if args.threads < 1:  # torch's RuntimeError traceback otherwise
+        raise CommandError(f"--threads {args.threads!r}: expected an integer >= 1")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     try:

@@ -116,4 +116,10 @@ def load_weights(
         raise CheckpointError(
             f"weights file {str(path)!r} holds {found!r} weights, expected {kind!r}"
         )
+    for name, value in state_dict.items():
+        # NaN weights loaded silently and made a learned step that never converged
+        if (isinstance(value, torch.Tensor) and value.is_floating_point()
+                and not bool(torch.isfinite(value).all())):
+            raise CheckpointError(
+                f"weights file {str(path)!r}: {name!r} holds non-finite values (NaN or inf)")
     return state_dict, metadata

@@ -188,14 +188,18 @@ class Tracked:
                           self.G + other.G + u * (K1 + K2),
                           self.g + other.g + u * (k1 + k2) + self.fmt.tiny, (other,))
 
-    def scale(self, s: np.ndarray, divide: bool = False) -> Tracked:
+    def scale(self, s: np.ndarray, divide: bool = False, exact_factor: bool = True
+              ) -> Tracked:
         """``t * s`` or ``t / s`` elementwise, ``s`` a constant vector (finite, and non-zero
-        for a division): one rounding of the correctly rounded product or quotient."""
+        for a division): one rounding of the correctly rounded product or quotient.
+        ``exact_factor=False``: ``s`` is itself a rounded quotient that the runtime may
+        replace by the division it came from (onnxruntime's DivMulFusion turns x * (1 / d)
+        into x / d at the basic level): one more u, as for a factor the format cannot hold."""
         factor = 1.0 / s if divide else s
         a = np.abs(factor)
         K, k = self._magnitude()
         u = self.fmt.unit
-        if not self.fmt.holds(s):  # s rounded to the format first: one more u (and its u)
+        if not exact_factor or not self.fmt.holds(s):  # one more u (and its u)
             u = 2 * u + u * u
         return self._with(self.M * factor[:, None], self.c * factor,
                           a[:, None] * (self.G + u * K), a * (self.g + u * k) + self.fmt.tiny)

@@ -13,8 +13,11 @@ Numbers are decimals read exactly (``fractions.Fraction``) and the arithmetic of
 terms is exact; only the results become float64, rounded outward: an input bound ``0.03 X_0
 >= 0.9`` is X_0 >= 30, not >= 30.000000000000004 (which emptied a tester's box and made its
 one unsafe point "unsat"), and an output constraint's right-hand side is rounded up, so the
-unsafe set read contains the one written. Output coefficients are rounded to nearest (exact
-for the integers properties use).
+unsafe set read contains the one written. An output constraint is first scaled to integer
+coefficients (by the least common denominator, then divided by their greatest common
+divisor: 0.1 Y_0 <= 0.3 is Y_0 <= 3), which float64 holds exactly up to 2^53; a constraint
+whose coefficients need more is refused rather than rounded (a tester's
+1.0000000000000001 Y_1, read as Y_1, hid an unsafe point).
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ logger = logging.getLogger(__name__)
 
 _TOKEN = re.compile(r"\(|\)|[^\s()]+")
 # ASCII decimals only: Python's float() also takes "1_0", "nan" and non-ASCII digits
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([+-]?[0-9]+))?")
+_MAX_EXPONENT = 1000  # beyond float64's range either way; 10^(10^8) took minutes to build
+_EXACT_INTEGER = 2 ** 53
 _MAX_DISJUNCTS = 10_000
 _Linear = tuple[dict[str, Fraction], Fraction]
 
@@ -120,9 +125,12 @@ class _Reader:
                 return {node.text: Fraction(1)}, Fraction(0)
             if node.text.lstrip("+-").lower() in ("nan", "inf", "infinity"):
                 raise self.fail(node, f"{node.text!r} is not a finite number")
-            if _NUMBER.fullmatch(node.text) is None:
+            match = _NUMBER.fullmatch(node.text)
+            if match is None:
                 raise self.fail(node, f"unknown variable or number {node.text!r} (numbers are "
                                       "ASCII decimals such as -0.5 or 1e-3)")
+            if match.group(1) is not None and abs(int(match.group(1))) > _MAX_EXPONENT:
+                raise self.fail(node, f"{node.text!r}: exponent beyond +-{_MAX_EXPONENT}")
             value = Fraction(node.text)
             if abs(value) > Fraction(np.finfo(np.float64).max):
                 raise self.fail(node, f"{node.text!r} is beyond the float64 range")
@@ -250,14 +258,21 @@ def parse_vnnlib(text: str, source: str = "<string>") -> Property:
                 except OverflowError:
                     raise reader.fail(node, "bound beyond the float64 range") from None
             elif ys:
+                # integer coefficients, exact in float64; only the bound is rounded (up)
+                scale = Fraction(math.lcm(*(v.denominator for v in coeffs.values())),
+                                 math.gcd(*(v.numerator for v in coeffs.values())))
                 row = np.zeros(n_out)
+                for k, v in coeffs.items():
+                    c = v * scale
+                    if abs(c) > _EXACT_INTEGER:
+                        raise reader.fail(node, "output coefficients that float64 cannot hold "
+                                                "exactly (as integers they pass 2^53); "
+                                                "write them with fewer digits")
+                    row[reader.outputs[k]] = float(c)
                 try:
-                    for k, v in coeffs.items():
-                        row[reader.outputs[k]] = float(v)
-                    rhs.append(_float_out(const, up=True))  # the unsafe set can only grow
+                    rhs.append(_float_out(const * scale, up=True))  # the set can only grow
                 except OverflowError:
-                    raise reader.fail(node, "coefficient or bound beyond the float64 "
-                                            "range") from None
+                    raise reader.fail(node, "bound beyond the float64 range") from None
                 rows.append(row)
             elif const < 0:
                 empty = True  # a constant false atom (0 <= negative): no point satisfies it
