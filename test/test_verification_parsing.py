@@ -477,3 +477,14 @@ def test_vnnlib_huge_exponents_are_refused_at_once() -> None:
     with pytest.raises(VerificationInputError, match="line 3: '1e200000000': exponent"):
         parse_vnnlib(HEAD + "(assert (<= X_0 1e200000000))\n(assert (>= X_0 0))\n", "e.vnnlib")
     assert time.perf_counter() - start < 1.0
+
+
+def test_vnnlib_deep_nesting_and_long_numbers_are_named() -> None:
+    """A fourth tester's: 'internal error: RecursionError' and Python's 4300-digit limit,
+    neither naming the file."""
+    deep = "(+ " * 5000 + "X_0" + ")" * 5000
+    with pytest.raises(VerificationInputError, match=r"'deep\.vnnlib': .*nested too deeply"):
+        parse_vnnlib(HEAD + f"(assert (<= {deep} 1))\n(assert (>= X_0 0))\n", "deep.vnnlib")
+    with pytest.raises(VerificationInputError, match=r"line 3: .*too many digits"):
+        parse_vnnlib(HEAD + f"(assert (<= X_0 {'9' * 5000}))\n(assert (>= X_0 0))\n",
+                     "long.vnnlib")

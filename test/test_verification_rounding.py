@@ -361,3 +361,53 @@ def test_half_precision_constants_as_onnxruntime_makes_them(tmp_path: Path) -> N
         helper.make_node("Add", ["x", "f"], ["y"])], halves, 1, 1)
     with pytest.raises(VerificationInputError, match="Add of constants of type float16"):
         load_network(path)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_bias_is_rounded_once_per_block_of_a_long_product(tmp_path: Path,
+                                                            fused: bool) -> None:
+    """A fourth tester's: onnxruntime's Gemm (and MatMul + Add, fused into it) puts C in the
+    output first and adds the product 256 terms at a time: with K = 2048, C = 2^24 and a 1
+    per block, float32 gives 2^24, not 2^24 + 8, and Y_0 <= 2^24 + 4 was "unsat"."""
+    k = 2048
+    W = np.zeros((k, 1), np.float32)
+    W[::256, 0] = 1.0
+    nodes = ([helper.make_node("Gemm", ["x", "W", "C"], ["y"])] if fused else
+             [helper.make_node("MatMul", ["x", "W"], ["m"]),
+              helper.make_node("Add", ["m", "C"], ["y"])])
+    path = _graph_file(tmp_path, f"blocks{fused}", nodes,
+                       [numpy_helper.from_array(W, "W"), _const("C", [2.0**24])], k, 1)
+    x = np.zeros(k)
+    x[::256] = 1.0
+    assert onnxruntime_forward(str(path), x)[0] == 2.0**24  # the eight 1s rounded away
+    net = load_network(path)
+    box = Disjunct(x.copy(), x.copy(), np.array([[1.0]]), np.array([2.0**24 + 4]))
+    assert verify(net, Property((box,), k, 1), timeout_s=5.0).status != "unsat"
+
+
+def test_constant_products_with_a_folded_quotient_are_refused(tmp_path: Path) -> None:
+    """DivMulFusion runs before constant folding: 10 * (1 / 3) is 3 in onnxruntime's int64
+    (10 / 3), 0 folded in order; for floats c / d and c * fl(1 / d) differ by an ulp."""
+    from meetup_ros.verification import VerificationInputError
+
+    ints = [numpy_helper.from_array(np.array([v], np.int64), n)
+            for n, v in (("one", 1), ("d", 3), ("c", 10))]
+    path = _graph_file(tmp_path, "divmulint", [
+        helper.make_node("Div", ["one", "d"], ["q"]),
+        helper.make_node("Mul", ["c", "q"], ["k"]),
+        helper.make_node("Cast", ["k"], ["kf"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["x", "kf"], ["y"])], ints, 1, 1)
+    assert onnxruntime_forward(str(path), np.array([0.0]))[0] == 3.0
+    with pytest.raises(VerificationInputError, match="folded quotient"):
+        load_network(path)
+
+
+def test_float64_rounding_of_huge_margins_is_not_a_proof(tmp_path: Path) -> None:
+    """A fourth tester's: y = relu(x) at (2, 1, 1) meets (2^52 + 1) y0 + y1 - y2 <=
+    2^53 + 2 with equality, which float64 rounding turned into a margin of 2."""
+    path = _graph_file(tmp_path, "relu3", [helper.make_node("Relu", ["x"], ["y"])], [], 3, 3)
+    net = load_network(path)
+    x = np.array([2.0, 1.0, 1.0])
+    row = Disjunct(x.copy(), x.copy(), np.array([[2.0**52 + 1, 1.0, -1.0]]),
+                   np.array([2.0**53 + 2]))
+    assert verify(net, Property((row,), 3, 3), timeout_s=5.0).status != "unsat"

@@ -232,9 +232,11 @@ class Result:
     stats: dict[str, float | int | str] = field(default_factory=dict)
 
 
-def _choose_split_mode(config: BabConfig, n_inputs: int) -> str:
-    if config.split == "auto":
-        return "input" if n_inputs <= 16 else "relu"
+def _choose_split_mode(config: BabConfig, n_inputs: int, n_relu_layers: int = 1) -> str:
+    if config.split == "auto" or (config.split == "relu" and n_relu_layers == 0):
+        # without a ReLU there is nothing but the box to split (a tester's one-Gemm network
+        # of 2048 inputs ended in torch.cat of no scores)
+        return "input" if n_inputs <= 16 or n_relu_layers == 0 else "relu"
     if config.split not in ("input", "relu"):
         raise VerificationInputError(f"split mode {config.split!r}; expected input, relu or auto")
     return config.split
@@ -263,7 +265,8 @@ class _Solver:
         self.deadline = deadline
         self.layers = spec_layers(network, self.coeffs, self.rhs)
         self.rounding = spec_rounding(network, self.coeffs)
-        self.mode = _choose_split_mode(config, network.n_inputs)
+        self.margin = config.proof_margin + self._float64_allowance(network)
+        self.mode = _choose_split_mode(config, network.n_inputs, len(network.weights) - 1)
         self.domains = 0
         # The caller's generator when it resumes a search over several calls, so that a
         # later round does not redraw the falsifier's points of an earlier one.
@@ -391,9 +394,21 @@ class _Solver:
         finally:
             self.active_s += time.monotonic() - self.resumed_at
 
+    def _float64_allowance(self, network: Network) -> float:
+        """What the bounds' own float64 arithmetic may be off by, per margin row: 2^-36 of
+        the largest term any of it adds (|coeffs| |W_L| ... |W_1| |x| + |b| terms + |rhs|).
+        Negligible beside the float32 allowance (2^-24 of every operation) unless a network
+        has almost no operation: a tester's y = relu(x) near 2^53 with margin rows of
+        integer coefficients near 2^52 was proven with an equality, by a float64 rounding."""
+        h = np.maximum(np.abs(self.lower_np), np.abs(self.upper_np))
+        for W, b in zip(network.weights, network.biases, strict=True):
+            h = np.abs(W) @ h + np.abs(b)
+        terms = np.abs(self.coeffs) @ h + np.abs(self.rhs)
+        return float(2.0 ** -36 * terms.max()) if terms.size else 0.0
+
     def _run(self, frontier: Frontier | None, pause_at: float | None) -> DisjunctOutcome:
         cfg = self.config
-        margin = cfg.proof_margin
+        margin = self.margin
         if frontier is None:
             lo = torch.as_tensor(self.lower_np).unsqueeze(0)
             up = torch.as_tensor(self.upper_np).unsqueeze(0)

@@ -406,6 +406,13 @@ def _apply(op, attrs, node, get, label, name, divided=False):
     if op in ("Mul", "Div"):
         a, b = get(0), get(1)
         if not isinstance(a, _Sym) and not isinstance(b, _Sym):
+            if op == "Mul" and divided:
+                # DivMulFusion runs before constant folding: onnxruntime computes c / d, not
+                # c * (1 / d) (a tester's 10 * (1 / 3) is 3 there in int64, 0 here)
+                raise VerificationInputError(
+                    f"network {name!r} {label}: a Mul of constants by a folded quotient "
+                    "(Div(1, d)): onnxruntime may compute it as one division; fold it into "
+                    "one initializer")
             return _fold_constants(op, a, b, label, name)
         if op == "Div" and isinstance(b, _Sym):
             raise VerificationInputError(f"network {name!r} {label}: division by the input")
@@ -462,8 +469,9 @@ def _apply(op, attrs, node, get, label, name, divided=False):
         B = np.asarray(B, dtype=np.float64)
         W = B.T if int(attrs.get("transB", 0)) else B
         out = _matmul_sym(a, W, label, name)
-        if alpha != 1.0:  # alpha * (x @ B): one more rounding
-            out = _Sym(out.stage, out.t.scale(np.full(out.t.M.shape[0], alpha)), out.shape)
+        if alpha != 1.0:  # alpha * (x @ B): one more rounding; C still joins the sum
+            scaled = out.t.scale(np.full(out.t.M.shape[0], alpha))
+            out = _Sym(out.stage, replace(scaled, sum_gamma=out.t.sum_gamma), out.shape)
         if len(node.input) > 2 and node.input[2]:
             C = _broadcast_vec(_const(get(2), label, name, "C"), out.shape)
             t = out.t.add_const(beta * C)

@@ -121,6 +121,11 @@ class Tracked:
     P: np.ndarray  # (n,)
     p: float
     fmt: FloatFormat
+    # gamma of the dot product this value comes from (0 if its last operation was another):
+    # a bias added to it is added inside that sum by onnxruntime's Gemm (MLAS puts C in the
+    # output first and adds the product 256 terms at a time: C is rounded once per block; a
+    # tester's 2^24 + 8 came out 2^24 with K = 2048), so the addition is charged that gamma
+    sum_gamma: float = 0.0
 
     @staticmethod
     def identity(n: int, fmt: FloatFormat) -> Tracked:
@@ -134,7 +139,8 @@ class Tracked:
 
     def _with(self, M: np.ndarray, c: np.ndarray, G: np.ndarray, g: np.ndarray,
               others: tuple[Tracked, ...] = (),
-              inside: tuple[np.ndarray, np.ndarray] | None = None) -> Tracked:
+              inside: tuple[np.ndarray, np.ndarray] | None = None,
+              sum_gamma: float = 0.0) -> Tracked:
         """A new tensor; its peak also covers its own magnitude, its operands' peaks and
         ``inside`` (``(K, k)``: what the operation computes on the way, e.g. a dot
         product's partial sums)."""
@@ -145,7 +151,7 @@ class Tracked:
             p = max(p, float(k.max()) if k.size else 0.0)
         for o in others:
             P, p = np.maximum(P, o.P), max(p, o.p)
-        return Tracked(M, c, G, g, P, p, self.fmt)
+        return Tracked(M, c, G, g, P, p, self.fmt, sum_gamma)
 
     # -- operations -------------------------------------------------------------------------
     def matmul_last(self, W: np.ndarray, shape: tuple[int, ...]) -> Tracked:
@@ -169,13 +175,14 @@ class Tracked:
         # can be small by cancellation while 3e38 + 3e38 on the way is inf (a tester's)
         partial = (apply(K, absW) * (1 + gam), (kk.reshape(rows, k) @ absW).reshape(-1)
                    * (1 + gam))
-        return self._with(M, c, G, g, inside=partial)
+        return self._with(M, c, G, g, inside=partial, sum_gamma=gam)
 
     def add_const(self, v: np.ndarray) -> Tracked:
         """``t + v``, ``v`` a constant vector of the tensor's size."""
         K, k = self._magnitude()
         u = self.fmt.unit
         v_err = 0.0 if self.fmt.holds(v) else 2 * u * np.abs(v)  # v rounded to the format
+        u = max(u, self.sum_gamma)  # added inside a dot product (see sum_gamma)
         return self._with(self.M, self.c + v, self.G + u * K,
                           self.g + u * (k + np.abs(v)) + v_err + self.fmt.tiny)
 
@@ -183,7 +190,7 @@ class Tracked:
         """``t + other`` (``sign`` -1: ``t - other``), both of this block."""
         K1, k1 = self._magnitude()
         K2, k2 = other._magnitude()
-        u = self.fmt.unit
+        u = max(self.fmt.unit, self.sum_gamma, other.sum_gamma)  # see sum_gamma
         return self._with(self.M + sign * other.M, self.c + sign * other.c,
                           self.G + other.G + u * (K1 + K2),
                           self.g + other.g + u * (k1 + k2) + self.fmt.tiny, (other,))

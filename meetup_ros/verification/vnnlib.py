@@ -131,7 +131,11 @@ class _Reader:
                                       "ASCII decimals such as -0.5 or 1e-3)")
             if match.group(1) is not None and abs(int(match.group(1))) > _MAX_EXPONENT:
                 raise self.fail(node, f"{node.text!r}: exponent beyond +-{_MAX_EXPONENT}")
-            value = Fraction(node.text)
+            try:
+                value = Fraction(node.text)
+            except ValueError:  # Python's limit on the digits of an integer (4300)
+                raise self.fail(node, f"a number of {len(node.text)} characters; too many "
+                                      "digits") from None
             if abs(value) > Fraction(np.finfo(np.float64).max):
                 raise self.fail(node, f"{node.text!r} is beyond the float64 range")
             return {}, value
@@ -202,6 +206,14 @@ class _Reader:
 
 def parse_vnnlib(text: str, source: str = "<string>") -> Property:
     """Parse VNN-LIB text into a :class:`Property` (see the module docstring)."""
+    try:
+        return _parse_vnnlib(text, source)
+    except RecursionError:  # the reader recurses on nested terms
+        raise VerificationInputError(
+            f"{source!r}: terms or formulas nested too deeply to read") from None
+
+
+def _parse_vnnlib(text: str, source: str) -> Property:
     reader = _Reader(source)
     asserts: list[_Node] = []
     for node in _parse(_tokenise(text, source), source):
