@@ -411,3 +411,15 @@ def test_float64_rounding_of_huge_margins_is_not_a_proof(tmp_path: Path) -> None
     row = Disjunct(x.copy(), x.copy(), np.array([[2.0**52 + 1, 1.0, -1.0]]),
                    np.array([2.0**53 + 2]))
     assert verify(net, Property((row,), 3, 3), timeout_s=5.0).status != "unsat"
+
+
+def test_a_counterexample_must_be_unsafe_in_exact_arithmetic(tmp_path: Path) -> None:
+    """A fourth tester's wrong "sat": y = (2^53, 1) meets Y_0 + Y_1 <= 2^53 only because
+    float64 rounds the sum."""
+    path = _graph_file(tmp_path, "relu2", [helper.make_node("Relu", ["x"], ["y"])], [], 2, 2)
+    net = load_network(path)
+    x = np.array([2.0**53, 1.0])
+    row = Disjunct(x.copy(), x.copy(), np.array([[1.0, 1.0]]), np.array([2.0**53]))
+    assert verify(net, Property((row,), 2, 2), timeout_s=3.0).status != "sat"
+    row = Disjunct(x.copy(), x.copy(), np.array([[1.0, 1.0]]), np.array([2.0**53 + 2]))
+    assert verify(net, Property((row,), 2, 2), timeout_s=3.0).status == "sat"

@@ -217,4 +217,22 @@ def confirm(
         if y_ort.shape != y.shape or not np.all(y_ort @ coeffs.T - rhs <= 0.0):
             logger.debug("candidate %s unsafe in float64 but not in onnxruntime", x_checked)
             return None
+        if not _unsafe_exactly(coeffs, rhs, y_ort):
+            logger.debug("candidate %s unsafe only by float64 rounding", x_checked)
+            return None
     return x_checked, y
+
+
+def _unsafe_exactly(coeffs: np.ndarray, rhs: np.ndarray, y: np.ndarray) -> bool:
+    """``coeffs @ y <= rhs`` in exact rational arithmetic (float64 rounds the sum: a
+    tester's y = (2^53, 1) met Y_0 + Y_1 <= 2^53 in float64, a wrong "sat")."""
+    from fractions import Fraction
+
+    ys = [Fraction(float(v)) for v in np.asarray(y, dtype=np.float64).reshape(-1)]
+    for row, bound in zip(np.asarray(coeffs, dtype=np.float64),
+                          np.asarray(rhs, dtype=np.float64), strict=True):
+        total = sum((Fraction(float(c)) * v for c, v in zip(row, ys, strict=True) if c != 0),
+                    Fraction(0))
+        if total > Fraction(float(bound)):
+            return False
+    return True
