@@ -36,10 +36,19 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from meetup_ros.slam import data as slam_data  # noqa: E402
-from meetup_ros.slam.benchmark import BenchmarkConfig, iterations_to_reach, start_point  # noqa: E402
+from meetup_ros.slam.benchmark import (  # noqa: E402
+    BenchmarkConfig,
+    iterations_to_reach,
+    start_point,
+)
 from meetup_ros.slam.depth_code import DepthCodeModel  # noqa: E402
 from meetup_ros.slam.learned import LearnedStepConfig  # noqa: E402
-from meetup_ros.slam.solvers import TwoViewProblem, gauss_newton, gn_step, make_problem  # noqa: E402
+from meetup_ros.slam.solvers import (  # noqa: E402
+    TwoViewProblem,
+    gauss_newton,
+    gn_step,
+    make_problem,
+)
 
 LENGTHS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 GROUPS = {  # (first pair, pairs per sequence), as benchmark-slam's groups

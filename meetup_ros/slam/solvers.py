@@ -291,32 +291,25 @@ def coarse_to_fine_gauss_newton(
     start = time.perf_counter()
     result = SolverResult(x, [problem.error(x)], [0.0], "coarse_to_fine_gauss_newton")
     e_coarse = coarse.error(x)
-    in_coarse = True
-    for _ in range(iterations):
-        if in_coarse:
-            r, J = coarse.linearize(x)
-            x_new = x + gn_step(r, J)
-            e_new = coarse.error(x_new)
-            in_coarse = e_new < e_coarse * (1.0 - switch_tol)
-            if e_new < e_coarse:
-                x, e_coarse = x_new, e_new
-            result.errors.append(problem.error(x))
-            result.times_s.append(time.perf_counter() - start)
-            result.x = x
-            continue
-        r, J = problem.linearize(x)
+    while result.iterations < iterations:
+        r, J = coarse.linearize(x)
         x_new = x + gn_step(r, J)
-        err = problem.error(x_new)
-        prev = result.errors[-1]
+        e_new = coarse.error(x_new)
+        coarse_pays = e_new < e_coarse * (1.0 - switch_tol)
+        if e_new < e_coarse:
+            x, e_coarse = x_new, e_new
+        result.errors.append(problem.error(x))
         result.times_s.append(time.perf_counter() - start)
-        if not err <= prev:  # as gauss_newton: a rise or a NaN is undone and ends the run
-            result.errors.append(prev)
-            break
-        x = x_new
-        result.errors.append(err)
         result.x = x
-        if abs(prev - err) <= tol * max(prev, 1e-12):
+        if not coarse_pays:
             break
+    left = iterations - result.iterations
+    if left > 0:  # the fine level, by gauss_newton's own rule
+        fine = gauss_newton(problem, x, left, tol)
+        offset = result.times_s[-1]
+        result.errors += fine.errors[1:]
+        result.times_s += [offset + t for t in fine.times_s[1:]]
+        result.x = fine.x
     return result
 
 
