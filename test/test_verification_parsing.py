@@ -444,6 +444,34 @@ def test_vnnlib_decimals_are_exact_and_bounds_round_outward() -> None:
     assert Fraction(d.rhs[0]) >= Fraction(1, 10)
 
 
+def test_vnnlib_keeps_each_disjunct_as_written() -> None:
+    """The proof reads bounds rounded outward and strict ones as non-strict; a counterexample
+    is checked against the atoms as written, which the reader keeps beside them."""
+    from fractions import Fraction
+
+    prop = parse_vnnlib(HEAD + "(assert (>= X_0 0.50000000000000000001))\n"
+                               "(assert (< (* 4 X_0) 3))\n"
+                               "(assert (< Y_0 0.99999999999999999999))\n"
+                               "(assert (<= 0 0))\n", "written.vnnlib")
+    (d,) = prop.disjuncts
+    assert d.lower[0] == 0.5 and d.rhs[0] == 1.0  # read outward, as before
+    exact = d.exact_form()
+    assert exact.contains_input(np.array([0.6])) and not exact.contains_input(np.array([0.5]))
+    assert d.upper[0] == 0.75 and not exact.contains_input(np.array([0.75]))  # 4 X_0 < 3
+    assert not exact.unsafe_output(np.array([1.0])) and exact.unsafe_output(np.array([0.5]))
+    assert any(r.bound == -Fraction("0.50000000000000000001") for r in exact.inputs)
+    # 0 < 0 is read as 0 <= 0 (the proof's superset) but is false as written
+    (d,) = parse_vnnlib(HEAD + "(assert (>= X_0 0))\n(assert (<= X_0 1))\n"
+                               "(assert (< 0 0))\n", "false.vnnlib").disjuncts
+    assert not d.exact_form().unsafe_output(np.array([0.0]))
+    # a property built in code has no written form: its float one is checked, as read
+    (d,) = property_from_dict({"inputs": ["a"], "outputs": ["b"],
+                               "domain": {"lower": [0.0], "upper": [1.0]},
+                               "unsafe": [["b <= 0.5"]]}).disjuncts
+    assert d.exact is None and d.exact_form().unsafe_output(np.array([0.5]))
+    assert not d.exact_form().contains_input(np.array([1.0 + 2**-52]))
+
+
 @pytest.mark.parametrize("number", ["1_0", "\u0661", "nan", "inf", "0x10", "1e999"])
 def test_vnnlib_numbers_are_ascii_decimals(number: str) -> None:
     with pytest.raises(VerificationInputError, match="line 3"):
@@ -488,3 +516,22 @@ def test_vnnlib_deep_nesting_and_long_numbers_are_named() -> None:
     with pytest.raises(VerificationInputError, match=r"line 3: .*too many digits"):
         parse_vnnlib(HEAD + f"(assert (<= X_0 {'9' * 5000}))\n(assert (>= X_0 0))\n",
                      "long.vnnlib")
+
+
+def test_vnnlib_growing_products_are_refused_at_once() -> None:
+    """A product of 6000 factors of 1e300 took 87 s to read (not bounded by --timeout): the
+    exact value is refused once it needs more than _MAX_BITS bits, flat or nested."""
+    import time
+
+    flat = "(* " + " ".join(["1e300"] * 6000) + " X_0)"
+    nested = "(* 1e300 " * 400 + "X_0" + ")" * 400
+    for name, term in (("flat", flat), ("nested", nested)):
+        start = time.perf_counter()
+        with pytest.raises(VerificationInputError, match=r"line 3: .*too many digits"):
+            parse_vnnlib(HEAD + f"(assert (<= {term} 1))\n(assert (>= X_0 0))\n",
+                         f"{name}.vnnlib")
+        assert time.perf_counter() - start < 1.0, name
+    # a product that stays small is read exactly: 1e300 * 1e-300 * 2 X_0 <= 1 is X_0 <= 0.5
+    (d,) = parse_vnnlib(HEAD + "(assert (<= (* 1e300 1e-300 2 X_0) 1))\n(assert (>= X_0 0))\n",
+                        "small.vnnlib").disjuncts
+    assert d.upper.tolist() == [0.5]

@@ -18,6 +18,7 @@ from meetup_ros.verification.mip import solve_min_max_margin
 from meetup_ros.verification.network import Network, load_network
 from meetup_ros.verification.onnx_loader import save_onnx
 from meetup_ros.verification.spec import Disjunct, Property
+from meetup_ros.verification.vnnlib import load_vnnlib
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -423,3 +424,60 @@ def test_a_counterexample_must_be_unsafe_in_exact_arithmetic(tmp_path: Path) -> 
     assert verify(net, Property((row,), 2, 2), timeout_s=3.0).status != "sat"
     row = Disjunct(x.copy(), x.copy(), np.array([[1.0, 1.0]]), np.array([2.0**53 + 2]))
     assert verify(net, Property((row,), 2, 2), timeout_s=3.0).status == "sat"
+
+
+def _relu_and_vnnlib(tmp_path: Path, name: str, asserts: str) -> tuple[Network, Property]:
+    """y = relu(x) on one input (float32, as onnxruntime runs it) and a property file."""
+    net = load_network(_graph_file(tmp_path, "relu1", [helper.make_node("Relu", ["x"], ["y"])],
+                                   [], 1, 1))
+    path = tmp_path / f"{name}.vnnlib"
+    path.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n" + asserts)
+    return net, load_vnnlib(path)
+
+
+def test_a_counterexample_must_violate_the_output_bound_as_written(tmp_path: Path) -> None:
+    """A tester's Y_0 <= 0.99999999999999999999 was "sat" at y = 1.0: the bound is read
+    rounded up to 1.0, but y = 1.0 lies above the bound as written, so the property holds.
+    The read bound is all the proof sees, so "unsat" cannot be proven either: undecided."""
+    net, prop = _relu_and_vnnlib(tmp_path, "below_one", "(assert (>= X_0 1))\n"
+                                 "(assert (<= X_0 1))\n(assert (<= Y_0 0.99999999999999999999))\n")
+    assert prop.disjuncts[0].rhs[0] == 1.0  # read outward: the proof side is unchanged
+    result = verify(net, prop, timeout_s=3.0)
+    assert result.status in ("unsat", "timeout"), (result.status, result.x, result.y)
+
+
+def test_a_counterexample_must_violate_a_strict_bound_strictly(tmp_path: Path) -> None:
+    """Y_0 < 1.0 read as Y_0 <= 1.0 was "sat" at y = 1.0 exactly."""
+    net, prop = _relu_and_vnnlib(tmp_path, "strict", "(assert (>= X_0 1))\n"
+                                 "(assert (<= X_0 1))\n(assert (< Y_0 1.0))\n")
+    result = verify(net, prop, timeout_s=3.0)
+    assert result.status in ("unsat", "timeout"), (result.status, result.x, result.y)
+
+
+def test_a_counterexample_input_must_lie_in_the_box_as_written(tmp_path: Path) -> None:
+    """X_0 >= 0.50000000000000000001 reads as X_0 >= 0.5 (rounded down), and y = x <= 0.5
+    only at x = 0.5: outside the box as written, so never a counterexample."""
+    net, prop = _relu_and_vnnlib(tmp_path, "input", "(assert (>= X_0 0.50000000000000000001))\n"
+                                 "(assert (<= X_0 0.75))\n(assert (<= Y_0 0.5))\n")
+    assert prop.disjuncts[0].lower[0] == 0.5  # read outward: it admits x = 0.5
+    result = verify(net, prop, timeout_s=3.0)
+    assert result.status in ("unsat", "timeout"), (result.status, result.x, result.y)
+
+
+def test_a_counterexample_is_still_found_inside_the_box_as_written(tmp_path: Path) -> None:
+    """An ordinary violation is still "sat"; and where the falsifier's best point is the read
+    box's edge (x = 0.5, outside the box as written) the next float32 input above it
+    (0.5 + 2^-24, y = x <= 0.5000001) is the counterexample reported."""
+    from fractions import Fraction
+
+    net, prop = _relu_and_vnnlib(tmp_path, "plain", "(assert (>= X_0 0))\n"
+                                 "(assert (<= X_0 1))\n(assert (> Y_0 0.5))\n")
+    result = verify(net, prop, timeout_s=5.0)
+    assert result.status == "sat" and result.x is not None
+    assert onnxruntime_forward(net.source, result.x)[0] > 0.5 and 0 <= result.x[0] <= 1
+    net, prop = _relu_and_vnnlib(tmp_path, "edge", "(assert (>= X_0 0.50000000000000000001))\n"
+                                 "(assert (<= X_0 0.75))\n(assert (<= Y_0 0.5000001))\n")
+    result = verify(net, prop, timeout_s=5.0)
+    assert result.status == "sat" and result.x is not None, result.stats
+    assert Fraction(float(result.x[0])) > Fraction("0.50000000000000000001")
+    assert Fraction(float(onnxruntime_forward(net.source, result.x)[0])) <= Fraction("0.5000001")

@@ -9,7 +9,8 @@ best-first (smallest best-row bound first), a batch at a time; each is split in 
 input dimension with the largest estimated bound improvement ``|A_i| (u_i - l_i)`` or on the
 unstable ReLU with the largest relaxation gap. A sampling + PGD falsifier runs first, the
 bound minimisers of each new domain are tried as counterexamples, and every counterexample
-is re-checked by :func:`falsify.confirm` (float64 and onnxruntime) before "sat". Domains that
+is re-checked by :func:`falsify.confirm` (float64 and onnxruntime, and against the property as
+written: bounds not rounded, strict ones strict) before "sat". Domains that
 can no longer be split usefully go to the exact MIP; while the search goes on, a share of the
 time goes to MIP probes on the open domain whose points came closest to a violation (this
 finds counterexamples whose margins are ~1e-5, far below what sampling reaches). Out of time
@@ -68,7 +69,7 @@ from meetup_ros.verification.falsify import (
 )
 from meetup_ros.verification.network import Network
 from meetup_ros.verification.rounding import FORMATS
-from meetup_ros.verification.spec import Property
+from meetup_ros.verification.spec import ExactDisjunct, Property
 
 logger = logging.getLogger(__name__)
 
@@ -255,8 +256,10 @@ class _Solver:
         config: BabConfig,
         deadline: float,
         generator: torch.Generator | None = None,
+        exact: ExactDisjunct | None = None,
     ) -> None:
         self.network = network
+        self.exact = exact  # the disjunct as written, which a counterexample must meet
         self.coeffs = np.asarray(coeffs, dtype=np.float64)
         self.rhs = np.asarray(rhs, dtype=np.float64)
         self.lower_np = np.asarray(lower, dtype=np.float64)
@@ -367,7 +370,7 @@ class _Solver:
         """Re-check the points whose max-margin is <= 0 (at most 8) with :func:`confirm`."""
         for i in torch.nonzero(value <= 0).flatten()[:8].tolist():
             found = confirm(self.network, self.coeffs, self.rhs, self.lower_np, self.upper_np,
-                            points[i].numpy())
+                            points[i].numpy(), self.exact)
             if found is not None:
                 return DisjunctOutcome("sat", found[0], found[1], domains=self.domains)
         return None
@@ -734,6 +737,7 @@ def solve_disjunct(
     config: BabConfig | None = None,
     frontier: Frontier | None = None,
     generator: torch.Generator | None = None,
+    exact: ExactDisjunct | None = None,
 ) -> DisjunctOutcome:
     """Branch and bound on one box and one unsafe conjunction until ``deadline`` (monotonic).
 
@@ -743,8 +747,11 @@ def solve_disjunct(
         frontier: open domains from an earlier run to resume (inside the box).
         generator: the falsifier's random source; pass the same one to every call that
             resumes a search (else each call starts from ``config.seed`` again).
+        exact: the disjunct as written (:attr:`Disjunct.exact`), which a counterexample must
+            meet; None: ``coeffs, rhs, lower, upper`` are the property itself.
     """
-    solver = _solver_for(network, coeffs, rhs, lower, upper, deadline, config, generator)
+    solver = _solver_for(network, coeffs, rhs, lower, upper, deadline, config, generator,
+                         exact)
     if isinstance(solver, DisjunctOutcome):
         return solver
     return solver.run(frontier)
@@ -753,7 +760,7 @@ def solve_disjunct(
 def _solver_for(
     network: Network, coeffs: np.ndarray, rhs: np.ndarray, lower: np.ndarray,
     upper: np.ndarray, deadline: float, config: BabConfig | None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, exact: ExactDisjunct | None = None,
 ) -> _Solver | DisjunctOutcome:
     """A solver for one disjunct's box, or its outcome when the box alone decides it."""
     lower = np.asarray(lower, dtype=np.float64)
@@ -770,7 +777,7 @@ def _solver_for(
         # constants would be as wrong: undecided, never proven.
         return DisjunctOutcome("timeout", reason=overflow)
     return _Solver(network, coeffs, rhs, lower, upper, config or BabConfig(), deadline,
-                   generator)
+                   generator, exact)
 
 
 def verify(network: Network, prop: Property, timeout_s: float,
@@ -800,7 +807,8 @@ def verify(network: Network, prop: Property, timeout_s: float,
     open_: dict[int, Frontier | None] = {}
     undecided: list[str] = []
     for i, d in enumerate(prop.disjuncts):
-        made = _solver_for(network, d.coeffs, d.rhs, d.lower, d.upper, deadline, config)
+        made = _solver_for(network, d.coeffs, d.rhs, d.lower, d.upper, deadline, config,
+                           exact=d.exact)
         if isinstance(made, _Solver):
             solvers[i], open_[i] = made, None
         elif made.status != "unsat":  # a box too large to bound

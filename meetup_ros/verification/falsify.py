@@ -2,14 +2,15 @@
 
 The objective for one disjunct is ``max_j margin_j(x)`` (``margin = coeffs @ f(x) - rhs``);
 any box point with objective <= 0 is a counterexample candidate. Candidates are only
-proposals: :func:`confirm` re-checks them in float64 and with onnxruntime before anyone says
-"sat"/"violated".
+proposals: :func:`confirm` re-checks them in float64 and with onnxruntime, and against the
+property as written in exact arithmetic, before anyone says "sat"/"violated".
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 
 from meetup_ros.verification.adam import adam_direction
 from meetup_ros.verification.network import Network
+from meetup_ros.verification.spec import ExactDisjunct
 
 logger = logging.getLogger(__name__)
 
@@ -200,39 +202,57 @@ def confirm(
     lower: np.ndarray,
     upper: np.ndarray,
     x: np.ndarray,
+    exact: ExactDisjunct | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Re-check a candidate: returns ``(x, y)`` iff it is a genuine counterexample.
 
-    ``x`` is moved to float32-representable values inside the box; the float64 forward pass
-    and, for ONNX sources, onnxruntime must both put ``y`` in the unsafe conjunction.
+    ``x`` is moved to float32-representable values inside the box ``lower, upper`` and inside
+    ``exact``'s input bounds; the float64 forward pass and, for ONNX sources, onnxruntime must
+    both put ``y`` in the unsafe conjunction. ``exact`` is the disjunct as written (default:
+    ``coeffs, rhs, lower, upper`` themselves): the rows read are rounded outward and strict
+    ones read as non-strict, so a point that meets them can miss the property as written (a
+    tester's Y_0 <= 0.99999999999999999999 was "sat" at 1.0). The input and the output that
+    decides are checked against it in exact rational arithmetic.
     """
+    if exact is None:
+        exact = ExactDisjunct.from_floats(lower, upper, coeffs, rhs)
     x_checked = to_float32_inside(np.asarray(x, dtype=np.float64), lower, upper)
     if x_checked is None:
+        return None
+    x_checked = _into_written_box(x_checked, exact)
+    if not (np.all(x_checked >= lower) and np.all(x_checked <= upper)
+            and exact.contains_input(x_checked)):
+        logger.debug("candidate %s outside the input box as written", x_checked)
         return None
     y = network.forward(x_checked)
     if not np.all(y @ coeffs.T - rhs <= 0.0):
         return None
+    y_deployed = y
     if network.source_kind == "onnx":
-        y_ort = onnxruntime_forward(network.source, x_checked)
-        if y_ort.shape != y.shape or not np.all(y_ort @ coeffs.T - rhs <= 0.0):
+        y_deployed = onnxruntime_forward(network.source, x_checked)
+        if y_deployed.shape != y.shape or not np.all(y_deployed @ coeffs.T - rhs <= 0.0):
             logger.debug("candidate %s unsafe in float64 but not in onnxruntime", x_checked)
             return None
-        if not _unsafe_exactly(coeffs, rhs, y_ort):
-            logger.debug("candidate %s unsafe only by float64 rounding", x_checked)
-            return None
+    if not exact.unsafe_output(y_deployed):
+        logger.debug("candidate %s unsafe only as the property was read (float64 rounding)",
+                     x_checked)
+        return None
     return x_checked, y
 
 
-def _unsafe_exactly(coeffs: np.ndarray, rhs: np.ndarray, y: np.ndarray) -> bool:
-    """``coeffs @ y <= rhs`` in exact rational arithmetic (float64 rounds the sum: a
-    tester's y = (2^53, 1) met Y_0 + Y_1 <= 2^53 in float64, a wrong "sat")."""
-    from fractions import Fraction
+def _into_written_box(x: np.ndarray, exact: ExactDisjunct) -> np.ndarray:
+    """Step each input that misses a bound as written up to 4 float32 steps towards it.
 
-    ys = [Fraction(float(v)) for v in np.asarray(y, dtype=np.float64).reshape(-1)]
-    for row, bound in zip(np.asarray(coeffs, dtype=np.float64),
-                          np.asarray(rhs, dtype=np.float64), strict=True):
-        total = sum((Fraction(float(c)) * v for c, v in zip(row, ys, strict=True) if c != 0),
-                    Fraction(0))
-        if total > Fraction(float(bound)):
-            return False
-    return True
+    The box read is rounded outward, so its edge, where a search ends, can be a float32
+    value just outside the written one (X_0 >= 0.50000000000000000001 reads as >= 0.5)."""
+    x32 = np.asarray(x, dtype=np.float32).copy()
+    for row in exact.inputs:
+        if len(row.terms) != 1:
+            continue  # VNN-LIB input rows bound one input each; others are only checked
+        ((i, c),) = row.terms
+        toward = np.float32(-np.inf if c > 0 else np.inf)
+        for _ in range(4):
+            if row.holds({i: Fraction(float(x32[i]))}):
+                break
+            x32[i] = np.nextafter(x32[i], toward)
+    return x32.astype(np.float64)

@@ -38,7 +38,7 @@ def mip_verify(network: Network, prop: Property, time_limit_s: float = 60.0) -> 
         if out.status == "unsat":
             continue
         if out.status == "sat" and out.x is not None and confirm(
-                network, d.coeffs, d.rhs, d.lower, d.upper, out.x) is not None:
+                network, d.coeffs, d.rhs, d.lower, d.upper, out.x, d.exact) is not None:
             return "sat"
         undecided = True
     return "timeout" if undecided else "unsat"

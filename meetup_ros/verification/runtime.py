@@ -4,7 +4,8 @@
 region. An empty intersection needs no proof; otherwise the disjunct is decided by
 :func:`bab.solve_disjunct` before the deadline. "verified" only when every non-empty
 intersection is proven safe; "violated" only with a counterexample confirmed in float64 and
-(for ONNX) onnxruntime; anything else, including any exception, is "unknown".
+(for ONNX) onnxruntime, against the property as written; anything else, including any
+exception, is "unknown".
 
 Work is reused between ticks: regions inside a box already certified are verified at once,
 the latest counterexample is re-tried first, and after a timeout the open branch-and-bound
@@ -164,7 +165,7 @@ class RuntimeMonitor:
                 continue
             cex = self._last_cex[i]
             if cex is not None and np.all(cex >= lo) and np.all(cex <= up):
-                found = confirm(self.network, d.coeffs, d.rhs, lo, up, cex)
+                found = confirm(self.network, d.coeffs, d.rhs, lo, up, cex, d.exact)
                 if found is not None:
                     return Certificate("violated", found[0], found[1], time.monotonic() - start,
                                        domains, f"disjunct {i}: previous counterexample")
@@ -174,7 +175,7 @@ class RuntimeMonitor:
                 frontier = previous[2].restrict(lo, up)
                 self.stats["resumed"] += 1
             out = solve_disjunct(self.network, d.coeffs, d.rhs, lo, up, deadline, self.config,
-                                 frontier, self._generators[i])
+                                 frontier, self._generators[i], d.exact)
             domains += out.domains
             if out.status == "sat":
                 assert out.x is not None and out.y is not None

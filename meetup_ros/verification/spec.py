@@ -28,13 +28,75 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from meetup_ros.verification import VerificationInputError, require_file
+
+
+@dataclass(frozen=True)
+class ExactRow:
+    """``sum c * v[j] over terms (j, c) <= bound`` in exact rationals; ``<`` if ``strict``.
+
+    A row without terms is a constant atom (``0 < 0`` is false as written)."""
+
+    terms: tuple[tuple[int, Fraction], ...]
+    bound: Fraction
+    strict: bool = False
+
+    def holds(self, values: Sequence[Fraction] | Mapping[int, Fraction]) -> bool:
+        """At ``values`` (indexed by the terms' variables; a mapping may hold only those)."""
+        total = sum((c * values[j] for j, c in self.terms), Fraction(0))
+        return total < self.bound if self.strict else total <= self.bound
+
+
+def _exact_values(v: np.ndarray) -> list[Fraction]:
+    return [Fraction(float(a)) for a in np.asarray(v, dtype=np.float64).reshape(-1)]
+
+
+@dataclass(frozen=True)
+class ExactDisjunct:
+    """A disjunct as written, before float64 rounding: rows over the inputs (each a bound on
+    one input) and rows over the outputs, strict ones strict. The float :class:`Disjunct`
+    holds a superset (rounded outward, strict read as non-strict), which is sound for a proof
+    but not for a counterexample: it must lie in this set."""
+
+    inputs: tuple[ExactRow, ...]
+    outputs: tuple[ExactRow, ...]
+
+    @staticmethod
+    def from_floats(lower: np.ndarray, upper: np.ndarray, coeffs: np.ndarray, rhs: np.ndarray
+                    ) -> ExactDisjunct:
+        """The float disjunct's own set, for properties with no written form of their own."""
+        inputs = [ExactRow(((i, Fraction(1)),), Fraction(float(u)))
+                  for i, u in enumerate(np.asarray(upper, dtype=np.float64)) if np.isfinite(u)]
+        inputs += [ExactRow(((i, Fraction(-1)),), -Fraction(float(lo)))
+                   for i, lo in enumerate(np.asarray(lower, dtype=np.float64))
+                   if np.isfinite(lo)]
+        outputs = [ExactRow(tuple((j, Fraction(float(c))) for j, c in enumerate(row) if c != 0),
+                            Fraction(float(bound)))
+                   for row, bound in zip(np.asarray(coeffs, dtype=np.float64),
+                                         np.asarray(rhs, dtype=np.float64), strict=True)]
+        return ExactDisjunct(tuple(inputs), tuple(outputs))
+
+    def contains_input(self, x: np.ndarray) -> bool:
+        if not np.isfinite(x).all():
+            return False
+        values = _exact_values(x)
+        return all(row.holds(values) for row in self.inputs)
+
+    def unsafe_output(self, y: np.ndarray) -> bool:
+        """Every output row holds at ``y`` in exact arithmetic (float64 rounds a sum: a
+        tester's y = (2^53, 1) met Y_0 + Y_1 <= 2^53 in float64, a wrong "sat"). An output
+        that overflowed (inf, NaN) has no exact value and confirms nothing."""
+        if not np.isfinite(y).all():
+            return False
+        values = _exact_values(y)
+        return all(row.holds(values) for row in self.outputs)
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,12 +106,21 @@ class Disjunct:
     Args:
         lower, upper: ``(n,)`` float64, may hold ``-inf``/``+inf``.
         coeffs: ``(k, m)`` float64; rhs: ``(k,)``.
+        exact: the disjunct as written where it was read from text with more precision
+            (VNN-LIB); None where the float form is the property itself.
     """
 
     lower: np.ndarray
     upper: np.ndarray
     coeffs: np.ndarray
     rhs: np.ndarray
+    exact: ExactDisjunct | None = None
+
+    def exact_form(self) -> ExactDisjunct:
+        """What a counterexample must meet: the written form, else the float one."""
+        if self.exact is not None:
+            return self.exact
+        return ExactDisjunct.from_floats(self.lower, self.upper, self.coeffs, self.rhs)
 
     def margins(self, y: np.ndarray) -> np.ndarray:
         """``coeffs @ y - rhs``: ``(m,)`` -> ``(k,)``, ``(B, m)`` -> ``(B, k)``; all <= 0 is
@@ -59,6 +130,11 @@ class Disjunct:
     def contains_input(self, x: np.ndarray) -> bool:
         x = np.asarray(x, dtype=np.float64)
         return bool(np.all(x >= self.lower) and np.all(x <= self.upper))
+
+
+def _fits(exact: ExactDisjunct, n_inputs: int, n_outputs: int) -> bool:
+    return (all(0 <= j < n_inputs for row in exact.inputs for j, _ in row.terms)
+            and all(0 <= j < n_outputs for row in exact.outputs for j, _ in row.terms))
 
 
 @dataclass(frozen=True)
@@ -90,6 +166,10 @@ class Property:
                 )
             if np.isnan(d.lower).any() or np.isnan(d.upper).any():
                 raise VerificationInputError(f"property {self.source!r}: NaN in the input box")
+            if d.exact is not None and not _fits(d.exact, self.n_inputs, self.n_outputs):
+                raise VerificationInputError(
+                    f"property {self.source!r} disjunct {i}: its written form names variables "
+                    f"beyond {self.n_inputs} inputs and {self.n_outputs} outputs")
 
     def is_unsafe(self, x: np.ndarray, y: np.ndarray) -> bool:
         """True iff ``(x, y)`` lies in the unsafe set (non-strict inequalities)."""

@@ -6,8 +6,7 @@ variables, ``(+ ...)``, ``(- ...)``, ``(* number term)``). All asserts are conjo
 into disjunctive normal form; in each disjunct the atoms over inputs must be bounds on one
 input (``X_i <= c``), the atoms over outputs become the linear conjunction. Strict and
 non-strict comparisons are both read as non-strict (a closed unsafe set), which is the
-conservative reading for "unsat"; a "sat" counterexample may then sit exactly on a strict
-bound (margin 0), as in VNN-COMP's own checker. Errors name the line.
+conservative reading for "unsat". Errors name the line.
 
 Numbers are decimals read exactly (``fractions.Fraction``) and the arithmetic of the linear
 terms is exact; only the results become float64, rounded outward: an input bound ``0.03 X_0
@@ -18,6 +17,11 @@ coefficients (by the least common denominator, then divided by their greatest co
 divisor: 0.1 Y_0 <= 0.3 is Y_0 <= 3), which float64 holds exactly up to 2^53; a constraint
 whose coefficients need more is refused rather than rounded (a tester's
 1.0000000000000001 Y_1, read as Y_1, hid an unsafe point).
+
+Each disjunct also keeps its atoms as written (:class:`spec.ExactDisjunct`: exact rationals,
+strict ones strict). The proof reads the rounded set; a counterexample must lie in the
+written one (a tester's Y_0 <= 0.99999999999999999999, read as Y_0 <= 1, was "sat" at
+y = 1.0, and Y_0 < 1 would have been too).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from meetup_ros.verification import VerificationInputError, require_file
-from meetup_ros.verification.spec import Disjunct, Property
+from meetup_ros.verification.spec import Disjunct, ExactDisjunct, ExactRow, Property
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +47,10 @@ _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([+-]?[0-9]+)
 _MAX_EXPONENT = 1000  # beyond float64's range either way; 10^(10^8) took minutes to build
 _EXACT_INTEGER = 2 ** 53
 _MAX_DISJUNCTS = 10_000
+# Bits of a numerator or denominator (about 4900 digits). Only products make exact values
+# grow (decimal sums keep the largest denominator), and a product of 6000 factors of 1e300
+# took 87 s to read: any value past this is refused where the product reaches it.
+_MAX_BITS = 16_384
 _Linear = tuple[dict[str, Fraction], Fraction]
 
 
@@ -64,6 +72,10 @@ class _Node:
     line: int
     text: str | None = None
     items: list[_Node] | None = None
+
+
+# an atom ``sum coeffs * v <= const`` (``<`` if strict), with its node for error lines
+_Atom = tuple[_Node, dict[str, Fraction], Fraction, bool]
 
 
 def _tokenise(text: str, source: str) -> list[tuple[str, int]]:
@@ -156,11 +168,20 @@ class _Reader:
         terms = [p for p in parts if p[0]]
         if len(terms) > 1:
             raise self.fail(node, "product of variables is not linear")
-        scale = math.prod((c for _, c in constants), start=Fraction(1))
+        scale = Fraction(1)
+        for _, c in constants:
+            scale = self._bounded(node, scale * c)
         if not terms:
             return {}, scale
         coeffs, const = terms[0]
-        return {k: v * scale for k, v in coeffs.items()}, const * scale
+        return ({k: self._bounded(node, v * scale) for k, v in coeffs.items()},
+                self._bounded(node, const * scale))
+
+    def _bounded(self, node: _Node, value: Fraction) -> Fraction:
+        if max(value.numerator.bit_length(), value.denominator.bit_length()) > _MAX_BITS:
+            raise self.fail(node, f"a product whose exact value needs more than {_MAX_BITS} "
+                                  "bits; too many digits")
+        return value
 
     @staticmethod
     def _sum(parts: list[_Linear], signs: list[int]) -> _Linear:
@@ -172,12 +193,12 @@ class _Reader:
             const += s * k
         return coeffs, const
 
-    def formula(self, node: _Node) -> list[list[tuple[_Node, dict[str, Fraction], Fraction]]]:
+    def formula(self, node: _Node) -> list[list[_Atom]]:
         """DNF: list of conjunctions of atoms ``sum coeffs * v <= const``."""
         items = node.items or []
         head = items[0].text if items else None
         if head == "and":
-            result: list[list[tuple[_Node, dict[str, Fraction], Fraction]]] = [[]]
+            result: list[list[_Atom]] = [[]]
             for sub in items[1:]:
                 result = [a + b for a, b in itertools.product(result, self.formula(sub))]
                 if len(result) > _MAX_DISJUNCTS:
@@ -186,7 +207,7 @@ class _Reader:
         if head == "or":
             if len(items) == 1:  # false: the property would hold vacuously, surely a slip
                 raise self.fail(node, "(or) with no operands")
-            out: list[list[tuple[_Node, dict[str, Fraction], Fraction]]] = []
+            out: list[list[_Atom]] = []
             for sub in items[1:]:
                 out.extend(self.formula(sub))
             return out
@@ -196,11 +217,12 @@ class _Reader:
             lc, lk = self.linear(items[1])
             rc, rk = self.linear(items[2])
             zero = Fraction(0)
+            strict = head in ("<", ">")
             if head in ("<=", "<"):  # l - r <= rk - lk
                 coeffs = self._sum([(lc, zero), (rc, zero)], [1, -1])[0]
-                return [[(node, coeffs, rk - lk)]]
+                return [[(node, coeffs, rk - lk, strict)]]
             coeffs = self._sum([(rc, zero), (lc, zero)], [1, -1])[0]
-            return [[(node, coeffs, lk - rk)]]
+            return [[(node, coeffs, lk - rk, strict)]]
         raise self.fail(node, f"unsupported formula head {head!r}; expected and, or, <=, >=, <, >")
 
 
@@ -238,67 +260,16 @@ def _parse_vnnlib(text: str, source: str) -> Property:
                                      "expected at least one of each")
     if not asserts:
         raise VerificationInputError(f"{source!r}: no assert")
-    dnf: list[list[tuple[_Node, dict[str, Fraction], Fraction]]] = [[]]
+    dnf: list[list[_Atom]] = [[]]
     for a in asserts:
         dnf = [x + y for x, y in itertools.product(dnf, reader.formula(a))]
         if len(dnf) > _MAX_DISJUNCTS:
             raise reader.fail(a, f"more than {_MAX_DISJUNCTS} disjuncts in DNF")
     disjuncts = []
     for conj in dnf:
-        lower = np.full(n_in, -np.inf)
-        upper = np.full(n_in, np.inf)
-        rows: list[np.ndarray] = []
-        rhs: list[float] = []
-        empty = False
-        for node, coeffs, const in conj:
-            coeffs = {k: v for k, v in coeffs.items() if v != 0}
-            xs = [k for k in coeffs if k in reader.inputs]
-            ys = [k for k in coeffs if k in reader.outputs]
-            if xs and ys:
-                raise reader.fail(node, "constraint mixes inputs and outputs; unsupported")
-            if xs:
-                if len(xs) != 1:
-                    raise reader.fail(node, "constraint over several inputs; only bounds on one "
-                                            "input are supported")
-                i, coef = reader.inputs[xs[0]], coeffs[xs[0]]
-                bound = const / coef  # exact; rounded outward, the box can only grow
-                try:
-                    if coef > 0:
-                        upper[i] = min(upper[i], _float_out(bound, up=True))
-                    else:
-                        lower[i] = max(lower[i], _float_out(bound, up=False))
-                except OverflowError:
-                    raise reader.fail(node, "bound beyond the float64 range") from None
-            elif ys:
-                # integer coefficients, exact in float64; only the bound is rounded (up)
-                scale = Fraction(math.lcm(*(v.denominator for v in coeffs.values())),
-                                 math.gcd(*(v.numerator for v in coeffs.values())))
-                row = np.zeros(n_out)
-                for k, v in coeffs.items():
-                    c = v * scale
-                    if abs(c) > _EXACT_INTEGER:
-                        raise reader.fail(node, "output coefficients that float64 cannot hold "
-                                                "exactly (as integers they pass 2^53); "
-                                                "write them with fewer digits")
-                    row[reader.outputs[k]] = float(c)
-                try:
-                    rhs.append(_float_out(const * scale, up=True))  # the set can only grow
-                except OverflowError:
-                    raise reader.fail(node, "bound beyond the float64 range") from None
-                rows.append(row)
-            elif const < 0:
-                empty = True  # a constant false atom (0 <= negative): no point satisfies it
-                break
-        if empty or np.any(lower > upper):
-            continue  # an empty disjunct cannot be violated
-        if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
-            raise VerificationInputError(
-                f"{source!r}: a disjunct leaves inputs "
-                f"{np.flatnonzero(~np.isfinite(lower) | ~np.isfinite(upper)).tolist()!r} "
-                "unbounded; expected a bounded input box")
-        if not rows:  # no output constraint: every output is unsafe
-            rows, rhs = [np.zeros(n_out)], [0.0]
-        disjuncts.append(Disjunct(lower, upper, np.array(rows), np.array(rhs)))
+        d = _disjunct(reader, conj)
+        if d is not None:
+            disjuncts.append(d)
     if not disjuncts:
         # Every disjunct is empty: nothing is unsafe. Keep one empty box so callers see "unsat".
         logger.warning("%s: every input box of the property is empty (a lower bound above its "
@@ -309,6 +280,79 @@ def _parse_vnnlib(text: str, source: str) -> Property:
     return Property(tuple(disjuncts), n_in, n_out,
                     tuple(f"X_{i}" for i in range(n_in)), tuple(f"Y_{j}" for j in range(n_out)),
                     source)
+
+
+def _disjunct(reader: _Reader, conj: list[_Atom]) -> Disjunct | None:
+    """One conjunction as a :class:`Disjunct` (rounded outward, strict read as non-strict,
+    for proofs) with its written form beside it (for counterexamples); None if empty."""
+    n_in, n_out = len(reader.inputs), len(reader.outputs)
+    lower = np.full(n_in, -np.inf)
+    upper = np.full(n_in, np.inf)
+    rows: list[np.ndarray] = []
+    rhs: list[float] = []
+    exact_in: list[ExactRow] = []
+    exact_out: list[ExactRow] = []
+    for node, coeffs, const, strict in conj:
+        coeffs = {k: v for k, v in coeffs.items() if v != 0}
+        xs = [k for k in coeffs if k in reader.inputs]
+        ys = [k for k in coeffs if k in reader.outputs]
+        if xs and ys:
+            raise reader.fail(node, "constraint mixes inputs and outputs; unsupported")
+        if xs:
+            if len(xs) != 1:
+                raise reader.fail(node, "constraint over several inputs; only bounds on one "
+                                        "input are supported")
+            i, coef = reader.inputs[xs[0]], coeffs[xs[0]]
+            bound = const / coef  # exact; rounded outward, the box can only grow
+            try:
+                if coef > 0:
+                    upper[i] = min(upper[i], _float_out(bound, up=True))
+                else:
+                    lower[i] = max(lower[i], _float_out(bound, up=False))
+            except OverflowError:
+                raise reader.fail(node, "bound beyond the float64 range") from None
+            exact_in.append(ExactRow(((i, coef),), const, strict))
+        elif ys:
+            row, read_rhs = _output_row(reader, node, coeffs, const)
+            rows.append(row)
+            rhs.append(read_rhs)
+            exact_out.append(ExactRow(tuple((reader.outputs[k], v) for k, v in coeffs.items()),
+                                      const, strict))
+        elif const < 0:
+            return None  # a constant false atom (0 <= negative): no point satisfies it
+        elif strict and const == 0:  # 0 < 0: read as 0 <= 0 (true), false as written
+            exact_out.append(ExactRow((), const, strict))
+    if np.any(lower > upper):
+        return None  # an empty disjunct cannot be violated
+    if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
+        raise VerificationInputError(
+            f"{reader.source!r}: a disjunct leaves inputs "
+            f"{np.flatnonzero(~np.isfinite(lower) | ~np.isfinite(upper)).tolist()!r} "
+            "unbounded; expected a bounded input box")
+    if not rows:  # no output constraint: every output is unsafe
+        rows, rhs = [np.zeros(n_out)], [0.0]
+    return Disjunct(lower, upper, np.array(rows), np.array(rhs),
+                    ExactDisjunct(tuple(exact_in), tuple(exact_out)))
+
+
+def _output_row(reader: _Reader, node: _Node, coeffs: dict[str, Fraction], const: Fraction
+                ) -> tuple[np.ndarray, float]:
+    """``coeffs @ y <= const`` scaled to integer coefficients, exact in float64; only the
+    bound is rounded (up)."""
+    scale = Fraction(math.lcm(*(v.denominator for v in coeffs.values())),
+                     math.gcd(*(v.numerator for v in coeffs.values())))
+    row = np.zeros(len(reader.outputs))
+    for k, v in coeffs.items():
+        c = v * scale
+        if abs(c) > _EXACT_INTEGER:
+            raise reader.fail(node, "output coefficients that float64 cannot hold "
+                                    "exactly (as integers they pass 2^53); "
+                                    "write them with fewer digits")
+        row[reader.outputs[k]] = float(c)
+    try:
+        return row, _float_out(const * scale, up=True)  # the set can only grow
+    except OverflowError:
+        raise reader.fail(node, "bound beyond the float64 range") from None
 
 
 def load_vnnlib(path: str | Path) -> Property:
