@@ -15,7 +15,12 @@ from meetup_ros.verification import VerificationInputError
 from meetup_ros.verification.network import load_network
 from meetup_ros.verification.nnet import load_nnet
 from meetup_ros.verification.onnx_loader import save_onnx
-from meetup_ros.verification.spec import load_property, load_property_yaml, property_from_dict
+from meetup_ros.verification.spec import (
+    Disjunct,
+    load_property,
+    load_property_yaml,
+    property_from_dict,
+)
 from meetup_ros.verification.vnnlib import load_vnnlib, parse_vnnlib
 
 DATA = Path(__file__).parent / "data" / "verification"
@@ -287,6 +292,10 @@ BAD_VNNLIB = [
     (HEAD + "(assert (<= X_0))\n", "line 3: \\(<= a b\\) needs two operands"),
     (HEAD + "(assert (<= X_0 1))\n(assert (>= X_0 0))\n(assert (or))\n",
      "line 5: \\(or\\) with no operands"),
+    # a tester's: Int was read as Real ("sat" at X_0 = 0.5, where no integer violates)
+    ("(declare-const X_0 Int)\n(declare-const Y_0 Real)\n",
+     "line 1: 'X_0' is declared Int; only Real"),
+    (HEAD + "(assert true)\n", "line 3: 'true' is not a formula"),
 ]
 
 
@@ -464,10 +473,16 @@ def test_vnnlib_keeps_each_disjunct_as_written() -> None:
     (d,) = parse_vnnlib(HEAD + "(assert (>= X_0 0))\n(assert (<= X_0 1))\n"
                                "(assert (< 0 0))\n", "false.vnnlib").disjuncts
     assert not d.exact_form().unsafe_output(np.array([0.0]))
-    # a property built in code has no written form: its float one is checked, as read
+    # a YAML property keeps its constraints as written too (its box is float64 already)
     (d,) = property_from_dict({"inputs": ["a"], "outputs": ["b"],
                                "domain": {"lower": [0.0], "upper": [1.0]},
-                               "unsafe": [["b <= 0.5"]]}).disjuncts
+                               "unsafe": [["b + 1000000000.3 <= 1000000000.8"]]}).disjuncts
+    assert d.exact is not None and d.exact.outputs[0].bound == Fraction(1, 2)
+    assert d.exact_form().unsafe_output(np.array([0.5]))
+    assert not d.exact_form().unsafe_output(np.array([0.5 + 2**-52]))
+    assert not d.exact_form().contains_input(np.array([1.0 + 2**-52]))
+    # a disjunct built in code has no written form: its float one is checked, as read
+    d = Disjunct(np.zeros(1), np.ones(1), np.ones((1, 1)), np.array([0.5]))
     assert d.exact is None and d.exact_form().unsafe_output(np.array([0.5]))
     assert not d.exact_form().contains_input(np.array([1.0 + 2**-52]))
 
@@ -535,3 +550,32 @@ def test_vnnlib_growing_products_are_refused_at_once() -> None:
     (d,) = parse_vnnlib(HEAD + "(assert (<= (* 1e300 1e-300 2 X_0) 1))\n(assert (>= X_0 0))\n",
                         "small.vnnlib").disjuncts
     assert d.upper.tolist() == [0.5]
+
+
+def test_odd_encodings_shapes_and_numbers_are_named(tmp_path: Path) -> None:
+    """A fifth tester's: a UTF-16 property said "'\ufffd\ufffd' outside parentheses", an ONNX
+    input of shape [0, 1] was an onnxruntime "internal error", an .nnet "1_0" read as 10, and
+    (* 1e-320 Y_0) <= 1 said only "bound beyond the float64 range"."""
+    from onnx import TensorProto, helper
+
+    text = HEAD + "(assert (<= X_0 1))\n(assert (>= X_0 0))\n"
+    utf16 = tmp_path / "utf16.vnnlib"
+    utf16.write_bytes(text.encode("utf-16"))
+    with pytest.raises(VerificationInputError, match="UTF-16"):
+        load_vnnlib(utf16)
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "empty",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [0, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [0, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    (tmp_path / "empty.onnx").write_bytes(model.SerializeToString())
+    with pytest.raises(VerificationInputError, match="empty dimension"):
+        load_network(tmp_path / "empty.onnx")
+    nnet = tmp_path / "underscore.nnet"
+    nnet.write_text("1,1,1,1,\n1,1,\n0,\n1_0,\n0,\n0,\n1,\n1,\n1.0,\n0.0,\n")
+    with pytest.raises(VerificationInputError, match=r"line 4: .*not a list of numbers"):
+        load_nnet(nnet)
+    with pytest.raises(VerificationInputError, match=r"line 5: bound beyond the float64 range "
+                                                     r"\(scaled .* about 10\^320\)"):
+        parse_vnnlib(text + "(assert (<= (* 1e-320 Y_0) 1))\n", "tiny.vnnlib")

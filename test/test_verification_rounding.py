@@ -11,6 +11,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from meetup_ros.verification import VerificationInputError
 from meetup_ros.verification.bab import verify
 from meetup_ros.verification.bounds.crown import crown_bounds
 from meetup_ros.verification.falsify import onnxruntime_forward, spec_layers, spec_rounding
@@ -481,3 +482,64 @@ def test_a_counterexample_is_still_found_inside_the_box_as_written(tmp_path: Pat
     assert result.status == "sat" and result.x is not None, result.stats
     assert Fraction(float(result.x[0])) > Fraction("0.50000000000000000001")
     assert Fraction(float(onnxruntime_forward(net.source, result.x)[0])) <= Fraction("0.5000001")
+
+
+def _identity_net(tmp_path: Path) -> Network:
+    """y = x (MatMul by 1, Add 0): a violation's y is known exactly."""
+    return load_network(_graph_file(tmp_path, "ident1", [
+        helper.make_node("MatMul", ["x", "W"], ["t"]), helper.make_node("Add", ["t", "b"], ["y"])],
+        [_const("W", [[1.0]]), _const("b", [0.0])], 1, 1))
+
+
+def _yaml_property(tmp_path: Path, name: str, lower: float, upper: float,
+                   constraint: str) -> Property:
+    from meetup_ros.verification.spec import load_property_yaml
+
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"inputs: [x]\noutputs: [a]\ndomain: {{lower: [{lower!r}], upper: "
+                    f"[{upper!r}]}}\nunsafe: [[\"{constraint}\"]]\n")
+    return load_property_yaml(path)
+
+
+def test_yaml_constants_are_exact_not_float64_sums(tmp_path: Path) -> None:
+    """A tester's wrong "unsat"s: YAML constants were summed in float64, so
+    a + 1e308 + 1e308 >= 1e308 + 1e308 (a >= 0) had a NaN bound, which every proof passed,
+    also at run time ("verified"); a + 1000000000.3 >= 1000000000.6 (a >= 0.3) read as
+    a >= 0.30000007 and lost the unsafe point x = 0.30000004. Both are violated (y = x)."""
+    from meetup_ros.verification.runtime import RuntimeMonitor
+
+    net = _identity_net(tmp_path)
+    prop = _yaml_property(tmp_path, "overflow", -1.0, 1.0, "a + 1e308 + 1e308 >= 1e308 + 1e308")
+    assert np.isfinite(prop.disjuncts[0].rhs).all()
+    result = verify(net, prop, timeout_s=5.0)
+    assert result.status == "sat" and result.y is not None and result.y[0] >= 0
+    monitor = RuntimeMonitor(net, prop)
+    cert = monitor.certify(np.array([0.2]), np.array([0.3]))
+    assert cert.status == "violated", cert
+    relu = load_network(_graph_file(tmp_path, "relu1", [helper.make_node("Relu", ["x"], ["y"])],
+                                    [], 1, 1))
+    top = 0.30000004172325134  # float32; y = relu(x) = x there, >= 0.3 as written
+    prop = _yaml_property(tmp_path, "cancel", 0.0, top, "a + 1000000000.3 >= 1000000000.6")
+    result = verify(relu, prop, timeout_s=5.0)
+    assert result.status == "sat", result.status
+    # a constant beyond float64 is refused by name, not read as inf
+    with pytest.raises(VerificationInputError, match=r"unsafe\[0\]\[0\].*float64 range"):
+        _yaml_property(tmp_path, "inf", 0.0, 1.0, "a + 1e400 >= 1e400")
+
+
+def test_a_reported_counterexample_is_onnxruntimes_output(tmp_path: Path) -> None:
+    """A tester's: y = x + 2^-25 at x = 1 is 1.0 in float32 (onnxruntime), 1.0000000298 in
+    float64; the "sat" is right (1.0 < 1.0000000298023223876953125) but the y printed was
+    the float64 one, which does not meet the row as written."""
+    from fractions import Fraction
+
+    net = load_network(_graph_file(tmp_path, "tiny_add", [
+        helper.make_node("MatMul", ["x", "W"], ["t"]), helper.make_node("Add", ["t", "b"], ["y"])],
+        [_const("W", [[1.0]]), _const("b", [2.0**-25])], 1, 1))
+    path = tmp_path / "tiny.vnnlib"
+    path.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (>= X_0 1))\n"
+                    "(assert (<= X_0 1))\n(assert (< Y_0 1.0000000298023223876953125))\n")
+    result = verify(net, load_vnnlib(path), timeout_s=5.0)
+    assert result.status == "sat" and result.y is not None
+    assert result.y[0] == onnxruntime_forward(net.source, result.x)[0] == 1.0
+    assert Fraction(float(result.y[0])) < Fraction("1.0000000298023223876953125")

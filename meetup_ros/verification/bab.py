@@ -703,6 +703,11 @@ MAX_BOUND_MAGNITUDE = 1e30
 
 def _overflows(network: Network, lower: np.ndarray, upper: np.ndarray) -> str:
     """Why this box is too large to bound reliably in float64, or "" (interval bounds)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is what this looks for
+        return _overflow_reason(network, lower, upper)
+
+
+def _overflow_reason(network: Network, lower: np.ndarray, upper: np.ndarray) -> str:
     hidden, out = interval_bounds(network.torch_layers(torch.float64, "cpu"),
                                   torch.as_tensor(lower).unsqueeze(0),
                                   torch.as_tensor(upper).unsqueeze(0))

@@ -20,19 +20,19 @@ from pathlib import Path
 
 import numpy as np
 
-from meetup_ros.verification import VerificationInputError, require_file
+from meetup_ros.verification import VerificationInputError, exact, require_file
 from meetup_ros.verification.network import Network
 from meetup_ros.verification.rounding import FLOAT32, Tracked
 
 
 def _numbers(line: str, lineno: int, source: str, expected: int | None = None) -> list[float]:
     parts = [p for p in line.replace(",", " ").split() if p]
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
+    # ASCII decimals only: float() would read "1_0" as 10 and take non-ASCII digits
+    if not all(exact.NUMBER.fullmatch(p) for p in parts):
         raise VerificationInputError(
             f"{source!r} line {lineno}: {line.strip()[:80]!r} is not a list of numbers"
-        ) from None
+        )
+    values = [float(p) for p in parts]
     if expected is not None and len(values) != expected:
         raise VerificationInputError(
             f"{source!r} line {lineno}: {len(values)!r} values; expected {expected!r}"

@@ -96,6 +96,11 @@ def load_onnx(path: str | Path) -> Network:
             f"{elem!r}"
             "; expected float (32): the verifier models a float32 graph")
     dims = real_inputs[0].type.tensor_type.shape.dim
+    if any(d.HasField("dim_value") and d.dim_value <= 0 for d in dims):
+        raise VerificationInputError(
+            f"network {name!r}: input {real_inputs[0].name!r} has shape "
+            f"{[d.dim_value if d.HasField('dim_value') else d.dim_param for d in dims]!r}; "
+            "expected no empty dimension")
     in_shape = tuple(int(d.dim_value) if d.dim_value > 0 else 1 for d in dims)
     if not in_shape:
         raise VerificationInputError(f"network {name!r}: input has no shape")

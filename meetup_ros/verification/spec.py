@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from meetup_ros.verification import VerificationInputError, require_file
+from meetup_ros.verification import VerificationInputError, exact, require_file
 
 
 @dataclass(frozen=True)
@@ -72,16 +72,20 @@ class ExactDisjunct:
     def from_floats(lower: np.ndarray, upper: np.ndarray, coeffs: np.ndarray, rhs: np.ndarray
                     ) -> ExactDisjunct:
         """The float disjunct's own set, for properties with no written form of their own."""
-        inputs = [ExactRow(((i, Fraction(1)),), Fraction(float(u)))
-                  for i, u in enumerate(np.asarray(upper, dtype=np.float64)) if np.isfinite(u)]
-        inputs += [ExactRow(((i, Fraction(-1)),), -Fraction(float(lo)))
-                   for i, lo in enumerate(np.asarray(lower, dtype=np.float64))
-                   if np.isfinite(lo)]
         outputs = [ExactRow(tuple((j, Fraction(float(c))) for j, c in enumerate(row) if c != 0),
                             Fraction(float(bound)))
                    for row, bound in zip(np.asarray(coeffs, dtype=np.float64),
                                          np.asarray(rhs, dtype=np.float64), strict=True)]
-        return ExactDisjunct(tuple(inputs), tuple(outputs))
+        return ExactDisjunct(ExactDisjunct.box_rows(lower, upper), tuple(outputs))
+
+    @staticmethod
+    def box_rows(lower: np.ndarray, upper: np.ndarray) -> tuple[ExactRow, ...]:
+        """A float box's finite sides as rows (x_i <= u_i, -x_i <= -l_i)."""
+        rows = [ExactRow(((i, Fraction(1)),), Fraction(float(u)))
+                for i, u in enumerate(np.asarray(upper, dtype=np.float64)) if np.isfinite(u)]
+        rows += [ExactRow(((i, Fraction(-1)),), -Fraction(float(lo)))
+                 for i, lo in enumerate(np.asarray(lower, dtype=np.float64)) if np.isfinite(lo)]
+        return tuple(rows)
 
     def contains_input(self, x: np.ndarray) -> bool:
         if not np.isfinite(x).all():
@@ -106,8 +110,8 @@ class Disjunct:
     Args:
         lower, upper: ``(n,)`` float64, may hold ``-inf``/``+inf``.
         coeffs: ``(k, m)`` float64; rhs: ``(k,)``.
-        exact: the disjunct as written where it was read from text with more precision
-            (VNN-LIB); None where the float form is the property itself.
+        exact: the disjunct as written where it was read from text (VNN-LIB, YAML
+            constraints: exact decimals); None where the float form is the property itself.
     """
 
     lower: np.ndarray
@@ -192,10 +196,11 @@ _TERM = re.compile(r"\s*([+-]?)\s*(?:(\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-
                    r"\s*(\*)?\s*)?([A-Za-z_][A-Za-z0-9_.]*)?\s*")
 
 
-def _parse_expr(text: str, names: Sequence[str], where: str) -> tuple[np.ndarray, float]:
-    """``"2*a - b + 1"`` -> (coefficients over names, constant)."""
-    coeffs = np.zeros(len(names))
-    const = 0.0
+def _parse_expr(text: str, names: Sequence[str], where: str
+                ) -> tuple[dict[int, Fraction], Fraction]:
+    """``"2*a - b + 1"`` -> ({name index: coefficient}, constant), exactly (``exact``)."""
+    coeffs: dict[int, Fraction] = {}
+    const = Fraction(0)
     pos = 0
     text = text.strip()
     if not text:
@@ -206,10 +211,13 @@ def _parse_expr(text: str, names: Sequence[str], where: str) -> tuple[np.ndarray
             raise VerificationInputError(
                 f"{where}: cannot read {text[pos:]!r}; expected terms like '2 * name' or numbers"
             )
-        sign = -1.0 if m.group(1) == "-" else 1.0
+        sign = -1 if m.group(1) == "-" else 1
         if pos > 0 and not m.group(1):
             raise VerificationInputError(f"{where}: missing '+' or '-' before {text[pos:]!r}")
-        number = float(m.group(2)) if m.group(2) else 1.0
+        try:
+            number = exact.read_decimal(m.group(2)) if m.group(2) else Fraction(1)
+        except exact.ExactError as exc:
+            raise VerificationInputError(f"{where}: {exc}") from None
         name = m.group(4)
         if m.group(3) and name is None:
             raise VerificationInputError(f"{where}: '*' without a name in {text!r}")
@@ -223,14 +231,15 @@ def _parse_expr(text: str, names: Sequence[str], where: str) -> tuple[np.ndarray
                 raise VerificationInputError(
                     f"{where}: unknown output {name!r}; expected one of {list(names)!r}"
                 )
-            coeffs[list(names).index(name)] += sign * number
+            j = list(names).index(name)
+            coeffs[j] = coeffs.get(j, Fraction(0)) + sign * number
         pos = m.end()
     return coeffs, const
 
 
 def parse_constraint(text: str, names: Sequence[str], where: str = "constraint"
-                     ) -> tuple[np.ndarray, float]:
-    """``"a >= b + 1"`` -> ``(c, d)`` with the constraint as ``c @ y <= d``."""
+                     ) -> ExactRow:
+    """``"a >= b + 1"`` -> the row ``b - a <= -1`` as written (exact; non-strict)."""
     if not isinstance(text, str):
         raise VerificationInputError(f"{where}: {text!r} is not a string like 'a >= b'")
     for op in ("<=", ">="):
@@ -238,9 +247,13 @@ def parse_constraint(text: str, names: Sequence[str], where: str = "constraint"
             left, right = text.split(op)
             lc, lk = _parse_expr(left, names, where)
             rc, rk = _parse_expr(right, names, where)
-            if op == "<=":  # l <= r  <=>  (l - r) <= rk - lk
-                return lc - rc, rk - lk
-            return rc - lc, lk - rk
+            if op == ">=":  # l >= r  <=>  r - l <= lk - rk
+                lc, lk, rc, rk = rc, rk, lc, lk
+            coeffs = dict(lc)
+            for j, c in rc.items():
+                coeffs[j] = coeffs.get(j, Fraction(0)) - c
+            terms = tuple(sorted((j, c) for j, c in coeffs.items() if c != 0))
+            return ExactRow(terms, rk - lk)
     raise VerificationInputError(
         f"{where}: {text!r} needs exactly one '<=' or '>='"
     )
@@ -319,12 +332,21 @@ def property_from_dict(data: object, source: str = "<dict>") -> Property:
             raise VerificationInputError(
                 f"property {source!r} unsafe[{i}]: {conj!r}; expected a list of constraints"
             )
-        rows = [parse_constraint(c, outputs, f"property {source!r} unsafe[{i}][{j}]")
-                for j, c in enumerate(conj_list)]
-        disjuncts.append(Disjunct(
-            lower.copy(), upper.copy(),
-            np.array([r[0] for r in rows]), np.array([r[1] for r in rows]),
-        ))
+        written, rows, rhs = [], [], []
+        for j, c in enumerate(conj_list):
+            where = f"property {source!r} unsafe[{i}][{j}]"
+            row = parse_constraint(c, outputs, where)
+            try:  # rounded outward for the proof; the row as written checks counterexamples
+                coeffs, bound = exact.integer_row(dict(row.terms), row.bound, len(outputs))
+            except exact.ExactError as exc:
+                raise VerificationInputError(f"{where}: {exc}") from None
+            written.append(row)
+            rows.append(coeffs)
+            rhs.append(bound)
+        # YAML gives the box as float64 numbers already: those are the bounds as written
+        disjuncts.append(Disjunct(lower.copy(), upper.copy(), np.array(rows), np.array(rhs),
+                                  ExactDisjunct(ExactDisjunct.box_rows(lower, upper),
+                                                tuple(written))))
     description = data.get("description", "")
     return Property(
         tuple(disjuncts), n, len(outputs), tuple(inputs), tuple(outputs), source,

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -36,33 +35,18 @@ from pathlib import Path
 
 import numpy as np
 
-from meetup_ros.verification import VerificationInputError, require_file
+from meetup_ros.verification import VerificationInputError, exact, require_file
 from meetup_ros.verification.spec import Disjunct, ExactDisjunct, ExactRow, Property
 
 logger = logging.getLogger(__name__)
 
 _TOKEN = re.compile(r"\(|\)|[^\s()]+")
-# ASCII decimals only: Python's float() also takes "1_0", "nan" and non-ASCII digits
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([+-]?[0-9]+))?")
-_MAX_EXPONENT = 1000  # beyond float64's range either way; 10^(10^8) took minutes to build
-_EXACT_INTEGER = 2 ** 53
 _MAX_DISJUNCTS = 10_000
 # Bits of a numerator or denominator (about 4900 digits). Only products make exact values
 # grow (decimal sums keep the largest denominator), and a product of 6000 factors of 1e300
 # took 87 s to read: any value past this is refused where the product reaches it.
 _MAX_BITS = 16_384
 _Linear = tuple[dict[str, Fraction], Fraction]
-
-
-def _float_out(value: Fraction, up: bool) -> float:
-    """The float64 nearest ``value`` on the side away from the set: above it if ``up``."""
-    f = float(value)
-    exact = Fraction(f)
-    if up and exact < value:
-        f = math.nextafter(f, math.inf)
-    elif not up and exact > value:
-        f = math.nextafter(f, -math.inf)
-    return f
 
 
 @dataclass
@@ -119,7 +103,12 @@ class _Reader:
 
     def declare(self, node: _Node) -> None:
         items = node.items or []
-        if (len(items) != 3 or items[1].text is None or items[2].text not in ("Real", "Int")):
+        if len(items) == 3 and items[2].text == "Int":
+            # an integer input would make the box a lattice: reading it as Real gave a
+            # tester's "sat" at X_0 = 0.5 where no integer violates the property
+            raise self.fail(node, f"{items[1].text!r} is declared Int; only Real variables "
+                                  "are supported")
+        if (len(items) != 3 or items[1].text is None or items[2].text != "Real"):
             raise self.fail(node, "expected (declare-const NAME Real)")
         name = items[1].text
         m = re.fullmatch(r"([XY])_(\d+)", name)
@@ -135,22 +124,14 @@ class _Reader:
         if node.text is not None:
             if node.text in self.inputs or node.text in self.outputs:
                 return {node.text: Fraction(1)}, Fraction(0)
-            if node.text.lstrip("+-").lower() in ("nan", "inf", "infinity"):
-                raise self.fail(node, f"{node.text!r} is not a finite number")
-            match = _NUMBER.fullmatch(node.text)
-            if match is None:
+            if exact.NUMBER.fullmatch(node.text) is None and node.text.lstrip(
+                    "+-").lower() not in ("nan", "inf", "infinity"):
                 raise self.fail(node, f"unknown variable or number {node.text!r} (numbers are "
                                       "ASCII decimals such as -0.5 or 1e-3)")
-            if match.group(1) is not None and abs(int(match.group(1))) > _MAX_EXPONENT:
-                raise self.fail(node, f"{node.text!r}: exponent beyond +-{_MAX_EXPONENT}")
             try:
-                value = Fraction(node.text)
-            except ValueError:  # Python's limit on the digits of an integer (4300)
-                raise self.fail(node, f"a number of {len(node.text)} characters; too many "
-                                      "digits") from None
-            if abs(value) > Fraction(np.finfo(np.float64).max):
-                raise self.fail(node, f"{node.text!r} is beyond the float64 range")
-            return {}, value
+                return {}, exact.read_decimal(node.text)
+            except exact.ExactError as exc:
+                raise self.fail(node, str(exc)) from None
         items = node.items or []
         if not items or items[0].text not in ("+", "-", "*"):
             raise self.fail(node, "expected a number, a variable, (+ ...), (- ...) or (* c t)")
@@ -195,6 +176,9 @@ class _Reader:
 
     def formula(self, node: _Node) -> list[list[_Atom]]:
         """DNF: list of conjunctions of atoms ``sum coeffs * v <= const``."""
+        if node.text is not None:
+            raise self.fail(node, f"{node.text!r} is not a formula; expected (<= a b), "
+                                  "(>= a b), (< a b), (> a b), (and ...) or (or ...)")
         items = node.items or []
         head = items[0].text if items else None
         if head == "and":
@@ -306,9 +290,9 @@ def _disjunct(reader: _Reader, conj: list[_Atom]) -> Disjunct | None:
             bound = const / coef  # exact; rounded outward, the box can only grow
             try:
                 if coef > 0:
-                    upper[i] = min(upper[i], _float_out(bound, up=True))
+                    upper[i] = min(upper[i], exact.float_out(bound, up=True))
                 else:
-                    lower[i] = max(lower[i], _float_out(bound, up=False))
+                    lower[i] = max(lower[i], exact.float_out(bound, up=False))
             except OverflowError:
                 raise reader.fail(node, "bound beyond the float64 range") from None
             exact_in.append(ExactRow(((i, coef),), const, strict))
@@ -337,22 +321,12 @@ def _disjunct(reader: _Reader, conj: list[_Atom]) -> Disjunct | None:
 
 def _output_row(reader: _Reader, node: _Node, coeffs: dict[str, Fraction], const: Fraction
                 ) -> tuple[np.ndarray, float]:
-    """``coeffs @ y <= const`` scaled to integer coefficients, exact in float64; only the
-    bound is rounded (up)."""
-    scale = Fraction(math.lcm(*(v.denominator for v in coeffs.values())),
-                     math.gcd(*(v.numerator for v in coeffs.values())))
-    row = np.zeros(len(reader.outputs))
-    for k, v in coeffs.items():
-        c = v * scale
-        if abs(c) > _EXACT_INTEGER:
-            raise reader.fail(node, "output coefficients that float64 cannot hold "
-                                    "exactly (as integers they pass 2^53); "
-                                    "write them with fewer digits")
-        row[reader.outputs[k]] = float(c)
+    """``coeffs @ y <= const`` with exact integer coefficients, the bound rounded up."""
     try:
-        return row, _float_out(const * scale, up=True)  # the set can only grow
-    except OverflowError:
-        raise reader.fail(node, "bound beyond the float64 range") from None
+        return exact.integer_row({reader.outputs[k]: v for k, v in coeffs.items()}, const,
+                                 len(reader.outputs))
+    except exact.ExactError as exc:
+        raise reader.fail(node, str(exc)) from None
 
 
 def load_vnnlib(path: str | Path) -> Property:
@@ -364,5 +338,12 @@ def load_vnnlib(path: str | Path) -> Property:
     path = require_file(path, "property file")
     # VNN-LIB is ASCII; some files carry Latin-1 comments. Undecodable bytes become U+FFFD,
     # which the tokeniser rejects with its line number unless they sit in a comment.
-    text = path.read_bytes().decode("utf-8", errors="replace")
+    raw = path.read_bytes()
+    head = raw[:256]
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or (
+            len(head) >= 8 and (not head[0::2].strip(b"\x00") or not head[1::2].strip(b"\x00"))):
+        raise VerificationInputError(f"property file {str(path)!r} looks like UTF-16 text (a "
+                                     "byte-order mark, or every other byte NUL); VNN-LIB is "
+                                     "ASCII")
+    text = raw.decode("utf-8", errors="replace")
     return parse_vnnlib(text, str(path))
