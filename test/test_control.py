@@ -295,3 +295,40 @@ def test_motion_history_bounds_distance_and_rotation() -> None:
     h.add(3 * s, np.eye(4), np.array([0, 0, 2.0]), np.array([0, 0, 0.1]))
     moved = h.since(s, 3 * s)
     assert moved.distance_m == pytest.approx(4.0) and moved.rotation_rad == pytest.approx(0.2)
+
+
+def test_real_states_from_a_bag_with_unset_stamps_are_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tester's bag with every header stamp 0 gave one real state, silently."""
+    from bag_variants import zero_stamp_bag
+
+    from meetup_ros.control.training import ControllerOptions, real_states
+
+    bag = zero_stamp_bag(tmp_path / "zero_stamps")
+    states, _ = real_states((bag,), ControllerOptions.from_extra({"depth_pairs": "1"}))
+    assert states.shape == (1, len(STATE_NAMES))
+    assert (f"bags [{str(bag)!r}]: only 1 real state(s) at 20 Hz: ground truth and IMU header "
+            "stamps overlap over 0..0 ns (are the stamps unset?)") in caplog.text
+
+
+def test_train_prints_metrics_as_valid_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """NaN metrics (no real held-out state) were printed as bare NaN, which JSON refuses."""
+    import json
+
+    from meetup_ros.cli import main
+    from meetup_ros.cli import train as train_cli
+
+    metrics = {"accuracy_heldout_real": float("nan"), "eval_loss": float("inf"),
+               "accuracy_train": 0.5, "per_class": [float("nan"), 1.0]}
+    monkeypatch.setattr(train_cli, "load_trainer", lambda network: lambda cfg: metrics)
+    assert main(["train", "controller", "--bag", str(REPO_ROOT / "data" /
+                 "euroc_v1_01_easy_sample"), "--out", str(tmp_path)]) == 0
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} printed: not JSON")
+
+    printed = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert printed == {"accuracy_heldout_real": None, "eval_loss": None, "accuracy_train": 0.5,
+                       "per_class": [None, 1.0]}

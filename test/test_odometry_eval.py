@@ -252,3 +252,23 @@ def test_classical_relative_pose_on_two_real_kitti_frames(shared_data: Path) -> 
     gt = np.linalg.inv(seq.T_world_cam[0]) @ seq.T_world_cam[1]
     direction = gt[:3, 3] / np.linalg.norm(gt[:3, 3])
     assert rel[:3, 3] @ direction > 0.99  # the car drives forward along the optical axis
+
+
+def test_evaluate_vio_on_a_bag_with_unset_stamps_names_the_bag_and_the_stamps(
+    repo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tester's bag with every header stamp 0 ended in an EvaluationError traceback
+    ("1 associated pose pair(s)") that named neither the bag nor the stamps."""
+    from bag_variants import zero_stamp_bag
+
+    from meetup_ros.cli import main
+
+    bag = zero_stamp_bag(tmp_path / "zero_stamps")
+    monkeypatch.chdir(repo_root)
+    assert main(["evaluate-vio", "--bag", str(bag), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"meetup-ros evaluate-vio: error: bag {str(bag)!r}: too few distinct "
+                          "header stamps to associate poses (3 needed): /cam0/image_raw has 1 "
+                          "in 95 messages ([0] ns); /imu0 has 1 in ")
+    assert "are the stamps unset?" in err and "Traceback" not in err

@@ -127,3 +127,27 @@ def test_cli_benchmark_on_an_empty_instance_list(tmp_path: Path,
     csv_path.write_text("")
     assert main(["benchmark", str(csv_path), "--out", str(tmp_path / "o")]) == 2
     assert "is listed (an empty file?)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("timeout", ["inf", "nan", "-1", "0"])
+def test_cli_benchmark_refuses_a_bad_timeout_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    timeout: str,
+) -> None:
+    """A tester's inf and nan crashed every row in the verifier (exit 2 with tracebacks),
+    and -1 became a silent "timeout" with exit 0; the row is refused before anything runs."""
+    from meetup_ros.cli import main
+    from meetup_ros.verification import benchmark as bm
+
+    def must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a verification ran despite the bad timeout")
+
+    monkeypatch.setattr(bm, "run_all", must_not_run)
+    csv_path = tmp_path / "instances.csv"
+    csv_path.write_text("net.onnx,prop_1.vnnlib,60\n"
+                        f"net.onnx,prop_2.vnnlib,{timeout}\n")
+    assert main(["benchmark", str(csv_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{str(csv_path)!r} line 2: timeout {timeout!r}; expected a finite number of " \
+           "seconds > 0" in err
+    assert not (tmp_path / "o").exists()

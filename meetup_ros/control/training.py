@@ -53,6 +53,8 @@ ENVELOPE_PROPERTIES = (ENVELOPE_PROPERTY, CLEARANCE_ENVELOPE_PROPERTY)
 # Clearance training states reach this far past the property's 0.5 m, to the expert's 0.75 m
 # boundary and beyond, so the network learns the boundary, not just the inside.
 CLEARANCE_SAMPLE_MAX_DEPTH_M = 1.0
+# Fewer real states than this is worth a warning (the bundled 5 s sample gives about 100).
+MIN_REAL_STATES = 10
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,14 @@ def real_states(
         build_state(v_body[i], gyro[i], float(depths[i % depths.size]), axes)
         for i in range(stamps_ns.size)
     ])
+    if stamps_ns.size < MIN_REAL_STATES:
+        # A tester's bag with every header stamp 0 gave 1 state: training went on, on
+        # synthetic states alone, with a NaN real accuracy and no word on the cause.
+        logger.warning(
+            "bags %s: only %d real state(s) at %g Hz: ground truth and IMU header stamps "
+            "overlap over %d..%d ns (are the stamps unset?); the governor trains on synthetic "
+            "states and its real held-out accuracy is NaN or rests on too few states",
+            [str(b) for b in bags], stamps_ns.size, options.real_rate_hz, start_ns, end_ns)
     return states, stamps_ns
 
 

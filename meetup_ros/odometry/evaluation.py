@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from meetup_ros.evaluation import trajectory as traj_metrics
-from meetup_ros.evaluation.trajectory import Trajectory
+from meetup_ros.evaluation.trajectory import EvaluationError, Trajectory
 from meetup_ros.odometry.dataset import interpolate_groundtruth
 from meetup_ros.odometry.deadreckoning import dead_reckoning
 from meetup_ros.odometry.estimator import OdometryEstimate, VioEstimator
@@ -35,6 +35,9 @@ from meetup_ros.odometry.windowing import NS_PER_S, OdometryError
 __all__ = ["EstimatorRun", "dead_reckoning", "evaluate_vio", "run_estimator"]
 
 logger = logging.getLogger(__name__)
+
+# SE(3) alignment (Umeyama) needs three associated pose pairs.
+MIN_DISTINCT_STAMPS = 3
 
 
 @dataclass
@@ -141,6 +144,32 @@ def _score(est: Trajectory, ref: Trajectory) -> dict[str, float]:
     }
 
 
+def _bag_label(seq: Any) -> str:
+    names = [str(p) for p in seq.paths]
+    return repr(names[0] if len(names) == 1 else names)
+
+
+def _check_stamps(seq: Any) -> None:
+    """Refuse series whose header stamps cannot be told apart: estimates are paired with
+    ground truth by stamp, and a bag with every stamp 0 (unset) left one pair and an evo
+    error that named neither the bag nor the cause."""
+    from meetup_ros.bags import topics
+
+    problems = []
+    for topic, series in ((topics.CAM0_IMAGE, seq.cam0), (topics.IMU, seq.imu),
+                          (topics.GROUNDTRUTH_ODOMETRY, seq.groundtruth)):
+        if series is None or len(series.stamps_ns) < MIN_DISTINCT_STAMPS:
+            continue  # absent or short series are handled (or reported) where they are used
+        distinct = np.unique(series.stamps_ns)
+        if distinct.size < MIN_DISTINCT_STAMPS:
+            problems.append(f"{topic} has {distinct.size} in {len(series.stamps_ns)} "
+                            f"messages ({distinct.tolist()} ns)")
+    if problems:
+        raise OdometryError(
+            f"bag {_bag_label(seq)}: too few distinct header stamps to associate poses "
+            f"({MIN_DISTINCT_STAMPS} needed): {'; '.join(problems)}; are the stamps unset?")
+
+
 def evaluate_vio(
     bag_paths: Any,
     weights: str | Path,
@@ -164,6 +193,16 @@ def evaluate_vio(
     seq = read_sequence(bag_paths)
     if seq.imu is None or seq.groundtruth is None:
         raise OdometryError(f"bag {bag_paths!r} needs /imu0 and ground truth to be scored")
+    _check_stamps(seq)
+    try:
+        return _evaluate(seq, weights, out_dir, heldout_s, heldout_start_ns)
+    except EvaluationError as exc:  # evo's reasons, e.g. no estimate near a reference stamp
+        raise OdometryError(f"bag {_bag_label(seq)}: cannot score the VIO: {exc}") from None
+
+
+def _evaluate(seq: Any, weights: str | Path, out_dir: str | Path | None, heldout_s: float,
+              heldout_start_ns: int | None) -> dict[str, Any]:
+    """The body of :func:`evaluate_vio` on a sequence read and checked."""
     out = Path(out_dir) if out_dir is not None else None
     report: dict[str, Any] = {"bag": [str(p) for p in seq.paths], "weights": str(weights)}
     estimator = VioEstimator.from_weights(weights)

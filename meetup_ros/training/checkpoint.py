@@ -4,18 +4,30 @@ Files are ordinary ``torch.save`` archives, read back with ``weights_only=True``
 rebuilds tensors and plain containers (dict, list, str, int, float, bool, None): a hostile
 file cannot run code. A write goes to a temporary file in the same folder, is flushed to
 disk and renamed over the target, so a crash never leaves a half-written checkpoint.
+
+torch.load does not check the zip archive's CRCs, so bytes flipped inside a tensor loaded
+silently: every read checks them first, and :func:`save_weights` also records a SHA-256
+digest of each tensor, which :func:`load_weights` checks (files written before it have none
+and still load, CRC-checked).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+# The metadata key of the per-tensor digests; load_weights checks and removes it, so callers
+# get back the metadata they saved.
+DIGEST_KEY = "tensor_sha256"
 
 
 class CheckpointError(Exception):
@@ -57,8 +69,6 @@ def load(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, A
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file {str(path)!r} does not exist")
-    import zipfile
-
     if not zipfile.is_zipfile(path):
         # torch.save writes a zip archive; torch's own message for anything else is advice
         # to load without weights_only, which is exactly what must not be done here.
@@ -66,6 +76,7 @@ def load(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, A
             f"weights file {str(path)!r} is not a readable weights-only torch archive: not the "
             "zip archive torch.save writes (truncated, corrupt or another format)"
         )
+    _check_crcs(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe archives
@@ -85,14 +96,54 @@ def load(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, A
     return payload
 
 
+def _check_crcs(path: Path) -> None:
+    """Refuse an archive whose members fail their zip CRC (torch.load never checks them)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        # what testzip raises on a damaged member header or stream, or a truncated member
+        raise CheckpointError(f"weights file {str(path)!r} is corrupt: {exc}") from exc
+    if bad is not None:
+        raise CheckpointError(
+            f"weights file {str(path)!r} is corrupt: archive member {bad!r} fails its CRC check")
+
+
+def tensor_digest(tensor: torch.Tensor) -> str:
+    """SHA-256 (hex) of a tensor's dtype, shape and bytes, as saved (on the CPU, contiguous)."""
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    digest = hashlib.sha256(f"{flat.dtype}{tuple(tensor.shape)}".encode())
+    digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_weights(path: Path, state_dict: Mapping[str, torch.Tensor], **metadata: Any) -> None:
     """Save the weights a node loads: ``{"state_dict": ..., "metadata": {...}}``.
 
     ``metadata`` holds what is needed to rebuild the module (sizes, normalisation constants,
-    the training command and data) as plain values.
+    the training command and data) as plain values. Each tensor's digest is added under
+    ``DIGEST_KEY`` (replacing any passed in, e.g. metadata read from other weights).
     """
-    save(path, {"state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
-                "metadata": dict(metadata)})
+    tensors = {k: v.detach().cpu() for k, v in state_dict.items()}
+    digests = {k: tensor_digest(v) for k, v in tensors.items()}
+    save(path, {"state_dict": tensors, "metadata": {**metadata, DIGEST_KEY: digests}})
+
+
+def _check_digests(path: Path, state_dict: dict[str, Any], metadata: dict[str, Any]) -> None:
+    """Compare the tensors with the digests saved beside them; weights written before the
+    digests existed have none and are accepted (their zip CRCs were still checked)."""
+    digests = metadata.pop(DIGEST_KEY, None)
+    if digests is None:
+        return
+    if not isinstance(digests, dict) or set(digests) != set(state_dict):
+        raise CheckpointError(
+            f"weights file {str(path)!r} is corrupt: its {DIGEST_KEY!r} entry does not list "
+            "exactly the tensors of its state_dict")
+    for name, value in state_dict.items():
+        if not isinstance(value, torch.Tensor) or tensor_digest(value) != digests[name]:
+            raise CheckpointError(
+                f"weights file {str(path)!r} is corrupt: tensor {name!r} does not match its "
+                "SHA-256 digest")
 
 
 def load_weights(
@@ -110,6 +161,7 @@ def load_weights(
     metadata = payload.get("metadata", {})
     if not isinstance(metadata, dict):
         raise CheckpointError(f"weights file {str(path)!r} has a malformed 'metadata' entry")
+    _check_digests(path, state_dict, metadata)
     if kind is not None and metadata.get("kind") != kind:
         # the odometry weights name their network under "model", not "kind"
         found = metadata.get("kind") or metadata.get("model") or "no kind"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import re
 import statistics
 import time
@@ -70,14 +71,22 @@ def read_instances(csv_path: str | Path, root: str | Path | None = None) -> list
             if len(row) != 3:
                 raise VerificationInputError(
                     f"{str(csv_path)!r} line {lineno}: {row!r}; expected onnx,vnnlib,timeout")
-            try:
-                timeout_s = float(row[2])
-            except ValueError:
-                raise VerificationInputError(
-                    f"{str(csv_path)!r} line {lineno}: timeout {row[2]!r} is not a number"
-                ) from None
+            timeout_s = _timeout(row[2], f"{str(csv_path)!r} line {lineno}")
             out.append(Instance(base / row[0].strip(), base / row[1].strip(), timeout_s))
     return out
+
+
+def _timeout(text: str, where: str) -> float:
+    """A row's timeout in seconds, refused unless a finite number > 0: the verifier turned
+    inf and nan into a crash per row, and -1 into a silent "timeout" with exit status 0."""
+    try:
+        timeout_s = float(text)
+    except ValueError:
+        raise VerificationInputError(f"{where}: timeout {text!r} is not a number") from None
+    if not (math.isfinite(timeout_s) and timeout_s > 0):
+        raise VerificationInputError(
+            f"{where}: timeout {text!r}; expected a finite number of seconds > 0")
+    return timeout_s
 
 
 def select(instances: list[Instance], pattern: str | None = None, limit: int | None = None,

@@ -1,0 +1,35 @@
+"""Copies of the bundled bag with altered header stamps, for tests of what the commands say
+about them (a recording whose stamps were never set has them all 0)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+from meetup_ros.bags.importer import TYPESTORE
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_BAG = REPO / "data" / "euroc_v1_01_easy_sample"
+
+
+def restamped_bag(dst: Path, stamp: Callable[[str, int], int], src: Path = SAMPLE_BAG) -> Path:
+    """Write ``src`` to ``dst`` (no SHA256SUMS, like a ros2 recording) with each header stamp
+    replaced by ``stamp(topic, stamp_ns)``; the bag's receive times are kept."""
+    with Reader(src) as reader, Writer(dst, version=9, storage_plugin=StoragePlugin.MCAP) as out:
+        conns = {c.id: out.add_connection(c.topic, c.msgtype, typestore=TYPESTORE)
+                 for c in reader.connections}
+        for conn, t_ns, raw in reader.messages():
+            msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
+            if hasattr(msg, "header"):
+                old = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(
+                    stamp(conn.topic, old), 1_000_000_000)
+            out.write(conns[conn.id], t_ns, TYPESTORE.serialize_cdr(msg, conn.msgtype))
+    return dst
+
+
+def zero_stamp_bag(dst: Path) -> Path:
+    """The bundled bag with every header stamp 0 (never set by the recording node)."""
+    return restamped_bag(dst, lambda topic, stamp_ns: 0)
