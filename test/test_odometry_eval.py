@@ -272,3 +272,22 @@ def test_evaluate_vio_on_a_bag_with_unset_stamps_names_the_bag_and_the_stamps(
                           "header stamps to associate poses (3 needed): /cam0/image_raw has 1 "
                           "in 95 messages ([0] ns); /imu0 has 1 in ")
     assert "are the stamps unset?" in err and "Traceback" not in err
+
+
+def test_evaluate_vio_names_camera_and_imu_clocks_that_do_not_overlap(
+    repo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tester's camera 100 s ahead of its IMU gave queue-full warnings and "no estimate",
+    never naming the clocks."""
+    from bag_variants import restamped_bag
+
+    from meetup_ros.cli import main
+
+    bag = restamped_bag(tmp_path / "cam_ahead", lambda topic, stamp_ns: stamp_ns + (
+        100 * 10**9 if topic.startswith("/cam") else 0))
+    monkeypatch.chdir(repo_root)
+    assert main(["evaluate-vio", "--bag", str(bag), "--out", str(tmp_path / "out")]) != 0
+    err = capsys.readouterr().err
+    assert "do not overlap (+100.000 s apart at the start): are the two clocks the same?" in err
+    assert "Traceback" not in err

@@ -71,6 +71,20 @@ def _events(
     return iter(events)
 
 
+def _stamp_overlap(seq: Any, use_images: bool) -> str:
+    """Why no window closed, where the stamps say it: camera and IMU stamps that do not
+    overlap (a tester's camera 100 s ahead of its IMU gave only queue-full warnings)."""
+    if not use_images or seq.cam0 is None or not len(seq.cam0.stamps_ns):
+        return ""
+    cam, imu = seq.cam0.stamps_ns, seq.imu.stamps_ns
+    if cam[0] <= imu[-1] and imu[0] <= cam[-1]:
+        return ""
+    return (f"; the camera's stamps ({int(cam[0])}..{int(cam[-1])} ns) and the IMU's "
+            f"({int(imu[0])}..{int(imu[-1])} ns) do not overlap "
+            f"({(int(cam[0]) - int(imu[0])) / 1e9:+.3f} s apart at the start): are the two "
+            "clocks the same?")
+
+
 def run_estimator(
     estimator: VioEstimator,
     seq: Any,
@@ -110,7 +124,8 @@ def run_estimator(
                 estimates.append(estimate)
     wall_s = time.perf_counter() - t_start
     if not estimates:
-        raise OdometryError(f"the estimator gave no estimate over {start_ns}..{end_ns} ns")
+        raise OdometryError(f"the estimator gave no estimate over {start_ns}..{end_ns} ns"
+                            + _stamp_overlap(seq, use_images))
     T = np.stack([e.T_odom_base for e in estimates])
     from scipy.spatial.transform import Rotation
 

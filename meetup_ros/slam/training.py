@@ -17,7 +17,9 @@ Both losses are >= 0 with 0 as the ideal, as DFW's step-size rule assumes.
 ``cfg.extra`` keys (``--set key=value``): ``data_root`` (default ../shared/data next to the
 repository), ``steps`` (steps per epoch), ``code_dim``, ``euroc_stride``; for the optimiser
 also ``unroll``, ``depth_weights`` (default models/depth_code.pt), ``mono_pairs`` (KITTI/TUM
-training pairs per sequence, from ``MONO_TRAIN_FROM``) and ``hidden`` (LSTM width).
+training pairs per sequence, from ``MONO_TRAIN_FROM``) and ``hidden`` (LSTM width; 32 gave
+the pyramid step the same iteration counts as 16 on pairs 0-3, stereo and the TUM training
+pairs, 2026-12-05, so capacity is not what holds its TUM tail).
 """
 
 from __future__ import annotations
