@@ -151,3 +151,43 @@ def test_cli_benchmark_refuses_a_bad_timeout_before_running(
     assert f"{str(csv_path)!r} line 2: timeout {timeout!r}; expected a finite number of " \
            "seconds > 0" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_benchmark_refuses_bad_options_before_running_and_reads_yaml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sixth tester's: --limit -1 dropped the last instance, --per-property -1 was a numpy
+    traceback, an --out that is a file failed only after every instance had run, "5_0" was
+    read as 50, and a .yaml property was parsed as VNN-LIB."""
+    import numpy as np
+
+    from meetup_ros.cli import main
+    from meetup_ros.verification import benchmark as bm
+    from meetup_ros.verification.network import Network
+    from meetup_ros.verification.onnx_loader import save_onnx
+
+    csv_path = tmp_path / "instances.csv"
+    csv_path.write_text("net.onnx,prop.yaml,5\n")
+    real_run_all = bm.run_all
+
+    def must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a verification ran despite a bad option")
+
+    monkeypatch.setattr(bm, "run_all", must_not_run)
+    (tmp_path / "file").write_text("")
+    for extra, message in ((["--limit", "-1"], "--limit -1; expected an integer >= 1"),
+                           (["--per-property", "0"], "--per-property 0; expected an integer"),
+                           (["--out", str(tmp_path / "file")], "is a file; expected a folder")):
+        args = ["benchmark", str(csv_path), "--out", str(tmp_path / "o"), *extra]
+        assert main(args) == 2
+        assert message in capsys.readouterr().err
+    csv_path.write_text("net.onnx,prop.yaml,5_0\n")
+    assert main(["benchmark", str(csv_path), "--out", str(tmp_path / "o")]) == 2
+    assert "timeout '5_0' is not a number" in capsys.readouterr().err
+    monkeypatch.setattr(bm, "run_all", real_run_all)
+    save_onnx(Network([np.eye(1)], [np.zeros(1)]), tmp_path / "net.onnx")
+    (tmp_path / "prop.yaml").write_text("inputs: [x]\noutputs: [y]\ndomain: {lower: [0.0], "
+                                        "upper: [1.0]}\nunsafe: [['y >= 2']]\n")
+    csv_path.write_text("net.onnx,prop.yaml,5\n")
+    assert main(["benchmark", str(csv_path), "--out", str(tmp_path / "o")]) == 0
+    assert "unsat" in (tmp_path / "o" / "results.csv").read_text()

@@ -266,7 +266,7 @@ def test_yaml_exponent_numbers_read_as_strings_are_numbers(tmp_path: Path) -> No
                     "unsafe: [['b >= 5']]\n")
     d = load_property_yaml(path).disjuncts[0]
     assert (d.lower[0], d.upper[0]) == (-1e9, 1e9)
-    with pytest.raises(VerificationInputError, match="'nan' is not a number"):
+    with pytest.raises(VerificationInputError, match="'nan' is not a finite number"):
         property_from_dict(_yaml(domain={"lower": ["nan", 0], "upper": [1, 1]}), "t.yaml")
 
 
@@ -579,3 +579,16 @@ def test_odd_encodings_shapes_and_numbers_are_named(tmp_path: Path) -> None:
     with pytest.raises(VerificationInputError, match=r"line 5: bound beyond the float64 range "
                                                      r"\(scaled .* about 10\^320\)"):
         parse_vnnlib(text + "(assert (<= (* 1e-320 Y_0) 1))\n", "tiny.vnnlib")
+
+
+def test_vnnlib_dnf_past_the_cap_is_refused_before_it_is_built() -> None:
+    """A sixth tester's: two asserts, each a 3000-way or, built 9 million conjunctions
+    (15 s, 1.2 GB) before the 10000-disjunct check."""
+    import time
+
+    ors = "(assert (or " + " ".join(f"(<= X_0 {i})" for i in range(3000)) + "))\n"
+    start = time.perf_counter()
+    with pytest.raises(VerificationInputError, match=r"more than 10000 disjuncts in DNF "
+                                                     r"\(3000 x 3000\)"):
+        parse_vnnlib(HEAD + "(assert (>= X_0 0))\n" + ors + ors, "wide.vnnlib")
+    assert time.perf_counter() - start < 2.0

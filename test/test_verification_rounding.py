@@ -543,3 +543,42 @@ def test_a_reported_counterexample_is_onnxruntimes_output(tmp_path: Path) -> Non
     assert result.status == "sat" and result.y is not None
     assert result.y[0] == onnxruntime_forward(net.source, result.x)[0] == 1.0
     assert Fraction(float(result.y[0])) < Fraction("1.0000000298023223876953125")
+
+
+def test_yaml_domain_bounds_are_read_as_written(tmp_path: Path) -> None:
+    """A sixth tester's wrong "sat"s: PyYAML's float() read upper 0.99999999999999999 as 1.0
+    (sat at x = 1.0 for y = x >= 1, outside the box as written) and -1.0e-400 as -0.0."""
+    from meetup_ros.verification.runtime import RuntimeMonitor
+    from meetup_ros.verification.spec import load_property_yaml
+
+    net = _identity_net(tmp_path)
+    for name, upper, unsafe in (("below_one", "0.99999999999999999", "a >= 1"),
+                                ("tiny", "-1.0e-400", "a >= 0")):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"inputs: [x]\noutputs: [a]\ndomain: {{lower: [-2.0], upper: [{upper}]}}"
+                        f"\nunsafe: [['{unsafe}']]\n")
+        prop = load_property_yaml(path)
+        assert prop.disjuncts[0].upper[0] >= float(upper)  # rounded outward for the proof
+        result = verify(net, prop, timeout_s=3.0)
+        assert result.status in ("unsat", "timeout"), (name, result.status, result.x)
+        cert = RuntimeMonitor(net, prop).certify(np.array([-2.0]), np.array([1.0]))
+        assert cert.status != "violated", (name, cert)
+
+
+@pytest.mark.parametrize(("bounds", "message"), [
+    ("{lower: [0], upper: [" + "9" * 400 + "]}", r"domain.upper\[0\]: .*beyond the float64"),
+    ("{lower: [0], upper: [" + "9" * 5000 + "]}", r"domain.upper\[0\]: .*too many digits"),
+    ("{lower: [0], upper: [-.inf]}", r"domain.upper\[0\]: -inf leaves the domain empty"),
+    ("{lower: [.inf], upper: [1]}", r"domain.lower\[0\]: inf leaves the domain empty"),
+    ("{lower: [1_0], upper: [20]}", r"domain.lower\[0\]: '1_0' is not an ASCII decimal"),
+])
+def test_yaml_domain_numbers_are_named_when_refused(tmp_path: Path, bounds: str,
+                                                    message: str) -> None:
+    """A 400-digit integer was an "internal error: OverflowError"; an empty domain (upper
+    -inf) was accepted, and the monitor "verified" every region outside it."""
+    from meetup_ros.verification.spec import load_property_yaml
+
+    path = tmp_path / "p.yaml"
+    path.write_text(f"inputs: [x]\noutputs: [a]\ndomain: {bounds}\nunsafe: [['a >= 1']]\n")
+    with pytest.raises(VerificationInputError, match=message):
+        load_property_yaml(path)

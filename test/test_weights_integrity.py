@@ -98,6 +98,44 @@ def test_weights_round_trip_with_and_without_digests(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_weights_carry_digests(name: str) -> None:
     path = REPO / "models" / name
-    digests = checkpoint.load(path)["metadata"].get(checkpoint.DIGEST_KEY)
+    metadata = checkpoint.load(path)["metadata"]
+    digests = metadata.get(checkpoint.DIGEST_KEY)
     assert isinstance(digests, dict) and digests, f"{name} has no tensor digests"
+    assert isinstance(metadata.get(checkpoint.METADATA_DIGEST_KEY), str), name
     load_weights(path)
+
+
+def test_changed_metadata_a_null_digest_and_a_damaged_member_name_are_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A sixth tester's: models/depth_code.pt re-saved with average_depth_m 4.0 instead of 2.0
+    loaded silently (the digests covered tensors only: depth AbsRel went from 0.085 to 0.21);
+    a digest entry set to None took the old-file path; one flipped bit in a member's name was
+    a UnicodeDecodeError naming no file. Only a file with no digests at all is taken for an
+    old one, with a warning."""
+    path = tmp_path / "weights.pt"
+    save_weights(path, _state(), kind="test", config={"average_depth_m": 2.0})
+    payload = checkpoint.load(path)
+    payload["metadata"]["config"]["average_depth_m"] = 4.0
+    checkpoint.save(path, payload)
+    with pytest.raises(CheckpointError, match=r"'.*weights.pt' is corrupt: its metadata does "
+                                              r"not match its 'metadata_sha256'"):
+        load_weights(path)
+    payload["metadata"]["config"]["average_depth_m"] = 2.0
+    payload["metadata"][checkpoint.DIGEST_KEY] = None
+    checkpoint.save(path, payload)
+    with pytest.raises(CheckpointError, match="is corrupt: its 'tensor_sha256' entry"):
+        load_weights(path)
+    save_weights(path, _state(), kind="test")
+    with zipfile.ZipFile(path) as archive:
+        name = archive.infolist()[-1].filename.encode()
+    data = bytearray(path.read_bytes())
+    at = data.rindex(name)  # the central directory's copy of the last member's name
+    data[at + 1] ^= 0x80
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"'.*weights.pt' is corrupt"):
+        load_weights(path)
+    _legacy(tmp_path / "old.pt", _state(), kind="test")
+    with caplog.at_level("WARNING"):
+        load_weights(tmp_path / "old.pt")
+    assert "carries no SHA-256 digests" in caplog.text

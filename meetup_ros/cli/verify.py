@@ -117,6 +117,12 @@ def _benchmark(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     if args.timeout is not None:
         _check_timeout(args.timeout)
+    for flag, value in (("--limit", args.limit), ("--per-property", args.per_property)):
+        if value is not None and value < 1:  # -1 dropped the last instance (a slice)
+            raise CommandError(f"{flag} {value}; expected an integer >= 1")
+    out: Path = args.out
+    if out.exists() and not out.is_dir():  # found only after every instance had run
+        raise CommandError(f"--out {str(out)!r} is a file; expected a folder")
     try:
         instances = bm.select(bm.read_instances(args.instances, args.root), args.filter,
                               args.limit, args.per_property)
@@ -126,7 +132,6 @@ def _benchmark(args: argparse.Namespace) -> int:
         what = "matches " + repr(args.filter) if args.filter else "is listed (an empty file?)"
         raise CommandError(f"no instance in {str(args.instances)!r} {what}")
     results = bm.run_all(instances, lambda inst: bm.run_ours(inst, args.timeout))
-    out: Path = args.out
     csv_path = bm.write_results_csv(results, out / "results.csv")
     table = bm.summary_markdown(results)
     (out / "summary.md").write_text(table)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import logging
 import os
 import tempfile
 import zipfile
@@ -28,6 +30,8 @@ import torch
 # The metadata key of the per-tensor digests; load_weights checks and removes it, so callers
 # get back the metadata they saved.
 DIGEST_KEY = "tensor_sha256"
+METADATA_DIGEST_KEY = "metadata_sha256"
+logger = logging.getLogger(__name__)
 
 
 class CheckpointError(Exception):
@@ -101,8 +105,10 @@ def _check_crcs(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-        # what testzip raises on a damaged member header or stream, or a truncated member
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, UnicodeDecodeError,
+            ValueError, OSError) as exc:
+        # what testzip raises on a damaged member header or stream, a truncated member, or a
+        # member name no longer UTF-8 (one flipped bit: a tester's UnicodeDecodeError)
         raise CheckpointError(f"weights file {str(path)!r} is corrupt: {exc}") from exc
     if bad is not None:
         raise CheckpointError(
@@ -125,16 +131,37 @@ def save_weights(path: Path, state_dict: Mapping[str, torch.Tensor], **metadata:
     ``DIGEST_KEY`` (replacing any passed in, e.g. metadata read from other weights).
     """
     tensors = {k: v.detach().cpu() for k, v in state_dict.items()}
+    plain = {k: v for k, v in metadata.items() if k not in (DIGEST_KEY, METADATA_DIGEST_KEY)}
     digests = {k: tensor_digest(v) for k, v in tensors.items()}
-    save(path, {"state_dict": tensors, "metadata": {**metadata, DIGEST_KEY: digests}})
+    save(path, {"state_dict": tensors, "metadata": {
+        **plain, DIGEST_KEY: digests, METADATA_DIGEST_KEY: metadata_digest(plain)}})
+
+
+def metadata_digest(metadata: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the metadata as canonical JSON: the metadata rebuilds the module
+    (a depth network's average depth, say), so a changed value is as wrong as a changed
+    tensor."""
+    text = json.dumps(metadata, sort_keys=True, default=repr, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _check_digests(path: Path, state_dict: dict[str, Any], metadata: dict[str, Any]) -> None:
-    """Compare the tensors with the digests saved beside them; weights written before the
-    digests existed have none and are accepted (their zip CRCs were still checked)."""
-    digests = metadata.pop(DIGEST_KEY, None)
-    if digests is None:
+    """Compare the tensors and the metadata with the digests saved beside them.
+
+    The digests are against damage (the zip CRCs miss a member whose CRC was rewritten, and
+    a re-saved archive), not against someone who rewrites a file and its digests. Weights
+    written before the digests existed have none: they load, CRC-checked, with a warning.
+    """
+    if DIGEST_KEY not in metadata and METADATA_DIGEST_KEY not in metadata:
+        logger.warning("weights file %s carries no SHA-256 digests (written before they "
+                       "existed); only its zip CRCs were checked", path)
         return
+    digests = metadata.pop(DIGEST_KEY, None)
+    meta_digest = metadata.pop(METADATA_DIGEST_KEY, None)
+    if meta_digest != metadata_digest(metadata):
+        raise CheckpointError(
+            f"weights file {str(path)!r} is corrupt: its metadata does not match its "
+            f"{METADATA_DIGEST_KEY!r} (missing, or a value changed)")
     if not isinstance(digests, dict) or set(digests) != set(state_dict):
         raise CheckpointError(
             f"weights file {str(path)!r} is corrupt: its {DIGEST_KEY!r} entry does not list "

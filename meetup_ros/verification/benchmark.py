@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from meetup_ros.verification import VerificationInputError, require_file
+from meetup_ros.verification import VerificationInputError, exact, require_file
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +79,10 @@ def read_instances(csv_path: str | Path, root: str | Path | None = None) -> list
 def _timeout(text: str, where: str) -> float:
     """A row's timeout in seconds, refused unless a finite number > 0: the verifier turned
     inf and nan into a crash per row, and -1 into a silent "timeout" with exit status 0."""
-    try:
-        timeout_s = float(text)
-    except ValueError:
-        raise VerificationInputError(f"{where}: timeout {text!r} is not a number") from None
+    if exact.NUMBER.fullmatch(text.strip()) is None and text.strip().lower().lstrip(
+            "+-") not in ("inf", "nan", "infinity"):  # float() reads "5_0" as 50
+        raise VerificationInputError(f"{where}: timeout {text!r} is not a number")
+    timeout_s = float(text)
     if not (math.isfinite(timeout_s) and timeout_s > 0):
         raise VerificationInputError(
             f"{where}: timeout {text!r}; expected a finite number of seconds > 0")
@@ -116,12 +116,12 @@ def run_ours(instance: Instance, timeout_s: float | None = None) -> InstanceResu
     """Verify one instance with our branch and bound (errors become status "error")."""
     from meetup_ros.verification.bab import verify
     from meetup_ros.verification.network import load_network
-    from meetup_ros.verification.vnnlib import load_vnnlib
+    from meetup_ros.verification.spec import load_property
 
     budget = instance.timeout_s if timeout_s is None else timeout_s
     start = time.monotonic()
-    try:
-        result = verify(load_network(instance.onnx), load_vnnlib(instance.vnnlib), budget)
+    try:  # .vnnlib or .yaml, as `meetup-ros verify` (YAML was read as VNN-LIB)
+        result = verify(load_network(instance.onnx), load_property(instance.vnnlib), budget)
         status, domains = result.status, int(result.stats.get("domains", 0))
         reason = str(result.stats.get("reason", ""))
     except VerificationInputError as exc:

@@ -259,26 +259,50 @@ def parse_constraint(text: str, names: Sequence[str], where: str = "constraint"
     )
 
 
-def _is_number(text: str) -> bool:
-    try:
-        return not math.isnan(float(text))
-    except ValueError:
-        return False
+def _bound_list(value: object, n: int, up: bool, where: str
+                ) -> tuple[np.ndarray, list[Fraction | None]]:
+    """Domain bounds as written (exact; None = unbounded) and as floats rounded outward.
 
-
-def _bound_list(value: object, n: int, default: float, where: str) -> np.ndarray:
+    Numbers are read exactly: ``load_property_yaml`` hands finite YAML numbers over as their
+    text (PyYAML's float() made ``0.99999999999999999`` an upper bound of 1.0, and a tester's
+    counterexample at x = 1.0 lay outside the box as written); numbers given as Python floats
+    or ints (a dict built in code) are taken as the values they are. ``.nan`` / null / the
+    infinity on the open side mean unbounded; the other infinity would empty the domain, and
+    is refused.
+    """
     if not isinstance(value, list) or len(value) != n:
         raise VerificationInputError(f"{where}: {value!r}; expected a list of {n} numbers")
-    out = np.empty(n)
+    floats = np.full(n, np.inf if up else -np.inf)
+    written: list[Fraction | None] = [None] * n
     for i, v in enumerate(value):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            out[i] = default
-        elif (isinstance(v, (int, float)) and not isinstance(v, bool)) or (
-                isinstance(v, str) and _is_number(v)):  # YAML 1.1 reads 1e9 as a string
-            out[i] = float(v)
-        else:
+        if isinstance(v, bool) or not isinstance(v, (int, float, str, type(None))):
             raise VerificationInputError(f"{where}[{i}]: {v!r} is not a number")
-    return out
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        if isinstance(v, float) and math.isinf(v):
+            if (v > 0) == up:
+                continue  # the open side: unbounded
+            raise VerificationInputError(
+                f"{where}[{i}]: {v!r} leaves the domain empty; use .nan or null for unbounded")
+        try:
+            exact_value = (exact.read_decimal(v.strip()) if isinstance(v, str)
+                           else Fraction(v))
+            floats[i] = exact.float_out(exact_value, up)
+        except exact.ExactError as exc:
+            raise VerificationInputError(f"{where}[{i}]: {exc}") from None
+        except (OverflowError, ValueError):
+            raise VerificationInputError(
+                f"{where}[{i}]: {v!r} is beyond the float64 range") from None
+        written[i] = exact_value
+    return floats, written
+
+
+def _written_box(lower: list[Fraction | None], upper: list[Fraction | None]
+                 ) -> tuple[ExactRow, ...]:
+    rows = [ExactRow(((i, Fraction(1)),), u) for i, u in enumerate(upper) if u is not None]
+    rows += [ExactRow(((i, Fraction(-1)),), -lo) for i, lo in enumerate(lower)
+             if lo is not None]
+    return tuple(rows)
 
 
 def property_from_dict(data: object, source: str = "<dict>") -> Property:
@@ -314,9 +338,12 @@ def property_from_dict(data: object, source: str = "<dict>") -> Property:
             f"property {source!r} domain: {domain!r}; expected a mapping with lower and upper"
         )
     n = len(inputs)
-    lower = _bound_list(domain["lower"], n, -np.inf, f"property {source!r} domain.lower")
-    upper = _bound_list(domain["upper"], n, np.inf, f"property {source!r} domain.upper")
-    if np.any(lower > upper):
+    lower, lower_written = _bound_list(domain["lower"], n, False,
+                                       f"property {source!r} domain.lower")
+    upper, upper_written = _bound_list(domain["upper"], n, True,
+                                       f"property {source!r} domain.upper")
+    if any(lo is not None and up is not None and lo > up
+           for lo, up in zip(lower_written, upper_written, strict=True)):
         raise VerificationInputError(
             f"property {source!r}: domain lower {lower.tolist()!r} > upper {upper.tolist()!r}"
         )
@@ -343,15 +370,33 @@ def property_from_dict(data: object, source: str = "<dict>") -> Property:
             written.append(row)
             rows.append(coeffs)
             rhs.append(bound)
-        # YAML gives the box as float64 numbers already: those are the bounds as written
         disjuncts.append(Disjunct(lower.copy(), upper.copy(), np.array(rows), np.array(rhs),
-                                  ExactDisjunct(ExactDisjunct.box_rows(lower, upper),
+                                  ExactDisjunct(_written_box(lower_written, upper_written),
                                                 tuple(written))))
     description = data.get("description", "")
     return Property(
         tuple(disjuncts), n, len(outputs), tuple(inputs), tuple(outputs), source,
         str(description or ""),
     )
+
+
+def _loader() -> type:
+    """PyYAML's safe loader, but finite numbers stay the text written (read exactly later,
+    ``_bound_list``): its float() rounds, and a 400-digit integer overflowed float()."""
+    import yaml
+
+    class ExactNumberLoader(yaml.SafeLoader):
+        pass
+
+    def number(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> object:
+        text = str(loader.construct_scalar(node))
+        if text.strip().lower().lstrip("+-") in (".inf", ".nan"):
+            return yaml.SafeLoader.construct_yaml_float(loader, node)
+        return text
+
+    for tag in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:int"):
+        ExactNumberLoader.add_constructor(tag, number)
+    return ExactNumberLoader
 
 
 def load_property_yaml(path: str | Path) -> Property:
@@ -364,7 +409,7 @@ def load_property_yaml(path: str | Path) -> Property:
 
     path = require_file(path, "property file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_loader())
     except UnicodeDecodeError as exc:
         raise VerificationInputError(f"property file {str(path)!r} is not UTF-8 text: {exc}"
                                      ) from exc

@@ -174,6 +174,15 @@ class _Reader:
             const += s * k
         return coeffs, const
 
+    def conjoin(self, node: _Node, left: list[list[_Atom]], right: list[list[_Atom]]
+                ) -> list[list[_Atom]]:
+        """DNF of (left and right), refused before it is built if it would pass the cap (two
+        asserts of 3000-way ``or`` built 9 million lists, 1.2 GB, before the check)."""
+        if len(left) * len(right) > _MAX_DISJUNCTS:
+            raise self.fail(node, f"more than {_MAX_DISJUNCTS} disjuncts in DNF "
+                                  f"({len(left)} x {len(right)})")
+        return [a + b for a, b in itertools.product(left, right)]
+
     def formula(self, node: _Node) -> list[list[_Atom]]:
         """DNF: list of conjunctions of atoms ``sum coeffs * v <= const``."""
         if node.text is not None:
@@ -184,9 +193,7 @@ class _Reader:
         if head == "and":
             result: list[list[_Atom]] = [[]]
             for sub in items[1:]:
-                result = [a + b for a, b in itertools.product(result, self.formula(sub))]
-                if len(result) > _MAX_DISJUNCTS:
-                    raise self.fail(node, f"more than {_MAX_DISJUNCTS} disjuncts in DNF")
+                result = self.conjoin(node, result, self.formula(sub))
             return result
         if head == "or":
             if len(items) == 1:  # false: the property would hold vacuously, surely a slip
@@ -194,6 +201,8 @@ class _Reader:
             out: list[list[_Atom]] = []
             for sub in items[1:]:
                 out.extend(self.formula(sub))
+                if len(out) > _MAX_DISJUNCTS:
+                    raise self.fail(node, f"more than {_MAX_DISJUNCTS} disjuncts in DNF")
             return out
         if head in ("<=", ">=", "<", ">"):
             if len(items) != 3:
@@ -246,9 +255,7 @@ def _parse_vnnlib(text: str, source: str) -> Property:
         raise VerificationInputError(f"{source!r}: no assert")
     dnf: list[list[_Atom]] = [[]]
     for a in asserts:
-        dnf = [x + y for x, y in itertools.product(dnf, reader.formula(a))]
-        if len(dnf) > _MAX_DISJUNCTS:
-            raise reader.fail(a, f"more than {_MAX_DISJUNCTS} disjuncts in DNF")
+        dnf = reader.conjoin(a, dnf, reader.formula(a))
     disjuncts = []
     for conj in dnf:
         d = _disjunct(reader, conj)
