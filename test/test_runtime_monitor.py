@@ -135,6 +135,19 @@ def test_bad_regions_are_unknown(nets: dict[str, Path], lower: np.ndarray, upper
     assert cert.status == "unknown" and message in cert.reason
 
 
+@pytest.mark.parametrize("deadline_s", [float("nan"), float("inf"), 0.0, -1.0])
+def test_a_bad_deadline_is_unknown_and_named_without_a_traceback(
+    nets: dict[str, Path], deadline_s: float, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A sixth tester's deadline_s=nan failed safe but logged a traceback, naming nothing."""
+    center = np.array([1.0, 0.0, 0.0, 0.0, 0.8])
+    with caplog.at_level("WARNING"):
+        cert = RuntimeMonitor(nets["safe"], YAML).certify(center - RADIUS, center + RADIUS,
+                                                           deadline_s=deadline_s)
+    assert cert.status == "unknown" and f"deadline {deadline_s!r} s" in cert.reason
+    assert "Traceback" not in caplog.text
+
+
 def test_exception_inside_is_unknown(nets: dict[str, Path],
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import meetup_ros.verification.runtime as runtime

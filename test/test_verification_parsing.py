@@ -563,6 +563,9 @@ def test_odd_encodings_shapes_and_numbers_are_named(tmp_path: Path) -> None:
     utf16.write_bytes(text.encode("utf-16"))
     with pytest.raises(VerificationInputError, match="UTF-16"):
         load_vnnlib(utf16)
+    bom = tmp_path / "bom.vnnlib"  # a UTF-8 byte-order mark is no reason to refuse a file
+    bom.write_bytes(text.encode("utf-8-sig"))
+    assert load_vnnlib(bom).n_inputs == 1
     graph = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["y"])], "empty",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [0, 1])],

@@ -15,6 +15,7 @@ domains are kept and resumed when the next region lies inside the previous one.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,9 +128,16 @@ class RuntimeMonitor:
         """Certify the region ``lower <= x <= upper`` (each ``(n,)``) within the deadline."""
         start = time.monotonic()
         self.stats["calls"] += 1
+        budget = self.deadline_s if deadline_s is None else deadline_s
         try:
-            cert = self._certify(lower, upper, start,
-                                 start + (self.deadline_s if deadline_s is None else deadline_s))
+            if not (math.isfinite(budget) and budget > 0):
+                raise VerificationInputError(
+                    f"deadline {budget!r} s; expected a finite number of seconds > 0")
+            cert = self._certify(lower, upper, start, start + budget)
+        except VerificationInputError as exc:  # bad input: named, no traceback
+            logger.warning("certify refused its input: %s", exc)
+            cert = Certificate("unknown", None, None, time.monotonic() - start, 0,
+                               f"error: {exc}")
         except Exception as exc:  # the gate stays closed whatever went wrong
             logger.warning("certify failed: %s", exc, exc_info=True)
             cert = Certificate("unknown", None, None, time.monotonic() - start, 0,

@@ -352,5 +352,5 @@ def load_vnnlib(path: str | Path) -> Property:
         raise VerificationInputError(f"property file {str(path)!r} looks like UTF-16 text (a "
                                      "byte-order mark, or every other byte NUL); VNN-LIB is "
                                      "ASCII")
-    text = raw.decode("utf-8", errors="replace")
+    text = raw.decode("utf-8", errors="replace").removeprefix("\ufeff")  # a UTF-8 BOM
     return parse_vnnlib(text, str(path))
