@@ -76,15 +76,20 @@ class ExactDisjunct:
                             Fraction(float(bound)))
                    for row, bound in zip(np.asarray(coeffs, dtype=np.float64),
                                          np.asarray(rhs, dtype=np.float64), strict=True)]
-        return ExactDisjunct(ExactDisjunct.box_rows(lower, upper), tuple(outputs))
+        def written(side: np.ndarray) -> list[Fraction | None]:
+            return [Fraction(float(v)) if np.isfinite(v) else None
+                    for v in np.asarray(side, dtype=np.float64)]
+
+        return ExactDisjunct(ExactDisjunct.box_rows(written(lower), written(upper)),
+                             tuple(outputs))
 
     @staticmethod
-    def box_rows(lower: np.ndarray, upper: np.ndarray) -> tuple[ExactRow, ...]:
-        """A float box's finite sides as rows (x_i <= u_i, -x_i <= -l_i)."""
-        rows = [ExactRow(((i, Fraction(1)),), Fraction(float(u)))
-                for i, u in enumerate(np.asarray(upper, dtype=np.float64)) if np.isfinite(u)]
-        rows += [ExactRow(((i, Fraction(-1)),), -Fraction(float(lo)))
-                 for i, lo in enumerate(np.asarray(lower, dtype=np.float64)) if np.isfinite(lo)]
+    def box_rows(lower: Sequence[Fraction | None], upper: Sequence[Fraction | None]
+                 ) -> tuple[ExactRow, ...]:
+        """A box's bounded sides as rows (x_i <= u_i, -x_i <= -l_i; None: unbounded)."""
+        rows = [ExactRow(((i, Fraction(1)),), u) for i, u in enumerate(upper) if u is not None]
+        rows += [ExactRow(((i, Fraction(-1)),), -lo) for i, lo in enumerate(lower)
+                 if lo is not None]
         return tuple(rows)
 
     def contains_input(self, x: np.ndarray) -> bool:
@@ -297,14 +302,6 @@ def _bound_list(value: object, n: int, up: bool, where: str
     return floats, written
 
 
-def _written_box(lower: list[Fraction | None], upper: list[Fraction | None]
-                 ) -> tuple[ExactRow, ...]:
-    rows = [ExactRow(((i, Fraction(1)),), u) for i, u in enumerate(upper) if u is not None]
-    rows += [ExactRow(((i, Fraction(-1)),), -lo) for i, lo in enumerate(lower)
-             if lo is not None]
-    return tuple(rows)
-
-
 def property_from_dict(data: object, source: str = "<dict>") -> Property:
     """Build a :class:`Property` from the YAML schema above (already parsed)."""
     if not isinstance(data, dict):
@@ -371,7 +368,8 @@ def property_from_dict(data: object, source: str = "<dict>") -> Property:
             rows.append(coeffs)
             rhs.append(bound)
         disjuncts.append(Disjunct(lower.copy(), upper.copy(), np.array(rows), np.array(rhs),
-                                  ExactDisjunct(_written_box(lower_written, upper_written),
+                                  ExactDisjunct(ExactDisjunct.box_rows(lower_written,
+                                                                        upper_written),
                                                 tuple(written))))
     description = data.get("description", "")
     return Property(
