@@ -570,7 +570,7 @@ def test_yaml_domain_bounds_are_read_as_written(tmp_path: Path) -> None:
     ("{lower: [0], upper: [" + "9" * 5000 + "]}", r"domain.upper\[0\]: .*too many digits"),
     ("{lower: [0], upper: [-.inf]}", r"domain.upper\[0\]: -inf leaves the domain empty"),
     ("{lower: [.inf], upper: [1]}", r"domain.lower\[0\]: inf leaves the domain empty"),
-    ("{lower: [1_0], upper: [20]}", r"domain.lower\[0\]: '1_0' is not an ASCII decimal"),
+    ("{lower: [1:30.5], upper: [2000]}", r"base-60 number '1:30.5' is not supported"),
 ])
 def test_yaml_domain_numbers_are_named_when_refused(tmp_path: Path, bounds: str,
                                                     message: str) -> None:
@@ -581,4 +581,30 @@ def test_yaml_domain_numbers_are_named_when_refused(tmp_path: Path, bounds: str,
     path = tmp_path / "p.yaml"
     path.write_text(f"inputs: [x]\noutputs: [a]\ndomain: {bounds}\nunsafe: [['a >= 1']]\n")
     with pytest.raises(VerificationInputError, match=message):
+        load_property_yaml(path)
+
+
+def test_yaml_numbers_mean_what_yaml_says(tmp_path: Path) -> None:
+    """A seventh tester's wrong "unsat": kept as decimal text, YAML 1.1's octal 010 was read
+    as 10, not 8, so y = x <= 9 over [010, 20] was "unsat" (x = 8 violates). Integers are
+    YAML's own (010 = 8, 0x10 = 16, 1_000 = 1000), exact; floats exact decimals, 1_000.5
+    included. An output named e1 is refused: "0 >= 2e1" read as 0 >= 20, an empty set."""
+    from meetup_ros.verification.spec import load_property_yaml
+
+    net = _identity_net(tmp_path)
+    path = tmp_path / "octal.yaml"
+    path.write_text("inputs: [x]\noutputs: [a]\ndomain: {lower: [010], upper: [20]}\n"
+                    "unsafe: [['a <= 9']]\n")
+    prop = load_property_yaml(path)
+    assert prop.disjuncts[0].lower[0] == 8.0
+    result = verify(net, prop, timeout_s=5.0)
+    assert result.status == "sat" and result.x is not None and 8 <= result.x[0] <= 9
+    path.write_text("inputs: [x, w, v]\noutputs: [a]\ndomain: {lower: [0x10, 1_000, -1_000.5],"
+                    " upper: [0x20, 2_000, 1_000.25]}\nunsafe: [['a <= 9']]\n")
+    d = load_property_yaml(path).disjuncts[0]
+    assert d.lower.tolist() == [16.0, 1000.0, -1000.5] and d.upper.tolist() == [32.0, 2000.0,
+                                                                               1000.25]
+    path.write_text("inputs: [x]\noutputs: [e1, z]\ndomain: {lower: [0], upper: [1]}\n"
+                    "unsafe: [['0 >= 2e1']]\n")
+    with pytest.raises(VerificationInputError, match="name 'e1' reads as an exponent"):
         load_property_yaml(path)

@@ -22,6 +22,12 @@ terms ``[number *] output_name`` or numbers, e.g. ``"continue - 0.5 * slow >= 0.
 names cannot appear in constraints (the input region is ``domain``). Unbounded domain sides
 are fine for the runtime monitor (the region bounds them); offline verification needs
 finite boxes.
+
+Numbers are exact: integers as YAML 1.1 reads them (``010`` is 8, ``0x10`` 16, ``1_000``
+1000), decimals as written (``0.1`` is 1/10, not float64's nearest); each becomes float64
+rounded outward only for the proof, and a counterexample is checked against the values as
+written. Base-60 numbers (``1:30``) are refused, and so are names that read as an exponent
+after a number (``e1``: ``2e1`` is 20).
 """
 
 from __future__ import annotations
@@ -196,6 +202,7 @@ class Property:
 
 # -- YAML ----------------------------------------------------------------------------------
 _YAML_KEYS = {"inputs", "outputs", "domain", "unsafe", "description"}
+_EXPONENT_NAME = re.compile(r"[eE][0-9]*")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")  # the name part of _TERM
 _TERM = re.compile(r"\s*([+-]?)\s*(?:(\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)"
                    r"\s*(\*)?\s*)?([A-Za-z_][A-Za-z0-9_.]*)?\s*")
@@ -325,10 +332,14 @@ def property_from_dict(data: object, source: str = "<dict>") -> Property:
             # A constraint reads a name only in this form: "0" would be read as the number
             # 0 (a constraint "0 >= 2" about output 0 would become a false statement, and
             # the property vacuously safe), "a b" as two terms.
-            if _NAME.fullmatch(s) is None:
+            if _NAME.fullmatch(s) is None or isinstance(s, WrittenNumber):
                 raise VerificationInputError(
                     f"property {source!r} {key}: name {s!r} is not a name a constraint can "
                     "use; expected a letter or '_' first, then letters, digits, '_' or '.'")
+            if _EXPONENT_NAME.fullmatch(s):  # "2e1" would read as 20, not 2 * e1
+                raise VerificationInputError(
+                    f"property {source!r} {key}: name {s!r} reads as an exponent after a "
+                    f"number (2{s} is a number); rename it")
     domain = data["domain"]
     if not isinstance(domain, dict) or set(domain) != {"lower", "upper"}:
         raise VerificationInputError(
@@ -386,15 +397,34 @@ def _loader() -> type:
     class ExactNumberLoader(yaml.SafeLoader):
         pass
 
-    def number(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> object:
+    def integer(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> object:
+        # Python ints are exact: YAML 1.1's own reading (010 is 8, 0x10 16, 1_000 1000); a
+        # tester's 010 read as decimal text was 10, a wrong "unsat"
+        try:
+            return yaml.SafeLoader.construct_yaml_int(loader, node)
+        except ValueError:  # past Python's 4300 digits: the text, refused by name later
+            return WrittenNumber(loader.construct_scalar(node))
+
+    def real(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> object:
         text = str(loader.construct_scalar(node))
         if text.strip().lower().lstrip("+-") in (".inf", ".nan"):
             return yaml.SafeLoader.construct_yaml_float(loader, node)
-        return text
+        if ":" in text:  # YAML 1.1's base 60 (1:30.5): float() only, so not exact
+            raise yaml.constructor.ConstructorError(
+                None, None, f"base-60 number {text!r} is not supported in a property; write "
+                "it as a decimal", node.start_mark)
+        return WrittenNumber(text.replace("_", ""))  # YAML 1.1 allows 1_000.5
 
-    for tag in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:int"):
-        ExactNumberLoader.add_constructor(tag, number)
+    ExactNumberLoader.add_constructor("tag:yaml.org,2002:int", integer)
+    ExactNumberLoader.add_constructor("tag:yaml.org,2002:float", real)
     return ExactNumberLoader
+
+
+class WrittenNumber(str):
+    """A YAML float kept as the decimal text written, read exactly later (shown unquoted)."""
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def load_property_yaml(path: str | Path) -> Property:
