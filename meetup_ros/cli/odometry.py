@@ -90,4 +90,6 @@ def _evaluate_visual(args: argparse.Namespace) -> int:
 
 
 def _print(report: dict[str, Any]) -> None:
-    print(json.dumps(report, indent=2, default=float))
+    from meetup_ros.evaluation.jsonsafe import finite_json
+
+    print(json.dumps(finite_json(report), indent=2, default=float))

@@ -69,7 +69,9 @@ def _benchmark(args: argparse.Namespace) -> int:
         if isinstance(value, dict) else value
         for key, value in report.items()
     }
-    print(json.dumps(summary, indent=1))
+    from meetup_ros.evaluation.jsonsafe import finite_json
+
+    print(json.dumps(finite_json(summary), indent=1))
     print(f"wrote {Path(args.out) / 'benchmark_slam.json'} and slam_report.json (the figures "
           "`make demo` copies from models/)")
     return 0

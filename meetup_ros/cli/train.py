@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any
 
 from meetup_ros.cli import CommandError
+from meetup_ros.evaluation.jsonsafe import finite_json
 
 logger = logging.getLogger(__name__)
 
@@ -68,18 +68,6 @@ def parse_set(items: list[str]) -> dict[str, str]:
             raise CommandError(f"--set gives {key.strip()!r} twice")
         extra[key.strip()] = value.strip()
     return extra
-
-
-def json_ready(value: Any) -> Any:
-    """``value`` with NaN and infinities as None (null): json.dumps writes them as bare NaN
-    and Infinity, which JSON readers refuse (a bag without real held-out states printed NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(v) for v in value]
-    return value
 
 
 def _resolve_bag(text: str) -> Path:
@@ -155,7 +143,7 @@ def _train(args: argparse.Namespace) -> int:
         raise CommandError(f"train {args.network}: {exc}") from exc
     if rank == 0:
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
-        print(json.dumps(json_ready(metrics), indent=2, default=str))
+        print(json.dumps(finite_json(metrics), indent=2, default=str))
     # A network whose safety property was not proven is written (to inspect), but the run
     # fails, so that no script (make retrain) takes it for a deployable one.
     unproven = sorted(k.removesuffix("_proven") for k, v in metrics.items()

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from meetup_ros.evaluation.jsonsafe import finite_json
+
 logger = logging.getLogger(__name__)
 
 REQUIRED_KEYS = (
@@ -118,19 +120,6 @@ class _Figures:
             for key, value in zip(keys, values, strict=True):
                 self.report[key] = value
         return values
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe: NaN and infinities become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    if isinstance(value, np.generic):
-        return _finite(value.item())
-    return value
 
 
 def _number(text: str) -> Any:
@@ -235,7 +224,7 @@ def build_report(
                     "final status at shutdown not recorded; the last periodic one is used"
                 )
     (out_dir / "node_summaries.json").write_text(
-        json.dumps(_finite(dict(node_summaries)), indent=2, default=str) + "\n"
+        json.dumps(finite_json(dict(node_summaries)), indent=2, default=str) + "\n"
     )
     vio = node_summaries.get("vio_node", {})
     monitor = node_summaries.get("safety_monitor_node", {})
@@ -351,7 +340,7 @@ def build_report(
     report["errors"] = figures.errors
     report["inputs"] = {"input_bag": str(input_bag), "recorded_bag": str(recorded_bag),
                         "short": short, "replay": dict(replay)}
-    report = _finite(report)
+    report = finite_json(report)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     return report
 
@@ -450,7 +439,7 @@ def _depth_scores(
                "note": f"frames < {HELDOUT_FIRST_PAIR} were in the depth network's training set",
                "per_keyframe": [list(r) for r in rows],
                "target": "OpenCV SGBM stereo depth of the same pair (slam.stereo.stereo_depth)"}
-    (out_dir / "depth_summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
+    (out_dir / "depth_summary.json").write_text(json.dumps(finite_json(summary), indent=2) + "\n")
     if example is not None:
         _plot_depth(out_dir / "depth.png", *example)
     return absrel, rmse, delta1, len(rows), absrel_heldout
@@ -491,7 +480,7 @@ def _write_certificates(out_dir: Path, report: Mapping[str, Any], diagnostics: l
         "violations_recorded": len(violations),
         "last_violations": violations[-5:],
     }
-    (out_dir / "certificates.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
+    (out_dir / "certificates.json").write_text(json.dumps(finite_json(summary), indent=2) + "\n")
     counts = summary["counts"] or {}
     latency = summary["latency_ms"] or {}
     lines = [

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from meetup_ros.evaluation import trajectory as traj_metrics
+from meetup_ros.evaluation.jsonsafe import finite_json
 from meetup_ros.evaluation.trajectory import EvaluationError, Trajectory
 from meetup_ros.odometry.dataset import interpolate_groundtruth
 from meetup_ros.odometry.deadreckoning import dead_reckoning
@@ -308,5 +309,6 @@ def _evaluate(seq: Any, weights: str | Path, out_dir: str | Path | None, heldout
                     "no in-motion score (use the full-flight bag)")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "vio_report.json").write_text(json.dumps(report, indent=2, default=float))
+        (out / "vio_report.json").write_text(json.dumps(finite_json(report), indent=2,
+                                                        default=float))
     return report

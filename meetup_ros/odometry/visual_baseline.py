@@ -34,6 +34,7 @@ from scipy.spatial.transform import Rotation, Slerp
 from torch import nn
 
 from meetup_ros.evaluation import trajectory as traj_metrics
+from meetup_ros.evaluation.jsonsafe import finite_json
 from meetup_ros.evaluation.trajectory import Trajectory
 from meetup_ros.odometry.windowing import OdometryError
 
@@ -321,7 +322,7 @@ def evaluate_visual(data_root: Path, weights: Path | None, out_dir: Path | None)
     report["wall_s"] = time.perf_counter() - t0
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "visual_report.json").write_text(json.dumps(report, indent=2))
+        (out_dir / "visual_report.json").write_text(json.dumps(finite_json(report), indent=2))
     return report
 
 

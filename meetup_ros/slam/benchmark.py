@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from meetup_ros.evaluation.jsonsafe import finite_json
 from meetup_ros.slam import SlamError
 from meetup_ros.slam import data as slam_data
 from meetup_ros.slam.depth_code import DepthCodeModel
@@ -294,9 +295,9 @@ def run_benchmark(bag: Path, data_root: Path, out_dir: Path, depth_weights: Path
         if key in report:
             plot_curves(report[key]["curves"], out_dir / f"error_vs_iteration_{key}.png",
                         f"{key}: {report[key]['pairs']} held-out pairs")
-    (out_dir / "benchmark_slam.json").write_text(json.dumps(report, indent=1))
+    (out_dir / "benchmark_slam.json").write_text(json.dumps(finite_json(report), indent=1))
     (out_dir / "slam_report.json").write_text(json.dumps(
-        summary_figures(report, depth_weights, optimizer_weights), indent=1))
+        finite_json(summary_figures(report, depth_weights, optimizer_weights)), indent=1))
     return report
 
 
