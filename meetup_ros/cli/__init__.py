@@ -29,6 +29,18 @@ class CommandError(Exception):
     """A command failed for a reason the user can fix; printed without a traceback."""
 
 
+def set_torch_threads(threads: int | None) -> None:
+    """``--threads``: torch's CPU threads (None: torch's default). Below 1 is refused here;
+    torch would raise a RuntimeError traceback."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise CommandError(f"--threads {threads!r}: expected an integer >= 1")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 class _NoAbbrevParser(argparse.ArgumentParser):
     """A subcommand's parser that takes no abbreviated flags."""
 

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from meetup_ros.cli import CommandError
+from meetup_ros.cli import CommandError, set_torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -51,16 +51,13 @@ def _weights(name: str) -> Path:
 
 
 def _evaluate_vio(args: argparse.Namespace) -> int:
-    import torch
 
     from meetup_ros import paths
     from meetup_ros.bags import BagError
     from meetup_ros.odometry.evaluation import evaluate_vio
     from meetup_ros.odometry.windowing import OdometryError
 
-    if args.threads < 1:  # torch's RuntimeError traceback otherwise
-        raise CommandError(f"--threads {args.threads!r}: expected an integer >= 1")
-    torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     bags = [paths.data_path(b) for b in args.bag]
     try:
         report = evaluate_vio(bags, _weights(args.weights), args.out, heldout_s=args.heldout_s)
@@ -72,14 +69,11 @@ def _evaluate_vio(args: argparse.Namespace) -> int:
 
 
 def _evaluate_visual(args: argparse.Namespace) -> int:
-    import torch
 
     from meetup_ros.odometry.visual_baseline import evaluate_visual
     from meetup_ros.odometry.windowing import OdometryError
 
-    if args.threads < 1:  # torch's RuntimeError traceback otherwise
-        raise CommandError(f"--threads {args.threads!r}: expected an integer >= 1")
-    torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     try:
         report = evaluate_visual(Path(args.data_root), _weights(args.weights), Path(args.out))
     except OdometryError as exc:

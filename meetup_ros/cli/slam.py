@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from meetup_ros.cli import CommandError
+from meetup_ros.cli import CommandError, set_torch_threads
 
 
 def register(subparsers: Any) -> None:
@@ -41,16 +41,13 @@ def _weights(name: str, command: str) -> Path:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    import torch
 
     from meetup_ros import paths
     from meetup_ros.bags import BagError
     from meetup_ros.slam import SlamError
     from meetup_ros.slam.benchmark import BenchmarkConfig, run_benchmark
 
-    if args.threads < 1:  # torch's RuntimeError traceback otherwise
-        raise CommandError(f"--threads {args.threads!r}: expected an integer >= 1")
-    torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     if args.max_iterations < 1:
         raise CommandError(f"--max-iterations {args.max_iterations!r} must be >= 1")
     data_root = Path(args.data_root)

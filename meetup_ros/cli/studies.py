@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from meetup_ros.cli import CommandError
+from meetup_ros.cli import CommandError, set_torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +47,7 @@ def _study(args: argparse.Namespace) -> int:
 
     from meetup_ros.optim import studies
 
-    if args.threads < 1:  # torch's RuntimeError traceback otherwise
-        raise CommandError(f"--threads {args.threads!r}: expected an integer >= 1")
-    torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     out = Path(args.out)
     try:
         if args.study == "optimizers":

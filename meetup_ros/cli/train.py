@@ -13,8 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from meetup_ros.cli import CommandError
-from meetup_ros.evaluation.jsonsafe import finite_json
+from meetup_ros.cli import CommandError, set_torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -104,16 +103,13 @@ def load_trainer(network: str) -> Any:
 def _train(args: argparse.Namespace) -> int:
     import json
 
-    if args.threads is not None and args.threads < 1:  # torch's RuntimeError otherwise
-        raise CommandError(f"--threads {args.threads!r}: expected an integer >= 1")
+    set_torch_threads(args.threads)
 
     import torch
 
     from meetup_ros import paths
     from meetup_ros.training.config import TrainConfig
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CommandError(f"--device {args.device!r} asked for, but CUDA is not available")
     try:
@@ -143,6 +139,8 @@ def _train(args: argparse.Namespace) -> int:
         raise CommandError(f"train {args.network}: {exc}") from exc
     if rank == 0:
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
+        from meetup_ros.evaluation.jsonsafe import finite_json
+
         print(json.dumps(finite_json(metrics), indent=2, default=str))
     # A network whose safety property was not proven is written (to inspect), but the run
     # fails, so that no script (make retrain) takes it for a deployable one.
