@@ -28,18 +28,23 @@ class ExactError(ValueError):
     """A number or row the readers refuse; the message says why, the reader says where."""
 
 
+class NotADecimalError(ExactError):
+    """Text that is no decimal at all (a reader may take it for a misspelt name)."""
+
+
 def read_decimal(text: str) -> Fraction:
     """An ASCII decimal (``-0.5``, ``1e-3``) as an exact fraction, within float64's range.
 
     Raises:
-        ExactError: not such a decimal, an exponent past +-MAX_EXPONENT, too many digits,
+        NotADecimalError: not such a decimal.
+        ExactError: an exponent past +-MAX_EXPONENT, too many digits,
             or beyond the float64 range.
     """
     if text.lstrip("+-").lower() in ("nan", "inf", "infinity"):
         raise ExactError(f"{text!r} is not a finite number")
     match = NUMBER.fullmatch(text)
     if match is None:
-        raise ExactError(f"{text!r} is not an ASCII decimal such as -0.5 or 1e-3")
+        raise NotADecimalError(f"{text!r} is not an ASCII decimal such as -0.5 or 1e-3")
     if match.group(1) is not None and abs(int(match.group(1))) > MAX_EXPONENT:
         raise ExactError(f"{text!r}: exponent beyond +-{MAX_EXPONENT}")
     try:

@@ -60,6 +60,12 @@ class ExactRow:
         return total < self.bound if self.strict else total <= self.bound
 
 
+def _finite_sides(side: np.ndarray) -> list[Fraction | None]:
+    """A float box side as exact values, None where it is unbounded."""
+    return [Fraction(float(v)) if np.isfinite(v) else None
+            for v in np.asarray(side, dtype=np.float64)]
+
+
 def _exact_values(v: np.ndarray) -> list[Fraction]:
     return [Fraction(float(a)) for a in np.asarray(v, dtype=np.float64).reshape(-1)]
 
@@ -82,11 +88,7 @@ class ExactDisjunct:
                             Fraction(float(bound)))
                    for row, bound in zip(np.asarray(coeffs, dtype=np.float64),
                                          np.asarray(rhs, dtype=np.float64), strict=True)]
-        def written(side: np.ndarray) -> list[Fraction | None]:
-            return [Fraction(float(v)) if np.isfinite(v) else None
-                    for v in np.asarray(side, dtype=np.float64)]
-
-        return ExactDisjunct(ExactDisjunct.box_rows(written(lower), written(upper)),
+        return ExactDisjunct(ExactDisjunct.box_rows(_finite_sides(lower), _finite_sides(upper)),
                              tuple(outputs))
 
     @staticmethod

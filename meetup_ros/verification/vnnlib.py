@@ -124,12 +124,11 @@ class _Reader:
         if node.text is not None:
             if node.text in self.inputs or node.text in self.outputs:
                 return {node.text: Fraction(1)}, Fraction(0)
-            if exact.NUMBER.fullmatch(node.text) is None and node.text.lstrip(
-                    "+-").lower() not in ("nan", "inf", "infinity"):
-                raise self.fail(node, f"unknown variable or number {node.text!r} (numbers are "
-                                      "ASCII decimals such as -0.5 or 1e-3)")
             try:
                 return {}, exact.read_decimal(node.text)
+            except exact.NotADecimalError:
+                raise self.fail(node, f"unknown variable or number {node.text!r} (numbers are "
+                                      "ASCII decimals such as -0.5 or 1e-3)") from None
             except exact.ExactError as exc:
                 raise self.fail(node, str(exc)) from None
         items = node.items or []
