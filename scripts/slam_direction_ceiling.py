@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -49,6 +50,8 @@ from meetup_ros.slam.solvers import (  # noqa: E402
     gn_step,
     make_problem,
 )
+
+logger = logging.getLogger("slam_direction_ceiling")
 
 LENGTHS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 GROUPS = {  # (first pair, pairs per sequence), as benchmark-slam's groups
@@ -85,6 +88,7 @@ def main() -> int:
     ap.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument("--depth-weights", default=str(REPO / "models" / "depth_code.pt"))
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
     model = DepthCodeModel.from_weights(args.depth_weights)
     first, limit = GROUPS[args.group]
@@ -94,7 +98,7 @@ def main() -> int:
     rng = np.random.default_rng(cfg.seed)
     names = ("gn", "gn+coarse", "gn+coarse unit")
     totals = dict.fromkeys(("plain gn", *names), 0)
-    print(f"{'pair':28s} {'plain gn':>8s} " + " ".join(f"{n:>14s}" for n in names))
+    logger.info("%-28s %8s %s", "pair", "plain gn", " ".join(f"{n:>14s}" for n in names))
     for pair in pairs:
         problem = make_problem(model.net, pair.image_a, pair.image_b, pair.K, pair.T_b_a,
                                pose_prior_weight=cfg.mono_pose_prior_weight, K_b=pair.K_b)
@@ -108,15 +112,15 @@ def main() -> int:
                                       ("gn+coarse", [problem, coarse], LENGTHS),
                                       ("gn+coarse unit", [problem, coarse], (1.0,))):
             errors = oracle(problem, levels, x0, lengths, cfg.max_iterations)
-            reached = [i for i, e in enumerate(errors) if e <= target * (1 + cfg.tolerance)]
-            counts[name] = reached[0] if reached else cfg.max_iterations
+            counts[name] = next((i for i, e in enumerate(errors)
+                                 if e <= target * (1 + cfg.tolerance)), cfg.max_iterations)
         for name, n in counts.items():
             totals[name] += n
-        print(f"{pair.name:28s} {counts['plain gn']:8d} "
-              + " ".join(f"{counts[n]:14d}" for n in names))
+        logger.info("%-28s %8d %s", pair.name, counts["plain gn"],
+                    " ".join(f"{counts[n]:14d}" for n in names))
     base = max(totals["plain gn"], 1)
-    print(f"{'sum (ratio to plain GN)':28s} {totals['plain gn']:8d} "
-          + " ".join(f"{totals[n]:8d} ({totals[n] / base:.2f})" for n in names))
+    logger.info("%-28s %8d %s", "sum (ratio to plain GN)", totals["plain gn"],
+                " ".join(f"{totals[n]:8d} ({totals[n] / base:.2f})" for n in names))
     return 0
 
 
