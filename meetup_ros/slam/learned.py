@@ -29,7 +29,8 @@ prior (``coarse_problem``). A second level (a quarter of the resolution, blurred
 tried and dropped: with it the oracle needed 0.16 of GN's iterations on the training pairs
 8-19 (0.22 with one level), but the step trained on it the same way gave 0.19 on pairs 0-3
 (0.20), 0.86 on stereo (0.90), 0.30 on KITTI 35-49 (0.29) and 0.52 on pairs 4-7 (0.47), with
-three TUM pairs not reached.
+three TUM pairs not reached (2026-12-05; the oracle's second level and the step were code
+that was reverted, so these figures are a record, not a command to re-run).
 """
 
 from __future__ import annotations
