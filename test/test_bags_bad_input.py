@@ -299,3 +299,74 @@ def test_image_without_camera_info(tmp_path: Path) -> None:
     write_bag(tmp_path / "bag", [(topics.CAM0_IMAGE, "sensor_msgs/msg/Image", 1_000, msg)])
     with pytest.raises(BagError, match=r"has '/cam0/image_raw' but no '/cam0/camera_info'"):
         read_sequence(tmp_path / "bag", required=())
+
+
+@pytest.mark.parametrize("how", ["truncated", "colour"])
+def test_failed_import_leaves_nothing_behind(euroc_dir: Path, tmp_path: Path, how: str) -> None:
+    """A bad PNG part-way left OUT_BAG holding a partial .mcap without metadata.yaml, and the
+    next run, with the PNG fixed, refused it: "exists already; not overwriting"."""
+    import cv2
+
+    root = make_asl(euroc_dir, tmp_path / "asl")
+    stamps = load_euroc(root).cam0.stamps_ns
+    # the third frame: IMU samples and two frames are written before it
+    png = sorted((root / "mav0" / "cam0" / "data").iterdir())[2]
+    source = png.resolve()
+    png.unlink()
+    if how == "truncated":
+        png.write_bytes(source.read_bytes()[:500])
+    else:
+        cv2.imwrite(str(png), np.zeros((480, 752, 3), np.uint8))
+    out = tmp_path / "new" / "nested" / "bag"  # folders the import creates
+    with pytest.raises(EurocError, match=rf"image '.*{png.name}' is "):
+        import_euroc(root, out, end_ns=int(stamps[3]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["asl"]
+    png.unlink()
+    png.symlink_to(source)
+    summary = import_euroc(root, out, end_ns=int(stamps[3]))
+    assert summary.counts[topics.CAM0_IMAGE] == 4
+    assert sorted(p.name for p in out.iterdir()) == ["SHA256SUMS", "bag.mcap", "metadata.yaml"]
+    assert read_sequence(out).cam0 is not None  # its checksums and metadata agree
+    assert [p.name for p in out.parent.iterdir()] == ["bag"]  # no staging folder left
+
+
+@pytest.mark.parametrize(("downscale", "size"), [(12, "62x40"), (400, "1x1"), (1000, "0x0")])
+def test_downscale_below_the_minimum_image_size_is_refused(
+    euroc_dir: Path, tmp_path: Path, downscale: int, size: str
+) -> None:
+    """--downscale 1000 ended in a cv2 traceback after writing part of the bag; 400 wrote
+    1x1 images without a word."""
+    with pytest.raises(BagError, match=(
+            rf"^downscale = {downscale} leaves cam0 images of 752x480 at {size} pixels, below "
+            r"the 64x40 minimum \(the VIO network's input\); expected a downscale <= 11$")):
+        import_euroc(euroc_dir, tmp_path / "bag", downscale=downscale)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_largest_downscale_allowed_still_imports(euroc_dir: Path, tmp_path: Path) -> None:
+    stamps = load_euroc(euroc_dir).cam0.stamps_ns
+    summary = import_euroc(euroc_dir, tmp_path / "bag", downscale=11, end_ns=int(stamps[1]),
+                           imu_margin_s=0.0)
+    assert (summary.width, summary.height) == (68, 43)
+
+
+def test_minimum_image_size_is_the_vio_input() -> None:
+    from meetup_ros.bags.importer import MIN_IMAGE_HEIGHT, MIN_IMAGE_WIDTH
+    from meetup_ros.odometry.model import VioNetConfig
+
+    config = VioNetConfig()
+    assert (config.image_width, config.image_height) == (MIN_IMAGE_WIDTH, MIN_IMAGE_HEIGHT)
+
+
+def test_cli_refuses_a_downscale_too_large_in_one_line(
+    euroc_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from meetup_ros.cli import main
+
+    assert main(["import-euroc", str(euroc_dir), str(tmp_path / "bag"),
+                 "--downscale", "1000"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == ("meetup-ros import-euroc: error: downscale = 1000 leaves cam0 "
+                            "images of 752x480 at 0x0 pixels, below the 64x40 minimum (the VIO "
+                            "network's input); expected a downscale <= 11\n")
+    assert list(tmp_path.iterdir()) == []

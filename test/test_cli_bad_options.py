@@ -70,3 +70,77 @@ def test_train_controller_refuses_bad_settings_before_training(
     assert "meetup-ros train: error: train controller: " in err
     assert f"{key}=" in err and ("--set" in err or "controller option" in err), err
     assert not (tmp_path / "o").exists()
+
+
+
+def bag_without(dst: Path, dropped: tuple[str, ...], empty: tuple[str, ...] = ()) -> Path:
+    """The bundled bag written with rosbags without the ``dropped`` topics, and with the
+    ``empty`` ones declared but holding no message."""
+    from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+    from meetup_ros.bags.importer import TYPESTORE
+
+    with Reader(BAG) as reader, Writer(dst, version=9, storage_plugin=StoragePlugin.MCAP) as out:
+        conns = {c.id: out.add_connection(c.topic, c.msgtype, typestore=TYPESTORE)
+                 for c in reader.connections if c.topic not in dropped}
+        for conn, t_ns, raw in reader.messages():
+            if conn.id in conns and conn.topic not in empty:
+                out.write(conns[conn.id], t_ns, raw)
+    return dst
+
+
+@pytest.mark.parametrize(("dropped", "empty", "named"), [
+    (("/imu0",), (), "lacks ['/imu0']"),
+    (("/cam0/camera_info", "/cam1/camera_info"), (),
+     "lacks ['/cam0/camera_info', '/cam1/camera_info']"),
+    ((), ("/groundtruth/odometry",), "has no message on ['/groundtruth/odometry']"),
+], ids=["no imu", "no camera_info", "empty ground truth"])
+def test_demo_names_the_topics_its_bag_lacks_before_any_node_starts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], dropped: tuple[str, ...],
+        empty: tuple[str, ...], named: str) -> None:
+    """Without /imu0 or camera_info the demo started the nodes, replayed, then failed
+    "node failure: scoring: ..." though no node had failed."""
+    bag = bag_without(tmp_path / "bag", dropped, empty)
+    out_dir = tmp_path / "demo"
+    assert main(["demo", "--bag", str(bag), "--out", str(out_dir), "--short"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"meetup-ros demo: error: bag {str(bag)!r} {named}, which the demo "
+                          "needs (it needs ['/imu0', ")
+    assert len(err.strip().splitlines()) == 1
+    assert not out_dir.exists()  # no node started (their logs go there)
+
+
+def test_evaluate_visual_has_no_weights_option(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--weights` was read and then ignored (`del weights`): a text file or a corrupt vio.pt
+    gave exit 0 and the same figures, under a help text saying "VIO weights"."""
+    import inspect
+
+    from meetup_ros.cli import build_parser
+    from meetup_ros.odometry.visual_baseline import evaluate_visual
+
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate-visual", "--weights", "notes.txt", "--out", "unused"])
+    assert stop.value.code == 2
+    assert "unrecognized arguments: --weights notes.txt" in capsys.readouterr().err
+    assert "weights" not in inspect.signature(evaluate_visual).parameters
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate-visual", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "FlowScaleNet" in text and "no weights file is read" in text
+    assert "--weights" not in text
+
+
+@pytest.mark.parametrize(("types", "message"), [
+    (["imu"], "--type 'imu': expected TOPIC=pkg/msg/Name, e.g. /imu0=sensor_msgs/msg/Imu"),
+    (["/imu0=Imu"], "--type '/imu0=Imu': expected TOPIC=pkg/msg/Name"),
+    (["/odom=nav_msgs/msg/Odometry"],
+     "--type '/odom=nav_msgs/msg/Odometry': '/odom' is not among --topics ['/imu0']"),
+])
+def test_record_refuses_a_bad_type_option(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          types: list[str], message: str) -> None:
+    argv = ["record", str(tmp_path / "rec"), "--topics", "/imu0"]
+    for item in types:
+        argv += ["--type", item]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(f"meetup-ros record: error: {message}")
+    assert not (tmp_path / "rec").exists()

@@ -294,6 +294,31 @@ def test_unset_state_stamp_never_passes(harness: Harness, tmp_path: Path) -> Non
     assert "header.stamp is 0" in node.health.last_problem, node.health.last_problem
 
 
+def test_stamps_that_are_not_times_are_refused_and_the_stop_goes_out(
+        harness: Harness, tmp_path: Path) -> None:
+    """A command or state with sec < 0 or nanosec >= 1e9 (the message types allow both) is
+    refused by name; the command's answer is the stop, stamped by the node's clock."""
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"),
+                    use_odometry_covariance=False)
+    command = cv.twist_stamped_msg(STAMP0_NS, (0.0, 0.0, 1.0), (0.0, 0.0, 0.0), "base_link")
+    command.header.stamp = Time(sec=-1, nanosec=0)
+    harness.publish("/controller/command", command)
+    harness.wait_for(lambda: len(_cmds(harness)) == 1, 10, "the stop for the bad command")
+    assert _cmds(harness)[-1].twist.linear.z == 0.0
+    assert cv.stamp_to_ns(_cmds(harness)[-1].header.stamp) > 0
+    assert node.health.counters["commands_rejected"] == 1
+    assert "/controller/command: header.stamp (sec -1" in node.health.last_problem
+    state = cv.named_vector_msg(STAMP0_NS, STATE_NAMES, np.array(BENIGN))
+    state.header.stamp = Time(sec=1, nanosec=2_000_000_000)
+    harness.publish("/controller/state", state)
+    harness.wait_for(lambda: node.health.counters["bad_state"] == 1, 10, "the bad state")
+    assert "nanosec 2000000000) is not a time" in node.health.last_problem
+    _propose(harness, STAMP0_NS, BENIGN, 1.0)  # and the node goes on
+    harness.wait_for(lambda: len(_cmds(harness)) == 2, 10, "the legitimate /cmd")
+    harness.wait_for(lambda: len(_statuses(harness)) >= 1, 10, "its status")
+    assert _statuses(harness)[-1] == "verified" and _cmds(harness)[-1].twist.linear.z == 1.0
+
+
 def test_negative_odometry_variance_gives_unknown(harness: Harness, tmp_path: Path) -> None:
     """A twist covariance with a negative variance is no uncertainty at all: "unknown" and
     the fallback (it was clipped to 0 and the command verified)."""

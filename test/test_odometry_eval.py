@@ -182,6 +182,31 @@ def test_estimator_clocks_that_disagree_do_not_reset_every_frame(
     assert est.stats.frames_dropped == 30 and est.stats.clock_mismatches >= 30
 
 
+def test_estimator_drops_frames_ahead_of_its_imu(repo_root: Path, bundled) -> None:
+    """Camera stamps 10 s ahead of the IMU's from frame 10 on (a tester's live run): before,
+    the first such frame took a 10 s window of 0.05 s of IMU and moved the pose 0.45 m at
+    rest. Now each is dropped as a clock mismatch, and frames back on the IMU's clock go on
+    from where the estimate was."""
+    from meetup_ros.odometry.estimator import VioEstimator
+
+    est = VioEstimator.from_weights(repo_root / "models" / "vio.pt")
+    imu, cam = bundled.imu, bundled.cam0
+    lo = cam.stamps_ns[0] - 50_000_000
+    estimates = []
+    for j in range(40):
+        for i in np.flatnonzero((imu.stamps_ns > lo) & (imu.stamps_ns <= cam.stamps_ns[j])):
+            est.add_imu(int(imu.stamps_ns[i]), imu.gyro_radps[i], imu.accel_mps2[i])
+        lo = cam.stamps_ns[j]
+        ahead = 10 * NS if 10 <= j < 20 else 0
+        estimates.append(est.add_frame(int(cam.stamps_ns[j]) + ahead, cam.images[j]))
+    assert all(e is None for e in estimates[10:20])
+    assert est.stats.clock_mismatches == 10 and est.stats.resets == 0
+    assert "10.000 s ahead of the newest IMU sample" in est.last_clock_mismatch
+    assert all(e is not None for e in estimates[:10] + estimates[20:])
+    moved = [np.linalg.norm(e.T_odom_base[:3, 3]) for e in estimates if e is not None]
+    assert max(moved) < 0.02  # at rest: centimetres, not the 0.45 m jump
+
+
 @pytest.mark.parametrize(("lag_s", "estimated"), [(0.3, True), (3.0, False)])
 def test_estimator_with_a_camera_lagging_its_imu(
     repo_root: Path, bundled, lag_s: float, estimated: bool

@@ -301,3 +301,84 @@ def test_console_script_loops_until_sigint(ros) -> None:
     assert "replayed" in output  # the end-of-run report, logged before shutdown
     stamps = [stamp_ns(m) for _, m in listener.received[topics.IMU]]
     assert np.any(np.diff(stamps) < 0)
+
+
+def garbled_imu_bag(dst: Path, bad_index: int) -> tuple[Path, int]:
+    """The bundled bag's /imu0 alone, written with rosbags, with message ``bad_index``
+    replaced by bytes that are no Imu CDR; returns the bag and that message's bag time."""
+    from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+    from meetup_ros.bags.importer import TYPESTORE
+
+    bad_ns = -1
+    with Reader(SAMPLE_BAG) as reader, Writer(dst, version=9,
+                                              storage_plugin=StoragePlugin.MCAP) as out:
+        conn = out.add_connection(topics.IMU, "sensor_msgs/msg/Imu", typestore=TYPESTORE)
+        imu = [c for c in reader.connections if c.topic == topics.IMU]
+        for i, (_, t_ns, raw) in enumerate(reader.messages(connections=imu)):
+            if i == bad_index:
+                raw, bad_ns = b"\x00\x01\x00\x00garbage", t_ns
+            out.write(conn, t_ns, raw)
+    return dst, bad_ns
+
+
+def test_replay_names_counts_and_fails_on_an_undecodable_message(ros, tmp_path: Path) -> None:
+    """One garbled Imu message: the replay exited 0 and vio_node silently got 1140 of 1141."""
+    context, executor = ros
+    bag, bad_ns = garbled_imu_bag(tmp_path / "bad_cdr", 50)
+    listener = Listener(context, {topics.IMU: Imu})
+    executor.add_node(listener.node)
+    cli = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from meetup_ros.cli import main; sys.exit(main())",
+         "replay", str(bag), "--rate", "8", "--no-clock", "--wait-for-subscribers", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ),
+    )
+    spin_until(executor, lambda: cli.poll() is not None, 30.0)
+    output = cli.communicate()[0]
+    assert cli.returncode == 1, output
+    assert (f"message on /imu0 at bag time {bad_ns} ns cannot be decoded (RMWError: failed to "
+            "deserialize ROS message") in output
+    assert "undecodable /imu0: 1 (not published)" in output
+    assert f"1 message(s) of bag [{str(bag)!r}] could not be decoded" in output
+    assert "replayed 1140 messages" in output
+    assert len(listener.received[topics.IMU]) == 1140
+
+
+def test_record_before_any_publisher_names_the_type_option(tmp_path: Path) -> None:
+    """It failed after 5 s telling the user to "pass msgtypes={topic: 'pkg/msg/Name'}", a
+    Python argument the command does not have."""
+    out = tmp_path / "rec"
+    result = subprocess.run(
+        [sys.executable, "-m", "meetup_ros.cli", "record", str(out), "--topics",
+         "/nobody/publishes"], capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "meetup-ros record: error: cannot record ['/nobody/publishes']: no publisher seen "
+        "within 5 s to tell the message type; start the publisher first or give the type "
+        "(--type /nobody/publishes=pkg/msg/Name, e.g. --type /imu0=sensor_msgs/msg/Imu)")
+    assert "msgtypes" not in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_record_with_type_records_a_publisher_started_after_it(ros, tmp_path: Path) -> None:
+    context, executor = ros
+    out = tmp_path / "rec"
+    recorder = subprocess.Popen(
+        [sys.executable, "-m", "meetup_ros.cli", "record", str(out), "--topics", topics.IMU,
+         "--type", f"{topics.IMU}=sensor_msgs/msg/Imu"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    try:
+        replay = BagReplayNode(context=context, bag=str(SAMPLE_BAG), rate=8.0,
+                               topics=[topics.IMU], publish_clock=False,
+                               wait_for_subscribers=1, wait_timeout_s=30.0, start_delay_s=0.0)
+        executor.add_node(replay)
+        replay.start()  # waits until the recorder's subscription has matched
+        spin_until(executor, replay.done.is_set, 60.0)
+        assert replay.report.unmatched_topics == {} and replay.report.error is None
+        time.sleep(1.0)  # the recorder's backlog
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        output = recorder.communicate(timeout=20)[0]
+    assert recorder.returncode == 0, output
+    assert f"wrote {out}: /imu0 1141" in output
+    assert read_sequence(out, required=(topics.IMU,), cameras=()).imu.stamps_ns.size == 1141

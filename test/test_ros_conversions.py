@@ -27,6 +27,27 @@ def test_stamp_round_trip() -> None:
         cv.ns_to_stamp(-1)
 
 
+@pytest.mark.parametrize(("sec", "nanosec"), [(-5, 0), (0, 3_000_000_000), (7, 1_000_000_000)])
+def test_stamps_that_are_not_a_time_are_refused(sec: int, nanosec: int) -> None:
+    """The message types allow both (int32 sec, uint32 nanosec); a tester's nanosec of 3e9
+    was read as 3 s ahead and vio_node published a 10 cm jump at rest, and sec = -5 reset
+    its estimator twice."""
+    from builtin_interfaces.msg import Time
+
+    with pytest.raises(RosInputError, match=rf"/cam0/image_raw: header.stamp \(sec {sec}, "
+                                            rf"nanosec {nanosec}\) is not a time"):
+        cv.stamp_to_ns(Time(sec=sec, nanosec=nanosec), "/cam0/image_raw")
+    imu = cv.arrays_to_imu(5, np.array([0.1, 0.0, 0.0]), np.array([0.0, 0.0, 9.8]))
+    imu.header.stamp = Time(sec=sec, nanosec=nanosec)
+    with pytest.raises(RosInputError, match=r"/imu0: header.stamp .* is not a time"):
+        cv.imu_to_arrays(imu, topic="/imu0")
+    odom = cv.odometry_msg(5, np.eye(4), np.zeros(3), np.zeros(3), np.eye(6), np.eye(6),
+                           frame_id="odom", child_frame_id="base_link")
+    odom.header.stamp = Time(sec=sec, nanosec=nanosec)
+    with pytest.raises(RosInputError, match=r"/odom: header.stamp .* is not a time"):
+        cv.odometry_to_arrays(odom, topic="/odom")
+
+
 def test_mono8_and_depth_round_trip() -> None:
     rng = np.random.default_rng(0)
     grey = rng.integers(0, 256, size=(7, 5), dtype=np.uint8)
@@ -194,3 +215,34 @@ def test_latency_tracker() -> None:
     summary = tracker.summary_ms()
     assert summary["count"] == 100
     assert summary["p50"] == pytest.approx(50.5) and summary["p99"] == pytest.approx(99.01)
+
+
+def test_core_logging_reaches_the_node_logger_with_level_and_names(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """The windower's and estimator's warnings printed bare on stderr in a node process (a
+    tester: no level, no node name); spin_node routes them through the node's rclpy logger."""
+    import logging
+
+    import rclpy.logging
+
+    from meetup_ros.odometry.windowing import ImuWindower
+    from meetup_ros.ros.node_tools import RosLogHandler
+
+    cores = logging.getLogger("meetup_ros")
+    handler = RosLogHandler(rclpy.logging.get_logger("bridge_test_node"))
+    saved = (cores.level, cores.propagate)
+    cores.addHandler(handler)
+    cores.setLevel(logging.INFO)
+    cores.propagate = False
+    try:
+        w = ImuWindower()
+        w.add(1_000_000_000, np.zeros(3), np.array([0.0, 0.0, 9.8]))
+        w.add(200_000_000_000, np.zeros(3), np.array([0.0, 0.0, 9.8]))  # a clock step: reset
+    finally:
+        cores.removeHandler(handler)
+        cores.setLevel(saved[0])
+        cores.propagate = saved[1]
+    err = capfd.readouterr().err
+    assert "[WARN]" in err and "[bridge_test_node]" in err, err
+    assert "[meetup_ros.odometry.windowing] IMU windower reset" in err, err
+

@@ -124,6 +124,59 @@ def test_rejected_imu_samples_and_unset_stamps_reach_the_diagnostics(
     assert harness.count("/odom") == before  # nothing published for the unset stamp
 
 
+def test_stamps_that_are_not_times_are_dropped_without_a_reset(harness: Harness, seq) -> None:
+    """A tester's Imu with sec = -5 passed (only 0 was refused) and reset the estimator twice,
+    the pose back at the origin each time; an image with nanosec = 3e9 was read as 3 s ahead
+    and published a 10 cm jump at rest."""
+    from builtin_interfaces.msg import Time
+
+    node, _frames = _vio_node_after(harness, seq, 0.5)
+    imu = cv.arrays_to_imu(1, seq.imu.gyro_radps[0], seq.imu.accel_mps2[0])
+    imu.header.stamp = Time(sec=-5, nanosec=0)
+    harness.publish("/imu0", imu)
+    harness.wait_for(lambda: node.health.counters["bad_imu"] == 1, 5, "the negative stamp")
+    assert "/imu0: header.stamp (sec -5, nanosec 0) is not a time" in node.health.last_problem
+    image = cv.array_to_image(seq.cam0.images[11], "mono8", 1, "cam0")
+    image.header.stamp = Time(sec=int(seq.cam0.stamps_ns[11] // NS), nanosec=3_000_000_000)
+    before = harness.count("/odom")
+    harness.publish("/cam0/image_raw", image)
+    harness.wait_for(lambda: node.health.counters["bad_image"] == 1, 5, "the bad nanosec")
+    assert "nanosec 3000000000) is not a time" in node.health.last_problem
+    time.sleep(0.3)
+    assert harness.count("/odom") == before
+    assert node.health.counters["resets"] == 0, node.summary()
+
+
+def test_camera_ahead_of_its_imu_is_a_clock_mismatch_not_a_jump(harness: Harness, seq) -> None:
+    """Camera stamps 10 s ahead of the IMU (a tester's live run): each frame used to wait
+    imu_wait_s and then take a 10 s window, publishing a 0.45 m jump at rest; now they are
+    dropped as a clock mismatch, and the odometry goes on when the clocks agree again."""
+    from meetup_ros.nodes.vio_node import VioNode
+
+    node = harness.add(VioNode(context=harness.context, parameter_overrides=_overrides(
+        diagnostics_period_s=0.0, imu_wait_s=0.2)))
+    harness.collect("/odom", Odometry)
+    frames = _play(harness, seq, 0.5)
+    harness.wait_for(lambda: harness.count("/odom") >= frames, 30, "odometry")
+    cam = seq.cam0
+    t10 = int(cam.stamps_ns[10])
+    for j in range(11, 16):  # IMU up to each frame, the frame 10 s ahead
+        _publish_imu(harness, seq, int(cam.stamps_ns[j - 1]), int(cam.stamps_ns[j]))
+        harness.publish("/cam0/image_raw", cv.array_to_image(
+            cam.images[j], "mono8", int(cam.stamps_ns[j]) + 10 * NS, "cam0"))
+    harness.wait_for(lambda: node.health.counters["clock_mismatch"] == 5, 10,
+                     f"the frames ahead dropped (node: {node.summary()})")
+    assert "ahead of the newest IMU sample" in node.health.last_problem
+    assert harness.count("/odom") == frames
+    _play_frames(harness, seq, range(16, 21), int(cam.stamps_ns[15]))
+    harness.wait_for(lambda: harness.count("/odom") == frames + 5, 10, "odometry again")
+    assert node.health.counters["resets"] == 0, node.summary()
+    for msg in harness.received["/odom"]:
+        position = msg.pose.pose.position
+        assert np.hypot(position.x, position.y) < 0.05  # at rest: no jump
+    assert t10 < cv.stamp_to_ns(harness.received["/odom"][-1].header.stamp)
+
+
 def test_camera_resolution_change_is_taken_after_a_second(harness: Harness, seq) -> None:
     import cv2
 

@@ -8,6 +8,8 @@ order. ``/tf_static`` is written once, first, at the earliest stamp.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -49,6 +51,9 @@ _NOT_PROVIDED = -1.0  # covariance[0] = -1 marks "not provided" (sensor_msgs/Imu
 
 ProgressCallback = Callable[[int, int], None]
 QOS_DEPTH = 200  # /imu0 at 200 Hz needs >= 200 (CONTRACTS.md)
+# The smallest image written: the VIO network's input (odometry.model.VioNetConfig's
+# image_width x image_height); below it the network would upscale what is left.
+MIN_IMAGE_WIDTH, MIN_IMAGE_HEIGHT = 64, 40
 
 
 def offered_qos(topic: str) -> Qos:
@@ -360,35 +365,38 @@ def import_euroc(
             f"no cam0 frame of {str(asl_dir)!r} lies in [{start_ns}, {end_ns}] ns; its frames "
             f"span [{int(cam_stamps[0])}, {int(cam_stamps[-1])}]"
         )
-    cams = [(seq.cam0, scaled_calibration(seq.cam0.calib, downscale))]
-    if seq.cam1 is not None:
-        cams.append((seq.cam1, scaled_calibration(seq.cam1.calib, downscale)))
+    streams = [seq.cam0] if seq.cam1 is None else [seq.cam0, seq.cam1]
+    for stream in streams:
+        _check_downscaled_size(stream.calib, downscale)
+    cams = [(stream, scaled_calibration(stream.calib, downscale)) for stream in streams]
     margin_ns = round(imu_margin_s * 1e9)
     pending = _pending_messages(seq, cams, start_ns, end_ns, margin_ns)
 
-    writer = Writer(out_bag, version=9, storage_plugin=STORAGES[storage])
-    if storage == "mcap" and compress:
-        # STORAGE mode on MCAP = zstd chunk compression, which ros2 bag play reads natively.
-        writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
-    counts: dict[str, int] = {}
+    # Written in a hidden folder beside OUT_BAG and renamed at the end: a failure part-way (a
+    # corrupt PNG, Ctrl-C, a full disk) left a folder holding a partial .mcap without
+    # metadata.yaml, which the next run refused to overwrite.
+    created = _make_parents(out_bag)
     try:
-        with writer:
-            connections = {}
-            for topic in dict.fromkeys(p[2] for p in pending):
-                connections[topic] = writer.add_connection(
-                    topic, topics.MSGTYPES[topic], typestore=TYPESTORE,
-                    offered_qos_profiles=[offered_qos(topic)],
-                )
-            for n, (stamp_ns, _, topic, build) in enumerate(pending, start=1):
-                msg = build()
-                raw = TYPESTORE.serialize_cdr(msg, topics.MSGTYPES[topic])
-                writer.write(connections[topic], stamp_ns, raw)
-                counts[topic] = counts.get(topic, 0) + 1
-                if progress is not None:
-                    progress(n, len(pending))
-    except WriterError as exc:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_bag.name}.", suffix=".partial",
+                                        dir=out_bag.parent))
+    except OSError as exc:
+        _remove_created(created)
         raise BagError(f"cannot write bag {str(out_bag)!r}: {exc}") from None
-    write_checksums(out_bag)
+    counts: dict[str, int] = {}
+    done = False
+    try:
+        _write_bag(staging / out_bag.name, storage, compress, pending, counts, progress)
+        write_checksums(staging / out_bag.name)
+        if out_bag.exists():  # made by someone else while this import ran
+            raise BagError(f"output bag {str(out_bag)!r} exists already; not overwriting")
+        (staging / out_bag.name).rename(out_bag)
+        done = True
+    except (WriterError, OSError) as exc:
+        raise BagError(f"cannot write bag {str(out_bag)!r}: {exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not done:
+            _remove_created(created)
     size = sum(f.stat().st_size for f in out_bag.iterdir() if f.is_file())
     width, height = cams[0][1].width, cams[0][1].height
     logger.info(
@@ -396,3 +404,60 @@ def import_euroc(
         ", ".join(f"{t} {c}" for t, c in counts.items()),
     )
     return ImportSummary(out_bag, storage, start_ns, end_ns, counts, width, height, size)
+
+
+def _check_downscaled_size(calib: CameraCalibration, downscale: int) -> None:
+    """Refuse a ``downscale`` that leaves images smaller than the VIO network reads: 1000 ended
+    in a cv2 traceback (0x0), and 400 wrote 1x1 images without a word."""
+    width, height = calib.width // downscale, calib.height // downscale
+    if width < MIN_IMAGE_WIDTH or height < MIN_IMAGE_HEIGHT:
+        largest = max(1, min(calib.width // MIN_IMAGE_WIDTH, calib.height // MIN_IMAGE_HEIGHT))
+        raise BagError(
+            f"downscale = {downscale!r} leaves {calib.name} images of {calib.width}x"
+            f"{calib.height} at {width}x{height} pixels, below the {MIN_IMAGE_WIDTH}x"
+            f"{MIN_IMAGE_HEIGHT} minimum (the VIO network's input); expected a downscale "
+            f"<= {largest}"
+        )
+
+
+def _make_parents(out_bag: Path) -> Path | None:
+    """Create the missing folders above ``out_bag``; the topmost one created, or None."""
+    missing = [p for p in out_bag.parents if not p.exists()]
+    if not missing:
+        return None
+    try:
+        out_bag.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BagError(f"cannot write bag {str(out_bag)!r}: {exc}") from None
+    return missing[-1]
+
+
+def _remove_created(top: Path | None) -> None:
+    """Remove the folders :func:`_make_parents` created (nothing else is in them)."""
+    if top is not None:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _write_bag(
+    path: Path, storage: str, compress: bool, pending: list[_Pending], counts: dict[str, int],
+    progress: ProgressCallback | None,
+) -> None:
+    """Write ``pending`` (built message by message) to a new bag at ``path``; counts per topic."""
+    writer = Writer(path, version=9, storage_plugin=STORAGES[storage])
+    if storage == "mcap" and compress:
+        # STORAGE mode on MCAP = zstd chunk compression, which ros2 bag play reads natively.
+        writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+    with writer:
+        connections = {}
+        for topic in dict.fromkeys(p[2] for p in pending):
+            connections[topic] = writer.add_connection(
+                topic, topics.MSGTYPES[topic], typestore=TYPESTORE,
+                offered_qos_profiles=[offered_qos(topic)],
+            )
+        for n, (stamp_ns, _, topic, build) in enumerate(pending, start=1):
+            msg = build()
+            raw = TYPESTORE.serialize_cdr(msg, topics.MSGTYPES[topic])
+            writer.write(connections[topic], stamp_ns, raw)
+            counts[topic] = counts.get(topic, 0) + 1
+            if progress is not None:
+                progress(n, len(pending))

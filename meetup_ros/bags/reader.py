@@ -7,6 +7,7 @@ without decoding anything.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable, Iterator
 from collections.abc import Sequence as SequenceABC
@@ -102,6 +103,11 @@ class Sequence:
     groundtruth: GroundTruthSeries | None
     transforms: dict[str, np.ndarray] = field(default_factory=dict)  # child -> T_body_child
     paths: tuple[Path, ...] = ()
+    # Why the ground truth cannot be interpolated (a stamp repeats or goes back within a bag,
+    # or several bags overlap in time), naming the bag, topic and stamp; None when its stamps
+    # strictly increase. Kept rather than raised: readers that only look poses up by stamp
+    # still work, and those that interpolate refuse with it (odometry.dataset).
+    groundtruth_stamp_error: str | None = None
 
     @property
     def T_cam0_cam1(self) -> np.ndarray | None:  # noqa: N802 - frame notation T_<to>_<from>
@@ -330,6 +336,10 @@ def read_sequence(
         imu_rows: list[tuple[int, list[float], list[float]]] = []
         imu_cov: tuple[np.ndarray, np.ndarray] | None = None
         gt_rows: list[tuple[int, list[float], list[float], list[float] | None]] = []
+        gt_arrival: list[tuple[int, int]] = []  # (bag index, stamp) in each bag's order
+        # which bag a message came from: its connection's owner (each bag's own storage reader)
+        subreaders: list[Any] = list(reader.readers)  # rosbags types them as object
+        bag_index = {id(c.owner): i for i, sub in enumerate(subreaders) for c in sub.connections}
         bias_rows: dict[int, tuple[list[float], list[float]]] = {}
         transforms: dict[str, np.ndarray] = {}
         image_topic_to_cam = {topics.IMAGE_TOPICS[n]: n for n in cameras}
@@ -362,6 +372,7 @@ def read_sequence(
                         v_body = _xyz(msg.twist.twist.linear)
                         v_world = Rotation.from_quat(q).apply(v_body).tolist()
                     gt_rows.append((_stamp_ns(msg.header), _xyz(pose.position), q, v_world))
+                    gt_arrival.append((bag_index.get(id(connection.owner), 0), gt_rows[-1][0]))
                 elif topic == topics.GROUNDTRUTH_IMU_BIAS:
                     bias_rows[_stamp_ns(msg.header)] = (
                         _xyz(msg.angular_velocity), _xyz(msg.linear_acceleration)
@@ -426,4 +437,45 @@ def read_sequence(
                 np.array([bias_rows[int(s)][1] for s in stamps]) if has_bias else None
             ),
         )
-    return Sequence(cams["cam0"], cams["cam1"], imu, groundtruth, transforms, tuple(paths))
+    return Sequence(cams["cam0"], cams["cam1"], imu, groundtruth, transforms, tuple(paths),
+                    _groundtruth_stamp_error(paths, gt_arrival))
+
+
+def _groundtruth_stamp_error(paths: SequenceABC[Path], arrival: list[tuple[int, int]]
+                             ) -> str | None:
+    """Where the ground-truth stamps of the bag(s) fail to strictly increase, or None.
+
+    ``arrival``: (bag index, header stamp) of each ground-truth message in bag order. Within a
+    bag a pose stamp that repeats or goes back is a clock step or a recording played in a
+    loop; across bags, ground truth spans that overlap are the same stretch given twice. Either
+    way two poses claim one instant, and interpolating between them is meaningless (scipy's
+    Slerp refused with a traceback naming neither bag nor topic).
+    """
+    topic = topics.GROUNDTRUTH_ODOMETRY
+    spans: list[tuple[int, int, Path]] = []
+    for i, path in enumerate(paths):
+        stamps = [s for b, s in arrival if b == i]
+        if not stamps:
+            continue
+        for k in range(1, len(stamps)):
+            if stamps[k] > stamps[k - 1]:
+                continue
+            where = (f"bag {str(path)!r}: ground truth {topic!r} message {k + 1} of "
+                     f"{len(stamps)}")
+            if stamps[k] == stamps[k - 1]:
+                what = f"repeats the stamp {stamps[k]} ns"
+            else:
+                what = (f"goes back in time: stamp {stamps[k]} ns is "
+                        f"{(stamps[k - 1] - stamps[k]) / 1e9:.3f} s before the previous "
+                        f"{stamps[k - 1]} ns")
+            return (f"{where} {what}; ground-truth stamps must strictly increase (a clock "
+                    "step, or a recording played in a loop?)")
+        spans.append((min(stamps), max(stamps), path))
+    spans.sort(key=lambda span: span[0])
+    for (a0, a1, a), (b0, b1, b) in itertools.pairwise(spans):
+        if b0 <= a1:
+            return (f"bags {str(a)!r} and {str(b)!r} overlap in time: their ground truth "
+                    f"{topic!r} spans {a0}..{a1} ns and {b0}..{b1} ns, both holding "
+                    f"{b0}..{min(a1, b1)} ns (the same recording twice?); give bags of "
+                    "distinct stretches")
+    return None

@@ -58,6 +58,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("out_bag", metavar="OUT_BAG", help="rosbag2 folder to create")
     p.add_argument("--topics", nargs="+", required=True, help="topics to record")
     p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    p.add_argument(
+        "--type", action="append", default=[], metavar="TOPIC=TYPE", dest="types",
+        help="message type of a topic, e.g. /imu0=sensor_msgs/msg/Imu (repeatable); without "
+             "it the type is taken from a publisher seen within 5 s",
+    )
     p.set_defaults(func=_record)
 
     p = subparsers.add_parser("bag-info", help="topics, types, counts and span of a bag")
@@ -71,9 +76,12 @@ def _import_euroc(args: argparse.Namespace) -> int:
     from meetup_ros.bags import BagError
     from meetup_ros.bags.importer import import_euroc
 
-    bar = tqdm(unit="msg", desc="import-euroc", dynamic_ncols=True)
+    bars: list[Any] = []  # opened at the first message: a refused option shows no bar
 
     def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(unit="msg", desc="import-euroc", dynamic_ncols=True, total=total))
+        bar = bars[0]
         if bar.total != total:
             bar.total = total
         bar.update(done - bar.n)
@@ -87,7 +95,8 @@ def _import_euroc(args: argparse.Namespace) -> int:
     except BagError as exc:
         raise CommandError(str(exc)) from None
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     print(f"wrote {summary.out_bag} ({summary.storage}, {summary.size_bytes / 1e6:.1f} MB, "
           f"images {summary.width}x{summary.height}, "
           f"{(summary.end_ns - summary.start_ns) / 1e9:.2f} s of images)")
@@ -127,12 +136,30 @@ def _record(args: argparse.Namespace) -> int:
 
     if args.duration is not None and not args.duration > 0:
         raise CommandError(f"--duration {args.duration!r}: expected a value > 0")
+    msgtypes = parse_types(args.types, args.topics)
     try:
-        counts = run_recorder(args.out_bag, args.topics, duration_s=args.duration)
+        counts = run_recorder(args.out_bag, args.topics, duration_s=args.duration,
+                              msgtypes=msgtypes)
     except BagError as exc:
         raise CommandError(str(exc)) from None
     print(f"wrote {args.out_bag}: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
     return 0
+
+
+def parse_types(items: list[str], topics: list[str]) -> dict[str, str]:
+    """``--type TOPIC=pkg/msg/Name`` items -> {topic: type}; CommandError on a bad item."""
+    types: dict[str, str] = {}
+    for item in items:
+        topic, sep, msgtype = (part.strip() for part in item.partition("="))
+        if not sep or not topic or msgtype.count("/") != 2 or not all(msgtype.split("/")):
+            raise CommandError(f"--type {item!r}: expected TOPIC=pkg/msg/Name, e.g. "
+                               "/imu0=sensor_msgs/msg/Imu")
+        if topic not in topics:
+            raise CommandError(f"--type {item!r}: {topic!r} is not among --topics {topics!r}")
+        if topic in types and types[topic] != msgtype:
+            raise CommandError(f"--type gives {topic!r} twice ({types[topic]!r}, {msgtype!r})")
+        types[topic] = msgtype
+    return types
 
 
 def _bag_info(args: argparse.Namespace) -> int:

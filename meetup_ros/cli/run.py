@@ -54,6 +54,11 @@ READY_SUBSCRIBERS = {
     "/controller/state": 2, "/controller/command": 2,
 }
 DEFAULT_PARAMS = "pipeline.yaml"
+# What the demo reads from its bag: the nodes' inputs (vio_node: IMU, cam0 and its intrinsics;
+# slam_node: the stereo pair and both intrinsics) and the ground truth the report scores
+# against. The ground-truth biases and /tf_static are optional (zero biases, identity).
+DEMO_TOPICS = ("/imu0", "/cam0/image_raw", "/cam0/camera_info", "/cam1/image_raw",
+               "/cam1/camera_info", "/groundtruth/odometry")
 # Reports of the offline evaluation commands, shipped in models/ beside the weights they score.
 OFFLINE_REPORTS = ("vio_report.json", "visual_report.json", "slam_report.json")
 DEFAULT_BAG = "euroc_v1_01_easy_sample"
@@ -567,10 +572,20 @@ def _demo(args: argparse.Namespace) -> int:
 
     out_dir = Path(args.out)
     try:
-        bag_info(bag)  # its checksums and index, before any node starts
+        info = bag_info(bag)  # its checksums and index, before any node starts
     except BagError as exc:
         (out_dir / "report.json").unlink(missing_ok=True)  # not this bag's figures
         raise CommandError(str(exc)) from None
+    absent = [t for t in DEMO_TOPICS if t not in info["topics"]]
+    empty = [t for t in DEMO_TOPICS if t in info["topics"] and info["topics"][t][1] == 0]
+    if absent or empty:
+        # Before any node starts: without them the nodes ran, the replay ended and the
+        # scoring failed as a "node failure" though no node had failed.
+        (out_dir / "report.json").unlink(missing_ok=True)
+        problems = ([f"lacks {absent!r}"] if absent else []) + (
+            [f"has no message on {empty!r}"] if empty else [])
+        raise CommandError(f"bag {str(bag)!r} {' and '.join(problems)}, which the demo needs "
+                           f"(it needs {list(DEMO_TOPICS)!r})")
     params_file = paths.config_path(args.params)
     start = time.monotonic()
     report, failures = run_demo(

@@ -72,9 +72,13 @@ class BagRecorder:
             time.sleep(0.05)
         missing = [t for t in self.topics if t not in resolved]
         if missing:
+            # In the command's terms (meetup-ros record is where a user meets this); the
+            # library takes the same as BagRecorder(msgtypes=...).
+            example = " ".join(f"--type {t}=pkg/msg/Name" for t in missing)
             raise BagError(
                 f"cannot record {missing!r}: no publisher seen within {discovery_timeout_s:g} s "
-                "to tell the message type; pass msgtypes={topic: 'pkg/msg/Name'}"
+                f"to tell the message type; start the publisher first or give the type "
+                f"({example}, e.g. --type /imu0=sensor_msgs/msg/Imu)"
             )
         return resolved
 

@@ -146,6 +146,7 @@ class ControllerNode(Node):
         p = self.params
         try:
             depth_m = image_to_depth_m(msg, topic=p.depth_topic)
+            stamp_ns = stamp_to_ns(msg.header.stamp, p.depth_topic)
         except RosInputError as exc:
             self.health.problem("bad_depth", str(exc))
             return
@@ -159,7 +160,7 @@ class ControllerNode(Node):
                 f"depth_unknown_m={p.depth_unknown_m!r}",
             )
             nearest = p.depth_unknown_m
-        self._depth = (stamp_to_ns(msg.header.stamp), float(nearest))
+        self._depth = (stamp_ns, float(nearest))
         self.health.counters["depth_received"] += 1
 
     def _current_depth_m(self, stamp_ns: int) -> float:

@@ -324,10 +324,10 @@ class SafetyMonitorNode(Node):
         self._received(p.state_topic)
         try:
             state = named_vector_to_array(msg, p.input_names, topic=p.state_topic)
+            stamp_ns = stamp_to_ns(msg.header.stamp, p.state_topic)
         except RosInputError as exc:
             self.health.problem("bad_state", str(exc))
             return
-        stamp_ns = stamp_to_ns(msg.header.stamp)
         if self._last_state_ns is not None and stamp_ns < self._last_state_ns:
             self.health.problem(
                 "time_jumped_back",
@@ -343,7 +343,13 @@ class SafetyMonitorNode(Node):
 
     def _on_command(self, msg: TwistStamped) -> None:
         self._received(self.params.command_topic)
-        stamp_ns = stamp_to_ns(msg.header.stamp)
+        try:
+            stamp_ns = stamp_to_ns(msg.header.stamp, self.params.command_topic)
+        except RosInputError as exc:
+            # Not a command this node can pair with a state or order: the stop goes out.
+            self.health.problem("commands_rejected", str(exc))
+            self._gate(msg, None)
+            return
         if self.params.state_source == "fixed":
             # The fixed state is not the state this command was computed from: only its
             # finiteness can be checked against it.
@@ -570,10 +576,14 @@ class SafetyMonitorNode(Node):
             self.cmd_pub.publish(command)
             self.health.counters["commands_passed"] += 1
             return
+        try:
+            stamp_ns = stamp_to_ns(command.header.stamp, p.command_topic)
+        except RosInputError:  # counted by the caller; the stop still needs a stamp
+            stamp_ns = self.get_clock().now().nanoseconds
         self.cmd_pub.publish(
             twist_stamped_msg(
-                stamp_to_ns(command.header.stamp), p.fallback_linear_mps,
-                p.fallback_angular_radps, command.header.frame_id,
+                stamp_ns, p.fallback_linear_mps, p.fallback_angular_radps,
+                command.header.frame_id,
             )
         )
         self.health.counters["fallbacks_sent"] += 1

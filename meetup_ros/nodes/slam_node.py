@@ -11,6 +11,7 @@ parameters: /tf_static cannot be read where tf2_msgs is not installed.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
@@ -34,11 +35,18 @@ from meetup_ros.ros.convert import (
     pose_stamped_msg,
     stamp_to_ns,
 )
-from meetup_ros.ros.node_tools import NodeHealth, lower_cpu_priority, reliable_qos, spin_node
-from meetup_ros.ros.params import declare_parameters, param
+from meetup_ros.ros.node_tools import (
+    MAX_TIMER_PERIOD_S,
+    NodeHealth,
+    lower_cpu_priority,
+    reliable_qos,
+    spin_node,
+)
+from meetup_ros.ros.params import check_param, declare_parameters, param
 from meetup_ros.slam import SlamError
+from meetup_ros.slam.camera import check_intrinsics
 from meetup_ros.slam.depth_code import DepthCodeModel
-from meetup_ros.slam.frontend import FrontendConfig, SlamFrontend
+from meetup_ros.slam.frontend import SOLVERS, FrontendConfig, SlamFrontend
 from meetup_ros.slam.learned import LearnedStep
 
 NODE_NAME = "slam_node"
@@ -104,11 +112,68 @@ class SlamParams:
     )
 
 
-def _transform(values: Sequence[float], name: str) -> np.ndarray:
+RIGID_TOLERANCE = 1e-4  # on R R^T - I and det R - 1: calibration files print 6+ digits
+MIN_BASELINE_M = 1e-3  # what slam.camera.StereoRectification can rectify
+
+
+def _is_rigid(values: Sequence[float]) -> bool:
     T = np.asarray(values, dtype=np.float64)
-    if T.shape != (16,) or not np.allclose(T[12:], [0, 0, 0, 1]):
-        raise RosInputError(f"{name} {list(values)!r} is not a 4x4 row-major rigid transform")
-    return T.reshape(4, 4)
+    if T.shape != (16,) or not np.all(np.isfinite(T)):
+        return False
+    T = T.reshape(4, 4)
+    R = T[:3, :3]
+    return (np.array_equal(T[3], [0.0, 0.0, 0.0, 1.0])
+            and np.allclose(R @ R.T, np.eye(3), rtol=0.0, atol=RIGID_TOLERANCE)
+            and abs(np.linalg.det(R) - 1.0) <= RIGID_TOLERANCE)
+
+
+def _check_params(p: SlamParams) -> None:
+    """Refuse parameter values outside their meaning at start-up (a NaN in T_base_cam0 was
+    taken and crashed the node in OpenCV on the first camera_info; a pair_tolerance_s of -1
+    dropped every frame as unpaired).
+
+    Raises:
+        RosInputError: naming the parameter, its value and what is expected.
+    """
+    def need(ok: bool, name: str, expected: str) -> None:
+        check_param(p, ok, name, expected)
+
+    def finite_at_least_0(name: str, unit: str) -> None:
+        value = getattr(p, name)
+        need(math.isfinite(value) and value >= 0, name, f"a finite value >= 0 ({unit})")
+
+    required = ["cam0_topic", "cam0_info_topic", "depth_topic", "pose_topic", "points_topic",
+                "world_frame"] + (["cam1_info_topic"] if p.cam1_topic else [])
+    for name in required:
+        need(bool(getattr(p, name)), name, "a non-empty name")
+    need(p.solver in SOLVERS, "solver", f"one of {SOLVERS}")
+    need(p.solver != "learned" or bool(p.optimizer_weights), "optimizer_weights",
+         "a weights file with solver 'learned'")
+    for name in ("T_base_cam0", "T_base_cam1"):
+        need(_is_rigid(getattr(p, name)), name,
+             "a 4x4 row-major rigid transform: 16 finite values, rotation orthonormal with "
+             f"det +1 (within {RIGID_TOLERANCE:g}), last row 0 0 0 1")
+    if p.cam1_topic:
+        baseline = float(np.linalg.norm(np.subtract(p.T_base_cam1, p.T_base_cam0)[[3, 7, 11]]))
+        need(baseline >= MIN_BASELINE_M, "T_base_cam1",
+             f"cam1 at least {MIN_BASELINE_M:g} m from cam0 (T_base_cam0) for stereo; got a "
+             f"baseline of {baseline:g} m")
+    for name in ("iterations", "keyframe_every_n", "max_pending", "torch_threads"):
+        need(getattr(p, name) >= 1, name, "an integer >= 1")
+    finite_at_least_0("keyframe_translation_m", "m")
+    # The frontend's rotation since the last keyframe is at most pi: more never triggers.
+    need(0.0 <= p.keyframe_rotation_rad <= math.pi, "keyframe_rotation_rad",
+         "an angle in [0, pi] rad")
+    for name in ("keyframe_interval_s", "pair_tolerance_s", "prior_tolerance_s"):
+        finite_at_least_0(name, "s")
+    need(math.isfinite(p.reset_backwards_s) and p.reset_backwards_s > 0, "reset_backwards_s",
+         "a finite value > 0 (s)")
+    need(math.isfinite(p.diagnostics_period_s)
+         and 0.0 <= p.diagnostics_period_s <= MAX_TIMER_PERIOD_S, "diagnostics_period_s",
+         f"a finite period in [0, {MAX_TIMER_PERIOD_S:g}] s (0 disables)")
+    # Niceness goes up to 19; a negative increment is refused, naming it, by
+    # lower_cpu_priority (a node may only lower its own priority).
+    need(p.nice_increment <= 19, "nice_increment", "an increment in [0, 19]")
 
 
 class SlamNode(Node):
@@ -118,13 +183,12 @@ class SlamNode(Node):
         super().__init__(NODE_NAME, **node_kwargs)  # type: ignore[arg-type]
         self.params = declare_parameters(self, SlamParams)
         p = self.params
+        _check_params(p)
         # Oversubscribed intra-op threads made one 50 ms certificate take 2.4 s on 2 cores.
-        torch.set_num_threads(max(1, p.torch_threads))
+        torch.set_num_threads(p.torch_threads)
         lower_cpu_priority(self, p.nice_increment)
-        if not p.reset_backwards_s > 0:
-            raise RosInputError(f"reset_backwards_s {p.reset_backwards_s!r} must be > 0")
-        self.T_base_cam0 = _transform(p.T_base_cam0, "T_base_cam0")
-        self.T_base_cam1 = _transform(p.T_base_cam1, "T_base_cam1")
+        self.T_base_cam0 = np.asarray(p.T_base_cam0, dtype=np.float64).reshape(4, 4)
+        self.T_base_cam1 = np.asarray(p.T_base_cam1, dtype=np.float64).reshape(4, 4)
         self.stereo = bool(p.cam1_topic)
         # Weights load now, so that a missing or stale file stops the node at start-up; the
         # frontend itself needs the intrinsics and is built when camera_info arrives.
@@ -174,15 +238,30 @@ class SlamNode(Node):
 
     # ---- inputs ----------------------------------------------------------------------------
 
+    def _info_topic(self, cam: str) -> str:
+        return self.params.cam0_info_topic if cam == "cam0" else self.params.cam1_info_topic
+
     def _on_info(self, cam: str, msg: CameraInfo) -> None:
         if cam in self._info:
             return
-        k = np.asarray(msg.k, dtype=np.float64)
-        if msg.width == 0 or msg.height == 0 or k[0] <= 0 or k[4] <= 0 or len(msg.d) < 4:
+        # The first accepted camera_info is kept for good: a bad one is refused here, and the
+        # node waits for a good one.
+        try:
+            if len(msg.d) < 4:
+                raise SlamError(f"D {list(msg.d)!r}: expected 4 or more (plumb_bob)")
+            # The rectification models k1 k2 p1 p2 only: another model, or a k3 it would
+            # drop, would undistort every pixel wrongly without a word.
+            if msg.distortion_model not in ("plumb_bob", ""):
+                raise SlamError(f"distortion_model {msg.distortion_model!r}: expected "
+                                "plumb_bob (k1 k2 p1 p2)")
+            if any(float(v) != 0.0 for v in msg.d[4:]):
+                raise SlamError(f"D {list(msg.d)!r}: expected k3 and beyond 0 (this node "
+                                "models k1 k2 p1 p2)")
+            check_intrinsics(msg.k, msg.d, int(msg.width), int(msg.height))
+        except SlamError as exc:
             self.health.problem(
                 "bad_camera_info",
-                f"{cam} camera_info: size {(msg.width, msg.height)!r}, K {k.tolist()!r}, "
-                f"D {list(msg.d)!r}; expected a calibrated plumb_bob camera",
+                f"{cam} {self._info_topic(cam)}: {exc}; waiting for a calibrated camera_info",
             )
             return
         self._info[cam] = msg
@@ -236,10 +315,10 @@ class SlamNode(Node):
         topic = self.params.cam0_topic if cam == "cam0" else self.params.cam1_topic
         try:
             image = image_to_mono8(msg, topic=topic, expected_hw=self._hw.get(cam))
+            stamp_ns = stamp_to_ns(msg.header.stamp, topic)
         except RosInputError as exc:
             self.health.problem("bad_image", f"dropped: {exc}")
             return
-        stamp_ns = stamp_to_ns(msg.header.stamp)
         pending = self._pending[cam]
         pending[stamp_ns] = image
         while len(pending) > self.params.max_pending:
@@ -276,7 +355,10 @@ class SlamNode(Node):
 
     def _process(self, stamp_ns: int, image0: np.ndarray, image1: np.ndarray | None) -> None:
         if self.frontend is None:
-            self.health.problem("waiting_for_camera_info", "frames before camera_info: dropped")
+            cams = ("cam0", "cam1") if self.stereo else ("cam0",)
+            waiting = [self._info_topic(cam) for cam in cams if cam not in self._info]
+            self.health.problem("waiting_for_camera_info",
+                                f"frames before camera_info on {', '.join(waiting)}: dropped")
             return
         if self._last_pair_ns is not None and stamp_ns <= self._last_pair_ns:
             back_s = (self._last_pair_ns - stamp_ns) * 1e-9

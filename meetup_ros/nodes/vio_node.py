@@ -154,10 +154,9 @@ class VioNode(Node):
         if self._grew("clock_mismatches"):
             self._grew("frames_dropped")  # dropped for this reason: said here, not below
             self.health.problem(
-                "clock_mismatch", f"{topic} stamp {stamp_ns} ns: the {self.params.imu_topic} "
-                f"and {self.params.image_topic} stamps are more than "
-                f"{self.estimator.max_outage_ns / 1e9:g} s apart (do their clocks agree?); "
-                "frames dropped until they are not",
+                "clock_mismatch", f"{topic} stamp {stamp_ns} ns: {self.params.image_topic} "
+                f"{self.estimator.last_clock_mismatch} on {self.params.imu_topic} (do their "
+                "clocks agree, or has the IMU stopped?); frames dropped until they are not",
             )
         if self._grew("frames_dropped"):
             self.health.problem(
@@ -200,10 +199,10 @@ class VioNode(Node):
         self._follow_size_change(msg)
         try:
             image = image_to_mono8(msg, topic=p.image_topic, expected_hw=self._hw)
+            stamp_ns = stamp_to_ns(msg.header.stamp, p.image_topic)
         except RosInputError as exc:
             self.health.problem("bad_image", f"dropped: {exc}")
             return
-        stamp_ns = stamp_to_ns(msg.header.stamp)
         if stamp_ns == 0:
             self.health.problem("bad_image", f"dropped: {p.image_topic}: header.stamp is 0 "
                                 "(unset by the driver)")

@@ -12,7 +12,7 @@ increment ``xi = Log(T_k^-1 T_k+1)``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -55,6 +55,13 @@ def interpolate_groundtruth(groundtruth: Any, stamps_ns: np.ndarray) -> GroundTr
     """
     gt_stamps = np.asarray(groundtruth.stamps_ns, dtype=np.int64)
     stamps = np.asarray(stamps_ns, dtype=np.int64)
+    steps = np.diff(gt_stamps)
+    if steps.size and steps.min() <= 0:
+        # (check_groundtruth_stamps names the bag; this is for series from elsewhere)
+        k = int(np.argmin(steps))
+        raise OdometryError(
+            f"ground-truth stamps do not strictly increase: {int(gt_stamps[k + 1])} ns follows "
+            f"{int(gt_stamps[k])} ns; two poses for one instant cannot be interpolated")
     if stamps.size and (stamps.min() < gt_stamps[0] or stamps.max() > gt_stamps[-1]):
         raise OdometryError(
             f"stamps {int(stamps.min())}..{int(stamps.max())} ns reach outside the ground truth "
@@ -103,9 +110,50 @@ class Intervals:
             ).numpy()
 
 
+def check_groundtruth_stamps(seq: Any) -> None:
+    """Refuse a recording whose ground truth cannot be interpolated, with the reader's reason.
+
+    Raises:
+        OdometryError: a ground-truth stamp repeats or goes back in a bag, or bags overlap in
+            time (``bags.reader.Sequence.groundtruth_stamp_error`` names the bag, topic and
+            stamp).
+    """
+    reason = getattr(seq, "groundtruth_stamp_error", None)
+    if reason:
+        raise OdometryError(reason)
+
+
+def valid_imu_stamps(stamps_ns: np.ndarray) -> np.ndarray:
+    """Mask of the IMU stamps that can be used: > 0. A stamp of 0 (or below) was never set by
+    the driver; the live node refuses it, and offline one such sample queued before the real
+    ones made a 1.4e9 s "gap" that reset the windower."""
+    return np.asarray(stamps_ns, dtype=np.int64) > 0
+
+
+def drop_invalid_imu_stamps(seq: Any) -> tuple[Any, int]:
+    """``seq`` without its IMU samples stamped 0 or below, and how many there were; a warning
+    names the bag, the topic and the count."""
+    keep = valid_imu_stamps(seq.imu.stamps_ns)
+    if keep.all():
+        return seq, 0
+    bad = np.asarray(seq.imu.stamps_ns)[~keep]
+    names = [str(p) for p in getattr(seq, "paths", ())]
+    logger.warning(
+        "bag %r: %d IMU sample(s) on /imu0 have an invalid stamp (%s ns: 0 or negative, never "
+        "set); dropped", names[0] if len(names) == 1 else names, bad.size,
+        sorted({int(s) for s in bad})[:3])
+    imu = replace(seq.imu, stamps_ns=seq.imu.stamps_ns[keep], gyro_radps=seq.imu.gyro_radps[keep],
+                  accel_mps2=seq.imu.accel_mps2[keep])
+    return replace(seq, imu=imu), int(bad.size)
+
+
 def frame_stamps(seq: Any, imu_per_frame: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Interval boundaries (stamps_ns, has_image) over the IMU span; see the module doc."""
     imu_stamps = np.asarray(seq.imu.stamps_ns, dtype=np.int64)
+    imu_stamps = imu_stamps[valid_imu_stamps(imu_stamps)]
+    if imu_stamps.size == 0:
+        raise OdometryError(f"bag {[str(p) for p in getattr(seq, 'paths', ())]!r}: every "
+                            "/imu0 stamp is 0 or negative (never set); no interval can be cut")
     cams = np.asarray(seq.cam0.stamps_ns, dtype=np.int64) if seq.cam0 is not None else \
         np.zeros(0, dtype=np.int64)
     start = int(cams[0]) if cams.size else int(imu_stamps[0])
@@ -132,8 +180,9 @@ def build_intervals(
     """Cut ``seq``'s IMU at ``stamps_ns`` and attach images and ground-truth increments."""
     if seq.imu is None or seq.groundtruth is None:
         raise OdometryError("the recording needs /imu0 and ground truth to build intervals")
+    check_groundtruth_stamps(seq)
     windower = ImuWindower(capacity=100_000)
-    imu = seq.imu
+    imu = drop_invalid_imu_stamps(seq)[0].imu
     stamps_ns = np.asarray(stamps_ns, dtype=np.int64)
     first = int(np.searchsorted(imu.stamps_ns, stamps_ns[0], side="right"))
     # samples up to the first boundary only set the dt of the first interval's first sample

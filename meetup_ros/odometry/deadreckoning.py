@@ -97,6 +97,19 @@ def dead_reckoning(seq: Any, start_ns: int, end_ns: int) -> Trajectory:
     stamps = imu.stamps_ns[sel]
     gyro = np.asarray(imu.gyro_radps[sel], dtype=np.float64)
     accel = np.asarray(imu.accel_mps2[sel], dtype=np.float64)
+    finite = np.isfinite(gyro).all(axis=1) & np.isfinite(accel).all(axis=1)
+    if not finite.all():
+        # The estimator's windower rejects these samples (non_finite); skipping them here as
+        # well keeps the two on the same data (the next sample's dt spans the gap, as in a
+        # window), where one NaN made the whole dead-reckoned trajectory NaN.
+        bad = stamps[~finite]
+        names = [str(p) for p in getattr(seq, "paths", ())]
+        logger.warning(
+            "dead reckoning skips %d IMU sample(s) on /imu0 of bag %r with NaN or inf "
+            "(stamps %s%s ns), as the estimator does", bad.size,
+            names[0] if len(names) == 1 else names, ", ".join(str(int(s)) for s in bad[:3]),
+            ", ..." if bad.size > 3 else "")
+        stamps, gyro, accel = stamps[finite], gyro[finite], accel[finite]
     # bag reader names (bias_gyro) or EuRoC reader names (bias_gyro_radps)
     bias_gyro = getattr(gt, "bias_gyro", getattr(gt, "bias_gyro_radps", None))
     bias_accel = getattr(gt, "bias_accel", getattr(gt, "bias_accel_mps2", None))

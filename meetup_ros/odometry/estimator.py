@@ -83,7 +83,8 @@ class VioEstimator:
         imu_rate_hz: nominal IMU rate.
         gravity_init_samples: IMU samples averaged for the initial roll and pitch.
         max_frame_gap_s: with no frame for this long, the queued IMU samples are consumed in
-            an inertial-only step, so a camera outage neither fills the queue nor loses them.
+            an inertial-only step, so a camera outage neither fills the queue nor loses them;
+            a frame this far past the newest IMU sample is dropped as a clock mismatch.
             Measured in IMU stamps, so it must exceed the camera's latency behind its IMU:
             at 0.25 s a camera 0.3 s late had every frame dropped.
         max_outage_s: an IMU stamp further than this past the last frame is not a camera
@@ -136,6 +137,7 @@ class VioEstimator:
         self._zupts = 0
         self._init_failures = 0
         self._clock_mismatches = 0
+        self.last_clock_mismatch = ""
         self.stationary = StationaryDetector() if zero_velocity_update else None
         self._clear()
         self._warm_up()
@@ -200,8 +202,8 @@ class VioEstimator:
         self._last_pair_image: np.ndarray | None = None
 
     def reset(self, reason: str) -> None:
-        """Start over (pose at the origin, attitude from gravity again)."""
-        logger.warning("VIO estimator reset: %s", reason)
+        """Start over (pose at the origin, attitude from gravity again); the windower's reset
+        logs the reason (one line a reset, throttled)."""
         self.windower.reset(reason)
         self._clear()
 
@@ -289,16 +291,25 @@ class VioEstimator:
         # After the time-went-back check: a bag loop's first frames arrive before its IMU and
         # must reset the estimator (emptying the windower), not be taken for a clock mismatch.
         newest_imu = self.windower.newest_ns
+        mismatch = None
         if newest_imu is not None and newest_imu - stamp_ns > self.max_outage_ns:
             # The IMU runs far ahead of this frame: its window would be empty, and the network
             # never ran on images without IMU. No estimate until the clocks agree.
+            mismatch = f"{(newest_imu - stamp_ns) / NS_PER_S:.3f} s behind"
+        elif newest_imu is not None and stamp_ns - newest_imu > self.max_frame_gap_ns:
+            # The frame is far ahead of the IMU (a camera clock ahead, or an IMU that stopped):
+            # the window would miss most of its interval. Estimated from what there was, a
+            # camera 10 s ahead published a 0.45 m jump at rest. No estimate until it catches up.
+            mismatch = f"{(stamp_ns - newest_imu) / NS_PER_S:.3f} s ahead of"
+        if mismatch is not None:
             self._frames_dropped += 1
             self._clock_mismatches += 1
+            self.last_clock_mismatch = (f"frame at {stamp_ns} ns is {mismatch} the newest IMU "
+                                        f"sample at {newest_imu} ns")
             if self._clock_mismatches <= 3 or self._clock_mismatches % 100 == 0:
-                logger.warning(
-                    "frame at %d ns is %.3f s behind the newest IMU sample (%d so far): the "
-                    "camera and IMU clocks disagree; dropped", stamp_ns,
-                    (newest_imu - stamp_ns) / NS_PER_S, self._clock_mismatches)
+                logger.warning("%s (%d so far): the camera and IMU clocks disagree or the IMU "
+                               "stopped; dropped", self.last_clock_mismatch,
+                               self._clock_mismatches)
             return None
         self._frames += 1
         if not self._initialised:

@@ -28,7 +28,11 @@ import numpy as np
 from meetup_ros.evaluation import trajectory as traj_metrics
 from meetup_ros.evaluation.jsonsafe import finite_json
 from meetup_ros.evaluation.trajectory import EvaluationError, Trajectory
-from meetup_ros.odometry.dataset import interpolate_groundtruth
+from meetup_ros.odometry.dataset import (
+    check_groundtruth_stamps,
+    drop_invalid_imu_stamps,
+    interpolate_groundtruth,
+)
 from meetup_ros.odometry.deadreckoning import dead_reckoning
 from meetup_ros.odometry.estimator import OdometryEstimate, VioEstimator
 from meetup_ros.odometry.windowing import NS_PER_S, OdometryError
@@ -210,17 +214,26 @@ def evaluate_vio(
     if seq.imu is None or seq.groundtruth is None:
         raise OdometryError(f"bag {bag_paths!r} needs /imu0 and ground truth to be scored")
     _check_stamps(seq)
+    check_groundtruth_stamps(seq)
+    # Dropped here, before the estimator: sorted first and queued, one such sample made a
+    # 1.4e9 s "gap" to the real ones that reset the windower.
+    seq, invalid = drop_invalid_imu_stamps(seq)
+    if not len(seq.imu.stamps_ns):
+        raise OdometryError(f"bag {_bag_label(seq)}: every /imu0 stamp is 0 or negative "
+                            "(never set); nothing to score")
     try:
-        return _evaluate(seq, weights, out_dir, heldout_s, heldout_start_ns)
+        return _evaluate(seq, weights, out_dir, heldout_s, heldout_start_ns, invalid)
     except EvaluationError as exc:  # evo's reasons, e.g. no estimate near a reference stamp
         raise OdometryError(f"bag {_bag_label(seq)}: cannot score the VIO: {exc}") from None
 
 
 def _evaluate(seq: Any, weights: str | Path, out_dir: str | Path | None, heldout_s: float,
-              heldout_start_ns: int | None) -> dict[str, Any]:
+              heldout_start_ns: int | None, invalid_imu_stamps: int = 0) -> dict[str, Any]:
     """The body of :func:`evaluate_vio` on a sequence read and checked."""
     out = Path(out_dir) if out_dir is not None else None
-    report: dict[str, Any] = {"bag": [str(p) for p in seq.paths], "weights": str(weights)}
+    report: dict[str, Any] = {"bag": [str(p) for p in seq.paths], "weights": str(weights),
+                              # dropped on reading, before the estimator (stamp 0 or below)
+                              "imu_samples_invalid_stamp": invalid_imu_stamps}
     estimator = VioEstimator.from_weights(weights)
     meta = estimator.metadata
     gt_end = int(seq.groundtruth.stamps_ns[-1])

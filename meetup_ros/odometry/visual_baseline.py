@@ -281,13 +281,12 @@ def learned_vo(model: FlowScaleNet, seq: MonoSequence) -> Trajectory:
     return _trajectory(seq.stamps_ns, np.stack(T), "learned scale (flow CNN) + geometry")
 
 
-def evaluate_visual(data_root: Path, weights: Path | None, out_dir: Path | None) -> dict[str, Any]:
+def evaluate_visual(data_root: Path, out_dir: Path | None) -> dict[str, Any]:
     """ATE (Sim(3)) of the learned branch and the classical baseline on each sequence.
 
-    ``weights`` is accepted for the command's symmetry; the flow branch is trained here,
-    leave-one-out, in about a minute, because the VIO weights never saw moving images.
+    The learned branch (:class:`FlowScaleNet`) is trained here, leave-one-out, in about a
+    minute; no weights file is read (the VIO weights never saw moving images).
     """
-    del weights
     cv2.setRNGSeed(0)  # RANSAC draws from OpenCV's global RNG: fixed for repeatable figures
     t0 = time.perf_counter()
     seqs = load_sequences(Path(data_root))

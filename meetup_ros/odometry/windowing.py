@@ -217,11 +217,14 @@ class ImuWindower:
 
     def reset(self, reason: str) -> None:
         """Forget all state; queued samples are counted as ``discarded_on_reset``."""
-        logger.warning("IMU windower reset (%s); discarding %d queued sample(s)",
-                       reason, len(self._stamps))
         self.last_reset_reason = reason
         self.stats.discarded_on_reset += len(self._stamps)
         self.stats.resets += 1
+        # Throttled as rejections are: a stream flipping between two clocks resets every
+        # sample; the count and the newest reason stay in the stats for the diagnostics.
+        if self.stats.resets <= 3 or self.stats.resets % 100 == 0:
+            logger.warning("IMU windower reset (%s); discarding %d queued sample(s) (%d "
+                           "resets so far)", reason, len(self._stamps), self.stats.resets)
         self._stamps.clear()
         self._samples.clear()
         self._newest_ns = None

@@ -38,9 +38,20 @@ IMU_ACCEL_LIMIT_MPS2 = 200.0
 # ---- stamps ---------------------------------------------------------------------------------
 
 
-def stamp_to_ns(stamp: Time) -> int:
-    """``builtin_interfaces/Time`` -> integer nanoseconds."""
-    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+def stamp_to_ns(stamp: Time, topic: str = "header") -> int:
+    """``builtin_interfaces/Time`` -> integer nanoseconds.
+
+    Raises:
+        RosInputError: a negative ``sec`` or a ``nanosec`` of a second or more. The message
+            types allow both (int32, uint32), but neither is a time: a nanosec of 3e9 read
+            as 3 s ahead made vio_node publish a 10 cm jump at rest, and a negative second
+            reset its estimator twice, back to the origin.
+    """
+    sec, nanosec = int(stamp.sec), int(stamp.nanosec)
+    if sec < 0 or not 0 <= nanosec < NS_PER_S:
+        raise RosInputError(f"{topic}: header.stamp (sec {sec}, nanosec {nanosec}) is not a "
+                            f"time: expected sec >= 0 and nanosec in [0, {NS_PER_S})")
+    return sec * NS_PER_S + nanosec
 
 
 def ns_to_stamp(stamp_ns: int) -> Time:
@@ -167,7 +178,8 @@ def imu_to_arrays(msg: Imu, *, topic: str = "imu") -> tuple[int, np.ndarray, np.
 
     Raises:
         RosInputError: a NaN or infinite angular velocity or linear acceleration, a reading
-            beyond any IMU's range, an accelerometer reading of exactly zero, a zero stamp.
+            beyond any IMU's range, an accelerometer reading of exactly zero, a zero stamp or
+            one that is not a time (``stamp_to_ns``).
     """
     gyro_radps = np.array(
         [msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z], np.float64
@@ -196,7 +208,7 @@ def imu_to_arrays(msg: Imu, *, topic: str = "imu") -> tuple[int, np.ndarray, np.
             f"{topic}: linear_acceleration is exactly [0, 0, 0] (a driver fault?), "
             "expected a measurement"
         )
-    stamp_ns = stamp_to_ns(msg.header.stamp)
+    stamp_ns = stamp_to_ns(msg.header.stamp, topic)
     if stamp_ns == 0:
         raise RosInputError(f"{topic}: header.stamp is 0 (unset by the driver)")
     return stamp_ns, gyro_radps, accel_mps2
@@ -309,8 +321,10 @@ def odometry_to_arrays(msg: Odometry, *, topic: str = "odom") -> OdometryArrays:
     """Arrays from an Odometry message.
 
     Raises:
-        RosInputError: a non-finite pose or twist value, or a zero quaternion.
+        RosInputError: a non-finite pose or twist value, a zero quaternion, or a stamp that
+            is not a time (``stamp_to_ns``).
     """
+    stamp_ns = stamp_to_ns(msg.header.stamp, topic)
     p, o = msg.pose.pose.position, msg.pose.pose.orientation
     q_xyzw = np.array([o.x, o.y, o.z, o.w], dtype=np.float64)
     lin, ang = msg.twist.twist.linear, msg.twist.twist.angular
@@ -323,7 +337,7 @@ def odometry_to_arrays(msg: Odometry, *, topic: str = "odom") -> OdometryArrays:
     T[:3, :3] = quaternion_xyzw_to_rotation(q_xyzw)
     T[:3, 3] = [p.x, p.y, p.z]
     return OdometryArrays(
-        stamp_ns=stamp_to_ns(msg.header.stamp),
+        stamp_ns=stamp_ns,
         T_odom_base=T,
         v_base_mps=np.array([lin.x, lin.y, lin.z]),
         omega_base_radps=np.array([ang.x, ang.y, ang.z]),

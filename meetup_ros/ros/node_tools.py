@@ -8,6 +8,7 @@ inputs, keeps latency trackers, and publishes ``diagnostic_msgs/DiagnosticArray`
 from __future__ import annotations
 
 import gc
+import logging
 import math
 import os
 import signal
@@ -255,6 +256,28 @@ def freeze_startup_heap(logger: Any) -> None:
                  f"{(time.monotonic() - started) * 1e3:.0f} ms")
 
 
+class RosLogHandler(logging.Handler):
+    """The ROS-free cores' Python logging (IMU windower, estimator, SLAM frontend) through a
+    node's rclpy logger: each line then has its level, the node's name and the core that
+    said it, where before Python's last-resort handler printed bare text on stderr."""
+
+    def __init__(self, log: Any) -> None:
+        super().__init__(logging.INFO)
+        self.log = log  # an rclpy logger: the package's until the node exists, then the node's
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = f"[{record.name}] {record.getMessage()}"
+            if record.levelno >= logging.ERROR:
+                self.log.error(text)
+            elif record.levelno >= logging.WARNING:
+                self.log.warning(text)
+            else:
+                self.log.info(text)
+        except Exception:  # a log line must never take the node down
+            self.handleError(record)
+
+
 def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
     """Init rclpy, build one node, spin until Ctrl-C or shutdown, then clean up.
 
@@ -277,8 +300,14 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
     code = 0
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+    handler = RosLogHandler(rclpy.logging.get_logger("meetup_ros"))
+    cores = logging.getLogger("meetup_ros")
+    cores.addHandler(handler)
+    cores.setLevel(logging.INFO)
+    cores.propagate = False
     try:
         node = node_factory()
+        handler.log = node.get_logger()
         freeze_startup_heap(node.get_logger())
         # Measured alternative, not usable: rclpy.experimental.EventsExecutor (kilted wheels)
         # cut vio_node's per-frame p99 in `make demo` to 11-17 ms, but vio_node then handled

@@ -15,6 +15,43 @@ import numpy as np
 
 from meetup_ros.slam import SlamError
 
+_K_NAMES = (" (fx)", " (skew)", " (cx)", "", " (fy)", " (cy)", "", "", "")
+
+
+def check_intrinsics(K: Any, dist: Any, width: int, height: int) -> None:
+    """Refuse intrinsics that no pinhole camera of this size has, naming the bad entry.
+
+    A NaN cx passed a check of fx and fy alone, and every depth image then had no valid pixel.
+    The principal point must lie in the image (a calibrated camera's is near its centre).
+
+    Raises:
+        SlamError: a non-positive size; K not 9 finite values of the form
+            [[fx, skew, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0 and (cx, cy) in the
+            image; a non-finite distortion coefficient.
+    """
+    if width <= 0 or height <= 0:
+        raise SlamError(f"image size {(width, height)!r}: expected a positive width and height")
+    k = np.asarray(K, dtype=np.float64).reshape(-1).tolist()
+    if len(k) != 9:
+        raise SlamError(f"K {k!r}: expected 9 values (3x3 row-major)")
+    for i, (value, name) in enumerate(zip(k, _K_NAMES, strict=True)):
+        if not np.isfinite(value):
+            raise SlamError(f"K[{i}]{name} {value!r}: expected finite values")
+    if (k[3], k[6], k[7], k[8]) != (0.0, 0.0, 0.0, 1.0):
+        raise SlamError(f"K {k!r}: expected [[fx, skew, cx], [0, fy, cy], [0, 0, 1]]")
+    for i, name in ((0, "fx"), (4, "fy")):
+        if k[i] <= 0:
+            raise SlamError(f"K[{i}] ({name}) {k[i]!r}: expected a focal length > 0 px")
+    for i, name, size in ((2, "cx", width), (5, "cy", height)):
+        if not 0 <= k[i] <= size:
+            raise SlamError(
+                f"K[{i}] ({name}) {k[i]!r}: expected a principal point in the {width} x "
+                f"{height} image (0 to {size} px)"
+            )
+    for i, value in enumerate(np.asarray(dist, dtype=np.float64).reshape(-1).tolist()):
+        if not np.isfinite(value):
+            raise SlamError(f"D[{i}] {value!r}: expected finite distortion coefficients")
+
 
 @dataclass(frozen=True)
 class PinholeCamera:
@@ -30,7 +67,8 @@ class PinholeCamera:
         """Build from anything with K, dist, width, height (bags.reader.CameraInfo, CameraData).
 
         Raises:
-            SlamError: K is not a valid 3x3 camera matrix or the size is not positive.
+            SlamError: K is not a valid 3x3 camera matrix, dist is not finite or the size is
+                not positive (see :func:`check_intrinsics`).
         """
         if isinstance(info, PinholeCamera):
             return info
@@ -42,11 +80,7 @@ class PinholeCamera:
             raise SlamError(
                 f"camera {info!r} lacks K (3x3), dist, width, height: {exc}"
             ) from exc
-        if K[0, 0] <= 0 or K[1, 1] <= 0 or width <= 0 or height <= 0:
-            raise SlamError(
-                f"camera K {K.tolist()!r}, size {(width, height)!r}: expected fx, fy > 0 and a "
-                "positive image size"
-            )
+        check_intrinsics(K, dist, width, height)
         dist4 = np.zeros(4)
         dist4[: min(4, dist.size)] = dist[:4]
         return cls(K=K, dist=dist4, width=width, height=height)

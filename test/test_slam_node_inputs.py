@@ -1,0 +1,153 @@
+"""slam_node against bad camera_info and out-of-range parameters. Real nodes over DDS (loopback
+only), with the harness of test_nodes.py."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from sensor_msgs.msg import CameraInfo
+from test_nodes import BAG, STAMP0_NS, Harness, _overrides
+
+from meetup_ros.ros import convert as cv
+
+pytestmark = pytest.mark.dds
+
+EUROC_T0 = (
+    0.0148655429818, -0.999880929698, 0.00414029679422, -0.0216401454975,
+    0.999557249008, 0.0149672133247, 0.025715529948, -0.064676986768,
+    -0.0257744366974, 0.00375618835797, 0.999660727178, 0.00981073058949,
+    0.0, 0.0, 0.0, 1.0,
+)
+
+
+def _with(values: tuple[float, ...], **changes: float) -> list[float]:
+    out = list(values)
+    for key, value in changes.items():
+        out[int(key[1:])] = value
+    return out
+
+
+def _scaled_rotation(values: tuple[float, ...], scale: float) -> list[float]:
+    out = list(values)
+    for i in (0, 1, 2, 4, 5, 6, 8, 9, 10):
+        out[i] *= scale
+    return out
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("T_base_cam0", _with(EUROC_T0, i5=math.nan)),
+    ("T_base_cam1", _scaled_rotation(EUROC_T0, 2.0)),
+    ("T_base_cam0", _with(EUROC_T0, i15=2.0)),
+    ("T_base_cam1", list(EUROC_T0)),  # cam1 = cam0: no baseline
+    ("T_base_cam0", list(EUROC_T0[:12])),
+    ("max_pending", 0),
+    ("pair_tolerance_s", -1.0),
+    ("keyframe_translation_m", -0.1),
+    ("keyframe_interval_s", math.nan),
+    ("prior_tolerance_s", math.nan),
+    ("reset_backwards_s", math.inf),
+    ("reset_backwards_s", 0.0),
+    ("torch_threads", -3),
+    ("iterations", 0),
+    ("keyframe_every_n", 0),
+    ("keyframe_rotation_rad", -0.1),
+    ("keyframe_rotation_rad", 4.0),
+    ("diagnostics_period_s", -1.0),
+    ("nice_increment", 20),
+    ("solver", "newton"),
+    ("optimizer_weights", ""),
+    ("cam0_info_topic", ""),
+])
+def test_slam_node_refuses_out_of_range_parameters_at_start_up(
+    harness: Harness, name: str, value: Any
+) -> None:
+    from meetup_ros.nodes.slam_node import SlamNode
+    from meetup_ros.ros import RosInputError
+
+    shown = repr(tuple(value) if isinstance(value, list) else value)
+    with pytest.raises(RosInputError, match=rf"^{name} {re.escape(shown)}: expected "):
+        SlamNode(context=harness.context, parameter_overrides=_overrides(**{name: value}))
+
+
+def _camera_info_msg(info: Any, **k_or_d: float) -> CameraInfo:
+    msg = CameraInfo()
+    msg.header.frame_id = info.frame_id
+    msg.width, msg.height = int(info.width), int(info.height)
+    msg.distortion_model = info.distortion_model
+    k = [float(x) for x in np.asarray(info.K).reshape(-1)]
+    d = [float(x) for x in info.dist]
+    for key, value in k_or_d.items():
+        (k if key[0] == "k" else d)[int(key[1:])] = value
+    msg.k, msg.d = k, d
+    return msg
+
+
+def test_slam_node_refuses_bad_camera_info_and_waits_for_a_good_one(harness: Harness) -> None:
+    """A camera_info with cx = NaN was kept for good ("frontend ready", depth images with no
+    valid pixel); each bad one must be refused naming the topic and the entry, frames must
+    say which camera_info they wait for, and a good camera_info must then be taken."""
+    from meetup_ros.bags.reader import read_sequence
+    from meetup_ros.nodes.slam_node import SlamNode
+
+    seq = read_sequence(BAG)
+    node = harness.add(SlamNode(context=harness.context, parameter_overrides=_overrides(
+        diagnostics_period_s=0.0, odom_topic="")))
+    counters = node.health.counters
+    h, w = int(seq.cam0.info.height), int(seq.cam0.info.width)
+
+    def pair(stamp_ns: int) -> None:
+        image = np.zeros((h, w), np.uint8)
+        harness.publish("/cam0/image_raw", cv.array_to_image(image, "mono8", stamp_ns, "cam0"))
+        harness.publish("/cam1/image_raw", cv.array_to_image(image, "mono8", stamp_ns, "cam1"))
+
+    pair(STAMP0_NS)
+    harness.wait_for(lambda: counters["waiting_for_camera_info"] == 1, 10, "a dropped pair")
+    assert "camera_info on /cam0/camera_info, /cam1/camera_info: dropped" in (
+        node.health.last_problem)
+
+    harness.publish("/cam1/camera_info", _camera_info_msg(seq.cam1.info))
+    harness.wait_for(lambda: "cam1" in node._info, 10, "cam1's camera_info")
+    bad = [
+        ({"k2": math.nan}, "K[2] (cx) nan: expected finite"),
+        ({"k8": math.inf}, "K[8] inf: expected finite"),
+        ({"k0": 0.0}, "K[0] (fx) 0.0: expected a focal length > 0"),
+        ({"k4": -450.0}, "K[4] (fy) -450.0: expected a focal length > 0"),
+        ({"k5": 5000.0}, f"K[5] (cy) 5000.0: expected a principal point in the {w} x {h} "),
+        ({"k2": -3.0 * w}, f"K[2] (cx) {-3.0 * w!r}: expected a principal point"),
+        ({"k3": 1.0}, "expected [[fx, skew, cx], [0, fy, cy], [0, 0, 1]]"),
+        ({"d1": math.nan}, "D[1] nan: expected finite"),
+    ]
+    for i, (change, message) in enumerate(bad, start=1):
+        harness.publish("/cam0/camera_info", _camera_info_msg(seq.cam0.info, **change))
+        harness.wait_for(lambda i=i: counters["bad_camera_info"] == i, 10, f"refusal {change}")
+        assert node.health.last_problem.startswith("cam0 /cam0/camera_info: ")
+        assert message in node.health.last_problem
+        assert node.frontend is None and "cam0" not in node._info
+
+    # a model the rectification does not have, and a k3 it would drop
+    fisheye = _camera_info_msg(seq.cam0.info)
+    fisheye.distortion_model = "equidistant"
+    with_k3 = _camera_info_msg(seq.cam0.info)
+    with_k3.d = [*with_k3.d, 0.05]
+    for msg, message in ((fisheye, "distortion_model 'equidistant': expected plumb_bob"),
+                         (with_k3, "expected k3 and beyond 0")):
+        bad.append(({}, message))
+        refused = len(bad)
+        harness.publish("/cam0/camera_info", msg)
+        harness.wait_for(lambda n=refused: counters["bad_camera_info"] == n, 10, message)
+        assert message in node.health.last_problem and node.frontend is None
+
+    pair(STAMP0_NS + 50_000_000)
+    harness.wait_for(lambda: counters["waiting_for_camera_info"] == 2, 10, "a dropped pair")
+    assert "camera_info on /cam0/camera_info: dropped" in node.health.last_problem
+
+    harness.publish("/cam0/camera_info", _camera_info_msg(seq.cam0.info))
+    harness.wait_for(lambda: node.frontend is not None, 60, "the frontend")
+    assert counters["bad_camera_info"] == len(bad)
