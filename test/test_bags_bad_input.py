@@ -294,6 +294,16 @@ def test_image_with_unexpected_encoding(tmp_path: Path) -> None:
         read_sequence(tmp_path / "bag", required=())
 
 
+def test_a_known_topic_with_another_type_is_named(tmp_path: Path) -> None:
+    """A std_msgs/String on /imu0 read as 'corrupt or truncated: AttributeError ...
+    header' (a tester): the bag is not damaged, the topic has the wrong type."""
+    text = TYPESTORE.types["std_msgs/msg/String"](data="hi")
+    write_bag(tmp_path / "bag", [(topics.IMU, "std_msgs/msg/String", 1_000, text)])
+    with pytest.raises(BagError, match=r"topic '/imu0' has type 'std_msgs/msg/String', "
+                                       r"expected 'sensor_msgs/msg/Imu'"):
+        read_sequence(tmp_path / "bag", required=())
+
+
 def test_image_without_camera_info(tmp_path: Path) -> None:
     msg = image_msg(1_000, "cam0", np.zeros((4, 6), np.uint8))
     write_bag(tmp_path / "bag", [(topics.CAM0_IMAGE, "sensor_msgs/msg/Image", 1_000, msg)])

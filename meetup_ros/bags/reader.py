@@ -330,6 +330,14 @@ def read_sequence(
         for name in cameras:
             wanted |= {topics.IMAGE_TOPICS[name], topics.INFO_TOPICS[name]}
         connections = [c for c in reader.connections if c.topic in wanted]
+        for c in connections:
+            # The right name with another type (a String on /imu0) failed while decoding as
+            # "corrupt or truncated: AttributeError ... 'header'": say what it is instead.
+            if c.msgtype != topics.MSGTYPES[c.topic]:
+                raise BagError(
+                    f"bag {[str(p) for p in paths]!r}: topic {c.topic!r} has type "
+                    f"{c.msgtype!r}, expected {topics.MSGTYPES[c.topic]!r}"
+                )
         cam_stamps: dict[str, list[int]] = {n: [] for n in cameras}
         cam_images: dict[str, list[np.ndarray]] = {n: [] for n in cameras}
         cam_info: dict[str, Any] = {}
