@@ -25,9 +25,9 @@ DEVICES = [
 
 def linear_step(w0: list[float], a: list[float], *, eta: float, momentum: float = 0.0,
                 weight_decay: float = 0.0, steps: int = 1, device: str = "cpu",
-                foreach: bool = True,
-                host_gamma: bool | None = None) -> tuple[torch.Tensor, list[float]]:
-    """Run DFW on the linear loss ``a . w`` from ``w0``; returns (w, gammas)."""
+                foreach: bool = True, host_gamma: bool | None = None,
+                absolute: bool = False) -> tuple[torch.Tensor, list[float]]:
+    """Run DFW on the loss ``a . w`` (or ``|a . w|``) from ``w0``; returns (w, gammas)."""
     w = torch.tensor(w0, dtype=torch.float64, device=device, requires_grad=True)
     a_t = torch.tensor(a, dtype=torch.float64, device=device)
     opt = DFW([w], eta=eta, momentum=momentum, weight_decay=weight_decay, foreach=foreach,
@@ -37,6 +37,7 @@ def linear_step(w0: list[float], a: list[float], *, eta: float, momentum: float 
     def closure() -> torch.Tensor:
         opt.zero_grad()
         loss = (a_t * w).sum()
+        loss = loss.abs() if absolute else loss
         loss.backward()
         return loss
 
@@ -111,20 +112,22 @@ def test_momentum_two_steps(device: str, foreach: bool, host_gamma: bool | None)
 def test_momentum_with_partial_gamma_matches_formula(foreach: bool,
                                                      host_gamma: bool | None) -> None:
     """Three steps with gamma < 1, weight decay and momentum against a scalar re-derivation."""
-    eta, mu, lam = 0.8, 0.5, 0.1
+    # loss |a . w| (>= 0, as DFW requires): l = |s|, g = sign(s) a, <w, g> = |s|, ||g||^2 = 10
+    eta, mu, lam = 0.2, 0.5, 0.1
     a = [3.0, 1.0]
     w_ref = [1.0, 2.0]
     z = None
     for _ in range(3):
-        loss = a[0] * w_ref[0] + a[1] * w_ref[1]
-        gamma = (loss - eta * lam * (w_ref[0] * a[0] + w_ref[1] * a[1])) / (eta * 10.0 + EPS)
+        s = a[0] * w_ref[0] + a[1] * w_ref[1]
+        sign = 1.0 if s > 0 else -1.0
+        gamma = (abs(s) - eta * lam * abs(s)) / (eta * 10.0 + EPS)
         gamma = min(max(gamma, 0.0), 1.0)
-        u = [lam * w_ref[i] + gamma * a[i] for i in range(2)]
+        u = [lam * w_ref[i] + gamma * sign * a[i] for i in range(2)]
         z = u if z is None else [mu * z[i] + u[i] for i in range(2)]
         w_ref = [w_ref[i] - eta * (u[i] + mu * z[i]) for i in range(2)]
     w, gammas = linear_step([1.0, 2.0], a, eta=eta, momentum=mu, weight_decay=lam, steps=3,
-                            foreach=foreach, host_gamma=host_gamma)
-    assert any(0.0 < g < 1.0 for g in gammas), gammas
+                            foreach=foreach, host_gamma=host_gamma, absolute=True)
+    assert sum(0.0 < g < 1.0 for g in gammas) >= 2, gammas
     torch.testing.assert_close(w, torch.tensor(w_ref, dtype=torch.float64))
 
 
@@ -296,3 +299,240 @@ def test_kernels_agree_on_an_mlp() -> None:
         results.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
     for other in results[1:]:
         torch.testing.assert_close(other, results[0])
+
+
+# ---- momentum buffers: parameters getting their first gradient at different steps ----
+
+@pytest.mark.parametrize(("foreach", "host_gamma"), KERNELS)
+def test_first_gradient_of_one_parameter_keeps_the_others_momentum(
+        foreach: bool, host_gamma: bool | None) -> None:
+    # a has gradient (3, 1) at both steps, b (1, 1) from step 2 on: a's buffer is
+    # mu gamma_1 g_a + gamma_2 g_a (not restarted when b's is created), b's is gamma_2 g_b
+    a = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([1.0, 1.0], dtype=torch.float64, requires_grad=True)
+    opt = DFW([a, b], eta=0.1, momentum=0.9, foreach=foreach, host_gamma=host_gamma)
+    gammas = []
+    for with_b in (False, True):
+        def closure(with_b: bool = with_b) -> torch.Tensor:
+            opt.zero_grad()
+            loss = 3 * a[0] + a[1] + (b.sum() if with_b else 0.0)
+            loss.backward()
+            return loss
+        opt.step(closure)
+        gammas.append(float(opt.last_gamma))  # type: ignore[arg-type]
+    g_a = torch.tensor([3.0, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(opt.state[a]["momentum_buffer"],
+                               (0.9 * gammas[0] + gammas[1]) * g_a)
+    torch.testing.assert_close(opt.state[b]["momentum_buffer"],
+                               gammas[1] * torch.ones(2, dtype=torch.float64))
+
+
+def _partial_gradients(foreach: bool, host_gamma: bool | None) -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    named = {n: torch.randn(3, dtype=torch.float64, requires_grad=True) for n in "abcd"}
+    x = torch.randn(3, dtype=torch.float64)
+    opt = DFW([{"params": [named["a"], named["b"]]},
+               {"params": [named["c"], named["d"]], "eta": 0.05, "momentum": 0.5,
+                "weight_decay": 0.01}],
+              eta=0.1, momentum=0.9, weight_decay=1e-3, foreach=foreach, host_gamma=host_gamma)
+    # b, c, d get their first gradient at later steps; a has none at step 4
+    for used in ("a", "ac", "abd", "bcd", "abcd", "abcd"):
+        def closure(used: str = used) -> torch.Tensor:
+            opt.zero_grad()
+            loss = 1.0 + sum((named[n] @ x).abs() for n in used)
+            loss.backward()  # type: ignore[union-attr]
+            return loss  # type: ignore[return-value]
+        opt.step(closure)
+    return [t.detach() for t in named.values()] + [opt.state[t]["momentum_buffer"]
+                                                   for t in named.values()]
+
+
+@pytest.mark.parametrize(("foreach", "host_gamma"), KERNELS[:2] + KERNELS[3:])
+def test_kernels_agree_when_gradients_appear_at_different_steps(
+        foreach: bool, host_gamma: bool | None) -> None:
+    reference = _partial_gradients(False, None)
+    for got, want in zip(_partial_gradients(foreach, host_gamma), reference, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+# ---- a loss or gradient the step rule has no answer for is refused, nothing changed ----
+
+def _model_and_optimizer(foreach: bool, host_gamma: bool | None
+                         ) -> tuple[torch.nn.Linear, DFW, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2, dtype=torch.float64)
+    x, y = torch.randn(8, 3, dtype=torch.float64), torch.randint(0, 2, (8,))
+    opt = DFW(model.parameters(), eta=0.5, momentum=0.9, weight_decay=1e-3, foreach=foreach,
+              host_gamma=host_gamma)
+    _train(model, opt, x, y, 2)  # momentum buffers exist
+    return model, opt, x, y
+
+
+def _snapshot(model: torch.nn.Module, opt: DFW) -> list[torch.Tensor]:
+    return ([p.detach().clone() for p in model.parameters()]
+            + [opt.state[p]["momentum_buffer"].clone() for p in model.parameters()])
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize(("foreach", "host_gamma"), KERNELS)
+def test_bad_loss_refused_before_anything_changes(bad: float, foreach: bool,
+                                                  host_gamma: bool | None) -> None:
+    model, opt, x, y = _model_and_optimizer(foreach, host_gamma)
+    before, gamma_before = _snapshot(model, opt), opt.last_gamma
+    loss_fn = MultiClassHingeLoss()
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        return loss - loss.detach() + bad  # the value is `bad`, the gradients are finite
+
+    with pytest.raises(ValueError, match=rf"loss is {re.escape(repr(bad))}.*finite loss >= 0"):
+        opt.step(closure)
+    for got, want in zip(_snapshot(model, opt), before, strict=True):
+        assert torch.equal(got, want)
+    assert opt.last_gamma is gamma_before
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+@pytest.mark.parametrize(("foreach", "host_gamma"), KERNELS)
+def test_non_finite_gradient_refused_before_anything_changes(bad: float, foreach: bool,
+                                                             host_gamma: bool | None) -> None:
+    model, opt, x, y = _model_and_optimizer(foreach, host_gamma)
+    before = _snapshot(model, opt)
+    loss_fn = MultiClassHingeLoss()
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        assert model.bias.grad is not None
+        model.bias.grad[0] = bad
+        return loss
+
+    with pytest.raises(ValueError, match=r"gradient of parameter 1 of group 0 .*not finite"):
+        opt.step(closure)
+    for got, want in zip(_snapshot(model, opt), before, strict=True):
+        assert torch.equal(got, want)
+
+
+def test_loss_a_rounding_error_below_zero_is_accepted() -> None:
+    # a sum of non-negative terms can round to a few ulps below 0: gamma clips it to 0
+    w, gammas = linear_step([1.0, 2.0], [3.0, -3.0 / 2.0 - 1e-9 / 2.0], eta=0.1)
+    assert gammas == [0.0]
+    torch.testing.assert_close(w, torch.tensor([1.0, 2.0], dtype=torch.float64))
+
+
+# ---- a tiny gamma with weight decay (lambda / gamma overflowed float32) ----
+
+@pytest.mark.parametrize(("foreach", "host_gamma"), KERNELS)
+def test_tiny_gamma_with_weight_decay(foreach: bool, host_gamma: bool | None) -> None:
+    # loss 1e-40 (a float32 subnormal), g = (1, 1, 1): gamma ~ 3.3e-41,
+    # w = w0 - (0.1 w0 + gamma g)
+    p = torch.tensor([10.0, -10.0, 0.0], requires_grad=True)
+    opt = DFW([p], eta=1.0, weight_decay=0.1, momentum=0.0, foreach=foreach,
+              host_gamma=host_gamma)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = p.sum() + 1e-40
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    gamma = float(opt.last_gamma)  # type: ignore[arg-type]
+    assert gamma == pytest.approx(1e-40 / 3.0, rel=1e-3)
+    torch.testing.assert_close(p.detach(), torch.tensor([9.0, -9.0, 0.0]))
+    assert float(p[2]) == pytest.approx(-gamma, rel=1e-3)
+
+
+@pytest.mark.parametrize(("foreach", "host_gamma"), KERNELS)
+def test_gamma_below_weight_decay(foreach: bool, host_gamma: bool | None) -> None:
+    # eta = 1, lambda = 0.5: numerator 5 - 0.5 * 5 = 2.5, gamma = 2.5 / (10 + eps) < lambda
+    w, gammas = linear_step([1.0, 2.0], [3.0, 1.0], eta=1.0, weight_decay=0.5,
+                            foreach=foreach, host_gamma=host_gamma)
+    gamma = 2.5 / (10.0 + EPS)
+    assert gammas[0] == pytest.approx(gamma, rel=1e-12)
+    torch.testing.assert_close(w, torch.tensor([0.5 - 3 * gamma, 1.0 - gamma],
+                                               dtype=torch.float64))
+
+
+# ---- complex parameters step as pairs of real ones ----
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+@pytest.mark.parametrize(("foreach", "host_gamma"), KERNELS)
+def test_complex_parameters_step_as_pairs_of_real_ones(weight_decay: float, foreach: bool,
+                                                       host_gamma: bool | None) -> None:
+    z0 = torch.tensor([1.0 + 2.0j, -0.5 + 0.3j], dtype=torch.complex128)
+    a = torch.tensor([0.3, -0.2], dtype=torch.float64)
+    b = torch.tensor([0.1, 0.4], dtype=torch.float64)
+    results = []
+    for as_complex in (True, False):
+        p = (z0 if as_complex else torch.view_as_real(z0)).clone().requires_grad_(True)
+        opt = DFW([p], eta=3.0, momentum=0.9, weight_decay=weight_decay, foreach=foreach,
+                  host_gamma=host_gamma)
+        gammas = []
+        for _ in range(3):
+            def closure(p: torch.Tensor = p, opt: DFW = opt,
+                        as_complex: bool = as_complex) -> torch.Tensor:
+                opt.zero_grad()
+                x, y = (p.real, p.imag) if as_complex else (p[:, 0], p[:, 1])
+                loss = ((a * x + b * y).sum() - 3.0) ** 2
+                loss.backward()
+                return loss
+            opt.step(closure)
+            gammas.append(float(opt.last_gamma))  # type: ignore[arg-type]
+        w = p.detach()
+        results.append((torch.view_as_real(w) if as_complex else w, gammas))
+    assert any(0.0 < g < 1.0 for g in results[1][1]), results[1][1]
+    assert results[0][1] == pytest.approx(results[1][1], rel=1e-12)
+    torch.testing.assert_close(results[0][0], results[1][0])
+
+
+# ---- errors that say what DFW expects ----
+
+def test_closure_returning_none_is_explained() -> None:
+    w = torch.zeros(2, requires_grad=True)
+    opt = DFW([w], eta=0.1)
+
+    def closure() -> None:
+        opt.zero_grad()
+        w.sum().backward()
+
+    with pytest.raises(TypeError, match=r"closure returned NoneType.*needs the loss"):
+        opt.step(closure)  # type: ignore[arg-type]
+
+
+def test_per_sample_loss_is_explained() -> None:
+    w = torch.ones(3, requires_grad=True)
+    opt = DFW([w], eta=0.1)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        losses = w * torch.arange(1.0, 5.0)[:, None]  # one row per sample
+        losses.sum(1).mean().backward()
+        return losses.sum(1)
+
+    with pytest.raises(ValueError, match=r"shape \(4,\).*one number.*mean"):
+        opt.step(closure)
+    assert torch.equal(w.detach(), torch.ones(3))
+
+
+def test_learning_rate_scheduler_is_refused_with_a_reason(tmp_path: Path) -> None:
+    w = torch.zeros(2, requires_grad=True)
+    opt = DFW([w], eta=0.1)
+    expected = r"DFW has no 'lr'.*maximal step is param_group\['eta'\].*no schedule"
+    with pytest.raises(KeyError, match=expected):
+        torch.optim.lr_scheduler.StepLR(opt, step_size=1)
+    # the training loop's `"lr" in group` / `.get` and the hyper-parameters are untouched
+    assert "lr" not in opt.param_groups[0] and opt.param_groups[0].get("lr") is None
+    # still so after a checkpoint round trip and a copy
+    checkpoint.save(tmp_path / "opt.pt", {"optimizer": opt.state_dict()})
+    loaded = DFW([w], eta=1.0)
+    loaded.load_state_dict(checkpoint.load(tmp_path / "opt.pt")["optimizer"])
+    assert loaded.param_groups[0]["eta"] == 0.1
+    for other in (loaded, copy.deepcopy(opt)):
+        with pytest.raises(KeyError, match=expected):
+            torch.optim.lr_scheduler.ReduceLROnPlateau(other)
+    with pytest.raises(ValueError, match=r"sets 'lr' \(0\.5\).*'eta'"):
+        DFW([{"params": [w], "lr": 0.5}], eta=0.1)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +221,120 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(
     saved = checkpoint.load(tmp_path / CHECKPOINT_NAME)
     assert saved["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+@pytest.mark.parametrize("optimizer", ["dfw", "sgd", "adam"])
+def test_resume_runs_with_this_runs_lr_momentum_and_weight_decay(
+    tmp_path: Path, optimizer: OptimizerName, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`--resume --lr 0.01 --momentum 0 --weight-decay 0.1` logged the new lr and wrote it to
+    the checkpoint's config, but the optimizer state loaded from the checkpoint put the old
+    values back: training, and metrics.csv's lr, went on with them."""
+    train, held_out = _data()
+    first = TrainConfig(bags=(Path("unused"),), out_dir=tmp_path, optimizer=optimizer,
+                        epochs=2, batch_size=32, seed=3, lr=0.2, momentum=0.9,
+                        weight_decay=1e-4)
+    fit(first, _model(), train, held_out, MultiClassHingeLoss())
+    resumed = dataclasses.replace(first, epochs=4, resume=True, lr=0.05, momentum=0.0,
+                                  weight_decay=0.1)
+    with caplog.at_level(logging.WARNING, logger="meetup_ros.training.loop"):
+        fit(resumed, _model(), train, held_out, MultiClassHingeLoss())
+    state = checkpoint.load(tmp_path / CHECKPOINT_NAME)
+    group = state["optimizer"]["param_groups"][0]
+    rate_key = {"dfw": "eta", "sgd": "initial_lr", "adam": "lr"}[optimizer]
+    assert group[rate_key] == 0.05
+    assert group["weight_decay"] == 0.1
+    assert "--lr 0.2 -> 0.05" in caplog.text and "--weight-decay 0.0001 -> 0.1" in caplog.text
+    if optimizer != "adam":  # Adam has no momentum option
+        assert group["momentum"] == 0.0 and "--momentum 0.9 -> 0.0" in caplog.text
+    assert state["config"]["lr"] == 0.05 and state["config"]["weight_decay"] == 0.1
+    rows = read_metrics(tmp_path / "metrics.csv")
+    # (SGD's 2-epoch schedule divided by 10 at epoch 2)
+    assert [r["lr"] for r in rows[:2]] == pytest.approx([0.2, 0.02 if optimizer == "sgd" else 0.2])
+    # SGD's schedule divides by 10 at epochs 2 and 3 of 4: 0.05 / 10, then / 100
+    expected = [0.005, 0.0005] if optimizer == "sgd" else [0.05, 0.05]
+    assert [r["lr"] for r in rows[2:]] == pytest.approx(expected)
+    # the same command line again changes nothing and says nothing
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="meetup_ros.training.loop"):
+        fit(dataclasses.replace(resumed, epochs=5), _model(), train, held_out,
+            MultiClassHingeLoss())
+    assert "checkpoint's values replaced" not in caplog.text
+
+
+def test_a_non_finite_loss_in_the_first_epoch_points_at_no_checkpoint(tmp_path: Path) -> None:
+    """A NaN loss at the first step said "lower the learning rate?" and named "the
+    checkpoint of epoch 0", which does not exist (a tester's negative loss weight)."""
+    train, held_out = _data()
+
+    def nan_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return MultiClassHingeLoss()(output, target) * float("nan")
+
+    with pytest.raises(TrainingError) as caught:
+        fit(_cfg(tmp_path, 2), _model(), train, held_out, nan_loss, defaults={"lr": 0.2})
+    message = str(caught.value)
+    assert "loss is nan at epoch 1, step 1; at the starting weights, before any step" in message
+    assert "No checkpoint was written" in message
+    assert "epoch 0" not in message and "learning rate" not in message
+    assert not (tmp_path / CHECKPOINT_NAME).exists()
+
+
+def test_dfw_refuses_a_negative_loss(tmp_path: Path) -> None:
+    """DFW's step size assumes a loss >= 0: with a negative one its gamma is 0 and only the
+    weight decay moves the weights, silently. SGD has no such assumption."""
+    train, held_out = _data()
+
+    def negative(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return MultiClassHingeLoss()(output, target) - 10.0
+
+    with pytest.raises(TrainingError, match=r"loss is -\d.*epoch 1, step 1; DFW's step size "
+                                            r"assumes a loss >= 0.*No checkpoint was written"):
+        fit(_cfg(tmp_path / "dfw", 1), _model(), train, held_out, negative,
+            defaults={"lr": 0.2})
+    fit(_cfg(tmp_path / "sgd", 1, optimizer="sgd"), _model(), train, held_out, negative,
+        defaults={"lr": 0.2})
+
+
+_KILLED_WRITER = """
+import os, sys, time
+from meetup_ros.training import checkpoint
+
+def stalled_fsync(fd):  # the kill lands inside the write, as a SIGKILL or power loss would
+    print("writing", flush=True)
+    time.sleep(120)
+
+os.fsync = stalled_fsync
+checkpoint.save(sys.argv[1], {"epoch": 99})
+"""
+
+
+def test_a_write_killed_midway_leaves_a_temp_file_the_next_write_removes(
+        tmp_path: Path) -> None:
+    """SIGKILL inside a checkpoint write left `.checkpoint.pt.XXXXXXXX.tmp` for good (the
+    checkpoint itself stayed intact); the next successful write removes it, and only it."""
+    _run(tmp_path, 1)
+    before = (tmp_path / CHECKPOINT_NAME).read_bytes()
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(tmp_path / CHECKPOINT_NAME)],
+        stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "writing\n"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    stale = checkpoint.stale_temp_files(tmp_path / CHECKPOINT_NAME)
+    assert len(stale) == 1 and stale[0].name.startswith(".checkpoint.pt.")
+    assert (tmp_path / CHECKPOINT_NAME).read_bytes() == before
+    # metrics.csv is written the same way: its leftover goes too; other files' temporaries
+    # and look-alikes stay
+    (tmp_path / ".metrics.csv.abcd1234.tmp").write_text("a killed write of metrics.csv")
+    others = [".vio.pt.abcd1234.tmp", ".checkpoint.pt.notes.tmp", "checkpoint.pt.tmp",
+              ".checkpoint.pt.abcd1234.tmp.keep"]
+    for name in others:
+        (tmp_path / name).write_text("not ours")
+    _run(tmp_path, 2, resume=True)
+    assert not stale[0].exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [CHECKPOINT_NAME, "metrics.csv", *others])
+    assert checkpoint.load(tmp_path / CHECKPOINT_NAME)["epoch"] == 2

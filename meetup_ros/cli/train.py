@@ -83,6 +83,28 @@ def _resolve_bag(text: str) -> Path:
     raise CommandError(f"bag {text!r} not found{also}")
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse an ``--out`` that cannot be written before any data is read: an existing file,
+    or a folder (or the nearest existing folder above it) this process may not write to.
+    Found at the first write, they were a FileExistsError or PermissionError traceback after
+    the data loading or the first epoch. Nothing is created here."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CommandError(f"--out {str(out_dir)!r}: exists and is not a folder")
+    existing = out_dir
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CommandError(f"--out {str(out_dir)!r}: {str(existing)!r} is not a folder")
+    # os.access asks the kernel, so a read-only mount or an immutable folder is refused even
+    # for root; creating the folder needs write access to the existing one above it
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == out_dir else f" (its nearest existing folder {str(existing)!r})"
+        raise CommandError(f"--out {str(out_dir)!r}: cannot write there{where}: expected a "
+                           "folder this user may write to")
+
+
 def load_trainer(network: str) -> Any:
     """Import the trainer function for ``network``; CommandError if it is not there yet."""
     module_name, func_name = TRAINERS[network]
@@ -124,18 +146,22 @@ def _train(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     trainer = load_trainer(args.network)
+    check_out_dir(cfg.out_dir)
     rank = int(os.environ.get("RANK", "0"))
     logger.info("train %s from %s with %s into %s", args.network,
                 [str(b) for b in cfg.bags], cfg.optimizer, cfg.out_dir)
     from meetup_ros.bags.errors import BagError
     from meetup_ros.odometry.windowing import OdometryError
     from meetup_ros.training.checkpoint import CheckpointError
+    from meetup_ros.training.loop import TrainingError
 
     try:
         metrics = trainer(cfg)
-    except (BagError, CheckpointError, OdometryError, ValueError, KeyError,
+    except (BagError, CheckpointError, OdometryError, TrainingError, ValueError, KeyError,
             FileNotFoundError) as exc:
-        # unusable bags, unreadable checkpoints or weights, unknown --set keys
+        # unusable bags, unreadable or mismatched checkpoints and weights, unknown --set keys
+        # or values out of range, a non-finite loss: exit 2 with one line (TrainingError was
+        # a traceback with exit 1, the code that says "governor not proven")
         raise CommandError(f"train {args.network}: {exc}") from exc
     if rank == 0:
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
@@ -146,6 +172,11 @@ def _train(args: argparse.Namespace) -> int:
     # fails, so that no script (make retrain) takes it for a deployable one.
     unproven = sorted(k.removesuffix("_proven") for k, v in metrics.items()
                       if k.endswith("_proven") and v != 1.0)
+    if metrics.get("verify_skipped") == 1.0:
+        logger.error("train %s: the proof of the exported network was skipped (--set "
+                     "verify_timeout_s=0): it is NOT proven safe; do not deploy it",
+                     args.network)
+        return 1
     if unproven:
         logger.error("train %s: the exported network is NOT proven safe on %s (1 = proven, "
                      "0 = counterexample, -1 = undecided: %s); do not deploy it", args.network,

@@ -38,7 +38,7 @@ from meetup_ros.control.state import (
     build_state,
     nearest_depth_m,
 )
-from meetup_ros.training.config import TrainConfig, parse_options
+from meetup_ros.training.config import TrainConfig, check_ranges, parse_options
 
 logger = logging.getLogger(__name__)
 
@@ -88,12 +88,9 @@ class ControllerOptions:
             ("real_rate_hz", 1e-9 <= options.real_rate_hz <= 1e9, "a rate in [1e-9, 1e9] Hz"),
             ("hinge_smoothing", options.hinge_smoothing >= 0.0, "a value >= 0 (0 = plain hinge)"),
             ("verify_timeout_s", options.verify_timeout_s >= 0.0,
-             "seconds >= 0 (0 skips the proof of the exported network)"),
+             "seconds >= 0 (0 skips the proof: the network is then not proven, exit 1)"),
         )
-        for key, ok, expected in checks:
-            if not ok:
-                raise ControlError(
-                    f"--set {key}={getattr(options, key)!r}: expected {expected}")
+        check_ranges(options, checks, error=ControlError)
         return options
 
 
@@ -407,6 +404,14 @@ def train_controller(cfg: TrainConfig) -> dict[str, float]:
         metrics["onnx_max_abs_error"] = check_export(net, onnx_path, train_x[:2048])
         if options.verify_timeout_s > 0:
             metrics.update(verify_export(onnx_path, options.verify_timeout_s))
+        else:
+            # A skipped proof is no proof: reported as undecided (-1) on both properties, so
+            # that `train controller` exits 1 as for any unproven governor and no script
+            # takes the file for a deployable one (it exited 0 and printed no *_proven key).
+            logger.warning("--set verify_timeout_s=0: the proof of %s is skipped; the "
+                           "exported governor is NOT proven on either property", onnx_path)
+            metrics.update({"property_proven": -1.0, "clearance_property_proven": -1.0,
+                            "verify_skipped": 1.0})
     final = {k: float(v) for k, v in (history or {}).items() if isinstance(v, int | float)}
     final.update(metrics)
     logger.info("governor metrics: %s", final)

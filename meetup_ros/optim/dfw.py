@@ -42,10 +42,17 @@ do the tensor work (``torch._foreach_*`` kernels by default). On an accelerator 
 stays a device tensor and the step never synchronises with the host; where the loss lives in
 host memory (CPU) reading ``gamma`` is free, and it is used as a Python scalar, which lets
 the update fold the weight decay into one buffer and skip an allocation (``host_gamma``).
+
+Inputs the step rule has no answer for are refused before anything changes: a loss that is not
+finite or is below 0, a non-finite gradient (``ValueError``). That check reads the loss on the
+host, so it runs where doing so is free (loss in host memory) or already done
+(``host_gamma=True``); on an accelerator with ``host_gamma=False`` it is skipped, to keep the
+step free of synchronisations. Complex parameters are treated as pairs of real ones.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -54,6 +61,32 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 __all__ = ["DFW", "dfw"]
+
+# A loss this far below 0 passes as rounding (a sum of non-negative terms can land a few ulps
+# below 0); gamma clips it to 0 like a zero loss. The training loop uses the same bound.
+NEGATIVE_LOSS_TOLERANCE = 1e-6
+
+# Why there is no 'lr' alias of 'eta' for torch.optim.lr_scheduler: gamma already sizes every
+# step, so DFW needs no schedule (the project's trainers give it none), and an alias that
+# schedulers write while users and the training loop write 'eta' would need a rule for which
+# one wins; picking wrong would silently ignore one of them. So a scheduler gets this error.
+_NO_LR_MESSAGE = ("DFW has no 'lr', so torch.optim.lr_scheduler cannot drive it: its maximal "
+                  "step is param_group['eta'], which needs no schedule (gamma in [0, 1] "
+                  "scales each step); to change it, set param_group['eta']")
+
+
+class _NoLearningRateError(KeyError):
+    def __str__(self) -> str:  # KeyError would show the message as a quoted repr
+        return str(self.args[0])
+
+
+class _ParamGroup(dict[str, Any]):
+    """A param group whose missing ``'lr'`` says why instead of a bare ``KeyError``."""
+
+    def __missing__(self, key: Any) -> Any:
+        if key == "lr":
+            raise _NoLearningRateError(_NO_LR_MESSAGE)
+        raise KeyError(key)
 
 
 def _check_hyper_parameters(eta: float, momentum: float, weight_decay: float,
@@ -92,7 +125,13 @@ class DFW(Optimizer):
     After a step, ``last_gamma`` holds ``gamma`` as a 0-dim tensor on the loss's device.
 
     Raises:
-        ValueError: a hyper-parameter is out of range (the message shows the value).
+        ValueError: a hyper-parameter is out of range (the message shows the value); in
+            ``step``: the loss is not one finite number >= 0 or a gradient is not finite
+            (nothing is changed then).
+        TypeError: in ``step``, the closure returned no loss (e.g. ``None``).
+
+    There is no ``'lr'`` in the param groups, so learning-rate schedulers are refused with
+    that said (``eta`` needs no schedule); set ``param_group['eta']`` to change it.
     """
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], eta: float,
@@ -105,10 +144,18 @@ class DFW(Optimizer):
         self.last_gamma: Tensor | None = None
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        _check_hyper_parameters(group["eta"], group["momentum"], group["weight_decay"],
-                                group["eps"])
+        if "lr" in param_group:
+            raise ValueError(f"DFW: a param group sets 'lr' ({param_group['lr']!r}); DFW's "
+                             "maximal step is 'eta'")
+        merged = {**self.defaults, **param_group}  # checked before the group is added
+        _check_hyper_parameters(merged["eta"], merged["momentum"], merged["weight_decay"],
+                                merged["eps"])
+        super().add_param_group(_ParamGroup(param_group))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # load_state_dict and unpickling bring plain dicts
+        self.param_groups = [g if isinstance(g, _ParamGroup) else _ParamGroup(g)
+                             for g in self.param_groups]
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -117,8 +164,9 @@ class DFW(Optimizer):
             raise ValueError("DFW.step needs a closure that returns the loss value, got None")
         with torch.enable_grad():
             loss = closure()
+        loss_value = _loss_tensor(loss)
         if not isinstance(loss, Tensor):
-            loss = torch.as_tensor(float(loss))
+            loss = loss_value
         groups = []
         for group in self.param_groups:
             params, grads, bufs = [], [], []
@@ -136,7 +184,7 @@ class DFW(Optimizer):
             return loss
         gamma = dfw(
             [g[1] for g in groups], [g[2] for g in groups], [g[3] for g in groups],
-            loss.detach(),
+            loss_value,
             etas=[g[0]["eta"] for g in groups],
             momenta=[g[0]["momentum"] for g in groups],
             weight_decays=[g[0]["weight_decay"] for g in groups],
@@ -169,10 +217,15 @@ def dfw(params: list[list[Tensor]], grads: list[list[Tensor]],
 
     Returns:
         ``gamma``, a 0-dim tensor on ``loss``'s device.
+
+    Raises:
+        ValueError: the loss is not finite or below 0, or a gradient is not finite, before
+            anything is changed (checked where the loss is on the CPU or ``host_gamma``).
     """
     step_impl = _multi_tensor_dfw if foreach else _single_tensor_dfw
     # phase 1: the two scalars of the line search, summed over groups and devices
     numerator = loss if loss.is_floating_point() else loss.to(torch.float32)
+    loss_f = numerator
     denominator: Tensor | None = None
     for g_params, g_grads, eta, wd in zip(params, grads, etas, weight_decays, strict=True):
         if not g_params:
@@ -187,9 +240,22 @@ def dfw(params: list[list[Tensor]], grads: list[list[Tensor]],
             numerator = numerator - w_dot_g * (eta * wd)
     assert denominator is not None  # the caller passes at least one non-empty group
     gamma = (numerator / (denominator + eps)).clamp_(0.0, 1.0)
+    on_cpu = gamma.device.type == "cpu"
     if host_gamma is None:
-        host_gamma = gamma.device.type == "cpu"
-    gamma_arg: Tensor | float = float(gamma) if host_gamma else gamma
+        host_gamma = on_cpu
+    gamma_arg: Tensor | float = gamma
+    if host_gamma or on_cpu:
+        # the loss and ||g||^2 read with gamma: free on the CPU; elsewhere one transfer, the
+        # synchronisation host_gamma=True makes anyway
+        if on_cpu:
+            ell, grad_sq_sum, gamma_value = float(loss_f), float(denominator), float(gamma)
+        else:
+            ell, grad_sq_sum, gamma_value = torch.stack(
+                [loss_f.reshape(()).to(gamma.dtype), denominator.to(gamma.dtype), gamma]
+            ).tolist()
+        _check_step_inputs(ell, grad_sq_sum, gamma_value, params, grads)
+        if host_gamma:
+            gamma_arg = gamma_value
     # phase 2: the update, per group
     for g_params, g_grads, g_bufs, eta, mu, wd in zip(params, grads, momentum_buffers, etas,
                                                       momenta, weight_decays, strict=True):
@@ -199,9 +265,51 @@ def dfw(params: list[list[Tensor]], grads: list[list[Tensor]],
     return gamma
 
 
+def _loss_tensor(loss: Any) -> Tensor:
+    """The closure's loss as a detached 0-dim tensor, or an error saying what DFW expects."""
+    if isinstance(loss, Tensor):
+        if loss.numel() != 1:
+            raise ValueError(f"DFW: the closure returned a loss of shape {tuple(loss.shape)}; "
+                             "DFW needs one number, the mini-batch mean loss (reduce it, "
+                             "e.g. loss.mean())")
+        return loss.detach().reshape(())
+    try:
+        return torch.as_tensor(float(loss))
+    except (TypeError, ValueError):
+        raise TypeError(f"DFW: the closure returned {type(loss).__name__} ({loss!r:.60}); "
+                        "DFW needs the loss it computed (a tensor or a number) to size the "
+                        "step") from None
+
+
+def _check_step_inputs(loss: float, grad_sq: float, gamma: float,
+                       params: list[list[Tensor]], grads: list[list[Tensor]]) -> None:
+    """Refuse a step the closed form has no answer for (before anything is changed)."""
+    if not math.isfinite(loss) or loss < -NEGATIVE_LOSS_TOLERANCE:
+        raise ValueError(f"DFW: the loss is {loss!r}; DFW's step size needs a finite loss "
+                         ">= 0 (0 at the best, e.g. a hinge loss). Nothing was changed")
+    if math.isfinite(grad_sq) and not math.isnan(gamma):
+        return
+    # rare: look for the culprit (a finite but huge gradient can overflow ||g||^2 alone)
+    for kind, tensors in (("gradient of parameter", grads), ("parameter", params)):
+        for k, group in enumerate(tensors):
+            for i, t in enumerate(group):
+                if not bool(torch.isfinite(t).all()):
+                    raise ValueError(f"DFW: the {kind} {i} of group {k} (counting those with "
+                                     f"a gradient; shape {tuple(t.shape)}) is not finite; "
+                                     "DFW needs finite parameters and gradients. Nothing "
+                                     "was changed")
+    if math.isnan(gamma):
+        raise ValueError(f"DFW: gamma is nan: ||g||^2 ({grad_sq!r}) or <w, g> overflows the "
+                         "parameters' dtype. Nothing was changed")
+
+
 def _group_products(params: list[Tensor], grads: list[Tensor], with_dot: bool,
                     foreach: bool) -> tuple[Tensor, Tensor | None]:
     """Return ``(sum ||g||^2, sum <w, g>)`` as 0-dim tensors (the dot only if asked)."""
+    if any(g.is_complex() for g in grads):
+        # C^n as R^2n: autograd's complex gradient is the real gradient (d/dx + i d/dy)
+        grads = [torch.view_as_real(g) if g.is_complex() else g for g in grads]
+        params = [torch.view_as_real(p) if p.is_complex() else p for p in params]
     device = grads[0].device
     same_device = all(g.device == device for g in grads)
     if foreach and same_device:
@@ -231,14 +339,24 @@ def _multi_tensor_dfw(params: list[Tensor], grads: list[Tensor],
         if momentum == 0.0:
             _foreach_scaled_add(d_params_t, direction, scale, -eta)
             continue
-        if any(b is None for b in d_bufs):
-            new_bufs = _foreach_scaled(direction, scale)
-            for i, b in zip(indices, new_bufs, strict=True):
-                bufs[i] = b
-        else:
-            new_bufs = d_bufs  # type: ignore[assignment]
+        new_bufs: list[Tensor] = d_bufs  # type: ignore[assignment]
+        fresh = [j for j, b in enumerate(d_bufs) if b is None]
+        if not fresh:
             torch._foreach_mul_(new_bufs, momentum)
             _foreach_scaled_add(new_bufs, direction, scale, 1.0)
+        else:
+            # z_0 = u_0 only for the parameters getting their first gradient: the others
+            # keep their momentum
+            new_bufs = list(new_bufs)
+            kept = [j for j, b in enumerate(d_bufs) if b is not None]
+            if kept:
+                old = [new_bufs[j] for j in kept]
+                torch._foreach_mul_(old, momentum)
+                _foreach_scaled_add(old, [direction[j] for j in kept], scale, 1.0)
+            created = _foreach_scaled([direction[j] for j in fresh], scale)
+            for j, b in zip(fresh, created, strict=True):
+                new_bufs[j] = b
+                bufs[indices[j]] = b
         # Nesterov: w <- w - eta (u + mu z_new)
         _foreach_scaled_add(d_params_t, direction, scale, -eta)
         torch._foreach_add_(d_params_t, new_bufs, alpha=-eta * momentum)
@@ -254,8 +372,11 @@ def _direction(params: list[Tensor], grads: list[Tensor], gamma: Tensor | float,
         if gamma == 0.0:
             # u = lambda w: w itself is the direction (each use reads it before it changes)
             return params, weight_decay
-        # one fused pass: g + (lambda / gamma) w, scaled by gamma when applied
-        return list(torch._foreach_add(grads, params, alpha=weight_decay / gamma)), gamma
+        # one fused pass, the smaller coefficient over the larger (<= 1: lambda / gamma
+        # alone overflows for a tiny gamma), scaled by the larger when applied
+        if gamma >= weight_decay:
+            return list(torch._foreach_add(grads, params, alpha=weight_decay / gamma)), gamma
+        return list(torch._foreach_add(params, grads, alpha=gamma / weight_decay)), weight_decay
     d_gamma = gamma.to(device=device, dtype=grads[0].dtype)
     update = list(torch._foreach_mul(grads, d_gamma))
     if weight_decay != 0.0:

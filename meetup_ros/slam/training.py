@@ -14,18 +14,21 @@ the Middlebury Motorcycle stereo pair, the TUM RGB-D pair, and the first
 
 Both losses are >= 0 with 0 as the ideal, as DFW's step-size rule assumes.
 
-``cfg.extra`` keys (``--set key=value``): ``data_root`` (default ../shared/data next to the
-repository), ``steps`` (steps per epoch), ``code_dim``, ``euroc_stride``; for the optimiser
-also ``unroll``, ``depth_weights`` (default models/depth_code.pt), ``mono_pairs`` (KITTI/TUM
-training pairs per sequence, from ``MONO_TRAIN_FROM``) and ``hidden`` (LSTM width; 32 gave
-the pyramid step the same iteration counts as 16 on pairs 0-3, stereo and the TUM training
-pairs, 2026-12-05, so capacity is not what holds its TUM tail).
+``cfg.extra`` keys (``--set key=value``; :class:`DepthTrainOptions` and
+:class:`StepTrainOptions` check them before any data is read): ``data_root`` (default
+../shared/data next to the repository), ``steps`` (steps per epoch), ``euroc_stride``; for the
+depth network ``code_dim``; for the optimiser ``unroll``, ``depth_weights`` (default
+models/depth_code.pt), ``mono_pairs`` (KITTI/TUM training pairs per sequence, from
+``MONO_TRAIN_FROM``), ``pyramid``, ``mono_share`` and ``hidden`` (LSTM width; 32 gave the
+pyramid step the same iteration counts as 16 on pairs 0-3, stereo and the TUM training pairs,
+2026-12-05, so capacity is not what holds its TUM tail).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,27 +39,100 @@ from meetup_ros import paths
 from meetup_ros.slam import SlamError
 from meetup_ros.slam import data as slam_data
 from meetup_ros.slam.depth_code import DepthCodeConfig, DepthCodeModel, DepthCodeNet
-from meetup_ros.training.config import TrainConfig
+from meetup_ros.training.config import TrainConfig, check_ranges, parse_options
 from meetup_ros.training.distributed import is_main_process
 
 logger = logging.getLogger(__name__)
 
-DEPTH_KEYS = {"data_root", "steps", "code_dim", "euroc_stride"}
-OPTIMIZER_KEYS = {"data_root", "steps", "unroll", "depth_weights", "euroc_stride", "mono_pairs",
-                  "hidden", "pyramid", "mono_share"}
 # Default step sizes per optimizer (fit's ``defaults``): DFW's maximal step eta, SGD's and
 # Adam's learning rates.
 DEPTH_LR = {"dfw": 0.05, "sgd": 0.02, "adam": 2e-3}
 OPTIMIZER_LR = {"dfw": 0.02, "sgd": 0.01, "adam": 3e-3}
 
 
-def _extra(cfg: TrainConfig, allowed: set[str]) -> dict[str, str]:
-    unknown = set(cfg.extra) - allowed
-    if unknown:
-        raise SlamError(
-            f"unknown --set keys {sorted(unknown)!r}; expected some of {sorted(allowed)}"
-        )
-    return dict(cfg.extra)
+@dataclass(frozen=True)
+class DepthTrainOptions:
+    """``train depth`` options from ``--set key=value`` (unknown keys are rejected)."""
+
+    data_root: str | None = None  # None: default_data_root()
+    steps: int = 20  # steps per epoch
+    code_dim: int = 32
+    euroc_stride: int = 3
+
+    @classmethod
+    def from_extra(cls, extra: dict[str, str]) -> DepthTrainOptions:
+        """The options, checked before any data is read (testers' ``steps=0`` failed after
+        10 s of data loading, ``code_dim=0`` inside torch, ``euroc_stride=0`` in range()).
+
+        Raises:
+            SlamError: naming the ``--set`` key, its value and the range expected.
+        """
+        options = parse_options(cls, extra, owner="depth", error=SlamError)
+        check_ranges(options, (
+            ("steps", options.steps >= 1, "an integer >= 1 (steps per epoch)"),
+            ("code_dim", options.code_dim >= 1, "an integer >= 1"),
+            ("euroc_stride", options.euroc_stride >= 1, "an integer >= 1"),
+        ), error=SlamError)
+        return options
+
+
+@dataclass(frozen=True)
+class StepTrainOptions:
+    """``train optimizer`` options from ``--set key=value`` (unknown keys are rejected)."""
+
+    data_root: str | None = None  # None: default_data_root(), if it exists
+    steps: int = 20  # steps per epoch
+    unroll: int = 20
+    depth_weights: str | None = None  # None: models/depth_code.pt
+    euroc_stride: int = 3
+    mono_pairs: int = 12  # KITTI/TUM training pairs per sequence
+    hidden: int = 16
+    pyramid: int = 0  # 1: the step reads the coarse level's GN step
+    mono_share: float | None = None  # None: every problem alike
+
+    @classmethod
+    def from_extra(cls, extra: dict[str, str]) -> StepTrainOptions:
+        """The options, checked before any data is read (a tester's ``euroc_stride=-1``
+        trained on no EuRoC pair at all and exited 0 with a NaN held-out figure).
+
+        Raises:
+            SlamError: naming the ``--set`` key, its value and the range expected.
+        """
+        options = parse_options(cls, extra, owner="optimizer", error=SlamError)
+        check_ranges(options, (
+            ("steps", options.steps >= 1, "an integer >= 1 (steps per epoch)"),
+            ("unroll", options.unroll >= 1, "an integer >= 1"),
+            ("euroc_stride", options.euroc_stride >= 1, "an integer >= 1"),
+            ("mono_pairs", options.mono_pairs >= 0, "an integer >= 0"),
+            ("hidden", options.hidden >= 1, "an integer >= 1"),
+            ("pyramid", options.pyramid in (0, 1), "0 or 1"),
+            ("mono_share", options.mono_share is None or 0.0 <= options.mono_share <= 1.0,
+             "a number in [0, 1]"),
+        ), error=SlamError)
+        return options
+
+
+def _data_root(given: str | None) -> Path:
+    """The shared data folder: ``--set data_root`` must name an existing folder (a typo was
+    found only after the bags were read, or, for the learned step, silently trained it on
+    EuRoC pairs alone); the default may be missing."""
+    if given is None:
+        return default_data_root()
+    root = Path(given)
+    if not root.is_dir():
+        raise SlamError(f"--set data_root={given!r}: expected an existing folder (the shared "
+                        "data sets, ../shared/data)")
+    return root
+
+
+def _warn_ignored_sizes(init: Path, extra: dict[str, str], given: dict[str, Any],
+                        used: dict[str, Any]) -> None:
+    """With --init the file's sizes win; a differing size given with --set is said."""
+    ignored = {k: v for k, v in given.items() if k in extra and v != used[k]}
+    if ignored:
+        logger.warning("--set %s ignored: the network's shape comes from --init %s (%s)",
+                       ", ".join(f"{k}={v}" for k, v in ignored.items()), init,
+                       ", ".join(f"{k}={used[k]}" for k in ignored))
 
 
 def default_data_root() -> Path:
@@ -146,15 +222,20 @@ def load_depth_data(cfg: TrainConfig, height: int, width: int, euroc_stride: int
     train = slam_data.euroc_depth_frames(list(cfg.bags), euroc_stride)
     pairs = slam_data.euroc_stereo_pairs(list(cfg.bags), height, width, 1)
     held_pairs = pairs[slam_data.EUROC_HELD_OUT_FROM::euroc_stride]
+    rgbd = _rgbd_folder(data_root)
+    train += slam_data.rgbd_samples(rgbd, slam_data.RGBD_TRAIN, None, None)
+    held = slam_data.rgbd_samples(rgbd, slam_data.RGBD_HELD_OUT, height, width)
+    held_pairs.append(slam_data.motorcycle_pair(height, width))
+    return train, held_pairs, held
+
+
+def _rgbd_folder(data_root: Path) -> Path:
     rgbd = data_root / "rgbd_depth_pairs"
     if not rgbd.is_dir():
         raise FileNotFoundError(
             f"depth training reads the real RGB-D pairs from {str(rgbd)!r}, which is not a "
             "folder: point --set data_root=DIR at the shared data sets (../shared/data)")
-    train += slam_data.rgbd_samples(rgbd, slam_data.RGBD_TRAIN, None, None)
-    held = slam_data.rgbd_samples(rgbd, slam_data.RGBD_HELD_OUT, height, width)
-    held_pairs.append(slam_data.motorcycle_pair(height, width))
-    return train, held_pairs, held
+    return rgbd
 
 
 class CropSampler:
@@ -197,14 +278,17 @@ def train_depth(cfg: TrainConfig) -> dict[str, float]:
     from meetup_ros.training.checkpoint import save_weights
     from meetup_ros.training.loop import fit
 
-    extra = _extra(cfg, DEPTH_KEYS)
+    options = DepthTrainOptions.from_extra(dict(cfg.extra))
+    data_root = _data_root(options.data_root)
+    _rgbd_folder(data_root)  # before the bags are read
     _seed(cfg.seed)
-    model_cfg = DepthCodeConfig(code_dim=int(extra.get("code_dim", 32)))
+    model_cfg = DepthCodeConfig(code_dim=options.code_dim)
     if cfg.init_weights is not None:  # fine-tuning: the shape comes from the file
         model_cfg = DepthCodeModel.from_weights(cfg.init_weights).net.cfg
-    data_root = Path(extra.get("data_root", default_data_root()))
+        _warn_ignored_sizes(cfg.init_weights, cfg.extra, {"code_dim": options.code_dim},
+                            {"code_dim": model_cfg.code_dim})
     train, held_pairs, held = load_depth_data(
-        cfg, model_cfg.height, model_cfg.width, int(extra.get("euroc_stride", 3)), data_root
+        cfg, model_cfg.height, model_cfg.width, options.euroc_stride, data_root
     )
     net = DepthCodeNet(model_cfg)
     if cfg.init_weights is not None:
@@ -221,7 +305,7 @@ def train_depth(cfg: TrainConfig) -> dict[str, float]:
 
     metrics = fit(cfg, net, sampler, None, loss_fn,
                   defaults={"lr": DEPTH_LR, "epochs": 60, "batch_size": 8},
-                  steps_per_epoch=int(extra.get("steps", 20)))
+                  steps_per_epoch=options.steps)
     model = DepthCodeModel(net.eval())
     metrics.update(evaluate_depth(model, held, held_pairs))
     if cfg.export and is_main_process():  # one rank writes the weights under torchrun
@@ -386,55 +470,41 @@ def train_optimizer(cfg: TrainConfig) -> dict[str, float]:
     from meetup_ros.training.checkpoint import save_weights
     from meetup_ros.training.loop import fit
 
-    extra = _extra(cfg, OPTIMIZER_KEYS)
-    for key, low in (("hidden", 1), ("unroll", 1), ("steps", 1), ("mono_pairs", 0)):
-        value = str(extra.get(key, low))
-        if not (value.isdigit() and int(value) >= low):
-            raise SlamError(f"--set {key}={value!r}: expected an integer >= {low}")
+    options = StepTrainOptions.from_extra(dict(cfg.extra))
+    data_root = _data_root(options.data_root)
     torch.set_num_threads(1)
     _seed(cfg.seed)
-    depth_path = (Path(extra["depth_weights"]) if "depth_weights" in extra
+    depth_path = (Path(options.depth_weights) if options.depth_weights is not None
                   else paths.model_path("depth_code.pt"))
     depth_model = DepthCodeModel.from_weights(depth_path)
     for p in depth_model.net.parameters():
         p.requires_grad_(False)
-    stride = int(extra.get("euroc_stride", 3))
+    stride = options.euroc_stride
     pairs = slam_data.euroc_stereo_pairs(list(cfg.bags), depth_model.cfg.height,
                                          depth_model.cfg.width, stride)
     cut = slam_data.EUROC_HELD_OUT_FROM
     train_pairs = [p for i, p in enumerate(pairs) if i * stride < cut]
     held_pairs = [p for i, p in enumerate(pairs) if i * stride >= cut]
-    data_root = Path(extra["data_root"]) if "data_root" in extra else default_data_root()
     mono_pairs: list = []
     if data_root.is_dir():
         mono_pairs = slam_data.mono_pose_pairs(
             data_root, depth_model.cfg.height, depth_model.cfg.width,
-            limit=int(extra.get("mono_pairs", 12)), first=slam_data.MONO_TRAIN_FROM)
+            limit=options.mono_pairs, first=slam_data.MONO_TRAIN_FROM)
     else:
         logger.warning("no %s: the learned step trains on EuRoC pairs only (the monocular "
                        "KITTI/TUM pairs, where it matters most, are missing)", data_root)
-    mono_share = None
-    if "mono_share" in extra:
-        try:
-            mono_share = float(extra["mono_share"])
-        except ValueError:
-            mono_share = -1.0
-        if not 0.0 <= mono_share <= 1.0:
-            raise SlamError(f"--set mono_share={extra['mono_share']!r}: expected a number "
-                            "in [0, 1]")
-    sampler = ProblemSampler(depth_model, train_pairs, cfg.seed, mono_pairs, mono_share)
+    sampler = ProblemSampler(depth_model, train_pairs, cfg.seed, mono_pairs, options.mono_share)
     held_problems = build_problems(depth_model, held_pairs, ProblemSampler.SETTINGS[0][0])
     logger.info("learned step: %d training problems (%d monocular pairs from %s), %d held out",
                 len(sampler.items), len(mono_pairs), data_root, len(held_problems))
-    pyramid = str(extra.get("pyramid", "0"))
-    if pyramid not in ("0", "1"):
-        raise SlamError(f"--set pyramid={pyramid!r}: expected 0 or 1")
-    step = LearnedStep(LearnedStepConfig(hidden=int(extra.get("hidden", 16)),
-                                         pyramid=pyramid == "1"))
+    step = LearnedStep(LearnedStepConfig(hidden=options.hidden, pyramid=options.pyramid == 1))
     if cfg.init_weights is not None:
         step = LearnedStep.from_weights(cfg.init_weights).train()
         logger.info("learned step starts from %s", cfg.init_weights)
-    unroll = int(extra.get("unroll", 20))
+        _warn_ignored_sizes(cfg.init_weights, cfg.extra,
+                            {"hidden": options.hidden, "pyramid": options.pyramid},
+                            {"hidden": step.cfg.hidden, "pyramid": int(step.cfg.pyramid)})
+    unroll = options.unroll
 
     def loss_fn(batch: tuple[Any, torch.Tensor]) -> torch.Tensor:
         problem, x0 = batch
@@ -456,7 +526,7 @@ def train_optimizer(cfg: TrainConfig) -> dict[str, float]:
 
     metrics = fit(cfg, step, sampler, None, loss_fn,
                   defaults={"lr": OPTIMIZER_LR, "epochs": 100, "batch_size": 1},
-                  steps_per_epoch=int(extra.get("steps", 20)), evaluate=evaluate)
+                  steps_per_epoch=options.steps, evaluate=evaluate)
     step.eval()
     if cfg.export and is_main_process():  # one rank writes the weights under torchrun
         save_weights(cfg.out_dir / "slam_optimizer.pt", step.state_dict(),

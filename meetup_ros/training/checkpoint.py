@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import os
+import re
 import tempfile
 import zipfile
 import zlib
@@ -39,7 +40,12 @@ class CheckpointError(Exception):
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` so that readers see the old file or the new, never half."""
+    """Write ``payload`` to ``path`` so that readers see the old file or the new, never half.
+
+    Once the new file is in place, temporary files of earlier writes of the same ``path``
+    (``.NAME.XXXXXXXX.tmp``, see :func:`stale_temp_files`) are removed: a process killed
+    while writing (SIGKILL, power loss) leaves its own behind, and nothing else would.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -54,6 +60,29 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    for stale in stale_temp_files(path):
+        try:
+            stale.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # the write itself succeeded: say so, do not fail it
+            logger.warning("could not remove %s, left by an interrupted write: %s", stale, exc)
+            continue
+        logger.info("removed %s, left by an interrupted write of %s", stale.name, path.name)
+
+
+def stale_temp_files(path: Path) -> list[Path]:
+    """Temporary files :func:`atomic_write_bytes` made for ``path`` and never renamed: in
+    ``path``'s folder, named ``.`` + ``path``'s name + ``.`` + mkstemp's 8 characters
+    (``[a-z0-9_]``) + ``.tmp``. Nothing else matches (other files' temporaries included)."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return []
+    return sorted(p for p in entries if pattern.fullmatch(p.name) and p.is_file()
+                  and not p.is_symlink())
 
 
 def save(path: Path, payload: Mapping[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -11,6 +12,7 @@ from typing import Any, Literal, TypeVar
 OptimizerName = Literal["dfw", "sgd", "adam"]
 OPTIMIZERS: tuple[str, ...] = ("dfw", "sgd", "adam")
 T = TypeVar("T")
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,13 @@ class TrainConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+        for name in ("lr", "momentum", "weight_decay"):
+            value = getattr(self, name)
+            if value is not None and value > FLOAT32_MAX:
+                # the weights are float32: torch's update raised "value cannot be converted
+                # to type float without overflow" (a traceback) at the first step
+                raise ValueError(f"{name} must be at most {FLOAT32_MAX:.7g} (the largest "
+                                 f"float32), got {value!r}")
 
 
 def parse_options(
@@ -70,7 +79,8 @@ def parse_options(
 ) -> T:
     """Build a trainer's options dataclass from ``--set key=value`` strings.
 
-    Each value is converted to its field's type (int, float, bool or str).
+    Each value is converted to its field's type (int, float, bool or str; ``X | None``
+    converts as ``X``, its default ``None`` meaning "not given").
 
     Raises:
         error: a key ``cls`` does not declare, or a value that does not convert; the
@@ -82,9 +92,7 @@ def parse_options(
         raise error(f"unknown {owner} option(s) {unknown!r}; known: {sorted(types)!r}")
     values: dict[str, Any] = {}
     for key, text in extra.items():
-        kind = {"int": int, "float": float, "bool": bool}.get(
-            getattr(types[key], "__name__", str(types[key])), str
-        )
+        kind = {"int": int, "float": float, "bool": bool}.get(_type_name(types[key]), str)
         try:
             if kind is bool:
                 if text.lower() not in ("true", "false", "1", "0"):
@@ -94,10 +102,34 @@ def parse_options(
                 values[key] = kind(text)
         except ValueError:
             raise error(
-                f"{owner} option {key}={text!r} is not of type {kind.__name__}"
+                f"{owner} option --set {key}={text!r} is not of type {kind.__name__}"
             ) from None
         if kind is float and not math.isfinite(values[key]):
             # "inf" and "nan" parse as floats, then fail far from the option (a timeout of
             # inf overflowed inside the verifier after the whole training run)
-            raise error(f"{owner} option {key}={text!r} is not a finite number")
+            raise error(f"{owner} option --set {key}={text!r} is not a finite number")
     return cls(**values)
+
+
+def _type_name(annotation: Any) -> str:
+    """``int`` for ``int``, ``"int"`` and ``"int | None"`` (modules with ``from __future__
+    import annotations`` give the field types as strings)."""
+    name = getattr(annotation, "__name__", None) or str(annotation)
+    return name.replace(" ", "").removesuffix("|None")
+
+
+def check_ranges(options: object, checks: Iterable[tuple[str, bool, str]], *,
+                 error: type[Exception] = ValueError) -> None:
+    """Refuse the first option outside its range, before any data is read.
+
+    ``checks`` holds ``(key, ok, expected)`` per option (``ok`` already evaluated on the
+    parsed value); the message is ``--set KEY=VALUE: expected EXPECTED``. Values caught only
+    where they are used failed deep inside numpy, torch or the data loading, some after
+    minutes, without naming the option.
+
+    Raises:
+        error: for the first check whose ``ok`` is false.
+    """
+    for key, ok, expected in checks:
+        if not ok:
+            raise error(f"--set {key}={getattr(options, key)!r}: expected {expected}")

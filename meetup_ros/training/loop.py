@@ -34,16 +34,20 @@ Signature (stable)::
 Each epoch: train (tqdm bar on rank 0), evaluate, append a row to ``out_dir/metrics.csv``
 and write ``out_dir/checkpoint.pt`` atomically (model, optimizer, scheduler, epoch, RNG
 states, metrics). ``cfg.resume`` continues from that checkpoint if it exists, so 2 epochs and
-then ``--resume`` to 4 equals 4 epochs straight. Launched by ``torchrun`` with several
-processes it trains data-parallel (gloo on CPU, nccl on CUDA): gradients and the loss value
-are averaged across ranks after each backward, so DFW's ``gamma`` and the weights are the same
-on every rank; only rank 0 writes files. Returns the last epoch's metrics (``epoch``,
-``train_loss``, ``eval_*``, ``lr``, ``gamma`` for DFW, ``time_s``).
+then ``--resume`` to 4 equals 4 epochs straight; the resumed run steps with its own ``lr``,
+``momentum`` and ``weight_decay`` (a value that differs from the checkpoint's is logged as a
+warning, old -> new), which its metrics.csv rows and checkpoint record. Launched by
+``torchrun`` with several processes it trains data-parallel (gloo on CPU, nccl on CUDA):
+gradients and the loss value are averaged across ranks after each backward, so DFW's ``gamma``
+and the weights are the same on every rank; only rank 0 writes files. Returns the last
+epoch's metrics (``epoch``, ``train_loss``, ``eval_*``, ``lr``, ``gamma`` for DFW,
+``time_s``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -65,6 +69,9 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"
 LossResult = Tensor | tuple[Tensor, Mapping[str, float]]
+# A DFW loss below 0 by more than rounding is refused (the trainers' losses are sums of
+# non-negative terms; rounding leaves them at worst a few ulps below 0)
+NEGATIVE_LOSS_TOLERANCE = 1e-6
 
 
 class TrainingError(RuntimeError):
@@ -122,22 +129,61 @@ def _restore(path: Path, state: Any, model: nn.Module, optimizer: torch.optim.Op
     if missing:
         raise TrainingError(f"checkpoint {str(path)!r} is not a training checkpoint (no "
                             f"{', '.join(missing)}); weights files cannot be resumed from")
+    config = state.get("config") or {}
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0]
+        # torch's message spans lines (its first says only "Error(s) in loading"): one line,
+        # cut, with the --set values the checkpoint was trained with where it recorded them
+        # (a changed size, e.g. --set hidden=32, is the usual cause)
+        detail = " ".join(str(exc).split())
+        detail = detail if len(detail) <= 400 else detail[:400] + " ..."
+        sizes = config.get("extra") if isinstance(config, Mapping) else None
+        trained = (f" (it was trained with --set "
+                   f"{' '.join(f'{k}={v}' for k, v in sorted(sizes.items()))})"
+                   if isinstance(sizes, Mapping) and sizes else "")
         raise TrainingError(f"checkpoint {str(path)!r} holds weights of another network than "
-                            f"{type(model).__name__}: {first}") from exc
-    saved = (state.get("config") or {}).get("optimizer")
+                            f"{type(model).__name__}, or of one with other sizes than this "
+                            f"run's{trained}: {detail}") from exc
+    saved = config.get("optimizer") if isinstance(config, Mapping) else None
     if saved is not None and saved != optimizer_name:
         raise TrainingError(f"checkpoint {str(path)!r} was trained with --optimizer {saved}, "
                             f"not {optimizer_name}: resume with the same optimizer")
+    requested = [{k: group[k] for k in _HYPER_PARAMETERS if k in group}
+                 for group in optimizer.param_groups]
     try:
         optimizer.load_state_dict(state["optimizer"])
     except (ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise TrainingError(f"checkpoint {str(path)!r}: its optimizer state does not fit "
                             f"--optimizer {optimizer_name} (resume with the optimizer it was "
                             f"trained with): {exc!r}") from exc
+    _apply_hyper_parameters(path, optimizer, requested)
+
+
+# The hyper-parameters a run's command line sets, by the option that sets them. On resume
+# the optimizer's saved state brought back the old ones: a changed --lr, --momentum or
+# --weight-decay was logged and written to the checkpoint's config while the old values ran.
+_HYPER_PARAMETERS = {"lr": "--lr", "initial_lr": "--lr", "eta": "--lr",
+                     "momentum": "--momentum", "weight_decay": "--weight-decay"}
+
+
+def _apply_hyper_parameters(path: Path, optimizer: torch.optim.Optimizer,
+                            requested: list[dict[str, Any]]) -> None:
+    """Put this run's hyper-parameters into the loaded param groups (the optimizer's state,
+    momentum buffers and Adam's moments, is kept), with a warning for each that changes."""
+    changes: dict[str, str] = {}
+    for group, wanted in zip(optimizer.param_groups, requested, strict=True):
+        for key, value in wanted.items():
+            if key == "lr" and "initial_lr" in wanted:
+                continue  # SGD: its schedule sets lr from initial_lr (_fast_forward)
+            old = group.get(key)
+            if old != value:
+                changes[_HYPER_PARAMETERS[key]] = f"{old!r} -> {value!r}"
+                group[key] = value
+    if changes:
+        logger.warning("resuming from %s with this run's %s (the checkpoint's values "
+                       "replaced; the optimizer's state is kept)", path,
+                       ", ".join(f"{name} {change}" for name, change in changes.items()))
 
 
 def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module,
@@ -186,9 +232,10 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
                                      shuffle=True, seed=cfg.seed, drop_last=False)
         loader = DataLoader(train_data, batch_size=batch_size, sampler=sampler)
     logger.info(
-        "training %s (%d parameters) with %s lr=%g for %d epochs, batch %d%s on %s",
-        type(model).__name__, sum(p.numel() for p in params), cfg.optimizer, lr, epochs,
-        batch_size, f" x {ctx.world_size} ranks" if ctx.enabled else "", device)
+        "training %s (%d parameters) with %s lr=%g%s weight_decay=%g for %d epochs, batch "
+        "%d%s on %s", type(model).__name__, sum(p.numel() for p in params), cfg.optimizer, lr,
+        "" if cfg.optimizer == "adam" else f" momentum={cfg.momentum:g}", cfg.weight_decay,
+        epochs, batch_size, f" x {ctx.world_size} ranks" if ctx.enabled else "", device)
 
     for epoch in range(start_epoch + 1, epochs + 1):
         t0 = time.perf_counter()
@@ -203,8 +250,9 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         gamma_sum = torch.zeros((), dtype=torch.float64, device=device)
         stats_sum: dict[str, float] = {}
-        # The first non-finite loss of the epoch (step, value), kept on the device: a check
-        # per step would wait for the device every step.
+        # The first non-finite loss of the epoch (step, value), or under DFW the first
+        # negative one (its step size assumes a loss >= 0; a negative loss stalls it), kept on
+        # the device: a check per step would wait for the device every step.
         bad_step = torch.zeros((), dtype=torch.int64, device=device)
         bad_loss = torch.zeros((), dtype=torch.float64, device=device)
         n_steps = 0
@@ -212,17 +260,33 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
             batch = _to_device(batch, device)
             step_stats: dict[str, float] = {}
 
-            def closure(batch: Any = batch, step_stats: dict[str, float] = step_stats) -> Tensor:
+            step_loss: list[Tensor] = []
+
+            def closure(batch: Any = batch, step_stats: dict[str, float] = step_stats,
+                        step_loss: list[Tensor] = step_loss) -> Tensor:
                 optimizer.zero_grad(set_to_none=True)
                 loss, stats = _compute_loss(model, loss_fn, batch, sampled)
                 loss.backward()
                 distributed.average_gradients(ctx, list(params))
                 step_stats.update(stats)
-                return distributed.average_scalar(ctx, loss.detach())
+                step_loss.append(distributed.average_scalar(ctx, loss.detach()))
+                return step_loss[-1]
 
-            loss = optimizer.step(closure)  # type: ignore[arg-type]
+            try:
+                loss = optimizer.step(closure)  # type: ignore[arg-type]
+            except ValueError as exc:
+                # DFW refuses a step it has no answer for (a non-finite or negative loss, a
+                # non-finite gradient) before changing anything: say where, and what is kept
+                if cfg.optimizer != "dfw" or not step_loss:
+                    raise
+                raise TrainingError(_refused_step_message(
+                    exc, float(step_loss[-1]), epoch, n_steps + 1, start_epoch,
+                    cfg.out_dir)) from exc
             loss64 = loss.detach().to(torch.float64)  # type: ignore[attr-defined]
-            first_bad = (bad_step == 0) & ~torch.isfinite(loss64)
+            unusable = ~torch.isfinite(loss64)
+            if cfg.optimizer == "dfw":
+                unusable |= loss64 < -NEGATIVE_LOSS_TOLERANCE
+            first_bad = (bad_step == 0) & unusable
             bad_step = torch.where(first_bad, n_steps + 1, bad_step)
             bad_loss = torch.where(first_bad, loss64, bad_loss)
             loss_sum += loss64
@@ -238,12 +302,8 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
             raise TrainingError(f"fit: epoch {epoch} had no batches (train_data of length "
                                 f"{_length(train_data)!r})")
         if int(bad_step):  # every rank sees the same averaged losses; nothing is saved
-            raise TrainingError(
-                f"fit: the training loss is {float(bad_loss)} at epoch {epoch}, step "
-                f"{int(bad_step)}; the weights are no longer usable (lower the learning "
-                f"rate?). The last good state is the checkpoint of epoch {epoch - 1} in "
-                f"{cfg.out_dir}"
-            )
+            raise TrainingError(_bad_loss_message(float(bad_loss), epoch, int(bad_step),
+                                                  start_epoch, cfg.out_dir))
         # ---- held-out evaluation ----
         metrics: dict[str, float] = {"train_loss": float(loss_sum) / n_steps, "lr": epoch_lr}
         metrics.update({f"train_{k}": v / n_steps for k, v in stats_sum.items()})
@@ -274,13 +334,48 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
                             and hasattr(train_data, "state_dict") else None),
                 "rng": _rng_state(),
                 "metrics": metrics,
-                "config": {"optimizer": cfg.optimizer, "lr": lr, "epochs": epochs,
+                # what ran (on resume, this run's values replace the checkpoint's)
+                "config": {"optimizer": cfg.optimizer, "lr": lr,
+                           "momentum": None if cfg.optimizer == "adam" else cfg.momentum,
+                           "weight_decay": cfg.weight_decay, "epochs": epochs,
                            "batch_size": batch_size, "seed": cfg.seed,
-                           "world_size": ctx.world_size},
+                           "world_size": ctx.world_size, "extra": dict(cfg.extra)},
             })
             logger.info("epoch %d/%d: %s", epoch, epochs,
                         ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     return last
+
+
+def _bad_loss_message(value: float, epoch: int, step: int, start_epoch: int,
+                      out_dir: Path) -> str:
+    """Why training stopped, and where its last good state is (if there is one)."""
+    if math.isfinite(value):
+        cause = ("DFW's step size assumes a loss >= 0 with 0 as the least (a negative loss "
+                 "term or weight?)")
+    elif step == 1 and epoch == start_epoch + 1:
+        cause = ("at the starting weights, before any step: the loss or its data, not the "
+                 "step size, is at fault")
+    else:
+        cause = "the weights are no longer usable (lower the learning rate?)"
+    return (f"fit: the training loss is {value} at epoch {epoch}, step {step}; {cause}. "
+            f"{_last_good_state(epoch, out_dir)}")
+
+
+def _refused_step_message(exc: ValueError, value: float, epoch: int, step: int,
+                          start_epoch: int, out_dir: Path) -> str:
+    if not math.isfinite(value) or value < -NEGATIVE_LOSS_TOLERANCE:
+        return _bad_loss_message(value, epoch, step, start_epoch, out_dir)
+    return (f"fit: the optimizer refused step {step} of epoch {epoch}: {exc}. "
+            f"{_last_good_state(epoch, out_dir)}")
+
+
+def _last_good_state(epoch: int, out_dir: Path) -> str:
+    # epoch 1 failing leaves no checkpoint of this run (an earlier run's may be there: it is
+    # not this run's last good state); from epoch 2, or resumed, epoch - 1's is on disk
+    if epoch > 1:
+        return (f"The last good state is the checkpoint of epoch {epoch - 1} in {out_dir} "
+                "(--resume continues from it)")
+    return "No checkpoint was written (it failed in the first epoch)"
 
 
 def _fast_forward(scheduler: Any, optimizer: torch.optim.Optimizer, epoch: int) -> None:
