@@ -333,6 +333,11 @@ def test_negative_odometry_variance_gives_unknown(harness: Harness, tmp_path: Pa
     harness.wait_for(lambda: len(_cmds(harness)) == 1, 10, "the pair answered")
     assert _statuses(harness)[-1] == "unknown" and _cmds(harness)[-1].twist.linear.z == 0.0
     assert "negative variances" in node.last.reason, node.last.reason
+    # said in the log too, not only counted and published (a tester found an unknown
+    # certificate under load nowhere in the node's log)
+    assert node.health.counters["certificates_unknown"] == 1
+    assert node.health.last_problem.startswith("certificate unknown (")
+    assert "fallback on /cmd" in node.health.last_problem
 
 
 def test_depth_region_allows_the_closing_speed_the_region_allows(harness: Harness,

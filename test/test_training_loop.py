@@ -262,6 +262,37 @@ def test_resume_runs_with_this_runs_lr_momentum_and_weight_decay(
     assert "checkpoint's values replaced" not in caplog.text
 
 
+@pytest.mark.parametrize("optimizer", ["dfw", "sgd", "adam"])
+def test_a_bare_resume_keeps_the_checkpoints_lr_momentum_and_weight_decay(
+    tmp_path: Path, optimizer: OptimizerName, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tester's `train vio --lr 0.0003`, then `--resume` with no --lr: the resumed run went
+    on at the trainer's default 0.001 (train loss 0.224 -> 0.421), because an option left out
+    counted as asking for its default. Only the options the command line sets replace the
+    checkpoint's (TrainConfig.given)."""
+    train, held_out = _data()
+    first = TrainConfig(bags=(Path("unused"),), out_dir=tmp_path, optimizer=optimizer,
+                        epochs=2, batch_size=32, seed=3, lr=0.05, momentum=0.5,
+                        weight_decay=1e-3, given=frozenset({"lr", "momentum", "weight_decay"}))
+    fit(first, _model(), train, held_out, MultiClassHingeLoss(), defaults={"lr": 0.2})
+    bare = TrainConfig(bags=(Path("unused"),), out_dir=tmp_path, optimizer=optimizer,
+                       epochs=3, batch_size=32, seed=3, resume=True, given=frozenset())
+    with caplog.at_level(logging.INFO, logger="meetup_ros.training.loop"):
+        fit(bare, _model(), train, held_out, MultiClassHingeLoss(), defaults={"lr": 0.2})
+    assert "checkpoint's values replaced" not in caplog.text
+    state = checkpoint.load(tmp_path / CHECKPOINT_NAME)
+    group = state["optimizer"]["param_groups"][0]
+    rate_key = {"dfw": "eta", "sgd": "initial_lr", "adam": "lr"}[optimizer]
+    assert group[rate_key] == 0.05 and group["weight_decay"] == 1e-3
+    assert state["config"]["lr"] == 0.05 and state["config"]["weight_decay"] == 1e-3
+    if optimizer != "adam":
+        assert group["momentum"] == 0.5 and state["config"]["momentum"] == 0.5
+    assert "lr=0.05" in caplog.text  # the start-up line says what runs
+    rows = read_metrics(tmp_path / "metrics.csv")
+    if optimizer != "sgd":  # (SGD's schedule divides its lr by 10 at epoch 2)
+        assert [r["lr"] for r in rows] == pytest.approx([0.05, 0.05, 0.05])
+
+
 def test_a_non_finite_loss_in_the_first_epoch_points_at_no_checkpoint(tmp_path: Path) -> None:
     """A NaN loss at the first step said "lower the learning rate?" and named "the
     checkpoint of epoch 0", which does not exist (a tester's negative loss weight)."""

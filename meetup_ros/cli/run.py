@@ -438,7 +438,7 @@ def run_demo(
         helper = Node("meetup_demo", context=context)
         replay = BagReplayNode(
             bag=[str(bag)], rate=rate, context=context, start_delay_s=0.0,
-            wait_for_subscribers=1, wait_timeout_s=REPLAY_WAIT_TIMEOUT_S,
+            wait_for_subscribers=1, wait_timeout_s=REPLAY_WAIT_TIMEOUT_S, wait_fail=True,
             wait_topics=[t for t in REPLAY_WAIT_TOPICS if t in bag_info([str(bag)])["topics"]],
         )
         executor.add_node(helper)

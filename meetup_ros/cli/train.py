@@ -42,8 +42,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="per process")
     p.add_argument("--lr", type=float, default=None,
                    help="DFW's maximal step eta, or SGD/Adam's learning rate")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    # None when not given: a --resume then keeps the checkpoint's value (see TrainConfig.given)
+    p.add_argument("--momentum", type=float, default=None, help="default 0.9 (not for Adam)")
+    p.add_argument("--weight-decay", type=float, default=None, help="default 0")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
     p.add_argument("--init", default=None, metavar="WEIGHTS",
@@ -138,8 +139,12 @@ def _train(args: argparse.Namespace) -> int:
         cfg = TrainConfig(
             bags=tuple(_resolve_bag(b) for b in args.bag), out_dir=Path(args.out),
             optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
-            batch_size=args.batch_size, momentum=args.momentum,
-            weight_decay=args.weight_decay, seed=args.seed, resume=args.resume,
+            batch_size=args.batch_size,
+            momentum=0.9 if args.momentum is None else args.momentum,
+            weight_decay=0.0 if args.weight_decay is None else args.weight_decay,
+            given=frozenset(name for name in ("lr", "momentum", "weight_decay")
+                            if getattr(args, name) is not None),
+            seed=args.seed, resume=args.resume,
             device=args.device, export=not args.no_export, extra=parse_set(args.set),
             init_weights=paths.model_path(args.init) if args.init else None,
         )

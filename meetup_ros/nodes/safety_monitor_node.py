@@ -488,6 +488,12 @@ class SafetyMonitorNode(Node):
                     result.elapsed_s, lower, upper, domains=result.domains,
                 )
         self.certificates[result.status] += 1
+        if result.status in ("unknown", "violated"):
+            # Counted and published on the status topic, and said in the log (throttled): an
+            # operator reading it learnt nothing of a tester's unknown certificate under load.
+            self.health.problem(f"certificates_{result.status}",
+                                f"certificate {result.status} ({result.reason}): fallback on "
+                                f"{p.cmd_topic}")
         self.last = result
         self.status_pub.publish(String(data=result.status))
         self._publish_certificate(result, state)

@@ -35,6 +35,10 @@ class TrainConfig:
             network's shape comes from the file. ``resume`` still wins when a checkpoint exists.
         extra: network-specific options from ``--set key=value``; each trainer rejects keys
             it does not know.
+        given: which of ``lr``, ``momentum``, ``weight_decay`` the command line set; on
+            ``resume`` only these replace the checkpoint's values (a bare ``--resume`` after
+            ``--lr 0.0003`` went on at the default 0.001). None: all of them, as a config
+            built in code asks for what it holds.
     """
 
     bags: tuple[Path, ...]
@@ -51,6 +55,7 @@ class TrainConfig:
     export: bool = True
     init_weights: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    given: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:

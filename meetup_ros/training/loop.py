@@ -116,7 +116,7 @@ def fit(cfg: TrainConfig, model: nn.Module, train_data: Dataset[Any] | Callable[
 
 
 def _restore(path: Path, state: Any, model: nn.Module, optimizer: torch.optim.Optimizer,
-             optimizer_name: str) -> None:
+             optimizer_name: str, given: frozenset[str] | None = None) -> None:
     """Load a resume checkpoint's model and optimizer state, or say what does not fit.
 
     A checkpoint of another network or of another optimizer is a valid file with the wrong
@@ -149,7 +149,9 @@ def _restore(path: Path, state: Any, model: nn.Module, optimizer: torch.optim.Op
     if saved is not None and saved != optimizer_name:
         raise TrainingError(f"checkpoint {str(path)!r} was trained with --optimizer {saved}, "
                             f"not {optimizer_name}: resume with the same optimizer")
-    requested = [{k: group[k] for k in _HYPER_PARAMETERS if k in group}
+    # what this run asked for: only the options it set (given), or all of them (None)
+    requested = [{k: group[k] for k, option in _HYPER_PARAMETERS.items()
+                  if k in group and (given is None or option in given)}
                  for group in optimizer.param_groups]
     try:
         optimizer.load_state_dict(state["optimizer"])
@@ -163,8 +165,9 @@ def _restore(path: Path, state: Any, model: nn.Module, optimizer: torch.optim.Op
 # The hyper-parameters a run's command line sets, by the option that sets them. On resume
 # the optimizer's saved state brought back the old ones: a changed --lr, --momentum or
 # --weight-decay was logged and written to the checkpoint's config while the old values ran.
-_HYPER_PARAMETERS = {"lr": "--lr", "initial_lr": "--lr", "eta": "--lr",
-                     "momentum": "--momentum", "weight_decay": "--weight-decay"}
+_HYPER_PARAMETERS = {"lr": "lr", "initial_lr": "lr", "eta": "lr",
+                     "momentum": "momentum", "weight_decay": "weight_decay"}
+_OPTIONS = {"lr": "--lr", "momentum": "--momentum", "weight_decay": "--weight-decay"}
 
 
 def _apply_hyper_parameters(path: Path, optimizer: torch.optim.Optimizer,
@@ -178,7 +181,7 @@ def _apply_hyper_parameters(path: Path, optimizer: torch.optim.Optimizer,
                 continue  # SGD: its schedule sets lr from initial_lr (_fast_forward)
             old = group.get(key)
             if old != value:
-                changes[_HYPER_PARAMETERS[key]] = f"{old!r} -> {value!r}"
+                changes[_OPTIONS[_HYPER_PARAMETERS[key]]] = f"{old!r} -> {value!r}"
                 group[key] = value
     if changes:
         logger.warning("resuming from %s with this run's %s (the checkpoint's values "
@@ -205,7 +208,7 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
     ckpt_path = out_dir / CHECKPOINT_NAME
     if cfg.resume and ckpt_path.is_file():
         state = checkpoint.load(ckpt_path, map_location=device)
-        _restore(ckpt_path, state, model, optimizer, cfg.optimizer)
+        _restore(ckpt_path, state, model, optimizer, cfg.optimizer, cfg.given)
         if scheduler is not None:
             _fast_forward(scheduler, optimizer, int(state["epoch"]))
         if sampled and state.get("sampler") is not None and hasattr(train_data,
@@ -221,6 +224,11 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
     else:
         # seeded per rank so that dropout or augmentations differ between ranks
         torch.manual_seed(cfg.seed + ctx.rank)
+    # What runs: this run's values, or after a resume the checkpoint's where it set none.
+    group0 = optimizer.param_groups[0]
+    lr = float(group0.get("initial_lr", group0.get("lr", group0.get("eta", lr))))
+    momentum = float(group0.get("momentum", cfg.momentum))
+    weight_decay = float(group0.get("weight_decay", cfg.weight_decay))
     writer = (MetricsWriter(out_dir / METRICS_NAME,
                             resume_epoch=start_epoch if cfg.resume else None)
               if ctx.is_main else None)
@@ -234,7 +242,7 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
     logger.info(
         "training %s (%d parameters) with %s lr=%g%s weight_decay=%g for %d epochs, batch "
         "%d%s on %s", type(model).__name__, sum(p.numel() for p in params), cfg.optimizer, lr,
-        "" if cfg.optimizer == "adam" else f" momentum={cfg.momentum:g}", cfg.weight_decay,
+        "" if cfg.optimizer == "adam" else f" momentum={momentum:g}", weight_decay,
         epochs, batch_size, f" x {ctx.world_size} ranks" if ctx.enabled else "", device)
 
     for epoch in range(start_epoch + 1, epochs + 1):
@@ -336,8 +344,8 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
                 "metrics": metrics,
                 # what ran (on resume, this run's values replace the checkpoint's)
                 "config": {"optimizer": cfg.optimizer, "lr": lr,
-                           "momentum": None if cfg.optimizer == "adam" else cfg.momentum,
-                           "weight_decay": cfg.weight_decay, "epochs": epochs,
+                           "momentum": None if cfg.optimizer == "adam" else momentum,
+                           "weight_decay": weight_decay, "epochs": epochs,
                            "batch_size": batch_size, "seed": cfg.seed,
                            "world_size": ctx.world_size, "extra": dict(cfg.extra)},
             })
