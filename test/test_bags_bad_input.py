@@ -311,6 +311,21 @@ def test_image_without_camera_info(tmp_path: Path) -> None:
         read_sequence(tmp_path / "bag", required=())
 
 
+def test_camera_info_with_a_k3_is_refused_not_truncated(euroc_dir: Path, tmp_path: Path) -> None:
+    """The reader keeps k1 k2 p1 p2; a non-zero k3 was dropped without a word."""
+    from meetup_ros.bags.importer import camera_info_msg
+
+    calib = load_euroc(euroc_dir).cam0.calib
+    info = camera_info_msg(1_000, calib)
+    info.d[4] = 0.05
+    image = image_msg(1_000, "cam0", np.zeros((calib.height, calib.width), np.uint8))
+    write_bag(tmp_path / "bag", [(topics.CAM0_INFO, "sensor_msgs/msg/CameraInfo", 1_000, info),
+                                 (topics.CAM0_IMAGE, "sensor_msgs/msg/Image", 1_000, image)])
+    with pytest.raises(BagError, match=r"has D = \[.*0\.05\], expected >= 4 plumb_bob "
+                                       r"coefficients, any after p2 zero"):
+        read_sequence(tmp_path / "bag", required=())
+
+
 @pytest.mark.parametrize("how", ["truncated", "colour"])
 def test_failed_import_leaves_nothing_behind(euroc_dir: Path, tmp_path: Path, how: str) -> None:
     """A bad PNG part-way left OUT_BAG holding a partial .mcap without metadata.yaml, and the

@@ -270,10 +270,11 @@ def _decode(reader: AnyReader, rawdata: bytes, msgtype: str, topic: str) -> Any:
 
 def _camera_info(msg: Any, T_body_cam: np.ndarray) -> CameraInfo:
     d = np.asarray(msg.d, dtype=np.float64)
-    if d.size < 4:
+    if d.size < 4 or np.any(d[4:] != 0.0):
+        # k1 k2 p1 p2 are kept: a k3 (or more) would be dropped without a word
         raise BagError(
             f"camera_info of {msg.header.frame_id!r} has D = {d.tolist()!r}, "
-            "expected >= 4 plumb_bob coefficients"
+            "expected >= 4 plumb_bob coefficients, any after p2 zero"
         )
     return CameraInfo(
         frame_id=msg.header.frame_id,

@@ -135,16 +135,15 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CommandError(f"--device {args.device!r} asked for, but CUDA is not available")
+    # only what the command line sets: TrainConfig's defaults for the rest, and on --resume
+    # the checkpoint's
+    given = {name: getattr(args, name) for name in ("lr", "momentum", "weight_decay")
+             if getattr(args, name) is not None}
     try:
         cfg = TrainConfig(
             bags=tuple(_resolve_bag(b) for b in args.bag), out_dir=Path(args.out),
-            optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
-            batch_size=args.batch_size,
-            momentum=0.9 if args.momentum is None else args.momentum,
-            weight_decay=0.0 if args.weight_decay is None else args.weight_decay,
-            given=frozenset(name for name in ("lr", "momentum", "weight_decay")
-                            if getattr(args, name) is not None),
-            seed=args.seed, resume=args.resume,
+            optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size,
+            **given, given=frozenset(given), seed=args.seed, resume=args.resume,
             device=args.device, export=not args.no_export, extra=parse_set(args.set),
             init_weights=paths.model_path(args.init) if args.init else None,
         )
@@ -177,14 +176,12 @@ def _train(args: argparse.Namespace) -> int:
     # fails, so that no script (make retrain) takes it for a deployable one.
     unproven = sorted(k.removesuffix("_proven") for k, v in metrics.items()
                       if k.endswith("_proven") and v != 1.0)
-    if metrics.get("verify_skipped") == 1.0:
-        logger.error("train %s: the proof of the exported network was skipped (--set "
-                     "verify_timeout_s=0): it is NOT proven safe; do not deploy it",
-                     args.network)
-        return 1
     if unproven:
+        skipped = (" (the proof of the exported network was skipped: --set verify_timeout_s=0)"
+                   if metrics.get("verify_skipped") == 1.0 else "")
         logger.error("train %s: the exported network is NOT proven safe on %s (1 = proven, "
-                     "0 = counterexample, -1 = undecided: %s); do not deploy it", args.network,
-                     unproven, {k: metrics[f"{k}_proven"] for k in unproven})
+                     "0 = counterexample, -1 = undecided: %s)%s; do not deploy it",
+                     args.network, unproven, {k: metrics[f"{k}_proven"] for k in unproven},
+                     skipped)
         return 1
     return 0

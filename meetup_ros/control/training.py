@@ -38,7 +38,7 @@ from meetup_ros.control.state import (
     build_state,
     nearest_depth_m,
 )
-from meetup_ros.training.config import TrainConfig, check_ranges, parse_options
+from meetup_ros.training.config import TrainConfig, parse_options
 
 logger = logging.getLogger(__name__)
 
@@ -78,20 +78,21 @@ class ControllerOptions:
         Raises:
             ControlError: naming the ``--set`` key, its value and the range expected.
         """
-        options = parse_options(cls, extra, owner="controller", error=ControlError)
-        checks = (
-            ("synthetic_samples", options.synthetic_samples >= 1, "an integer >= 1"),
-            ("holdout_fraction", 0.0 < options.holdout_fraction < 1.0, "a fraction in (0, 1)"),
-            ("hidden", options.hidden >= 1, "an integer >= 1 (units per hidden layer)"),
-            ("depth_pairs", options.depth_pairs >= 1, "an integer >= 1 (stereo pairs)"),
+        return parse_options(cls, extra, owner="controller", error=ControlError)
+
+    def ranges(self) -> tuple[tuple[str, bool, str], ...]:
+        """``(key, in range, expected)`` per option, checked by ``parse_options``."""
+        return (
+            ("synthetic_samples", self.synthetic_samples >= 1, "an integer >= 1"),
+            ("holdout_fraction", 0.0 < self.holdout_fraction < 1.0, "a fraction in (0, 1)"),
+            ("hidden", self.hidden >= 1, "an integer >= 1 (units per hidden layer)"),
+            ("depth_pairs", self.depth_pairs >= 1, "an integer >= 1 (stereo pairs)"),
             # the sampling period, int(1e9 / rate) ns, must be >= 1 ns and fit in int64
-            ("real_rate_hz", 1e-9 <= options.real_rate_hz <= 1e9, "a rate in [1e-9, 1e9] Hz"),
-            ("hinge_smoothing", options.hinge_smoothing >= 0.0, "a value >= 0 (0 = plain hinge)"),
-            ("verify_timeout_s", options.verify_timeout_s >= 0.0,
+            ("real_rate_hz", 1e-9 <= self.real_rate_hz <= 1e9, "a rate in [1e-9, 1e9] Hz"),
+            ("hinge_smoothing", self.hinge_smoothing >= 0.0, "a value >= 0 (0 = plain hinge)"),
+            ("verify_timeout_s", self.verify_timeout_s >= 0.0,
              "seconds >= 0 (0 skips the proof: the network is then not proven, exit 1)"),
         )
-        check_ranges(options, checks, error=ControlError)
-        return options
 
 
 # ---- states -----------------------------------------------------------------------------------

@@ -247,17 +247,8 @@ class SlamNode(Node):
         # The first accepted camera_info is kept for good: a bad one is refused here, and the
         # node waits for a good one.
         try:
-            if len(msg.d) < 4:
-                raise SlamError(f"D {list(msg.d)!r}: expected 4 or more (plumb_bob)")
-            # The rectification models k1 k2 p1 p2 only: another model, or a k3 it would
-            # drop, would undistort every pixel wrongly without a word.
-            if msg.distortion_model not in ("plumb_bob", ""):
-                raise SlamError(f"distortion_model {msg.distortion_model!r}: expected "
-                                "plumb_bob (k1 k2 p1 p2)")
-            if any(float(v) != 0.0 for v in msg.d[4:]):
-                raise SlamError(f"D {list(msg.d)!r}: expected k3 and beyond 0 (this node "
-                                "models k1 k2 p1 p2)")
-            check_intrinsics(msg.k, msg.d, int(msg.width), int(msg.height))
+            check_intrinsics(msg.k, msg.d, int(msg.width), int(msg.height),
+                             msg.distortion_model)
         except SlamError as exc:
             self.health.problem(
                 "bad_camera_info",

@@ -37,7 +37,11 @@ from scipy.spatial.transform import Rotation
 from meetup_ros.odometry.dataset import Intervals, build_intervals, frame_stamps, select
 from meetup_ros.odometry.model import MODEL_NAME, VioNet, VioNetConfig
 from meetup_ros.odometry.windowing import NS_PER_S, OdometryError
-from meetup_ros.training.config import TrainConfig, check_ranges, parse_options
+from meetup_ros.training.config import (
+    TrainConfig,
+    parse_options,
+    warn_ignored_sizes,
+)
 from meetup_ros.training.distributed import is_main_process
 
 logger = logging.getLogger(__name__)
@@ -75,23 +79,25 @@ class VioTrainOptions:
         Raises:
             OdometryError: naming the ``--set`` key, its value and the range expected.
         """
-        options = parse_options(cls, extra, owner="vio", error=OdometryError)
-        check_ranges(options, (
-            ("chunk", options.chunk >= 1, "an integer >= 1 (intervals per sequence)"),
-            ("heldout_s", options.heldout_s >= 0.0, "seconds >= 0"),
-            ("val_s", options.val_s >= 0.0, "seconds >= 0"),
-            ("rest_fraction", 0.0 <= options.rest_fraction <= 1.0, "a fraction in [0, 1]"),
-            ("attitude_noise_deg", options.attitude_noise_deg >= 0.0, "degrees >= 0"),
-            ("steps_per_epoch", options.steps_per_epoch >= 1, "an integer >= 1"),
+        return parse_options(cls, extra, owner="vio", error=OdometryError)
+
+    def ranges(self) -> tuple[tuple[str, bool, str], ...]:
+        """``(key, in range, expected)`` per option, checked by ``parse_options``."""
+        return (
+            ("chunk", self.chunk >= 1, "an integer >= 1 (intervals per sequence)"),
+            ("heldout_s", self.heldout_s >= 0.0, "seconds >= 0"),
+            ("val_s", self.val_s >= 0.0, "seconds >= 0"),
+            ("rest_fraction", 0.0 <= self.rest_fraction <= 1.0, "a fraction in [0, 1]"),
+            ("attitude_noise_deg", self.attitude_noise_deg >= 0.0, "degrees >= 0"),
+            ("steps_per_epoch", self.steps_per_epoch >= 1, "an integer >= 1"),
             # the weights are normalised by their batch mean: a batch of image intervals
             # only, at weight 0, divides by 0; a negative one made the loss negative or NaN
-            ("image_weight", options.image_weight > 0.0, "a loss weight > 0"),
-            ("image_dropout", 0.0 <= options.image_dropout <= 1.0, "a fraction in [0, 1]"),
-            ("imu_hidden", options.imu_hidden >= 1, "an integer >= 1"),
-            ("core_hidden", options.core_hidden >= 1, "an integer >= 1"),
-            ("image_channels", options.image_channels >= 1, "an integer >= 1"),
-        ), error=OdometryError)
-        return options
+            ("image_weight", self.image_weight > 0.0, "a loss weight > 0"),
+            ("image_dropout", 0.0 <= self.image_dropout <= 1.0, "a fraction in [0, 1]"),
+            ("imu_hidden", self.imu_hidden >= 1, "an integer >= 1"),
+            ("core_hidden", self.core_hidden >= 1, "an integer >= 1"),
+            ("image_channels", self.image_channels >= 1, "an integer >= 1"),
+        )
 
 
 @dataclass
@@ -264,13 +270,9 @@ def train_vio(cfg: TrainConfig) -> dict[str, float]:
         model = VioEstimator.from_weights(cfg.init_weights).model.train()
         config = model.config
         logger.info("VIO starts from %s", cfg.init_weights)
-        # the file's shape wins; a size given with --set that differs is said, not ignored
-        ignored = {key: getattr(options, key) for key in ARCHITECTURE_KEYS
-                   if key in cfg.extra and getattr(options, key) != getattr(config, key)}
-        if ignored:
-            logger.warning("--set %s ignored: the network's shape comes from --init %s (%s)",
-                           ", ".join(f"{k}={v}" for k, v in ignored.items()), cfg.init_weights,
-                           ", ".join(f"{k}={getattr(config, k)}" for k in ignored))
+        warn_ignored_sizes(cfg.init_weights, cfg.extra,
+                           {k: getattr(options, k) for k in ARCHITECTURE_KEYS},
+                           {k: getattr(config, k) for k in ARCHITECTURE_KEYS})
     else:
         config = VioNetConfig(imu_hidden=options.imu_hidden, core_hidden=options.core_hidden,
                               image_channels=options.image_channels)

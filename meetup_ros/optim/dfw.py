@@ -339,22 +339,18 @@ def _multi_tensor_dfw(params: list[Tensor], grads: list[Tensor],
         if momentum == 0.0:
             _foreach_scaled_add(d_params_t, direction, scale, -eta)
             continue
-        new_bufs: list[Tensor] = d_bufs  # type: ignore[assignment]
+        # z <- mu z + u where there is a buffer; z_0 = u_0 for a parameter's first gradient
+        # (the others keep their momentum)
+        new_bufs: list[Tensor] = list(d_bufs)  # type: ignore[arg-type]
+        kept = [j for j, b in enumerate(d_bufs) if b is not None]
         fresh = [j for j, b in enumerate(d_bufs) if b is None]
-        if not fresh:
-            torch._foreach_mul_(new_bufs, momentum)
-            _foreach_scaled_add(new_bufs, direction, scale, 1.0)
-        else:
-            # z_0 = u_0 only for the parameters getting their first gradient: the others
-            # keep their momentum
-            new_bufs = list(new_bufs)
-            kept = [j for j, b in enumerate(d_bufs) if b is not None]
-            if kept:
-                old = [new_bufs[j] for j in kept]
-                torch._foreach_mul_(old, momentum)
-                _foreach_scaled_add(old, [direction[j] for j in kept], scale, 1.0)
-            created = _foreach_scaled([direction[j] for j in fresh], scale)
-            for j, b in zip(fresh, created, strict=True):
+        if kept:
+            old = [new_bufs[j] for j in kept]
+            torch._foreach_mul_(old, momentum)
+            _foreach_scaled_add(old, [direction[j] for j in kept], scale, 1.0)
+        if fresh:
+            for j, b in zip(fresh, _foreach_scaled([direction[j] for j in fresh], scale),
+                            strict=True):
                 new_bufs[j] = b
                 bufs[indices[j]] = b
         # Nesterov: w <- w - eta (u + mu z_new)

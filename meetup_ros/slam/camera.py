@@ -18,17 +18,27 @@ from meetup_ros.slam import SlamError
 _K_NAMES = (" (fx)", " (skew)", " (cx)", "", " (fy)", " (cy)", "", "", "")
 
 
-def check_intrinsics(K: Any, dist: Any, width: int, height: int) -> None:
+def check_intrinsics(K: Any, dist: Any, width: int, height: int,
+                     distortion_model: str = "plumb_bob") -> None:
     """Refuse intrinsics that no pinhole camera of this size has, naming the bad entry.
 
     A NaN cx passed a check of fx and fy alone, and every depth image then had no valid pixel.
-    The principal point must lie in the image (a calibrated camera's is near its centre).
+    The principal point must lie in the image (a calibrated camera's is near its centre). The
+    camera models radtan k1 k2 p1 p2 only (:class:`PinholeCamera`): another model, or a k3 it
+    would drop, would undistort every pixel wrongly without a word.
 
     Raises:
         SlamError: a non-positive size; K not 9 finite values of the form
             [[fx, skew, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0 and (cx, cy) in the
-            image; a non-finite distortion coefficient.
+            image; a model other than plumb_bob (or unset); fewer than 4 coefficients, a
+            non-finite one, or a non-zero one after p2.
     """
+    if distortion_model not in ("plumb_bob", ""):
+        raise SlamError(f"distortion_model {distortion_model!r}: expected plumb_bob "
+                        "(k1 k2 p1 p2)")
+    d = np.asarray(dist, dtype=np.float64).reshape(-1).tolist()
+    if len(d) < 4:
+        raise SlamError(f"D {d!r}: expected 4 or more (plumb_bob)")
     if width <= 0 or height <= 0:
         raise SlamError(f"image size {(width, height)!r}: expected a positive width and height")
     k = np.asarray(K, dtype=np.float64).reshape(-1).tolist()
@@ -48,9 +58,11 @@ def check_intrinsics(K: Any, dist: Any, width: int, height: int) -> None:
                 f"K[{i}] ({name}) {k[i]!r}: expected a principal point in the {width} x "
                 f"{height} image (0 to {size} px)"
             )
-    for i, value in enumerate(np.asarray(dist, dtype=np.float64).reshape(-1).tolist()):
+    for i, value in enumerate(d):
         if not np.isfinite(value):
             raise SlamError(f"D[{i}] {value!r}: expected finite distortion coefficients")
+    if any(value != 0.0 for value in d[4:]):
+        raise SlamError(f"D {d!r}: expected k3 and beyond 0 (k1 k2 p1 p2 are modelled)")
 
 
 @dataclass(frozen=True)
@@ -76,11 +88,12 @@ class PinholeCamera:
             K = np.asarray(info.K, dtype=np.float64).reshape(3, 3)
             dist = np.asarray(getattr(info, "dist", np.zeros(4)), dtype=np.float64).ravel()
             width, height = int(info.width), int(info.height)
+            model = str(getattr(info, "distortion_model", "plumb_bob"))
         except (AttributeError, ValueError, TypeError) as exc:
             raise SlamError(
                 f"camera {info!r} lacks K (3x3), dist, width, height: {exc}"
             ) from exc
-        check_intrinsics(K, dist, width, height)
+        check_intrinsics(K, dist, width, height, model)
         dist4 = np.zeros(4)
         dist4[: min(4, dist.size)] = dist[:4]
         return cls(K=K, dist=dist4, width=width, height=height)

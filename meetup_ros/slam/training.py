@@ -39,7 +39,11 @@ from meetup_ros import paths
 from meetup_ros.slam import SlamError
 from meetup_ros.slam import data as slam_data
 from meetup_ros.slam.depth_code import DepthCodeConfig, DepthCodeModel, DepthCodeNet
-from meetup_ros.training.config import TrainConfig, check_ranges, parse_options
+from meetup_ros.training.config import (
+    TrainConfig,
+    parse_options,
+    warn_ignored_sizes,
+)
 from meetup_ros.training.distributed import is_main_process
 
 logger = logging.getLogger(__name__)
@@ -67,13 +71,15 @@ class DepthTrainOptions:
         Raises:
             SlamError: naming the ``--set`` key, its value and the range expected.
         """
-        options = parse_options(cls, extra, owner="depth", error=SlamError)
-        check_ranges(options, (
-            ("steps", options.steps >= 1, "an integer >= 1 (steps per epoch)"),
-            ("code_dim", options.code_dim >= 1, "an integer >= 1"),
-            ("euroc_stride", options.euroc_stride >= 1, "an integer >= 1"),
-        ), error=SlamError)
-        return options
+        return parse_options(cls, extra, owner="depth", error=SlamError)
+
+    def ranges(self) -> tuple[tuple[str, bool, str], ...]:
+        """``(key, in range, expected)`` per option, checked by ``parse_options``."""
+        return (
+            ("steps", self.steps >= 1, "an integer >= 1 (steps per epoch)"),
+            ("code_dim", self.code_dim >= 1, "an integer >= 1"),
+            ("euroc_stride", self.euroc_stride >= 1, "an integer >= 1"),
+        )
 
 
 @dataclass(frozen=True)
@@ -98,18 +104,20 @@ class StepTrainOptions:
         Raises:
             SlamError: naming the ``--set`` key, its value and the range expected.
         """
-        options = parse_options(cls, extra, owner="optimizer", error=SlamError)
-        check_ranges(options, (
-            ("steps", options.steps >= 1, "an integer >= 1 (steps per epoch)"),
-            ("unroll", options.unroll >= 1, "an integer >= 1"),
-            ("euroc_stride", options.euroc_stride >= 1, "an integer >= 1"),
-            ("mono_pairs", options.mono_pairs >= 0, "an integer >= 0"),
-            ("hidden", options.hidden >= 1, "an integer >= 1"),
-            ("pyramid", options.pyramid in (0, 1), "0 or 1"),
-            ("mono_share", options.mono_share is None or 0.0 <= options.mono_share <= 1.0,
+        return parse_options(cls, extra, owner="optimizer", error=SlamError)
+
+    def ranges(self) -> tuple[tuple[str, bool, str], ...]:
+        """``(key, in range, expected)`` per option, checked by ``parse_options``."""
+        return (
+            ("steps", self.steps >= 1, "an integer >= 1 (steps per epoch)"),
+            ("unroll", self.unroll >= 1, "an integer >= 1"),
+            ("euroc_stride", self.euroc_stride >= 1, "an integer >= 1"),
+            ("mono_pairs", self.mono_pairs >= 0, "an integer >= 0"),
+            ("hidden", self.hidden >= 1, "an integer >= 1"),
+            ("pyramid", self.pyramid in (0, 1), "0 or 1"),
+            ("mono_share", self.mono_share is None or 0.0 <= self.mono_share <= 1.0,
              "a number in [0, 1]"),
-        ), error=SlamError)
-        return options
+        )
 
 
 def _data_root(given: str | None) -> Path:
@@ -123,16 +131,6 @@ def _data_root(given: str | None) -> Path:
         raise SlamError(f"--set data_root={given!r}: expected an existing folder (the shared "
                         "data sets, ../shared/data)")
     return root
-
-
-def _warn_ignored_sizes(init: Path, extra: dict[str, str], given: dict[str, Any],
-                        used: dict[str, Any]) -> None:
-    """With --init the file's sizes win; a differing size given with --set is said."""
-    ignored = {k: v for k, v in given.items() if k in extra and v != used[k]}
-    if ignored:
-        logger.warning("--set %s ignored: the network's shape comes from --init %s (%s)",
-                       ", ".join(f"{k}={v}" for k, v in ignored.items()), init,
-                       ", ".join(f"{k}={used[k]}" for k in ignored))
 
 
 def default_data_root() -> Path:
@@ -285,7 +283,7 @@ def train_depth(cfg: TrainConfig) -> dict[str, float]:
     model_cfg = DepthCodeConfig(code_dim=options.code_dim)
     if cfg.init_weights is not None:  # fine-tuning: the shape comes from the file
         model_cfg = DepthCodeModel.from_weights(cfg.init_weights).net.cfg
-        _warn_ignored_sizes(cfg.init_weights, cfg.extra, {"code_dim": options.code_dim},
+        warn_ignored_sizes(cfg.init_weights, cfg.extra, {"code_dim": options.code_dim},
                             {"code_dim": model_cfg.code_dim})
     train, held_pairs, held = load_depth_data(
         cfg, model_cfg.height, model_cfg.width, options.euroc_stride, data_root
@@ -501,7 +499,7 @@ def train_optimizer(cfg: TrainConfig) -> dict[str, float]:
     if cfg.init_weights is not None:
         step = LearnedStep.from_weights(cfg.init_weights).train()
         logger.info("learned step starts from %s", cfg.init_weights)
-        _warn_ignored_sizes(cfg.init_weights, cfg.extra,
+        warn_ignored_sizes(cfg.init_weights, cfg.extra,
                             {"hidden": options.hidden, "pyramid": options.pyramid},
                             {"hidden": step.cfg.hidden, "pyramid": int(step.cfg.pyramid)})
     unroll = options.unroll

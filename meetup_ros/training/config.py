@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ OptimizerName = Literal["dfw", "sgd", "adam"]
 OPTIMIZERS: tuple[str, ...] = ("dfw", "sgd", "adam")
 T = TypeVar("T")
 FLOAT32_MAX = 3.4028234663852886e38
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,11 +88,14 @@ def parse_options(
     """Build a trainer's options dataclass from ``--set key=value`` strings.
 
     Each value is converted to its field's type (int, float, bool or str; ``X | None``
-    converts as ``X``, its default ``None`` meaning "not given").
+    converts as ``X``, its default ``None`` meaning "not given"). Where ``cls`` has a
+    ``ranges()`` method (``(key, in range, expected)`` per option), the values are checked
+    against it (:func:`check_ranges`), defaults included, before any data is read.
 
     Raises:
-        error: a key ``cls`` does not declare, or a value that does not convert; the
-            message names ``owner`` (e.g. ``controller``), the key and the value.
+        error: a key ``cls`` does not declare, a value that does not convert or one out of
+            its range; the message names ``owner`` (e.g. ``controller``), the key and the
+            value.
     """
     types = {f.name: f.type for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(extra) - set(types))
@@ -113,7 +119,11 @@ def parse_options(
             # "inf" and "nan" parse as floats, then fail far from the option (a timeout of
             # inf overflowed inside the verifier after the whole training run)
             raise error(f"{owner} option --set {key}={text!r} is not a finite number")
-    return cls(**values)
+    options = cls(**values)
+    ranges = getattr(options, "ranges", None)
+    if ranges is not None:
+        check_ranges(options, ranges(), error=error)
+    return options
 
 
 def _type_name(annotation: Any) -> str:
@@ -138,3 +148,14 @@ def check_ranges(options: object, checks: Iterable[tuple[str, bool, str]], *,
     for key, ok, expected in checks:
         if not ok:
             raise error(f"--set {key}={getattr(options, key)!r}: expected {expected}")
+
+
+def warn_ignored_sizes(init: Path, extra: dict[str, str], asked: dict[str, Any],
+                       used: dict[str, Any]) -> None:
+    """With ``--init`` the weights file's sizes win: a size given with ``--set`` that differs
+    (``asked`` vs the file's ``used``) is said in a warning, not ignored silently."""
+    ignored = {k: v for k, v in asked.items() if k in extra and v != used[k]}
+    if ignored:
+        logger.warning("--set %s ignored: the network's shape comes from --init %s (%s)",
+                       ", ".join(f"{k}={v}" for k, v in ignored.items()), init,
+                       ", ".join(f"{k}={used[k]}" for k in ignored))
