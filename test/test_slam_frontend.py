@@ -99,3 +99,31 @@ def test_bad_input_is_named(repo_root: Path, seq, tmp_path: Path) -> None:
         _frontend(repo_root, seq, solver="adam")
     with pytest.raises(SlamError, match="does not exist"):
         SlamFrontend.from_weights(tmp_path / "missing.pt", None, seq.cam0.info)
+
+
+@pytest.mark.parametrize("solver", ["learned", "gauss_newton"])
+def test_warm_up_at_start_gives_the_same_keyframes(repo_root: Path, seq, solver: str) -> None:
+    """slam_node warms the solver at start-up and builds its frontend without a warm-up when
+    camera_info arrives: the keyframes must be those of a frontend that warmed itself."""
+    from meetup_ros.slam.depth_code import DepthCodeModel
+    from meetup_ros.slam.frontend import FrontendConfig, warm_up_solver
+    from meetup_ros.slam.learned import LearnedStep
+
+    models = repo_root / "models"
+    model = DepthCodeModel.from_weights(models / "depth_code.pt")
+    step = LearnedStep.from_weights(models / "slam_optimizer.pt") if solver == "learned" else None
+    cfg = FrontendConfig(solver=solver, keyframe_every_n=4)
+    warm_up_solver(model, step, cfg)  # no camera needed
+    results = []
+    for warm_up in (False, True):
+        fe = SlamFrontend(model, step, seq.cam0.info, seq.cam1.info, seq.T_cam0_cam1, cfg,
+                          warm_up=warm_up)
+        kfs = [fe.process(int(seq.cam0.stamps_ns[i]), seq.cam0.images[i], seq.cam1.images[i])
+               for i in range(4)]
+        results.append([kf for kf in kfs if kf is not None])
+    cold, warm = results
+    assert len(cold) == len(warm) == 1
+    np.testing.assert_array_equal(cold[0].depth_m, warm[0].depth_m)
+    assert cold[0].iterations == warm[0].iterations
+    with pytest.raises(SlamError, match="optimizer weights"):
+        warm_up_solver(model, None, FrontendConfig(solver="learned"))

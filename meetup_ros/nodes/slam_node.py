@@ -46,7 +46,7 @@ from meetup_ros.ros.params import check_param, declare_parameters, param
 from meetup_ros.slam import SlamError
 from meetup_ros.slam.camera import check_intrinsics
 from meetup_ros.slam.depth_code import DepthCodeModel
-from meetup_ros.slam.frontend import SOLVERS, FrontendConfig, SlamFrontend
+from meetup_ros.slam.frontend import SOLVERS, FrontendConfig, SlamFrontend, warm_up_solver
 from meetup_ros.slam.learned import LearnedStep
 
 NODE_NAME = "slam_node"
@@ -203,6 +203,9 @@ class SlamNode(Node):
             LearnedStep.from_weights(paths.model_path(p.optimizer_weights))
             if p.optimizer_weights else None
         )
+        # torch's first solve now rather than when camera_info arrives: that is the start of
+        # the stream, where the cold solve (~40 ms) competed with vio_node's first frames.
+        warm_up_solver(self.depth_model, self.step, self.frontend_config)
         self.frontend: Any = None
         self._info: dict[str, CameraInfo] = {}
         self._hw: dict[str, tuple[int, int]] = {}
@@ -280,7 +283,7 @@ class SlamNode(Node):
         try:
             self.frontend = SlamFrontend(
                 self.depth_model, self.step, self._camera("cam0"), camera1, T_cam0_cam1,
-                self.frontend_config,
+                self.frontend_config, warm_up=False,
             )
         except SlamError as exc:
             self.health.problem("bad_camera_info", f"cannot build the frontend: {exc}")

@@ -143,8 +143,10 @@ class VioEstimator:
         self._warm_up()
 
     def _warm_up(self) -> None:
-        """Run the network once on dummy input: torch's first call costs ~0.25 s, which
-        would otherwise land on the first real frame."""
+        """Run each part of a step once on dummy input: torch's first call costs ~0.25 s,
+        OpenCV's first phase correlation ~6 ms and numpy's first SVD ~1 ms more, which would
+        otherwise land on the first real frames (the first step after initialisation took
+        14.7 ms instead of 6.5, one of the two slowest frames that set the node's p99)."""
         n = round(self.imu_rate_hz / 20)
         window = ImuWindow(0, 0, np.arange(n, dtype=np.int64), np.zeros((n, 3)),
                            np.tile([0.0, 0.0, 9.81], (n, 1)), np.full(n, 1 / self.imu_rate_hz))
@@ -152,6 +154,11 @@ class VioEstimator:
         for _ in range(2):
             self._infer(window, image, image)
             self._infer(window, None, None)
+        if self.stationary is not None:
+            texture = np.random.default_rng(0).integers(0, 256, image.shape, dtype=np.uint8)
+            self.stationary.is_stationary(texture, texture, window.accel_mps2)
+        np.linalg.svd(np.eye(3))
+        se3_exp(np.full(6, 1e-3))
         self._core_state = self.model.initial_state(1)
 
     # -- construction --------------------------------------------------------------------------

@@ -99,14 +99,48 @@ def _increment_matrix(problem: TwoViewProblem, x: torch.Tensor) -> np.ndarray:
     return T
 
 
+def solve(problem: TwoViewProblem, cfg: FrontendConfig, step: LearnedStep | None,
+          ) -> SolverResult:
+    """``cfg.iterations`` of ``cfg.solver`` on ``problem``."""
+    if cfg.solver == "learned":
+        if step is None:
+            raise SlamError("solver 'learned' needs optimizer weights; got None")
+        return learned_solve(step, problem, iterations=cfg.iterations)
+    if cfg.solver == "gauss_newton":
+        return gauss_newton(problem, iterations=cfg.iterations)
+    return levenberg_marquardt(problem, iterations=cfg.iterations)
+
+
+def warm_up_solver(depth_model: DepthCodeModel, step: LearnedStep | None,
+                   cfg: FrontendConfig, K_small: np.ndarray | None = None) -> None:
+    """Solve one problem on noise images at the network's resolution and decode its depth.
+
+    torch's first calls cost more: a frontend built cold took 68 ms, 30 ms once this had run,
+    and its first keyframe would otherwise carry the difference (and the node's p99). Needs
+    no camera: ``K_small`` None takes a nominal pinhole on the network grid.
+    """
+    h, w = depth_model.cfg.height, depth_model.cfg.width
+    if K_small is None:
+        K_small = np.array([[w, 0.0, w / 2], [0.0, w, h / 2], [0.0, 0.0, 1.0]])
+    noise = np.random.default_rng(0).integers(0, 256, (h, w), dtype=np.uint8)
+    problem = make_problem(depth_model.net, noise, noise, K_small, np.eye(4),
+                           cfg.code_prior_weight, pose_prior_weight=cfg.pose_prior_weight)
+    x = solve(problem, cfg, step).x
+    with torch.no_grad():
+        logit_to_depth(problem.view_a.prior_logit + problem.split(x)[0] @ problem.view_a.basis,
+                       problem.average_depth_m)
+
+
 class SlamFrontend:
     """Depth-code SLAM frontend (see module docstring); ROS-free, numpy in and out."""
 
     def __init__(
         self, depth_model: DepthCodeModel, step: LearnedStep | None, camera0: Any,
         camera1: Any | None = None, T_cam0_cam1: np.ndarray | None = None,
-        cfg: FrontendConfig | None = None,
+        cfg: FrontendConfig | None = None, *, warm_up: bool = True,
     ) -> None:
+        """``warm_up`` False: the caller ran :func:`warm_up_solver` already (slam_node does at
+        start-up, so that the camera_info that builds its frontend mid-stream costs no solve)."""
         self.cfg = cfg or FrontendConfig()
         if self.cfg.solver == "learned" and step is None:
             raise SlamError("solver 'learned' needs optimizer weights; got None")
@@ -115,6 +149,7 @@ class SlamFrontend:
         self.camera0 = PinholeCamera.from_info(camera0)
         self.stereo = camera1 is not None
         h, w = depth_model.cfg.height, depth_model.cfg.width
+        h0, w0 = self.camera0.height, self.camera0.width
         self.rect: StereoRectification | None = None
         if camera1 is not None:
             if T_cam0_cam1 is None:
@@ -137,17 +172,13 @@ class SlamFrontend:
         self.K_small = K_small
         self._crop = self._crop_box()
         self.reset("start")
-        self._warm_up()
-
-    def _warm_up(self) -> None:
-        """Solve one problem on noise images: torch's first calls cost ~50 ms more, which
-        would otherwise land on the first keyframe (and on the node's p99 latency)."""
-        h, w = self.model.cfg.height, self.model.cfg.width
-        noise = np.random.default_rng(0).integers(0, 256, (h, w), dtype=np.uint8)
-        problem = make_problem(self.model.net, noise, noise, self.K_small, np.eye(4),
-                               self.cfg.code_prior_weight,
-                               pose_prior_weight=self.cfg.pose_prior_weight)
-        self._depth_full(problem, self._solve(problem).x)
+        # The per-camera lookup tables (undistorted rays, original cam0 pixels in the rectified
+        # frame) now, not on the first keyframe, whose latency they added to (8 ms).
+        self.camera0.normalized_rays()
+        if self.rect is not None:
+            self.rect.rectified_depth_to_cam0(np.zeros((h0, w0), np.float32))
+        if warm_up:
+            warm_up_solver(self.model, self.step, self.cfg, self.K_small)
 
     @classmethod
     def from_weights(
@@ -226,13 +257,7 @@ class SlamFrontend:
     # ---- processing ---------------------------------------------------------------------------
 
     def _solve(self, problem: TwoViewProblem) -> SolverResult:
-        c = self.cfg
-        if c.solver == "learned":
-            assert self.step is not None
-            return learned_solve(self.step, problem, iterations=c.iterations)
-        if c.solver == "gauss_newton":
-            return gauss_newton(problem, iterations=c.iterations)
-        return levenberg_marquardt(problem, iterations=c.iterations)
+        return solve(problem, self.cfg, self.step)
 
     def process(
         self, stamp_ns: int, image0: np.ndarray, image1: np.ndarray | None = None,
