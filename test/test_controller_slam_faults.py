@@ -180,7 +180,7 @@ def test_controller_refuses_a_network_of_the_wrong_output_size(harness: Harness)
      r"depth_window_fraction 0\.0: expected a fraction of the image in \(0, 1\]"),
     ({"depth_window_fraction": 1.5}, r"depth_window_fraction 1\.5: expected a fraction"),
     ({"depth_max_age_s": float("inf")}, r"depth_max_age_s inf: expected a finite value >= 0"),
-    ({"depth_unknown_m": float("nan")}, r"depth_unknown_m nan: expected a finite depth"),
+    ({"depth_unknown_m": float("nan")}, r"depth_unknown_m nan: expected a depth in \[0, 0.5\] m"),
     ({"advisory_speeds_mps": [1.0, float("nan"), 0.0]},
      r"advisory_speeds_mps \(1\.0, nan, 0\.0\): expected finite speeds"),
     ({"forward_axis_base": [0.0, 0.0, 0.0]},

@@ -180,6 +180,9 @@ def _monitor(harness: Harness, onnx_path: Path, **params: Any) -> Any:
         "network_path": str(onnx_path),
         "property_paths": [str(REPO_ROOT / "config" / "governor_property.yaml")],
         "diagnostics_period_s": 0.0,
+        # The states here carry EuRoC's 2014 stamps on the system clock: the age check (on
+        # by default) is off unless a test turns it on.
+        "max_state_age_s": 0.0,
         **params,
     }
     node = harness.add(SafetyMonitorNode(context=harness.context,
@@ -372,7 +375,8 @@ def test_monitor_region_grows_with_the_odometry_covariance(
     """Speed 0.3 m/s misses the property's domain (>= 0.5 m/s) by itself, but not with the
     odometry's forward-speed sigma of 0.2 m/s at k_sigma 3 (same stamp as the state)."""
     onnx_path = always_continue_onnx(tmp_path / "g.onnx")
-    node = _monitor(harness, onnx_path, use_odometry_covariance=True, k_sigma=3.0)
+    node = _monitor(harness, onnx_path, use_odometry_covariance=True, k_sigma=3.0,
+                    radii=[0.05, 0.05, 0.05, 0.05, 0.1])
     cov = np.zeros((6, 6))
     cov[2, 2] = 0.04  # forward = body +z
     harness.publish("/odom", cv.odometry_msg(STAMP0_NS, np.eye(4), [0, 0, 0.3], [0, 0, 0],

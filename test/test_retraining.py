@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from meetup_ros.cli import CommandError, main
 from meetup_ros.cli.run import WEIGHT_PARAMS, params_with_models
+from meetup_ros.ros.params import load_params_file
 
 BAG = Path(__file__).resolve().parent.parent / "data" / "euroc_v1_01_easy_sample"
 PARAMS = Path(__file__).resolve().parent.parent / "config" / "pipeline.yaml"
@@ -26,11 +26,10 @@ def test_params_with_models_points_weight_parameters_into_the_folder(tmp_path: P
     models.mkdir()
     shutil.copy(PARAMS.parent.parent / "models" / "governor.onnx", models / "governor.onnx")
     out = params_with_models(PARAMS, models, tmp_path / "params.yaml")
-    written = yaml.safe_load(out.read_text())
-    original = yaml.safe_load(PARAMS.read_text())
+    written = load_params_file(out)  # sections by node name (the file keys /**/<node>)
+    original = load_params_file(PARAMS)
     for node in ("controller_node", "safety_monitor_node"):
-        assert written[node]["ros__parameters"]["network_path"] == str(
-            (models / "governor.onnx").resolve())
+        assert written[node]["network_path"] == str((models / "governor.onnx").resolve())
     # files not in the folder keep the shipped ones; nothing else changes
     assert written["vio_node"] == original["vio_node"]
     assert written["slam_node"] == original["slam_node"]

@@ -99,13 +99,15 @@ def params_with_models(params_file: Path, models_dir: Path, out_file: Path) -> P
     """
     import yaml
 
+    from meetup_ros.ros.params import section_node_name
+
     if not models_dir.is_dir():
         raise CommandError(f"--models {str(models_dir)!r} is not a folder")
     check_params_file(params_file)
     document = yaml.safe_load(params_file.read_text())
     replaced, kept = [], []
     for section, node_params in document.items():
-        node = str(section).lstrip("/")
+        node = section_node_name(section)
         keys = WEIGHT_PARAMS.get(node, ())
         params = node_params.get("ros__parameters") or {}
         for key in keys:
@@ -537,9 +539,11 @@ def _slam_weights(params_file: Path) -> dict[str, str]:
     """The depth and optimiser weights slam_node runs with, for the report's offline scores."""
     import yaml
 
+    from meetup_ros.ros.params import section_node_name
+
     document = yaml.safe_load(params_file.read_text())
     for section, node_params in document.items():
-        if str(section).lstrip("/") == "slam_node":
+        if section_node_name(section) == "slam_node":
             params = node_params.get("ros__parameters") or {}
             return {k: str(params[k]) for k in ("depth_weights", "optimizer_weights")
                     if k in params}

@@ -131,8 +131,11 @@ def state_sigma(twist_covariance: np.ndarray, axes: StateAxes | None = None) -> 
     radius (the depth image carries no per-pixel variance on the wire).
     """
     cov = np.asarray(twist_covariance, dtype=np.float64)
-    if cov.shape != (6, 6) or not np.all(np.isfinite(cov)):
-        raise ControlError(f"twist_covariance must be a finite 6x6, got shape {cov.shape!r}")
+    if cov.shape != (6, 6):
+        raise ControlError(f"twist_covariance must be 6x6, got shape {cov.shape!r}")
+    if not np.all(np.isfinite(cov)):
+        raise ControlError(f"twist_covariance has non-finite entries (diagonal "
+                           f"{np.diag(cov).tolist()!r}): the state's uncertainty is unknown")
     if np.any(np.diag(cov) < 0):
         # No covariance has a negative variance: clipping it to 0 would shrink the region
         # (a tester's negative variance passed as "verified").

@@ -83,6 +83,9 @@ class ControllerParams:
     diagnostics_period_s: float = param(2.0, "period of /diagnostics (s); 0 disables")
 
 
+MAX_DEPTH_UNKNOWN_M = 0.5  # the clearance property's depth bound (stop at or below it)
+
+
 def _check_params(p: ControllerParams) -> None:
     """Refuse parameter values outside their meaning at start-up (a depth_percentile of 150
     was taken, and failed on the first depth image).
@@ -100,7 +103,11 @@ def _check_params(p: ControllerParams) -> None:
     for name in ("depth_max_age_s", "depth_max_ahead_s", "depth_max_rotation_rad"):
         need(math.isfinite(getattr(p, name)) and getattr(p, name) >= 0, name,
              "a finite value >= 0")
-    need(math.isfinite(p.depth_unknown_m), "depth_unknown_m", "a finite depth (m)")
+    # "Pessimistic: close" means inside the clearance property's 0.5 m, where the governor
+    # must say stop: a tester's 50 m made no depth at all a "slow", certified, 0.3 m/s.
+    need(0.0 <= p.depth_unknown_m <= MAX_DEPTH_UNKNOWN_M, "depth_unknown_m",
+         f"a depth in [0, {MAX_DEPTH_UNKNOWN_M:g}] m (pessimistic: inside the clearance "
+         "property's reach, config/governor_clearance_property.yaml, so that no depth stops)")
     need(all(math.isfinite(v) for v in p.advisory_speeds_mps), "advisory_speeds_mps",
          "finite speeds (m/s)")
 
@@ -204,6 +211,12 @@ class ControllerNode(Node):
                 odom = odometry_to_arrays(msg, topic=p.odom_topic)
             except RosInputError as exc:
                 self.health.problem("bad_odometry", str(exc))
+                return
+            if msg.child_frame_id != p.command_frame_id:
+                # The state's speeds would be another frame's, read as the base's.
+                self.health.problem(
+                    "bad_odometry", f"{p.odom_topic}: child_frame_id {msg.child_frame_id!r} "
+                    f"is not command_frame_id {p.command_frame_id!r} (the base frame); ignored")
                 return
             stamp_ns = odom.stamp_ns
             if self._last_odom_ns is not None and stamp_ns < self._last_odom_ns:

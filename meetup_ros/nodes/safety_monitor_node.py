@@ -93,7 +93,16 @@ class MonitorParams:
         "property files (.yaml or .vnnlib; config/ if relative); all must hold",
     )
     input_names: tuple[str, ...] = param(
-        STATE_NAMES, "names of the network inputs, in order (the state vector's names)"
+        STATE_NAMES, "names of the network inputs, in order (the state vector's names); a "
+                     "property file that names its inputs must name these, in this order"
+    )
+    output_names: tuple[str, ...] = param(
+        ADVISORIES, "names of the network outputs, in order (advisory_speeds_mps follows it); "
+                    "a property file that names its outputs must name these, in this order"
+    )
+    base_frame: str = param(
+        "base_link", "the frame of the commands (controller_node's command_frame_id) and of "
+                     "/odom's twist (its child_frame_id); others are refused"
     )
     deadline_s: float = param(0.05, "verification deadline per tick (s), all properties")
     deadline_grace_s: float = param(0.02, "a certificate later than deadline+grace is unknown")
@@ -113,19 +122,22 @@ class MonitorParams:
     # well under 0.1 s) do not stop the robot, and a stale command is replaced well within
     # the 0.5 s lookahead the certified region covers (pipeline.yaml's radii).
     max_state_age_s: float = param(
-        0.0, "a state older than this, or stamped further ahead, on the ROS clock at arrival "
+        0.5, "a state older than this, or stamped further ahead, on the ROS clock at arrival "
              "gets the fallback (s); 0 = off (states stamped in another time base, e.g. a bag "
              "without /clock, never pass)"
     )
     input_timeout_s: float = param(
         0.25, "nothing to /cmd from the inputs for this long (ROS clock): fallback (s)"
     )
+    # The defaults are config/pipeline.yaml's (the governor's): a monitor that misses its
+    # section of the file (a namespace the file's node names do not match) must not certify
+    # over a narrower region than the pipeline's, as a tester's did with radii of 0.05.
     radii: tuple[float, ...] = param(
-        (0.05, 0.05, 0.05, 0.05, 0.1), "half-widths added to the region, per input"
+        (0.75, 0.75, 0.75, 0.5, 0.75), "half-widths added to the region, per input"
     )
     k_sigma: float = param(3.0, "region half-width in odometry sigmas")
     lookahead_s: float = param(
-        0.0, "governor inputs only: the nearest depth's lower bound also allows this long at "
+        0.5, "governor inputs only: the nearest depth's lower bound also allows this long at "
              "the region's largest forward speed (s); 0 = the depth radius alone"
     )
     use_odometry_covariance: bool = param(True, "add k_sigma * sigma from /odom's twist")
@@ -166,6 +178,14 @@ def _finite(values: Sequence[float]) -> bool:
     return all(math.isfinite(v) for v in values)
 
 
+# A watchdog or staleness limit longer than this checks nothing on a moving robot (this
+# pipeline's are 0.25 s and 0.5 s); a tester's 1e9 s was taken and switched them off.
+MAX_TIMEOUT_S = 10.0
+# /cmd at more than this is a flood, not a control rate (a tester's 1e9 Hz sent ~3000
+# fallbacks a second).
+MAX_TICK_HZ = 1000.0
+
+
 def _check_params(p: MonitorParams) -> None:
     """Refuse parameter values outside their meaning before anything is loaded.
 
@@ -190,9 +210,21 @@ def _check_params(p: MonitorParams) -> None:
     for name in ("deadline_s", "input_timeout_s", "command_tolerance"):
         need(math.isfinite(getattr(p, name)) and getattr(p, name) > 0, name,
              "a finite value > 0")
+    for name in ("input_timeout_s", "max_state_age_s"):
+        need(getattr(p, name) <= MAX_TIMEOUT_S, name,
+             f"at most {MAX_TIMEOUT_S:g} s (longer is no check on a moving robot)")
+    # A proof runs in the executor's one thread: the watchdog cannot fire during it. A tester's
+    # 8 s deadline left the last verified command on /cmd for 8.1 s of silent inputs.
+    need(p.deadline_s + p.deadline_grace_s <= p.input_timeout_s, "deadline_s",
+         f"deadline_s + deadline_grace_s ({p.deadline_grace_s:g}) at most input_timeout_s "
+         f"({p.input_timeout_s:g} s): the watchdog cannot run during a proof")
     # the timers' period, 1 / tick_hz, must fit a ROS timer
-    need(math.isfinite(p.tick_hz) and p.tick_hz >= 1.0 / MAX_TIMER_PERIOD_S, "tick_hz",
-         f"a finite rate >= {1.0 / MAX_TIMER_PERIOD_S:g} Hz")
+    need(math.isfinite(p.tick_hz) and 1.0 / MAX_TIMER_PERIOD_S <= p.tick_hz <= MAX_TICK_HZ,
+         "tick_hz", f"a finite rate in [{1.0 / MAX_TIMER_PERIOD_S:g}, {MAX_TICK_HZ:g}] Hz")
+    need(bool(p.output_names) and all(p.output_names)
+         and len(set(p.output_names)) == len(p.output_names), "output_names",
+         "one distinct, non-empty name per network output, in order")
+    need(bool(p.base_frame), "base_frame", "a frame id (controller_node's command_frame_id)")
     need(p.max_pending >= 1, "max_pending", "an integer >= 1")
     need(p.torch_threads >= 1, "torch_threads", "an integer >= 1")
     need(_finite(p.advisory_speeds_mps), "advisory_speeds_mps", "finite speeds (m/s)")
@@ -213,6 +245,29 @@ def _check_params(p: MonitorParams) -> None:
     need(math.hypot(*p.fallback_angular_radps) <= p.command_tolerance, "fallback_angular_radps",
          f"no rotation (it goes to /cmd whenever safety is not proven): at most "
          f"command_tolerance {p.command_tolerance:g} rad/s")
+
+
+def _check_property_names(name: str, prop: Any, input_names: Sequence[str],
+                          output_names: Sequence[str]) -> None:
+    """A property that names its variables must name the monitor's, in the same order.
+
+    Its constraints are read by position: a tester's clearance property with the inputs
+    listed in another order was 'verified' over the wrong variables and let 0.3 m/s through
+    0.2 m from an obstacle. Positional names (VNN-LIB's X_i, Y_j) say nothing to check.
+
+    Raises:
+        RosInputError: naming the file, its names and the monitor's.
+    """
+    for kind, names, expected, letter, param_name in (
+            ("inputs", prop.input_names, input_names, "X", "input_names"),
+            ("outputs", prop.output_names, output_names, "Y", "output_names")):
+        names = tuple(names)
+        positional = tuple(f"{letter}_{i}" for i in range(len(names)))
+        if names and names != positional and names != tuple(expected):
+            raise RosInputError(
+                f"property file {name!r} names its {kind} {list(names)!r}, but the monitor's "
+                f"{param_name} are {list(expected)!r}: the same names in the same order are "
+                "needed (its constraints are read by position)")
 
 
 class SafetyMonitorNode(Node):
@@ -249,10 +304,18 @@ class SafetyMonitorNode(Node):
             raise RosInputError(
                 f"radii {p.radii!r} has {len(p.radii)} values; expected one per input "
                 f"{p.input_names!r}")
+        if len(p.output_names) != self.network.n_outputs:
+            raise RosInputError(
+                f"output_names {p.output_names!r} has {len(p.output_names)} names; "
+                f"{network_path.name!r} has {self.network.n_outputs} outputs (one name per "
+                "output, in order)")
+        for name, monitor in self.monitors:
+            _check_property_names(name, monitor.prop, p.input_names, p.output_names)
         if p.state_source == "fixed" and len(p.fixed_state) != n_inputs:
             raise RosInputError(
                 f"fixed_state {p.fixed_state!r} has {len(p.fixed_state)} values; expected one "
                 f"per input {p.input_names!r}")
+        self._warm_up()
         self.axes = state_axes_param(p.forward_axis_base, p.up_axis_base)
         self._forward_base = self.axes.matrix()[0]
         # The controller's own runtime on the same file, to recompute the commands it sends.
@@ -283,7 +346,7 @@ class SafetyMonitorNode(Node):
         self._last_output_ns: int | None = None
         self._last_input_ns: dict[str, int] = {}
         self._silent_since_ns: int | None = None
-        self._frame_id = "base_link"  # of the fallback; then the last command's
+        self._frame_id = p.base_frame  # of every fallback: a stop in the base frame
         self.cmd_pub = self.create_publisher(TwistStamped, p.cmd_topic, reliable_qos(50))
         self.status_pub = self.create_publisher(String, p.status_topic, reliable_qos(50))
         from diagnostic_msgs.msg import DiagnosticArray
@@ -297,11 +360,32 @@ class SafetyMonitorNode(Node):
         else:
             self.create_timer(1.0 / p.tick_hz, self._on_fixed_tick)
         self.create_timer(1.0 / p.tick_hz, self._on_watchdog)  # the node's (ROS) clock
+        # Every value that sizes what a "verified" covers, so that an operator can tell a
+        # monitor on the pipeline's file from one on other values (a tester's namespaced node
+        # ran on the code's defaults and logged the same line).
         self.get_logger().info(
             f"monitor: network {network_path}, properties {[n for n, _ in self.monitors]}, "
             f"deadline {p.deadline_s * 1e3:.0f} ms, state from {p.state_source}, "
-            f"input timeout {p.input_timeout_s:g} s"
+            f"input timeout {p.input_timeout_s:g} s; region: radii {list(p.radii)} + "
+            f"{p.k_sigma:g} sigma of {p.odom_topic if p.use_odometry_covariance else 'nothing'}"
+            f", lookahead {p.lookahead_s:g} s; max state age {p.max_state_age_s:g} s"
+            + ("" if p.max_state_age_s > 0 else " (off: states of any age are certified)")
         )
+
+    def _warm_up(self) -> None:
+        """One throwaway proof per property now, on monitors of its own (no cache, no counts):
+        the first proof in a process pays torch's first calls (22 ms against 15 for the
+        pipeline's first tick at rest by an obstacle, alone), and that tick has a 50 ms
+        deadline; a test's first tick under load missed it by one open domain."""
+        p = self.params
+        from meetup_ros.verification.runtime import RuntimeMonitor
+
+        centre = (np.asarray(p.fixed_state, dtype=np.float64) if p.state_source == "fixed"
+                  else np.zeros(self.network.n_inputs))
+        lower, upper = region(centre, np.zeros_like(centre), np.asarray(p.radii), 0.0)
+        for _, monitor in self.monitors:
+            RuntimeMonitor(self.network, monitor.prop, deadline_s=p.deadline_s).certify(
+                lower, upper)
 
     # ---- inputs ----------------------------------------------------------------------------
 
@@ -314,6 +398,12 @@ class SafetyMonitorNode(Node):
             odom = odometry_to_arrays(msg, topic=self.params.odom_topic)
         except RosInputError as exc:
             self.health.problem("bad_odometry", str(exc))
+            return
+        if msg.child_frame_id != self.params.base_frame:
+            # Its twist is another frame's velocity: not the state's uncertainty.
+            self.health.problem(
+                "bad_odometry", f"{self.params.odom_topic}: child_frame_id "
+                f"{msg.child_frame_id!r} is not base_frame {self.params.base_frame!r}; ignored")
             return
         self._twist_cov[odom.stamp_ns] = odom.twist_covariance
         while len(self._twist_cov) > self.params.max_pending:
@@ -336,7 +426,11 @@ class SafetyMonitorNode(Node):
             )
             self._states.clear()
             self._commands.clear()
-            self._twist_cov.clear()
+            # Only the previous pass's: the odometry this state was built from (stamped as
+            # it, arrived before it) stays. Clearing it all certified a tester's state with
+            # a 2 m/s sigma as if its speed were exact.
+            for cov_ns in [t for t in self._twist_cov if t > stamp_ns]:
+                del self._twist_cov[cov_ns]
         self._last_state_ns = stamp_ns
         self._hold(self._states, stamp_ns, state)
         self._try_pair(stamp_ns)
@@ -347,21 +441,28 @@ class SafetyMonitorNode(Node):
             stamp_ns = stamp_to_ns(msg.header.stamp, self.params.command_topic)
         except RosInputError as exc:
             # Not a command this node can pair with a state or order: the stop goes out.
-            self.health.problem("commands_rejected", str(exc))
-            self._gate(msg, None)
+            self._reject(msg, str(exc))
             return
         if self.params.state_source == "fixed":
             # The fixed state is not the state this command was computed from: only its
             # finiteness can be checked against it.
             problem = self._command_problem(msg, None)
             if problem is not None:
-                self.health.problem("commands_rejected", problem)
-                self._gate(msg, None)
+                self._reject(msg, problem)
             else:
                 self._gate(msg, self.last)
             return
         self._hold(self._commands, stamp_ns, msg)
         self._try_pair(stamp_ns)
+
+    def _reject(self, command: TwistStamped, problem: str) -> None:
+        """A command refused before any certificate about it: said on the status topic and
+        counted with the rejected certificates (a tester's rejected NaN command in fixed mode
+        left 'verified', the timer's, as the last status), and the stop goes out."""
+        self.health.problem("commands_rejected", problem)
+        self.certificates[REJECTED] += 1
+        self.status_pub.publish(String(data=REJECTED))
+        self._gate(command, None)
 
     def _hold(self, queue: OrderedDict[int, Any], stamp_ns: int, item: Any) -> None:
         queue[stamp_ns] = item
@@ -383,6 +484,15 @@ class SafetyMonitorNode(Node):
             self._gate(command, None)
             return
         result = self.certify(state, stamp_ns, command)
+        why = self._stale_reason(stamp_ns)
+        if result.status == "verified" and why is not None:
+            # The proof took long enough for the state to age past max_state_age_s: true of
+            # where the vehicle was, not of now (a tester's 4 s proof was forwarded).
+            self.health.problem("stale_states", f"{self.params.state_topic}: {why} once "
+                                f"certified ({result.elapsed_s * 1e3:.0f} ms): fallback")
+            self.status_pub.publish(String(data=STALE))
+            self._gate(command, None)
+            return
         self._gate(command, result)
 
     def _stale_reason(self, stamp_ns: int) -> str | None:
@@ -433,14 +543,30 @@ class SafetyMonitorNode(Node):
 
     def _sigma(self, n_inputs: int, stamp_ns: int | None) -> np.ndarray:
         """State sigma from the twist covariance of the odometry the state was built from
-        (same stamp), else the latest one; zeros without odometry or for other networks."""
-        if (not self.params.use_odometry_covariance or not self._twist_cov
-                or n_inputs != len(STATE_NAMES)):
+        (same stamp), else the latest one; zeros for other networks or without
+        ``use_odometry_covariance`` (the radii alone then size the region).
+
+        Raises:
+            ControlError: no odometry yet, or a twist covariance of all zeros (ROS's
+                'unknown'): the region's width is not known, so nothing can be certified (a
+                tester's monitor without /odom verified every tick as if speeds were exact).
+        """
+        p = self.params
+        if not p.use_odometry_covariance or n_inputs != len(STATE_NAMES):
             return np.zeros(n_inputs)
+        if not self._twist_cov:
+            raise ControlError(
+                f"no twist covariance from {p.odom_topic} yet (use_odometry_covariance is "
+                "true): the state's uncertainty is unknown")
         cov = self._twist_cov.get(stamp_ns) if stamp_ns is not None else None
         if cov is None:
             self.health.counters["sigma_from_latest_odometry"] += 1
             cov = next(reversed(self._twist_cov.values()))
+        if not np.any(cov):
+            raise ControlError(
+                f"{p.odom_topic} twist covariance is all zeros, which ROS reads as unknown, "
+                "not as exact (set use_odometry_covariance false to size the region by the "
+                "radii alone)")
         return state_sigma(cov, self.axes)
 
     def certify(
@@ -542,6 +668,11 @@ class SafetyMonitorNode(Node):
         if not (np.isfinite(linear).all() and np.isfinite(angular).all()):
             return (f"{p.command_topic} speed {speed!r} (linear {linear.tolist()!r} m/s, "
                     f"angular {angular.tolist()!r} rad/s) is not finite")
+        if command.header.frame_id != p.base_frame:
+            # The certified command is a velocity in the base frame; the same numbers in
+            # another frame are another motion.
+            return (f"{p.command_topic} frame_id {command.header.frame_id!r} is not base_frame "
+                    f"{p.base_frame!r}")
         if state is None:
             return None
         try:
@@ -553,7 +684,7 @@ class SafetyMonitorNode(Node):
             return f"{p.command_topic}: the network's scores {deployed.tolist()!r} are not finite"
         top, expected_linear, expected_angular = advisory_command(
             deployed, p.advisory_speeds_mps, self._forward_base)
-        name = ADVISORIES[top] if self.network.n_outputs == len(ADVISORIES) else f"output {top}"
+        name = p.output_names[top]
         if int(np.argmax(model)) != top:
             return (f"{p.command_topic}: the deployed network's top output {name!r} at the state "
                     f"(scores {deployed.tolist()!r}) is not the certified model's "
@@ -577,7 +708,6 @@ class SafetyMonitorNode(Node):
     def _gate(self, command: TwistStamped, result: TickResult | None) -> None:
         p = self.params
         self._answered()
-        self._frame_id = command.header.frame_id
         if result is not None and result.status == "verified":
             self.cmd_pub.publish(command)
             self.health.counters["commands_passed"] += 1
@@ -588,8 +718,7 @@ class SafetyMonitorNode(Node):
             stamp_ns = self.get_clock().now().nanoseconds
         self.cmd_pub.publish(
             twist_stamped_msg(
-                stamp_ns, p.fallback_linear_mps, p.fallback_angular_radps,
-                command.header.frame_id,
+                stamp_ns, p.fallback_linear_mps, p.fallback_angular_radps, self._frame_id,
             )
         )
         self.health.counters["fallbacks_sent"] += 1

@@ -427,6 +427,12 @@ def named_vector_to_array(
 ) -> np.ndarray:
     """The values of a named vector in the order of ``names`` (all must be present)."""
     index = {name: i for i, name in enumerate(msg.name)}
+    if len(index) != len(msg.name):
+        # Which of two values is meant cannot be told (a tester's nearest_depth_m of 0.1 and
+        # 5.0 took the last, 5.0, and was certified far from the obstacle).
+        repeated = sorted({n for n in msg.name if list(msg.name).count(n) > 1})
+        raise RosInputError(f"{topic}: names {repeated!r} appear more than once in "
+                            f"{list(msg.name)!r}")
     missing = [n for n in names if n not in index]
     if missing or len(msg.position) != len(msg.name):
         raise RosInputError(

@@ -174,7 +174,8 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 def load_params_file(path: str | Path) -> dict[str, dict[str, Any]]:
     """Read a ROS 2 params YAML: ``{node_name: {parameter: value}}``.
 
-    Accepts ``node_name``, ``/node_name`` and ``/**`` (all nodes) as top-level keys, each with
+    Accepts ``node_name``, ``/node_name``, ``/**/node_name`` and ``/**`` (all nodes) as
+    top-level keys (:func:`section_node_name`), each with
     a ``ros__parameters`` mapping; nested mappings become dotted names.
 
     Raises:
@@ -210,10 +211,20 @@ def load_params_file(path: str | Path) -> dict[str, dict[str, Any]]:
             )
         flat: dict[str, Any] = {}
         _flatten("", parameters, flat)
-        name = str(node_name)
-        key = name if name == "/**" else name.lstrip("/")
-        out.setdefault(key, {}).update(flat)
+        out.setdefault(section_node_name(node_name), {}).update(flat)
     return out
+
+
+def section_node_name(section: object) -> str:
+    """The node a params file's top-level key is for: ``/**`` (every node) as is; ``name``,
+    ``/name`` and ``/**/name`` (``name`` in any namespace, as the shipped files write it, so
+    that a namespaced launch still gets its section) as ``name``."""
+    key = str(section)
+    if key == "/**":
+        return key
+    if key.startswith("/**/"):
+        key = key[len("/**/"):]
+    return key.lstrip("/")
 
 
 def node_params_from_file(path: str | Path, node_name: str) -> dict[str, Any]:

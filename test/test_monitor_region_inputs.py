@@ -1,0 +1,284 @@
+"""safety_monitor_node and controller_node against inputs that would narrow what a "verified"
+covers or change what a command means. Real nodes over DDS (loopback), real rcl parameter
+parsing; nothing of either node is mocked. Each case is a tester's finding (2026-12-05):
+
+- the odometry's uncertainty is never taken as zero for want of it: no /odom yet, a twist
+  covariance of all zeros (ROS's "unknown"), or one dropped because a state's stamp went back;
+- a property file that names its variables must name the monitor's, in order;
+- a namespaced monitor still gets the pipeline file's section, and the code's defaults are
+  the pipeline's region, not a narrower one;
+- timing parameters that would switch the watchdog or the age check off are refused;
+- commands in another frame, odometry of another child frame, a state naming a value twice
+  and a rejected command in fixed mode are each refused and said.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from geometry_msgs.msg import TwistStamped
+from governors import always_continue_onnx
+from sensor_msgs.msg import JointState
+from test_nodes import (
+    REPO_ROOT,
+    STAMP0_NS,
+    Harness,
+    _monitor,
+    _odom,
+    _overrides,
+    _propose,
+)
+
+from meetup_ros.control.state import STATE_NAMES
+from meetup_ros.ros import RosInputError
+from meetup_ros.ros import convert as cv
+from meetup_ros.ros.params import load_params_file
+
+pytestmark = pytest.mark.dds
+
+TICK_NS = 50_000_000
+BENIGN = [0.1, 0.0, 0.0, 0.0, 5.0]  # slow and far: verified for any sane sigma
+SMALL_RADII = [0.05, 0.05, 0.05, 0.05, 0.1]
+PIPELINE = REPO_ROOT / "config" / "pipeline.yaml"
+
+
+def _statuses(harness: Harness) -> list[str]:
+    with harness._lock:
+        return [m.data for m in harness.received["/safety/status"]]
+
+
+def _cmds(harness: Harness) -> list[TwistStamped]:
+    with harness._lock:
+        return list(harness.received["/cmd"])
+
+
+def _odom_sigma(stamp_ns: int, forward_sigma_mps: float, child: str = "base_link") -> object:
+    cov = np.eye(6) * 1e-6
+    cov[2, 2] = forward_sigma_mps**2  # forward = body +z (EuRoC)
+    return cv.odometry_msg(stamp_ns, np.eye(4), [0.0, 0.0, 0.0], [0.0, 0.0, 0.0],
+                           np.eye(6) * 1e-4, cov, child_frame_id=child)
+
+
+def test_a_state_stamp_going_back_keeps_its_odometry_uncertainty(harness: Harness,
+                                                                 tmp_path: Path) -> None:
+    """At rest 2 m from an obstacle with a 2 m/s speed sigma, an always-'continue' network is
+    not safe over the region. The odometry arrives before the state; when the state's stamp
+    goes back, the monitor used to drop that odometry's covariance with the old pass's and
+    certify the state as if its speed were exact: 'verified', 1 m/s on /cmd."""
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"), radii=SMALL_RADII)
+    state = [0.0, 0.0, 0.0, 0.0, 2.0]
+    later, earlier = STAMP0_NS + 10 * TICK_NS, STAMP0_NS
+    for n, stamp_ns in enumerate((later, earlier), start=1):
+        harness.publish("/odom", _odom_sigma(stamp_ns, 2.0))
+        harness.wait_for(lambda s=stamp_ns: s in node._twist_cov, 5, "the odometry")
+        _propose(harness, stamp_ns, state, 1.0)
+        harness.wait_for(lambda n=n: len(_cmds(harness)) == n, 10, f"/cmd {n}")
+        assert _statuses(harness)[-1] != "verified", (_statuses(harness), node.last)
+        assert _cmds(harness)[-1].twist.linear.z == 0.0
+    assert node.health.counters["time_jumped_back"] == 1
+    assert node.certificates["verified"] == 0
+
+
+def test_no_odometry_or_an_unknown_covariance_certifies_nothing(harness: Harness,
+                                                                tmp_path: Path) -> None:
+    """use_odometry_covariance true and no /odom yet (a wrong odom_topic, a QoS mismatch):
+    every tick was verified with a sigma of 0, silently. Now unknown, the fallback, and the
+    reason names /odom; likewise a twist covariance of all zeros; a real one then passes."""
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"))
+    _propose(harness, STAMP0_NS, BENIGN, 1.0)
+    harness.wait_for(lambda: len(_cmds(harness)) == 1, 10, "/cmd without odometry")
+    assert _statuses(harness) == ["unknown"]
+    assert _cmds(harness)[-1].twist.linear.z == 0.0
+    assert node.last is not None and "no twist covariance from /odom" in node.last.reason
+    stamp_ns = STAMP0_NS + TICK_NS
+    harness.publish("/odom", cv.odometry_msg(stamp_ns, np.eye(4), [0.0, 0.0, 0.1], [0, 0, 0],
+                                             np.eye(6) * 1e-4, np.zeros((6, 6))))
+    harness.wait_for(lambda: stamp_ns in node._twist_cov, 5, "the zero-covariance odometry")
+    _propose(harness, stamp_ns, BENIGN, 1.0)
+    harness.wait_for(lambda: len(_cmds(harness)) == 2, 10, "/cmd with a zero covariance")
+    assert _statuses(harness)[-1] == "unknown" and "all zeros" in node.last.reason
+    stamp_ns += TICK_NS
+    harness.publish("/odom", _odom(stamp_ns, 0.1))
+    harness.wait_for(lambda: stamp_ns in node._twist_cov, 5, "a real odometry")
+    _propose(harness, stamp_ns, BENIGN, 1.0)
+    harness.wait_for(lambda: len(_cmds(harness)) == 3, 10, "/cmd with a real covariance")
+    assert _statuses(harness)[-1] == "verified"
+    assert _cmds(harness)[-1].twist.linear.z == 1.0
+
+
+def _property(tmp_path: Path, name: str, inputs: list[str], outputs: list[str]) -> Path:
+    path = tmp_path / name
+    path.write_text(
+        f"inputs: [{', '.join(inputs)}]\noutputs: [{', '.join(outputs)}]\n"
+        "domain:\n  lower: [null, null, null, null, null]\n"
+        "  upper: [null, null, null, null, null]\n"
+        f"unsafe:\n  - [\"{outputs[0]} >= {outputs[2]}\"]\n")
+    return path
+
+
+def test_property_names_must_be_the_monitors(harness: Harness, tmp_path: Path) -> None:
+    """The constraints are read by position: a clearance property with its inputs listed in
+    another order was 'verified' over the wrong variables (0.3 m/s let through 0.2 m from an
+    obstacle); outputs named in another order, or inputs named otherwise, likewise taken."""
+    onnx = always_continue_onnx(tmp_path / "g.onnx")
+    reordered = [*STATE_NAMES[1:], STATE_NAMES[0]]
+    for path, what in (
+        (_property(tmp_path, "in.yaml", reordered, ["continue", "slow", "stop"]), "inputs"),
+        (_property(tmp_path, "out.yaml", list(STATE_NAMES), ["stop", "slow", "continue"]),
+         "outputs"),
+        (_property(tmp_path, "uvw.yaml", ["u", "v", "w", "p", "q"],
+                   ["continue", "slow", "stop"]), "inputs"),
+    ):
+        with pytest.raises(RosInputError, match=rf"property file '{path.name}' names its "
+                                                rf"{what} .* the same names in the same order"):
+            _monitor(harness, onnx, property_paths=[str(path)])
+    # Positional names (VNN-LIB's X_i / Y_j) and the monitor's own names are taken.
+    ok = _property(tmp_path, "ok.yaml", list(STATE_NAMES), ["continue", "slow", "stop"])
+    positional = _property(tmp_path, "pos.yaml", [f"X_{i}" for i in range(5)],
+                           ["Y_0", "Y_1", "Y_2"])
+    node = _monitor(harness, onnx, property_paths=[str(ok), str(positional)])
+    assert [name for name, _ in node.monitors] == ["ok.yaml", "pos.yaml"]
+
+
+def test_a_namespaced_monitor_gets_the_pipeline_section(harness: Harness) -> None:
+    """Under a namespace (a launch's PushRosNamespace), a section keyed `safety_monitor_node`
+    matched nothing and the node ran on the code's defaults. The shipped file keys its
+    sections /**/<node>; and the defaults are the pipeline's region, so a node that misses
+    the file certifies no narrower a region than the pipeline's."""
+    from meetup_ros.nodes.safety_monitor_node import MonitorParams, SafetyMonitorNode
+
+    node = harness.add(SafetyMonitorNode(
+        context=harness.context, namespace="/robot1",
+        cli_args=["--ros-args", "--params-file", str(PIPELINE)],
+        parameter_overrides=_overrides(diagnostics_period_s=0.0)))
+    assert node.get_fully_qualified_name() == "/robot1/safety_monitor_node"
+    section = load_params_file(PIPELINE)["safety_monitor_node"]
+    def as_param(value: object) -> object:
+        return tuple(value) if isinstance(value, list) else value
+
+    for name in ("radii", "lookahead_s", "max_state_age_s", "input_timeout_s", "k_sigma",
+                 "property_paths", "base_frame"):
+        assert getattr(node.params, name) == as_param(section[name]), name
+    defaults = MonitorParams()
+    for name in ("radii", "lookahead_s", "max_state_age_s", "k_sigma", "input_timeout_s"):
+        assert getattr(defaults, name) == as_param(section[name]), name
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"deadline_s": 8.0}, r"deadline_s 8\.0: expected deadline_s \+ deadline_grace_s .* at "
+                          r"most input_timeout_s"),
+    ({"input_timeout_s": 1e9}, r"input_timeout_s 1000000000\.0: expected at most 10 s"),
+    ({"max_state_age_s": 1e9}, r"max_state_age_s 1000000000\.0: expected at most 10 s"),
+    ({"tick_hz": 1e9}, r"tick_hz 1000000000\.0: expected a finite rate in"),
+    ({"output_names": ["continue", "slow"]}, r"output_names .* has 2 names; 'g\.onnx' has 3"),
+    ({"base_frame": ""}, r"base_frame '': expected a frame id"),
+])
+def test_monitor_refuses_timing_that_switches_its_checks_off(harness: Harness, tmp_path: Path,
+                                                             params: dict, message: str) -> None:
+    """A tester's 8 s deadline blocked the watchdog (the last verified command stayed on /cmd
+    for 8.1 s of silent inputs); 1e9 s timeouts switch the checks off; 1e9 Hz flooded /cmd."""
+    with pytest.raises(RosInputError, match=message):
+        _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"), **params)
+
+
+def test_frames_other_than_the_base_are_refused(harness: Harness, tmp_path: Path) -> None:
+    """A command with frame_id 'map' (or none) was verified and forwarded as if in the base
+    frame; an odometry of child frame 'cam0' sized the region. Both refused and said; the
+    fallback is stamped in the base frame."""
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"))
+    harness.publish("/odom", _odom_sigma(STAMP0_NS, 0.01, child="cam0"))
+    harness.wait_for(lambda: node.health.counters["bad_odometry"] == 1, 5, "odometry refused")
+    assert "child_frame_id 'cam0' is not base_frame 'base_link'" in node.health.last_problem
+    assert not node._twist_cov
+    harness.publish("/odom", _odom(STAMP0_NS, 0.1))
+    harness.wait_for(lambda: STAMP0_NS in node._twist_cov, 5, "the base-frame odometry")
+    for i, frame in enumerate(("map", "")):
+        stamp_ns = STAMP0_NS + i * TICK_NS
+        harness.publish("/controller/state", cv.named_vector_msg(stamp_ns, STATE_NAMES,
+                                                                 np.array(BENIGN)))
+        harness.publish("/controller/command",
+                        cv.twist_stamped_msg(stamp_ns, (0.0, 0.0, 1.0), (0, 0, 0), frame))
+        harness.wait_for(lambda n=i + 1: len(_cmds(harness)) == n, 10, f"/cmd for {frame!r}")
+        assert _statuses(harness)[-1] == "rejected"
+        assert f"frame_id {frame!r} is not base_frame 'base_link'" in node.health.last_problem
+        cmd = _cmds(harness)[-1]
+        assert cmd.twist.linear.z == 0.0 and cmd.header.frame_id == "base_link"
+
+
+def test_the_controller_refuses_odometry_of_another_frame_and_a_far_unknown_depth(
+    harness: Harness,
+) -> None:
+    """controller_node read a cam0-frame twist as the base's; a depth_unknown_m of 50 m made
+    'no depth at all' a certified 'slow' (0.3 m/s)."""
+    from meetup_ros.nodes.controller_node import ControllerNode
+
+    with pytest.raises(RosInputError, match=r"depth_unknown_m 50\.0: expected a depth in "
+                                            r"\[0, 0\.5\] m"):
+        ControllerNode(context=harness.context,
+                       parameter_overrides=_overrides(depth_unknown_m=50.0))
+    node = harness.add(ControllerNode(context=harness.context,
+                                      parameter_overrides=_overrides(diagnostics_period_s=0.0)))
+    harness.collect("/controller/command", TwistStamped)
+    harness.publish("/odom", _odom_sigma(STAMP0_NS, 0.01, child="cam0"))
+    harness.wait_for(lambda: node.health.counters["bad_odometry"] == 1, 5, "odometry refused")
+    assert "child_frame_id 'cam0' is not command_frame_id 'base_link'" in (
+        node.health.last_problem)
+    assert harness.count("/controller/command") == 0
+    harness.publish("/odom", _odom(STAMP0_NS + TICK_NS, 0.1))
+    harness.wait_for(lambda: harness.count("/controller/command") == 1, 10, "a command")
+
+
+def test_a_state_naming_a_value_twice_is_refused(harness: Harness, tmp_path: Path) -> None:
+    """nearest_depth_m given as 0.1 and 5.0 took the last value and was certified far from
+    the obstacle. Which one is meant cannot be told: bad_state, no certificate."""
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"),
+                    use_odometry_covariance=False)
+    msg = JointState()
+    msg.header.stamp = cv.make_header(STAMP0_NS, "base_link").stamp
+    msg.name = [*STATE_NAMES, "nearest_depth_m"]
+    msg.position = [0.1, 0.0, 0.0, 0.0, 0.1, 5.0]
+    harness.publish("/controller/state", msg)
+    harness.wait_for(lambda: node.health.counters["bad_state"] == 1, 5, "bad_state")
+    assert "['nearest_depth_m'] appear more than once" in node.health.last_problem
+    assert sum(node.certificates.values()) == 0
+
+
+def test_a_rejected_command_in_fixed_mode_is_said_on_the_status_topic(harness: Harness,
+                                                                      tmp_path: Path) -> None:
+    """In fixed mode a NaN command was refused (the stop went out) while /safety/status kept
+    the timer's 'verified' and the certificate counts did not show it."""
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"), state_source="fixed",
+                    fixed_state=BENIGN, use_odometry_covariance=False, tick_hz=2.0)
+    harness.wait_for(lambda: "verified" in _statuses(harness), 10, "a fixed-mode certificate")
+    harness.publish("/controller/command",
+                    cv.twist_stamped_msg(STAMP0_NS, (0.0, 0.0, math.nan), (0, 0, 0),
+                                         "base_link"))
+    harness.wait_for(lambda: "rejected" in _statuses(harness), 10, "the rejection said")
+    assert node.certificates["rejected"] == 1
+    assert _cmds(harness)[-1].twist.linear.z == 0.0
+
+
+def test_an_override_file_of_another_type_is_refused_not_dropped(tmp_path: Path) -> None:
+    """The README's way to override a value is a second params file; where its value has
+    another type than the first file's (`deadline_s: fast`), rcl drops it silently and the
+    node ran on the first file's value. Each file is now checked on its own: exit 1, named."""
+    import subprocess
+    import sys
+
+    override = tmp_path / "override.yaml"
+    override.write_text("/**/safety_monitor_node:\n  ros__parameters:\n    deadline_s: fast\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "meetup_ros.nodes.safety_monitor_node", "--ros-args",
+         "--params-file", str(PIPELINE), "--params-file", str(override)],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"})
+    assert result.returncode == 1, result.stderr
+    assert f"params file '{override}' (safety_monitor_node)" in result.stderr
+    assert "deadline_s" in result.stderr and "Traceback" not in result.stderr
