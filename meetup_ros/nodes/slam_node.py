@@ -2,7 +2,8 @@
 
 Subscribes ``/cam0/image_raw`` and ``/cam1/image_raw`` (paired by stamp), their
 ``camera_info`` (intrinsics; the frontend is built once both have arrived) and ``/odom``
-(pose prior, nearest stamp). Each pair goes to ``slam.frontend.SlamFrontend.process``;
+(pose prior: a pair waits up to ``prior_wait_s`` for the odometry of its stamp, which comes
+after the frame). Each pair goes to ``slam.frontend.SlamFrontend.process``;
 each keyframe it returns is published as ``/depth`` (32FC1 metres, NaN invalid, frame cam0,
 the keyframe's stamp), ``/slam/pose`` (PoseStamped T_world_cam0) and ``/slam/points``
 (PointCloud2 xyz float32, frame cam0). Extrinsics (cam0 and cam1 in the base frame) are
@@ -97,6 +98,14 @@ class SlamParams:
     )
     pair_tolerance_s: float = param(0.003, "cam0/cam1 stamps closer than this are a pair")
     prior_tolerance_s: float = param(0.03, "odometry used as prior within this of a frame")
+    # The odometry of a frame comes after the frame (vio_node waits for the IMU sample after
+    # it, then runs its network: 10-50 ms): looked up on arrival, the nearest odometry was
+    # the previous frame's, 50 ms off, so no pair ever had a prior and every /slam/pose was
+    # the identity (a tester's finding in `make demo`).
+    prior_wait_s: float = param(
+        0.5, "a pair waits up to this long (wall clock) for odometry at or after its stamp; "
+             "then it is processed with whatever prior there is (none: said and counted)"
+    )
     max_pending: int = param(10, "unpaired frames held per camera")
     reset_backwards_s: float = param(
         1.0, "a pair stamped this far before the previous one resets (a loop); a pair at or "
@@ -112,6 +121,7 @@ class SlamParams:
     )
 
 
+MAX_WAIT_S = 10.0  # pairing and prior waits: longer is a clock fault, not a wait
 RIGID_TOLERANCE = 1e-4  # on R R^T - I and det R - 1: calibration files print 6+ digits
 MIN_BASELINE_M = 1e-3  # what slam.camera.StereoRectification can rectify
 
@@ -164,8 +174,11 @@ def _check_params(p: SlamParams) -> None:
     # The frontend's rotation since the last keyframe is at most pi: more never triggers.
     need(0.0 <= p.keyframe_rotation_rad <= math.pi, "keyframe_rotation_rad",
          "an angle in [0, pi] rad")
-    for name in ("keyframe_interval_s", "pair_tolerance_s", "prior_tolerance_s"):
+    for name in ("keyframe_interval_s", "prior_tolerance_s"):
         finite_at_least_0(name, "s")
+    # Stamps are int64 nanoseconds: a tolerance of 1e300 s crashed on the first image.
+    for name in ("pair_tolerance_s", "prior_wait_s"):
+        need(0.0 <= getattr(p, name) <= MAX_WAIT_S, name, f"a value in [0, {MAX_WAIT_S:g}] s")
     need(math.isfinite(p.reset_backwards_s) and p.reset_backwards_s > 0, "reset_backwards_s",
          "a finite value > 0 (s)")
     need(math.isfinite(p.diagnostics_period_s)
@@ -213,8 +226,11 @@ class SlamNode(Node):
             "cam0": OrderedDict(), "cam1": OrderedDict()
         }
         self._odom: deque[tuple[int, np.ndarray]] = deque(maxlen=400)
+        # Pairs waiting for their odometry: (stamp, image0, image1, arrival on time.monotonic).
+        self._awaiting: deque[tuple[int, np.ndarray, np.ndarray | None, float]] = deque()
         self._last_pair_ns: int | None = None
-        self.health = NodeHealth(self, ["keyframe", "frame"], p.diagnostics_period_s)
+        self.health = NodeHealth(self, ["keyframe", "frame", "pair_wait_for_odometry"],
+                                 p.diagnostics_period_s)
         self.depth_pub = self.create_publisher(Image, p.depth_topic, reliable_qos(10))
         self.pose_pub = self.create_publisher(PoseStamped, p.pose_topic, reliable_qos(10))
         self.points_pub = self.create_publisher(PointCloud2, p.points_topic, reliable_qos(10))
@@ -234,6 +250,12 @@ class SlamNode(Node):
             )
         if p.odom_topic:
             self.create_subscription(Odometry, p.odom_topic, self._on_odom, reliable_qos(50))
+            # Pairs whose odometry never comes (stopped, another clock) go on after the wait.
+            self.create_timer(0.05, self._drain)
+        elif self.stereo:
+            self.get_logger().warning(
+                "stereo without odom_topic: /slam/pose is not published (a stereo pair says "
+                "nothing of the motion); depth and points are")
         self.get_logger().info(
             f"SLAM on {p.cam0_topic}" + (f" + {p.cam1_topic}" if self.stereo else " (mono)")
             + f", prior {p.odom_topic or 'none'} -> {p.depth_topic}, {p.pose_topic}"
@@ -304,6 +326,7 @@ class SlamNode(Node):
         if self._odom and odom.stamp_ns < self._odom[-1][0]:
             self._odom.clear()  # a loop: old priors belong to another pass
         self._odom.append((odom.stamp_ns, odom.T_odom_base))
+        self._drain()
 
     def _on_image(self, cam: str, msg: Image) -> None:
         topic = self.params.cam0_topic if cam == "cam0" else self.params.cam1_topic
@@ -326,7 +349,7 @@ class SlamNode(Node):
         if not self.stereo:
             while left:
                 stamp_ns, image0 = left.popitem(last=False)
-                self._process(stamp_ns, image0, None)
+                self._await_prior(stamp_ns, image0, None)
             return
         right = self._pending["cam1"]
         for stamp0 in list(left):
@@ -335,7 +358,32 @@ class SlamNode(Node):
                 continue
             image0 = left.pop(stamp0)
             image1 = right.pop(match)
-            self._process(stamp0, image0, image1)
+            self._await_prior(stamp0, image0, image1)
+
+    def _await_prior(self, stamp_ns: int, image0: np.ndarray,
+                     image1: np.ndarray | None) -> None:
+        self._awaiting.append((stamp_ns, image0, image1, time.monotonic()))
+        while len(self._awaiting) > self.params.max_pending:
+            # Odometry far behind the camera: the oldest goes on rather than be lost.
+            self._drain(force=1)
+        self._drain()
+
+    def _drain(self, force: int = 0) -> None:
+        """Process waiting pairs whose odometry has come (a stamp at or after theirs), that
+        waited ``prior_wait_s``, or (``force``) that many of the oldest anyway."""
+        now = time.monotonic()
+        while self._awaiting:
+            stamp_ns, image0, image1, arrival = self._awaiting[0]
+            ready = (not self.params.odom_topic
+                     or (self._odom and self._odom[-1][0] >= stamp_ns)
+                     or now - arrival >= self.params.prior_wait_s or force > 0)
+            if not ready:
+                return
+            force -= 1
+            self._awaiting.popleft()
+            if self.params.odom_topic:
+                self.health.latency["pair_wait_for_odometry"].add(now - arrival)
+            self._process(stamp_ns, image0, image1)
 
     def _prior(self, stamp_ns: int) -> np.ndarray | None:
         if not self._odom:
@@ -376,9 +424,18 @@ class SlamNode(Node):
                 reset("time went back")
         self._last_pair_ns = stamp_ns
         self.health.counters["pairs_processed"] += 1
+        prior = self._prior(stamp_ns)
+        if prior is None and self.params.odom_topic:
+            newest = self._odom[-1][0] if self._odom else None
+            self.health.problem(
+                "pairs_without_prior",
+                f"pair at {stamp_ns} ns: no {self.params.odom_topic} within prior_tolerance_s "
+                f"{self.params.prior_tolerance_s:g} s after waiting up to prior_wait_s "
+                f"{self.params.prior_wait_s:g} s (newest odometry stamp {newest}); "
+                + ("no /slam/pose for it" if self.stereo else "pose from the two views"))
         start = time.perf_counter()
         try:
-            keyframe = self.frontend.process(stamp_ns, image0, image1, self._prior(stamp_ns))
+            keyframe = self.frontend.process(stamp_ns, image0, image1, prior)
         except SlamError as exc:
             self.health.problem("bad_pair", f"pair at {stamp_ns} ns: {exc}")
             return
@@ -395,7 +452,12 @@ class SlamNode(Node):
         depth = np.asarray(keyframe.depth_m, dtype=np.float32)
         frame = self._info["cam0"].header.frame_id or "cam0"
         self.depth_pub.publish(array_to_image(depth, "32FC1", stamp_ns, frame))
-        self.pose_pub.publish(pose_stamped_msg(stamp_ns, keyframe.T_world_cam, p.world_frame))
+        # A stereo keyframe without odometry has no pose of its own (pose_source "none"):
+        # publishing the last one known under a fresh stamp is a wrong pose, not a pose.
+        if keyframe.pose_source != "none":
+            self.pose_pub.publish(pose_stamped_msg(stamp_ns, keyframe.T_world_cam,
+                                                   p.world_frame))
+            self.health.counters["poses_published"] += 1
         self.points_pub.publish(point_cloud_xyz_msg(keyframe.points_cam, stamp_ns, frame))
         self.health.counters["keyframes_published"] += 1
 

@@ -83,6 +83,10 @@ class Keyframe:
     solver: str
     T_cam1_cam0_estimate: np.ndarray | None = None  # stereo: optimised pose of cam0 in cam1
     elapsed_s: float = 0.0
+    # Where T_world_cam comes from: "prior" (the odometry given to process), "two_view"
+    # (monocular: chained from the previous keyframe, up to scale) or "none" (stereo without
+    # a prior: a pair says nothing of the motion, and T_world_cam is the last one known).
+    pose_source: str = "prior"
 
 
 def _rel_motion(T_a: np.ndarray, T_b: np.ndarray) -> tuple[float, float]:
@@ -297,6 +301,7 @@ class SlamFrontend:
             T_est[:3, 3] = self.rect.R1.T @ T_r1_r0_est[:3, 3]
             T_cam1_cam0_est = T_est
             T_world_cam = prior if prior is not None else self.T_world_cam
+            pose_source = "prior" if prior is not None else "none"
         else:
             und = cv2.remap(image0, self.map0[0], self.map0[1], cv2.INTER_LINEAR)
             small0, _ = crop_resize(und, None, h, w)
@@ -313,6 +318,7 @@ class SlamFrontend:
             result = self._solve(problem)
             T_prev_cur = _increment_matrix(problem, result.x)
             T_world_cam = prior if prior is not None else self.T_world_cam @ T_prev_cur
+            pose_source = "prior" if prior is not None else "two_view"
             self._last_kf_small = small0
         depth_full = self._depth_full(problem, result.x)
         points = self.camera0.backproject(depth_full)
@@ -325,6 +331,7 @@ class SlamFrontend:
             points_cam=points, iterations=result.iterations,
             photometric_error=result.errors[-1], solver=result.name,
             T_cam1_cam0_estimate=T_cam1_cam0_est, elapsed_s=time.perf_counter() - start,
+            pose_source=pose_source,
         )
 
     def _depth_full(self, problem: TwoViewProblem, x: torch.Tensor) -> np.ndarray:
