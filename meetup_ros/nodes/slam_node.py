@@ -39,6 +39,7 @@ from meetup_ros.ros.convert import (
 from meetup_ros.ros.node_tools import (
     MAX_TIMER_PERIOD_S,
     NodeHealth,
+    TransportLoss,
     lower_cpu_priority,
     reliable_qos,
     spin_node,
@@ -237,8 +238,10 @@ class SlamNode(Node):
         self.create_subscription(
             CameraInfo, p.cam0_info_topic, lambda m: self._on_info("cam0", m), reliable_qos(5)
         )
+        self.transport = TransportLoss(self.health)
         self.create_subscription(
-            Image, p.cam0_topic, lambda m: self._on_image("cam0", m), reliable_qos(20)
+            Image, p.cam0_topic, lambda m, info: self._on_image("cam0", m, info),
+            reliable_qos(20)
         )
         if self.stereo:
             self.create_subscription(
@@ -246,7 +249,8 @@ class SlamNode(Node):
                 reliable_qos(5),
             )
             self.create_subscription(
-                Image, p.cam1_topic, lambda m: self._on_image("cam1", m), reliable_qos(20)
+                Image, p.cam1_topic, lambda m, info: self._on_image("cam1", m, info),
+                reliable_qos(20)
             )
         if p.odom_topic:
             self.create_subscription(Odometry, p.odom_topic, self._on_odom, reliable_qos(50))
@@ -328,8 +332,9 @@ class SlamNode(Node):
         self._odom.append((odom.stamp_ns, odom.T_odom_base))
         self._drain()
 
-    def _on_image(self, cam: str, msg: Image) -> None:
+    def _on_image(self, cam: str, msg: Image, info: Any = None) -> None:
         topic = self.params.cam0_topic if cam == "cam0" else self.params.cam1_topic
+        self.transport.seen(topic, info)
         try:
             image = image_to_mono8(msg, topic=topic, expected_hw=self._hw.get(cam))
             stamp_ns = stamp_to_ns(msg.header.stamp, topic)
