@@ -64,6 +64,9 @@ def _scaled_rotation(values: tuple[float, ...], scale: float) -> list[float]:
     ("solver", "newton"),
     ("optimizer_weights", ""),
     ("cam0_info_topic", ""),
+    ("pair_tolerance_s", 1e300),  # crashed on the first image, naming nothing
+    ("prior_wait_s", -0.1),
+    ("sensor_reliability", "sometimes"),
 ])
 def test_slam_node_refuses_out_of_range_parameters_at_start_up(
     harness: Harness, name: str, value: Any
@@ -180,3 +183,89 @@ def test_images_lost_before_the_callback_are_counted(harness: Harness) -> None:
                      + counters["messages_lost_in_transport"] == 61, 10, "every image accounted")
     assert counters["messages_lost_in_transport"] >= 40  # 60 sent, at most 20 held
     assert counters["transport_losses"] >= 1
+
+
+def test_a_calibration_that_changes_and_holds_is_taken(harness: Harness) -> None:
+    """A first camera_info of the wrong size (752 x 480 for 376 x 240 images) was kept for
+    good and every frame dropped; a corrected one that holds for 20 messages is now taken,
+    the frontend rebuilt, and frames go through. One odd message changes nothing."""
+    import time
+
+    from meetup_ros.bags.reader import read_sequence
+    from meetup_ros.nodes.slam_node import INFO_CHANGE_MESSAGES, SlamNode
+
+    seq = read_sequence(BAG)
+    node = harness.add(SlamNode(context=harness.context, parameter_overrides=_overrides(
+        diagnostics_period_s=0.0, odom_topic="")))
+    counters = node.health.counters
+    wrong = {}
+    for cam, info in (("cam0", seq.cam0.info), ("cam1", seq.cam1.info)):
+        msg = _camera_info_msg(info, k0=2 * info.K[0, 0], k2=2 * info.K[0, 2] + 0.5,
+                               k4=2 * info.K[1, 1], k5=2 * info.K[1, 2] + 0.5)
+        msg.width, msg.height = 2 * int(info.width), 2 * int(info.height)
+        wrong[cam] = msg
+        harness.publish(f"/{cam}/camera_info", msg)
+    harness.wait_for(lambda: node.frontend is not None, 20, "a frontend on the wrong size")
+
+    def pair(k: int) -> None:
+        stamp_ns = int(seq.cam0.stamps_ns[k])
+        harness.publish("/cam0/image_raw",
+                        cv.array_to_image(seq.cam0.images[k], "mono8", stamp_ns, "cam0"))
+        harness.publish("/cam1/image_raw",
+                        cv.array_to_image(seq.cam1.images[k], "mono8", stamp_ns, "cam1"))
+
+    pair(0)
+    harness.wait_for(lambda: counters["bad_image"] >= 2, 10, "frames refused by size")
+    # one odd message: nothing changes
+    harness.publish("/cam0/camera_info", _camera_info_msg(seq.cam0.info))
+    harness.publish("/cam0/camera_info", wrong["cam0"])
+    for _ in range(INFO_CHANGE_MESSAGES):  # at a camera's rate, not a burst (queue of 5)
+        harness.publish("/cam0/camera_info", _camera_info_msg(seq.cam0.info))
+        harness.publish("/cam1/camera_info", _camera_info_msg(seq.cam1.info))
+        time.sleep(0.02)
+    harness.wait_for(lambda: counters["camera_info_changes"] == 2, 20, "both calibrations taken")
+    harness.wait_for(lambda: node.frontend is not None, 20, "the frontend rebuilt")
+    assert node._hw == {"cam0": (240, 376), "cam1": (240, 376)}
+    bad_before = counters["bad_image"]
+    for k in range(1, 4):
+        pair(k)
+    harness.wait_for(lambda: counters["pairs_processed"] == 3, 20, "frames processed")
+    assert counters["bad_image"] == bad_before
+
+
+def test_best_effort_cameras_are_heard_with_best_effort_subscriptions(harness: Harness) -> None:
+    """Camera and IMU drivers often publish best effort (the sensor-data profile), which a
+    reliable subscription never matches: a tester's best-effort camera fed slam_node nothing.
+    With sensor_reliability 'best_effort' slam_node and vio_node take such publishers."""
+    import time
+
+    from rclpy.qos import ReliabilityPolicy
+    from sensor_msgs.msg import Image, Imu
+
+    from meetup_ros.nodes.slam_node import SlamNode
+    from meetup_ros.nodes.vio_node import VioNode
+    from meetup_ros.ros.node_tools import reliable_qos
+
+    slam = harness.add(SlamNode(context=harness.context, parameter_overrides=_overrides(
+        diagnostics_period_s=0.0, odom_topic="", cam1_topic="", sensor_reliability="best_effort")))
+    vio = harness.add(VioNode(context=harness.context, parameter_overrides=_overrides(
+        diagnostics_period_s=0.0, sensor_reliability="best_effort")))
+    qos = reliable_qos(10)
+    qos.reliability = ReliabilityPolicy.BEST_EFFORT
+    image_pub = harness.driver.create_publisher(Image, "/cam0/image_raw", qos)
+    imu_pub = harness.driver.create_publisher(Imu, "/imu0", qos)
+    harness.wait_for(lambda: image_pub.get_subscription_count() == 2
+                     and imu_pub.get_subscription_count() == 1, 10, "best-effort matches")
+    for i in range(5):
+        stamp_ns = STAMP0_NS + i * 50_000_000
+        image_pub.publish(cv.array_to_image(np.zeros((24, 32), np.uint8), "mono8", stamp_ns,
+                                            "cam0"))
+        imu = Imu()
+        imu.header.stamp = cv.ns_to_stamp(stamp_ns)
+        imu.linear_acceleration.z = 9.81
+        imu_pub.publish(imu)
+        time.sleep(0.02)
+    harness.wait_for(lambda: slam.health.counters["waiting_for_camera_info"] >= 1, 10,
+                     "slam_node hears the camera")
+    harness.wait_for(lambda: vio.health.counters["imu_received"] >= 1, 10,
+                     "vio_node hears the IMU")

@@ -38,10 +38,12 @@ from meetup_ros.ros.convert import (
 )
 from meetup_ros.ros.node_tools import (
     MAX_TIMER_PERIOD_S,
+    SENSOR_RELIABILITY,
     NodeHealth,
     TransportLoss,
     lower_cpu_priority,
     reliable_qos,
+    sensor_qos,
     spin_node,
 )
 from meetup_ros.ros.params import check_param, declare_parameters, param
@@ -97,6 +99,11 @@ class SlamParams:
     keyframe_interval_s: float = param(
         _FRONTEND.keyframe_interval_s, "new keyframe at least this often (s of stamps)"
     )
+    sensor_reliability: str = param(
+        "reliable", "QoS of the image and camera_info subscriptions: 'reliable' (lossless "
+                    "from reliable publishers) or 'best_effort' (also matches drivers that "
+                    "publish best effort, ROS's sensor-data profile)"
+    )
     pair_tolerance_s: float = param(0.003, "cam0/cam1 stamps closer than this are a pair")
     prior_tolerance_s: float = param(0.03, "odometry used as prior within this of a frame")
     # The odometry of a frame comes after the frame (vio_node waits for the IMU sample after
@@ -122,9 +129,15 @@ class SlamParams:
     )
 
 
+INFO_CHANGE_MESSAGES = 20  # camera_info messages a new calibration must hold for (1 s at 20 Hz)
 MAX_WAIT_S = 10.0  # pairing and prior waits: longer is a clock fault, not a wait
 RIGID_TOLERANCE = 1e-4  # on R R^T - I and det R - 1: calibration files print 6+ digits
 MIN_BASELINE_M = 1e-3  # what slam.camera.StereoRectification can rectify
+
+
+def _same_calibration(a: CameraInfo, b: CameraInfo) -> bool:
+    return ((a.width, a.height, a.distortion_model) == (b.width, b.height, b.distortion_model)
+            and list(a.k) == list(b.k) and list(a.d) == list(b.d))
 
 
 def _is_rigid(values: Sequence[float]) -> bool:
@@ -158,6 +171,8 @@ def _check_params(p: SlamParams) -> None:
     for name in required:
         need(bool(getattr(p, name)), name, "a non-empty name")
     need(p.solver in SOLVERS, "solver", f"one of {SOLVERS}")
+    need(p.sensor_reliability in SENSOR_RELIABILITY, "sensor_reliability",
+         f"one of {SENSOR_RELIABILITY}")
     need(p.solver != "learned" or bool(p.optimizer_weights), "optimizer_weights",
          "a weights file with solver 'learned'")
     for name in ("T_base_cam0", "T_base_cam1"):
@@ -222,6 +237,8 @@ class SlamNode(Node):
         warm_up_solver(self.depth_model, self.step, self.frontend_config)
         self.frontend: Any = None
         self._info: dict[str, CameraInfo] = {}
+        # A calibration other than the one in use, and how many messages in a row gave it.
+        self._info_change: dict[str, tuple[CameraInfo, int]] = {}
         self._hw: dict[str, tuple[int, int]] = {}
         self._pending: dict[str, OrderedDict[int, np.ndarray]] = {
             "cam0": OrderedDict(), "cam1": OrderedDict()
@@ -236,21 +253,22 @@ class SlamNode(Node):
         self.pose_pub = self.create_publisher(PoseStamped, p.pose_topic, reliable_qos(10))
         self.points_pub = self.create_publisher(PointCloud2, p.points_topic, reliable_qos(10))
         self.create_subscription(
-            CameraInfo, p.cam0_info_topic, lambda m: self._on_info("cam0", m), reliable_qos(5)
+            CameraInfo, p.cam0_info_topic, lambda m: self._on_info("cam0", m),
+            sensor_qos(5, p.sensor_reliability)
         )
         self.transport = TransportLoss(self.health)
         self.create_subscription(
             Image, p.cam0_topic, lambda m, info: self._on_image("cam0", m, info),
-            reliable_qos(20)
+            sensor_qos(20, p.sensor_reliability)
         )
         if self.stereo:
             self.create_subscription(
                 CameraInfo, p.cam1_info_topic, lambda m: self._on_info("cam1", m),
-                reliable_qos(5),
+                sensor_qos(5, p.sensor_reliability),
             )
             self.create_subscription(
                 Image, p.cam1_topic, lambda m, info: self._on_image("cam1", m, info),
-                reliable_qos(20)
+                sensor_qos(20, p.sensor_reliability)
             )
         if p.odom_topic:
             self.create_subscription(Odometry, p.odom_topic, self._on_odom, reliable_qos(50))
@@ -272,9 +290,9 @@ class SlamNode(Node):
 
     def _on_info(self, cam: str, msg: CameraInfo) -> None:
         if cam in self._info:
+            self._follow_info_change(cam, msg)
             return
-        # The first accepted camera_info is kept for good: a bad one is refused here, and the
-        # node waits for a good one.
+        # A bad camera_info is refused here, and the node waits for a good one.
         try:
             check_intrinsics(msg.k, msg.d, int(msg.width), int(msg.height),
                              msg.distortion_model)
@@ -287,6 +305,48 @@ class SlamNode(Node):
         self._info[cam] = msg
         self._hw[cam] = (int(msg.height), int(msg.width))
         if "cam0" in self._info and ("cam1" in self._info or not self.stereo):
+            self._build_frontend()
+
+    def _follow_info_change(self, cam: str, msg: CameraInfo) -> None:
+        """Take a new calibration once it has held for ``INFO_CHANGE_MESSAGES`` messages.
+
+        The camera was reconfigured (another resolution) or its first calibration was wrong:
+        kept for good, the first one dropped every later frame (a tester's). One odd message
+        changes nothing; the frontend is rebuilt, and its keyframes start over.
+        """
+        if _same_calibration(msg, self._info[cam]):
+            self._info_change.pop(cam, None)
+            return
+        candidate, count = self._info_change.get(cam, (None, 0))
+        count = count + 1 if candidate is not None and _same_calibration(msg, candidate) else 1
+        self._info_change[cam] = (msg, count)
+        if count < INFO_CHANGE_MESSAGES:
+            return
+        try:
+            check_intrinsics(msg.k, msg.d, int(msg.width), int(msg.height),
+                             msg.distortion_model)
+        except SlamError as exc:
+            self.health.problem("bad_camera_info", f"{cam} {self._info_topic(cam)}: {exc}; "
+                                "keeping the calibration in use")
+            self._info_change.pop(cam, None)
+            return
+        old = self._info[cam]
+        self.get_logger().warning(
+            f"{self._info_topic(cam)}: calibration changed for {count} messages (size "
+            f"{old.width}x{old.height} -> {msg.width}x{msg.height}, K "
+            f"{[round(float(v), 4) for v in old.k]} -> {[round(float(v), 4) for v in msg.k]});"
+            " taking it, rebuilding the frontend (keyframes start over)")
+        self.health.counters["camera_info_changes"] += 1
+        self._info[cam] = msg
+        self._hw[cam] = (int(msg.height), int(msg.width))
+        self._info_change.pop(cam, None)
+        for pending in self._pending.values():
+            pending.clear()  # frames of the old size
+        self._awaiting.clear()
+        self.frontend = None
+        # A stereo camera reconfigured changes both: wait for the other's new size.
+        if ("cam0" in self._info and ("cam1" in self._info or not self.stereo)
+                and len({self._hw[c] for c in self._info}) == 1):
             self._build_frontend()
 
     def _camera(self, cam: str) -> Any:

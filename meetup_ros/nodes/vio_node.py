@@ -31,9 +31,11 @@ from meetup_ros.ros import RosInputError
 from meetup_ros.ros.convert import image_to_mono8, imu_to_arrays, odometry_msg, stamp_to_ns
 from meetup_ros.ros.node_tools import (
     MAX_TIMER_PERIOD_S,
+    SENSOR_RELIABILITY,
     NodeHealth,
     make_tf_broadcaster,
     reliable_qos,
+    sensor_qos,
     spin_node,
     transform_msg,
 )
@@ -53,6 +55,11 @@ class VioParams:
         2000, "IMU subscription depth (>= 200): 10 s of 200 Hz held through a stall"
     )
     image_queue_depth: int = param(100, "image subscription depth (5 s at 20 Hz)")
+    sensor_reliability: str = param(
+        "reliable", "QoS of the IMU and image subscriptions: 'reliable' (lossless from "
+                    "reliable publishers) or 'best_effort' (also matches drivers that publish "
+                    "best effort, ROS's sensor-data profile)"
+    )
     image_height: int = param(0, "expected image height (px); 0 = take the first image's")
     image_width: int = param(0, "expected image width (px); 0 = take the first image's")
     odom_frame: str = param("odom", "frame_id of /odom")
@@ -90,6 +97,8 @@ class VioNode(Node):
                 f"{MAX_TIMER_PERIOD_S:g}] s (wall time a frame waits for its IMU window)")
         for name in ("image_queue_depth", "torch_threads"):
             check_param(p, getattr(p, name) >= 1, name, "an integer >= 1")
+        check_param(p, p.sensor_reliability in SENSOR_RELIABILITY, "sensor_reliability",
+                    f"one of {SENSOR_RELIABILITY}")
         for name in ("image_height", "image_width"):
             check_param(p, getattr(p, name) >= 0, name,
                         "pixels > 0, or 0 to take the first image's")
@@ -112,9 +121,11 @@ class VioNode(Node):
         self._jump_ns = int(0.5e9)
         self.odom_pub = self.create_publisher(Odometry, p.odom_topic, reliable_qos(50))
         self.tf = make_tf_broadcaster(self) if p.publish_tf else None
-        self.create_subscription(Imu, p.imu_topic, self._on_imu, reliable_qos(p.imu_queue_depth))
+        self.create_subscription(Imu, p.imu_topic, self._on_imu,
+                                 sensor_qos(p.imu_queue_depth, p.sensor_reliability))
         self.create_subscription(
-            Image, p.image_topic, self._on_image, reliable_qos(p.image_queue_depth)
+            Image, p.image_topic, self._on_image,
+            sensor_qos(p.image_queue_depth, p.sensor_reliability)
         )
         # Frames waiting for their IMU window are flushed on a wall-clock timer, so a camera
         # without IMU (or a stalled IMU) still gets through after imu_wait_s.

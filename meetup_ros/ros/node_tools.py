@@ -46,6 +46,20 @@ def reliable_qos(depth: int) -> QoSProfile:
     )
 
 
+SENSOR_RELIABILITY = ("reliable", "best_effort")
+
+
+def sensor_qos(depth: int, reliability: str) -> QoSProfile:
+    """A sensor input's subscription: ``reliable_qos`` or, with ``"best_effort"``, the same
+    history with best-effort delivery, which also matches the best-effort publishers of
+    camera and IMU drivers (ROS's sensor-data profile): a reliable subscription matches none
+    of them, and a tester's best-effort camera fed slam_node nothing, one warning aside."""
+    qos = reliable_qos(depth)
+    if reliability == "best_effort":
+        qos.reliability = ReliabilityPolicy.BEST_EFFORT
+    return qos
+
+
 def format_value(value: Any) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.6g}"
