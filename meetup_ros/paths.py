@@ -51,3 +51,18 @@ def config_path(name: str | Path) -> Path:
 
 def data_path(name: str | Path) -> Path:
     return resolve(name, "data")
+
+
+SHARED_DATA = "../shared/data"  # the project's data sets, beside the repository
+
+
+def shared_data_path(path: str | Path) -> Path:
+    """A ``--data-root``-style folder: as given if it exists (or is absolute); a relative one
+    that does not exist from the working directory is looked up from the source tree, so that
+    the default ``../shared/data`` works from any directory (a tester's run from elsewhere
+    got "'../shared/data' is not a folder")."""
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute() or candidate.exists():
+        return candidate
+    beside = SOURCE_ROOT / candidate
+    return beside if beside.exists() else candidate

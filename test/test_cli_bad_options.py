@@ -144,3 +144,18 @@ def test_record_refuses_a_bad_type_option(tmp_path: Path, capsys: pytest.Capture
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith(f"meetup-ros record: error: {message}")
     assert not (tmp_path / "rec").exists()
+
+
+def test_the_default_data_root_works_from_any_directory(tmp_path, monkeypatch) -> None:
+    """`benchmark-slam` run from another directory said "'../shared/data' is not a folder":
+    the default is looked up from the source tree when it is not there from the cwd; a path
+    given that exists is used as is."""
+    from meetup_ros import paths
+
+    if not (paths.SOURCE_ROOT / paths.SHARED_DATA).is_dir():
+        pytest.skip("no ../shared/data beside this checkout")
+    monkeypatch.chdir(tmp_path)
+    assert paths.shared_data_path(paths.SHARED_DATA).resolve() == (
+        paths.SOURCE_ROOT / paths.SHARED_DATA).resolve()
+    (tmp_path / "mine").mkdir()
+    assert paths.shared_data_path("mine") == Path("mine")

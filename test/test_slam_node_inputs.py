@@ -125,6 +125,7 @@ def test_slam_node_refuses_bad_camera_info_and_waits_for_a_good_one(harness: Har
         ({"k5": 5000.0}, f"K[5] (cy) 5000.0: expected a principal point in the {w} x {h} "),
         ({"k2": -3.0 * w}, f"K[2] (cx) {-3.0 * w!r}: expected a principal point"),
         ({"k3": 1.0}, "expected [[fx, skew, cx], [0, fy, cy], [0, 0, 1]]"),
+        ({"k1": 40.0}, "K[1] (skew) 40.0: expected 0 (no skew is modelled)"),
         ({"d1": math.nan}, "D[1] nan: expected finite"),
     ]
     for i, (change, message) in enumerate(bad, start=1):
@@ -269,3 +270,21 @@ def test_best_effort_cameras_are_heard_with_best_effort_subscriptions(harness: H
                      "slam_node hears the camera")
     harness.wait_for(lambda: vio.health.counters["imu_received"] >= 1, 10,
                      "vio_node hears the IMU")
+
+
+def test_an_unpaired_frame_names_its_nearest_partner(harness: Harness) -> None:
+    """Stereo stamps 5 ms apart (tolerance 3 ms): every frame was dropped with only "no
+    partner"; the message now gives the nearest partner's offset and the tolerance."""
+    from meetup_ros.nodes.slam_node import SlamNode
+
+    node = harness.add(SlamNode(context=harness.context, parameter_overrides=_overrides(
+        diagnostics_period_s=0.0, odom_topic="", max_pending=2)))
+    image = np.zeros((24, 32), np.uint8)
+    for i in range(4):
+        stamp_ns = STAMP0_NS + i * 50_000_000
+        harness.publish("/cam0/image_raw", cv.array_to_image(image, "mono8", stamp_ns, "cam0"))
+        harness.publish("/cam1/image_raw",
+                        cv.array_to_image(image, "mono8", stamp_ns + 5_000_000, "cam1"))
+    harness.wait_for(lambda: node.health.counters["unpaired_dropped"] >= 2, 10, "drops")
+    assert "within pair_tolerance_s 0.003 s" in node.health.last_problem
+    assert "us" in node.health.last_problem and "5000.0 us" in node.health.last_problem

@@ -75,13 +75,13 @@ def _evaluate_vio(args: argparse.Namespace) -> int:
 
 
 def _evaluate_visual(args: argparse.Namespace) -> int:
-
+    from meetup_ros import paths
     from meetup_ros.odometry.visual_baseline import evaluate_visual
     from meetup_ros.odometry.windowing import OdometryError
 
     set_torch_threads(args.threads)
     try:
-        report = evaluate_visual(Path(args.data_root), Path(args.out))
+        report = evaluate_visual(paths.shared_data_path(args.data_root), Path(args.out))
     except OdometryError as exc:
         raise CommandError(str(exc)) from None
     _print(report)

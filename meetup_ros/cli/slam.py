@@ -50,7 +50,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     set_torch_threads(args.threads)
     if args.max_iterations < 1:
         raise CommandError(f"--max-iterations {args.max_iterations!r} must be >= 1")
-    data_root = Path(args.data_root)
+    data_root = paths.shared_data_path(args.data_root)
     if not data_root.is_dir():
         raise CommandError(f"--data-root {str(data_root)!r} is not a folder")
     try:

@@ -45,6 +45,7 @@ def register(subparsers: Any) -> None:
 def _study(args: argparse.Namespace) -> int:
     import torch
 
+    from meetup_ros import paths
     from meetup_ros.optim import studies
 
     set_torch_threads(args.threads)
@@ -52,12 +53,12 @@ def _study(args: argparse.Namespace) -> int:
     try:
         if args.study == "optimizers":
             rows = studies.optimizer_study(
-                out, datasets=args.datasets, mnist_dir=Path(args.mnist_dir),
+                out, datasets=args.datasets, mnist_dir=paths.shared_data_path(args.mnist_dir),
                 seeds=range(args.seeds or 3), epochs=args.epochs or 12,
                 batch_size=args.batch_size or 64, hidden=tuple(args.hidden))
         elif args.study == "batch-size":
             rows = studies.batch_size_study(
-                out, dataset=args.dataset, mnist_dir=Path(args.mnist_dir),
+                out, dataset=args.dataset, mnist_dir=paths.shared_data_path(args.mnist_dir),
                 batch_sizes=args.batch_sizes, seeds=range(args.seeds or 1),
                 epochs=args.epochs or 10, hidden=tuple(args.hidden))
         else:

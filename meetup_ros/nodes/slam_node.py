@@ -405,7 +405,14 @@ class SlamNode(Node):
         pending[stamp_ns] = image
         while len(pending) > self.params.max_pending:
             old_ns, _ = pending.popitem(last=False)
-            self.health.problem("unpaired_dropped", f"{topic}: no partner for {old_ns} ns")
+            other = self._pending["cam1" if cam == "cam0" else "cam0"]
+            nearest = min(other, key=lambda s: abs(s - old_ns), default=None)
+            offset = ("none waiting on the other camera" if nearest is None else
+                      f"the nearest on the other camera is {(nearest - old_ns) * 1e-3:+.1f} us")
+            self.health.problem(
+                "unpaired_dropped",
+                f"{topic}: no partner for {old_ns} ns within pair_tolerance_s "
+                f"{self.params.pair_tolerance_s:g} s ({offset})")
         self._try_pair()
 
     def _try_pair(self) -> None:
