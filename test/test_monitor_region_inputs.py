@@ -282,3 +282,24 @@ def test_an_override_file_of_another_type_is_refused_not_dropped(tmp_path: Path)
     assert result.returncode == 1, result.stderr
     assert f"params file '{override}' (safety_monitor_node)" in result.stderr
     assert "deadline_s" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_property_that_can_never_be_violated_is_refused(harness: Harness,
+                                                          tmp_path: Path) -> None:
+    """`continue - continue >= 1` was accepted and every tick 'verified': a proof of a
+    property nothing can violate says nothing of the network. Refused, named; a property
+    with one such disjunct beside a real one runs (with a warning)."""
+    onnx = always_continue_onnx(tmp_path / "g.onnx")
+    names = ", ".join(STATE_NAMES)
+    box = ("domain:\n  lower: [null, null, null, null, null]\n"
+           "  upper: [null, null, null, null, 1.0]\n")
+    never = tmp_path / "never.yaml"
+    never.write_text(f"inputs: [{names}]\noutputs: [continue, slow, stop]\n{box}"
+                     "unsafe:\n  - [\"continue - continue >= 1\"]\n")
+    with pytest.raises(RosInputError, match=r"property file 'never\.yaml' can never be violated"):
+        _monitor(harness, onnx, property_paths=[str(never)])
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text(f"inputs: [{names}]\noutputs: [continue, slow, stop]\n{box}"
+                     "unsafe:\n  - [\"continue - continue >= 1\"]\n  - [\"continue >= stop\"]\n")
+    node = _monitor(harness, onnx, property_paths=[str(mixed)])
+    assert node.monitors[0][1].prop.vacuous_disjuncts() == [0]

@@ -99,6 +99,7 @@ def test_the_pose_is_the_odometry_of_the_frame_that_comes_after_it(harness: Harn
     # 2 cm a frame: a keyframe every 3 frames by motion (0.05 m), not every 3rd pair alone
     assert len(poses) >= N_PAIRS // 3
     for msg in poses:
+        assert msg.header.frame_id == "odom"  # the odometry's frame, not world_frame
         expected = sent[cv.stamp_to_ns(msg.header.stamp)]
         np.testing.assert_allclose(_pose_matrix(msg), expected, atol=1e-6)
     assert node.health.counters.get("pairs_without_prior", 0) == 0

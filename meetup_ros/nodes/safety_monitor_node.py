@@ -270,6 +270,25 @@ def _check_property_names(name: str, prop: Any, input_names: Sequence[str],
                 "needed (its constraints are read by position)")
 
 
+def _check_not_vacuous(name: str, prop: Any, log: Any) -> None:
+    """Refuse a property that can never be violated (its proof says nothing of the network);
+    warn about a disjunct that cannot be, the rest still meaning something.
+
+    Raises:
+        RosInputError: every disjunct is vacuous.
+    """
+    vacuous = prop.vacuous_disjuncts()
+    if len(vacuous) == len(prop.disjuncts):
+        raise RosInputError(
+            f"property file {name!r} can never be violated: no input and output meet any of "
+            f"its unsafe conditions (disjuncts {vacuous}), so every tick would be 'verified' "
+            "whatever the network does")
+    if vacuous:
+        log.warning(f"property file {name!r}: unsafe disjunct(s) {vacuous} can never hold "
+                    "(an empty input box or contradictory output conditions); they check "
+                    "nothing")
+
+
 class SafetyMonitorNode(Node):
     """Certifies each (state, command) pair by branch and bound and gates the command."""
 
@@ -311,6 +330,7 @@ class SafetyMonitorNode(Node):
                 "output, in order)")
         for name, monitor in self.monitors:
             _check_property_names(name, monitor.prop, p.input_names, p.output_names)
+            _check_not_vacuous(name, monitor.prop, self.get_logger())
         if p.state_source == "fixed" and len(p.fixed_state) != n_inputs:
             raise RosInputError(
                 f"fixed_state {p.fixed_state!r} has {len(p.fixed_state)} values; expected one "

@@ -84,7 +84,9 @@ class SlamParams:
     depth_topic: str = param("/depth", "keyframe depth (32FC1, metres, NaN invalid)")
     pose_topic: str = param("/slam/pose", "keyframe pose T_world_cam0")
     points_topic: str = param("/slam/points", "keyframe points (cam0 frame)")
-    world_frame: str = param("world", "frame_id of /slam/pose")
+    world_frame: str = param(
+        "world", "frame_id of /slam/pose without odometry (monocular, chained two-view poses); "
+                 "with odometry the pose is in the odometry's frame (its header.frame_id)")
     T_base_cam0: tuple[float, ...] = param(EUROC_T_BASE_CAM0, "cam0 -> base (4x4 row-major)")
     T_base_cam1: tuple[float, ...] = param(EUROC_T_BASE_CAM1, "cam1 -> base (4x4 row-major)")
     solver: str = param(_FRONTEND.solver, "learned | gauss_newton | levenberg_marquardt")
@@ -244,6 +246,9 @@ class SlamNode(Node):
             "cam0": OrderedDict(), "cam1": OrderedDict()
         }
         self._odom: deque[tuple[int, np.ndarray]] = deque(maxlen=400)
+        # The frame the odometry's poses are in: a pose from the prior is in it, not in
+        # world_frame (a tester's poses said 'world' for the odometry's 'odom').
+        self._odom_frame = p.world_frame
         # Pairs waiting for their odometry: (stamp, image0, image1, arrival on time.monotonic).
         self._awaiting: deque[tuple[int, np.ndarray, np.ndarray | None, float]] = deque()
         self._last_pair_ns: int | None = None
@@ -390,6 +395,7 @@ class SlamNode(Node):
         if self._odom and odom.stamp_ns < self._odom[-1][0]:
             self._odom.clear()  # a loop: old priors belong to another pass
         self._odom.append((odom.stamp_ns, odom.T_odom_base))
+        self._odom_frame = msg.header.frame_id or self._odom_frame
         self._drain()
 
     def _on_image(self, cam: str, msg: Image, info: Any = None) -> None:
@@ -527,8 +533,8 @@ class SlamNode(Node):
         # A stereo keyframe without odometry has no pose of its own (pose_source "none"):
         # publishing the last one known under a fresh stamp is a wrong pose, not a pose.
         if keyframe.pose_source != "none":
-            self.pose_pub.publish(pose_stamped_msg(stamp_ns, keyframe.T_world_cam,
-                                                   p.world_frame))
+            frame_id = self._odom_frame if keyframe.pose_source == "prior" else p.world_frame
+            self.pose_pub.publish(pose_stamped_msg(stamp_ns, keyframe.T_world_cam, frame_id))
             self.health.counters["poses_published"] += 1
         self.points_pub.publish(point_cloud_xyz_msg(keyframe.points_cam, stamp_ns, frame))
         self.health.counters["keyframes_published"] += 1

@@ -193,6 +193,27 @@ class Property:
         return any(d.contains_input(x) and bool(np.all(d.margins(y) <= 0.0))
                    for d in self.disjuncts)
 
+    def vacuous_disjuncts(self) -> list[int]:
+        """Disjuncts no (x, y) can meet, whatever the network: an empty input box, or output
+        conditions that contradict each other (``continue - continue >= 1``), by an LP.
+
+        A property made only of these can never be violated, so a proof of it says nothing of
+        the network (a tester's was accepted by the monitor and 'verified' every tick). Near
+        the LP's tolerance a feasible set of one point may be reported empty: callers refuse,
+        which errs towards not running."""
+        from scipy.optimize import linprog
+
+        out = []
+        for i, d in enumerate(self.disjuncts):
+            if np.any(d.lower > d.upper):
+                out.append(i)
+                continue
+            result = linprog(np.zeros(self.n_outputs), A_ub=d.coeffs, b_ub=d.rhs,
+                             bounds=[(None, None)] * self.n_outputs, method="highs")
+            if result.status == 2:  # infeasible
+                out.append(i)
+        return out
+
     def check_network(self, n_inputs: int, n_outputs: int, network_name: str) -> None:
         """Raise if the property does not fit a network of this size."""
         if (n_inputs, n_outputs) != (self.n_inputs, self.n_outputs):
