@@ -26,6 +26,7 @@ pytest.importorskip("rclpy")
 from geometry_msgs.msg import TwistStamped
 from governors import always_continue_onnx
 from sensor_msgs.msg import JointState
+from test_monitor_faults import BENIGN, TICK_NS, _cmds, _statuses
 from test_nodes import (
     REPO_ROOT,
     STAMP0_NS,
@@ -43,20 +44,8 @@ from meetup_ros.ros.params import load_params_file
 
 pytestmark = pytest.mark.dds
 
-TICK_NS = 50_000_000
-BENIGN = [0.1, 0.0, 0.0, 0.0, 5.0]  # slow and far: verified for any sane sigma
 SMALL_RADII = [0.05, 0.05, 0.05, 0.05, 0.1]
 PIPELINE = REPO_ROOT / "config" / "pipeline.yaml"
-
-
-def _statuses(harness: Harness) -> list[str]:
-    with harness._lock:
-        return [m.data for m in harness.received["/safety/status"]]
-
-
-def _cmds(harness: Harness) -> list[TwistStamped]:
-    with harness._lock:
-        return list(harness.received["/cmd"])
 
 
 def _odom_sigma(stamp_ns: int, forward_sigma_mps: float, child: str = "base_link") -> object:
