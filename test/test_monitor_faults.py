@@ -123,9 +123,13 @@ def test_controller_commands_pass_and_silence_triggers_the_fallback(
     harness.publish("/depth", _depth(STAMP0_NS, 5.0))
     n_ticks = 8
     for i in range(n_ticks):
+        # The watchdog counts from the last answer, which comes after the last input: the
+        # time of that publish, not the end of the sleep after it, bounds the answer from
+        # below (once the monitor answered within a few ms, the end of the sleep was 50 ms
+        # after the answer and the bound 50 ms too strict for the watchdog's contract).
+        last_input = time.monotonic()
         harness.publish("/odom", _odom(STAMP0_NS + i * TICK_NS, 0.3))
         time.sleep(TICK_NS * 1e-9)
-    last_input = time.monotonic()
     harness.wait_for(lambda: len(_cmds(harness)) >= n_ticks, 10, f"{n_ticks} /cmd")
     statuses = _statuses(harness)[:n_ticks]
     assert statuses == ["verified"] * n_ticks, statuses

@@ -148,6 +148,13 @@ def test_a_namespaced_monitor_gets_the_pipeline_section(harness: Harness) -> Non
         cli_args=["--ros-args", "--params-file", str(PIPELINE)],
         parameter_overrides=_overrides(diagnostics_period_s=0.0)))
     assert node.get_fully_qualified_name() == "/robot1/safety_monitor_node"
+    # The file's topics are relative: they resolve in the namespace (absolute, a tester's
+    # two robots' monitors paired each other's states and shared one /cmd).
+    subscribed = {s.topic_name for s in node.subscriptions}
+    published = {pub.topic_name for pub in node.publishers}
+    assert {"/robot1/odom", "/robot1/controller/state", "/robot1/controller/command"} <= (
+        subscribed), subscribed
+    assert {"/robot1/cmd", "/robot1/safety/status"} <= published, published
     section = load_params_file(PIPELINE)["safety_monitor_node"]
     def as_param(value: object) -> object:
         return tuple(value) if isinstance(value, list) else value
@@ -186,10 +193,10 @@ def test_frames_other_than_the_base_are_refused(harness: Harness, tmp_path: Path
     harness.wait_for(lambda: node.health.counters["bad_odometry"] == 1, 5, "odometry refused")
     assert "child_frame_id 'cam0' is not base_frame 'base_link'" in node.health.last_problem
     assert not node._twist_cov
-    harness.publish("/odom", _odom(STAMP0_NS, 0.1))
-    harness.wait_for(lambda: STAMP0_NS in node._twist_cov, 5, "the base-frame odometry")
     for i, frame in enumerate(("map", "")):
         stamp_ns = STAMP0_NS + i * TICK_NS
+        harness.publish("/odom", _odom(stamp_ns, 0.1))
+        harness.wait_for(lambda s=stamp_ns: s in node._twist_cov, 5, "base-frame odometry")
         harness.publish("/controller/state", cv.named_vector_msg(stamp_ns, STATE_NAMES,
                                                                  np.array(BENIGN)))
         harness.publish("/controller/command",
@@ -292,3 +299,48 @@ def test_a_property_that_can_never_be_violated_is_refused(harness: Harness,
                      "unsafe:\n  - [\"continue - continue >= 1\"]\n  - [\"continue >= stop\"]\n")
     node = _monitor(harness, onnx, property_paths=[str(mixed)])
     assert node.monitors[0][1].prop.vacuous_disjuncts() == [0]
+
+
+def test_a_pair_waits_for_the_odometry_of_its_stamp(harness: Harness, tmp_path: Path) -> None:
+    """The state reaches the monitor through the controller, its odometry on its own path,
+    and may come second. A tester's state at rest 3 m from an obstacle was certified with the
+    previous odometry's covariance (0.01 m/s) while its own said 10 m/s: 'verified', 1 m/s
+    on /cmd. The pair now waits for the odometry of its stamp (then: not verified); with no
+    odometry at its stamp within odom_wait_s it is unknown, the stop."""
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"), radii=SMALL_RADII,
+                    odom_wait_s=0.2)
+    state = [0.0, 0.0, 0.0, 0.0, 3.0]
+    harness.publish("/odom", _odom_sigma(STAMP0_NS - TICK_NS, 0.01))
+    harness.wait_for(lambda: len(node._twist_cov) == 1, 5, "the older odometry")
+    _propose(harness, STAMP0_NS, state, 1.0)
+    harness.wait_for(lambda: STAMP0_NS in node._awaiting_odom, 5, "the pair waiting")
+    harness.publish("/odom", _odom_sigma(STAMP0_NS, 10.0))
+    harness.wait_for(lambda: len(_cmds(harness)) == 1, 10, "the answer")
+    assert _statuses(harness) != ["verified"], node.last
+    assert _cmds(harness)[-1].twist.linear.z == 0.0
+    # No odometry at the next stamp: after the wait, unknown and the stop.
+    _propose(harness, STAMP0_NS + TICK_NS, BENIGN, 1.0)
+    harness.wait_for(lambda: len(_cmds(harness)) == 2, 10, "the answer after the wait")
+    assert _statuses(harness)[-1] == "unknown"
+    assert f"no /odom at the state's stamp {STAMP0_NS + TICK_NS}" in node.last.reason
+    assert _cmds(harness)[-1].twist.linear.z == 0.0
+
+
+def test_a_bare_section_that_misses_a_namespaced_node_is_refused(tmp_path: Path) -> None:
+    """An override file keyed `safety_monitor_node:` (not /**/) is ignored by rcl for
+    /robot1/safety_monitor_node, silently: a tester's tighter region never applied. The node
+    now refuses the file, naming the key to use."""
+    import subprocess
+    import sys
+
+    override = tmp_path / "override.yaml"
+    override.write_text("safety_monitor_node:\n  ros__parameters:\n    radii: [0.8, 0.8, 0.8, "
+                        "0.5, 0.8]\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "meetup_ros.nodes.safety_monitor_node", "--ros-args",
+         "-r", "__ns:=/robot1", "--params-file", str(PIPELINE), "--params-file", str(override)],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"})
+    assert result.returncode == 1, result.stderr
+    assert "section 'safety_monitor_node' applies only to /safety_monitor_node" in result.stderr
+    assert "key it /**/safety_monitor_node" in result.stderr

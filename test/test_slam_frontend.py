@@ -127,3 +127,22 @@ def test_warm_up_at_start_gives_the_same_keyframes(repo_root: Path, seq, solver:
     assert cold[0].iterations == warm[0].iterations
     with pytest.raises(SlamError, match="optimizer weights"):
         warm_up_solver(model, None, FrontendConfig(solver="learned"))
+
+
+def test_monocular_two_view_poses_are_not_chained_onto_odometry(repo_root: Path, seq) -> None:
+    """Monocular without odometry chains two-view poses (its own frame, unknown scale); once
+    the odometry's metric poses were used, a keyframe without one has no pose ("none"), not a
+    two-view step chained onto the odometry's frame (a tester's poses after /odom stopped)."""
+    fe = _frontend(repo_root, seq, stereo=False, keyframe_every_n=2)
+    T_prior = np.eye(4)
+    T_prior[:3, 3] = [0.7, 0.07, 0.01]
+    sources = []
+    for i in range(8):
+        prior = T_prior if 2 <= i < 4 else None
+        kf = fe.process(int(seq.cam0.stamps_ns[i]), seq.cam0.images[i], None, prior)
+        if kf is not None:
+            sources.append(kf.pose_source)
+    assert sources == ["two_view", "prior", "none", "none"], sources
+    fe.reset("time went back")
+    kf = fe.process(int(seq.cam0.stamps_ns[0]), seq.cam0.images[0])
+    assert kf is not None and kf.pose_source == "two_view"

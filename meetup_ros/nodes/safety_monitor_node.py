@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from geometry_msgs.msg import TwistStamped
 from nav_msgs.msg import Odometry
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
@@ -141,6 +142,10 @@ class MonitorParams:
              "the region's largest forward speed (s); 0 = the depth radius alone"
     )
     use_odometry_covariance: bool = param(True, "add k_sigma * sigma from /odom's twist")
+    odom_wait_s: float = param(
+        0.1, "a (state, command) pair waits up to this long (wall clock) for the /odom of its "
+             "stamp, whose twist covariance sizes the region; then unknown (fallback)"
+    )
     forward_axis_base: tuple[float, ...] = param((0.0, 0.0, 1.0), "forward in the base frame")
     up_axis_base: tuple[float, ...] = param((1.0, 0.0, 0.0), "up in the base frame")
     state_topic: str = param("/controller/state", "states the controller used")
@@ -210,6 +215,8 @@ def _check_params(p: MonitorParams) -> None:
     for name in ("deadline_s", "input_timeout_s", "command_tolerance"):
         need(math.isfinite(getattr(p, name)) and getattr(p, name) > 0, name,
              "a finite value > 0")
+    need(math.isfinite(p.odom_wait_s) and 0.0 < p.odom_wait_s <= p.input_timeout_s,
+         "odom_wait_s", "a wait in (0, input_timeout_s] s")
     for name in ("input_timeout_s", "max_state_age_s"):
         need(getattr(p, name) <= MAX_TIMEOUT_S, name,
              f"at most {MAX_TIMEOUT_S:g} s (longer is no check on a moving robot)")
@@ -356,6 +363,9 @@ class SafetyMonitorNode(Node):
         self._commands: OrderedDict[int, TwistStamped] = OrderedDict()
         # Twist covariances by odometry stamp: the state's stamp is its odometry's stamp.
         self._twist_cov: OrderedDict[int, np.ndarray] = OrderedDict()
+        # Pairs waiting for the odometry of their stamp: stamp -> (state, command, since).
+        self._awaiting_odom: OrderedDict[int, tuple[np.ndarray, TwistStamped, float]] = (
+            OrderedDict())
         self._last_state_ns: int | None = None
         # Watchdog, on the node's ROS clock: the time the inputs live in. With use_sim_time
         # (a replay) that is /clock, so the end of a replay, when /clock stops, is no
@@ -375,6 +385,9 @@ class SafetyMonitorNode(Node):
         self.create_subscription(TwistStamped, p.command_topic, self._on_command, reliable_qos(50))
         if p.use_odometry_covariance:
             self.create_subscription(Odometry, p.odom_topic, self._on_odom, reliable_qos(50))
+            # Wall clock: a pair's wait must end even while a replay's /clock stands still.
+            self.create_timer(min(0.02, p.odom_wait_s / 2) or 0.001, self._flush_awaiting,
+                              clock=Clock(clock_type=ClockType.STEADY_TIME))
         if p.state_source == "controller":
             self.create_subscription(JointState, p.state_topic, self._on_state, reliable_qos(50))
         else:
@@ -428,6 +441,8 @@ class SafetyMonitorNode(Node):
         self._twist_cov[odom.stamp_ns] = odom.twist_covariance
         while len(self._twist_cov) > self.params.max_pending:
             self._twist_cov.popitem(last=False)
+        if odom.stamp_ns in self._awaiting_odom:
+            self._answer_pair(*self._pop_awaiting(odom.stamp_ns))
 
     def _on_state(self, msg: JointState) -> None:
         p = self.params
@@ -446,6 +461,7 @@ class SafetyMonitorNode(Node):
             )
             self._states.clear()
             self._commands.clear()
+            self._awaiting_odom.clear()
             # Only the previous pass's: the odometry this state was built from (stamped as
             # it, arrived before it) stays. Clearing it all certified a tester's state with
             # a 2 m/s sigma as if its speed were exact.
@@ -497,6 +513,33 @@ class SafetyMonitorNode(Node):
             return
         state = self._states.pop(stamp_ns)
         command = self._commands.pop(stamp_ns)
+        if self._needs_odometry(state) and stamp_ns not in self._twist_cov:
+            # The state's own odometry (same stamp) sizes the region; it reaches this node
+            # on its own path and may come after the controller's state (7 of 95 pairs in
+            # `make demo`). Certified with an older covariance, a tester's state whose
+            # odometry's sigma had grown to 10 m/s was verified over a region for 0.01 m/s.
+            self._awaiting_odom[stamp_ns] = (state, command, time.monotonic())
+            while len(self._awaiting_odom) > self.params.max_pending:
+                self._answer_pair(*self._pop_awaiting(next(iter(self._awaiting_odom))))
+            return
+        self._answer_pair(stamp_ns, state, command)
+
+    def _needs_odometry(self, state: np.ndarray) -> bool:
+        return self.params.use_odometry_covariance and state.size == len(STATE_NAMES)
+
+    def _pop_awaiting(self, stamp_ns: int) -> tuple[int, np.ndarray, TwistStamped]:
+        state, command, _ = self._awaiting_odom.pop(stamp_ns)
+        return stamp_ns, state, command
+
+    def _flush_awaiting(self) -> None:
+        """Pairs whose odometry did not come within ``odom_wait_s``: answered now (the
+        certificate is unknown, the fallback goes out)."""
+        now = time.monotonic()
+        for stamp_ns, (_, _, since) in list(self._awaiting_odom.items()):
+            if now - since >= self.params.odom_wait_s:
+                self._answer_pair(*self._pop_awaiting(stamp_ns))
+
+    def _answer_pair(self, stamp_ns: int, state: np.ndarray, command: TwistStamped) -> None:
         why = self._stale_reason(stamp_ns)
         if why is not None:
             self.health.problem("stale_states", f"{self.params.state_topic}: {why}: fallback")
@@ -578,10 +621,17 @@ class SafetyMonitorNode(Node):
             raise ControlError(
                 f"no twist covariance from {p.odom_topic} yet (use_odometry_covariance is "
                 "true): the state's uncertainty is unknown")
-        cov = self._twist_cov.get(stamp_ns) if stamp_ns is not None else None
-        if cov is None:
-            self.health.counters["sigma_from_latest_odometry"] += 1
+        cov: np.ndarray | None
+        if stamp_ns is None:  # fixed mode: the state is configured, not measured
             cov = next(reversed(self._twist_cov.values()))
+        else:
+            cov = self._twist_cov.get(stamp_ns)
+        if cov is None:
+            # Not the latest one instead: an older covariance can be smaller than the state's.
+            raise ControlError(
+                f"no {p.odom_topic} at the state's stamp {stamp_ns} within odom_wait_s "
+                f"{p.odom_wait_s:g} s (newest odometry stamp {next(reversed(self._twist_cov))})"
+                ": the state's uncertainty is unknown")
         if not np.any(cov):
             raise ControlError(
                 f"{p.odom_topic} twist covariance is all zeros, which ROS reads as unknown, "
@@ -788,7 +838,8 @@ class SafetyMonitorNode(Node):
             self._silent_since_ns = self._last_output_ns
             self.health.problem(
                 "input_timeouts",
-                f"no (state, command) pair answered for {silent_s:.2f} s >= input_timeout_s "
+                f"no {'(state, command) pair' if p.state_source == 'controller' else 'command'}"
+                f" answered for {silent_s:.2f} s >= input_timeout_s "
                 f"{p.input_timeout_s:g} ({self._silence(now_ns)}): publishing the fallback on "
                 f"{p.cmd_topic} every {1.0 / p.tick_hz:g} s until the inputs resume",
             )

@@ -510,7 +510,8 @@ class SlamNode(Node):
                 f"pair at {stamp_ns} ns: no {self.params.odom_topic} within prior_tolerance_s "
                 f"{self.params.prior_tolerance_s:g} s after waiting up to prior_wait_s "
                 f"{self.params.prior_wait_s:g} s (newest odometry stamp {newest}); "
-                + ("no /slam/pose for it" if self.stereo else "pose from the two views"))
+                + ("no /slam/pose for it" if self.stereo else "its pose from the two views "
+                   "only if no odometry came since the start, else no /slam/pose"))
         start = time.perf_counter()
         try:
             keyframe = self.frontend.process(stamp_ns, image0, image1, prior)

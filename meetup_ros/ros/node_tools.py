@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -357,9 +358,21 @@ def check_params_files(node: Node, args: Sequence[str]) -> None:
     params = getattr(node, "params", None)
     if params is None or not dataclasses.is_dataclass(params):
         return
+    name, namespace = node.get_name(), node.get_namespace()
     for path in params_files(args):
-        values = node_params_from_file(path, node.get_name())
-        build_params(type(params), values, f"params file {path!r} ({node.get_name()})")
+        values = node_params_from_file(path, name)
+        build_params(type(params), values, f"params file {path!r} ({name})")
+        if namespace != "/":
+            # rcl matches a bare `name:` section only to /name: under a namespace it is
+            # ignored without a word (a tester's tighter safety region never applied).
+            with open(path, encoding="utf-8") as stream:
+                document = yaml.safe_load(stream) or {}
+            bare = [key for key in document if str(key) in (name, f"/{name}")]
+            if bare:
+                raise RosInputError(
+                    f"params file {path!r}: section {bare[0]!r} applies only to /{name}, not "
+                    f"to {node.get_fully_qualified_name()}; key it /**/{name} (any "
+                    f"namespace) or {node.get_fully_qualified_name()}")
 
 
 def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:

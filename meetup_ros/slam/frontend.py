@@ -214,6 +214,10 @@ class SlamFrontend:
         self._last_kf_small: np.ndarray | None = None
         self._frames_since_kf = 0
         self.T_world_cam = np.eye(4)
+        # Whether T_world_cam is the odometry's (metric, its frame): a two-view step (of
+        # unknown scale) chained onto it is neither (a tester's monocular poses after the
+        # odometry stopped), so such a keyframe has no pose until the next prior or reset.
+        self._anchored_in_prior = False
 
     # ---- keyframe selection -----------------------------------------------------------------
 
@@ -317,12 +321,17 @@ class SlamFrontend:
                                    if prior is not None else 0.0)
             result = self._solve(problem)
             T_prev_cur = _increment_matrix(problem, result.x)
-            T_world_cam = prior if prior is not None else self.T_world_cam @ T_prev_cur
-            pose_source = "prior" if prior is not None else "two_view"
+            if prior is not None:
+                T_world_cam, pose_source = prior, "prior"
+            elif self._anchored_in_prior:
+                T_world_cam, pose_source = self.T_world_cam, "none"
+            else:
+                T_world_cam, pose_source = self.T_world_cam @ T_prev_cur, "two_view"
             self._last_kf_small = small0
         depth_full = self._depth_full(problem, result.x)
         points = self.camera0.backproject(depth_full)
         self.T_world_cam = T_world_cam
+        self._anchored_in_prior = self._anchored_in_prior or prior is not None
         self._last_kf_ns = stamp_ns
         self._last_kf_prior = prior
         self._frames_since_kf = 0
