@@ -288,3 +288,23 @@ def test_an_unpaired_frame_names_its_nearest_partner(harness: Harness) -> None:
     harness.wait_for(lambda: node.health.counters["unpaired_dropped"] >= 2, 10, "drops")
     assert "within pair_tolerance_s 0.003 s" in node.health.last_problem
     assert "us" in node.health.last_problem and "5000.0 us" in node.health.last_problem
+
+
+def test_an_incompatible_best_effort_camera_is_named_with_its_fix(harness: Harness) -> None:
+    """With the default reliable subscription a best-effort camera is never matched; rmw's
+    warning named only the policy. The node now says it, with sensor_reliability."""
+    from rclpy.qos import ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from meetup_ros.nodes.slam_node import SlamNode
+    from meetup_ros.ros.node_tools import reliable_qos
+
+    node = harness.add(SlamNode(context=harness.context, parameter_overrides=_overrides(
+        diagnostics_period_s=0.0, odom_topic="", cam1_topic="")))
+    qos = reliable_qos(10)
+    qos.reliability = ReliabilityPolicy.BEST_EFFORT
+    harness.driver.create_publisher(Image, "/cam0/image_raw", qos)
+    harness.wait_for(lambda: node.health.counters["incompatible_publishers"] >= 1, 10,
+                     "the incompatibility said")
+    assert "/cam0/image_raw: a publisher's QoS is incompatible" in node.health.last_problem
+    assert "sensor_reliability: best_effort" in node.health.last_problem

@@ -43,6 +43,7 @@ from meetup_ros.ros.node_tools import (
     TransportLoss,
     lower_cpu_priority,
     reliable_qos,
+    sensor_events,
     sensor_qos,
     spin_node,
 )
@@ -264,7 +265,8 @@ class SlamNode(Node):
         self.transport = TransportLoss(self.health)
         self.create_subscription(
             Image, p.cam0_topic, lambda m, info: self._on_image("cam0", m, info),
-            sensor_qos(20, p.sensor_reliability)
+            sensor_qos(20, p.sensor_reliability),
+            event_callbacks=sensor_events(self.health, p.cam0_topic)
         )
         if self.stereo:
             self.create_subscription(
@@ -273,7 +275,8 @@ class SlamNode(Node):
             )
             self.create_subscription(
                 Image, p.cam1_topic, lambda m, info: self._on_image("cam1", m, info),
-                sensor_qos(20, p.sensor_reliability)
+                sensor_qos(20, p.sensor_reliability),
+                event_callbacks=sensor_events(self.health, p.cam1_topic)
             )
         if p.odom_topic:
             self.create_subscription(Odometry, p.odom_topic, self._on_odom, reliable_qos(50))

@@ -35,6 +35,7 @@ from meetup_ros.ros.node_tools import (
     NodeHealth,
     make_tf_broadcaster,
     reliable_qos,
+    sensor_events,
     sensor_qos,
     spin_node,
     transform_msg,
@@ -122,10 +123,12 @@ class VioNode(Node):
         self.odom_pub = self.create_publisher(Odometry, p.odom_topic, reliable_qos(50))
         self.tf = make_tf_broadcaster(self) if p.publish_tf else None
         self.create_subscription(Imu, p.imu_topic, self._on_imu,
-                                 sensor_qos(p.imu_queue_depth, p.sensor_reliability))
+                                 sensor_qos(p.imu_queue_depth, p.sensor_reliability),
+                                 event_callbacks=sensor_events(self.health, p.imu_topic))
         self.create_subscription(
             Image, p.image_topic, self._on_image,
-            sensor_qos(p.image_queue_depth, p.sensor_reliability)
+            sensor_qos(p.image_queue_depth, p.sensor_reliability),
+            event_callbacks=sensor_events(self.health, p.image_topic)
         )
         # Frames waiting for their IMU window are flushed on a wall-clock timer, so a camera
         # without IMU (or a stalled IMU) still gets through after imu_wait_s.

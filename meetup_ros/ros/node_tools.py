@@ -61,6 +61,22 @@ def sensor_qos(depth: int, reliability: str) -> QoSProfile:
     return qos
 
 
+def sensor_events(health: NodeHealth, topic: str) -> Any:
+    """Subscription events for a sensor input: an incompatible publisher is said with the
+    parameter that fixes it (rmw's own warning names only the policy, and a tester's
+    best-effort camera fed nothing with no word of ``sensor_reliability``)."""
+    from rclpy.event_handler import SubscriptionEventCallbacks
+
+    def incompatible(info: Any) -> None:
+        health.problem(
+            "incompatible_publishers",
+            f"{topic}: a publisher's QoS is incompatible with this subscription's (policy "
+            f"{info.last_policy_kind}); for a driver that publishes best effort, set "
+            "sensor_reliability: best_effort")
+
+    return SubscriptionEventCallbacks(incompatible_qos=incompatible)
+
+
 def format_value(value: Any) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.6g}"
