@@ -2,9 +2,12 @@
 
 For each state the controller used (``/controller/state``) and the command it proposed with
 the same stamp (``/controller/command``), the node builds the input region (the state plus
-or minus k_sigma times the odometry twist sigma plus configured radii) and asks the runtime
-branch-and-bound monitor (``verification.runtime.RuntimeMonitor``, the same ONNX file the
-controller runs) whether each property holds over it, within a deadline per tick.
+or minus k_sigma times the twist sigma of the odometry of the same stamp, for which the pair
+waits up to ``odom_wait_s``, plus configured radii) and asks the runtime branch-and-bound
+monitor (``verification.runtime.RuntimeMonitor``, the same ONNX file the controller runs)
+whether each property holds over it, within a deadline per tick. Commands and the
+odometry's twist must be in ``base_frame``; property files that name their variables must
+name the monitor's ``input_names`` / ``output_names``, in order.
 
 - verified: the command goes to ``/cmd``; ``/diagnostics`` OK.
 - unknown (deadline reached, late, or any exception): the fallback goes to ``/cmd``; WARN.
