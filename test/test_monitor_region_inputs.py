@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -344,3 +345,108 @@ def test_a_bare_section_that_misses_a_namespaced_node_is_refused(tmp_path: Path)
     assert result.returncode == 1, result.stderr
     assert "section 'safety_monitor_node' applies only to /safety_monitor_node" in result.stderr
     assert "key it /**/safety_monitor_node" in result.stderr
+
+
+def test_a_repeated_stamp_after_time_went_back_waits_for_the_new_odometry(
+    harness: Harness, tmp_path: Path,
+) -> None:
+    """A loop replays the same stamps: the new pass's state came before its odometry and was
+    certified with the old pass's covariance at that stamp (0.01 m/s; the new one said
+    20 m/s): 'verified', 1 m/s. It now waits for the new pass's odometry."""
+    # (input_timeout_s: the watchdog's fallback must not be taken for the loop's answer)
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"), radii=SMALL_RADII,
+                    input_timeout_s=5.0)
+    state = [0.0, 0.0, 0.0, 0.0, 3.0]
+    for k in range(3):  # the first pass, small sigma: verified
+        harness.publish("/odom", _odom_sigma(STAMP0_NS + k * TICK_NS, 0.01))
+        harness.wait_for(lambda k=k: STAMP0_NS + k * TICK_NS in node._twist_cov, 5, "odom")
+        _propose(harness, STAMP0_NS + k * TICK_NS, state, 1.0)
+        harness.wait_for(lambda k=k: len(_cmds(harness)) == k + 1, 10, "an answer")
+    assert _statuses(harness) == ["verified"] * 3
+    _propose(harness, STAMP0_NS, state, 1.0)  # the loop: state first
+    harness.wait_for(lambda: node.health.counters["time_jumped_back"] == 1, 5, "the jump")
+    harness.publish("/odom", _odom_sigma(STAMP0_NS, 20.0))
+    harness.wait_for(lambda: len(_cmds(harness)) == 4, 10, "the answer after the loop")
+    # The pair's own answer (not the watchdog's), sized by the new pass's 20 m/s.
+    assert _statuses(harness)[-1] in ("unknown", "violated"), (_statuses(harness), node.last)
+    assert cv.stamp_to_ns(_cmds(harness)[-1].header.stamp) == STAMP0_NS
+    assert _cmds(harness)[-1].twist.linear.z == 0.0
+
+
+def test_an_older_pair_answered_after_a_newer_one_gets_the_stop(harness: Harness,
+                                                               tmp_path: Path) -> None:
+    """Pairs A (t) and B (t + 50 ms) wait; B's odometry comes first. A's 'continue' went out
+    after B's answer and stayed the last command. Now A gets the stop, said as stale."""
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"))
+    a, b = STAMP0_NS, STAMP0_NS + TICK_NS
+    _propose(harness, a, BENIGN, 1.0)
+    _propose(harness, b, BENIGN, 1.0)
+    harness.wait_for(lambda: {a, b} <= set(node._awaiting_odom), 5, "both waiting")
+    harness.publish("/odom", _odom(b, 0.1))
+    harness.wait_for(lambda: len(_cmds(harness)) == 1, 10, "B answered")
+    harness.publish("/odom", _odom(a, 0.1))
+    harness.wait_for(lambda: len(_cmds(harness)) == 2, 10, "A answered")
+    assert _statuses(harness) == ["verified", "stale"]
+    assert [cv.stamp_to_ns(c.header.stamp) for c in _cmds(harness)] == [b, a]
+    assert _cmds(harness)[-1].twist.linear.z == 0.0
+    assert "answered after the newer one" in node.health.last_problem
+
+
+def test_repeats_of_a_waiting_pair_do_not_restart_its_wait(harness: Harness,
+                                                           tmp_path: Path) -> None:
+    """The same pair every 50 ms kept restarting the wait, so no answer came out; and a
+    second state for one stamp replaced the first without a word."""
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"), odom_wait_s=0.2)
+    start = time.monotonic()
+    while not _cmds(harness) and time.monotonic() - start < 2.0:
+        _propose(harness, STAMP0_NS, BENIGN, 1.0)
+        time.sleep(0.05)
+    assert _cmds(harness), "no answer while the pair repeated"
+    assert time.monotonic() - start < 0.6
+    assert _statuses(harness)[0] == "unknown"
+    assert node.health.counters["duplicate_stamps"] >= 1
+
+
+@pytest.mark.parametrize("wait", [1e-12, 0.0, 1.0])
+def test_odom_wait_is_bounded(harness: Harness, tmp_path: Path, wait: float) -> None:
+    """1e-12 s made the waiting pairs' timer spin a whole core."""
+    with pytest.raises(RosInputError, match=r"odom_wait_s .*: expected a wait in \[0\.01 s, "
+                                            r"input_timeout_s\]"):
+        _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"), odom_wait_s=wait)
+
+
+def test_a_renamed_namespaced_node_stays_in_its_namespace(harness: Harness) -> None:
+    """Renamed (-r __node:=monitor_b) under /robot1, the node matched no section and its
+    absolute code defaults put its topics, /cmd included, in the root namespace. The code's
+    topic names are relative now, and the node says that no section applied."""
+    import signal
+    import subprocess
+    import sys
+
+    from meetup_ros.nodes.safety_monitor_node import SafetyMonitorNode
+
+    args = ["--ros-args", "-r", "__node:=monitor_b", "-r", "__ns:=/robot1",
+            "--params-file", str(PIPELINE)]
+    node = harness.add(SafetyMonitorNode(context=harness.context, cli_args=args,
+                                         parameter_overrides=_overrides(diagnostics_period_s=0.0)))
+    assert node.get_fully_qualified_name() == "/robot1/monitor_b"
+    assert {"/robot1/odom", "/robot1/controller/state", "/robot1/controller/command"} <= {
+        s.topic_name for s in node.subscriptions}
+    assert {"/robot1/cmd", "/robot1/safety/status"} <= {p.topic_name for p in node.publishers}
+    assert node.params.cmd_topic == "/robot1/cmd"  # logs name the topic really used
+    # The console script says that no section applied (and runs, on the code's defaults).
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meetup_ros.nodes.safety_monitor_node", *args],
+        stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"})
+    try:
+        lines = []
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if "no section of" in line or len(lines) > 50:
+                break
+        assert any("no section of" in ln and "/robot1/monitor_b" in ln for ln in lines), lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -53,10 +53,10 @@ ODOMETRY_PER_S = 50  # odometry messages held per second of depth_max_age_s (20 
 @dataclass(frozen=True)
 class ControllerParams:
     network_path: str = param("governor.onnx", "controller ONNX file (models/ if relative)")
-    odom_topic: str = param("/odom", "odometry input (nav_msgs/Odometry)")
-    depth_topic: str = param("/depth", "depth input (sensor_msgs/Image 32FC1, metres)")
-    state_topic: str = param("/controller/state", "the state used (JointState named vector)")
-    command_topic: str = param("/controller/command", "the proposed command (TwistStamped)")
+    odom_topic: str = param("odom", "odometry input (nav_msgs/Odometry)")
+    depth_topic: str = param("depth", "depth input (sensor_msgs/Image 32FC1, metres)")
+    state_topic: str = param("controller/state", "the state used (JointState named vector)")
+    command_topic: str = param("controller/command", "the proposed command (TwistStamped)")
     forward_axis_base: tuple[float, ...] = param(
         (0.0, 0.0, 1.0), "forward (camera optical axis) in the base frame; EuRoC body +z"
     )

@@ -151,11 +151,11 @@ class MonitorParams:
     )
     forward_axis_base: tuple[float, ...] = param((0.0, 0.0, 1.0), "forward in the base frame")
     up_axis_base: tuple[float, ...] = param((1.0, 0.0, 0.0), "up in the base frame")
-    state_topic: str = param("/controller/state", "states the controller used")
-    command_topic: str = param("/controller/command", "commands it proposed")
-    odom_topic: str = param("/odom", "odometry (twist covariance for the region)")
-    cmd_topic: str = param("/cmd", "gated output")
-    status_topic: str = param("/safety/status", "verified | violated | unknown")
+    state_topic: str = param("controller/state", "states the controller used")
+    command_topic: str = param("controller/command", "commands it proposed")
+    odom_topic: str = param("odom", "odometry (twist covariance for the region)")
+    cmd_topic: str = param("cmd", "gated output")
+    status_topic: str = param("safety/status", "verified | violated | unknown")
     fallback_linear_mps: tuple[float, ...] = param(
         (0.0, 0.0, 0.0), "fallback linear velocity, sent whenever nothing is proven: the stop, "
                          "no faster than the slowest advisory speed (+ command_tolerance)"
@@ -192,6 +192,9 @@ MAX_TIMEOUT_S = 10.0
 # /cmd at more than this is a flood, not a control rate (a tester's 1e9 Hz sent ~3000
 # fallbacks a second).
 MAX_TICK_HZ = 1000.0
+# How often waiting pairs are checked for the end of odom_wait_s (a tester's 1e-12 s wait made
+# the timer spin a core).
+AWAIT_PERIOD_S = 0.01
 
 
 def _check_params(p: MonitorParams) -> None:
@@ -218,8 +221,8 @@ def _check_params(p: MonitorParams) -> None:
     for name in ("deadline_s", "input_timeout_s", "command_tolerance"):
         need(math.isfinite(getattr(p, name)) and getattr(p, name) > 0, name,
              "a finite value > 0")
-    need(math.isfinite(p.odom_wait_s) and 0.0 < p.odom_wait_s <= p.input_timeout_s,
-         "odom_wait_s", "a wait in (0, input_timeout_s] s")
+    need(math.isfinite(p.odom_wait_s) and AWAIT_PERIOD_S <= p.odom_wait_s <= p.input_timeout_s,
+         "odom_wait_s", f"a wait in [{AWAIT_PERIOD_S:g} s, input_timeout_s]")
     for name in ("input_timeout_s", "max_state_age_s"):
         need(getattr(p, name) <= MAX_TIMEOUT_S, name,
              f"at most {MAX_TIMEOUT_S:g} s (longer is no check on a moving robot)")
@@ -369,6 +372,8 @@ class SafetyMonitorNode(Node):
         # Pairs waiting for the odometry of their stamp: stamp -> (state, command, since).
         self._awaiting_odom: OrderedDict[int, tuple[np.ndarray, TwistStamped, float]] = (
             OrderedDict())
+        self._odom_newest_ns: int | None = None  # the stamp of the odometry that came last
+        self._last_answered_ns: int | None = None  # the newest pair answered
         self._last_state_ns: int | None = None
         # Watchdog, on the node's ROS clock: the time the inputs live in. With use_sim_time
         # (a replay) that is /clock, so the end of a replay, when /clock stops, is no
@@ -389,7 +394,7 @@ class SafetyMonitorNode(Node):
         if p.use_odometry_covariance:
             self.create_subscription(Odometry, p.odom_topic, self._on_odom, reliable_qos(50))
             # Wall clock: a pair's wait must end even while a replay's /clock stands still.
-            self.create_timer(min(0.02, p.odom_wait_s / 2) or 0.001, self._flush_awaiting,
+            self.create_timer(AWAIT_PERIOD_S, self._flush_awaiting,
                               clock=Clock(clock_type=ClockType.STEADY_TIME))
         if p.state_source == "controller":
             self.create_subscription(JointState, p.state_topic, self._on_state, reliable_qos(50))
@@ -441,6 +446,11 @@ class SafetyMonitorNode(Node):
                 "bad_odometry", f"{self.params.odom_topic}: child_frame_id "
                 f"{msg.child_frame_id!r} is not base_frame {self.params.base_frame!r}; ignored")
             return
+        if self._odom_newest_ns is not None and odom.stamp_ns < self._odom_newest_ns:
+            # The odometry went back (a loop, a restart): what is held is another pass's,
+            # and a stamp that repeats must not find it.
+            self._twist_cov.clear()
+        self._odom_newest_ns = odom.stamp_ns
         self._twist_cov[odom.stamp_ns] = odom.twist_covariance
         while len(self._twist_cov) > self.params.max_pending:
             self._twist_cov.popitem(last=False)
@@ -460,16 +470,23 @@ class SafetyMonitorNode(Node):
             self.health.problem(
                 "time_jumped_back",
                 f"{p.state_topic}: stamp {stamp_ns!r} ns before {self._last_state_ns!r} ns; "
-                "dropping pending states and commands",
+                "dropping pending states and commands stamped after it",
             )
-            self._states.clear()
-            self._commands.clear()
-            self._awaiting_odom.clear()
-            # Only the previous pass's: the odometry this state was built from (stamped as
-            # it, arrived before it) stays. Clearing it all certified a tester's state with
-            # a 2 m/s sigma as if its speed were exact.
-            for cov_ns in [t for t in self._twist_cov if t > stamp_ns]:
-                del self._twist_cov[cov_ns]
+            # The previous pass's pending messages go: those stamped after this state. A
+            # command of this stamp may have come first (another topic): it stays, to pair.
+            for queue in (self._states, self._commands, self._awaiting_odom):
+                for old_ns in [t for t in queue if t > stamp_ns]:
+                    del queue[old_ns]
+            # Covariances of the previous pass go; the new pass's stay. If the odometry went
+            # back already (it usually comes first), _on_odom cleared the old pass and what is
+            # held is the new one's (clearing it all certified a tester's state with a 2 m/s
+            # sigma as if exact, when sigma 0 was the rule). If not, everything held at or
+            # after this stamp is the old pass's, a repeated stamp included (a tester's loop
+            # certified with the old pass's 0.01 m/s where the new one's said 20 m/s).
+            if self._odom_newest_ns is not None and self._odom_newest_ns > stamp_ns:
+                for cov_ns in [t for t in self._twist_cov if t >= stamp_ns]:
+                    del self._twist_cov[cov_ns]
+            self._last_answered_ns = None
         self._last_state_ns = stamp_ns
         self._hold(self._states, stamp_ns, state)
         self._try_pair(stamp_ns)
@@ -504,6 +521,10 @@ class SafetyMonitorNode(Node):
         self._gate(command, None)
 
     def _hold(self, queue: OrderedDict[int, Any], stamp_ns: int, item: Any) -> None:
+        if stamp_ns in queue:
+            # Two states (or commands) for one stamp: the newer is paired, and it is said.
+            self.health.problem("duplicate_stamps", f"a second message for stamp {stamp_ns} "
+                                "ns before its pair was complete: the newer one is used")
         queue[stamp_ns] = item
         while len(queue) > self.params.max_pending:
             dropped_ns, _ = queue.popitem(last=False)
@@ -521,7 +542,14 @@ class SafetyMonitorNode(Node):
             # on its own path and may come after the controller's state (7 of 95 pairs in
             # `make demo`). Certified with an older covariance, a tester's state whose
             # odometry's sigma had grown to 10 m/s was verified over a region for 0.01 m/s.
-            self._awaiting_odom[stamp_ns] = (state, command, time.monotonic())
+            since = time.monotonic()
+            if stamp_ns in self._awaiting_odom:
+                # The same stamp again: the newest pair waits, but from the first one's time
+                # (a tester's repeats every 50 ms kept the wait from ever ending).
+                since = self._awaiting_odom[stamp_ns][2]
+                self.health.problem("duplicate_stamps", f"a second pair for stamp {stamp_ns} "
+                                    "ns while it waits for its odometry: the newer is used")
+            self._awaiting_odom[stamp_ns] = (state, command, since)
             while len(self._awaiting_odom) > self.params.max_pending:
                 self._answer_pair(*self._pop_awaiting(next(iter(self._awaiting_odom))))
             return
@@ -543,12 +571,24 @@ class SafetyMonitorNode(Node):
                 self._answer_pair(*self._pop_awaiting(stamp_ns))
 
     def _answer_pair(self, stamp_ns: int, state: np.ndarray, command: TwistStamped) -> None:
+        if self._last_answered_ns is not None and stamp_ns < self._last_answered_ns:
+            # Answered after a newer pair (its odometry came later): its command would
+            # replace the newer answer on /cmd (a tester's older 'continue' after a newer
+            # 'stop'). The stop instead.
+            self.health.problem(
+                "stale_states", f"{self.params.state_topic}: pair at {stamp_ns} ns answered "
+                f"after the newer one at {self._last_answered_ns} ns: fallback")
+            self.status_pub.publish(String(data=STALE))
+            self._gate(command, None)
+            return
         why = self._stale_reason(stamp_ns)
         if why is not None:
             self.health.problem("stale_states", f"{self.params.state_topic}: {why}: fallback")
             self.status_pub.publish(String(data=STALE))
             self._gate(command, None)
             return
+        # Only a stamp within the age limit counts (one far ahead is another time base).
+        self._last_answered_ns = stamp_ns
         result = self.certify(state, stamp_ns, command)
         why = self._stale_reason(stamp_ns)
         if result.status == "verified" and why is not None:

@@ -77,14 +77,14 @@ class SlamParams:
     optimizer_weights: str = param(
         "slam_optimizer.pt", "learned optimiser weights (models/); '' with a classical solver"
     )
-    cam0_topic: str = param("/cam0/image_raw", "left image")
-    cam1_topic: str = param("/cam1/image_raw", "right image; '' for monocular")
-    cam0_info_topic: str = param("/cam0/camera_info", "left intrinsics")
-    cam1_info_topic: str = param("/cam1/camera_info", "right intrinsics")
-    odom_topic: str = param("/odom", "pose prior (nav_msgs/Odometry); '' for none")
-    depth_topic: str = param("/depth", "keyframe depth (32FC1, metres, NaN invalid)")
-    pose_topic: str = param("/slam/pose", "keyframe pose T_world_cam0")
-    points_topic: str = param("/slam/points", "keyframe points (cam0 frame)")
+    cam0_topic: str = param("cam0/image_raw", "left image")
+    cam1_topic: str = param("cam1/image_raw", "right image; '' for monocular")
+    cam0_info_topic: str = param("cam0/camera_info", "left intrinsics")
+    cam1_info_topic: str = param("cam1/camera_info", "right intrinsics")
+    odom_topic: str = param("odom", "pose prior (nav_msgs/Odometry); '' for none")
+    depth_topic: str = param("depth", "keyframe depth (32FC1, metres, NaN invalid)")
+    pose_topic: str = param("slam/pose", "keyframe pose T_world_cam0")
+    points_topic: str = param("slam/points", "keyframe points (cam0 frame)")
     world_frame: str = param(
         "world", "frame_id of /slam/pose without odometry (monocular, chained two-view poses); "
                  "with odometry the pose is in the odometry's frame (its header.frame_id)")

@@ -49,9 +49,9 @@ SIZE_CHANGE_FRAMES = 20  # 1 s at 20 Hz of frames of one new size before it is t
 @dataclass(frozen=True)
 class VioParams:
     weights_path: str = param("vio.pt", "VIO weights (models/ if relative)")
-    image_topic: str = param("/cam0/image_raw", "camera input (mono8, rgb8 or bgr8)")
-    imu_topic: str = param("/imu0", "IMU input (sensor_msgs/Imu)")
-    odom_topic: str = param("/odom", "odometry output (nav_msgs/Odometry)")
+    image_topic: str = param("cam0/image_raw", "camera input (mono8, rgb8 or bgr8)")
+    imu_topic: str = param("imu0", "IMU input (sensor_msgs/Imu)")
+    odom_topic: str = param("odom", "odometry output (nav_msgs/Odometry)")
     imu_queue_depth: int = param(
         2000, "IMU subscription depth (>= 200): 10 s of 200 Hz held through a stall"
     )

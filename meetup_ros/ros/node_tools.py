@@ -369,13 +369,27 @@ def check_params_files(node: Node, args: Sequence[str]) -> None:
     Raises:
         RosInputError: naming the file, the node and the parameter.
     """
-    from meetup_ros.ros.params import build_params, node_params_from_file
+    from meetup_ros.ros.params import (
+        build_params,
+        load_params_file,
+        node_params_from_file,
+        section_node_name,
+    )
 
     params = getattr(node, "params", None)
     if params is None or not dataclasses.is_dataclass(params):
         return
     name, namespace = node.get_name(), node.get_namespace()
-    for path in params_files(args):
+    files = params_files(args)
+    applied = [path for path in files if any(
+        section_node_name(key) == name for key in load_params_file(path))]
+    if files and not applied:
+        # A renamed node (-r __node:=...) matches none of the files' node sections and runs
+        # on the code's defaults: said, with what it runs on (a tester's went unnoticed).
+        node.get_logger().warning(
+            f"no section of {files} applies to {node.get_fully_qualified_name()} (sections "
+            f"are matched by node name, {name!r}): running on the code's defaults and /**")
+    for path in files:
         values = node_params_from_file(path, name)
         build_params(type(params), values, f"params file {path!r} ({name})")
         if namespace != "/":

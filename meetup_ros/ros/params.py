@@ -153,7 +153,15 @@ def declare_parameters(node: Any, cls: type[T]) -> T:
         raise RosInputError(
             f"{source}: unknown parameter(s) {unknown!r}; this node declares {sorted(fields)!r}"
         )
-    return build_params(cls, values, source)
+    params = build_params(cls, values, source)
+    # Topic names as the node resolves them: a relative one (the shipped defaults and files)
+    # is the node's namespace's, and messages and logs then name the topic really used.
+    resolved = {
+        name: node.resolve_topic_name(getattr(params, name))
+        for name in fields
+        if name.endswith("_topic") and getattr(params, name)
+    }
+    return dataclasses.replace(params, **resolved) if resolved else params  # type: ignore[type-var]
 
 
 def params_to_dict(params: Any) -> dict[str, Any]:
