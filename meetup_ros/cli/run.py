@@ -600,7 +600,8 @@ def _demo(args: argparse.Namespace) -> int:
         logger.error("node failure: %s", failure)
     if report:
         keys = ("ate_rmse_m", "rpe_trans_m", "ate_rmse_m_dead_reckoning", "frames",
-                "imu_samples_received", "imu_samples_dropped", "certificates", "depth_absrel",
+                "imu_samples_received", "imu_samples_dropped", "certificates", "commands",
+                "depth_absrel",
                 "learned_over_gn_iterations", "replay_speedup", "latency_ms")
         for key in keys:
             logger.info("%s: %s", key, report.get(key))

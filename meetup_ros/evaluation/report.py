@@ -281,6 +281,18 @@ def build_report(
     }
     report["latency_ms"], report["latency_ms_detail"] = latency_table(node_summaries)
     report["node_counters"] = {n: s.get("counters", {}) for n, s in node_summaries.items()}
+    # What went to /cmd, beside the certificates: stale pairs get the stop without one (a
+    # tester's loaded `demo --rate 3` had 92 of 95 stale and a summary of 2 verified only).
+    gate = report["node_counters"].get("safety_monitor_node", {})
+    report["commands"] = {
+        "passed": int(gate.get("commands_passed", 0)),
+        "stale_fallbacks": int(gate.get("stale_states", 0)),
+        "watchdog_fallbacks": int(gate.get("watchdog_fallbacks", 0)),
+    }
+    if report["commands"]["stale_fallbacks"]:
+        logger.warning("safety_monitor_node sent the stop for %d stale (state, command) pairs "
+                       "(the pipeline fell behind its inputs)",
+                       report["commands"]["stale_fallbacks"])
     # Published by vio_node but never received by the controller (each received one gets a
     # certificate): lost before DDS matched the two, at start-up.
     odom_out = report["node_counters"].get("vio_node", {}).get("odometry_published")
