@@ -33,6 +33,10 @@ def test_demo_short(tmp_path: Path) -> None:
     assert report["imu_samples_received"] == 1141
     assert report["imu_samples_dropped"] == 0
     assert report["odometry_lost_in_transport"] == 0  # every /odom reached the controller
+    # The replay waits until slam_node's camera subscriptions are matched too (it lost the
+    # first images when vio_node's alone were): every pair reaches it.
+    slam = report["node_counters"]["slam_node"]
+    assert slam.get("messages_lost_in_transport", 0) == 0 and slam["pairs_processed"] == 95
     assert 0.0 <= report["ate_rmse_m"] < 0.5
     assert 0.0 <= report["rpe_trans_m"] < 0.5
     assert report["ate_rmse_m_dead_reckoning"] >= 0.0

@@ -387,9 +387,7 @@ class SafetyMonitorNode(Node):
         self._frame_id = p.base_frame  # of every fallback: a stop in the base frame
         self.cmd_pub = self.create_publisher(TwistStamped, p.cmd_topic, reliable_qos(50))
         self.status_pub = self.create_publisher(String, p.status_topic, reliable_qos(50))
-        from diagnostic_msgs.msg import DiagnosticArray
-
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(50))
+        self.diag_pub = self.health.publisher  # certificates, beside the node's own status
         self.create_subscription(TwistStamped, p.command_topic, self._on_command, reliable_qos(50))
         if p.use_odometry_covariance:
             self.create_subscription(Odometry, p.odom_topic, self._on_odom, reliable_qos(50))
@@ -407,10 +405,12 @@ class SafetyMonitorNode(Node):
         self.get_logger().info(
             f"monitor: network {network_path}, properties {[n for n, _ in self.monitors]}, "
             f"deadline {p.deadline_s * 1e3:.0f} ms, state from {p.state_source}, "
-            f"input timeout {p.input_timeout_s:g} s; region: radii {list(p.radii)} + "
-            f"{p.k_sigma:g} sigma of {p.odom_topic if p.use_odometry_covariance else 'nothing'}"
-            f", lookahead {p.lookahead_s:g} s; max state age {p.max_state_age_s:g} s"
-            + ("" if p.max_state_age_s > 0 else " (off: states of any age are certified)")
+            f"input timeout {p.input_timeout_s:g} s; region: radii {list(p.radii)}"
+            + (f" + {p.k_sigma:g} sigma of {p.odom_topic}'s twist" if p.use_odometry_covariance
+               else " (no odometry sigma)")
+            + ("" if p.state_source == "fixed" else
+               f", lookahead {p.lookahead_s:g} s; max state age {p.max_state_age_s:g} s"
+               + ("" if p.max_state_age_s > 0 else " (off: states of any age are certified)"))
         )
 
     def _warm_up(self) -> None:

@@ -136,7 +136,10 @@ class NodeHealth:
         self.counters: Counter[str] = Counter()
         self.last_problem = ""
         self._last_problem_at = 0.0  # time.monotonic() of the last problem
-        self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        # Public: a node publishing more on /diagnostics (the monitor's certificates) uses
+        # this one rather than a second publisher on the topic.
+        self.publisher = node.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(50))
+        self._publisher = self.publisher
         self._timer = node.create_timer(period_s, self.publish) if period_s > 0 else None
         self._sections: dict[str, Callable[[], Mapping[str, Any]]] = {
             MATCHED_SECTION: self.matched_subscriptions}
