@@ -332,24 +332,6 @@ def _wait_ready(helper: Any, nodes: NodeProcesses, timeout_s: float) -> list[str
     return [f"nodes not ready within {timeout_s:g} s: too few subscribers on {missing!r}"]
 
 
-def _wait_replay_matched(helper: Any, replay: Any, timeout_s: float) -> None:
-    """Wait until each of the replay's waited publishers is matched to every subscription the
-    graph lists on its topic, not just one: /cam0/image_raw has vio_node's and slam_node's,
-    and slam_node, matched second, lost the first images (3 of 95 in a tester's demo, counted
-    by its messages_lost_in_transport)."""
-    deadline = time.monotonic() + timeout_s
-    short: dict[str, tuple[int, int]] = {}
-    while time.monotonic() < deadline:
-        matched = replay.matched_subscriptions()
-        short = {t: (n, helper.count_subscribers(t)) for t, n in matched.items()
-                 if n < helper.count_subscribers(t)}
-        if not short:
-            return
-        time.sleep(0.05)
-    logger.warning("replay publishers not matched to every subscription after %.0f s "
-                   "(topic: (matched, in the graph)): %s", timeout_s, short)
-
-
 def _wait_matched(helper: Any, topics: Sequence[str], timeout_s: float) -> None:
     """Wait until every subscription on each of ``topics`` is matched to its publishers.
 
@@ -470,7 +452,6 @@ def run_demo(
         failures += _wait_ready(helper, nodes, timeout_s=120.0)
         if not failures:
             _wait_matched(helper, MATCHED_BEFORE_REPLAY, timeout_s=REPLAY_WAIT_TIMEOUT_S)
-            _wait_replay_matched(helper, replay, timeout_s=REPLAY_WAIT_TIMEOUT_S)
             freeze_startup_heap(helper.get_logger())  # no full collection stalls the replay
             wall_start = time.monotonic()
             replay.start()

@@ -384,7 +384,6 @@ class SafetyMonitorNode(Node):
         self._last_output_ns: int | None = None
         self._last_input_ns: dict[str, int] = {}
         self._silent_since_ns: int | None = None
-        self._frame_id = p.base_frame  # of every fallback: a stop in the base frame
         self.cmd_pub = self.create_publisher(TwistStamped, p.cmd_topic, reliable_qos(50))
         self.status_pub = self.create_publisher(String, p.status_topic, reliable_qos(50))
         self.diag_pub = self.health.publisher  # certificates, beside the node's own status
@@ -537,7 +536,7 @@ class SafetyMonitorNode(Node):
             return
         state = self._states.pop(stamp_ns)
         command = self._commands.pop(stamp_ns)
-        if self._needs_odometry(state) and stamp_ns not in self._twist_cov:
+        if self._uses_odometry(state.size) and stamp_ns not in self._twist_cov:
             # The state's own odometry (same stamp) sizes the region; it reaches this node
             # on its own path and may come after the controller's state (7 of 95 pairs in
             # `make demo`). Certified with an older covariance, a tester's state whose
@@ -555,8 +554,10 @@ class SafetyMonitorNode(Node):
             return
         self._answer_pair(stamp_ns, state, command)
 
-    def _needs_odometry(self, state: np.ndarray) -> bool:
-        return self.params.use_odometry_covariance and state.size == len(STATE_NAMES)
+    def _uses_odometry(self, n_inputs: int) -> bool:
+        """Whether the odometry's twist sizes the region (the governor's state, with
+        ``use_odometry_covariance``); else the radii alone do."""
+        return self.params.use_odometry_covariance and n_inputs == len(STATE_NAMES)
 
     def _pop_awaiting(self, stamp_ns: int) -> tuple[int, np.ndarray, TwistStamped]:
         state, command, _ = self._awaiting_odom.pop(stamp_ns)
@@ -575,17 +576,12 @@ class SafetyMonitorNode(Node):
             # Answered after a newer pair (its odometry came later): its command would
             # replace the newer answer on /cmd (a tester's older 'continue' after a newer
             # 'stop'). The stop instead.
-            self.health.problem(
-                "stale_states", f"{self.params.state_topic}: pair at {stamp_ns} ns answered "
-                f"after the newer one at {self._last_answered_ns} ns: fallback")
-            self.status_pub.publish(String(data=STALE))
-            self._gate(command, None)
+            self._send_stale(command, f"pair at {stamp_ns} ns answered after the newer one at "
+                                      f"{self._last_answered_ns} ns")
             return
         why = self._stale_reason(stamp_ns)
         if why is not None:
-            self.health.problem("stale_states", f"{self.params.state_topic}: {why}: fallback")
-            self.status_pub.publish(String(data=STALE))
-            self._gate(command, None)
+            self._send_stale(command, why)
             return
         # Only a stamp within the age limit counts (one far ahead is another time base).
         self._last_answered_ns = stamp_ns
@@ -594,12 +590,15 @@ class SafetyMonitorNode(Node):
         if result.status == "verified" and why is not None:
             # The proof took long enough for the state to age past max_state_age_s: true of
             # where the vehicle was, not of now (a tester's 4 s proof was forwarded).
-            self.health.problem("stale_states", f"{self.params.state_topic}: {why} once "
-                                f"certified ({result.elapsed_s * 1e3:.0f} ms): fallback")
-            self.status_pub.publish(String(data=STALE))
-            self._gate(command, None)
+            self._send_stale(command, f"{why} once certified ({result.elapsed_s * 1e3:.0f} ms)")
             return
         self._gate(command, result)
+
+    def _send_stale(self, command: TwistStamped, why: str) -> None:
+        """The stop for a pair that cannot be certified now: said (status ``stale``)."""
+        self.health.problem("stale_states", f"{self.params.state_topic}: {why}: fallback")
+        self.status_pub.publish(String(data=STALE))
+        self._gate(command, None)
 
     def _stale_reason(self, stamp_ns: int) -> str | None:
         """Why a state stamped ``stamp_ns`` cannot be certified now, or None.
@@ -649,8 +648,7 @@ class SafetyMonitorNode(Node):
 
     def _sigma(self, n_inputs: int, stamp_ns: int | None) -> np.ndarray:
         """State sigma from the twist covariance of the odometry the state was built from
-        (same stamp), else the latest one; zeros for other networks or without
-        ``use_odometry_covariance`` (the radii alone then size the region).
+        (same stamp; in fixed mode the latest); zeros where :meth:`_uses_odometry` is false.
 
         Raises:
             ControlError: no odometry yet, or a twist covariance of all zeros (ROS's
@@ -658,7 +656,7 @@ class SafetyMonitorNode(Node):
                 tester's monitor without /odom verified every tick as if speeds were exact).
         """
         p = self.params
-        if not p.use_odometry_covariance or n_inputs != len(STATE_NAMES):
+        if not self._uses_odometry(n_inputs):
             return np.zeros(n_inputs)
         if not self._twist_cov:
             raise ControlError(
@@ -831,7 +829,7 @@ class SafetyMonitorNode(Node):
             stamp_ns = self.get_clock().now().nanoseconds
         self.cmd_pub.publish(
             twist_stamped_msg(
-                stamp_ns, p.fallback_linear_mps, p.fallback_angular_radps, self._frame_id,
+                stamp_ns, p.fallback_linear_mps, p.fallback_angular_radps, p.base_frame,
             )
         )
         self.health.counters["fallbacks_sent"] += 1
@@ -892,7 +890,7 @@ class SafetyMonitorNode(Node):
                 f"{p.cmd_topic}")
         self.status_pub.publish(String(data=INPUT_TIMEOUT))
         self.cmd_pub.publish(twist_stamped_msg(
-            now_ns, p.fallback_linear_mps, p.fallback_angular_radps, self._frame_id,
+            now_ns, p.fallback_linear_mps, p.fallback_angular_radps, p.base_frame,
         ))
         self.health.counters["watchdog_fallbacks"] += 1
 
@@ -936,7 +934,7 @@ class SafetyMonitorNode(Node):
         self.status_pub.publish(String(data=SHUTDOWN))
         self.cmd_pub.publish(twist_stamped_msg(
             self.get_clock().now().nanoseconds, p.fallback_linear_mps, p.fallback_angular_radps,
-            self._frame_id,
+            p.base_frame,
         ))
         self.get_logger().info(f"shutting down: fallback sent on {p.cmd_topic}")
         self.health.publish(final=True)

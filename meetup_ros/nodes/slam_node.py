@@ -446,25 +446,25 @@ class SlamNode(Node):
         self._awaiting.append((stamp_ns, image0, image1, time.monotonic()))
         while len(self._awaiting) > self.params.max_pending:
             # Odometry far behind the camera: the oldest goes on rather than be lost.
-            self._drain(force=1)
+            self._process_oldest()
         self._drain()
 
-    def _drain(self, force: int = 0) -> None:
-        """Process waiting pairs whose odometry has come (a stamp at or after theirs), that
-        waited ``prior_wait_s``, or (``force``) that many of the oldest anyway."""
-        now = time.monotonic()
+    def _drain(self) -> None:
+        """Process waiting pairs whose odometry has come (a stamp at or after theirs) or that
+        waited ``prior_wait_s``, oldest first."""
+        p = self.params
         while self._awaiting:
-            stamp_ns, image0, image1, arrival = self._awaiting[0]
-            ready = (not self.params.odom_topic
-                     or (self._odom and self._odom[-1][0] >= stamp_ns)
-                     or now - arrival >= self.params.prior_wait_s or force > 0)
-            if not ready:
+            stamp_ns, _, _, arrival = self._awaiting[0]
+            if (p.odom_topic and not (self._odom and self._odom[-1][0] >= stamp_ns)
+                    and time.monotonic() - arrival < p.prior_wait_s):
                 return
-            force -= 1
-            self._awaiting.popleft()
-            if self.params.odom_topic:
-                self.health.latency["pair_wait_for_odometry"].add(now - arrival)
-            self._process(stamp_ns, image0, image1)
+            self._process_oldest()
+
+    def _process_oldest(self) -> None:
+        stamp_ns, image0, image1, arrival = self._awaiting.popleft()
+        if self.params.odom_topic:
+            self.health.latency["pair_wait_for_odometry"].add(time.monotonic() - arrival)
+        self._process(stamp_ns, image0, image1)
 
     def _prior(self, stamp_ns: int) -> np.ndarray | None:
         if not self._odom:

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import rclpy
-import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -139,7 +138,6 @@ class NodeHealth:
         # Public: a node publishing more on /diagnostics (the monitor's certificates) uses
         # this one rather than a second publisher on the topic.
         self.publisher = node.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(50))
-        self._publisher = self.publisher
         self._timer = node.create_timer(period_s, self.publish) if period_s > 0 else None
         self._sections: dict[str, Callable[[], Mapping[str, Any]]] = {
             MATCHED_SECTION: self.matched_subscriptions}
@@ -210,7 +208,7 @@ class NodeHealth:
         array = DiagnosticArray()
         array.header.stamp = self._node.get_clock().now().to_msg()
         array.status = statuses
-        self._publisher.publish(array)
+        self.publisher.publish(array)
 
     def publish(self, final: bool = False) -> None:
         """Publish the statuses; ``final`` waits (1 s at most) until subscribers have them."""
@@ -222,7 +220,7 @@ class NodeHealth:
         if final:
             from rclpy.duration import Duration
 
-            self._publisher.wait_for_all_acked(Duration(seconds=1.0))
+            self.publisher.wait_for_all_acked(Duration(seconds=1.0))
 
 
 def make_tf_broadcaster(node: Node) -> Any | None:
@@ -374,38 +372,35 @@ def check_params_files(node: Node, args: Sequence[str]) -> None:
     """
     from meetup_ros.ros.params import (
         build_params,
-        load_params_file,
-        node_params_from_file,
-        section_node_name,
+        node_params,
+        params_sections,
+        read_params_document,
     )
 
     params = getattr(node, "params", None)
     if params is None or not dataclasses.is_dataclass(params):
         return
-    name, namespace = node.get_name(), node.get_namespace()
+    name, fqn = node.get_name(), node.get_fully_qualified_name()
     files = params_files(args)
-    applied = [path for path in files if any(
-        section_node_name(key) == name for key in load_params_file(path))]
+    applied = False
+    for path in files:
+        document = read_params_document(path)
+        sections = params_sections(document, path)
+        applied = applied or name in sections
+        build_params(type(params), node_params(sections, name), f"params file {path!r} ({name})")
+        bare = [key for key in document if str(key) in (name, f"/{name}")]
+        if node.get_namespace() != "/" and bare:
+            # rcl matches a bare `name:` section only to /name: under a namespace it is
+            # ignored without a word (a tester's tighter safety region never applied).
+            raise RosInputError(
+                f"params file {path!r}: section {bare[0]!r} applies only to /{name}, not to "
+                f"{fqn}; key it /**/{name} (any namespace) or {fqn}")
     if files and not applied:
         # A renamed node (-r __node:=...) matches none of the files' node sections and runs
         # on the code's defaults: said, with what it runs on (a tester's went unnoticed).
         node.get_logger().warning(
-            f"no section of {files} applies to {node.get_fully_qualified_name()} (sections "
-            f"are matched by node name, {name!r}): running on the code's defaults and /**")
-    for path in files:
-        values = node_params_from_file(path, name)
-        build_params(type(params), values, f"params file {path!r} ({name})")
-        if namespace != "/":
-            # rcl matches a bare `name:` section only to /name: under a namespace it is
-            # ignored without a word (a tester's tighter safety region never applied).
-            with open(path, encoding="utf-8") as stream:
-                document = yaml.safe_load(stream) or {}
-            bare = [key for key in document if str(key) in (name, f"/{name}")]
-            if bare:
-                raise RosInputError(
-                    f"params file {path!r}: section {bare[0]!r} applies only to /{name}, not "
-                    f"to {node.get_fully_qualified_name()}; key it /**/{name} (any "
-                    f"namespace) or {node.get_fully_qualified_name()}")
+            f"no section of {files} applies to {fqn} (sections are matched by node name, "
+            f"{name!r}): running on the code's defaults and /**")
 
 
 def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:

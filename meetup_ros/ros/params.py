@@ -161,7 +161,9 @@ def declare_parameters(node: Any, cls: type[T]) -> T:
         for name in fields
         if name.endswith("_topic") and getattr(params, name)
     }
-    return dataclasses.replace(params, **resolved) if resolved else params  # type: ignore[type-var]
+    if not resolved:
+        return params
+    return dataclasses.replace(params, **resolved)  # type: ignore[type-var]
 
 
 def params_to_dict(params: Any) -> dict[str, Any]:
@@ -189,6 +191,15 @@ def load_params_file(path: str | Path) -> dict[str, dict[str, Any]]:
     Raises:
         RosInputError: missing or unreadable file, or a structure other than the above.
     """
+    return params_sections(read_params_document(path), path)
+
+
+def read_params_document(path: str | Path) -> Mapping[Any, Any]:
+    """The params file as YAML, its top level checked to be a mapping.
+
+    Raises:
+        RosInputError: missing or unreadable file, not YAML, or another top level.
+    """
     path = Path(path)
     if not path.is_file():
         raise RosInputError(f"params file {str(path)!r} does not exist")
@@ -203,6 +214,15 @@ def load_params_file(path: str | Path) -> dict[str, dict[str, Any]]:
             f"params file {str(path)!r}: top level is {type(document).__name__}, expected a "
             "mapping of node names"
         )
+    return document
+
+
+def params_sections(document: Mapping[Any, Any], path: str | Path) -> dict[str, dict[str, Any]]:
+    """``{node_name: {parameter: value}}`` of a document read by :func:`read_params_document`.
+
+    Raises:
+        RosInputError: a section other than one ``ros__parameters`` mapping.
+    """
     out: dict[str, dict[str, Any]] = {}
     for node_name, section in document.items():
         if not isinstance(section, Mapping) or set(section) != {"ros__parameters"}:
@@ -237,7 +257,11 @@ def section_node_name(section: object) -> str:
 
 def node_params_from_file(path: str | Path, node_name: str) -> dict[str, Any]:
     """The parameters a params file gives ``node_name`` (its own section over ``/**``)."""
-    sections = load_params_file(path)
+    return node_params(load_params_file(path), node_name)
+
+
+def node_params(sections: Mapping[str, Mapping[str, Any]], node_name: str) -> dict[str, Any]:
+    """What ``sections`` (:func:`params_sections`) give ``node_name``: its own over ``/**``."""
     return {**sections.get("/**", {}), **sections.get(node_name, {})}
 
 
