@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +52,7 @@ from std_msgs.msg import String
 from meetup_ros import paths
 from meetup_ros.control import ControlError
 from meetup_ros.control.network import GovernorRuntime
+from meetup_ros.control.pairing import Pair, PairQueue
 from meetup_ros.control.region import region
 from meetup_ros.control.state import (
     ADVISORIES,
@@ -365,16 +366,11 @@ class SafetyMonitorNode(Node):
         self.certificates: Counter[str] = Counter({s: 0 for s in (*STATUSES, REJECTED)})
         self.health.add_section("certificates", lambda: dict(self.certificates))
         self.last: TickResult | None = None
-        self._states: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._commands: OrderedDict[int, TwistStamped] = OrderedDict()
-        # Twist covariances by odometry stamp: the state's stamp is its odometry's stamp.
-        self._twist_cov: OrderedDict[int, np.ndarray] = OrderedDict()
-        # Pairs waiting for the odometry of their stamp: stamp -> (state, command, since).
-        self._awaiting_odom: OrderedDict[int, tuple[np.ndarray, TwistStamped, float]] = (
-            OrderedDict())
-        self._odom_newest_ns: int | None = None  # the stamp of the odometry that came last
-        self._last_answered_ns: int | None = None  # the newest pair answered
-        self._last_state_ns: int | None = None
+        # States, commands and the odometry's twist covariances, paired by stamp.
+        self.pairing: PairQueue[TwistStamped] = PairQueue(
+            max_pending=p.max_pending, odom_wait_s=p.odom_wait_s,
+            needs_odometry=self._uses_odometry, report=self.health.problem,
+            state_topic=p.state_topic)
         # Watchdog, on the node's ROS clock: the time the inputs live in. With use_sim_time
         # (a replay) that is /clock, so the end of a replay, when /clock stops, is no
         # silence (the demo's drain waits for the outputs to stop), while a node that dies
@@ -445,16 +441,7 @@ class SafetyMonitorNode(Node):
                 "bad_odometry", f"{self.params.odom_topic}: child_frame_id "
                 f"{msg.child_frame_id!r} is not base_frame {self.params.base_frame!r}; ignored")
             return
-        if self._odom_newest_ns is not None and odom.stamp_ns < self._odom_newest_ns:
-            # The odometry went back (a loop, a restart): what is held is another pass's,
-            # and a stamp that repeats must not find it.
-            self._twist_cov.clear()
-        self._odom_newest_ns = odom.stamp_ns
-        self._twist_cov[odom.stamp_ns] = odom.twist_covariance
-        while len(self._twist_cov) > self.params.max_pending:
-            self._twist_cov.popitem(last=False)
-        if odom.stamp_ns in self._awaiting_odom:
-            self._answer_pair(*self._pop_awaiting(odom.stamp_ns))
+        self._answer(self.pairing.add_odometry(odom.stamp_ns, odom.twist_covariance))
 
     def _on_state(self, msg: JointState) -> None:
         p = self.params
@@ -465,30 +452,7 @@ class SafetyMonitorNode(Node):
         except RosInputError as exc:
             self.health.problem("bad_state", str(exc))
             return
-        if self._last_state_ns is not None and stamp_ns < self._last_state_ns:
-            self.health.problem(
-                "time_jumped_back",
-                f"{p.state_topic}: stamp {stamp_ns!r} ns before {self._last_state_ns!r} ns; "
-                "dropping pending states and commands stamped after it",
-            )
-            # The previous pass's pending messages go: those stamped after this state. A
-            # command of this stamp may have come first (another topic): it stays, to pair.
-            for queue in (self._states, self._commands, self._awaiting_odom):
-                for old_ns in [t for t in queue if t > stamp_ns]:
-                    del queue[old_ns]
-            # Covariances of the previous pass go; the new pass's stay. If the odometry went
-            # back already (it usually comes first), _on_odom cleared the old pass and what is
-            # held is the new one's (clearing it all certified a tester's state with a 2 m/s
-            # sigma as if exact, when sigma 0 was the rule). If not, everything held at or
-            # after this stamp is the old pass's, a repeated stamp included (a tester's loop
-            # certified with the old pass's 0.01 m/s where the new one's said 20 m/s).
-            if self._odom_newest_ns is not None and self._odom_newest_ns > stamp_ns:
-                for cov_ns in [t for t in self._twist_cov if t >= stamp_ns]:
-                    del self._twist_cov[cov_ns]
-            self._last_answered_ns = None
-        self._last_state_ns = stamp_ns
-        self._hold(self._states, stamp_ns, state)
-        self._try_pair(stamp_ns)
+        self._answer(self.pairing.add_state(stamp_ns, state, time.monotonic()))
 
     def _on_command(self, msg: TwistStamped) -> None:
         self._received(self.params.command_topic)
@@ -507,8 +471,7 @@ class SafetyMonitorNode(Node):
             else:
                 self._gate(msg, self.last)
             return
-        self._hold(self._commands, stamp_ns, msg)
-        self._try_pair(stamp_ns)
+        self._answer(self.pairing.add_command(stamp_ns, msg, time.monotonic()))
 
     def _reject(self, command: TwistStamped, problem: str) -> None:
         """A command refused before any certificate about it: said on the status topic and
@@ -519,72 +482,27 @@ class SafetyMonitorNode(Node):
         self.status_pub.publish(String(data=REJECTED))
         self._gate(command, None)
 
-    def _hold(self, queue: OrderedDict[int, Any], stamp_ns: int, item: Any) -> None:
-        if stamp_ns in queue:
-            # Two states (or commands) for one stamp: the newer is paired, and it is said.
-            self.health.problem("duplicate_stamps", f"a second message for stamp {stamp_ns} "
-                                "ns before its pair was complete: the newer one is used")
-        queue[stamp_ns] = item
-        while len(queue) > self.params.max_pending:
-            dropped_ns, _ = queue.popitem(last=False)
-            self.health.problem(
-                "unpaired_dropped", f"no state/command pair for stamp {dropped_ns!r} ns"
-            )
-
-    def _try_pair(self, stamp_ns: int) -> None:
-        if stamp_ns not in self._states or stamp_ns not in self._commands:
-            return
-        state = self._states.pop(stamp_ns)
-        command = self._commands.pop(stamp_ns)
-        if self._uses_odometry(state.size) and stamp_ns not in self._twist_cov:
-            # The state's own odometry (same stamp) sizes the region; it reaches this node
-            # on its own path and may come after the controller's state (7 of 95 pairs in
-            # `make demo`). Certified with an older covariance, a tester's state whose
-            # odometry's sigma had grown to 10 m/s was verified over a region for 0.01 m/s.
-            since = time.monotonic()
-            if stamp_ns in self._awaiting_odom:
-                # The same stamp again: the newest pair waits, but from the first one's time
-                # (a tester's repeats every 50 ms kept the wait from ever ending).
-                since = self._awaiting_odom[stamp_ns][2]
-                self.health.problem("duplicate_stamps", f"a second pair for stamp {stamp_ns} "
-                                    "ns while it waits for its odometry: the newer is used")
-            self._awaiting_odom[stamp_ns] = (state, command, since)
-            while len(self._awaiting_odom) > self.params.max_pending:
-                self._answer_pair(*self._pop_awaiting(next(iter(self._awaiting_odom))))
-            return
-        self._answer_pair(stamp_ns, state, command)
-
     def _uses_odometry(self, n_inputs: int) -> bool:
         """Whether the odometry's twist sizes the region (the governor's state, with
         ``use_odometry_covariance``); else the radii alone do."""
         return self.params.use_odometry_covariance and n_inputs == len(STATE_NAMES)
 
-    def _pop_awaiting(self, stamp_ns: int) -> tuple[int, np.ndarray, TwistStamped]:
-        state, command, _ = self._awaiting_odom.pop(stamp_ns)
-        return stamp_ns, state, command
-
     def _flush_awaiting(self) -> None:
         """Pairs whose odometry did not come within ``odom_wait_s``: answered now (the
         certificate is unknown, the fallback goes out)."""
-        now = time.monotonic()
-        for stamp_ns, (_, _, since) in list(self._awaiting_odom.items()):
-            if now - since >= self.params.odom_wait_s:
-                self._answer_pair(*self._pop_awaiting(stamp_ns))
+        self._answer(self.pairing.expired(time.monotonic()))
+
+    def _answer(self, pairs: list[Pair[TwistStamped]]) -> None:
+        for pair in pairs:
+            self._answer_pair(pair.stamp_ns, pair.state, pair.command)
 
     def _answer_pair(self, stamp_ns: int, state: np.ndarray, command: TwistStamped) -> None:
-        if self._last_answered_ns is not None and stamp_ns < self._last_answered_ns:
-            # Answered after a newer pair (its odometry came later): its command would
-            # replace the newer answer on /cmd (a tester's older 'continue' after a newer
-            # 'stop'). The stop instead.
-            self._send_stale(command, f"pair at {stamp_ns} ns answered after the newer one at "
-                                      f"{self._last_answered_ns} ns")
-            return
-        why = self._stale_reason(stamp_ns)
+        why = self.pairing.out_of_order(stamp_ns) or self._stale_reason(stamp_ns)
         if why is not None:
             self._send_stale(command, why)
             return
         # Only a stamp within the age limit counts (one far ahead is another time base).
-        self._last_answered_ns = stamp_ns
+        self.pairing.answered(stamp_ns)
         result = self.certify(state, stamp_ns, command)
         why = self._stale_reason(stamp_ns)
         if result.status == "verified" and why is not None:
@@ -621,8 +539,7 @@ class SafetyMonitorNode(Node):
             return None
         if age_s > 0:
             return f"the state is stamped {age_s:.2f} s ago (> max_state_age_s {max_age_s:g})"
-        # forgotten, so that the next good state is not taken for time going back
-        self._last_state_ns = None
+        self.pairing.forget_last_state()
         return (f"the state is stamped {-age_s:.2f} s ahead of the clock (> max_state_age_s "
                 f"{max_age_s:g})")
 
@@ -658,20 +575,20 @@ class SafetyMonitorNode(Node):
         p = self.params
         if not self._uses_odometry(n_inputs):
             return np.zeros(n_inputs)
-        if not self._twist_cov:
+        if self.pairing.newest_covariance_ns is None:
             raise ControlError(
                 f"no twist covariance from {p.odom_topic} yet (use_odometry_covariance is "
                 "true): the state's uncertainty is unknown")
         cov: np.ndarray | None
         if stamp_ns is None:  # fixed mode: the state is configured, not measured
-            cov = next(reversed(self._twist_cov.values()))
+            cov = self.pairing.latest_covariance()
         else:
-            cov = self._twist_cov.get(stamp_ns)
+            cov = self.pairing.covariance_at(stamp_ns)
         if cov is None:
             # Not the latest one instead: an older covariance can be smaller than the state's.
             raise ControlError(
                 f"no {p.odom_topic} at the state's stamp {stamp_ns} within odom_wait_s "
-                f"{p.odom_wait_s:g} s (newest odometry stamp {next(reversed(self._twist_cov))})"
+                f"{p.odom_wait_s:g} s (newest odometry stamp {self.pairing.newest_covariance_ns})"
                 ": the state's uncertainty is unknown")
         if not np.any(cov):
             raise ControlError(

@@ -1,0 +1,192 @@
+"""Pairing the controller's states and commands with the odometry of their stamp (no ROS).
+
+The safety monitor certifies a command over the region around the state it was computed
+from, and the region's width comes from the twist covariance of the odometry at the same
+stamp. The three arrive on their own topics, in any order: the state and the command from
+the controller, the odometry from the VIO on its own path (it came after the state for 7 of
+the 95 pairs of `make demo`). :class:`PairQueue` holds each until its partners come and hands
+out complete pairs; a pair whose odometry is missing waits for it up to ``odom_wait_s``.
+
+Time going back (a looped replay, a restarted driver) is where this goes wrong silently: a
+repeated stamp must not find the previous pass's covariance, and an older pair answered after
+a newer one must not replace the newer answer. The rules, each from a tester's case, are
+written where they apply. ``now_s`` is the caller's monotonic clock, so that a wait ends
+while a replay's /clock stands still, and so that the rules can be tested without ROS.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+C = TypeVar("C")  # the command's type (a TwistStamped in the node)
+
+
+@dataclass(frozen=True)
+class Pair(Generic[C]):
+    """A state and the command computed from it, with one stamp."""
+
+    stamp_ns: int
+    state: np.ndarray
+    command: C
+
+
+class PairQueue(Generic[C]):
+    """States, commands and twist covariances by stamp; complete pairs come out in the order
+    they complete.
+
+    Args:
+        max_pending: the most states (commands, covariances, waiting pairs) held; beyond it
+            the oldest unpaired ones are dropped, and a waiting pair is answered without
+            its odometry.
+        odom_wait_s: how long a pair waits for the odometry of its stamp.
+        needs_odometry: whether a state of this many inputs is sized by the odometry's twist
+            (else a pair is complete without it).
+        report: ``report(counter, message)`` for every problem (the node's health).
+        state_topic: the states' topic, for those messages.
+    """
+
+    def __init__(self, *, max_pending: int, odom_wait_s: float,
+                 needs_odometry: Callable[[int], bool], report: Callable[[str, str], None],
+                 state_topic: str = "state") -> None:
+        self.max_pending = int(max_pending)
+        self.odom_wait_s = float(odom_wait_s)
+        self._needs_odometry = needs_odometry
+        self._report = report
+        self._state_topic = state_topic
+        self.states: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.commands: OrderedDict[int, C] = OrderedDict()
+        self.twist_cov: OrderedDict[int, np.ndarray] = OrderedDict()
+        # Pairs waiting for the odometry of their stamp: stamp -> (state, command, since).
+        self.awaiting: OrderedDict[int, tuple[np.ndarray, C, float]] = OrderedDict()
+        self.odom_newest_ns: int | None = None  # the stamp of the odometry that came last
+        self.last_answered_ns: int | None = None  # the newest pair answered
+        self.last_state_ns: int | None = None
+
+    # ---- inputs ------------------------------------------------------------------------------
+
+    def add_odometry(self, stamp_ns: int, twist_cov: np.ndarray) -> list[Pair[C]]:
+        """A twist covariance; returns the pair that waited for it, if one did."""
+        if self.odom_newest_ns is not None and stamp_ns < self.odom_newest_ns:
+            # The odometry went back (a loop, a restart): what is held is another pass's,
+            # and a stamp that repeats must not find it.
+            self.twist_cov.clear()
+        self.odom_newest_ns = stamp_ns
+        self.twist_cov[stamp_ns] = twist_cov
+        while len(self.twist_cov) > self.max_pending:
+            self.twist_cov.popitem(last=False)
+        if stamp_ns in self.awaiting:
+            return [self._pop_awaiting(stamp_ns)]
+        return []
+
+    def add_state(self, stamp_ns: int, state: np.ndarray, now_s: float) -> list[Pair[C]]:
+        if self.last_state_ns is not None and stamp_ns < self.last_state_ns:
+            self._report(
+                "time_jumped_back",
+                f"{self._state_topic}: stamp {stamp_ns!r} ns before {self.last_state_ns!r} ns;"
+                " dropping pending states and commands stamped after it",
+            )
+            # The previous pass's pending messages go: those stamped after this state. A
+            # command of this stamp may have come first (another topic): it stays, to pair.
+            for queue in (self.states, self.commands, self.awaiting):
+                for old_ns in [t for t in queue if t > stamp_ns]:
+                    del queue[old_ns]
+            # Covariances of the previous pass go; the new pass's stay. If the odometry went
+            # back already (it usually comes first), add_odometry cleared the old pass and
+            # what is held is the new one's (clearing it all certified a tester's state with
+            # a 2 m/s sigma as if exact, when sigma 0 was the rule). If not, everything held
+            # at or after this stamp is the old pass's, a repeated stamp included (a tester's
+            # loop certified with the old pass's 0.01 m/s where the new one's said 20 m/s).
+            if self.odom_newest_ns is not None and self.odom_newest_ns > stamp_ns:
+                for cov_ns in [t for t in self.twist_cov if t >= stamp_ns]:
+                    del self.twist_cov[cov_ns]
+            self.last_answered_ns = None
+        self.last_state_ns = stamp_ns
+        self._hold(self.states, stamp_ns, state)
+        return self._try_pair(stamp_ns, now_s)
+
+    def add_command(self, stamp_ns: int, command: C, now_s: float) -> list[Pair[C]]:
+        self._hold(self.commands, stamp_ns, command)
+        return self._try_pair(stamp_ns, now_s)
+
+    def expired(self, now_s: float) -> list[Pair[C]]:
+        """Pairs whose odometry did not come within ``odom_wait_s``: to be answered now,
+        without it."""
+        return [self._pop_awaiting(stamp_ns)
+                for stamp_ns, (_, _, since) in list(self.awaiting.items())
+                if now_s - since >= self.odom_wait_s]
+
+    # ---- answers -----------------------------------------------------------------------------
+
+    def out_of_order(self, stamp_ns: int) -> str | None:
+        """Why the pair at ``stamp_ns`` must not be answered now, or None.
+
+        A pair answered after a newer one (its odometry came later) would replace the newer
+        answer (a tester's older 'continue' after a newer 'stop'): it gets the stop instead.
+        """
+        if self.last_answered_ns is not None and stamp_ns < self.last_answered_ns:
+            return (f"pair at {stamp_ns} ns answered after the newer one at "
+                    f"{self.last_answered_ns} ns")
+        return None
+
+    def answered(self, stamp_ns: int) -> None:
+        """The pair at ``stamp_ns`` is being answered: older ones are out of order now."""
+        self.last_answered_ns = stamp_ns
+
+    def forget_last_state(self) -> None:
+        """A state from another time base (far ahead of the clock) is not the reference for
+        time going back: the next good state must not be taken for a jump."""
+        self.last_state_ns = None
+
+    def covariance_at(self, stamp_ns: int) -> np.ndarray | None:
+        return self.twist_cov.get(stamp_ns)
+
+    def latest_covariance(self) -> np.ndarray | None:
+        return next(reversed(self.twist_cov.values())) if self.twist_cov else None
+
+    @property
+    def newest_covariance_ns(self) -> int | None:
+        return next(reversed(self.twist_cov)) if self.twist_cov else None
+
+    # ---- queues ------------------------------------------------------------------------------
+
+    def _hold(self, queue: OrderedDict[int, Any], stamp_ns: int, item: Any) -> None:
+        if stamp_ns in queue:
+            # Two states (or commands) for one stamp: the newer is paired, and it is said.
+            self._report("duplicate_stamps", f"a second message for stamp {stamp_ns} ns "
+                         "before its pair was complete: the newer one is used")
+        queue[stamp_ns] = item
+        while len(queue) > self.max_pending:
+            dropped_ns, _ = queue.popitem(last=False)
+            self._report("unpaired_dropped", f"no state/command pair for stamp {dropped_ns!r} ns")
+
+    def _try_pair(self, stamp_ns: int, now_s: float) -> list[Pair[C]]:
+        if stamp_ns not in self.states or stamp_ns not in self.commands:
+            return []
+        state = self.states.pop(stamp_ns)
+        command = self.commands.pop(stamp_ns)
+        if not self._needs_odometry(state.size) or stamp_ns in self.twist_cov:
+            return [Pair(stamp_ns, state, command)]
+        # The state's own odometry (same stamp) sizes the region. Certified with an older
+        # covariance, a tester's state whose odometry's sigma had grown to 10 m/s was verified
+        # over a region for 0.01 m/s.
+        since = now_s
+        if stamp_ns in self.awaiting:
+            # The same stamp again: the newest pair waits, but from the first one's time (a
+            # tester's repeats every 50 ms kept the wait from ever ending).
+            since = self.awaiting[stamp_ns][2]
+            self._report("duplicate_stamps", f"a second pair for stamp {stamp_ns} ns while it "
+                         "waits for its odometry: the newer is used")
+        self.awaiting[stamp_ns] = (state, command, since)
+        overflow = []
+        while len(self.awaiting) > self.max_pending:
+            overflow.append(self._pop_awaiting(next(iter(self.awaiting))))
+        return overflow
+
+    def _pop_awaiting(self, stamp_ns: int) -> Pair[C]:
+        state, command, _ = self.awaiting.pop(stamp_ns)
+        return Pair(stamp_ns, state, command)
