@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +52,7 @@ from meetup_ros.slam.camera import check_intrinsics
 from meetup_ros.slam.depth_code import DepthCodeModel
 from meetup_ros.slam.frontend import SOLVERS, FrontendConfig, SlamFrontend, warm_up_solver
 from meetup_ros.slam.learned import LearnedStep
+from meetup_ros.slam.pairing import FramePair, PriorWait, StereoPairs
 
 NODE_NAME = "slam_node"
 _FRONTEND = FrontendConfig()  # the frontend's own defaults are the node's defaults
@@ -243,18 +243,19 @@ class SlamNode(Node):
         # A calibration other than the one in use, and how many messages in a row gave it.
         self._info_change: dict[str, tuple[CameraInfo, int]] = {}
         self._hw: dict[str, tuple[int, int]] = {}
-        self._pending: dict[str, OrderedDict[int, np.ndarray]] = {
-            "cam0": OrderedDict(), "cam1": OrderedDict()
-        }
-        self._odom: deque[tuple[int, np.ndarray]] = deque(maxlen=400)
+        self.health = NodeHealth(self, ["keyframe", "frame", "pair_wait_for_odometry"],
+                                 p.diagnostics_period_s)
+        self.pairs = StereoPairs(
+            stereo=self.stereo, tolerance_ns=int(p.pair_tolerance_s * 1e9),
+            max_pending=p.max_pending, report=self.health.problem,
+            topics={"cam0": p.cam0_topic, "cam1": p.cam1_topic})
+        self.priors = PriorWait(wait_s=p.prior_wait_s,
+                                tolerance_ns=int(p.prior_tolerance_s * 1e9),
+                                max_pending=p.max_pending, enabled=bool(p.odom_topic))
         # The frame the odometry's poses are in: a pose from the prior is in it, not in
         # world_frame (a tester's poses said 'world' for the odometry's 'odom').
         self._odom_frame = p.world_frame
-        # Pairs waiting for their odometry: (stamp, image0, image1, arrival on time.monotonic).
-        self._awaiting: deque[tuple[int, np.ndarray, np.ndarray | None, float]] = deque()
         self._last_pair_ns: int | None = None
-        self.health = NodeHealth(self, ["keyframe", "frame", "pair_wait_for_odometry"],
-                                 p.diagnostics_period_s)
         self.depth_pub = self.create_publisher(Image, p.depth_topic, reliable_qos(10))
         self.pose_pub = self.create_publisher(PoseStamped, p.pose_topic, reliable_qos(10))
         self.points_pub = self.create_publisher(PointCloud2, p.points_topic, reliable_qos(10))
@@ -348,9 +349,8 @@ class SlamNode(Node):
         self._info[cam] = msg
         self._hw[cam] = (int(msg.height), int(msg.width))
         self._info_change.pop(cam, None)
-        for pending in self._pending.values():
-            pending.clear()  # frames of the old size
-        self._awaiting.clear()
+        self.pairs.clear()  # frames of the old size
+        self.priors.awaiting.clear()
         self.frontend = None
         # A stereo camera reconfigured changes both: wait for the other's new size.
         if ("cam0" in self._info and ("cam1" in self._info or not self.stereo)
@@ -395,9 +395,7 @@ class SlamNode(Node):
         except RosInputError as exc:
             self.health.problem("bad_odometry", str(exc))
             return
-        if self._odom and odom.stamp_ns < self._odom[-1][0]:
-            self._odom.clear()  # a loop: old priors belong to another pass
-        self._odom.append((odom.stamp_ns, odom.T_odom_base))
+        self.priors.add_odometry(odom.stamp_ns, odom.T_odom_base)
         self._odom_frame = msg.header.frame_id or self._odom_frame
         self._drain()
 
@@ -410,69 +408,25 @@ class SlamNode(Node):
         except RosInputError as exc:
             self.health.problem("bad_image", f"dropped: {exc}")
             return
-        pending = self._pending[cam]
-        pending[stamp_ns] = image
-        while len(pending) > self.params.max_pending:
-            old_ns, _ = pending.popitem(last=False)
-            other = self._pending["cam1" if cam == "cam0" else "cam0"]
-            nearest = min(other, key=lambda s: abs(s - old_ns), default=None)
-            offset = ("none waiting on the other camera" if nearest is None else
-                      f"the nearest on the other camera is {(nearest - old_ns) * 1e-3:+.1f} us")
-            self.health.problem(
-                "unpaired_dropped",
-                f"{topic}: no partner for {old_ns} ns within pair_tolerance_s "
-                f"{self.params.pair_tolerance_s:g} s ({offset})")
-        self._try_pair()
-
-    def _try_pair(self) -> None:
-        tolerance_ns = int(self.params.pair_tolerance_s * 1e9)
-        left = self._pending["cam0"]
-        if not self.stereo:
-            while left:
-                stamp_ns, image0 = left.popitem(last=False)
-                self._await_prior(stamp_ns, image0, None)
-            return
-        right = self._pending["cam1"]
-        for stamp0 in list(left):
-            match = next((s for s in right if abs(s - stamp0) <= tolerance_ns), None)
-            if match is None:
-                continue
-            image0 = left.pop(stamp0)
-            image1 = right.pop(match)
-            self._await_prior(stamp0, image0, image1)
-
-    def _await_prior(self, stamp_ns: int, image0: np.ndarray,
-                     image1: np.ndarray | None) -> None:
-        self._awaiting.append((stamp_ns, image0, image1, time.monotonic()))
-        while len(self._awaiting) > self.params.max_pending:
-            # Odometry far behind the camera: the oldest goes on rather than be lost.
-            self._process_oldest()
-        self._drain()
+        for pair in self.pairs.add(cam, stamp_ns, image):
+            for waited in self.priors.add(pair, time.monotonic()):
+                self._process_waited(*waited)  # odometry far behind: on rather than lost
+            self._drain()
 
     def _drain(self) -> None:
-        """Process waiting pairs whose odometry has come (a stamp at or after theirs) or that
-        waited ``prior_wait_s``, oldest first."""
-        p = self.params
-        while self._awaiting:
-            stamp_ns, _, _, arrival = self._awaiting[0]
-            if (p.odom_topic and not (self._odom and self._odom[-1][0] >= stamp_ns)
-                    and time.monotonic() - arrival < p.prior_wait_s):
-                return
-            self._process_oldest()
+        """Process waiting pairs whose odometry has come or that waited ``prior_wait_s``,
+        oldest first (the clock read again after each: a keyframe takes tens of ms)."""
+        while (ready := self.priors.pop_ready(time.monotonic())) is not None:
+            self._process_waited(*ready)
 
-    def _process_oldest(self) -> None:
-        stamp_ns, image0, image1, arrival = self._awaiting.popleft()
+    def _process_waited(self, pair: FramePair, waited_s: float) -> None:
         if self.params.odom_topic:
-            self.health.latency["pair_wait_for_odometry"].add(time.monotonic() - arrival)
-        self._process(stamp_ns, image0, image1)
+            self.health.latency["pair_wait_for_odometry"].add(waited_s)
+        self._process(pair.stamp_ns, pair.image0, pair.image1)
 
     def _prior(self, stamp_ns: int) -> np.ndarray | None:
-        if not self._odom:
-            return None
-        stamp, T_odom_base = min(self._odom, key=lambda item: abs(item[0] - stamp_ns))
-        if abs(stamp - stamp_ns) > self.params.prior_tolerance_s * 1e9:
-            return None
-        return T_odom_base @ self.T_base_cam0
+        T_odom_base = self.priors.prior(stamp_ns)
+        return None if T_odom_base is None else T_odom_base @ self.T_base_cam0
 
     # ---- processing ------------------------------------------------------------------------
 
@@ -507,7 +461,7 @@ class SlamNode(Node):
         self.health.counters["pairs_processed"] += 1
         prior = self._prior(stamp_ns)
         if prior is None and self.params.odom_topic:
-            newest = self._odom[-1][0] if self._odom else None
+            newest = self.priors.newest_odometry_ns
             self.health.problem(
                 "pairs_without_prior",
                 f"pair at {stamp_ns} ns: no {self.params.odom_topic} within prior_tolerance_s "

@@ -1,0 +1,149 @@
+"""Frame pairs for the SLAM frontend: stereo images by stamp, then a wait for the odometry
+prior (no ROS).
+
+Two cameras publish on their own topics, so a stereo pair is formed from the left and right
+images whose stamps agree within a tolerance (:class:`StereoPairs`). The odometry pose of a
+pair's stamp is its prior, and it comes after the frame (vio_node waits for the IMU sample
+after the frame): looked up on arrival, none was ever found, and every stereo keyframe took
+the last pose known. So a pair waits (:class:`PriorWait`) until odometry at or after its
+stamp has come, or ``wait_s`` has passed. ``now_s`` is the caller's monotonic clock, so the
+wait ends while a replay's /clock stands still.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+CAMERAS = ("cam0", "cam1")
+
+
+@dataclass(frozen=True)
+class FramePair:
+    """cam0's image and cam1's (None without a second camera) at cam0's stamp."""
+
+    stamp_ns: int
+    image0: np.ndarray
+    image1: np.ndarray | None
+
+
+class StereoPairs:
+    """Images per camera by stamp; pairs whose stamps agree within ``tolerance_ns`` come out.
+
+    Args:
+        stereo: False: every cam0 image is a pair of its own.
+        tolerance_ns: the most the two stamps of a pair may differ.
+        max_pending: unpaired images held per camera; the oldest beyond it is dropped.
+        report: ``report(counter, message)`` for every dropped image.
+        topics: each camera's topic, for those messages.
+    """
+
+    def __init__(self, *, stereo: bool, tolerance_ns: int, max_pending: int,
+                 report: Callable[[str, str], None], topics: dict[str, str]) -> None:
+        self.stereo = stereo
+        self.tolerance_ns = int(tolerance_ns)
+        self.max_pending = int(max_pending)
+        self._report = report
+        self._topics = topics
+        self.pending: dict[str, OrderedDict[int, np.ndarray]] = {
+            cam: OrderedDict() for cam in CAMERAS}
+
+    def add(self, cam: str, stamp_ns: int, image: np.ndarray) -> list[FramePair]:
+        """One camera's image; returns the pairs it completes, oldest cam0 stamp first."""
+        pending = self.pending[cam]
+        pending[stamp_ns] = image
+        while len(pending) > self.max_pending:
+            old_ns, _ = pending.popitem(last=False)
+            other = self.pending["cam1" if cam == "cam0" else "cam0"]
+            nearest = min(other, key=lambda s: abs(s - old_ns), default=None)
+            offset = ("none waiting on the other camera" if nearest is None else
+                      f"the nearest on the other camera is {(nearest - old_ns) * 1e-3:+.1f} us")
+            self._report(
+                "unpaired_dropped",
+                f"{self._topics[cam]}: no partner for {old_ns} ns within pair_tolerance_s "
+                f"{self.tolerance_ns * 1e-9:g} s ({offset})")
+        return self._pairs()
+
+    def clear(self) -> None:
+        for pending in self.pending.values():
+            pending.clear()
+
+    def _pairs(self) -> list[FramePair]:
+        left = self.pending["cam0"]
+        if not self.stereo:
+            out = [FramePair(stamp_ns, image, None) for stamp_ns, image in left.items()]
+            left.clear()
+            return out
+        right = self.pending["cam1"]
+        out = []
+        for stamp0 in list(left):
+            match = next((s for s in right if abs(s - stamp0) <= self.tolerance_ns), None)
+            if match is not None:
+                out.append(FramePair(stamp0, left.pop(stamp0), right.pop(match)))
+        return out
+
+
+class PriorWait:
+    """Pairs waiting for the odometry of their stamp, and the odometry poses for the prior.
+
+    Args:
+        wait_s: the longest a pair waits for odometry at or after its stamp.
+        tolerance_ns: a prior is the odometry pose nearest the stamp, if this close.
+        max_pending: pairs held; beyond it the oldest goes on without waiting.
+        enabled: False (no odometry topic): pairs never wait and there is no prior.
+        history: odometry poses kept for the lookup.
+    """
+
+    def __init__(self, *, wait_s: float, tolerance_ns: int, max_pending: int,
+                 enabled: bool = True, history: int = 400) -> None:
+        self.wait_s = float(wait_s)
+        self.tolerance_ns = int(tolerance_ns)
+        self.max_pending = int(max_pending)
+        self.enabled = enabled
+        self.odometry: deque[tuple[int, np.ndarray]] = deque(maxlen=history)
+        # pair, arrival on the caller's monotonic clock
+        self.awaiting: deque[tuple[FramePair, float]] = deque()
+
+    def add_odometry(self, stamp_ns: int, T_odom_base: np.ndarray) -> None:
+        if self.odometry and stamp_ns < self.odometry[-1][0]:
+            self.odometry.clear()  # a loop: old priors belong to another pass
+        self.odometry.append((stamp_ns, T_odom_base))
+
+    @property
+    def newest_odometry_ns(self) -> int | None:
+        return self.odometry[-1][0] if self.odometry else None
+
+    def add(self, pair: FramePair, now_s: float) -> list[tuple[FramePair, float]]:
+        """Queue ``pair``; returns the oldest ones pushed out by a full queue (odometry far
+        behind the camera: they go on rather than be lost), with how long each waited."""
+        self.awaiting.append((pair, now_s))
+        overflow = []
+        while len(self.awaiting) > self.max_pending:
+            oldest, arrival = self.awaiting.popleft()
+            overflow.append((oldest, now_s - arrival))
+        return overflow
+
+    def pop_ready(self, now_s: float) -> tuple[FramePair, float] | None:
+        """The oldest pair if its odometry has come (a stamp at or after its own) or it has
+        waited ``wait_s``, with how long it waited; else None (the rest wait behind it)."""
+        if not self.awaiting:
+            return None
+        pair, arrival = self.awaiting[0]
+        newest = self.newest_odometry_ns
+        if (self.enabled and not (newest is not None and newest >= pair.stamp_ns)
+                and now_s - arrival < self.wait_s):
+            return None
+        self.awaiting.popleft()
+        return pair, now_s - arrival
+
+    def prior(self, stamp_ns: int) -> np.ndarray | None:
+        """T_odom_base of the odometry nearest ``stamp_ns`` within the tolerance, or None."""
+        if not self.odometry:
+            return None
+        stamp, T_odom_base = min(self.odometry, key=lambda item: abs(item[0] - stamp_ns))
+        if abs(stamp - stamp_ns) > self.tolerance_ns:
+            return None
+        return T_odom_base
