@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 COMMAND_MODULES = (
@@ -39,6 +41,28 @@ def set_torch_threads(threads: int | None) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse an ``--out`` that cannot be written before any data is read: an existing file,
+    or a folder (or the nearest existing folder above it) this process may not write to.
+    Found at the first write, they were a FileExistsError or PermissionError traceback after
+    the data loading or the first epoch. Nothing is created here."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CommandError(f"--out {str(out_dir)!r}: exists and is not a folder")
+    existing = out_dir
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CommandError(f"--out {str(out_dir)!r}: {str(existing)!r} is not a folder")
+    # os.access asks the kernel, so a read-only mount or an immutable folder is refused even
+    # for root; creating the folder needs write access to the existing one above it
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == out_dir else f" (its nearest existing folder {str(existing)!r})"
+        raise CommandError(f"--out {str(out_dir)!r}: cannot write there{where}: expected a "
+                           "folder this user may write to")
 
 
 class _NoAbbrevParser(argparse.ArgumentParser):

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from meetup_ros.cli import CommandError, set_torch_threads
+from meetup_ros.cli import CommandError, check_out_dir, set_torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ def _evaluate_vio(args: argparse.Namespace) -> int:
     from meetup_ros.odometry.windowing import OdometryError
 
     set_torch_threads(args.threads)
+    check_out_dir(Path(args.out))
     bags = [paths.data_path(b) for b in args.bag]
     try:
         report = evaluate_vio(bags, _weights(args.weights), args.out, heldout_s=args.heldout_s)
@@ -80,6 +81,7 @@ def _evaluate_visual(args: argparse.Namespace) -> int:
     from meetup_ros.odometry.windowing import OdometryError
 
     set_torch_threads(args.threads)
+    check_out_dir(Path(args.out))
     try:
         report = evaluate_visual(paths.shared_data_path(args.data_root), Path(args.out))
     except OdometryError as exc:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from meetup_ros.cli import CommandError, set_torch_threads
+from meetup_ros.cli import CommandError, check_out_dir, set_torch_threads
 
 
 def register(subparsers: Any) -> None:
@@ -48,6 +48,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     from meetup_ros.slam.benchmark import BenchmarkConfig, run_benchmark
 
     set_torch_threads(args.threads)
+    check_out_dir(Path(args.out))
     if args.max_iterations < 1:
         raise CommandError(f"--max-iterations {args.max_iterations!r} must be >= 1")
     data_root = paths.shared_data_path(args.data_root)

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from meetup_ros.cli import CommandError, set_torch_threads
+from meetup_ros.cli import CommandError, check_out_dir, set_torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ def _study(args: argparse.Namespace) -> int:
     from meetup_ros.optim import studies
 
     set_torch_threads(args.threads)
+    check_out_dir(Path(args.out))
     out = Path(args.out)
     try:
         if args.study == "optimizers":

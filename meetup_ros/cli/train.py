@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from meetup_ros.cli import CommandError, set_torch_threads
+from meetup_ros.cli import CommandError, check_out_dir, set_torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -82,28 +82,6 @@ def _resolve_bag(text: str) -> Path:
         return candidate
     also = "" if candidate.resolve() == path.resolve() else f" (also looked at {str(candidate)!r})"
     raise CommandError(f"bag {text!r} not found{also}")
-
-
-def check_out_dir(out_dir: Path) -> None:
-    """Refuse an ``--out`` that cannot be written before any data is read: an existing file,
-    or a folder (or the nearest existing folder above it) this process may not write to.
-    Found at the first write, they were a FileExistsError or PermissionError traceback after
-    the data loading or the first epoch. Nothing is created here."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CommandError(f"--out {str(out_dir)!r}: exists and is not a folder")
-    existing = out_dir
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if not existing.is_dir():
-        raise CommandError(f"--out {str(out_dir)!r}: {str(existing)!r} is not a folder")
-    # os.access asks the kernel, so a read-only mount or an immutable folder is refused even
-    # for root; creating the folder needs write access to the existing one above it
-    if not os.access(existing, os.W_OK | os.X_OK):
-        where = "" if existing == out_dir else f" (its nearest existing folder {str(existing)!r})"
-        raise CommandError(f"--out {str(out_dir)!r}: cannot write there{where}: expected a "
-                           "folder this user may write to")
 
 
 def load_trainer(network: str) -> Any:
