@@ -33,3 +33,26 @@ def restamped_bag(dst: Path, stamp: Callable[[str, int], int], src: Path = SAMPL
 def zero_stamp_bag(dst: Path) -> Path:
     """The bundled bag with every header stamp 0 (never set by the recording node)."""
     return restamped_bag(dst, lambda topic, stamp_ns: 0)
+
+
+def filtered_bag(dst: Path, keep: Callable[[str, int], bool], src: Path = SAMPLE_BAG) -> Path:
+    """Write ``src`` to ``dst`` with only the messages for which ``keep(topic, stamp_ns)`` (the
+    header stamp) holds; a topic left with no message keeps no connection."""
+    with Reader(src) as reader:
+        kept = [(conn, t_ns, raw) for conn, t_ns, raw in reader.messages()
+                if keep(conn.topic, _header_stamp_ns(conn.msgtype, raw, t_ns))]
+    with Writer(dst, version=9, storage_plugin=StoragePlugin.MCAP) as out:
+        conns: dict[int, object] = {}
+        for conn, t_ns, raw in kept:
+            if conn.id not in conns:
+                conns[conn.id] = out.add_connection(conn.topic, conn.msgtype,
+                                                    typestore=TYPESTORE)
+            out.write(conns[conn.id], t_ns, raw)  # type: ignore[arg-type]
+    return dst
+
+
+def _header_stamp_ns(msgtype: str, raw: bytes, t_ns: int) -> int:
+    msg = TYPESTORE.deserialize_cdr(raw, msgtype)
+    if not hasattr(msg, "header"):
+        return t_ns
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -395,3 +396,36 @@ def test_cli_refuses_a_downscale_too_large_in_one_line(
                             "images of 752x480 at 0x0 pixels, below the 64x40 minimum (the VIO "
                             "network's input); expected a downscale <= 11\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bag_info_counts_the_data_not_metadata_yaml(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A tester's metadata.yaml listing 9999 /imu0 messages made bag-info print 9999 for a bag
+    holding 1141 (nothing checks that file: SHA256SUMS covers the data only)."""
+    from meetup_ros.bags.reader import bag_info
+
+    bag = tmp_path / "edited"
+    shutil.copytree(SAMPLE_BAG, bag)
+    meta = bag / "metadata.yaml"
+    text = meta.read_text()
+    assert "message_count: 1141" in text
+    meta.write_text(text.replace("message_count: 1141", "message_count: 9999"))
+    with caplog.at_level(logging.WARNING, logger="meetup_ros.bags.reader"):
+        info = bag_info(bag)
+    assert info["topics"][topics.IMU][1] == 1141
+    assert info["message_count"] == sum(count for _, count in info["topics"].values())
+    assert "/imu0 lists 9999, holds 1141" in caplog.text
+
+
+def test_import_says_when_the_imu_or_ground_truth_does_not_cover_the_images(
+        euroc_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A tester's IMU covering 2 s of the 4.7 s of images, and a ground truth with no row among
+    them, imported without a word; the VIO was then scored over part of the window."""
+    root = make_asl(euroc_dir, tmp_path / "asl")
+    imu_csv = mav(root, "imu0", "data.csv")
+    lines = imu_csv.read_text().splitlines()
+    imu_csv.write_text("\n".join(lines[:401]) + "\n")  # header + 2 s at 200 Hz
+    with caplog.at_level(logging.WARNING, logger="meetup_ros.bags.importer"):
+        import_euroc(root, tmp_path / "bag", downscale=2)
+    assert "mav0/imu0 does not cover the image window" in caplog.text
+    assert "ends 2.7" in caplog.text and "state_groundtruth" not in caplog.text

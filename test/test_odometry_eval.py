@@ -316,3 +316,119 @@ def test_evaluate_vio_names_camera_and_imu_clocks_that_do_not_overlap(
     err = capsys.readouterr().err
     assert "do not overlap (+100.000 s apart at the start): are the two clocks the same?" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("imu_s", "window_s", "expected_s", "cut"), [
+    # 200 Hz samples over [0, 10] s, scored window [1, 9] s
+    (np.arange(0, 10.0001, 0.005), (1.0, 9.0), (1.0, 9.0), ""),
+    (np.r_[np.arange(0, 4, 0.005), np.arange(7, 10, 0.005)], (1.0, 9.0), (1.0, 3.995),
+     "/imu0 has a gap of 3.005 s at"),
+    (np.arange(0, 3, 0.005), (1.0, 9.0), (1.0, 2.995), "/imu0 ends 6.005 s before it"),
+    (np.arange(5, 10, 0.005), (1.0, 9.0), (5.0, 9.0), "/imu0 starts 4.000 s after it"),
+    (np.r_[np.arange(0, 0.5, 0.005), np.arange(2, 10, 0.005)], (1.0, 9.0), (2.0, 9.0),
+     "/imu0 has a gap of 1.505 s before"),
+    (np.arange(1.002, 8.999, 0.005), (1.0, 9.0), (1.0, 9.0), ""),  # within a gap's length
+])
+def test_imu_covered_window(imu_s: np.ndarray, window_s: tuple[float, float],
+                            expected_s: tuple[float, float], cut: str) -> None:
+    from meetup_ros.odometry.evaluation import imu_covered_window
+
+    stamps = np.round(imu_s * NS).astype(np.int64)
+    start, end, why = imu_covered_window(stamps, int(window_s[0] * NS), int(window_s[1] * NS))
+    assert (start / NS, end / NS) == pytest.approx(expected_s, abs=1e-6)
+    assert why.startswith(cut) and bool(why) == bool(cut)
+
+
+def _tum_span(path: Path) -> tuple[float, float]:
+    stamps = np.loadtxt(path, ndmin=2)[:, 0]
+    return float(stamps[0]), float(stamps[-1])
+
+
+def test_evaluate_vio_scores_the_rest_window_where_the_imu_covers_it(
+        repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tester's IMU stopping 2 s into the 4.7 s image window: dead reckoning was scored on
+    2 s, the VIO on 3 s (frames after the IMU stopped), and the report named all 4.7 s."""
+    from bag_variants import SAMPLE_BAG, filtered_bag
+
+    from meetup_ros.bags.reader import read_sequence
+    from meetup_ros.cli import main
+
+    first_frame = int(read_sequence(SAMPLE_BAG).cam0.stamps_ns[0])
+    imu_end = first_frame + 2 * NS
+    bag = filtered_bag(tmp_path / "imu_stops", lambda topic, stamp_ns: not (
+        topic == "/imu0" and stamp_ns > imu_end))
+    out = tmp_path / "out"
+    monkeypatch.chdir(repo_root)
+    assert main(["evaluate-vio", "--bag", str(bag), "--out", str(out)]) == 0
+    report = json.loads((out / "vio_report.json").read_text())
+    assert report["rest_window_ns"] == [first_frame, imu_end]
+    assert report["rest_window_cut"].startswith("/imu0 ends 2.700 s before it")
+    assert report["frames"] == 41  # 20 Hz over 2 s, both ends
+    spans = [_tum_span(out / f"{name}_rest.tum") for name in ("vio", "groundtruth")]
+    assert spans[0] == spans[1] and spans[0][1] <= imu_end / NS
+    assert _tum_span(out / "dead_reckoning_rest.tum")[1] <= imu_end / NS + 1e-6
+
+
+def test_evaluate_vio_held_out_flight_ends_at_an_imu_gap(
+        euroc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        repo_root: Path) -> None:
+    """A tester's 3 s IMU outage in the held-out flight: dead reckoning integrated one sample
+    across it (139 m off), the VIO restarted at a new origin, and the report said 0.007x."""
+    from bag_variants import filtered_bag
+
+    from meetup_ros.bags.importer import import_euroc
+    from meetup_ros.cli import main
+
+    full = tmp_path / "full"
+    import_euroc(euroc_dir, full, downscale=2, imu_margin_s=200.0)
+    weights = torch.load(repo_root / "models" / "vio.pt", weights_only=True)
+    heldout_start = int(weights["metadata"]["heldout_start_ns"])
+    gap = (heldout_start + 10 * NS, heldout_start + 13 * NS)
+    bag = filtered_bag(tmp_path / "gap", lambda topic, stamp_ns: not (
+        topic == "/imu0" and gap[0] < stamp_ns < gap[1]), src=full)
+    out = tmp_path / "out"
+    monkeypatch.chdir(repo_root)
+    assert main(["evaluate-vio", "--bag", str(bag), "--out", str(out)]) == 0
+    report = json.loads((out / "vio_report.json").read_text())
+    start, end = report["heldout_window_ns"]
+    assert start >= heldout_start and gap[0] - 10_000_000 <= end <= gap[0]
+    assert report["heldout_window_cut"].startswith("/imu0 has a gap of 3.0")
+    assert report["ate_rmse_m_inertial_heldout_dead_reckoning"] < 1.0  # 139 m across the gap
+    assert report["heldout_never_trained_on"] is True
+    for name in ("vio_inertial", "dead_reckoning", "groundtruth"):
+        assert _tum_span(out / f"{name}_heldout.tum")[1] <= end / NS + 1e-6
+
+
+def test_evaluate_vio_refuses_a_held_out_length_that_is_not_one(
+        repo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from meetup_ros.cli import main
+
+    monkeypatch.chdir(repo_root)
+    for value in ("nan", "-5", "0"):
+        assert main(["evaluate-vio", "--heldout-s", value, "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert "--heldout-s" in err and "expected a length in seconds > 0" in err
+    assert not (tmp_path / "vio_report.json").exists()
+
+
+def test_evaluate_vio_names_the_missing_topic_and_leaves_no_old_figures(
+        repo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bag_variants import SAMPLE_BAG, filtered_bag
+
+    from meetup_ros.cli import main
+
+    monkeypatch.chdir(repo_root)
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / "vio_inertial_heldout.tum"  # an earlier run's, on the full flight
+    stale.write_text("0 0 0 0 0 0 0 1\n")
+    assert main(["evaluate-vio", "--bag", str(SAMPLE_BAG), "--out", str(out)]) == 0
+    assert not stale.exists()
+    report = json.loads((out / "vio_report.json").read_text())
+    assert "ate_rmse_m_inertial_heldout" not in report
+    bag = filtered_bag(tmp_path / "no_gt", lambda topic, _: not topic.startswith("/groundtruth"))
+    assert main(["evaluate-vio", "--bag", str(bag), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"bag {str(bag)!r} has no /groundtruth/odometry" in err and "PosixPath" not in err

@@ -365,6 +365,10 @@ def import_euroc(
             f"no cam0 frame of {str(asl_dir)!r} lies in [{start_ns}, {end_ns}] ns; its frames "
             f"span [{int(cam_stamps[0])}, {int(cam_stamps[-1])}]"
         )
+    for name, stamps in (("imu0", seq.imu.stamps_ns), ("state_groundtruth_estimate0",
+                         None if seq.groundtruth is None else seq.groundtruth.stamps_ns)):
+        if stamps is not None:
+            _warn_uncovered(asl_dir, name, np.asarray(stamps, dtype=np.int64), start_ns, end_ns)
     streams = [seq.cam0] if seq.cam1 is None else [seq.cam0, seq.cam1]
     for stream in streams:
         _check_downscaled_size(stream.calib, downscale)
@@ -404,6 +408,31 @@ def import_euroc(
         ", ".join(f"{t} {c}" for t, c in counts.items()),
     )
     return ImportSummary(out_bag, storage, start_ns, end_ns, counts, width, height, size)
+
+
+def _warn_uncovered(asl_dir: str | Path, name: str, stamps_ns: np.ndarray, start_ns: int,
+                    end_ns: int) -> None:
+    """Say when a series does not cover the image window: it imports as it is, but a tester's
+    IMU ending 2 s into 4.7 s of images (or ground truth with no row in the window) was found
+    only when the VIO was scored over part of the window."""
+    steps = np.diff(stamps_ns)
+    max_gap = 10 * float(np.median(steps)) if steps.size else 0.0
+    inside = stamps_ns[(stamps_ns >= start_ns - max_gap) & (stamps_ns <= end_ns + max_gap)]
+    problems = []
+    if inside.size == 0:
+        problems.append("no sample in it")
+    else:
+        if inside[0] - start_ns > max_gap:
+            problems.append(f"starts {(inside[0] - start_ns) / 1e9:.3f} s after its start")
+        if end_ns - inside[-1] > max_gap:
+            problems.append(f"ends {(end_ns - inside[-1]) / 1e9:.3f} s before its end")
+        within = np.diff(inside)
+        if within.size and within.max() > max_gap:
+            k = int(np.argmax(within))
+            problems.append(f"has a gap of {within[k] / 1e9:.3f} s at {int(inside[k])} ns")
+    if problems:
+        logger.warning("%s: mav0/%s does not cover the image window [%d, %d] ns: %s",
+                       asl_dir, name, start_ns, end_ns, "; ".join(problems))
 
 
 def _check_downscaled_size(calib: CameraCalibration, downscale: int) -> None:

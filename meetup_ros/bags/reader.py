@@ -211,22 +211,36 @@ def bag_info(bag_paths: BagPaths) -> dict[str, Any]:
     paths = _paths(bag_paths)
     reader = _open(paths)
     try:
-        topic_info = {
-            name: (info.msgtype or "", info.msgcount) for name, info in reader.topics.items()
-        }
-        count = reader.message_count
-        # rosbags reports end_time one past the last stamp
-        start_ns, end_ns = (reader.start_time, reader.end_time - 1) if count else (0, 0)
+        listed = {name: info.msgcount for name, info in reader.topics.items()}
+        # Counted in the data: metadata.yaml's counts are not checked by anything (a tester's
+        # edited file made this print 9999 IMU messages for a bag holding 1141), and the
+        # checksums cover the data files only. Reading every record costs about a second per
+        # 100 MB here; the span is the data's too.
+        counts = dict.fromkeys(listed, 0)
+        start_ns = end_ns = None
+        with _corrupt_is_bag_error(paths):
+            for connection, stamp_ns, _ in reader.messages():
+                counts[connection.topic] = counts.get(connection.topic, 0) + 1
+                start_ns = stamp_ns if start_ns is None else min(start_ns, stamp_ns)
+                end_ns = stamp_ns if end_ns is None else max(end_ns, stamp_ns)
+        topic_info = {name: (info.msgtype or "", counts[name])
+                      for name, info in reader.topics.items()}
     finally:
         reader.close()
+    count = sum(counts.values())
+    mismatched = {t: (listed[t], counts[t]) for t in listed if listed[t] != counts[t]}
+    if mismatched:
+        logger.warning("bag %s: metadata.yaml's message counts disagree with the data: %s",
+                       ", ".join(map(str, paths)), ", ".join(
+                           f"{t} lists {a}, holds {b}" for t, (a, b) in mismatched.items()))
     files = [f for p in paths for f in ([p] if p.is_file() else p.iterdir()) if f.is_file()]
     suffixes = {f.suffix for f in files} & {".mcap", ".db3"}
     return {
         "topics": topic_info,
         "message_count": count,
-        "start_ns": start_ns,
-        "end_ns": end_ns,
-        "duration_s": (end_ns - start_ns) / 1e9,
+        "start_ns": start_ns or 0,
+        "end_ns": end_ns or 0,
+        "duration_s": ((end_ns or 0) - (start_ns or 0)) / 1e9,
         "storage": ",".join(sorted("mcap" if s == ".mcap" else "sqlite3" for s in suffixes)),
         "size_bytes": sum(f.stat().st_size for f in files),
     }

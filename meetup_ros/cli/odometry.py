@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,9 @@ def _evaluate_vio(args: argparse.Namespace) -> int:
     from meetup_ros.odometry.windowing import OdometryError
 
     set_torch_threads(args.threads)
+    if not (math.isfinite(args.heldout_s) and args.heldout_s > 0):
+        # nan crashed at the first use; a negative length gave no held-out score, silently
+        raise CommandError(f"--heldout-s {args.heldout_s!r}: expected a length in seconds > 0")
     check_out_dir(Path(args.out))
     bags = [paths.data_path(b) for b in args.bag]
     try:
@@ -77,6 +81,7 @@ def _evaluate_vio(args: argparse.Namespace) -> int:
 
 def _evaluate_visual(args: argparse.Namespace) -> int:
     from meetup_ros import paths
+    from meetup_ros.evaluation.datasets import DatasetError
     from meetup_ros.odometry.visual_baseline import evaluate_visual
     from meetup_ros.odometry.windowing import OdometryError
 
@@ -84,7 +89,7 @@ def _evaluate_visual(args: argparse.Namespace) -> int:
     check_out_dir(Path(args.out))
     try:
         report = evaluate_visual(paths.shared_data_path(args.data_root), Path(args.out))
-    except OdometryError as exc:
+    except (OdometryError, DatasetError) as exc:
         raise CommandError(str(exc)) from None
     _print(report)
     print(f"wrote {Path(args.out) / 'visual_report.json'}")

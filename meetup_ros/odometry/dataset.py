@@ -63,10 +63,12 @@ def interpolate_groundtruth(groundtruth: Any, stamps_ns: np.ndarray) -> GroundTr
             f"ground-truth stamps do not strictly increase: {int(gt_stamps[k + 1])} ns follows "
             f"{int(gt_stamps[k])} ns; two poses for one instant cannot be interpolated")
     if stamps.size and (stamps.min() < gt_stamps[0] or stamps.max() > gt_stamps[-1]):
+        outside = stamps[(stamps < gt_stamps[0]) | (stamps > gt_stamps[-1])]
+        what = (f"stamp {int(outside[0])} ns" if outside.size == 1 else
+                f"{outside.size} stamps ({int(outside.min())}..{int(outside.max())} ns)")
         raise OdometryError(
-            f"stamps {int(stamps.min())}..{int(stamps.max())} ns reach outside the ground truth "
-            f"span {int(gt_stamps[0])}..{int(gt_stamps[-1])} ns"
-        )
+            f"{what} outside the ground truth's span {int(gt_stamps[0])}..{int(gt_stamps[-1])} "
+            "ns: no pose to compare with there")
     t_ref = (gt_stamps - gt_stamps[0]) / NS_PER_S
     t = (stamps - gt_stamps[0]) / NS_PER_S
     p = np.stack([np.interp(t, t_ref, groundtruth.p_world_body[:, i]) for i in range(3)], 1)

@@ -43,6 +43,17 @@ logger = logging.getLogger(__name__)
 
 # SE(3) alignment (Umeyama) needs three associated pose pairs.
 MIN_DISTINCT_STAMPS = 3
+# An IMU silent for this many of its periods has a gap: dead reckoning integrates one sample
+# across it (a tester's 3 s outage put it 139 m off), and the estimator resets there. A
+# scored stretch ends at the first gap (EuRoC's IMU never misses a sample, 5.000 ms +- 0.2 us).
+MAX_IMU_GAP_PERIODS = 10
+# What this command writes into --out: all removed first, so that a reused folder holds no
+# figures of an earlier run beside a report that no longer has them.
+OUTPUT_FILES = (
+    "vio_report.json", "vio_rest.tum", "dead_reckoning_rest.tum", "groundtruth_rest.tum",
+    "vio_rest.png", "vio_inertial_heldout.tum", "dead_reckoning_heldout.tum",
+    "groundtruth_heldout.tum", "vio_inertial_heldout.png",
+)
 
 
 @dataclass
@@ -156,6 +167,11 @@ def _gt_reference(seq: Any, start_ns: int, end_ns: int) -> Trajectory:
                       "ground truth")
 
 
+def _clip(traj: Trajectory, start_ns: int, end_ns: int) -> Trajectory:
+    keep = (traj.stamps_ns >= start_ns) & (traj.stamps_ns <= end_ns)
+    return Trajectory(traj.stamps_ns[keep], traj.p_xyz[keep], traj.q_xyzw[keep], traj.name)
+
+
 def _score(est: Trajectory, ref: Trajectory) -> dict[str, float]:
     # evo associates within 10 ms; estimates sit on IMU stamps, ground truth on camera stamps
     return {
@@ -167,6 +183,53 @@ def _score(est: Trajectory, ref: Trajectory) -> dict[str, float]:
 def _bag_label(seq: Any) -> str:
     names = [str(p) for p in seq.paths]
     return repr(names[0] if len(names) == 1 else names)
+
+
+def imu_covered_window(imu_stamps_ns: np.ndarray, start_ns: int,
+                       end_ns: int) -> tuple[int, int, str]:
+    """The part of [start_ns, end_ns] that the IMU covers without a gap, and what cut it.
+
+    The IMU's samples form runs split at gaps (:data:`MAX_IMU_GAP_PERIODS` of its median
+    periods without a sample); the window is the first run that reaches into [start_ns,
+    end_ns], clipped to it. Ends within one gap's length of the run's are not cuts. The reason
+    is "" when the window is the whole of [start_ns, end_ns].
+
+    Raises:
+        OdometryError: no IMU sample in or near the window.
+    """
+    stamps = np.asarray(imu_stamps_ns, dtype=np.int64)
+    steps = np.diff(stamps)
+    max_gap = MAX_IMU_GAP_PERIODS * (float(np.median(steps)) if steps.size else 0.0)
+    gaps = np.flatnonzero(steps > max_gap)
+    run_first = np.concatenate([[0], gaps + 1])
+    run_last = np.concatenate([gaps, [stamps.size - 1]])
+    for k, (i, j) in enumerate(zip(run_first, run_last, strict=True)):
+        first, last = int(stamps[i]), int(stamps[j])
+        if last + max_gap < start_ns:
+            continue
+        if first - max_gap > end_ns:
+            break
+        reasons = []
+        window_start, window_end = start_ns, end_ns
+        if first - start_ns > max_gap:
+            window_start = first
+            reasons.append(f"/imu0 starts {(first - start_ns) / NS_PER_S:.3f} s after it"
+                           if k == 0 else f"/imu0 has a gap of "
+                           f"{(first - int(stamps[i - 1])) / NS_PER_S:.3f} s before {first} ns")
+        if end_ns - last > max_gap:
+            window_end = last
+            reasons.append(f"/imu0 has a gap of {(int(stamps[j + 1]) - last) / NS_PER_S:.3f} s "
+                           f"at {last} ns" if j + 1 < stamps.size else
+                           f"/imu0 ends {(end_ns - last) / NS_PER_S:.3f} s before it")
+        return window_start, window_end, "; ".join(reasons)
+    raise OdometryError(f"no /imu0 sample in {start_ns}..{end_ns} ns")
+
+
+def _cut(what: str, start_ns: int, end_ns: int, window: tuple[int, int, str]) -> None:
+    if window[2]:
+        logger.warning("%s %d..%d ns scored over %d..%d ns only (%.3f of %.3f s): %s", what,
+                       start_ns, end_ns, window[0], window[1], (window[1] - window[0]) / NS_PER_S,
+                       (end_ns - start_ns) / NS_PER_S, window[2])
 
 
 def _check_stamps(seq: Any) -> None:
@@ -208,11 +271,16 @@ def evaluate_vio(
     Raises:
         OdometryError, BagError: unreadable inputs or nothing to score.
     """
+    from meetup_ros.bags import topics
     from meetup_ros.bags.reader import read_sequence
 
     seq = read_sequence(bag_paths)
-    if seq.imu is None or seq.groundtruth is None:
-        raise OdometryError(f"bag {bag_paths!r} needs /imu0 and ground truth to be scored")
+    missing = [name for name, series in ((topics.IMU, seq.imu),
+                                         (topics.GROUNDTRUTH_ODOMETRY, seq.groundtruth))
+               if series is None]
+    if missing:
+        raise OdometryError(f"bag {_bag_label(seq)} has no {' and no '.join(missing)}: the VIO "
+                            f"is scored against ground truth from the IMU")
     _check_stamps(seq)
     check_groundtruth_stamps(seq)
     # Dropped here, before the estimator: sorted first and queued, one such sample made a
@@ -221,42 +289,75 @@ def evaluate_vio(
     if not len(seq.imu.stamps_ns):
         raise OdometryError(f"bag {_bag_label(seq)}: every /imu0 stamp is 0 or negative "
                             "(never set); nothing to score")
+    if out_dir is not None:
+        for name in OUTPUT_FILES:
+            (Path(out_dir) / name).unlink(missing_ok=True)
     try:
         return _evaluate(seq, weights, out_dir, heldout_s, heldout_start_ns, invalid)
-    except EvaluationError as exc:  # evo's reasons, e.g. no estimate near a reference stamp
+    except (EvaluationError, OdometryError) as exc:  # evo's reasons, a window, a stamp
         raise OdometryError(f"bag {_bag_label(seq)}: cannot score the VIO: {exc}") from None
 
 
 def _evaluate(seq: Any, weights: str | Path, out_dir: str | Path | None, heldout_s: float,
               heldout_start_ns: int | None, invalid_imu_stamps: int = 0) -> dict[str, Any]:
     """The body of :func:`evaluate_vio` on a sequence read and checked."""
+    from meetup_ros.bags import topics
+
     out = Path(out_dir) if out_dir is not None else None
     report: dict[str, Any] = {"bag": [str(p) for p in seq.paths], "weights": str(weights),
                               # dropped on reading, before the estimator (stamp 0 or below)
                               "imu_samples_invalid_stamp": invalid_imu_stamps}
     estimator = VioEstimator.from_weights(weights)
     meta = estimator.metadata
-    gt_end = int(seq.groundtruth.stamps_ns[-1])
+    gt_start, gt_end = int(seq.groundtruth.stamps_ns[0]), int(seq.groundtruth.stamps_ns[-1])
 
     # -- at rest, with images ---------------------------------------------------------------
+    # Scored where frames, ground truth and a gap-free IMU all are: the VIO and dead
+    # reckoning on the same stretch (an IMU that stopped 2 s into the 4.7 s window had dead
+    # reckoning scored on 2 s, the VIO on 3 s, and the report name the whole window).
+    rest = None
     if seq.cam0 is not None and len(seq.cam0.stamps_ns) >= 3:
-        start, end = int(seq.cam0.stamps_ns[0]), min(int(seq.cam0.stamps_ns[-1]), gt_end)
+        frames_start, frames_end = int(seq.cam0.stamps_ns[0]), int(seq.cam0.stamps_ns[-1])
+        start, end = max(frames_start, gt_start), min(frames_end, gt_end)
+        if end - start < 0:
+            raise OdometryError(
+                f"the camera's frames {frames_start}..{frames_end} ns and the ground truth's "
+                f"{gt_start}..{gt_end} ns ({topics.GROUNDTRUTH_ODOMETRY}) do not overlap"
+                + _stamp_overlap(seq, use_images=True))
+        rest = imu_covered_window(seq.imu.stamps_ns, start, end)
+        reasons = [r for r in (
+            f"ground truth starts {(gt_start - frames_start) / NS_PER_S:.3f} s after the first "
+            "frame" if gt_start > frames_start else "",
+            f"ground truth ends {(frames_end - gt_end) / NS_PER_S:.3f} s before the last "
+            "frame" if gt_end < frames_end else "", rest[2]) if r]
+        rest = (rest[0], rest[1], "; ".join(reasons))
+        _cut("at-rest window", frames_start, frames_end, rest)
+        n_frames = int(np.count_nonzero((seq.cam0.stamps_ns >= rest[0])
+                                        & (seq.cam0.stamps_ns <= rest[1])))
+        if n_frames < 3:
+            logger.warning("at-rest window: %d frame(s) where the IMU and ground truth cover "
+                           "them (%s); no at-rest score", n_frames, rest[2])
+            rest = None
+    if rest is not None:
+        start, end, cut = rest
         run = run_estimator(estimator, seq, int(seq.imu.stamps_ns[0]), end, use_images=True)
+        vio = _clip(run.trajectory, start, end)  # what is scored is what is written
         ref = _gt_reference(seq, start, end)
-        scores = _score(run.trajectory, ref)
+        scores = _score(vio, ref)
         dr = dead_reckoning(seq, start, end)
         # The same window without zero-velocity updates: what the network alone does at rest.
         bare = VioEstimator.from_weights(weights, zero_velocity_update=False)
         bare_run = run_estimator(bare, seq, int(seq.imu.stamps_ns[0]), end, use_images=True)
         report.update(
             ate_rmse_m=scores["ate_rmse_m"],
-            ate_rmse_m_without_zero_velocity_updates=_score(bare_run.trajectory,
-                                                            ref)["ate_rmse_m"],
+            ate_rmse_m_without_zero_velocity_updates=_score(
+                _clip(bare_run.trajectory, start, end), ref)["ate_rmse_m"],
             zero_velocity_updates=run.stats.get("zero_velocity_updates", 0),
             rpe_trans_m=scores["rpe_trans_m"],
             ate_rmse_m_dead_reckoning=traj_metrics.ate_rmse(dr, ref, "se3"),
-            frames=len(run.estimates),
+            frames=len(vio.stamps_ns),
             rest_window_ns=[start, end],
+            rest_window_cut=cut,
             latency_ms=_percentiles(run.frame_latency_ms),
             imu_callback_us=_percentiles(run.imu_latency_us),
             imu_samples_received=run.stats["received"],
@@ -265,15 +366,15 @@ def _evaluate(seq: Any, weights: str | Path, out_dir: str | Path | None, heldout
             speedup_vs_real_time=run.span_s / max(run.wall_s, 1e-9),
         )
         if out is not None:
-            traj_metrics.write_tum(out / "vio_rest.tum", run.trajectory)
+            traj_metrics.write_tum(out / "vio_rest.tum", vio)
             traj_metrics.write_tum(out / "dead_reckoning_rest.tum", dr)
             traj_metrics.write_tum(out / "groundtruth_rest.tum", ref)
             traj_metrics.plot_trajectories(
-                out / "vio_rest.png", {"vio (images + IMU)": run.trajectory,
+                out / "vio_rest.png", {"vio (images + IMU)": vio,
                                        "dead reckoning": dr}, ref,
                 title="EuRoC V1_01 image window (at rest)")
-    else:
-        logger.warning("bag has no camera frames; no at-rest score")
+    elif seq.cam0 is None or len(seq.cam0.stamps_ns) < 3:
+        logger.warning("bag has fewer than 3 camera frames; no at-rest score")
 
     # -- in motion, inertial only, held-out segment ------------------------------------------
     imu_end = int(seq.imu.stamps_ns[-1])
@@ -283,7 +384,8 @@ def _evaluate(seq: Any, weights: str | Path, out_dir: str | Path | None, heldout
         seq.imu.stamps_ns[0])
     if heldout_start_ns > last_frame and heldout_start_ns < gt_end:
         start = int(seq.imu.stamps_ns[np.searchsorted(seq.imu.stamps_ns, heldout_start_ns)])
-        end = gt_end
+        start, end, cut = imu_covered_window(seq.imu.stamps_ns, start, gt_end)
+        _cut("held-out segment", start, gt_end, (start, end, cut))
         gt0 = interpolate_groundtruth(seq.groundtruth, np.array([start]))
         estimator.reset("held-out segment")
         assert gt0.v_world_mps is not None  # dead reckoning below needs it as well
@@ -300,6 +402,7 @@ def _evaluate(seq: Any, weights: str | Path, out_dir: str | Path | None, heldout
             ate_rmse_m_inertial_heldout_standing_still=still_rmse,
             rpe_trans_m_inertial_heldout=traj_metrics.rpe_trans(run.trajectory, ref),
             heldout_window_ns=[start, end],
+            heldout_window_cut=cut,
             heldout_imu_samples=int(np.count_nonzero(
                 (seq.imu.stamps_ns > start) & (seq.imu.stamps_ns <= end))),
             heldout_never_trained_on=bool(
