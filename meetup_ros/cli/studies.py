@@ -42,31 +42,43 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_study)
 
 
-def _study(args: argparse.Namespace) -> int:
-    import torch
+def _or(value: int | None, default: int) -> int:
+    """``value`` unless it was not given (``value or default`` also replaced a 0)."""
+    return default if value is None else value
 
+
+def _study(args: argparse.Namespace) -> int:
     from meetup_ros import paths
     from meetup_ros.optim import studies
 
     set_torch_threads(args.threads)
-    check_out_dir(Path(args.out))
     out = Path(args.out)
     try:
+        # every number and the device are checked before the out folder or any data is
+        # touched: 0 was a traceback mid-run or (`args.x or default`) silently the default
+        for flag, value in (("--seeds", args.seeds), ("--epochs", args.epochs),
+                            ("--batch-size", args.batch_size),
+                            ("--batch-sizes", args.batch_sizes), ("--hidden", args.hidden),
+                            ("--repetitions", args.repetitions),
+                            ("--iterations", args.iterations)):
+            if value is not None:  # None: the study's own default
+                studies.check_positive(flag, value)
+        if args.study == "iteration-cost":
+            studies.check_device(args.device, "--device")
+        check_out_dir(out)
         if args.study == "optimizers":
             rows = studies.optimizer_study(
                 out, datasets=args.datasets, mnist_dir=paths.shared_data_path(args.mnist_dir),
-                seeds=range(args.seeds or 3), epochs=args.epochs or 12,
-                batch_size=args.batch_size or 64, hidden=tuple(args.hidden))
+                seeds=range(_or(args.seeds, 3)), epochs=_or(args.epochs, 12),
+                batch_size=_or(args.batch_size, 64), hidden=tuple(args.hidden))
         elif args.study == "batch-size":
             rows = studies.batch_size_study(
                 out, dataset=args.dataset, mnist_dir=paths.shared_data_path(args.mnist_dir),
-                batch_sizes=args.batch_sizes, seeds=range(args.seeds or 1),
-                epochs=args.epochs or 10, hidden=tuple(args.hidden))
+                batch_sizes=args.batch_sizes, seeds=range(_or(args.seeds, 1)),
+                epochs=_or(args.epochs, 10), hidden=tuple(args.hidden))
         else:
-            if args.device.startswith("cuda") and not torch.cuda.is_available():
-                raise CommandError(f"--device {args.device!r}: CUDA is not available")
             rows = studies.iteration_cost_study(
-                out, batch_size=args.batch_size or 256, repetitions=args.repetitions,
+                out, batch_size=_or(args.batch_size, 256), repetitions=args.repetitions,
                 iterations=args.iterations, device=args.device)
     except studies.StudyError as exc:
         raise CommandError(str(exc)) from exc

@@ -12,6 +12,9 @@
 - :func:`iteration_cost_study`: seconds per training iteration (zero_grad, forward, backward,
   step) of DFW over SGD with momentum and weight decay on a 784-512-512-10 MLP at batch 256,
   both timed in one process with interleaved repetitions (the order alternates).
+
+The spread over seeds, ``test_accuracy_sample_std``, is the sample standard deviation
+(ddof 1); it is undefined (NaN) for a single seed.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import itertools
 import logging
 import statistics
 import struct
+import tempfile
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +46,63 @@ logger = logging.getLogger(__name__)
 
 DATASETS = ("mnist", "digits")
 SPLIT_SEED = 1234  # the one permutation every split uses
+MNIST_IMAGES = "t10k-images-idx3-ubyte.gz"
+MNIST_LABELS = "t10k-labels-idx1-ubyte.gz"
+MNIST_CLASSES = 10
+STD_COLUMN = "test_accuracy_sample_std"
+STD_NOTE = (f"{STD_COLUMN}: sample standard deviation over seeds (ddof 1); nan with one "
+            "seed.")
 
 
 class StudyError(ValueError):
     """A study got an unusable argument or data folder."""
+
+
+def check_positive(name: str, values: int | Sequence[int]) -> None:
+    """Refuse an integer setting (or any of a list of them) below 1, naming it as ``name``.
+
+    Zero epochs, seeds, batch, hidden units, repetitions or iterations ended in a traceback
+    deep in torch or statistics (or, from the command line, silently ran the default).
+    """
+    items = [values] if isinstance(values, int) else list(values)
+    if not items:
+        raise StudyError(f"{name}: no value given; expected at least one integer >= 1")
+    for value in items:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise StudyError(f"{name} {value!r}: expected an integer >= 1")
+
+
+def check_device(device: str, name: str = "device") -> torch.device:
+    """The torch device ``device`` names, refused (as ``name``) unless it is a CPU or an
+    available CUDA device: a bad name was torch's RuntimeError traceback, and other backends
+    (meta, mps) would time something other than the CPU or GPU work."""
+    expected = "expected cpu, cuda or cuda:N"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise StudyError(f"{name} {device!r}: not a torch device; {expected}") from exc
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise StudyError(f"{name} {device!r}: CUDA is not available; expected cpu")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise StudyError(f"{name} {device!r}: this machine has {count} CUDA device(s); "
+                             f"expected an index below {count}")
+    elif parsed.type != "cpu":
+        raise StudyError(f"{name} {device!r}: {expected}")
+    return parsed
+
+
+def _check_seeds(seeds: Sequence[int]) -> None:
+    """Any integer is a seed, but none at all left nothing to average (NaN rows)."""
+    if len(seeds) == 0:
+        raise StudyError("seeds: none given; expected at least one seed")
+
+
+def _sample_std(values: Sequence[float]) -> float:
+    """Sample standard deviation (ddof 1): with 2-3 seeds the population std (ddof 0)
+    understates the spread by 18-29 %; one seed has no spread to estimate (NaN)."""
+    return float(np.std(values, ddof=1)) if len(values) >= 2 else float("nan")
 
 
 # ---- data ----------------------------------------------------------------------------------
@@ -68,13 +126,28 @@ class Split:
 
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (gzipped or not) into an array of its stored shape."""
-    opener: Any = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
+    gzipped = str(path).endswith(".gz")
+    opener: Any = gzip.open if gzipped else open
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError as exc:
+        raise StudyError(f"IDX file {str(path)!r} not found") from exc
+    except (OSError, EOFError, zlib.error) as exc:
+        # a cut-short download ends early (EOFError), a file that is not gzip is
+        # BadGzipFile (an OSError), damaged deflate data is zlib.error
+        raise StudyError(f"IDX file {str(path)!r}: cannot be read ({exc}); expected a "
+                         f"complete {'gzipped ' if gzipped else ''}IDX file") from exc
+    if len(data) < 4:
+        raise StudyError(f"IDX file {str(path)!r}: {len(data)} bytes; expected at least the "
+                         "4-byte IDX header")
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype_code != 0x08:
+    if zero != 0 or dtype_code != 0x08 or ndim < 1:
         raise StudyError(f"IDX file {str(path)!r}: expected unsigned-byte data, got header "
                          f"{data[:4]!r}")
+    if len(data) < 4 + 4 * ndim:
+        raise StudyError(f"IDX file {str(path)!r}: {len(data)} bytes; expected at least the "
+                         f"{4 + 4 * ndim}-byte header of {ndim} dimensions")
     shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if array.size != int(np.prod(shape)):
@@ -94,8 +167,7 @@ def load_dataset(name: str, mnist_dir: Path | None = None) -> Split:
         if mnist_dir is None or not Path(mnist_dir).is_dir():
             raise StudyError(f"MNIST folder {str(mnist_dir)!r} not found (expected the t10k "
                              "IDX files, e.g. ../shared/data/mnist_t10k)")
-        images = read_idx(Path(mnist_dir) / "t10k-images-idx3-ubyte.gz")
-        labels = read_idx(Path(mnist_dir) / "t10k-labels-idx1-ubyte.gz")
+        images, labels = _read_mnist(Path(mnist_dir))
         x = images.reshape(len(images), -1).astype(np.float32) / 255.0
         return _split("mnist", x, labels.astype(np.int64), n_test=2000)
     if name == "digits":
@@ -105,6 +177,33 @@ def load_dataset(name: str, mnist_dir: Path | None = None) -> Split:
         x = digits.data.astype(np.float32) / 16.0
         return _split("digits", x, digits.target.astype(np.int64), n_test=360)
     raise StudyError(f"dataset {name!r} is not one of {DATASETS}")
+
+
+def _read_mnist(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The t10k images (N, rows, cols) and labels (N,), checked against each other: a short
+    labels file was an IndexError and a label >= 10 a RuntimeError mid-training."""
+    images_path, labels_path = folder / MNIST_IMAGES, folder / MNIST_LABELS
+    missing = [p.name for p in (images_path, labels_path) if not p.is_file()]
+    if missing:
+        raise StudyError(f"MNIST folder {str(folder)!r}: no {' or '.join(missing)} (expected "
+                         "the t10k IDX files, e.g. ../shared/data/mnist_t10k)")
+    images = read_idx(images_path)
+    labels = read_idx(labels_path)
+    if images.ndim != 3:
+        raise StudyError(f"IDX file {str(images_path)!r}: shape {images.shape}; expected "
+                         "images of shape (N, rows, columns)")
+    if labels.ndim != 1:
+        raise StudyError(f"IDX file {str(labels_path)!r}: shape {labels.shape}; expected "
+                         "labels of shape (N,)")
+    if len(labels) != len(images):
+        raise StudyError(f"IDX file {str(labels_path)!r}: {len(labels)} labels for the "
+                         f"{len(images)} images of {images_path.name}; expected one per image")
+    bad = np.flatnonzero(labels >= MNIST_CLASSES)
+    if bad.size:
+        raise StudyError(f"IDX file {str(labels_path)!r}: label {int(labels[bad[0]])} at "
+                         f"index {int(bad[0])} ({bad.size} such); expected digit classes "
+                         f"0-{MNIST_CLASSES - 1}")
+    return images, labels
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -176,12 +275,18 @@ def optimizer_study(out_dir: Path, *, datasets: Sequence[str] = DATASETS,
     Writes ``out_dir/results.{csv,md}`` and ``out_dir/optimizers.png`` (test accuracy per
     epoch, mean over seeds).
     """
+    _check_seeds(seeds)
+    check_positive("epochs", epochs)
+    check_positive("batch_size", batch_size)
+    check_positive("hidden", hidden)
     grids = dict(LR_GRIDS if lr_grids is None else lr_grids)
     out_dir = Path(out_dir)
     rows: list[dict[str, Any]] = []
     curves: dict[tuple[str, str], list[float]] = {}
-    for name in datasets:
-        split = load_dataset(name, mnist_dir)
+    # every data set is read (and checked) before any training, so a damaged MNIST folder
+    # is not found only after the digits runs
+    splits = {name: load_dataset(name, mnist_dir) for name in datasets}
+    for name, split in splits.items():
         val = split.validation()
         for optimizer, grid in grids.items():
             # learning rate chosen on the validation part of the training split, seed 0
@@ -208,16 +313,16 @@ def optimizer_study(out_dir: Path, *, datasets: Sequence[str] = DATASETS,
                 "schedule": "step /10 at 50%,75%" if optimizer == "sgd" else "none",
                 "lr": best_lr, "val_accuracy": val_acc[best_lr],
                 "test_accuracy_mean": float(np.mean(accs)),
-                "test_accuracy_std": float(np.std(accs)),
+                STD_COLUMN: _sample_std(accs),
                 "seeds": len(seeds), "epochs": epochs, "batch_size": batch_size,
                 "time_s_per_run": float(np.mean(times)),
             })
             logger.info("%s %s (lr %g): test accuracy %.4f +- %.4f", name, optimizer, best_lr,
-                        rows[-1]["test_accuracy_mean"], rows[-1]["test_accuracy_std"])
+                        rows[-1]["test_accuracy_mean"], rows[-1][STD_COLUMN])
     _write_table(out_dir, rows, "DFW (no schedule) vs SGD (step schedule) vs Adam",
                  ["dataset", "optimizer", "schedule", "lr", "val_accuracy",
-                  "test_accuracy_mean", "test_accuracy_std", "seeds", "epochs", "batch_size",
-                  "time_s_per_run"])
+                  "test_accuracy_mean", STD_COLUMN, "seeds", "epochs", "batch_size",
+                  "time_s_per_run"], note=STD_NOTE)
     _plot_curves(out_dir / "optimizers.png", curves, datasets)
     return rows
 
@@ -231,10 +336,23 @@ def batch_size_study(out_dir: Path, *, dataset: str = "mnist", mnist_dir: Path |
                      weight_decay: float = 1e-4,
                      hidden: tuple[int, ...] = (128,)) -> list[dict[str, Any]]:
     """Test accuracy per batch size for DFW and SGD at a fixed lr and number of epochs."""
+    check_positive("batch_sizes", batch_sizes)
+    _check_seeds(seeds)
+    check_positive("epochs", epochs)
+    check_positive("hidden", hidden)
     lrs = {"dfw": 0.1, "sgd": 0.1, "adam": 1e-3, **(lrs or {})}
     split = load_dataset(dataset, mnist_dir)
     out_dir = Path(out_dir)
     rows: list[dict[str, Any]] = []
+    # time_s of whichever run came first carried ~0.9 s of one-time start-up (torch's first
+    # calls, the loop's machinery): 1.3 s for a run that takes 0.06 s once warm. One tiny
+    # untimed run per optimizer, in a scratch folder, takes that cost out of every timed row
+    warm = Split("warm-up", split.train_x[:64], split.train_y[:64], split.test_x[:32],
+                 split.test_y[:32])
+    with tempfile.TemporaryDirectory(prefix="study-warm-up-") as scratch:
+        for optimizer in optimizers:
+            train_once(warm, RunSpec(optimizer, lrs[optimizer], 1, 16, 0, weight_decay,
+                                     hidden), Path(scratch) / optimizer)
     for optimizer in optimizers:
         for batch_size in batch_sizes:
             accs = []
@@ -248,13 +366,14 @@ def batch_size_study(out_dir: Path, *, dataset: str = "mnist", mnist_dir: Path |
                          "lr": lrs[optimizer], "epochs": epochs,
                          "steps": epochs * -(-len(split.train_x) // batch_size),
                          "test_accuracy_mean": float(np.mean(accs)),
-                         "test_accuracy_std": float(np.std(accs)), "seeds": len(seeds),
+                         STD_COLUMN: _sample_std(accs), "seeds": len(seeds),
                          "time_s": time.perf_counter() - t0})
             logger.info("batch %d %s: test accuracy %.4f", batch_size, optimizer,
                         rows[-1]["test_accuracy_mean"])
     _write_table(out_dir, rows, f"Batch-size sweep on {dataset} (fixed lr and epochs)",
                  ["dataset", "optimizer", "batch_size", "lr", "epochs", "steps",
-                  "test_accuracy_mean", "test_accuracy_std", "seeds", "time_s"])
+                  "test_accuracy_mean", STD_COLUMN, "seeds", "time_s"],
+                 note=f"{STD_NOTE} time_s: all seeds of the row, after an untimed warm-up.")
     _plot_batch_sizes(out_dir / "batch_size.png", rows, optimizers)
     return rows
 
@@ -274,7 +393,11 @@ def iteration_cost_study(out_dir: Path, *, sizes: Sequence[int] = (784, 512, 512
     repetitions; the table gives medians over repetitions, their ratio to SGD, the median of
     the per-repetition (paired) ratios and the ratio of the fastest repetitions.
     """
-    torch_device = torch.device(device)
+    check_positive("sizes", sizes)
+    check_positive("batch_size", batch_size)
+    check_positive("repetitions", repetitions)
+    check_positive("iterations", iterations)
+    torch_device = check_device(device)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch_size, sizes[0], generator=g).to(torch_device)
     y = torch.randint(0, sizes[-1], (batch_size,), generator=g).to(torch_device)
@@ -351,13 +474,14 @@ def _fmt(value: Any) -> str:
 
 
 def _write_table(out_dir: Path, rows: list[dict[str, Any]], title: str,
-                 columns: list[str]) -> None:
+                 columns: list[str], note: str = "") -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "results.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    lines = [f"# {title}", "", "| " + " | ".join(columns) + " |",
+    lines = [f"# {title}", "", *([note, ""] if note else []),
+             "| " + " | ".join(columns) + " |",
              "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(r[c]) for c in columns) + " |" for r in rows]
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
@@ -386,7 +510,7 @@ def _plot_batch_sizes(path: Path, rows: list[dict[str, Any]],
     for optimizer in optimizers:
         sel = [r for r in rows if r["optimizer"] == optimizer]
         ax.errorbar([r["batch_size"] for r in sel], [r["test_accuracy_mean"] for r in sel],
-                    yerr=[r["test_accuracy_std"] for r in sel], marker="o", label=optimizer,
+                    yerr=[r[STD_COLUMN] for r in sel], marker="o", label=optimizer,
                     capsize=3)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("batch size")
