@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import gzip
 import struct
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -214,31 +212,31 @@ def test_options_left_out_mean_the_defaults(tmp_path: Path,
     assert (opt["seeds"], opt["epochs"], opt["batch_size"]) == (range(2), 1, 8)
 
 
-def test_batch_size_first_row_has_no_warm_up(tmp_path: Path, repo_root: Path) -> None:
+def test_batch_size_study_warms_up_before_its_timed_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """F11: whichever row ran first carried ~0.9 s of one-time start-up in time_s (1.3 s
-    against 0.06 s). In a fresh process, so that no earlier test has warmed torch up."""
-    script = (
-        "import sys, torch; from pathlib import Path; from meetup_ros.optim import studies\n"
-        "torch.set_num_threads(1)\n"
-        "rows = studies.batch_size_study(Path(sys.argv[1]), dataset='digits',\n"
-        "    batch_sizes=(64, 65), optimizers=('dfw',), epochs=1, hidden=(8,))\n"
-        "print(rows[0]['time_s'], rows[1]['time_s'])\n")
-    times = []
-    # both runs take a few 10 ms once warm; the old first row was ~1 s in every fresh
-    # process, so a second try only forgives a busy shared CPU, never the warm-up
-    for attempt in range(2):
-        out = tmp_path / f"try{attempt}"
-        result = subprocess.run([sys.executable, "-c", script, str(out)], cwd=repo_root,
-                                capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr
-        first, second = map(float, result.stdout.split())
-        times.append((first, second))
-        # the warm-up writes nothing into the study's folder
-        assert sorted(p.name for p in (out / "runs").iterdir()) == ["dfw_b64_s0",
-                                                                    "dfw_b65_s0"]
-        if first < second + 0.4:
-            return
-    pytest.fail(f"first row slower than the second by more than 0.4 s twice: {times}")
+    against 0.06 s). Each optimizer now has one untimed run, outside the study's folder, before
+    any timed row (asserted on the order of runs, not on wall time: a timing is a benchmark's
+    figure, and this machine is shared)."""
+    calls: list[tuple[str, str, Path]] = []
+    real = studies.train_once
+
+    def recording(split: Any, spec: Any, path: Path) -> Any:
+        calls.append((split.name, spec.optimizer, path))
+        return real(split, spec, path)
+
+    monkeypatch.setattr(studies, "train_once", recording)
+    out = tmp_path / "study"
+    studies.batch_size_study(out, dataset="digits", batch_sizes=(64, 65),
+                             optimizers=("dfw", "sgd"), epochs=1, hidden=(8,))
+    warm = [(opt, path) for name, opt, path in calls if name == "warm-up"]
+    assert [opt for opt, _ in warm] == ["dfw", "sgd"]
+    assert all(out not in path.parents for _, path in warm), "warm-ups write into the study"
+    assert [name for name, _, _ in calls[:2]] == ["warm-up", "warm-up"]
+    assert [p.name for _, _, p in calls[2:]] == ["dfw_b64_s0", "dfw_b65_s0", "sgd_b64_s0",
+                                                 "sgd_b65_s0"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [
+        "dfw_b64_s0", "dfw_b65_s0", "sgd_b64_s0", "sgd_b65_s0"]
 
 
 def test_spread_over_seeds_is_the_sample_std(tmp_path: Path) -> None:
