@@ -44,6 +44,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     from meetup_ros import paths
     from meetup_ros.bags import BagError
+    from meetup_ros.evaluation.datasets import DatasetError
     from meetup_ros.slam import SlamError
     from meetup_ros.slam.benchmark import BenchmarkConfig, run_benchmark
 
@@ -60,7 +61,7 @@ def _benchmark(args: argparse.Namespace) -> int:
             _weights(args.depth_weights, "depth"), _weights(args.optimizer_weights, "optimizer"),
             BenchmarkConfig(max_iterations=args.max_iterations),
         )
-    except (SlamError, BagError) as exc:
+    except (SlamError, BagError, DatasetError) as exc:
         raise CommandError(str(exc)) from None
     summary = {
         key: {k: v for k, v in value.items() if k not in ("curves", "per_pair")}

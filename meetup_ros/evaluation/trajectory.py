@@ -25,6 +25,10 @@ from evo.tools import file_interface
 logger = logging.getLogger(__name__)
 
 Alignment = Literal["se3", "sim3", "none"]
+# The world frame's axes, for the plots: "z_up" (mocap, ENU, TUM), or "camera" (a camera
+# frame: x right, y down, z forward, as KITTI's poses), whose ground plane is x-z and whose
+# height is -y.
+PlotAxes = Literal["z_up", "camera"]
 _ALIGNMENTS = ("se3", "sim3", "none")
 
 
@@ -273,13 +277,35 @@ def plot_trajectories(
     align: Alignment = "se3",
     max_diff_s: float = 0.01,
     title: str = "",
+    axes: PlotAxes = "z_up",
 ) -> Path:
-    """PNG with a top view (x, y) and z over time of the estimate(s) against the reference.
+    """PNG with a top view and the height over time of the estimate(s) against the reference.
 
-    Each estimate is aligned to the reference first (``align``) when a reference is given.
+    ``axes`` says which way is up: "z_up" draws x-y and z; "camera" (x right, y down, z
+    forward) draws x-z and -y. Each estimate is aligned to the reference first (``align``)
+    when a reference is given.
     """
     from meetup_ros.evaluation import plots
 
+    if axes == "z_up":
+        def ground(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return p[:, 0], p[:, 1]
+
+        def height(p: np.ndarray) -> np.ndarray:
+            return p[:, 2]
+
+        labels = ("x [m]", "y [m]", "z [m]", "top view", "height over time")
+    elif axes == "camera":
+        def ground(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return p[:, 0], p[:, 2]
+
+        def height(p: np.ndarray) -> np.ndarray:
+            return -p[:, 1]
+
+        labels = ("x (right) [m]", "z (forward) [m]", "-y (up) [m]", "top view (x-z)",
+                  "height (-y) over time")
+    else:
+        raise EvaluationError(f"axes = {axes!r}, expected 'z_up' or 'camera'")
     if isinstance(estimates, Mapping):
         named = dict(estimates)
     elif isinstance(estimates, Sequence) and not isinstance(estimates, tuple):
@@ -294,8 +320,8 @@ def plot_trajectories(
     fig = plots.figure((11, 4.8))
     ax_xy, ax_z = fig.subplots(1, 2)
     if ref_t is not None:
-        ax_xy.plot(ref_t.p_xyz[:, 0], ref_t.p_xyz[:, 1], "k-", lw=2, label="ground truth")
-        ax_z.plot((ref_t.stamps_ns - t0_ns) / 1e9, ref_t.p_xyz[:, 2], "k-", lw=2,
+        ax_xy.plot(*ground(ref_t.p_xyz), "k-", lw=2, label="ground truth")
+        ax_z.plot((ref_t.stamps_ns - t0_ns) / 1e9, height(ref_t.p_xyz), "k-", lw=2,
                   label="ground truth")
     for label, est in named.items():
         est_t = as_trajectory(est, label)
@@ -311,16 +337,16 @@ def plot_trajectories(
                 p = est_t.p_xyz
         else:
             p = est_t.p_xyz
-        ax_xy.plot(p[:, 0], p[:, 1], "-", label=label)
-        ax_z.plot((est_t.stamps_ns - t0_ns) / 1e9, p[:, 2], "-", label=label)
-    ax_xy.set_xlabel("x [m]")
-    ax_xy.set_ylabel("y [m]")
-    ax_xy.set_title("top view")
+        ax_xy.plot(*ground(p), "-", label=label)
+        ax_z.plot((est_t.stamps_ns - t0_ns) / 1e9, height(p), "-", label=label)
+    ax_xy.set_xlabel(labels[0])
+    ax_xy.set_ylabel(labels[1])
+    ax_xy.set_title(labels[3])
     ax_xy.axis("equal")
     ax_xy.grid(True, alpha=0.3)
     ax_z.set_xlabel("time [s]")
-    ax_z.set_ylabel("z [m]")
-    ax_z.set_title("height over time")
+    ax_z.set_ylabel(labels[2])
+    ax_z.set_title(labels[4])
     ax_z.grid(True, alpha=0.3)
     ax_z.legend(fontsize=8)
     if title:

@@ -33,16 +33,15 @@ import torch
 from scipy.spatial.transform import Rotation, Slerp
 from torch import nn
 
+from meetup_ros.evaluation import datasets
 from meetup_ros.evaluation import trajectory as traj_metrics
+from meetup_ros.evaluation.datasets import KITTI06, KITTI_TURN, TUM_OFFICE
 from meetup_ros.evaluation.jsonsafe import finite_json
 from meetup_ros.evaluation.trajectory import Trajectory
 from meetup_ros.odometry.windowing import OdometryError
 
 logger = logging.getLogger(__name__)
 
-KITTI06 = "kitti_odometry_06_frames000-050_mono/KITTI_sequence_1"
-KITTI_TURN = "kitti_odometry_KITTIsequence2_frames51_mono/KITTI_sequence_2"
-TUM_OFFICE = "tum_rgbd_fr3_long_office_household_17frames_1hz"
 # TUM's published fr3 intrinsics (the images are already undistorted); not in the files
 TUM_FR3_K = np.array([[535.4, 0.0, 320.1], [0.0, 539.2, 247.6], [0.0, 0.0, 1.0]])
 FLOW_GRID_HW = (24, 64)
@@ -57,6 +56,9 @@ class MonoSequence:
     K: np.ndarray  # (3, 3)
     stamps_ns: np.ndarray  # (N,)
     T_world_cam: np.ndarray  # (N, 4, 4)
+    # the world frame's axes, for the plots: KITTI's is its first camera frame (x right,
+    # y down, z forward), TUM's mocap frame has z up
+    axes: traj_metrics.PlotAxes = "z_up"
 
     def groundtruth(self) -> Trajectory:
         return _trajectory(self.stamps_ns, self.T_world_cam, "ground truth")
@@ -75,65 +77,51 @@ def _read_gray(path: Path) -> np.ndarray:
 
 
 def load_kitti(folder: Path, name: str) -> MonoSequence:
-    """KITTI odometry snippet: ``image_l/*.png``, ``poses.txt`` (3x4 T_w_cam0), ``calib.txt``."""
-    if not folder.is_dir():
-        raise OdometryError(f"KITTI folder {str(folder)!r} does not exist")
-    paths = sorted((folder / "image_l").glob("*.png"))
-    poses = np.loadtxt(folder / "poses.txt").reshape(-1, 3, 4)
-    if len(paths) != len(poses) or not paths:
-        raise OdometryError(
-            f"{str(folder)!r}: {len(paths)} images but {len(poses)} poses; expected equal > 0"
-        )
-    calib: dict[str, np.ndarray] = {}
-    for line in (folder / "calib.txt").read_text().splitlines():
-        values = line.replace(":", " ").split()
-        try:
-            calib.setdefault(values[0] if not values[0][0].isdigit() else "P0",
-                             np.array([float(v) for v in values if _is_float(v)]))
-        except (IndexError, ValueError):
-            continue
-    P0 = calib["P0"][:12].reshape(3, 4)
-    T = np.tile(np.eye(4), (len(poses), 1, 1))
-    T[:, :3, :] = poses
+    """KITTI odometry snippet: ``image_l/*.png``, ``poses.txt`` (3x4 T_w_cam0), ``calib.txt``.
+
+    Raises:
+        DatasetError: a file is missing or malformed (:func:`datasets.read_kitti`).
+        OdometryError: an image cannot be read.
+    """
+    kitti = datasets.read_kitti(folder)
     # KITTI frames are about 0.1036 s apart; only the stamps' spacing matters here
-    stamps = (np.arange(len(poses)) * 103_600_000).astype(np.int64)
-    return MonoSequence(name, [_read_gray(p) for p in paths], P0[:, :3].copy(), stamps, T)
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    stamps = (np.arange(len(kitti.T_world_cam)) * 103_600_000).astype(np.int64)
+    return MonoSequence(name, [_read_gray(p) for p in kitti.image_paths], kitti.K, stamps,
+                        kitti.T_world_cam, "camera")
 
 
 def load_tum(folder: Path, name: str) -> MonoSequence:
     """TUM RGB-D frames ``assets/freiburg_sequence/<stamp>.png`` + 100 Hz mocap ground truth.
 
-    Ground truth is interpolated at each frame (the first frame, 0.067 s before the ground
-    truth starts, takes its first pose).
+    Ground truth is interpolated at each frame. A frame may lie up to
+    :data:`datasets.TUM_GT_TOLERANCE_S` outside the ground truth's span and then takes its end
+    pose (the first frame is 0.067 s before the ground truth starts); further out is refused.
+
+    Raises:
+        DatasetError: a file is missing or malformed, or a frame is not covered
+            (:func:`datasets.read_tum`).
+        OdometryError: an image cannot be read.
     """
-    frames = sorted((folder / "assets" / "freiburg_sequence").glob("*.png"))
-    if not frames:
-        raise OdometryError(f"TUM folder {str(folder)!r} has no frames")
-    gt = np.loadtxt(folder / "eao_slam_data" / "groundtruth.txt", comments="#")
-    stamps_s = np.array([float(p.stem) for p in frames])
-    t = np.clip(stamps_s, gt[0, 0], gt[-1, 0])
-    slerp = Slerp(gt[:, 0], Rotation.from_quat(gt[:, 4:8]))
-    T = np.tile(np.eye(4), (len(frames), 1, 1))
+    tum = datasets.read_tum(folder)
+    gt = tum.groundtruth
+    stamps_s = tum.frames.stamps_s
+    t = np.clip(stamps_s, gt.stamps_s[0], gt.stamps_s[-1])
+    slerp = Slerp(gt.stamps_s, Rotation.from_quat(gt.q_xyzw))
+    T = np.tile(np.eye(4), (len(stamps_s), 1, 1))
     T[:, :3, :3] = slerp(t).as_matrix()
-    T[:, :3, 3] = np.stack([np.interp(t, gt[:, 0], gt[:, i]) for i in (1, 2, 3)], 1)
-    images = [_read_gray(p) for p in frames]  # RGB frames, read as grey by OpenCV
+    T[:, :3, 3] = np.stack([np.interp(t, gt.stamps_s, gt.p_xyz[:, i]) for i in range(3)], 1)
+    images = [_read_gray(p) for p in tum.frames.paths]  # RGB frames, read as grey by OpenCV
     return MonoSequence(name, images, TUM_FR3_K.copy(), np.round(stamps_s * 1e9).astype(np.int64),
-                        T)
+                        T, "z_up")
 
 
 def load_sequences(data_root: Path) -> list[MonoSequence]:
+    """The three sequences; every missing folder is named at once (DatasetError)."""
+    kitti06, turn, tum = datasets.mono_sequence_folders(data_root)
     return [
-        load_kitti(data_root / KITTI06, "kitti06_frames000-050"),
-        load_kitti(data_root / KITTI_TURN, "kitti_sequence_2_turn"),
-        load_tum(data_root / TUM_OFFICE, "tum_fr3_long_office_household_17"),
+        load_kitti(kitti06, "kitti06_frames000-050"),
+        load_kitti(turn, "kitti_sequence_2_turn"),
+        load_tum(tum, "tum_fr3_long_office_household_17"),
     ]
 
 
@@ -281,11 +269,27 @@ def learned_vo(model: FlowScaleNet, seq: MonoSequence) -> Trajectory:
     return _trajectory(seq.stamps_ns, np.stack(T), "learned scale (flow CNN) + geometry")
 
 
+def write_sequence_outputs(out_dir: Path, seq: MonoSequence,
+                           estimates: dict[str, Trajectory]) -> None:
+    """``<name>_<estimate>.tum``, ``<name>_groundtruth.tum`` and the plot ``<name>.png``,
+    drawn in the sequence's axes (a KITTI top view is x-z: its y points down)."""
+    ref = seq.groundtruth()
+    for label, est in estimates.items():
+        traj_metrics.write_tum(out_dir / f"{seq.name}_{label}.tum", est)
+    traj_metrics.write_tum(out_dir / f"{seq.name}_groundtruth.tum", ref)
+    traj_metrics.plot_trajectories(out_dir / f"{seq.name}.png", estimates, ref, align="sim3",
+                                   title=seq.name, axes=seq.axes)
+
+
 def evaluate_visual(data_root: Path, out_dir: Path | None) -> dict[str, Any]:
     """ATE (Sim(3)) of the learned branch and the classical baseline on each sequence.
 
     The learned branch (:class:`FlowScaleNet`) is trained here, leave-one-out, in about a
     minute; no weights file is read (the VIO weights never saw moving images).
+
+    Raises:
+        DatasetError: a sequence folder or file is missing or malformed (names it).
+        OdometryError: an image cannot be read.
     """
     cv2.setRNGSeed(0)  # RANSAC draws from OpenCV's global RNG: fixed for repeatable figures
     t0 = time.perf_counter()
@@ -308,12 +312,7 @@ def evaluate_visual(data_root: Path, out_dir: Path | None) -> dict[str, Any]:
         logger.info("%s: learned %.3f m, classical %.3f m (ATE, sim3)", seq.name,
                     entry["ate_rmse_m_visual"], entry["ate_rmse_m_visual_baseline"])
         if out_dir is not None:
-            traj_metrics.write_tum(out_dir / f"{seq.name}_learned.tum", learned)
-            traj_metrics.write_tum(out_dir / f"{seq.name}_classical.tum", base)
-            traj_metrics.write_tum(out_dir / f"{seq.name}_groundtruth.tum", ref)
-            traj_metrics.plot_trajectories(
-                out_dir / f"{seq.name}.png", {"learned": learned, "classical": base}, ref,
-                align="sim3", title=seq.name)
+            write_sequence_outputs(out_dir, seq, {"learned": learned, "classical": base})
     report["ate_rmse_m_visual"] = {k: v["ate_rmse_m_visual"]
                                    for k, v in report["sequences"].items()}
     report["ate_rmse_m_visual_baseline"] = {k: v["ate_rmse_m_visual_baseline"]
@@ -325,4 +324,7 @@ def evaluate_visual(data_root: Path, out_dir: Path | None) -> dict[str, Any]:
     return report
 
 
-__all__ = ["classical_vo", "evaluate_visual", "learned_vo", "load_sequences"]
+__all__ = [
+    "KITTI06", "KITTI_TURN", "TUM_OFFICE", "classical_vo", "evaluate_visual", "learned_vo",
+    "load_sequences", "write_sequence_outputs",
+]

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from meetup_ros.evaluation import datasets
 from meetup_ros.evaluation.jsonsafe import finite_json
 from meetup_ros.slam import SlamError
 from meetup_ros.slam import data as slam_data
@@ -266,11 +267,31 @@ def run_benchmark(bag: Path, data_root: Path, out_dir: Path, depth_weights: Path
                   optimizer_weights: Path, cfg: BenchmarkConfig | None = None,
                   euroc_stride: int = 2,
                   mono_limit: int = slam_data.MONO_HELD_OUT_PAIRS) -> dict[str, Any]:
-    """Run everything, write out_dir/benchmark_slam.json and the error-vs-iteration plots."""
+    """Run everything, write out_dir/benchmark_slam.json and the error-vs-iteration plots.
+
+    Each monocular group records ``data_root`` and ``sequences`` (pairs per sequence folder).
+
+    Raises:
+        DatasetError: the KITTI/TUM folders are not all under ``data_root`` (all missing ones
+            are named), or one of their files is malformed; found before any solver runs.
+        SlamError, BagError: bad weights or bag.
+    """
     start = time.perf_counter()
+    datasets.mono_sequence_folders(data_root)  # fail at once, before the weights and the bag
     depth_model = DepthCodeModel.from_weights(depth_weights)
     step = LearnedStep.from_weights(optimizer_weights)
     h, w = depth_model.cfg.height, depth_model.cfg.width
+    # Monocular groups (first pair, pairs per sequence); see slam.data for what each was
+    # used for. Pairs 4-7 ("untouched") were never looked at while choosing the training
+    # recipe, unlike 0-3, so the fairer figure of the two; 35-49 ("late", KITTI only) neither.
+    # Read before the EuRoC work so that a malformed file fails in seconds; each comparison
+    # seeds its own generator, so the order does not change the figures.
+    groups = (("mono", 0, mono_limit),
+              ("mono_untouched", slam_data.MONO_HELD_OUT_PAIRS,
+               slam_data.MONO_TRAIN_FROM - slam_data.MONO_HELD_OUT_PAIRS),
+              ("mono_late", slam_data.MONO_LATE_FROM, slam_data.MONO_LATE_PAIRS))
+    mono = {key: slam_data.mono_pose_pairs(data_root, h, w, limit=limit, first=first)
+            for key, first, limit in groups}
     euroc = slam_data.euroc_stereo_pairs(bag, h, w, 1)
     held = euroc[slam_data.EUROC_HELD_OUT_FROM::euroc_stride]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -278,17 +299,12 @@ def run_benchmark(bag: Path, data_root: Path, out_dir: Path, depth_weights: Path
     motorcycle = slam_data.motorcycle_pair(h, w)
     report["middlebury_stereo"] = solver_comparison([motorcycle], depth_model, step, cfg)
     report["middlebury_sgbm_reference"] = middlebury_sgbm_reference()
-    # Monocular groups (first pair, pairs per sequence); see slam.data for what each was
-    # used for. Pairs 4-7 ("untouched") were never looked at while choosing the training
-    # recipe, unlike 0-3, so the fairer figure of the two; 35-49 ("late", KITTI only) neither.
-    groups = (("mono", 0, mono_limit),
-              ("mono_untouched", slam_data.MONO_HELD_OUT_PAIRS,
-               slam_data.MONO_TRAIN_FROM - slam_data.MONO_HELD_OUT_PAIRS),
-              ("mono_late", slam_data.MONO_LATE_FROM, slam_data.MONO_LATE_PAIRS))
-    for key, first, limit in groups:
-        pairs = slam_data.mono_pose_pairs(data_root, h, w, limit=limit, first=first)
+    for key, pairs in mono.items():
         if pairs:
             report[key] = solver_comparison(pairs, depth_model, step, cfg)
+            # which sequences gave the figure (a partial data root once dropped some silently)
+            report[key]["data_root"] = str(data_root)
+            report[key]["sequences"] = slam_data.pairs_per_sequence(pairs)
     report["frontend"] = frontend_depth(bag, depth_weights, optimizer_weights)
     report["wall_s"] = time.perf_counter() - start
     for key in ("euroc_stereo", "middlebury_stereo", "mono", "mono_untouched", "mono_late"):

@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from meetup_ros.evaluation import datasets
 from meetup_ros.slam import SlamError
 from meetup_ros.slam.stereo import StereoDepth
 
@@ -71,6 +72,7 @@ class PairSample:
     name: str
     metric: bool  # whether |t| of T_b_a is metric (stereo) or only known up to scale
     K_b: np.ndarray | None = None  # (3, 3) view B's intrinsics when they differ from K
+    sequence: str = ""  # a KITTI/TUM pair's folder under the data root (reported per group)
 
 
 def crop_resize(
@@ -276,24 +278,27 @@ def motorcycle_pair(height: int = 64, width: int = 96) -> PairSample:
                       "middlebury_motorcycle", True, Kb)
 
 
+def _read_gray(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise SlamError(f"image {str(path)!r} cannot be read as an image")
+    return image
+
+
 def _kitti_pairs(folder: Path, height: int, width: int, step: int,
-                 limit: int, first: int = 0) -> list[PairSample]:
-    calib = np.loadtxt(folder / "calib.txt")
-    K = calib[0].reshape(3, 4)[:, :3]
-    poses = np.loadtxt(folder / "poses.txt").reshape(-1, 3, 4)
+                 limit: int, first: int = 0, sequence: str = "") -> list[PairSample]:
+    kitti = datasets.read_kitti(folder)
+    K = kitti.K
+    poses = kitti.T_world_cam
     out = []
     for i in range(first * step, min(len(poses) - step, (first + limit) * step), step):
-        ia = cv2.imread(str(folder / "image_l" / f"{i:06d}.png"), cv2.IMREAD_GRAYSCALE)
-        ib = cv2.imread(str(folder / "image_l" / f"{i + step:06d}.png"), cv2.IMREAD_GRAYSCALE)
-        if ia is None or ib is None:
-            continue
-        T_w_a, T_w_b = np.eye(4), np.eye(4)
-        T_w_a[:3], T_w_b[:3] = poses[i], poses[i + step]
+        ia = _read_gray(kitti.image_paths[i])
+        ib = _read_gray(kitti.image_paths[i + step])
         a, Ks = crop_resize(ia, K, height, width)
         b, _ = crop_resize(ib, None, height, width)
         assert Ks is not None
-        out.append(PairSample(a, b, Ks, np.linalg.inv(T_w_b) @ T_w_a, None,
-                              f"{folder.name}_{i:03d}", False))
+        out.append(PairSample(a, b, Ks, np.linalg.inv(poses[i + step]) @ poses[i], None,
+                              f"{folder.name}_{i:03d}", False, sequence=sequence))
     return out
 
 
@@ -307,27 +312,27 @@ def _quat_to_matrix(q_xyzw: np.ndarray) -> np.ndarray:
 
 
 def _tum_pairs(root: Path, height: int, width: int, limit: int,
-               first: int = 0) -> list[PairSample]:
-    frames = sorted((root / "assets" / "freiburg_sequence").glob("*.png"))
-    gt = np.loadtxt(root / "eao_slam_data" / "groundtruth.txt")
+               first: int = 0, sequence: str = "") -> list[PairSample]:
+    # read_tum refuses a frame without a ground-truth row within TUM_GT_TOLERANCE_S, so the
+    # nearest row below is at most that far from the frame
+    tum = datasets.read_tum(root)
+    gt = tum.groundtruth
+    frames = list(zip(tum.frames.paths, tum.frames.stamps_s, strict=True))
     out = []
-    for fa, fb in list(itertools.pairwise(frames))[first:first + limit]:
+    for (fa, sa), (fb, sb) in list(itertools.pairwise(frames))[first:first + limit]:
         poses = []
-        for f in (fa, fb):
-            row = gt[np.argmin(np.abs(gt[:, 0] - float(f.stem)))]
+        for stamp in (sa, sb):
+            i = gt.nearest(stamp)
             T = np.eye(4)
-            T[:3, :3] = _quat_to_matrix(row[4:8])
-            T[:3, 3] = row[1:4]
+            T[:3, :3] = _quat_to_matrix(gt.q_xyzw[i])
+            T[:3, 3] = gt.p_xyz[i]
             poses.append(T)
-        ia = cv2.imread(str(fa), cv2.IMREAD_GRAYSCALE)
-        ib = cv2.imread(str(fb), cv2.IMREAD_GRAYSCALE)
-        if ia is None or ib is None:
-            raise SlamError(f"TUM frames {str(fa)!r} / {str(fb)!r} could not be read")
+        ia, ib = _read_gray(fa), _read_gray(fb)
         a, Ks = crop_resize(ia, TUM_FR3_K, height, width)
         b, _ = crop_resize(ib, None, height, width)
         assert Ks is not None
         out.append(PairSample(a, b, Ks, np.linalg.inv(poses[1]) @ poses[0], None,
-                              f"tum_{fa.stem}", False))
+                              f"tum_{fa.stem}", False, sequence=sequence))
     return out
 
 
@@ -335,15 +340,26 @@ def mono_pose_pairs(data_root: Path, height: int = 64, width: int = 96,
                     limit: int = MONO_HELD_OUT_PAIRS, first: int = 0) -> list[PairSample]:
     """Consecutive-frame pairs ``first .. first + limit - 1`` of each KITTI snippet and of the
     TUM frames (pose up to scale). The defaults give the held-out benchmark pairs; training
-    takes ``first=MONO_TRAIN_FROM``."""
-    root = Path(data_root)
-    out: list[PairSample] = []
-    kitti1 = root / "kitti_odometry_06_frames000-050_mono" / "KITTI_sequence_1"
-    kitti2 = root / "kitti_odometry_KITTIsequence2_frames51_mono" / "KITTI_sequence_2"
-    tum = root / "tum_rgbd_fr3_long_office_household_17frames_1hz"
-    for folder in (kitti1, kitti2):
-        if folder.is_dir():
-            out += _kitti_pairs(folder, height, width, 1, limit, first)
-    if tum.is_dir():
-        out += _tum_pairs(tum, height, width, limit, first)
-    return out
+    takes ``first=MONO_TRAIN_FROM``. ``PairSample.sequence`` is each pair's folder, relative
+    to ``data_root`` (``datasets.MONO_SEQUENCES``).
+
+    Raises:
+        DatasetError: a sequence folder is missing (all are named: a partial data root used
+            to drop its pairs without a word), or a file is malformed, or a TUM frame has no
+            ground truth within ``datasets.TUM_GT_TOLERANCE_S``.
+        SlamError: an image cannot be read.
+    """
+    kitti1, kitti2, tum = datasets.mono_sequence_folders(data_root)
+    rel_kitti1, rel_kitti2, rel_tum = datasets.MONO_SEQUENCES
+    return (_kitti_pairs(kitti1, height, width, 1, limit, first, rel_kitti1)
+            + _kitti_pairs(kitti2, height, width, 1, limit, first, rel_kitti2)
+            + _tum_pairs(tum, height, width, limit, first, rel_tum))
+
+
+def pairs_per_sequence(pairs: list[PairSample]) -> dict[str, int]:
+    """How many of ``pairs`` come from each KITTI/TUM sequence, 0 for one that gave none
+    (the TUM frames have no "late" pairs), so a report says what its figure stands on."""
+    counts = dict.fromkeys(datasets.MONO_SEQUENCES, 0)
+    for pair in pairs:
+        counts[pair.sequence] = counts.get(pair.sequence, 0) + 1
+    return counts
