@@ -432,3 +432,19 @@ def test_evaluate_vio_names_the_missing_topic_and_leaves_no_old_figures(
     assert main(["evaluate-vio", "--bag", str(bag), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"bag {str(bag)!r} has no /groundtruth/odometry" in err and "PosixPath" not in err
+
+
+def test_benchmark_slam_names_the_camera_its_bag_lacks(
+        repo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tester's bag without cam1: 'bag PosixPath(...) lacks cam0/cam1 images'."""
+    from bag_variants import filtered_bag
+
+    from meetup_ros.cli import main
+
+    bag = filtered_bag(tmp_path / "no_cam1", lambda topic, _: not topic.startswith("/cam1"))
+    monkeypatch.chdir(repo_root)
+    assert main(["benchmark-slam", "--bag", str(bag), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"meetup-ros benchmark-slam: error: bag {str(bag)!r} has no /cam1/image_raw; "
+                   "expected a stereo EuRoC bag\n")

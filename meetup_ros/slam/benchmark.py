@@ -207,8 +207,8 @@ def frontend_depth(bag: Path, depth_weights: Path, optimizer_weights: Path,
     from meetup_ros.slam.stereo import stereo_depth
 
     seq = read_sequence(bag)
-    if seq.cam0 is None or seq.cam1 is None or seq.T_cam0_cam1 is None:
-        raise SlamError(f"bag {str(bag)!r} lacks cam0/cam1; expected a stereo bag")
+    slam_data.check_stereo(seq)
+    assert seq.cam0 is not None and seq.cam1 is not None and seq.T_cam0_cam1 is not None
     fe = SlamFrontend.from_weights(depth_weights, optimizer_weights, seq.cam0.info,
                                    seq.cam1.info, seq.T_cam0_cam1, keyframe_every_n=1)
     rows, ms = [], []

@@ -26,6 +26,7 @@ import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -130,6 +131,19 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
 
 
+def check_stereo(seq: Any) -> None:
+    """The stereo topics a pair needs, the missing ones named (a tester's message printed
+    ``PosixPath(...)`` and did not say which)."""
+    from meetup_ros.bags import topics
+
+    missing = [name for name, series in ((topics.CAM0_IMAGE, seq.cam0),
+                                         (topics.CAM1_IMAGE, seq.cam1)) if series is None]
+    if missing:
+        bags = ", ".join(repr(str(p)) for p in seq.paths)
+        raise SlamError(f"bag {bags} has no {' and no '.join(missing)}; expected a stereo "
+                        "EuRoC bag")
+
+
 def euroc_stereo_pairs(
     bag_paths: object, height: int = 64, width: int = 96, stride: int = 1,
 ) -> list[PairSample]:
@@ -141,8 +155,8 @@ def euroc_stereo_pairs(
     from meetup_ros.bags.reader import read_sequence
 
     seq = read_sequence(bag_paths)  # type: ignore[arg-type]
-    if seq.cam0 is None or seq.cam1 is None or seq.T_cam0_cam1 is None:
-        raise SlamError(f"bag {bag_paths!r} lacks cam0/cam1 images; expected a stereo bag")
+    check_stereo(seq)
+    assert seq.cam0 is not None and seq.cam1 is not None and seq.T_cam0_cam1 is not None
     stereo = StereoDepth(seq.cam0.info, seq.cam1.info, seq.T_cam0_cam1)
     T_r0_r1 = stereo.rect.T_rect0_rect1(seq.T_cam0_cam1)
     T_r1_r0 = np.linalg.inv(T_r0_r1)
@@ -164,8 +178,8 @@ def euroc_depth_frames(bag_paths: object, stride: int = 1,
     from meetup_ros.bags.reader import read_sequence
 
     seq = read_sequence(bag_paths)  # type: ignore[arg-type]
-    if seq.cam0 is None or seq.cam1 is None or seq.T_cam0_cam1 is None:
-        raise SlamError(f"bag {bag_paths!r} lacks cam0/cam1 images; expected a stereo bag")
+    check_stereo(seq)
+    assert seq.cam0 is not None and seq.cam1 is not None and seq.T_cam0_cam1 is not None
     stereo = StereoDepth(seq.cam0.info, seq.cam1.info, seq.T_cam0_cam1)
     out = []
     for i in range(0, min(len(seq.cam0.images), below_index), stride):
