@@ -3,11 +3,23 @@
     ros2 launch meetup_ros replay.launch.py [bag:=...] [rate:=1.0]
 
 Runs `ros2 bag play --clock` on the bag (the bundled EuRoC sample by default) and includes
-pipeline.launch.py with use_sim_time:=true. Without a ROS install, `meetup-ros demo` does the
-same with the pip-only replay and also records and scores the outputs.
+pipeline.launch.py with use_sim_time:=true. A player that fails stops the launch; one that
+finishes the bag leaves the pipeline running (Ctrl-C ends it). Without a ROS install,
+`meetup-ros demo` does the same with the pip-only replay and also records and scores the
+outputs.
 """
 
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription
+from launch.actions import (
+    DeclareLaunchArgument,
+    ExecuteProcess,
+    IncludeLaunchDescription,
+    LogInfo,
+    RegisterEventHandler,
+    Shutdown,
+)
+from launch.event_handlers import OnProcessExit
+from launch.events.process import ProcessExited
+from launch.launch_context import LaunchContext
 from launch.launch_description import LaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -17,10 +29,21 @@ PACKAGE = "meetup_ros"
 DEFAULT_BAG = "euroc_v1_01_easy_sample"
 
 
+def _player_exited(event: ProcessExited, context: LaunchContext) -> list[object]:
+    if event.returncode == 0:
+        return [LogInfo(msg="bag played to its end; the pipeline keeps running (Ctrl-C ends it)")]
+    # Without a player the pipeline waits on /clock forever, looking healthy.
+    return [Shutdown(reason=f"the bag player exited with code {event.returncode}")]
+
+
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare(PACKAGE)
     bag = LaunchConfiguration("bag")
     rate = LaunchConfiguration("rate")
+    player = ExecuteProcess(
+        cmd=["ros2", "bag", "play", "--clock", "--rate", rate, bag],
+        output="screen",
+    )
     return LaunchDescription([
         DeclareLaunchArgument(
             "bag", default_value=PathJoinSubstitution([share, "data", DEFAULT_BAG]),
@@ -33,8 +56,6 @@ def generate_launch_description() -> LaunchDescription:
             ),
             launch_arguments={"use_sim_time": "true"}.items(),
         ),
-        ExecuteProcess(
-            cmd=["ros2", "bag", "play", "--clock", "--rate", rate, bag],
-            output="screen",
-        ),
+        player,
+        RegisterEventHandler(OnProcessExit(target_action=player, on_exit=_player_exited)),
     ])

@@ -25,20 +25,28 @@ def share_dir() -> Path:
     return installed if (installed / "config").is_dir() else SOURCE_ROOT
 
 
-def resolve(path: str | Path, kind: str) -> Path:
+def resolve(path: str | Path, kind: str, *, cwd: bool = True) -> Path:
     """Resolve a file name given in a parameter or on the command line.
 
-    An absolute path or one that exists relative to the working directory is used as is;
-    otherwise it is looked up under ``<share>/<kind>/`` (kind is ``models``, ``config``,
-    ``data`` or ``launch``). The path is returned even if missing, so that the caller's
-    error can name it.
+    An absolute path is used as is; so, with ``cwd`` (a command line), is one that exists
+    relative to the working directory; otherwise it is looked up under ``<share>/<kind>/``
+    (kind is ``models``, ``config``, ``data`` or ``launch``). The path is returned even if
+    missing, so that the caller's error can name it.
     """
     candidate = Path(path).expanduser()
-    if candidate.is_absolute() or candidate.exists():
+    if candidate.is_absolute() or (cwd and candidate.exists()):
         return candidate
     if candidate.parts and candidate.parts[0] == kind:  # "config/x.yaml" typed from elsewhere
         return share_dir() / candidate
     return share_dir() / kind / candidate
+
+
+def node_file(path: str | Path, kind: str) -> Path:
+    """A file a node parameter names, absolute: as given if absolute, else under the package's
+    share (``<share>/<kind>/``), never the working directory. A node inherits the directory
+    its launcher ran in: a tester's `ros2 launch` from a folder holding another
+    governor.onnx loaded that one, the log naming only 'governor.onnx'."""
+    return resolve(path, kind, cwd=False).absolute()
 
 
 def model_path(name: str | Path) -> Path:

@@ -4,6 +4,7 @@ only), with the harness of test_nodes.py."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -263,3 +264,26 @@ def test_slam_node_refuses_a_non_positive_reset_backwards(harness: Harness) -> N
 
     with pytest.raises(RosInputError, match=r"reset_backwards_s 0\.0: expected a finite"):
         SlamNode(context=harness.context, parameter_overrides=_overrides(reset_backwards_s=0.0))
+
+
+def test_nodes_take_relative_file_names_from_the_share_not_the_working_directory(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ros2 launch` run from a folder holding another governor.onnx (or property file): the
+    launched nodes, which inherit that folder, loaded it and named only 'governor.onnx'. A
+    relative name in a parameter is the package's file, and the node says which, absolute."""
+    from meetup_ros import paths
+    from meetup_ros.nodes.controller_node import ControllerNode
+    from meetup_ros.nodes.safety_monitor_node import SafetyMonitorNode
+
+    shutil.copy(ACASXU_ONNX, tmp_path / "governor.onnx")  # a network of another shape
+    (tmp_path / "governor_property.yaml").write_text("this: is: not a property\n")
+    monkeypatch.chdir(tmp_path)
+    controller = harness.add(ControllerNode(
+        context=harness.context, parameter_overrides=_overrides(network_path="governor.onnx")))
+    assert controller.runtime.path == paths.share_dir() / "models" / "governor.onnx"
+    monitor = harness.add(SafetyMonitorNode(
+        context=harness.context, parameter_overrides=_overrides(
+            network_path="governor.onnx", property_paths=["governor_property.yaml"])))
+    assert [name for name, _ in monitor.monitors] == ["governor_property.yaml"]
+    assert paths.node_file("governor_property.yaml", "config").is_absolute()

@@ -127,7 +127,7 @@ class ControllerNode(Node):
         _check_params(p)
         self.axes = state_axes_param(p.forward_axis_base, p.up_axis_base)
         self._forward_base = self.axes.matrix()[0]
-        network_path = paths.model_path(p.network_path)
+        network_path = paths.node_file(p.network_path, "models")
         self.runtime = GovernorRuntime(network_path)
         # A network of another shape (ACAS Xu: 5 -> 5) must stop the node here, not index
         # past ADVISORIES on the first odometry.

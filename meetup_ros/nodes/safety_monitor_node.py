@@ -315,12 +315,12 @@ class SafetyMonitorNode(Node):
         torch.set_num_threads(p.torch_threads)
         from meetup_ros.verification.runtime import RuntimeMonitor
 
-        network_path = paths.model_path(p.network_path)
+        network_path = paths.node_file(p.network_path, "models")
         if not network_path.is_file():
             raise RosInputError(f"network_path {str(network_path)!r} does not exist")
         self.monitors = []
         for name in p.property_paths:
-            path = paths.config_path(name)
+            path = paths.node_file(name, "config")
             if not path.is_file():
                 raise RosInputError(f"property file {str(path)!r} does not exist")
             monitor = RuntimeMonitor(network_path, path, deadline_s=p.deadline_s)
@@ -398,7 +398,8 @@ class SafetyMonitorNode(Node):
         # monitor on the pipeline's file from one on other values (a tester's namespaced node
         # ran on the code's defaults and logged the same line).
         self.get_logger().info(
-            f"monitor: network {network_path}, properties {[n for n, _ in self.monitors]}, "
+            f"monitor: network {network_path}, properties "
+            f"{[str(paths.node_file(n, 'config')) for n in p.property_paths]}, "
             f"deadline {p.deadline_s * 1e3:.0f} ms, state from {p.state_source}, "
             f"input timeout {p.input_timeout_s:g} s; region: radii {list(p.radii)}"
             + (f" + {p.k_sigma:g} sigma of {p.odom_topic}'s twist" if p.use_odometry_covariance

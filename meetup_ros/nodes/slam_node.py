@@ -230,11 +230,12 @@ class SlamNode(Node):
             keyframe_rotation_rad=p.keyframe_rotation_rad,
             keyframe_every_n=p.keyframe_every_n, keyframe_interval_s=p.keyframe_interval_s,
         )
-        self.depth_model = DepthCodeModel.from_weights(paths.model_path(p.depth_weights))
-        self.step = (
-            LearnedStep.from_weights(paths.model_path(p.optimizer_weights))
-            if p.optimizer_weights else None
-        )
+        self.weights = [paths.node_file(p.depth_weights, "models")]
+        if p.optimizer_weights:
+            self.weights.append(paths.node_file(p.optimizer_weights, "models"))
+        self.depth_model = DepthCodeModel.from_weights(self.weights[0])
+        self.step = (LearnedStep.from_weights(self.weights[1]) if p.optimizer_weights
+                     else None)
         # torch's first solve now rather than when camera_info arrives: that is the start of
         # the stream, where the cold solve (~40 ms) competed with vio_node's first frames.
         warm_up_solver(self.depth_model, self.step, self.frontend_config)
@@ -289,7 +290,8 @@ class SlamNode(Node):
                 "nothing of the motion); depth and points are")
         self.get_logger().info(
             f"SLAM on {p.cam0_topic}" + (f" + {p.cam1_topic}" if self.stereo else " (mono)")
-            + f", prior {p.odom_topic or 'none'} -> {p.depth_topic}, {p.pose_topic}"
+            + f", prior {p.odom_topic or 'none'} -> {p.depth_topic}, {p.pose_topic}; weights "
+            + ", ".join(map(str, self.weights))
         )
 
     # ---- inputs ----------------------------------------------------------------------------

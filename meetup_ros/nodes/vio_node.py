@@ -105,7 +105,7 @@ class VioNode(Node):
                         "pixels > 0, or 0 to take the first image's")
         # Oversubscribed intra-op threads made one 50 ms certificate take 2.4 s on 2 cores.
         torch.set_num_threads(p.torch_threads)
-        weights = paths.model_path(p.weights_path)
+        weights = paths.node_file(p.weights_path, "models")
         self.estimator = VioEstimator.from_weights(
             weights, zero_velocity_update=p.zero_velocity_update)
         self.health = NodeHealth(
