@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -448,3 +449,53 @@ def test_benchmark_slam_names_the_camera_its_bag_lacks(
     err = capsys.readouterr().err
     assert err == (f"meetup-ros benchmark-slam: error: bag {str(bag)!r} has no /cam1/image_raw; "
                    "expected a stereo EuRoC bag\n")
+
+
+def test_imu_samples_that_are_not_measurements_are_dropped_offline_as_in_the_node() -> None:
+    """A tester's second of NaN (or 500 m/s^2, or all-zero) accelerometer inside the held-out
+    flight: kept, or dropped only by the estimator, it made no gap in the scored window and
+    dead reckoning integrated it (54 m, 2.8 km, 56 m off)."""
+
+    from meetup_ros.odometry.dataset import drop_imu_non_measurements, imu_measurements
+
+    gyro = np.zeros((6, 3))
+    accel = np.tile([0.0, 0.0, 9.81], (6, 1))
+    accel[1, 0] = np.nan
+    accel[2, 2] = 500.0
+    accel[3] = 0.0
+    gyro[4, 1] = 41.0
+    assert imu_measurements(gyro, accel).tolist() == [True, False, False, False, False, True]
+    @dataclass
+    class Imu:
+        stamps_ns: np.ndarray
+        gyro_radps: np.ndarray
+        accel_mps2: np.ndarray
+
+    @dataclass
+    class Seq:
+        imu: Imu
+        paths: tuple[str, ...] = ("bag",)
+
+    seq, dropped = drop_imu_non_measurements(Seq(Imu(np.arange(6) * 5_000_000, gyro, accel)))
+    assert dropped == 4 and seq.imu.stamps_ns.tolist() == [0, 25_000_000]
+
+
+def test_scored_window_needs_the_ground_truth_too_and_frames_sit_on_its_stamps() -> None:
+    """Ground truth missing across the held-out start: dead reckoning started from a pose
+    interpolated across the hole (18.7 m off). And pseudo-frames on every 10th IMU sample slid
+    off the ground truth's 20 Hz grid after a few missing samples, out of evo's association."""
+    from types import SimpleNamespace
+
+    from meetup_ros.odometry.evaluation import _pseudo_frames, scored_window
+
+    imu = np.round(np.arange(0, 30, 0.005) * NS).astype(np.int64)
+    gt = np.round(np.r_[np.arange(0, 1, 0.05), np.arange(3, 30, 0.05)] * NS).astype(np.int64)
+    seq = SimpleNamespace(imu=SimpleNamespace(stamps_ns=imu),
+                          groundtruth=SimpleNamespace(stamps_ns=gt))
+    start, end, cut = scored_window(seq, int(1.5 * NS), int(29 * NS))  # in the hole
+    assert start == int(3 * NS) and end == int(29 * NS)
+    assert cut.startswith("/groundtruth/odometry has a gap of 2.050 s before")
+    frames = _pseudo_frames(gt, start, end)
+    assert set(frames.tolist()) <= set(gt.tolist()) and np.all(np.diff(frames) == 50_000_000)
+    dense = np.round(np.arange(3, 4, 0.005) * NS).astype(np.int64)  # a 200 Hz ground truth
+    assert np.all(np.diff(_pseudo_frames(dense, int(3 * NS), int(4 * NS))) == 50_000_000)

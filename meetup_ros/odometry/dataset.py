@@ -25,7 +25,13 @@ from meetup_ros.odometry.model import (
     se3_log,
     window_features,
 )
-from meetup_ros.odometry.windowing import NS_PER_S, ImuWindower, OdometryError
+from meetup_ros.odometry.windowing import (
+    IMU_ACCEL_LIMIT_MPS2,
+    IMU_GYRO_LIMIT_RADPS,
+    NS_PER_S,
+    ImuWindower,
+    OdometryError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +136,39 @@ def valid_imu_stamps(stamps_ns: np.ndarray) -> np.ndarray:
     the driver; the live node refuses it, and offline one such sample queued before the real
     ones made a 1.4e9 s "gap" that reset the windower."""
     return np.asarray(stamps_ns, dtype=np.int64) > 0
+
+
+def imu_measurements(gyro_radps: np.ndarray, accel_mps2: np.ndarray) -> np.ndarray:
+    """(N,) bool: which samples are measurements, by the rule the nodes apply to messages:
+    finite, within an IMU's range, and an accelerometer not exactly zero (a driver's
+    placeholder, which would integrate as free fall)."""
+    gyro = np.asarray(gyro_radps, dtype=np.float64)
+    accel = np.asarray(accel_mps2, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        keep = (np.isfinite(gyro).all(1) & np.isfinite(accel).all(1)
+                & (np.abs(gyro) <= IMU_GYRO_LIMIT_RADPS).all(1)
+                & (np.abs(accel) <= IMU_ACCEL_LIMIT_MPS2).all(1) & accel.any(1))
+    return np.asarray(keep, dtype=bool)
+
+
+def drop_imu_non_measurements(seq: Any) -> tuple[Any, int]:
+    """``seq`` without the IMU samples that are not measurements (:func:`imu_measurements`),
+    and how many there were; a warning names the bag and the count. Offline, as in the node:
+    kept, a second of NaN or 500 m/s^2 samples made dead reckoning 54 m or 2.8 km off, and a
+    hole where they were dropped later did not count as a gap."""
+    keep = imu_measurements(seq.imu.gyro_radps, seq.imu.accel_mps2)
+    if keep.all():
+        return seq, 0
+    names = [str(p) for p in getattr(seq, "paths", ())]
+    first = int(np.asarray(seq.imu.stamps_ns)[~keep][0])
+    logger.warning(
+        "bag %r: %d /imu0 sample(s) are not measurements (NaN, beyond +-%g rad/s or +-%g m/s^2, "
+        "or an accelerometer of exactly zero; the first at %d ns); dropped",
+        names[0] if len(names) == 1 else names, int((~keep).sum()), IMU_GYRO_LIMIT_RADPS,
+        IMU_ACCEL_LIMIT_MPS2, first)
+    imu = replace(seq.imu, stamps_ns=seq.imu.stamps_ns[keep], gyro_radps=seq.imu.gyro_radps[keep],
+                  accel_mps2=seq.imu.accel_mps2[keep])
+    return replace(seq, imu=imu), int((~keep).sum())
 
 
 def drop_invalid_imu_stamps(seq: Any) -> tuple[Any, int]:

@@ -30,6 +30,7 @@ from meetup_ros.evaluation.jsonsafe import finite_json
 from meetup_ros.evaluation.trajectory import EvaluationError, Trajectory
 from meetup_ros.odometry.dataset import (
     check_groundtruth_stamps,
+    drop_imu_non_measurements,
     drop_invalid_imu_stamps,
     interpolate_groundtruth,
 )
@@ -47,6 +48,11 @@ MIN_DISTINCT_STAMPS = 3
 # across it (a tester's 3 s outage put it 139 m off), and the estimator resets there. A
 # scored stretch ends at the first gap (EuRoC's IMU never misses a sample, 5.000 ms +- 0.2 us).
 MAX_IMU_GAP_PERIODS = 10
+# Ground truth is interpolated (the start state, the reference poses): a hole of a few of its
+# periods is already a guess.
+MAX_GT_GAP_PERIODS = 3
+# A held-out score over less than this says little (a tester's 0.2 s window scored 3 poses).
+MIN_HELDOUT_S = 5.0
 # What this command writes into --out: all removed first, so that a reused folder holds no
 # figures of an earlier run beside a report that no longer has them.
 OUTPUT_FILES = (
@@ -70,7 +76,8 @@ class EstimatorRun:
 
 
 def _events(
-    seq: Any, start_ns: int, end_ns: int, use_images: bool, imu_per_frame: int
+    seq: Any, start_ns: int, end_ns: int, use_images: bool, imu_per_frame: int,
+    frame_stamps_ns: np.ndarray | None = None,
 ) -> Iterator[tuple[int, int, Any]]:
     """(stamp_ns, kind 0 = IMU / 1 = frame, payload) in stamp order, IMU first on ties."""
     imu = seq.imu
@@ -80,6 +87,8 @@ def _events(
         for j, stamp in enumerate(seq.cam0.stamps_ns):
             if start_ns <= stamp <= end_ns:
                 events.append((int(stamp), 1, j))
+    elif frame_stamps_ns is not None:
+        events.extend((int(t), 1, None) for t in frame_stamps_ns if start_ns < t <= end_ns)
     else:
         events.extend((int(imu.stamps_ns[i]), 1, None)
                       for i in sel[imu_per_frame::imu_per_frame])
@@ -111,11 +120,13 @@ def run_estimator(
     imu_per_frame: int = 10,
     T_world_body0: np.ndarray | None = None,
     v_world0_mps: np.ndarray | None = None,
+    frame_stamps_ns: np.ndarray | None = None,
 ) -> EstimatorRun:
     """Feed ``seq``'s IMU and frames in [start_ns, end_ns] to ``estimator`` in stamp order.
 
     With ``use_images`` the camera frames are the frames; otherwise every ``imu_per_frame``-th
-    IMU stamp is a frame without image (the inertial-only mode). ``T_world_body0`` (and
+    IMU stamp is a frame without image (the inertial-only mode), or each of
+    ``frame_stamps_ns``. ``T_world_body0`` (and
     ``v_world0_mps``) start the estimator in that state at ``start_ns`` (else it initialises
     from gravity, at rest).
     """
@@ -126,7 +137,8 @@ def run_estimator(
     imu_us: list[float] = []
     imu = seq.imu
     t_start = time.perf_counter()
-    for stamp_ns, kind, payload in _events(seq, start_ns, end_ns, use_images, imu_per_frame):
+    for stamp_ns, kind, payload in _events(seq, start_ns, end_ns, use_images, imu_per_frame,
+                                           frame_stamps_ns):
         if kind == 0:
             t0 = time.perf_counter()
             estimator.add_imu(stamp_ns, imu.gyro_radps[payload], imu.accel_mps2[payload])
@@ -152,6 +164,21 @@ def run_estimator(
     stats = {k: int(v) for k, v in vars(estimator.stats).items()}
     return EstimatorRun(trajectory, estimates, np.asarray(frame_ms), np.asarray(imu_us), stats,
                         wall_s, (end_ns - start_ns) / NS_PER_S)
+
+
+def _pseudo_frames(gt_stamps_ns: np.ndarray, start_ns: int, end_ns: int,
+                   min_step_ns: int = 47_500_000) -> np.ndarray:
+    """Frame stamps for the inertial-only run: the ground truth's own stamps, at most one per
+    ``min_step_ns`` (the network's ~10 IMU samples a window). Every 10th IMU sample instead
+    slid off the ground truth's 20 Hz grid after a few missing samples, beyond evo's 10 ms
+    association: a tester's VIO ATE silently left out 222 of its 581 poses."""
+    stamps = np.asarray(gt_stamps_ns, dtype=np.int64)
+    stamps = stamps[(stamps > start_ns) & (stamps <= end_ns)]
+    kept: list[int] = []
+    for t in stamps:
+        if not kept or t - kept[-1] >= min_step_ns:
+            kept.append(int(t))
+    return np.asarray(kept, dtype=np.int64)
 
 
 def _percentiles(values: np.ndarray) -> dict[str, float]:
@@ -185,21 +212,21 @@ def _bag_label(seq: Any) -> str:
     return repr(names[0] if len(names) == 1 else names)
 
 
-def imu_covered_window(imu_stamps_ns: np.ndarray, start_ns: int,
-                       end_ns: int) -> tuple[int, int, str]:
-    """The part of [start_ns, end_ns] that the IMU covers without a gap, and what cut it.
+def covered_window(stamps_ns: np.ndarray, start_ns: int, end_ns: int, topic: str = "/imu0",
+                   max_gap_periods: float = MAX_IMU_GAP_PERIODS) -> tuple[int, int, str]:
+    """The part of [start_ns, end_ns] that a series covers without a gap, and what cut it.
 
-    The IMU's samples form runs split at gaps (:data:`MAX_IMU_GAP_PERIODS` of its median
-    periods without a sample); the window is the first run that reaches into [start_ns,
-    end_ns], clipped to it. Ends within one gap's length of the run's are not cuts. The reason
-    is "" when the window is the whole of [start_ns, end_ns].
+    The series' stamps form runs split at gaps (``max_gap_periods`` of its median period
+    without a stamp); the window is the first run that reaches into [start_ns, end_ns],
+    clipped to it. Ends within one gap's length of the run's are not cuts. The reason, naming
+    ``topic``, is "" when the window is the whole of [start_ns, end_ns].
 
     Raises:
-        OdometryError: no IMU sample in or near the window.
+        OdometryError: no stamp in or near the window.
     """
-    stamps = np.asarray(imu_stamps_ns, dtype=np.int64)
+    stamps = np.asarray(stamps_ns, dtype=np.int64)
     steps = np.diff(stamps)
-    max_gap = MAX_IMU_GAP_PERIODS * (float(np.median(steps)) if steps.size else 0.0)
+    max_gap = max_gap_periods * (float(np.median(steps)) if steps.size else 0.0)
     gaps = np.flatnonzero(steps > max_gap)
     run_first = np.concatenate([[0], gaps + 1])
     run_last = np.concatenate([gaps, [stamps.size - 1]])
@@ -213,16 +240,34 @@ def imu_covered_window(imu_stamps_ns: np.ndarray, start_ns: int,
         window_start, window_end = start_ns, end_ns
         if first - start_ns > max_gap:
             window_start = first
-            reasons.append(f"/imu0 starts {(first - start_ns) / NS_PER_S:.3f} s after it"
-                           if k == 0 else f"/imu0 has a gap of "
+            reasons.append(f"{topic} starts {(first - start_ns) / NS_PER_S:.3f} s after it"
+                           if k == 0 else f"{topic} has a gap of "
                            f"{(first - int(stamps[i - 1])) / NS_PER_S:.3f} s before {first} ns")
         if end_ns - last > max_gap:
             window_end = last
-            reasons.append(f"/imu0 has a gap of {(int(stamps[j + 1]) - last) / NS_PER_S:.3f} s "
+            reasons.append(f"{topic} has a gap of {(int(stamps[j + 1]) - last) / NS_PER_S:.3f} s "
                            f"at {last} ns" if j + 1 < stamps.size else
-                           f"/imu0 ends {(end_ns - last) / NS_PER_S:.3f} s before it")
+                           f"{topic} ends {(end_ns - last) / NS_PER_S:.3f} s before it")
         return window_start, window_end, "; ".join(reasons)
-    raise OdometryError(f"no /imu0 sample in {start_ns}..{end_ns} ns")
+    raise OdometryError(f"no {topic} message in {start_ns}..{end_ns} ns")
+
+
+def imu_covered_window(imu_stamps_ns: np.ndarray, start_ns: int,
+                       end_ns: int) -> tuple[int, int, str]:
+    """:func:`covered_window` of the IMU (a gap is :data:`MAX_IMU_GAP_PERIODS` periods)."""
+    return covered_window(imu_stamps_ns, start_ns, end_ns, "/imu0", MAX_IMU_GAP_PERIODS)
+
+
+def scored_window(seq: Any, start_ns: int, end_ns: int) -> tuple[int, int, str]:
+    """Where both the IMU and the ground truth cover [start_ns, end_ns] without a gap: dead
+    reckoning starts from the ground truth interpolated at the start (across a tester's 2 s
+    hole in the ground truth, 18.7 m off), and both are scored against it."""
+    from meetup_ros.bags import topics
+
+    imu = imu_covered_window(seq.imu.stamps_ns, start_ns, end_ns)
+    gt = covered_window(seq.groundtruth.stamps_ns, imu[0], imu[1], topics.GROUNDTRUTH_ODOMETRY,
+                        MAX_GT_GAP_PERIODS)
+    return gt[0], gt[1], "; ".join(r for r in (imu[2], gt[2]) if r)
 
 
 def _cut(what: str, start_ns: int, end_ns: int, window: tuple[int, int, str]) -> None:
@@ -286,6 +331,7 @@ def evaluate_vio(
     # Dropped here, before the estimator: sorted first and queued, one such sample made a
     # 1.4e9 s "gap" to the real ones that reset the windower.
     seq, invalid = drop_invalid_imu_stamps(seq)
+    seq, not_measurements = drop_imu_non_measurements(seq)
     if not len(seq.imu.stamps_ns):
         raise OdometryError(f"bag {_bag_label(seq)}: every /imu0 stamp is 0 or negative "
                             "(never set); nothing to score")
@@ -293,20 +339,23 @@ def evaluate_vio(
         for name in OUTPUT_FILES:
             (Path(out_dir) / name).unlink(missing_ok=True)
     try:
-        return _evaluate(seq, weights, out_dir, heldout_s, heldout_start_ns, invalid)
+        return _evaluate(seq, weights, out_dir, heldout_s, heldout_start_ns, invalid,
+                         not_measurements)
     except (EvaluationError, OdometryError) as exc:  # evo's reasons, a window, a stamp
         raise OdometryError(f"bag {_bag_label(seq)}: cannot score the VIO: {exc}") from None
 
 
 def _evaluate(seq: Any, weights: str | Path, out_dir: str | Path | None, heldout_s: float,
-              heldout_start_ns: int | None, invalid_imu_stamps: int = 0) -> dict[str, Any]:
+              heldout_start_ns: int | None, invalid_imu_stamps: int = 0,
+              imu_non_measurements: int = 0) -> dict[str, Any]:
     """The body of :func:`evaluate_vio` on a sequence read and checked."""
     from meetup_ros.bags import topics
 
     out = Path(out_dir) if out_dir is not None else None
     report: dict[str, Any] = {"bag": [str(p) for p in seq.paths], "weights": str(weights),
                               # dropped on reading, before the estimator (stamp 0 or below)
-                              "imu_samples_invalid_stamp": invalid_imu_stamps}
+                              "imu_samples_invalid_stamp": invalid_imu_stamps,
+                              "imu_samples_not_measurements": imu_non_measurements}
     estimator = VioEstimator.from_weights(weights)
     meta = estimator.metadata
     gt_start, gt_end = int(seq.groundtruth.stamps_ns[0]), int(seq.groundtruth.stamps_ns[-1])
@@ -324,7 +373,7 @@ def _evaluate(seq: Any, weights: str | Path, out_dir: str | Path | None, heldout
                 f"the camera's frames {frames_start}..{frames_end} ns and the ground truth's "
                 f"{gt_start}..{gt_end} ns ({topics.GROUNDTRUTH_ODOMETRY}) do not overlap"
                 + _stamp_overlap(seq, use_images=True))
-        rest = imu_covered_window(seq.imu.stamps_ns, start, end)
+        rest = scored_window(seq, start, end)
         reasons = [r for r in (
             f"ground truth starts {(gt_start - frames_start) / NS_PER_S:.3f} s after the first "
             "frame" if gt_start > frames_start else "",
@@ -382,15 +431,26 @@ def _evaluate(seq: Any, weights: str | Path, out_dir: str | Path | None, heldout
         heldout_start_ns = int(meta.get("heldout_start_ns", imu_end - int(heldout_s * NS_PER_S)))
     last_frame = int(seq.cam0.stamps_ns[-1]) if seq.cam0 is not None else int(
         seq.imu.stamps_ns[0])
+    heldout = None
     if heldout_start_ns > last_frame and heldout_start_ns < gt_end:
-        start = int(seq.imu.stamps_ns[np.searchsorted(seq.imu.stamps_ns, heldout_start_ns)])
-        start, end, cut = imu_covered_window(seq.imu.stamps_ns, start, gt_end)
-        _cut("held-out segment", start, gt_end, (start, end, cut))
+        heldout = scored_window(seq, heldout_start_ns, gt_end)
+        _cut("held-out segment", heldout_start_ns, gt_end, heldout)
+        if (heldout[1] - heldout[0]) / NS_PER_S < MIN_HELDOUT_S:
+            logger.warning("held-out segment: %.3f s scored (%s), under %g s; no in-motion "
+                           "score", (heldout[1] - heldout[0]) / NS_PER_S, heldout[2],
+                           MIN_HELDOUT_S)
+            heldout = None
+    if heldout is not None:
+        # from an IMU sample: the estimator and dead reckoning start on one
+        start = int(seq.imu.stamps_ns[np.searchsorted(seq.imu.stamps_ns, heldout[0])])
+        end, cut = heldout[1], heldout[2]
         gt0 = interpolate_groundtruth(seq.groundtruth, np.array([start]))
         estimator.reset("held-out segment")
         assert gt0.v_world_mps is not None  # dead reckoning below needs it as well
         run = run_estimator(estimator, seq, start, end, use_images=False,
-                            T_world_body0=gt0.T_world_body[0], v_world0_mps=gt0.v_world_mps[0])
+                            T_world_body0=gt0.T_world_body[0], v_world0_mps=gt0.v_world_mps[0],
+                            frame_stamps_ns=_pseudo_frames(seq.groundtruth.stamps_ns, start,
+                                                           end))
         ref = _gt_reference(seq, start, end)
         dr = dead_reckoning(seq, start, end)
         # A constant position, best placed (at the centroid): Umeyama is degenerate for it.

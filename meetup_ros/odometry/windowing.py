@@ -28,6 +28,12 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+# Beyond the full scale of common MEMS IMUs (+-2000 deg/s, +-16 g), with margin: larger
+# values are corrupt messages, and one integrated sample would throw the pose kilometres.
+# The nodes refuse such messages (ros.convert), offline scoring drops such samples
+# (odometry.dataset.imu_measurements).
+IMU_GYRO_LIMIT_RADPS = 40.0
+IMU_ACCEL_LIMIT_MPS2 = 200.0
 NS_PER_S = 1_000_000_000
 
 

@@ -18,6 +18,7 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import Image, Imu, JointState, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from meetup_ros.odometry.windowing import IMU_ACCEL_LIMIT_MPS2, IMU_GYRO_LIMIT_RADPS
 from meetup_ros.ros import RosInputError
 
 NS_PER_S = 1_000_000_000
@@ -29,10 +30,6 @@ _ENCODINGS: dict[str, tuple[int, type]] = {
     "bgr8": (3, np.uint8),
     "32FC1": (1, np.float32),
 }
-# Beyond the full scale of common MEMS IMUs (+-2000 deg/s, +-16 g), with margin: larger
-# values are corrupt messages, and one integrated sample would throw the pose kilometres.
-IMU_GYRO_LIMIT_RADPS = 40.0
-IMU_ACCEL_LIMIT_MPS2 = 200.0
 
 
 # ---- stamps ---------------------------------------------------------------------------------
