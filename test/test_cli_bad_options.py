@@ -159,3 +159,18 @@ def test_the_default_data_root_works_from_any_directory(tmp_path, monkeypatch) -
         paths.SOURCE_ROOT / paths.SHARED_DATA).resolve()
     (tmp_path / "mine").mkdir()
     assert paths.shared_data_path("mine") == Path("mine")
+
+
+@pytest.mark.parametrize("command", [["evaluate-vio"], ["benchmark-slam"],
+                                     ["study", "optimizers"]])
+def test_an_out_that_is_a_dangling_link_is_refused_before_any_work(
+        tmp_path: Path, command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """exists() follows the link: a dangling --out passed the check, and the first write
+    failed with a FileExistsError traceback after the whole run (a second tester's)."""
+    from meetup_ros.cli import main
+
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "gone")
+    assert main([*command, "--out", str(link)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {str(link)!r}: a symbolic link to" in err and "does not exist" in err

@@ -331,3 +331,15 @@ def test_kitti_plots_are_drawn_in_the_camera_frame(root: Path, tmp_path: Path,
             np.testing.assert_allclose(gt_height.get_ydata(), p[:, 2])
             assert (top.get_ylabel(), height.get_ylabel()) == ("y [m]", "z [m]")
     assert (tmp_path / "out" / "kitti_groundtruth.tum").is_file()
+
+
+def test_kitti_poses_with_comments_and_a_byte_order_mark_are_read(tmp_path: Path) -> None:
+    """evo reads '#' comment lines in a KITTI poses.txt, and an editor may write a UTF-8
+    byte-order mark: both were refused as malformed rows (a second tester's)."""
+    from meetup_ros.evaluation.datasets import read_kitti_poses
+
+    row = "1 0 0 0.5 0 1 0 0 0 0 1 2\n"
+    path = tmp_path / "poses.txt"
+    path.write_bytes(("\ufeff# exported by a tool\n" + row + "  # note\n" + row).encode())
+    poses = read_kitti_poses(path)
+    assert poses.shape == (2, 4, 4) and poses[0, 0, 3] == 0.5 and poses[1, 2, 3] == 2.0

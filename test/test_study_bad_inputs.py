@@ -258,3 +258,12 @@ def test_one_seed_has_no_std(tmp_path: Path) -> None:
                                     optimizers=("sgd",), epochs=1, hidden=(4,))
     assert np.isnan(rows[0][STD])
     assert (tmp_path / "batch_size.png").is_file()
+
+
+@pytest.mark.parametrize("n", [0, 5, 100])
+def test_a_small_but_well_formed_mnist_is_refused(tmp_path: Path, n: int) -> None:
+    """A well-formed t10k pair of 100, 5 or 0 images passed the file checks and ended in a
+    ValueError traceback at the 2000-image test split (a second tester's)."""
+    folder = _mnist(tmp_path / "mnist", n=n)
+    with pytest.raises(studies.StudyError, match=rf"holds {n} images; expected at least 4000"):
+        studies.load_dataset("mnist", folder)

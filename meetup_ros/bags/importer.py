@@ -365,7 +365,7 @@ def import_euroc(
             f"no cam0 frame of {str(asl_dir)!r} lies in [{start_ns}, {end_ns}] ns; its frames "
             f"span [{int(cam_stamps[0])}, {int(cam_stamps[-1])}]"
         )
-    for name, stamps in (("imu0", seq.imu.stamps_ns), ("state_groundtruth_estimate0",
+    for name, stamps in (("mav0/imu0", seq.imu.stamps_ns), ("the ground truth",
                          None if seq.groundtruth is None else seq.groundtruth.stamps_ns)):
         if stamps is not None:
             _warn_uncovered(asl_dir, name, np.asarray(stamps, dtype=np.int64), start_ns, end_ns)
@@ -431,7 +431,7 @@ def _warn_uncovered(asl_dir: str | Path, name: str, stamps_ns: np.ndarray, start
             k = int(np.argmax(within))
             problems.append(f"has a gap of {within[k] / 1e9:.3f} s at {int(inside[k])} ns")
     if problems:
-        logger.warning("%s: mav0/%s does not cover the image window [%d, %d] ns: %s",
+        logger.warning("%s: %s does not cover the image window [%d, %d] ns: %s",
                        asl_dir, name, start_ns, end_ns, "; ".join(problems))
 
 

@@ -50,6 +50,10 @@ def check_out_dir(out_dir: Path) -> None:
     the data loading or the first epoch. Nothing is created here."""
     if out_dir.exists() and not out_dir.is_dir():
         raise CommandError(f"--out {str(out_dir)!r}: exists and is not a folder")
+    if out_dir.is_symlink() and not out_dir.exists():
+        # exists() follows the link: a dangling one passed, and mkdir failed after the work
+        raise CommandError(f"--out {str(out_dir)!r}: a symbolic link to "
+                           f"{str(out_dir.readlink())!r}, which does not exist")
     existing = out_dir
     while not existing.exists():
         if existing.parent == existing:

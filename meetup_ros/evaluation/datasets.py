@@ -48,7 +48,7 @@ def _read_text(path: Path, what: str, expected: str) -> str:
     if not path.is_file():
         raise DatasetError(f"{what} {str(path)!r} does not exist; expected {expected}")
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8-sig")  # a byte-order mark is not data
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{what} {str(path)!r} cannot be read as text: {exc}") from None
 
@@ -93,15 +93,15 @@ def read_kitti_poses(path: Path) -> np.ndarray:
     """(N, 4, 4) ``T_world_cam0`` from a KITTI ``poses.txt``; N >= 1.
 
     Raises:
-        DatasetError: the file is missing, empty, or a line is not 12 finite numbers whose
-            3x3 part is a rotation.
+        DatasetError: the file is missing, empty, or a line (other than a ``#`` comment) is
+            not 12 finite numbers whose 3x3 part is a rotation.
     """
     path = Path(path)
     what = "a 3x4 pose T_world_cam0, row by row"
     text = _read_text(path, "KITTI poses", f"{what} per line")
     poses = []
     for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+        if not line.strip() or line.lstrip().startswith("#"):  # comments, as evo reads them
             continue
         T = np.eye(4)
         T[:3, :] = np.reshape(_numbers(path, line_no, line.split(), 12, what), (3, 4))

@@ -155,6 +155,9 @@ def read_idx(path: Path) -> np.ndarray:
     return array.reshape(shape)
 
 
+MNIST_MIN_IMAGES = 4000
+
+
 def _split(name: str, x: np.ndarray, y: np.ndarray, n_test: int) -> Split:
     order = np.random.default_rng(SPLIT_SEED).permutation(len(x))
     x, y = x[order], y[order]
@@ -168,6 +171,11 @@ def load_dataset(name: str, mnist_dir: Path | None = None) -> Split:
             raise StudyError(f"MNIST folder {str(mnist_dir)!r} not found (expected the t10k "
                              "IDX files, e.g. ../shared/data/mnist_t10k)")
         images, labels = _read_mnist(Path(mnist_dir))
+        if len(images) < MNIST_MIN_IMAGES:
+            # well-formed but small: the 2000-image test split ended in a ValueError traceback
+            raise StudyError(f"MNIST folder {str(mnist_dir)!r} holds {len(images)} images; "
+                             f"expected at least {MNIST_MIN_IMAGES} (the study tests on 2000 "
+                             "and trains on the rest: the t10k set has 10000)")
         x = images.reshape(len(images), -1).astype(np.float32) / 255.0
         return _split("mnist", x, labels.astype(np.int64), n_test=2000)
     if name == "digits":
