@@ -343,3 +343,16 @@ def test_kitti_poses_with_comments_and_a_byte_order_mark_are_read(tmp_path: Path
     path.write_bytes(("\ufeff# exported by a tool\n" + row + "  # note\n" + row).encode())
     poses = read_kitti_poses(path)
     assert poses.shape == (2, 4, 4) and poses[0, 0, 3] == 0.5 and poses[1, 2, 3] == 2.0
+
+
+def test_kitti_poses_rounded_to_three_decimals_are_read(tmp_path: Path) -> None:
+    """A second tester's poses.txt rounded to 3 decimals was refused as 'not a rotation'."""
+    from scipy.spatial.transform import Rotation
+
+    from meetup_ros.evaluation.datasets import read_kitti_poses
+
+    R = Rotation.from_euler("xyz", [0.3, -0.7, 1.1]).as_matrix()
+    row = np.round(np.c_[R, [1.0, 2.0, 3.0]], 3).ravel()
+    path = tmp_path / "poses.txt"
+    path.write_text(" ".join(f"{v:.3f}" for v in row) + "\n")
+    assert read_kitti_poses(path).shape == (1, 4, 4)

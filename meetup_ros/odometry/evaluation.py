@@ -479,7 +479,8 @@ def _evaluate(seq: Any, weights: str | Path, out_dir: str | Path | None, heldout
             traj_metrics.plot_trajectories(
                 out / "vio_inertial_heldout.png",
                 {"vio (inertial only)": run.trajectory, "dead reckoning": dr}, ref,
-                title=f"EuRoC V1_01 held-out flight, last {(end - start) / 1e9:.1f} s")
+                title=f"EuRoC V1_01 held-out flight, {(end - start) / 1e9:.1f} s scored"
+                + (" (cut)" if cut else ""))
     else:
         logger.info("bag's IMU does not reach a held-out segment after the frames; "
                     "no in-motion score (use the full-flight bag)")
