@@ -415,6 +415,10 @@ def test_bag_info_counts_the_data_not_metadata_yaml(
     assert info["topics"][topics.IMU][1] == 1141
     assert info["message_count"] == sum(count for _, count in info["topics"].values())
     assert "/imu0 lists 9999, holds 1141" in caplog.text
+    meta.write_text(text.replace("message_count: 1141", "message_count: many"))
+    info = bag_info(bag)  # was a TypeError traceback (rosbags sums the listed counts)
+    assert info["topics"][topics.IMU][1] == 1141
+    assert "/imu0 lists many, holds 1141" in caplog.text
 
 
 def test_import_says_when_the_imu_or_ground_truth_does_not_cover_the_images(

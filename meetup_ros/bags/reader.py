@@ -211,7 +211,15 @@ def bag_info(bag_paths: BagPaths) -> dict[str, Any]:
     paths = _paths(bag_paths)
     reader = _open(paths)
     try:
-        listed = {name: info.msgcount for name, info in reader.topics.items()}
+        # per connection, not reader.topics: that sums metadata.yaml's counts, and one that is
+        # not a number (a tester's edited file) was a TypeError traceback
+        listed: dict[str, object] = {}
+        msgtypes: dict[str, str] = {}
+        for connection in reader.connections:  # a topic has one connection per bag
+            before, count = listed.get(connection.topic, 0), connection.msgcount
+            listed[connection.topic] = (before + count if isinstance(before, int)
+                                        and isinstance(count, int) else count)
+            msgtypes[connection.topic] = connection.msgtype or ""
         # Counted in the data: metadata.yaml's counts are not checked by anything (a tester's
         # edited file made this print 9999 IMU messages for a bag holding 1141), and the
         # checksums cover the data files only. Reading every record costs about a second per
@@ -223,8 +231,7 @@ def bag_info(bag_paths: BagPaths) -> dict[str, Any]:
                 counts[connection.topic] = counts.get(connection.topic, 0) + 1
                 start_ns = stamp_ns if start_ns is None else min(start_ns, stamp_ns)
                 end_ns = stamp_ns if end_ns is None else max(end_ns, stamp_ns)
-        topic_info = {name: (info.msgtype or "", counts[name])
-                      for name, info in reader.topics.items()}
+        topic_info = {name: (msgtypes[name], counts[name]) for name in sorted(listed)}
     finally:
         reader.close()
     count = sum(counts.values())
