@@ -325,7 +325,7 @@ def evaluate_vio(
                if series is None]
     if missing:
         raise OdometryError(f"bag {_bag_label(seq)} has no {' and no '.join(missing)}: the VIO "
-                            f"is scored against ground truth from the IMU")
+                            "runs on the IMU and is scored against the ground truth")
     _check_stamps(seq)
     check_groundtruth_stamps(seq)
     # Dropped here, before the estimator: sorted first and queued, one such sample made a
