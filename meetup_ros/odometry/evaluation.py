@@ -481,9 +481,13 @@ def _evaluate(seq: Any, weights: str | Path, out_dir: str | Path | None, heldout
                 {"vio (inertial only)": run.trajectory, "dead reckoning": dr}, ref,
                 title=f"EuRoC V1_01 held-out flight, {(end - start) / 1e9:.1f} s scored"
                 + (" (cut)" if cut else ""))
-    else:
-        logger.info("bag's IMU does not reach a held-out segment after the frames; "
-                    "no in-motion score (use the full-flight bag)")
+    elif not (heldout_start_ns > last_frame and heldout_start_ns < gt_end):
+        source = ("the weights' heldout_start_ns" if "heldout_start_ns" in meta
+                  else f"--heldout-s {heldout_s:g} before the IMU's end")
+        logger.info("held-out start %d ns (%s) is not between the last frame %d ns and the "
+                    "ground truth's end %d ns: no in-motion score (the full-flight bag from "
+                    "import-euroc --imu-margin-s 200 has one)", heldout_start_ns, source,
+                    last_frame, gt_end)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "vio_report.json").write_text(json.dumps(finite_json(report), indent=2,
