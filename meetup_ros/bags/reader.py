@@ -202,11 +202,14 @@ def _xyzw(q: Any) -> list[float]:
     return [q.x, q.y, q.z, q.w]
 
 
-def bag_info(bag_paths: BagPaths) -> dict[str, Any]:
+def bag_info(bag_paths: BagPaths, *, count_messages: bool = True) -> dict[str, Any]:
     """Topics {topic: (msgtype, count)}, span (ns), message count, storage and size of the bag(s).
 
+    ``count_messages``: counts and span read from the data (every record); False takes them
+    from metadata.yaml, for callers that need only the topics and their types.
+
     Raises:
-        BagError: a bag is missing or cannot be opened.
+        BagError: a bag is missing or cannot be opened (or, counting, read).
     """
     paths = _paths(bag_paths)
     reader = _open(paths)
@@ -220,22 +223,29 @@ def bag_info(bag_paths: BagPaths) -> dict[str, Any]:
             listed[connection.topic] = (before + count if isinstance(before, int)
                                         and isinstance(count, int) else count)
             msgtypes[connection.topic] = connection.msgtype or ""
-        # Counted in the data: metadata.yaml's counts are not checked by anything (a tester's
-        # edited file made this print 9999 IMU messages for a bag holding 1141), and the
-        # checksums cover the data files only. Reading every record costs about a second per
-        # 100 MB here; the span is the data's too.
-        counts = dict.fromkeys(listed, 0)
-        start_ns = end_ns = None
-        with _corrupt_is_bag_error(paths):
-            for connection, stamp_ns, _ in reader.messages():
-                counts[connection.topic] = counts.get(connection.topic, 0) + 1
-                start_ns = stamp_ns if start_ns is None else min(start_ns, stamp_ns)
-                end_ns = stamp_ns if end_ns is None else max(end_ns, stamp_ns)
+        if count_messages:
+            # Counted in the data: metadata.yaml's counts are not checked by anything (a
+            # tester's edited file made this print 9999 IMU messages for a bag holding 1141),
+            # and the checksums cover the data files only. Reading every record costs about a
+            # second per 100 MB here; the span is the data's too.
+            counts: dict[str, int] = dict.fromkeys(listed, 0)
+            start_ns = end_ns = None
+            with _corrupt_is_bag_error(paths):
+                for connection, stamp_ns, _ in reader.messages():
+                    counts[connection.topic] = counts.get(connection.topic, 0) + 1
+                    start_ns = stamp_ns if start_ns is None else min(start_ns, stamp_ns)
+                    end_ns = stamp_ns if end_ns is None else max(end_ns, stamp_ns)
+        else:
+            counts = {t: n if isinstance(n, int) else 0 for t, n in listed.items()}
+            # rosbags reports end_time one past the last stamp
+            start_ns, end_ns = ((reader.start_time, reader.end_time - 1)
+                                if any(counts.values()) else (None, None))
         topic_info = {name: (msgtypes[name], counts[name]) for name in sorted(listed)}
     finally:
         reader.close()
     count = sum(counts.values())
-    mismatched = {t: (listed[t], counts[t]) for t in listed if listed[t] != counts[t]}
+    mismatched = {t: (listed[t], counts[t]) for t in listed
+                  if count_messages and listed[t] != counts[t]}
     if mismatched:
         logger.warning("bag %s: metadata.yaml's message counts disagree with the data: %s",
                        ", ".join(map(str, paths)), ", ".join(

@@ -438,10 +438,11 @@ def run_demo(
     wall_s = float("nan")
     try:
         helper = Node("meetup_demo", context=context)
+        in_bag = bag_info([str(bag)], count_messages=False)["topics"]
         replay = BagReplayNode(
             bag=[str(bag)], rate=rate, context=context, start_delay_s=0.0,
             wait_for_subscribers=1, wait_timeout_s=REPLAY_WAIT_TIMEOUT_S, wait_fail=True,
-            wait_topics=[t for t in REPLAY_WAIT_TOPICS if t in bag_info([str(bag)])["topics"]],
+            wait_topics=[t for t in REPLAY_WAIT_TOPICS if t in in_bag],
         )
         executor.add_node(helper)
         executor.add_node(replay)

@@ -58,7 +58,7 @@ def read_recorded(bag: Path, topic_names: list[str]) -> dict[str, list[Any]]:
     from meetup_ros.bags.reader import bag_info, iter_raw_messages
 
     try:
-        present = [t for t in topic_names if t in bag_info(bag)["topics"]]
+        present = [t for t in topic_names if t in bag_info(bag, count_messages=False)["topics"]]
         out: dict[str, list[Any]] = {t: [] for t in topic_names}
         for raw in iter_raw_messages(bag, present):
             out[raw.topic].append(TYPESTORE.deserialize_cdr(raw.rawdata, raw.msgtype))

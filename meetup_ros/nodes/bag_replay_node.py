@@ -223,7 +223,7 @@ class BagReplayNode(Node):
             raise BagError(f"parameter 'clock_hz' = {clock_hz!r}; expected > 0")
         self.clock_period_ns = int(1e9 / clock_hz)
 
-        info = bag_info(self.bag_paths)
+        info = bag_info(self.bag_paths, count_messages=False)  # what to publish
         self.report = ReplayReport(bag_duration_s=info["duration_s"])
         wanted = self.topic_filter or list(info["topics"])
         missing = [t for t in wanted if t not in info["topics"]]
