@@ -319,12 +319,14 @@ class SafetyMonitorNode(Node):
         if not network_path.is_file():
             raise RosInputError(f"network_path {str(network_path)!r} does not exist")
         self.monitors = []
+        property_files = []
         for name in p.property_paths:
             path = paths.node_file(name, "config")
             if not path.is_file():
                 raise RosInputError(f"property file {str(path)!r} does not exist")
             monitor = RuntimeMonitor(network_path, path, deadline_s=p.deadline_s)
             self.monitors.append((path.name, monitor))
+            property_files.append(str(path))
         self.network = self.monitors[0][1].network  # the same file for every property
         # Sizes against the network, input_names first: a short input_names list was
         # reported as radii of the wrong length.
@@ -398,8 +400,7 @@ class SafetyMonitorNode(Node):
         # monitor on the pipeline's file from one on other values (a tester's namespaced node
         # ran on the code's defaults and logged the same line).
         self.get_logger().info(
-            f"monitor: network {network_path}, properties "
-            f"{[str(paths.node_file(n, 'config')) for n in p.property_paths]}, "
+            f"monitor: network {network_path}, properties {property_files}, "
             f"deadline {p.deadline_s * 1e3:.0f} ms, state from {p.state_source}, "
             f"input timeout {p.input_timeout_s:g} s; region: radii {list(p.radii)}"
             + (f" + {p.k_sigma:g} sigma of {p.odom_topic}'s twist" if p.use_odometry_covariance
@@ -745,12 +746,14 @@ class SafetyMonitorNode(Node):
             stamp_ns = stamp_to_ns(command.header.stamp, p.command_topic)
         except RosInputError:  # counted by the caller; the stop still needs a stamp
             stamp_ns = self.get_clock().now().nanoseconds
-        self.cmd_pub.publish(
-            twist_stamped_msg(
-                stamp_ns, p.fallback_linear_mps, p.fallback_angular_radps, p.base_frame,
-            )
-        )
+        self._publish_fallback(stamp_ns)
         self.health.counters["fallbacks_sent"] += 1
+
+    def _publish_fallback(self, stamp_ns: int) -> None:
+        """The stop on /cmd, always in ``base_frame`` (the gate, the watchdog, shutdown)."""
+        p = self.params
+        self.cmd_pub.publish(twist_stamped_msg(
+            stamp_ns, p.fallback_linear_mps, p.fallback_angular_radps, p.base_frame))
 
     # ---- watchdog --------------------------------------------------------------------------
 
@@ -807,9 +810,7 @@ class SafetyMonitorNode(Node):
                 f"inputs silent for {silent_s:.2f} s ({self._silence(now_ns)}): fallback on "
                 f"{p.cmd_topic}")
         self.status_pub.publish(String(data=INPUT_TIMEOUT))
-        self.cmd_pub.publish(twist_stamped_msg(
-            now_ns, p.fallback_linear_mps, p.fallback_angular_radps, p.base_frame,
-        ))
+        self._publish_fallback(now_ns)
         self.health.counters["watchdog_fallbacks"] += 1
 
     def _publish_certificate(self, result: TickResult, state: np.ndarray) -> None:
@@ -850,10 +851,7 @@ class SafetyMonitorNode(Node):
         # the last command it leaves on /cmd is the fallback, not a verified one gone stale.
         p = self.params
         self.status_pub.publish(String(data=SHUTDOWN))
-        self.cmd_pub.publish(twist_stamped_msg(
-            self.get_clock().now().nanoseconds, p.fallback_linear_mps, p.fallback_angular_radps,
-            p.base_frame,
-        ))
+        self._publish_fallback(self.get_clock().now().nanoseconds)
         self.get_logger().info(f"shutting down: fallback sent on {p.cmd_topic}")
         self.health.publish(final=True)
         self.get_logger().info(f"safety_monitor_node done: {self.summary()}")

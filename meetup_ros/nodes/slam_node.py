@@ -352,7 +352,7 @@ class SlamNode(Node):
         self._hw[cam] = (int(msg.height), int(msg.width))
         self._info_change.pop(cam, None)
         self.pairs.clear()  # frames of the old size
-        self.priors.awaiting.clear()
+        self.priors.clear_pairs()
         self.frontend = None
         # A stereo camera reconfigured changes both: wait for the other's new size.
         if ("cam0" in self._info and ("cam1" in self._info or not self.stereo)

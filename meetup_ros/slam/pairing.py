@@ -112,6 +112,10 @@ class PriorWait:
             self.odometry.clear()  # a loop: old priors belong to another pass
         self.odometry.append((stamp_ns, T_odom_base))
 
+    def clear_pairs(self) -> None:
+        """Drop the waiting pairs (frames of a calibration no longer in use); odometry stays."""
+        self.awaiting.clear()
+
     @property
     def newest_odometry_ns(self) -> int | None:
         return self.odometry[-1][0] if self.odometry else None
