@@ -157,35 +157,33 @@ def drop_imu_non_measurements(seq: Any) -> tuple[Any, int]:
     kept, a second of NaN or 500 m/s^2 samples made dead reckoning 54 m or 2.8 km off, and a
     hole where they were dropped later did not count as a gap."""
     keep = imu_measurements(seq.imu.gyro_radps, seq.imu.accel_mps2)
-    if keep.all():
-        return seq, 0
-    names = [str(p) for p in getattr(seq, "paths", ())]
-    first = int(np.asarray(seq.imu.stamps_ns)[~keep][0])
-    logger.warning(
-        "bag %r: %d /imu0 sample(s) are not measurements (NaN, beyond +-%g rad/s or +-%g m/s^2, "
-        "or an accelerometer of exactly zero; the first at %d ns); dropped",
-        names[0] if len(names) == 1 else names, int((~keep).sum()), IMU_GYRO_LIMIT_RADPS,
-        IMU_ACCEL_LIMIT_MPS2, first)
-    imu = replace(seq.imu, stamps_ns=seq.imu.stamps_ns[keep], gyro_radps=seq.imu.gyro_radps[keep],
-                  accel_mps2=seq.imu.accel_mps2[keep])
-    return replace(seq, imu=imu), int((~keep).sum())
+    return _keep_imu(seq, keep, (
+        f"are not measurements (NaN, beyond +-{IMU_GYRO_LIMIT_RADPS:g} rad/s or "
+        f"+-{IMU_ACCEL_LIMIT_MPS2:g} m/s^2, or an accelerometer of exactly zero; the first at "
+        f"{int(np.asarray(seq.imu.stamps_ns)[~keep][0]) if not keep.all() else 0} ns)"))
 
 
 def drop_invalid_imu_stamps(seq: Any) -> tuple[Any, int]:
     """``seq`` without its IMU samples stamped 0 or below, and how many there were; a warning
     names the bag, the topic and the count."""
     keep = valid_imu_stamps(seq.imu.stamps_ns)
-    if keep.all():
-        return seq, 0
     bad = np.asarray(seq.imu.stamps_ns)[~keep]
+    return _keep_imu(seq, keep, f"have an invalid stamp ({sorted({int(s) for s in bad})[:3]} "
+                                "ns: 0 or negative, never set)")
+
+
+def _keep_imu(seq: Any, keep: np.ndarray, why: str) -> tuple[Any, int]:
+    """``seq`` with only the IMU samples ``keep`` marks, and how many went; a warning names
+    the bag, the count and ``why``."""
+    dropped = int(np.count_nonzero(~keep))
+    if not dropped:
+        return seq, 0
     names = [str(p) for p in getattr(seq, "paths", ())]
-    logger.warning(
-        "bag %r: %d IMU sample(s) on /imu0 have an invalid stamp (%s ns: 0 or negative, never "
-        "set); dropped", names[0] if len(names) == 1 else names, bad.size,
-        sorted({int(s) for s in bad})[:3])
+    logger.warning("bag %r: %d IMU sample(s) on /imu0 %s; dropped",
+                   names[0] if len(names) == 1 else names, dropped, why)
     imu = replace(seq.imu, stamps_ns=seq.imu.stamps_ns[keep], gyro_radps=seq.imu.gyro_radps[keep],
                   accel_mps2=seq.imu.accel_mps2[keep])
-    return replace(seq, imu=imu), int(bad.size)
+    return replace(seq, imu=imu), dropped
 
 
 def frame_stamps(seq: Any, imu_per_frame: int = 10) -> tuple[np.ndarray, np.ndarray]:
