@@ -74,6 +74,20 @@ def _numbers(path: Path, line_no: int, fields: list[str], count: int, what: str
     return values
 
 
+def read_gray_image(path: Path) -> np.ndarray:
+    """A frame of these sequences as uint8 grey (TUM's RGB frames converted by OpenCV).
+
+    Raises:
+        DatasetError: the file is missing or not an image OpenCV reads.
+    """
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise DatasetError(f"image {str(path)!r} cannot be read as an image")
+    return image
+
+
 def mono_sequence_folders(data_root: Path) -> tuple[Path, Path, Path]:
     """The KITTI 06, KITTI turn and TUM folders under ``data_root``.
 

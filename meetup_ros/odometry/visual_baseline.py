@@ -38,7 +38,6 @@ from meetup_ros.evaluation import trajectory as traj_metrics
 from meetup_ros.evaluation.datasets import KITTI06, KITTI_TURN, TUM_OFFICE
 from meetup_ros.evaluation.jsonsafe import finite_json
 from meetup_ros.evaluation.trajectory import Trajectory
-from meetup_ros.odometry.windowing import OdometryError
 
 logger = logging.getLogger(__name__)
 
@@ -69,25 +68,18 @@ def _trajectory(stamps_ns: np.ndarray, T: np.ndarray, name: str) -> Trajectory:
                       Rotation.from_matrix(T[:, :3, :3]).as_quat(), name)
 
 
-def _read_gray(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise OdometryError(f"image {str(path)!r} cannot be read as an image")
-    return image
-
-
 def load_kitti(folder: Path, name: str) -> MonoSequence:
     """KITTI odometry snippet: ``image_l/*.png``, ``poses.txt`` (3x4 T_w_cam0), ``calib.txt``.
 
     Raises:
-        DatasetError: a file is missing or malformed (:func:`datasets.read_kitti`).
-        OdometryError: an image cannot be read.
+        DatasetError: a file is missing or malformed (:func:`datasets.read_kitti`), or an
+            image cannot be read.
     """
     kitti = datasets.read_kitti(folder)
     # KITTI frames are about 0.1036 s apart; only the stamps' spacing matters here
     stamps = (np.arange(len(kitti.T_world_cam)) * 103_600_000).astype(np.int64)
-    return MonoSequence(name, [_read_gray(p) for p in kitti.image_paths], kitti.K, stamps,
-                        kitti.T_world_cam, "camera")
+    images = [datasets.read_gray_image(p) for p in kitti.image_paths]
+    return MonoSequence(name, images, kitti.K, stamps, kitti.T_world_cam, "camera")
 
 
 def load_tum(folder: Path, name: str) -> MonoSequence:
@@ -99,8 +91,7 @@ def load_tum(folder: Path, name: str) -> MonoSequence:
 
     Raises:
         DatasetError: a file is missing or malformed, or a frame is not covered
-            (:func:`datasets.read_tum`).
-        OdometryError: an image cannot be read.
+            (:func:`datasets.read_tum`), or an image cannot be read.
     """
     tum = datasets.read_tum(folder)
     gt = tum.groundtruth
@@ -110,7 +101,7 @@ def load_tum(folder: Path, name: str) -> MonoSequence:
     T = np.tile(np.eye(4), (len(stamps_s), 1, 1))
     T[:, :3, :3] = slerp(t).as_matrix()
     T[:, :3, 3] = np.stack([np.interp(t, gt.stamps_s, gt.p_xyz[:, i]) for i in range(3)], 1)
-    images = [_read_gray(p) for p in tum.frames.paths]  # RGB frames, read as grey by OpenCV
+    images = [datasets.read_gray_image(p) for p in tum.frames.paths]  # RGB, read as grey
     return MonoSequence(name, images, TUM_FR3_K.copy(), np.round(stamps_s * 1e9).astype(np.int64),
                         T, "z_up")
 
@@ -289,7 +280,6 @@ def evaluate_visual(data_root: Path, out_dir: Path | None) -> dict[str, Any]:
 
     Raises:
         DatasetError: a sequence folder or file is missing or malformed (names it).
-        OdometryError: an image cannot be read.
     """
     cv2.setRNGSeed(0)  # RANSAC draws from OpenCV's global RNG: fixed for repeatable figures
     t0 = time.perf_counter()

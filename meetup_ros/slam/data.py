@@ -292,13 +292,6 @@ def motorcycle_pair(height: int = 64, width: int = 96) -> PairSample:
                       "middlebury_motorcycle", True, Kb)
 
 
-def _read_gray(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise SlamError(f"image {str(path)!r} cannot be read as an image")
-    return image
-
-
 def _kitti_pairs(folder: Path, height: int, width: int, step: int,
                  limit: int, first: int = 0, sequence: str = "") -> list[PairSample]:
     kitti = datasets.read_kitti(folder)
@@ -306,8 +299,8 @@ def _kitti_pairs(folder: Path, height: int, width: int, step: int,
     poses = kitti.T_world_cam
     out = []
     for i in range(first * step, min(len(poses) - step, (first + limit) * step), step):
-        ia = _read_gray(kitti.image_paths[i])
-        ib = _read_gray(kitti.image_paths[i + step])
+        ia = datasets.read_gray_image(kitti.image_paths[i])
+        ib = datasets.read_gray_image(kitti.image_paths[i + step])
         a, Ks = crop_resize(ia, K, height, width)
         b, _ = crop_resize(ib, None, height, width)
         assert Ks is not None
@@ -341,7 +334,7 @@ def _tum_pairs(root: Path, height: int, width: int, limit: int,
             T[:3, :3] = _quat_to_matrix(gt.q_xyzw[i])
             T[:3, 3] = gt.p_xyz[i]
             poses.append(T)
-        ia, ib = _read_gray(fa), _read_gray(fb)
+        ia, ib = datasets.read_gray_image(fa), datasets.read_gray_image(fb)
         a, Ks = crop_resize(ia, TUM_FR3_K, height, width)
         b, _ = crop_resize(ib, None, height, width)
         assert Ks is not None
@@ -361,7 +354,6 @@ def mono_pose_pairs(data_root: Path, height: int = 64, width: int = 96,
         DatasetError: a sequence folder is missing (all are named: a partial data root used
             to drop its pairs without a word), or a file is malformed, or a TUM frame has no
             ground truth within ``datasets.TUM_GT_TOLERANCE_S``.
-        SlamError: an image cannot be read.
     """
     kitti1, kitti2, tum = datasets.mono_sequence_folders(data_root)
     rel_kitti1, rel_kitti2, rel_tum = datasets.MONO_SEQUENCES
