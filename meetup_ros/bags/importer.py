@@ -33,6 +33,7 @@ from scipy.spatial.transform import Rotation
 
 from meetup_ros.bags import topics
 from meetup_ros.bags.checksums import write_checksums
+from meetup_ros.bags.coverage import MAX_GAP_PERIODS, covered_window
 from meetup_ros.bags.errors import BagError, EurocError
 from meetup_ros.bags.euroc import (
     CameraCalibration,
@@ -415,24 +416,11 @@ def _warn_uncovered(asl_dir: str | Path, name: str, stamps_ns: np.ndarray, start
     """Say when a series does not cover the image window: it imports as it is, but a tester's
     IMU ending 2 s into 4.7 s of images (or ground truth with no row in the window) was found
     only when the VIO was scored over part of the window."""
-    steps = np.diff(stamps_ns)
-    max_gap = 10 * float(np.median(steps)) if steps.size else 0.0
-    inside = stamps_ns[(stamps_ns >= start_ns - max_gap) & (stamps_ns <= end_ns + max_gap)]
-    problems = []
-    if inside.size == 0:
-        problems.append("no sample in it")
-    else:
-        if inside[0] - start_ns > max_gap:
-            problems.append(f"starts {(inside[0] - start_ns) / 1e9:.3f} s after its start")
-        if end_ns - inside[-1] > max_gap:
-            problems.append(f"ends {(end_ns - inside[-1]) / 1e9:.3f} s before its end")
-        within = np.diff(inside)
-        if within.size and within.max() > max_gap:
-            k = int(np.argmax(within))
-            problems.append(f"has a gap of {within[k] / 1e9:.3f} s at {int(inside[k])} ns")
-    if problems:
+    window = covered_window(stamps_ns, start_ns, end_ns, name, MAX_GAP_PERIODS)
+    problem = "no sample in it" if window is None else window[2]
+    if problem:
         logger.warning("%s: %s does not cover the image window [%d, %d] ns: %s",
-                       asl_dir, name, start_ns, end_ns, "; ".join(problems))
+                       asl_dir, name, start_ns, end_ns, problem)
 
 
 def _check_downscaled_size(calib: CameraCalibration, downscale: int) -> None:

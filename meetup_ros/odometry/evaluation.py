@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from meetup_ros.bags import coverage
 from meetup_ros.evaluation import trajectory as traj_metrics
 from meetup_ros.evaluation.jsonsafe import finite_json
 from meetup_ros.evaluation.trajectory import EvaluationError, Trajectory
@@ -44,10 +45,9 @@ logger = logging.getLogger(__name__)
 
 # SE(3) alignment (Umeyama) needs three associated pose pairs.
 MIN_DISTINCT_STAMPS = 3
-# An IMU silent for this many of its periods has a gap: dead reckoning integrates one sample
-# across it (a tester's 3 s outage put it 139 m off), and the estimator resets there. A
-# scored stretch ends at the first gap (EuRoC's IMU never misses a sample, 5.000 ms +- 0.2 us).
-MAX_IMU_GAP_PERIODS = 10
+# A scored stretch ends at the first IMU gap (coverage.MAX_GAP_PERIODS): dead reckoning
+# integrates one sample across it, and the estimator resets there.
+MAX_IMU_GAP_PERIODS = coverage.MAX_GAP_PERIODS
 # Ground truth is interpolated (the start state, the reference poses): a hole of a few of its
 # periods is already a guess.
 MAX_GT_GAP_PERIODS = 3
@@ -212,44 +212,17 @@ def _bag_label(seq: Any) -> str:
     return repr(names[0] if len(names) == 1 else names)
 
 
-def covered_window(stamps_ns: np.ndarray, start_ns: int, end_ns: int, topic: str = "/imu0",
-                   max_gap_periods: float = MAX_IMU_GAP_PERIODS) -> tuple[int, int, str]:
-    """The part of [start_ns, end_ns] that a series covers without a gap, and what cut it.
-
-    The series' stamps form runs split at gaps (``max_gap_periods`` of its median period
-    without a stamp); the window is the first run that reaches into [start_ns, end_ns],
-    clipped to it. Ends within one gap's length of the run's are not cuts. The reason, naming
-    ``topic``, is "" when the window is the whole of [start_ns, end_ns].
+def covered_window(stamps_ns: np.ndarray, start_ns: int, end_ns: int, topic: str,
+                   max_gap_periods: float) -> tuple[int, int, str]:
+    """:func:`meetup_ros.bags.coverage.covered_window`, refusing a series absent from it.
 
     Raises:
         OdometryError: no stamp in or near the window.
     """
-    stamps = np.asarray(stamps_ns, dtype=np.int64)
-    steps = np.diff(stamps)
-    max_gap = max_gap_periods * (float(np.median(steps)) if steps.size else 0.0)
-    gaps = np.flatnonzero(steps > max_gap)
-    run_first = np.concatenate([[0], gaps + 1])
-    run_last = np.concatenate([gaps, [stamps.size - 1]])
-    for k, (i, j) in enumerate(zip(run_first, run_last, strict=True)):
-        first, last = int(stamps[i]), int(stamps[j])
-        if last + max_gap < start_ns:
-            continue
-        if first - max_gap > end_ns:
-            break
-        reasons = []
-        window_start, window_end = start_ns, end_ns
-        if first - start_ns > max_gap:
-            window_start = first
-            reasons.append(f"{topic} starts {(first - start_ns) / NS_PER_S:.3f} s after it"
-                           if k == 0 else f"{topic} has a gap of "
-                           f"{(first - int(stamps[i - 1])) / NS_PER_S:.3f} s before {first} ns")
-        if end_ns - last > max_gap:
-            window_end = last
-            reasons.append(f"{topic} has a gap of {(int(stamps[j + 1]) - last) / NS_PER_S:.3f} s "
-                           f"at {last} ns" if j + 1 < stamps.size else
-                           f"{topic} ends {(end_ns - last) / NS_PER_S:.3f} s before it")
-        return window_start, window_end, "; ".join(reasons)
-    raise OdometryError(f"no {topic} message in {start_ns}..{end_ns} ns")
+    window = coverage.covered_window(stamps_ns, start_ns, end_ns, topic, max_gap_periods)
+    if window is None:
+        raise OdometryError(f"no {topic} message in {start_ns}..{end_ns} ns")
+    return window
 
 
 def imu_covered_window(imu_stamps_ns: np.ndarray, start_ns: int,
