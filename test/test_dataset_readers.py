@@ -74,6 +74,14 @@ def _gt_path(root: Path) -> Path:
     return root / TUM / "eao_slam_data" / "groundtruth.txt"
 
 
+def _both_refuse(root: Path, pattern: str) -> None:
+    """evaluate-visual's and the SLAM pairs' readers refuse the TUM data alike."""
+    with pytest.raises(ValueError, match=pattern):
+        visual_baseline.load_tum(root / TUM, "tum")
+    with pytest.raises(ValueError, match=pattern):
+        slam_data.mono_pose_pairs(root)
+
+
 def _line_no(path: Path, stamp_s: float) -> int:
     """The 1-based line of ``path`` whose stamp is ``stamp_s``."""
     for n, line in enumerate(path.read_text().splitlines(), start=1):
@@ -108,10 +116,7 @@ def test_tum_ground_truth_that_starts_late_is_refused_in_both_commands(root: Pat
     pattern = (rf"TUM frame {str(frame)!r} at 1000\.000000 s is 2\.500 s outside the span "
                rf"1002\.500000\.\.1003\.500000 s of ground truth {str(gt)!r}; expected every "
                r"frame within 0\.1 s of it")
-    with pytest.raises(ValueError, match=pattern):
-        visual_baseline.load_tum(root / TUM, "tum")
-    with pytest.raises(ValueError, match=pattern):
-        slam_data.mono_pose_pairs(root)
+    _both_refuse(root, pattern)
 
 
 def test_tum_ground_truth_that_ends_early_or_has_a_gap_is_refused(root: Path) -> None:
@@ -124,10 +129,7 @@ def test_tum_ground_truth_that_ends_early_or_has_a_gap_is_refused(root: Path) ->
     a, b = _line_no(gt, 1001.5), _line_no(gt, 1002.5)
     pattern = (rf"1002\.000000 s falls in a gap of ground truth .*lines {a}\.\.{b}, "
                r"1001\.500000\.\.1002\.500000 s\): the nearest pose is 0\.500 s away")
-    with pytest.raises(ValueError, match=pattern):
-        visual_baseline.load_tum(root / TUM, "tum")
-    with pytest.raises(ValueError, match=pattern):
-        slam_data.mono_pose_pairs(root)
+    _both_refuse(root, pattern)
 
 
 def test_slam_takes_the_nearest_row_within_the_tolerance(root: Path) -> None:

@@ -172,8 +172,12 @@ def run_pipeline_launch(arguments: dict[str, str], *, stop_after_start_s: float 
 
     # launch's own logger: its screen handler keeps the stream of the first test that ran it
     records: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    handler = Collect()
     logging.getLogger("launch").addHandler(handler)
     try:
         returncode, seen, before = asyncio.run(main())
