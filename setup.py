@@ -28,7 +28,9 @@ setup(
     description="Learned VIO, depth-code SLAM, runtime NN verification and DFW retraining.",
     license="BSD-3-Clause",
     entry_points={
-        "console_scripts": [f"{node} = {PACKAGE}.nodes.{node}:main" for node in NODES]
+        # through nodes/entry.py: quiet on Ctrl-C while importing, and (where asked) stops
+        # when the launcher that started it dies
+        "console_scripts": [f"{node} = {PACKAGE}.nodes.entry:{node}" for node in NODES]
         + ["meetup-ros = meetup_ros.cli:main"],
     },
 )

@@ -19,6 +19,9 @@ from launch_ros.substitutions import FindPackageShare
 PACKAGE = "meetup_ros"
 NODES = ("vio_node", "slam_node", "controller_node", "safety_monitor_node")
 PARAMS_FILE = "pipeline.yaml"
+# Each node stops (as on Ctrl-C) when this launch process dies: `ros2 launch` stopped with
+# SIGTERM exits without stopping its children (launch 3.x), which then ran on unsupervised.
+NODE_ENV = {"MEETUP_ROS_EXIT_WITH_PARENT": "1"}
 
 
 def _check_params_file(context: LaunchContext) -> list[object]:
@@ -56,6 +59,7 @@ def generate_launch_description() -> LaunchDescription:
             # The command-line argument overrides the file's use_sim_time.
             parameters=[params_file, {"use_sim_time": use_sim_time}],
             on_exit=Shutdown(reason=f"{name} exited"),
+            additional_env=NODE_ENV,
         )
         for name in NODES
     ]

@@ -32,7 +32,7 @@ def test_live_nodes_publish_periodic_diagnostics(how: str) -> None:
         cmd = [sys.executable, "-m", "meetup_ros.cli", "run", "--nodes", "controller_node",
                "--use-sim-time", "false"]
     else:  # what the console script controller_node runs, with the pipeline's file only
-        cmd = [sys.executable, "-m", "meetup_ros.nodes.controller_node", "--ros-args",
+        cmd = [sys.executable, "-m", "meetup_ros.nodes.entry", "controller_node", "--ros-args",
                "--params-file", str(paths.config_path("pipeline.yaml"))]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     context = Context()

@@ -13,6 +13,12 @@ import asyncio
 import importlib
 import importlib.util
 import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +55,7 @@ def _console_scripts() -> dict[str, str]:
     for node in tree.body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "NODES":
             nodes = ast.literal_eval(node.value)
-    return {name: f"meetup_ros.nodes.{name}:main" for name in nodes}
+    return {name: f"meetup_ros.nodes.entry:{name}" for name in nodes}
 
 
 def test_launch_nodes_match_setup_and_runner() -> None:
@@ -237,3 +243,73 @@ def test_pipeline_launch_refuses_bad_arguments_before_any_node(
     run = run_pipeline_launch(arguments, stop_after_start_s=None, timeout_s=30.0)
     assert run.returncode != 0 and not run.output and not run.exits
     assert message in run.log
+
+
+# A `ros2 launch` of its own: the test process cannot be the launcher that gets SIGTERM.
+LAUNCH_SCRIPT = """
+import sys
+from launch import LaunchDescription, LaunchService
+from launch.actions import IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+service = LaunchService(argv=[])
+service.include_launch_description(LaunchDescription([
+    IncludeLaunchDescription(PythonLaunchDescriptionSource(sys.argv[1]))]))
+sys.exit(service.run())
+"""
+
+
+def _children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in path.read_text().split()} if path.exists() else set()
+
+
+def _running(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.dds
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
+def test_nodes_stop_when_the_launch_is_stopped_with_sigterm_or_killed(
+        installed_share: Path, stop: signal.Signals, tmp_path: Path) -> None:
+    """launch 3.x leaves its children running on SIGTERM (systemd's and docker's stop); the
+    nodes now stop as on Ctrl-C when their launcher dies (nodes/entry.py)."""
+    # The nodes' own log files: once the launch is gone their screen output has no reader.
+    env = {**os.environ, "ROS_LOG_DIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCH_SCRIPT, str(PIPELINE_LAUNCH)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    nodes: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120.0
+        while time.monotonic() < deadline and proc.poll() is None:
+            text = "".join(lines)
+            if all(line in text for line in STARTED.values()):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the pipeline did not start:\n" + "".join(lines)[-3000:])
+        nodes = _children(proc.pid)
+        assert len(nodes) == len(STARTED), nodes
+        proc.send_signal(stop)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and any(_running(pid) for pid in nodes):
+            time.sleep(0.2)
+        left = sorted(pid for pid in nodes if _running(pid))
+    finally:
+        for pid in nodes:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(timeout=10)
+    assert not left, f"nodes {left} outlived the launch:\n" + "".join(lines)[-3000:]
+    logs = "".join(path.read_text(errors="replace") for path in tmp_path.rglob("*.log"))
+    assert logs.count("is gone; stopping as on Ctrl-C") == len(STARTED), logs[-3000:]

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from meetup_ros.cli import CommandError
+from meetup_ros.nodes.entry import EXIT_WITH_PARENT_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +205,8 @@ def check_params_file(params_file: Path) -> None:
 
 
 class NodeProcesses:
-    """The pipeline nodes as child processes (``python -m meetup_ros.nodes.<name>``)."""
+    """The pipeline nodes as child processes (``python -m meetup_ros.nodes.entry <name>``),
+    each stopping (as on Ctrl-C) if this process dies without stopping them (a SIGKILL)."""
 
     def __init__(self, params_file: Path, names: Sequence[str], log_dir: Path | None,
                  use_sim_time: str | None = None) -> None:
@@ -217,9 +219,8 @@ class NodeProcesses:
 
     def start(self) -> None:
         for name in self.names:
-            module = PIPELINE_NODES[name].partition(":")[0]
-            cmd = [sys.executable, "-m", module, "--ros-args", "--params-file",
-                   str(self.params_file)]
+            cmd = [sys.executable, "-m", "meetup_ros.nodes.entry", name, "--ros-args",
+                   "--params-file", str(self.params_file)]
             if self.use_sim_time is not None:  # after the file: the later setting wins
                 cmd += ["-p", f"use_sim_time:={self.use_sim_time}"]
             out: IO[bytes] | None = None
@@ -229,7 +230,7 @@ class NodeProcesses:
                 self._logs.append(out)
             self.procs[name] = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT if out else None,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", EXIT_WITH_PARENT_ENV: "1"},
             )
             logger.info("started %s (pid %d)", name, self.procs[name].pid)
 

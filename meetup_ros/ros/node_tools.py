@@ -28,6 +28,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
+from meetup_ros.nodes.entry import PARENT_DEATH_SIGNAL
 from meetup_ros.ros import RosInputError
 from meetup_ros.ros.convert import ns_to_stamp
 from meetup_ros.ros.latency import LatencyTracker
@@ -253,6 +254,15 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+class LauncherGone(KeyboardInterrupt):
+    """The launcher that started the node died without stopping it (nodes/entry.py asks for
+    SIGUSR1 then). A stop as on Ctrl-C, logged as such."""
+
+
+def _raise_launcher_gone(signum: int, frame: Any) -> None:
+    raise LauncherGone
+
+
 def lower_cpu_priority(node: Node, nice_increment: int) -> None:
     """Raise this process's niceness by ``nice_increment`` (0 leaves it as it is).
 
@@ -423,8 +433,10 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
         return 2
     node: Node | None = None
     code = 0
+    parent_pid = os.getppid()
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+    signal.signal(PARENT_DEATH_SIGNAL, _raise_launcher_gone)
     handler = RosLogHandler(rclpy.logging.get_logger("meetup_ros"))
     cores = logging.getLogger("meetup_ros")
     cores.addHandler(handler)
@@ -445,6 +457,10 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
         # wakes the wait set, and Ctrl-C would only be seen at the next message.
         while rclpy.ok():
             executor.spin_once(timeout_sec=0.2)
+    except LauncherGone:
+        log = node.get_logger() if node is not None else rclpy.logging.get_logger("meetup_ros")
+        log.warning(f"the launcher that started this node (pid {parent_pid}) is gone; "
+                    "stopping as on Ctrl-C")
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # a node that cannot start: say why and exit non-zero
@@ -453,8 +469,8 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
     finally:
         # A terminal's Ctrl-C reaches both a launcher and its node processes: a second
         # SIGINT must not cut the final diagnostics short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for signum in (signal.SIGINT, signal.SIGTERM, PARENT_DEATH_SIGNAL):
+            signal.signal(signum, signal.SIG_IGN)
         if node is not None:
             close = getattr(node, "close", None)
             if callable(close) and node.context.ok():

@@ -1,0 +1,166 @@
+"""A node process before and after its start-up: nodes/entry.py, what every console script runs.
+
+Ctrl-C while a node still imports torch ends it quietly (before: a KeyboardInterrupt traceback
+and exit code -2), and nodes started by `meetup-ros run` (or the launch files) stop as on
+Ctrl-C when their launcher dies without stopping them (before: they ran on, unsupervised).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from meetup_ros.nodes import entry
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_sigint() -> None:
+    # A background job of a non-interactive shell (CI) inherits SIGINT ignored; a user's
+    # terminal does not. The tests are about the latter.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie nobody reaped: in a container pid 1 may not reap)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return not re.search(r"^State:\s+Z", status, re.MULTILINE)
+
+
+def test_console_scripts_go_through_entry() -> None:
+    tree = ast.parse((REPO_ROOT / "setup.py").read_text())
+    nodes: tuple[str, ...] = ()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "NODES":
+            nodes = ast.literal_eval(node.value)
+    assert nodes
+    assert '"{node} = {PACKAGE}.nodes.entry:{node}"' in (REPO_ROOT / "setup.py").read_text()
+    for name in nodes:
+        assert callable(getattr(entry, name)), name
+    installed = Path(sys.executable).parent / "vio_node"  # the venv's own console script
+    if installed.is_file():
+        assert "meetup_ros.nodes.entry" in installed.read_text(), (
+            f"{installed} is from an install before nodes/entry.py: reinstall the package")
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+def test_ctrl_c_while_a_node_imports_torch_is_quiet() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meetup_ros.nodes.entry", "vio_node", "--ros-args",
+         "--params-file", str(REPO_ROOT / "config" / "pipeline.yaml")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_default_sigint)
+    try:
+        deadline = time.monotonic() + 60.0
+        # torch's library mapped: the node module is being imported, nothing started yet
+        while time.monotonic() < deadline:
+            try:
+                if "libtorch_cpu" in Path(f"/proc/{proc.pid}/maps").read_text():
+                    break
+            except OSError:
+                pass
+            time.sleep(0.005)
+        else:
+            pytest.fail("vio_node never loaded torch")
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=60)[0].decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in output, output
+    assert "vio_node: interrupted while starting" in output, output
+    assert proc.returncode == 0, output
+
+
+def test_exit_with_parent_is_asked_only_when_the_launcher_says_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(entry.EXIT_WITH_PARENT_ENV, raising=False)
+    assert entry.exit_with_parent() is None  # not asked: nothing done, nothing to say
+    if sys.platform.startswith("linux"):
+        monkeypatch.setenv(entry.EXIT_WITH_PARENT_ENV, "1")
+        # run in a child: the request would otherwise stay on the test process
+        code = ("import os,sys; os.environ['MEETUP_ROS_EXIT_WITH_PARENT']='1';"
+                "from meetup_ros.nodes import entry; print(entry.exit_with_parent())")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout
+        assert out.strip() == "None"
+
+
+@pytest.mark.dds
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_nodes_stop_and_the_monitor_sends_its_stop_when_meetup_ros_run_is_killed() -> None:
+    rclpy = pytest.importorskip("rclpy")
+    from geometry_msgs.msg import TwistStamped
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    from meetup_ros.ros.node_tools import reliable_qos
+
+    run = subprocess.Popen(
+        [sys.executable, "-m", "meetup_ros.cli", "run", "--nodes", "safety_monitor_node",
+         "--use-sim-time", "false"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_default_sigint)
+    lines: list[str] = []
+    reader = threading.Thread(  # the node inherits the pipe: EOF only once it is gone too
+        target=lambda: lines.extend(raw.decode(errors="replace") for raw in run.stdout or []),
+        daemon=True)
+    reader.start()
+    context = Context()
+    rclpy.init(context=context, args=[])
+    listener = Node("cmd_listener", context=context)
+    commands: list[TwistStamped] = []
+    listener.create_subscription(TwistStamped, "/cmd", commands.append, reliable_qos(50))
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(listener)
+    node_pid = None
+    try:
+        deadline = time.monotonic() + 90.0
+        while time.monotonic() < deadline and run.poll() is None:
+            executor.spin_once(timeout_sec=0.1)
+            started = [re.search(r"started safety_monitor_node \(pid (\d+)\)", line)
+                       for line in list(lines)]
+            if node_pid is None and any(started):
+                node_pid = int(next(m for m in started if m).group(1))
+            # the monitor is up (spinning) and its /cmd publisher is matched to us
+            if (node_pid is not None and any("monitor: network" in line for line in lines)
+                    and listener.count_publishers("/cmd") > 0):
+                break
+        else:
+            pytest.fail("the monitor did not start:\n" + "".join(lines)[-3000:])
+        assert node_pid is not None
+        time.sleep(1.0)  # past start-up, spinning
+        received_before = len(commands)
+        assert received_before == 0  # no inputs, watchdog not armed: /cmd's next is the stop
+        run.kill()  # SIGKILL: `meetup-ros run` cannot stop its node itself
+        run.wait()
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and (_alive(node_pid)
+                                                or len(commands) == received_before):
+            executor.spin_once(timeout_sec=0.1)
+        outlived = _alive(node_pid)
+    finally:
+        if node_pid is not None and _alive(node_pid):
+            os.kill(node_pid, signal.SIGKILL)
+        executor.shutdown(timeout_sec=2.0)
+        listener.destroy_node()
+        rclpy.try_shutdown(context=context)
+    reader.join(timeout=10)
+    output = "".join(lines)
+    assert not outlived, f"the monitor outlived `meetup-ros run`:\n{output[-3000:]}"
+    assert "is gone; stopping as on Ctrl-C" in output, output[-3000:]
+    assert len(commands) > received_before, f"no stop on /cmd:\n{output[-3000:]}"
+    stop = commands[-1].twist
+    assert (stop.linear.x, stop.linear.y, stop.linear.z) == (0.0, 0.0, 0.0)
