@@ -391,6 +391,8 @@ def test_depth_region_allows_the_closing_speed_the_region_allows(harness: Harnes
     ({"deadline_s": math.inf}, r"deadline_s inf: expected a finite value > 0"),
     ({"tick_hz": 1e-12}, r"tick_hz 1e-12: expected a finite rate in \[1e-09, 1000\] Hz"),
     ({"diagnostics_period_s": math.inf}, r"diagnostics_period_s inf: expected a finite period"),
+    ({"realtime_priority": 50}, r"realtime_priority 50: expected 0 \(normal scheduling\) or a "
+                                r"SCHED_FIFO priority in \[1, 49\]"),
 ])
 def test_monitor_refuses_bad_parameters_naming_them(harness: Harness, tmp_path: Path,
                                                     params: dict, message: str) -> None:

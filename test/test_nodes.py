@@ -7,6 +7,7 @@ multi-threaded executor on a background thread.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -414,6 +415,51 @@ def test_slam_node_lowers_only_its_own_priority(harness: Harness, tmp_path: Path
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True)
     assert out.stdout.strip().splitlines()[-1] == "3"
+
+
+REALTIME_PROBE = """
+import os, sys, threading, time
+import rclpy
+from rclpy.node import Node
+from meetup_ros.ros.node_tools import raise_to_realtime
+if len(sys.argv) > 2:  # an unprivileged user: no root, no CAP_SYS_NICE
+    os.setgid(int(sys.argv[2])); os.setuid(int(sys.argv[2]))
+# no log files: the unprivileged user cannot write the test run's ~/.ros/log
+rclpy.init(args=['--ros-args', '--disable-external-lib-logs'])
+n = Node('rt_probe')  # rclpy's and DDS's threads exist by now
+raise_to_realtime(n.get_logger(), int(sys.argv[1]))
+later = threading.Thread(target=time.sleep, args=(0.5,)); later.start()
+tids = os.listdir('/proc/self/task')
+print(sorted({os.sched_getscheduler(int(t)) for t in tids}), len(tids))
+later.join(); n.destroy_node(); rclpy.shutdown()
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setscheduler"), reason="needs SCHED_FIFO (Linux)")
+def test_realtime_priority_puts_every_thread_under_sched_fifo_or_warns() -> None:
+    """vio_node's and the monitor's realtime_priority: every thread of the process (rclpy's
+    and DDS's, and the ones started after) under SCHED_FIFO; without the privilege a warning
+    naming what is missing, and normal priority. In child processes: the test run's own
+    scheduling stays as it is."""
+
+    def probe(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", REALTIME_PROBE, *args],
+                              capture_output=True, text=True, timeout=60, check=True)
+
+    normal = probe("0")
+    assert normal.stdout.split("]")[0] == f"[{os.SCHED_OTHER}"
+    if os.geteuid() == 0:
+        fifo = probe("20")
+        assert fifo.stdout.split("]")[0] == f"[{os.SCHED_FIFO}", fifo.stdout
+        assert int(fifo.stdout.split()[-1]) > 2  # rclpy's, DDS's and the later one included
+        assert "SCHED_FIFO 20" in fifo.stderr
+        unprivileged = probe("20", "65534")  # nobody
+    else:
+        unprivileged = probe("20")
+    if unprivileged.stdout.split("]")[0] == f"[{os.SCHED_FIFO}":
+        pytest.skip("this user may use SCHED_FIFO (an rtprio limit): no refusal to check")
+    assert unprivileged.stdout.split("]")[0] == f"[{os.SCHED_OTHER}"
+    assert "not permitted to use SCHED_FIFO" in unprivileged.stderr, unprivileged.stderr
 
 
 def test_node_health_reports_matched_subscriptions_before_any_clock(harness: Harness) -> None:

@@ -233,6 +233,9 @@ def test_clocks_that_disagree_are_reported_once_per_kind(harness: Harness, seq) 
     ({"imu_wait_s": -1.0}, r"imu_wait_s -1\.0: expected a finite wait"),
     ({"imu_wait_s": 1e12}, r"imu_wait_s 1000000000000\.0: expected a finite wait"),
     ({"torch_threads": 0}, r"torch_threads 0: expected an integer >= 1"),
+    ({"realtime_priority": 99}, r"realtime_priority 99: expected 0 \(normal scheduling\) or a "
+                                r"SCHED_FIFO priority in \[1, 49\]"),
+    ({"realtime_priority": -1}, r"realtime_priority -1: expected 0"),
     ({"image_height": -5}, r"image_height -5: expected pixels > 0, or 0"),
 ])
 def test_vio_node_refuses_bad_parameters_naming_them(harness: Harness, params: dict,

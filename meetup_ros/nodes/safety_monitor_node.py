@@ -69,6 +69,7 @@ from meetup_ros.ros.convert import (
 )
 from meetup_ros.ros.node_tools import (
     MAX_TIMER_PERIOD_S,
+    REALTIME_PRIORITY_MAX,
     NodeHealth,
     diagnostic_status,
     reliable_qos,
@@ -169,6 +170,11 @@ class MonitorParams:
     torch_threads: int = param(
         1, "torch CPU threads in this node's process (several nodes share few cores)"
     )
+    realtime_priority: int = param(
+        0, "SCHED_FIFO priority of this node's process when it runs as its own process "
+           f"(1-{REALTIME_PRIORITY_MAX}; 0 = normal scheduling); needs root, CAP_SYS_NICE or "
+           "an rtprio limit, else a warning and normal priority"
+    )
 
 
 @dataclass
@@ -241,6 +247,8 @@ def _check_params(p: MonitorParams) -> None:
     need(bool(p.base_frame), "base_frame", "a frame id (controller_node's command_frame_id)")
     need(p.max_pending >= 1, "max_pending", "an integer >= 1")
     need(p.torch_threads >= 1, "torch_threads", "an integer >= 1")
+    need(0 <= p.realtime_priority <= REALTIME_PRIORITY_MAX, "realtime_priority",
+         f"0 (normal scheduling) or a SCHED_FIFO priority in [1, {REALTIME_PRIORITY_MAX}]")
     need(_finite(p.advisory_speeds_mps), "advisory_speeds_mps", "finite speeds (m/s)")
     # The fallback goes to /cmd whenever nothing is proven (unknown, violated, rejected, stale,
     # the watchdog, shutdown): no certificate covers it, so it must be the stop. A tester's
