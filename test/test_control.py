@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -68,15 +69,15 @@ def test_nearest_depth_is_a_robust_low_percentile() -> None:
 
 
 def test_region_and_sigma() -> None:
-    cov = np.zeros((6, 6))
+    cov = np.eye(6) * 1e-6
     cov[2, 2] = 0.04  # forward (body z) speed variance
     cov[3, 3] = 0.01  # yaw rate (about body x = up) variance
     sigma = state_sigma(cov)
-    np.testing.assert_allclose(sigma, [0.2, 0.0, 0.0, 0.1, 0.0])
+    np.testing.assert_allclose(sigma, [0.2, 1e-3, 1e-3, 0.1, 0.0])
     state = np.array([1.0, 0.0, 0.0, 0.0, 3.0])
     lower, upper = region(state, sigma, np.full(5, 0.1), k_sigma=2.0)
-    np.testing.assert_allclose(lower, [0.5, -0.1, -0.1, -0.3, 2.9])
-    np.testing.assert_allclose(upper, [1.5, 0.1, 0.1, 0.3, 3.1])
+    np.testing.assert_allclose(lower, [0.5, -0.102, -0.102, -0.3, 2.9])
+    np.testing.assert_allclose(upper, [1.5, 0.102, 0.102, 0.3, 3.1])
     with pytest.raises(ControlError, match="differ"):
         region(state, sigma[:4], np.zeros(5))
     with pytest.raises(ControlError, match="non-negative"):
@@ -87,13 +88,57 @@ def test_region_and_sigma() -> None:
     bad[2, 2] = -0.04  # clipped to 0, it would have shrunk the region to the radii
     with pytest.raises(ControlError, match="negative variances"):
         state_sigma(bad)
-    indefinite = np.zeros((6, 6))
+    indefinite = np.eye(6) * 1e-6
     indefinite[1, 1] = indefinite[2, 2] = 0.01
     indefinite[1, 2] = indefinite[2, 1] = 0.03  # |cov| > var: no covariance matrix
     with pytest.raises(ControlError, match="not positive semi-definite"):
         state_sigma(indefinite, StateAxes(forward_base=(0.0, 0.7071067811865476,
                                                         0.7071067811865476),
                                           up_base=(1.0, 0.0, 0.0)))
+
+
+def _planar() -> np.ndarray:
+    cov = np.zeros((6, 6))
+    cov[0, 0] = cov[1, 1] = cov[5, 5] = 0.01  # a ground robot's x, y and yaw only
+    return cov
+
+
+def _offdiagonal_only() -> np.ndarray:
+    cov = np.zeros((6, 6))
+    cov[0, 1] = cov[1, 0] = 0.01
+    return cov
+
+
+def _not_psd() -> np.ndarray:
+    cov = np.eye(6) * 1e-4
+    cov[0, 2] = cov[2, 0] = 10.0
+    return cov
+
+
+def _asymmetric() -> np.ndarray:
+    cov = np.eye(6) * 1e-4
+    cov[0, 2] = 1e-5
+    return cov
+
+
+def _zero_forward() -> np.ndarray:
+    cov = np.eye(6) * 1e-4
+    cov[2, 2] = 0.0
+    return cov
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (_zero_forward, r"no variance along \['forward_speed_mps'\]"),
+    (_planar, r"no variance along \['forward_speed_mps', 'yaw_rate_radps'\]"),
+    (_offdiagonal_only, "linear block is not positive semi-definite"),
+    (_not_psd, "linear block is not positive semi-definite"),
+    (_asymmetric, "not symmetric"),
+])
+def test_covariances_that_say_nothing_about_an_axis_are_refused(make: Any, message: str) -> None:
+    """A tester's monitor certified each of these over its radii alone (EuRoC axes: forward is
+    body z, up body x): a variance of 0 along a state axis is unknown, not exact."""
+    with pytest.raises(ControlError, match=message):
+        state_sigma(make())
 
 
 def test_expert_rule_table() -> None:

@@ -62,7 +62,9 @@ def test_a_state_stamp_going_back_keeps_its_odometry_uncertainty(harness: Harnes
     not safe over the region. The odometry arrives before the state; when the state's stamp
     goes back, the monitor used to drop that odometry's covariance with the old pass's and
     certify the state as if its speed were exact: 'verified', 1 m/s on /cmd."""
-    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"), radii=SMALL_RADII)
+    # a loop 0.5 s long: a new timeline at reset_backwards_s 0.1
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"), radii=SMALL_RADII,
+                    reset_backwards_s=0.1)
     state = [0.0, 0.0, 0.0, 0.0, 2.0]
     later, earlier = STAMP0_NS + 10 * TICK_NS, STAMP0_NS
     for n, stamp_ns in enumerate((later, earlier), start=1):
@@ -354,8 +356,9 @@ def test_a_repeated_stamp_after_time_went_back_waits_for_the_new_odometry(
     certified with the old pass's covariance at that stamp (0.01 m/s; the new one said
     20 m/s): 'verified', 1 m/s. It now waits for the new pass's odometry."""
     # (input_timeout_s: the watchdog's fallback must not be taken for the loop's answer)
+    # (reset_backwards_s: the loop here is 0.1 s long)
     node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"), radii=SMALL_RADII,
-                    input_timeout_s=5.0)
+                    input_timeout_s=5.0, reset_backwards_s=0.05)
     state = [0.0, 0.0, 0.0, 0.0, 3.0]
     for k in range(3):  # the first pass, small sigma: verified
         harness.publish("/odom", _odom_sigma(STAMP0_NS + k * TICK_NS, 0.01))
@@ -450,3 +453,54 @@ def test_a_renamed_namespaced_node_stays_in_its_namespace(harness: Harness) -> N
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_a_state_its_own_odometry_contradicts_is_not_certified(harness: Harness,
+                                                                tmp_path: Path) -> None:
+    """A tester's /odom said 3 m/s forward (sigma 0.01), the state at its stamp 0: the region
+    around 0 was verified. The odometry's own state must lie in the region."""
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"))
+    harness.publish("/odom", _odom(STAMP0_NS, 3.0, twist_var=1e-4))
+    harness.wait_for(lambda: STAMP0_NS in node.pairing.twist_cov, 5, "the odometry")
+    _propose(harness, STAMP0_NS, [0.0, 0.0, 0.0, 0.0, 5.0], 1.0)
+    harness.wait_for(lambda: len(_cmds(harness)) == 1, 10, "/cmd")
+    assert _statuses(harness) == ["unknown"], node.last
+    assert "forward_speed_mps 3" in node.last.reason and "not this odometry's" in node.last.reason
+    assert _cmds(harness)[-1].twist.linear.z == 0.0
+    stamp_ns = STAMP0_NS + TICK_NS  # the state the odometry gives: verified
+    harness.publish("/odom", _odom(stamp_ns, 0.0, twist_var=1e-4))
+    harness.wait_for(lambda: stamp_ns in node.pairing.twist_cov, 5, "the odometry")
+    _propose(harness, stamp_ns, [0.0, 0.0, 0.0, 0.0, 5.0], 1.0)
+    harness.wait_for(lambda: len(_cmds(harness)) == 2, 10, "/cmd")
+    assert _statuses(harness)[-1] == "verified", node.last
+
+
+def test_two_odometries_for_one_stamp_get_the_stop(harness: Harness, tmp_path: Path) -> None:
+    """A tester's odometry with sigma 0.5, then one with 0.01 at the same stamp: certified with
+    0.01, no word. Two sources cannot both be the vehicle's: the stop, said."""
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"), radii=SMALL_RADII)
+    harness.publish("/odom", _odom_sigma(STAMP0_NS, 0.5))
+    harness.publish("/odom", _odom_sigma(STAMP0_NS, 0.01))
+    harness.wait_for(lambda: node.health.counters["conflicting_inputs"] == 1, 5, "the conflict")
+    _propose(harness, STAMP0_NS, [0.0, 0.0, 0.0, 0.0, 5.0], 1.0)
+    harness.wait_for(lambda: len(_cmds(harness)) == 1, 10, "/cmd")
+    assert _statuses(harness) == ["rejected"] and _cmds(harness)[-1].twist.linear.z == 0.0
+    assert node.certificates["verified"] == 0
+
+
+@pytest.mark.parametrize("back_ms", [1, 100])
+def test_an_older_triple_after_a_passed_one_gets_the_stop(harness: Harness, tmp_path: Path,
+                                                          back_ms: int) -> None:
+    """A complete (odometry, state, command) stamped 1 ms or 100 ms before one that passed
+    was taken for a clock reset, certified and passed: /cmd went back in time."""
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"))
+    for n, stamp_ns in enumerate((STAMP0_NS + 10 * TICK_NS,
+                                  STAMP0_NS + 10 * TICK_NS - back_ms * 1_000_000), start=1):
+        harness.publish("/odom", _odom(stamp_ns, 0.0))
+        harness.wait_for(lambda s=stamp_ns: s in node.pairing.twist_cov, 5, "the odometry")
+        _propose(harness, stamp_ns, BENIGN, 1.0)
+        harness.wait_for(lambda n=n: len(_cmds(harness)) == n, 10, f"/cmd {n}")
+    assert _statuses(harness) == ["verified", "stale"], node.last
+    assert _cmds(harness)[-1].twist.linear.z == 0.0
+    assert node.health.counters["out_of_order_states"] == 1
+    assert node.health.counters["time_jumped_back"] == 0

@@ -381,7 +381,7 @@ def test_monitor_region_grows_with_the_odometry_covariance(
     onnx_path = always_continue_onnx(tmp_path / "g.onnx")
     node = _monitor(harness, onnx_path, use_odometry_covariance=True, k_sigma=3.0,
                     radii=[0.05, 0.05, 0.05, 0.05, 0.1])
-    cov = np.zeros((6, 6))
+    cov = np.eye(6) * 1e-8
     cov[2, 2] = 0.04  # forward = body +z
     harness.publish("/odom", cv.odometry_msg(STAMP0_NS, np.eye(4), [0, 0, 0.3], [0, 0, 0],
                                              np.eye(6) * 1e-4, cov))

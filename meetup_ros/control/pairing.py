@@ -9,9 +9,14 @@ out complete pairs; a pair whose odometry is missing waits for it up to ``odom_w
 
 Time going back (a looped replay, a restarted driver) is where this goes wrong silently: a
 repeated stamp must not find the previous pass's covariance, and an older pair answered after
-a newer one must not replace the newer answer. The rules, each from a tester's case, are
-written where they apply. ``now_s`` is the caller's monotonic clock, so that a wait ends
-while a replay's /clock stands still, and so that the rules can be tested without ROS.
+a newer one must not replace the newer answer. Only a jump back of at least ``reset_back_s``
+starts a new timeline; a smaller step back is an out-of-order message (a second publisher, a
+replayed message), and its pair gets the stop. Two different messages for one stamp (two
+odometry sources, two controllers) say the inputs cannot be trusted: that stamp's pair gets
+the stop, also when the second one comes after the first was answered. The rules, each from a
+tester's case, are written where they apply. ``now_s`` is the caller's monotonic clock, so
+that a wait ends while a replay's /clock stands still, and so that the rules can be tested
+without ROS.
 """
 
 from __future__ import annotations
@@ -28,11 +33,28 @@ C = TypeVar("C")  # the command's type (a TwistStamped in the node)
 
 @dataclass(frozen=True)
 class Pair(Generic[C]):
-    """A state and the command computed from it, with one stamp."""
+    """A state and the command computed from it, with one stamp; ``conflict`` says why its
+    inputs disagree (then it is to be answered with the stop, not certified)."""
 
     stamp_ns: int
     state: np.ndarray
     command: C
+    conflict: str | None = None
+
+
+@dataclass(frozen=True)
+class OdometryTwist:
+    """What the monitor takes from an odometry message: its twist and twist covariance."""
+
+    covariance: np.ndarray  # (6, 6)
+    v_base_mps: np.ndarray | None = None  # (3,); None where only the covariance is known
+    omega_base_radps: np.ndarray | None = None
+
+    def same_as(self, other: OdometryTwist) -> bool:
+        return all(a is b or (a is not None and b is not None and np.array_equal(a, b))
+                   for a, b in ((self.covariance, other.covariance),
+                                (self.v_base_mps, other.v_base_mps),
+                                (self.omega_base_radps, other.omega_base_radps)))
 
 
 class PairQueue(Generic[C]):
@@ -48,43 +70,84 @@ class PairQueue(Generic[C]):
             (else a pair is complete without it).
         report: ``report(counter, message)`` for every problem (the node's health).
         state_topic: the states' topic, for those messages.
+        reset_back_s: a state or odometry stamped at least this far before the previous one
+            starts a new timeline (a loop, a restart); less far, it is out of order.
     """
 
     def __init__(self, *, max_pending: int, odom_wait_s: float,
                  needs_odometry: Callable[[int], bool], report: Callable[[str, str], None],
-                 state_topic: str = "state") -> None:
+                 state_topic: str = "state", reset_back_s: float = 1.0) -> None:
         self.max_pending = int(max_pending)
         self.odom_wait_s = float(odom_wait_s)
+        self.reset_back_ns = round(float(reset_back_s) * 1e9)
         self._needs_odometry = needs_odometry
         self._report = report
         self._state_topic = state_topic
         self.states: OrderedDict[int, np.ndarray] = OrderedDict()
         self.commands: OrderedDict[int, C] = OrderedDict()
-        self.twist_cov: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.odometry: OrderedDict[int, OdometryTwist] = OrderedDict()
         # Pairs waiting for the odometry of their stamp: stamp -> (state, command, since).
         self.awaiting: OrderedDict[int, tuple[np.ndarray, C, float]] = OrderedDict()
+        # Stamps whose inputs disagree (two different states, commands or odometries).
+        self.conflicts: OrderedDict[int, str] = OrderedDict()
+        # Pairs answered, for a late disagreeing message: stamp -> (state, command).
+        self.answered_pairs: OrderedDict[int, tuple[np.ndarray, C]] = OrderedDict()
         self.odom_newest_ns: int | None = None  # the stamp of the odometry that came last
         self.last_answered_ns: int | None = None  # the newest pair answered
         self.last_state_ns: int | None = None
 
+    @property
+    def twist_cov(self) -> dict[int, np.ndarray]:
+        """The held twist covariances by stamp."""
+        return {t: o.covariance for t, o in self.odometry.items()}
+
     # ---- inputs ------------------------------------------------------------------------------
 
-    def add_odometry(self, stamp_ns: int, twist_cov: np.ndarray) -> list[Pair[C]]:
-        """A twist covariance; returns the pair that waited for it, if one did."""
-        if self.odom_newest_ns is not None and stamp_ns < self.odom_newest_ns:
+    def add_odometry(self, stamp_ns: int, twist_cov: np.ndarray,
+                     v_base_mps: np.ndarray | None = None,
+                     omega_base_radps: np.ndarray | None = None) -> list[Pair[C]]:
+        """A twist covariance (and the twist); returns the pair that waited for it, if one
+        did, or the stop for an answered pair whose odometry this contradicts."""
+        odometry = OdometryTwist(np.asarray(twist_cov), v_base_mps, omega_base_radps)
+        newest = self.odom_newest_ns
+        if newest is not None and stamp_ns <= newest - self.reset_back_ns:
             # The odometry went back (a loop, a restart): what is held is another pass's,
             # and a stamp that repeats must not find it.
-            self.twist_cov.clear()
-        self.odom_newest_ns = stamp_ns
-        self.twist_cov[stamp_ns] = twist_cov
-        while len(self.twist_cov) > self.max_pending:
-            self.twist_cov.popitem(last=False)
+            self.odometry.clear()
+            self.answered_pairs.clear()
+            self.conflicts.clear()
+            self.odom_newest_ns = stamp_ns
+        elif stamp_ns in self.odometry and not self.odometry[stamp_ns].same_as(odometry):
+            # Two odometry sources, or one that restamped: the later one replaced the first,
+            # and a tester's sigma 0.5 then 0.01 at one stamp was certified with 0.01.
+            return self._conflict(stamp_ns, "two different odometry messages for this stamp "
+                                  "(two sources on the topic?)")
+        if self.odom_newest_ns is None or stamp_ns > self.odom_newest_ns:
+            self.odom_newest_ns = stamp_ns
+        self.odometry[stamp_ns] = odometry
+        while len(self.odometry) > self.max_pending:
+            self.odometry.popitem(last=False)
         if stamp_ns in self.awaiting:
             return [self._pop_awaiting(stamp_ns)]
         return []
 
     def add_state(self, stamp_ns: int, state: np.ndarray, now_s: float) -> list[Pair[C]]:
-        if self.last_state_ns is not None and stamp_ns < self.last_state_ns:
+        answered = self.answered_pairs.get(stamp_ns)
+        if answered is not None and not np.array_equal(answered[0], state):
+            return self._conflict(stamp_ns, f"a second, different {self._state_topic} state "
+                                  "for an answered stamp")
+        if (self.last_state_ns is not None and stamp_ns < self.last_state_ns
+                and stamp_ns > self.last_state_ns - self.reset_back_ns):
+            # Not a new timeline: a message out of order (a second publisher, a replayed
+            # message). It stays the older one: its pair gets the stop (out_of_order), where
+            # taking it for a reset passed a tester's command 1 ms older than one passed.
+            self._report(
+                "out_of_order_states",
+                f"{self._state_topic}: stamp {stamp_ns!r} ns is "
+                f"{(self.last_state_ns - stamp_ns) * 1e-9:.3f} s before {self.last_state_ns!r}"
+                f" ns (less than reset_back_s {self.reset_back_ns * 1e-9:g} s): out of order",
+            )
+        elif self.last_state_ns is not None and stamp_ns < self.last_state_ns:
             self._report(
                 "time_jumped_back",
                 f"{self._state_topic}: stamp {stamp_ns!r} ns before {self.last_state_ns!r} ns;"
@@ -102,15 +165,19 @@ class PairQueue(Generic[C]):
             # at or after this stamp is the old pass's, a repeated stamp included (a tester's
             # loop certified with the old pass's 0.01 m/s where the new one's said 20 m/s).
             if self.odom_newest_ns is not None and self.odom_newest_ns > stamp_ns:
-                for cov_ns in [t for t in self.twist_cov if t >= stamp_ns]:
-                    del self.twist_cov[cov_ns]
+                for cov_ns in [t for t in self.odometry if t >= stamp_ns]:
+                    del self.odometry[cov_ns]
             self.last_answered_ns = None
-        self.last_state_ns = stamp_ns
-        self._hold(self.states, stamp_ns, state)
+            self.answered_pairs.clear()
+            self.conflicts.clear()
+            self.last_state_ns = stamp_ns
+        if self.last_state_ns is None or stamp_ns > self.last_state_ns:
+            self.last_state_ns = stamp_ns
+        self._hold(self.states, stamp_ns, state, "state")
         return self._try_pair(stamp_ns, now_s)
 
     def add_command(self, stamp_ns: int, command: C, now_s: float) -> list[Pair[C]]:
-        self._hold(self.commands, stamp_ns, command)
+        self._hold(self.commands, stamp_ns, command, "command")
         return self._try_pair(stamp_ns, now_s)
 
     def expired(self, now_s: float) -> list[Pair[C]]:
@@ -126,50 +193,85 @@ class PairQueue(Generic[C]):
         """Why the pair at ``stamp_ns`` must not be answered now, or None.
 
         A pair answered after a newer one (its odometry came later) would replace the newer
-        answer (a tester's older 'continue' after a newer 'stop'): it gets the stop instead.
+        answer (a tester's older 'continue' after a newer 'stop'): it gets the stop instead,
+        as does a second pair for a stamp already answered (the same messages sent twice).
         """
         if self.last_answered_ns is not None and stamp_ns < self.last_answered_ns:
             return (f"pair at {stamp_ns} ns answered after the newer one at "
                     f"{self.last_answered_ns} ns")
+        if stamp_ns in self.answered_pairs:
+            return f"a second pair for stamp {stamp_ns} ns, answered already"
         return None
 
-    def answered(self, stamp_ns: int) -> None:
-        """The pair at ``stamp_ns`` is being answered: older ones are out of order now."""
-        self.last_answered_ns = stamp_ns
+    def answered(self, pair: Pair[C]) -> None:
+        """``pair`` is being answered: older ones are out of order now."""
+        if self.last_answered_ns is None or pair.stamp_ns > self.last_answered_ns:
+            self.last_answered_ns = pair.stamp_ns
+        self.answered_pairs[pair.stamp_ns] = (pair.state, pair.command)
+        while len(self.answered_pairs) > self.max_pending:
+            self.answered_pairs.popitem(last=False)
 
     def forget_last_state(self) -> None:
         """A state from another time base (far ahead of the clock) is not the reference for
         time going back: the next good state must not be taken for a jump."""
         self.last_state_ns = None
 
+    def odometry_at(self, stamp_ns: int) -> OdometryTwist | None:
+        return self.odometry.get(stamp_ns)
+
     def covariance_at(self, stamp_ns: int) -> np.ndarray | None:
-        return self.twist_cov.get(stamp_ns)
+        odometry = self.odometry.get(stamp_ns)
+        return None if odometry is None else odometry.covariance
 
     def latest_covariance(self) -> np.ndarray | None:
-        return next(reversed(self.twist_cov.values())) if self.twist_cov else None
+        return next(reversed(self.odometry.values())).covariance if self.odometry else None
 
     @property
     def newest_covariance_ns(self) -> int | None:
-        return next(reversed(self.twist_cov)) if self.twist_cov else None
+        return next(reversed(self.odometry)) if self.odometry else None
 
     # ---- queues ------------------------------------------------------------------------------
 
-    def _hold(self, queue: OrderedDict[int, Any], stamp_ns: int, item: Any) -> None:
+    def _hold(self, queue: OrderedDict[int, Any], stamp_ns: int, item: Any, kind: str) -> None:
         if stamp_ns in queue:
-            # Two states (or commands) for one stamp: the newer is paired, and it is said.
-            self._report("duplicate_stamps", f"a second message for stamp {stamp_ns} ns "
-                         "before its pair was complete: the newer one is used")
+            held = queue[stamp_ns]
+            same = (np.array_equal(held, item) if isinstance(item, np.ndarray)
+                    else bool(held == item))
+            if same:
+                self._report("duplicate_stamps", f"the same {kind} twice for stamp {stamp_ns}"
+                             " ns before its pair was complete")
+            else:
+                # Which one is the vehicle's? A tester's depth 1.0 m state (violated) and a
+                # 5.0 m one at the same stamp: the newer was certified.
+                self._mark_conflict(stamp_ns, f"two different {kind}s for this stamp")
         queue[stamp_ns] = item
         while len(queue) > self.max_pending:
             dropped_ns, _ = queue.popitem(last=False)
             self._report("unpaired_dropped", f"no state/command pair for stamp {dropped_ns!r} ns")
+
+    def _mark_conflict(self, stamp_ns: int, why: str) -> None:
+        message = f"stamp {stamp_ns} ns: {why}; its pair gets the stop"
+        self._report("conflicting_inputs", message)
+        self.conflicts[stamp_ns] = message
+        while len(self.conflicts) > self.max_pending:
+            self.conflicts.popitem(last=False)
+
+    def _conflict(self, stamp_ns: int, why: str) -> list[Pair[C]]:
+        """Mark ``stamp_ns``; if its pair was answered already, the stop for it now."""
+        self._mark_conflict(stamp_ns, why)
+        answered = self.answered_pairs.get(stamp_ns)
+        if answered is None:
+            return []
+        return [Pair(stamp_ns, answered[0], answered[1], self.conflicts[stamp_ns])]
 
     def _try_pair(self, stamp_ns: int, now_s: float) -> list[Pair[C]]:
         if stamp_ns not in self.states or stamp_ns not in self.commands:
             return []
         state = self.states.pop(stamp_ns)
         command = self.commands.pop(stamp_ns)
-        if not self._needs_odometry(state.size) or stamp_ns in self.twist_cov:
+        if stamp_ns in self.conflicts:
+            return [Pair(stamp_ns, state, command, self.conflicts[stamp_ns])]
+        if not self._needs_odometry(state.size) or stamp_ns in self.odometry:
             return [Pair(stamp_ns, state, command)]
         # The state's own odometry (same stamp) sizes the region. Certified with an older
         # covariance, a tester's state whose odometry's sigma had grown to 10 m/s was verified
@@ -189,4 +291,4 @@ class PairQueue(Generic[C]):
 
     def _pop_awaiting(self, stamp_ns: int) -> Pair[C]:
         state, command, _ = self.awaiting.pop(stamp_ns)
-        return Pair(stamp_ns, state, command)
+        return Pair(stamp_ns, state, command, self.conflicts.get(stamp_ns))

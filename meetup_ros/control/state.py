@@ -140,16 +140,29 @@ def state_sigma(twist_covariance: np.ndarray, axes: StateAxes | None = None) -> 
         # No covariance has a negative variance: clipping it to 0 would shrink the region
         # (a tester's negative variance passed as "verified").
         raise ControlError(f"twist_covariance has negative variances {np.diag(cov).tolist()!r}")
+    scale = max(float(np.abs(cov).max()), 1e-300)
+    tolerance = 1e-9 * scale  # round-off of a valid covariance is far smaller
+    if np.any(np.abs(cov - cov.T) > tolerance):
+        raise ControlError("twist_covariance is not symmetric: not a covariance")
+    for block, what in ((cov[:3, :3], "linear"), (cov[3:, 3:], "angular")):
+        # A tester's diagonal 1e-4 with off-diagonal 10 was read for its diagonal alone.
+        if float(np.linalg.eigvalsh(block).min()) < -tolerance:
+            raise ControlError(f"twist_covariance's {what} block is not positive "
+                               "semi-definite: not a covariance")
     A = (axes or StateAxes()).matrix()
     lin = A @ cov[:3, :3] @ A.T
     ang = A[2] @ cov[3:, 3:] @ A[2]
     variances = np.array([lin[0, 0], lin[1, 1], lin[2, 2], ang, 0.0])
-    scale = max(float(np.abs(np.diag(cov)).max()), 1e-300)
-    if np.any(variances < -1e-9 * scale):  # round-off of a valid covariance is far smaller
+    unknown = [name for name, v in zip(STATE_NAMES[:4], variances[:4], strict=True) if v <= 0.0]
+    if unknown:
+        # Zero is no variance, not an exact value: a planar odometry leaves the axes it does
+        # not estimate at 0 (ROS's 'unknown' for a whole matrix), and a tester's zero forward
+        # variance alone certified the radii only.
         raise ControlError(
-            f"twist_covariance is not positive semi-definite along the state axes: variances "
-            f"{variances[:4].tolist()!r}")
-    return np.sqrt(np.clip(variances, 0.0, None))
+            f"twist_covariance gives no variance along {unknown} (0): that uncertainty is "
+            "unknown, not zero (fill it in at the odometry, or set use_odometry_covariance "
+            "false to size the region by the radii alone)")
+    return np.sqrt(variances)
 
 
 def advisory_command(scores: np.ndarray, speeds_mps: tuple[float, ...],

@@ -58,6 +58,7 @@ from meetup_ros.control.state import (
     ADVISORIES,
     STATE_NAMES,
     advisory_command,
+    build_state,
     state_sigma,
 )
 from meetup_ros.ros import RosInputError
@@ -150,6 +151,10 @@ class MonitorParams:
     odom_wait_s: float = param(
         0.1, "a (state, command) pair waits up to this long (wall clock) for the /odom of its "
              "stamp, whose twist covariance sizes the region; then unknown (fallback)"
+    )
+    reset_backwards_s: float = param(
+        1.0, "a state stamped this far or more before the newest starts a new timeline (a "
+             "looped replay, a restart); less far it is out of order and gets the stop"
     )
     forward_axis_base: tuple[float, ...] = param((0.0, 0.0, 1.0), "forward in the base frame")
     up_axis_base: tuple[float, ...] = param((1.0, 0.0, 0.0), "up in the base frame")
@@ -246,6 +251,8 @@ def _check_params(p: MonitorParams) -> None:
          "one distinct, non-empty name per network output, in order")
     need(bool(p.base_frame), "base_frame", "a frame id (controller_node's command_frame_id)")
     need(p.max_pending >= 1, "max_pending", "an integer >= 1")
+    need(math.isfinite(p.reset_backwards_s) and p.reset_backwards_s > 0, "reset_backwards_s",
+         "a finite time > 0 (s)")
     need(p.torch_threads >= 1, "torch_threads", "an integer >= 1")
     need(0 <= p.realtime_priority <= REALTIME_PRIORITY_MAX, "realtime_priority",
          f"0 (normal scheduling) or a SCHED_FIFO priority in [1, {REALTIME_PRIORITY_MAX}]")
@@ -380,7 +387,7 @@ class SafetyMonitorNode(Node):
         self.pairing: PairQueue[TwistStamped] = PairQueue(
             max_pending=p.max_pending, odom_wait_s=p.odom_wait_s,
             needs_odometry=self._uses_odometry, report=self.health.problem,
-            state_topic=p.state_topic)
+            state_topic=p.state_topic, reset_back_s=p.reset_backwards_s)
         # Watchdog, on the node's ROS clock: the time the inputs live in. With use_sim_time
         # (a replay) that is /clock, so the end of a replay, when /clock stops, is no
         # silence (the demo's drain waits for the outputs to stop), while a node that dies
@@ -451,7 +458,8 @@ class SafetyMonitorNode(Node):
                 "bad_odometry", f"{self.params.odom_topic}: child_frame_id "
                 f"{msg.child_frame_id!r} is not base_frame {self.params.base_frame!r}; ignored")
             return
-        self._answer(self.pairing.add_odometry(odom.stamp_ns, odom.twist_covariance))
+        self._answer(self.pairing.add_odometry(odom.stamp_ns, odom.twist_covariance,
+                                               odom.v_base_mps, odom.omega_base_radps))
 
     def _on_state(self, msg: JointState) -> None:
         p = self.params
@@ -504,15 +512,21 @@ class SafetyMonitorNode(Node):
 
     def _answer(self, pairs: list[Pair[TwistStamped]]) -> None:
         for pair in pairs:
-            self._answer_pair(pair.stamp_ns, pair.state, pair.command)
+            if pair.conflict is not None:
+                # Inputs that disagree about one instant: nothing about it can be certified.
+                self.pairing.answered(pair)
+                self._reject(pair.command, f"{self.params.state_topic}: {pair.conflict}")
+            else:
+                self._answer_pair(pair)
 
-    def _answer_pair(self, stamp_ns: int, state: np.ndarray, command: TwistStamped) -> None:
+    def _answer_pair(self, pair: Pair[TwistStamped]) -> None:
+        stamp_ns, state, command = pair.stamp_ns, pair.state, pair.command
         why = self.pairing.out_of_order(stamp_ns) or self._stale_reason(stamp_ns)
         if why is not None:
             self._send_stale(command, why)
             return
         # Only a stamp within the age limit counts (one far ahead is another time base).
-        self.pairing.answered(stamp_ns)
+        self.pairing.answered(pair)
         result = self.certify(state, stamp_ns, command)
         why = self._stale_reason(stamp_ns)
         if result.status == "verified" and why is not None:
@@ -607,6 +621,32 @@ class SafetyMonitorNode(Node):
                 "radii alone)")
         return state_sigma(cov, self.axes)
 
+    def _check_odometry_in_region(self, state: np.ndarray, stamp_ns: int | None,
+                                  lower: np.ndarray, upper: np.ndarray) -> None:
+        """The velocities the odometry of the state's stamp gives must lie in the region.
+
+        The controller builds its state from that odometry, so they agree up to round-off;
+        a state the odometry contradicts is another time's or another source's (a tester's
+        state at rest, its /odom at 3 m/s, was verified over +-0.78 m/s around rest).
+
+        Raises:
+            ControlError: they disagree by more than the region allows.
+        """
+        if stamp_ns is None or not self._uses_odometry(state.size):
+            return
+        odometry = self.pairing.odometry_at(stamp_ns)
+        if odometry is None or odometry.v_base_mps is None or odometry.omega_base_radps is None:
+            return
+        own = build_state(odometry.v_base_mps, odometry.omega_base_radps, float(state[4]),
+                          self.axes)
+        slack = 1e-9 * max(1.0, float(np.abs(own).max()))
+        outside = [i for i in range(4) if not lower[i] - slack <= own[i] <= upper[i] + slack]
+        if outside:
+            said = ", ".join(f"{STATE_NAMES[i]} {own[i]:.6g} (state {state[i]:.6g}, region "
+                             f"[{lower[i]:.6g}, {upper[i]:.6g}])" for i in outside)
+            raise ControlError(f"{self.params.odom_topic} at the state's stamp gives {said}: "
+                               "the state is not this odometry's")
+
     def certify(
         self, state: np.ndarray, stamp_ns: int | None = None,
         command: TwistStamped | None = None,
@@ -623,6 +663,7 @@ class SafetyMonitorNode(Node):
             try:
                 sigma = self._sigma(state.size, stamp_ns)
                 lower, upper = region(state, sigma, np.asarray(p.radii), p.k_sigma)
+                self._check_odometry_in_region(state, stamp_ns, lower, upper)
                 lower = self._closing_depth(state, lower, upper)
                 result = self._certify_all(lower, upper, start)
             except (ControlError, RosInputError) as exc:
