@@ -369,3 +369,15 @@ def test_a_write_killed_midway_leaves_a_temp_file_the_next_write_removes(
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [CHECKPOINT_NAME, "metrics.csv", *others])
     assert checkpoint.load(tmp_path / CHECKPOINT_NAME)["epoch"] == 2
+
+
+def test_a_resume_without_a_checkpoint_trains_as_a_fresh_run(tmp_path: Path) -> None:
+    """--resume into an --out with no checkpoint yet (a run killed in its first epoch) skipped
+    the per-rank seeding: the dropout masks came from where the model's initialisation left
+    torch's RNG, and the weights differed from the same command without --resume."""
+    fresh, model_fresh = _run(tmp_path / "fresh", 2)
+    resumed, model_resumed = _run(tmp_path / "resumed", 2, resume=True)
+    for a, b in zip(model_fresh.state_dict().values(), model_resumed.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+    assert resumed["train_loss"] == fresh["train_loss"]

@@ -219,10 +219,13 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
         last = {"epoch": float(state["epoch"]),
                 **{k: float(v) for k, v in state.get("metrics", {}).items()}}
         logger.info("resuming from %s after epoch %d of %d", ckpt_path, start_epoch, epochs)
-    elif cfg.resume:
-        logger.warning("--resume: no checkpoint at %s, starting from scratch", ckpt_path)
     else:
-        # seeded per rank so that dropout or augmentations differ between ranks
+        if cfg.resume:
+            logger.warning("--resume: no checkpoint at %s, starting from scratch", ckpt_path)
+        # seeded per rank so that dropout or augmentations differ between ranks; also on a
+        # --resume that finds no checkpoint (a run killed in its first epoch): unseeded, it
+        # drew from where the model's initialisation left torch's RNG and differed from a
+        # fresh run of the same command
         torch.manual_seed(cfg.seed + ctx.rank)
     # What runs: this run's values, or after a resume the checkpoint's where it set none.
     group0 = optimizer.param_groups[0]
