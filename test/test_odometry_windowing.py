@@ -57,6 +57,22 @@ def test_gap_in_imu_gives_fewer_samples_and_a_long_dt() -> None:
     assert len(second) == 4
     assert second.dt_s[1] == pytest.approx(0.035)  # sample 18 after sample 11
     assert w.stats.dropped == 0
+    # never received, so not dropped; but missing, and counted (6 samples, one gap)
+    assert (w.stats.gaps, w.stats.samples_missing) == (1, 6)
+
+
+def test_jitter_is_no_gap_and_one_missing_sample_is() -> None:
+    rng = np.random.default_rng(1)
+    jittered = [T0 + i * PERIOD_NS + int(rng.integers(-2_000_000, 2_000_000))
+                for i in range(1, 401)]
+    w = ImuWindower()
+    _feed(w, sorted(jittered))
+    w.take(T0 + 2 * NS)
+    assert w.stats.gaps == 0
+    w = ImuWindower()
+    _feed(w, [T0 + i * PERIOD_NS for i in range(1, 41) if i != 20])
+    w.take(T0 + NS)
+    assert (w.stats.gaps, w.stats.samples_missing) == (1, 1)
 
 
 def test_missing_camera_frame_keeps_the_samples() -> None:

@@ -103,3 +103,20 @@ def test_odometry_going_back_clears_the_old_pass_and_priors_need_the_tolerance()
     prior = priors.prior(T0 + 4 * MS)
     assert prior is not None and prior[0, 0] == 3
     assert priors.prior(T0 + 6 * MS) is None
+
+
+def test_one_stamp_one_picture_until_a_new_timeline() -> None:
+    """A repeated image at a stamp is a duplicate, another picture a conflict that drops the
+    held one too; a loop (a jump back of a second or more) replays the same stamps and
+    images, and they pair again."""
+    pairs, problems = _stereo()
+    assert pairs.add("cam0", T0, _image(1)) == []
+    assert pairs.add("cam0", T0, _image(1)) == []
+    assert pairs.add("cam0", T0, _image(9)) == []
+    assert pairs.add("cam1", T0, _image(2)) == [], "the held cam0 image went with the conflict"
+    assert [k for k, _ in problems] == ["duplicate_frames", "conflicting_frames"]
+    assert "both dropped" in problems[-1][1]
+    t1 = T0 + 2_000 * MS
+    assert len(pairs.add("cam0", t1, _image(3)) + pairs.add("cam1", t1, _image(4))) == 1
+    loop = pairs.add("cam0", T0, _image(1)) + pairs.add("cam1", T0, _image(2))
+    assert [p.stamp_ns for p in loop] == [T0] and len(problems) == 2, problems

@@ -106,6 +106,17 @@ def test_imu_gap_neither_resets_nor_drops_frames(harness: Harness, seq) -> None:
     assert np.hypot(last.x, last.y) < 0.5
 
 
+def test_an_imu_gap_upstream_is_counted_and_said(harness: Harness, seq) -> None:
+    """A tester's 100 ms and 0.5 s of IMU never sent left no trace (dropped: 0, no warning):
+    samples that never arrive are not dropped here, but they are missing, and said so."""
+    node, _frames = _vio_node_after(harness, seq, 1.5, imu_gap_s=(0.5, 0.6))
+    stats = node.estimator.stats
+    assert stats.gaps == 1 and 19 <= stats.samples_missing <= 21, stats
+    assert node.health.counters["imu_gaps"] == 1
+    assert "samples missing upstream" in node.health.last_problem
+    assert stats.dropped == 0
+
+
 def test_rejected_imu_samples_and_unset_stamps_reach_the_diagnostics(
         harness: Harness, seq) -> None:
     node, _frames = _vio_node_after(harness, seq, 0.5)

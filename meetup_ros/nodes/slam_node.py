@@ -249,7 +249,8 @@ class SlamNode(Node):
         self.pairs = StereoPairs(
             stereo=self.stereo, tolerance_ns=int(p.pair_tolerance_s * 1e9),
             max_pending=p.max_pending, report=self.health.problem,
-            topics={"cam0": p.cam0_topic, "cam1": p.cam1_topic})
+            topics={"cam0": p.cam0_topic, "cam1": p.cam1_topic},
+            reset_back_ns=int(p.reset_backwards_s * 1e9))
         self.priors = PriorWait(wait_s=p.prior_wait_s,
                                 tolerance_ns=int(p.prior_tolerance_s * 1e9),
                                 max_pending=p.max_pending, enabled=bool(p.odom_topic))

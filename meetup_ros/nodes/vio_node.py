@@ -168,6 +168,13 @@ class VioNode(Node):
                 "imu_rejected", f"{self.params.imu_topic} sample rejected "
                 f"({self.estimator.windower.last_rejection})",
             )
+        if self._grew("gaps"):
+            self.health.problem(
+                "imu_gaps", f"{self.params.imu_topic}: samples missing upstream before "
+                f"{stamp_ns} ns ({self.estimator.stats.samples_missing} in "
+                f"{self.estimator.stats.gaps} gap(s) so far; never received, so not 'dropped'"
+                "); the odometry integrates across them",
+            )
         if self._grew("inertial_only_windows"):
             self.health.problem(
                 "camera_outage_steps", f"no {self.params.image_topic} frame for "

@@ -69,6 +69,8 @@ class EstimatorStats:
     zero_velocity_updates: int = 0
     init_failures: int = 0
     clock_mismatches: int = 0
+    gaps: int = 0  # IMU stretches without samples (upstream losses; windowing.GAP_PERIODS)
+    samples_missing: int = 0
 
 
 def _rotation_matrix(q_xyzw: np.ndarray) -> np.ndarray:
@@ -240,7 +242,8 @@ class VioEstimator:
             resets=w.resets, frames=self._frames, frames_dropped=self._frames_dropped,
             inertial_only_windows=self._inertial_only,
             zero_velocity_updates=self._zupts, init_failures=self._init_failures,
-            clock_mismatches=self._clock_mismatches,
+            clock_mismatches=self._clock_mismatches, gaps=w.gaps,
+            samples_missing=w.samples_missing,
         )
 
     # -- input ---------------------------------------------------------------------------------

@@ -15,7 +15,11 @@ sample with a stamp up to and including it. Guarantees, counted in :class:`Windo
   resets the windower, and the samples then queued are counted as ``discarded_on_reset``:
   nothing is known of the motion across such a gap, and one sample integrated over it would
   throw the pose far away;
-- a missing camera frame loses nothing: the next frame's window spans both intervals.
+- a missing camera frame loses nothing: the next frame's window spans both intervals;
+- samples that never came (a driver or transport that lost them upstream) are a gap between
+  two used samples of more than ``GAP_PERIODS`` nominal periods: counted (``gaps``,
+  ``samples_missing``) and logged. The window still integrates across it, with the longer dt:
+  a tester's 0.5 s without IMU left no trace but fewer zero-velocity updates.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ logger = logging.getLogger(__name__)
 IMU_GYRO_LIMIT_RADPS = 40.0
 IMU_ACCEL_LIMIT_MPS2 = 200.0
 NS_PER_S = 1_000_000_000
+GAP_PERIODS = 1.9  # one sample missing (2 periods) is a gap; jitter under 90 % is not
 
 
 class OdometryError(Exception):
@@ -52,6 +57,8 @@ class WindowStats:
     discarded_on_reset: int = 0
     resets: int = 0
     windows: int = 0
+    gaps: int = 0  # stretches without samples between two used ones (none lost here)
+    samples_missing: int = 0  # the nominal samples those stretches lack
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str) -> None:
@@ -210,6 +217,8 @@ class ImuWindower:
             # A late-merged sample's stamp precedes the previous one; it still covers a
             # nominal period of motion that no other sample covered.
             dt_s[i] = self.nominal_dt_s if step is None or step <= 0 else step
+            if step is not None and step > GAP_PERIODS * self.nominal_dt_s:
+                self._gap(previous, int(stamps[i]), step)
             previous = max(int(stamps[i]), previous or 0)
         if n:
             self._last_used_ns = previous
@@ -220,6 +229,15 @@ class ImuWindower:
         self.stats.windows += 1
         return ImuWindow(start_ns, end_ns, stamps, values[:, :3].copy(), values[:, 3:].copy(),
                          dt_s)
+
+    def _gap(self, before_ns: int | None, after_ns: int, step_s: float) -> None:
+        missing = max(1, round(step_s / self.nominal_dt_s) - 1)
+        self.stats.gaps += 1
+        self.stats.samples_missing += missing
+        if self.stats.gaps <= 3 or self.stats.gaps % 100 == 0:
+            logger.warning("IMU gap: no sample for %.1f ms between %s and %d ns (about %d "
+                           "sample(s) at %g Hz never arrived; %d gap(s) so far)", step_s * 1e3,
+                           before_ns, after_ns, missing, self.rate_hz, self.stats.gaps)
 
     def reset(self, reason: str) -> None:
         """Forget all state; queued samples are counted as ``discarded_on_reset``."""

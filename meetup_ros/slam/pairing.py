@@ -12,6 +12,7 @@ wait ends while a replay's /clock stands still.
 
 from __future__ import annotations
 
+import zlib
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,20 +40,35 @@ class StereoPairs:
         max_pending: unpaired images held per camera; the oldest beyond it is dropped.
         report: ``report(counter, message)`` for every dropped image.
         topics: each camera's topic, for those messages.
+        reset_back_ns: an image stamped this far before the newest of its camera starts a
+            new timeline (a looped replay): its stamps may repeat those seen before.
     """
 
     def __init__(self, *, stereo: bool, tolerance_ns: int, max_pending: int,
-                 report: Callable[[str, str], None], topics: dict[str, str]) -> None:
+                 report: Callable[[str, str], None], topics: dict[str, str],
+                 reset_back_ns: int = 1_000_000_000) -> None:
         self.stereo = stereo
         self.tolerance_ns = int(tolerance_ns)
         self.max_pending = int(max_pending)
+        self.reset_back_ns = int(reset_back_ns)
         self._report = report
         self._topics = topics
         self.pending: dict[str, OrderedDict[int, np.ndarray]] = {
             cam: OrderedDict() for cam in CAMERAS}
+        # Recent stamps per camera and a checksum of their image: one stamp, one picture.
+        self._seen: dict[str, OrderedDict[int, int]] = {cam: OrderedDict() for cam in CAMERAS}
 
     def add(self, cam: str, stamp_ns: int, image: np.ndarray) -> list[FramePair]:
-        """One camera's image; returns the pairs it completes, oldest cam0 stamp first."""
+        """One camera's image; returns the pairs it completes, oldest cam0 stamp first.
+
+        A second image for a stamp already seen is dropped: the same picture (a replayed
+        message) as a duplicate; another picture (two publishers on the topic) as a conflict,
+        with the held one if it still waits for its partner. Kept, whichever came last was
+        paired: a tester's inverted second copy made 3-4 of 10 keyframes' depth 5.5 m where
+        the scene is 2.2 m away, said only as misleading 'no partner' warnings.
+        """
+        if self._repeated(cam, stamp_ns, image):
+            return []
         pending = self.pending[cam]
         pending[stamp_ns] = image
         while len(pending) > self.max_pending:
@@ -70,6 +86,33 @@ class StereoPairs:
     def clear(self) -> None:
         for pending in self.pending.values():
             pending.clear()
+        for seen in self._seen.values():
+            seen.clear()
+
+    def _repeated(self, cam: str, stamp_ns: int, image: np.ndarray) -> bool:
+        """Whether ``image`` repeats a stamp seen on ``cam`` (then said, and not to be used)."""
+        seen = self._seen[cam]
+        if seen and stamp_ns <= next(reversed(seen)) - self.reset_back_ns:
+            seen.clear()  # a new timeline: its stamps may repeat the last pass's
+        digest = zlib.crc32(np.ascontiguousarray(image).data)
+        first = seen.get(stamp_ns)
+        if first is None:
+            seen[stamp_ns] = digest
+            while len(seen) > 4 * self.max_pending:
+                seen.popitem(last=False)
+            return False
+        topic = self._topics[cam]
+        if first == digest:
+            self._report("duplicate_frames", f"{topic}: the same image again for stamp "
+                         f"{stamp_ns} ns; dropped")
+            return True
+        held = self.pending[cam].pop(stamp_ns, None) is not None
+        self._report(
+            "conflicting_frames",
+            f"{topic}: a second, different image for stamp {stamp_ns} ns (two publishers on "
+            "the topic?); " + ("both dropped: which is the camera's cannot be told" if held
+                               else "dropped; the first was paired already"))
+        return True
 
     def _pairs(self) -> list[FramePair]:
         left = self.pending["cam0"]
