@@ -536,3 +536,59 @@ def test_learning_rate_scheduler_is_refused_with_a_reason(tmp_path: Path) -> Non
             torch.optim.lr_scheduler.ReduceLROnPlateau(other)
     with pytest.raises(ValueError, match=r"sets 'lr' \(0\.5\).*'eta'"):
         DFW([{"params": [w], "lr": 0.5}], eta=0.1)
+
+
+# ---- hyper-parameters changed after construction ----
+
+@pytest.mark.parametrize(("key", "value"), [("eta", -0.5), ("eta", math.nan), ("eta", 0.0),
+                                            ("momentum", 1.5), ("weight_decay", -1.0)])
+def test_a_bad_value_set_in_param_groups_is_refused_at_the_step(key: str, value: float) -> None:
+    """The docstring says to change eta through param_group['eta'], but only the constructor
+    checked it: eta -0.5 made every step a silent no-op, momentum 1.5 or weight_decay -1
+    drove the loss up (1.37 -> 10.3), eta nan was blamed on ||g||^2."""
+    w1, w2 = torch.ones(2, requires_grad=True), torch.ones(2, requires_grad=True)
+    opt = DFW([{"params": [w1]}, {"params": [w2]}], eta=0.1, momentum=0.5)
+    opt.param_groups[1][key] = value
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = (w1 + w2).sum()
+        loss.backward()
+        return loss
+
+    with pytest.raises(ValueError, match=rf"param group 1: {key}.*{re.escape(repr(value))}"):
+        opt.step(closure)
+    assert torch.equal(w1.detach(), torch.ones(2)) and torch.equal(w2.detach(), torch.ones(2))
+
+
+def _trained_state() -> tuple[torch.nn.Module, dict[str, object]]:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    opt = DFW(model.parameters(), eta=0.1, momentum=0.9)
+    _train(model, opt, torch.randn(8, 3), torch.randint(0, 2, (8,)), 1)
+    return model, copy.deepcopy(opt.state_dict())
+
+
+def test_load_state_dict_refuses_bad_values_another_optimizer_and_wrong_shapes() -> None:
+    """A checkpoint whose saved eta was -1 trained uphill (0.26 -> 15.2) unrefused; an SGD
+    state dict gave `KeyError: 'eta'` at the next step; a momentum buffer of the wrong
+    shape failed inside torch._foreach_add_. Each is refused at load, and nothing changes."""
+    model, good = _trained_state()
+    opt = DFW(model.parameters(), eta=0.3, momentum=0.0)
+
+    def refused(state: dict[str, object], match: str) -> None:
+        with pytest.raises(ValueError, match=match):
+            opt.load_state_dict(state)
+        assert opt.param_groups[0]["eta"] == 0.3 and not opt.state
+
+    bad_eta = copy.deepcopy(good)
+    bad_eta["param_groups"][0]["eta"] = -1.0  # type: ignore[index]
+    refused(bad_eta, r"param group 0 of the loaded state: eta .* got -1\.0")
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    refused(sgd.state_dict(), r"param group 0 of the loaded state has no 'eta'.*it has 'lr'.*"
+                              r"another optimizer")
+    wrong_shape = copy.deepcopy(good)
+    wrong_shape["state"][0]["momentum_buffer"] = torch.zeros(5)  # type: ignore[index]
+    refused(wrong_shape, r"momentum buffer of parameter 0 is \(5,\).*shape is \(2, 3\)")
+    opt.load_state_dict(good)
+    assert opt.param_groups[0]["eta"] == 0.1 and len(opt.state) == 2

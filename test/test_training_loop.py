@@ -381,3 +381,32 @@ def test_a_resume_without_a_checkpoint_trains_as_a_fresh_run(tmp_path: Path) -> 
                     strict=True):
         assert torch.equal(a, b)
     assert resumed["train_loss"] == fresh["train_loss"]
+
+
+@pytest.mark.parametrize("optimizer", ["dfw", "sgd", "adam"])
+def test_a_checkpoint_with_bad_optimizer_state_is_refused_naming_it(
+        tmp_path: Path, optimizer: OptimizerName) -> None:
+    """A checkpoint (a valid archive) whose optimizer state holds a momentum buffer or moment
+    of the wrong shape failed inside torch._foreach_add_ with a traceback; one whose DFW eta
+    was -1 trained uphill (0.26 -> 15.2) without a word."""
+    _run(tmp_path, 1, optimizer=optimizer)
+    ckpt = tmp_path / CHECKPOINT_NAME
+    original = ckpt.read_bytes()
+    good = checkpoint.load(ckpt)
+    state = good["optimizer"]["state"][0]
+    key = next(k for k, v in state.items() if isinstance(v, torch.Tensor) and v.dim())
+    state[key] = torch.zeros(5)
+    checkpoint.save(ckpt, good)
+    with pytest.raises(TrainingError, match=rf"checkpoint .*{CHECKPOINT_NAME}.*momentum buffer "
+                       r"of parameter 0 is \(5,\)|checkpoint .*'" + key + r"' of parameter 0 "
+                       r"of group 0 has shape \(5,\), the parameter \(16, 6\)"):
+        _run(tmp_path, 2, resume=True, optimizer=optimizer)
+    if optimizer == "dfw":
+        ckpt.write_bytes(original)
+        good = checkpoint.load(ckpt)
+        good["optimizer"]["param_groups"][0]["eta"] = -1.0
+        checkpoint.save(ckpt, good)
+        with pytest.raises(TrainingError, match=r"param group 0 of the loaded state: eta "
+                                                r"\(maximal step\) must be a positive number, "
+                                                r"got -1\.0"):
+            _run(tmp_path, 2, resume=True)

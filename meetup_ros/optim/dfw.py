@@ -89,21 +89,39 @@ class _ParamGroup(dict[str, Any]):
         raise KeyError(key)
 
 
+_HYPER_PARAMETERS = ("eta", "momentum", "weight_decay", "eps")
+
+
 def _check_hyper_parameters(eta: float, momentum: float, weight_decay: float,
-                            eps: float) -> None:
-    """Raise ``ValueError`` naming the bad hyper-parameter and its value."""
+                            eps: float, where: str = "") -> None:
+    """Raise ``ValueError`` naming the bad hyper-parameter, its value and ``where`` it is
+    (e.g. ``", param group 1"``)."""
+    prefix = f"DFW{where}:"
     if not isinstance(eta, float | int) or isinstance(eta, bool) or not eta > 0.0:
-        raise ValueError(f"DFW: eta (maximal step) must be a positive number, got {eta!r}")
+        raise ValueError(f"{prefix} eta (maximal step) must be a positive number, got {eta!r}")
     if not isinstance(momentum, float | int) or not 0.0 <= momentum < 1.0:
-        raise ValueError(f"DFW: momentum must be in [0, 1), got {momentum!r}")
+        raise ValueError(f"{prefix} momentum must be in [0, 1), got {momentum!r}")
     if not isinstance(weight_decay, float | int) or not weight_decay >= 0.0:
-        raise ValueError(f"DFW: weight_decay must be >= 0, got {weight_decay!r}")
+        raise ValueError(f"{prefix} weight_decay must be >= 0, got {weight_decay!r}")
     if not isinstance(eps, float | int) or not eps > 0.0:
-        raise ValueError(f"DFW: eps must be positive, got {eps!r}")
+        raise ValueError(f"{prefix} eps must be positive, got {eps!r}")
     for name, value in (("eta", eta), ("momentum", momentum),
                         ("weight_decay", weight_decay), ("eps", eps)):
         if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError(f"DFW: {name} must be finite, got {value!r}")
+            raise ValueError(f"{prefix} {name} must be finite, got {value!r}")
+
+
+def _check_group(group: Any, where: str) -> None:
+    """Check one param group's hyper-parameters; a missing one is named (an SGD or Adam
+    group has 'lr' and no 'eta': a bare ``KeyError: 'eta'`` at the next step said neither)."""
+    missing = [key for key in _HYPER_PARAMETERS if key not in group]
+    if missing:
+        other = (" (it has 'lr': the state of another optimizer, e.g. SGD or Adam)"
+                 if "lr" in group else "")
+        raise ValueError(f"DFW{where} has no {', '.join(map(repr, missing))}{other}; DFW "
+                         "needs eta, momentum, weight_decay and eps in every param group")
+    _check_hyper_parameters(group["eta"], group["momentum"], group["weight_decay"],
+                            group["eps"], where)
 
 
 class DFW(Optimizer):
@@ -125,9 +143,12 @@ class DFW(Optimizer):
     After a step, ``last_gamma`` holds ``gamma`` as a 0-dim tensor on the loss's device.
 
     Raises:
-        ValueError: a hyper-parameter is out of range (the message shows the value); in
-            ``step``: the loss is not one finite number >= 0 or a gradient is not finite
-            (nothing is changed then).
+        ValueError: a hyper-parameter is out of range or missing (the message names the
+            param group and shows the value), checked at construction, in
+            ``add_param_group``, in ``load_state_dict`` (which also refuses another
+            optimizer's state and momentum buffers of the wrong shape) and at each ``step``
+            (values set in ``param_groups``); in ``step``: the loss is not one finite number
+            >= 0 or a gradient is not finite. Nothing is changed then.
         TypeError: in ``step``, the closure returned no loss (e.g. ``None``).
 
     There is no ``'lr'`` in the param groups, so learning-rate schedulers are refused with
@@ -149,8 +170,36 @@ class DFW(Optimizer):
                              "maximal step is 'eta'")
         merged = {**self.defaults, **param_group}  # checked before the group is added
         _check_hyper_parameters(merged["eta"], merged["momentum"], merged["weight_decay"],
-                                merged["eps"])
+                                merged["eps"], f", param group {len(self.param_groups)}")
         super().add_param_group(_ParamGroup(param_group))
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a DFW state dict, refusing (``ValueError``, before anything changes) one of
+        another optimizer, out-of-range hyper-parameters, or a momentum buffer whose shape
+        is not its parameter's; each had been taken as it was and used unchecked (an eta of
+        -1 drove the loss up, a wrong-shape buffer failed inside ``torch._foreach_add_``)."""
+        groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
+        if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+            raise ValueError(f"DFW.load_state_dict: expected an optimizer state dict with a "
+                             f"list of param groups, got {type(state_dict).__name__}")
+        for k, group in enumerate(groups):
+            _check_group(group, f", param group {k} of the loaded state")
+        saved_ids = [i for g in groups for i in g.get("params", ())]
+        params = [p for g in self.param_groups for p in g["params"]]
+        saved_state = state_dict.get("state", {})
+        if len(saved_ids) == len(params) and isinstance(saved_state, dict):
+            # (other mismatches, e.g. group sizes, are refused by torch's own load_state_dict)
+            for k, (saved_id, p) in enumerate(zip(saved_ids, params, strict=True)):
+                entry = saved_state.get(saved_id)
+                buf = entry.get("momentum_buffer") if isinstance(entry, dict) else None
+                if buf is not None and (not isinstance(buf, Tensor)
+                                        or tuple(buf.shape) != tuple(p.shape)):
+                    shown = (tuple(buf.shape) if isinstance(buf, Tensor)
+                             else type(buf).__name__)
+                    raise ValueError(f"DFW.load_state_dict: the momentum buffer of parameter "
+                                     f"{k} is {shown}, but the parameter's shape is "
+                                     f"{tuple(p.shape)} (a state dict of another model?)")
+        super().load_state_dict(state_dict)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)  # load_state_dict and unpickling bring plain dicts
@@ -162,6 +211,11 @@ class DFW(Optimizer):
         """Evaluate ``closure`` (loss and gradients) and take one DFW step; returns the loss."""
         if closure is None:
             raise ValueError("DFW.step needs a closure that returns the loss value, got None")
+        # param_group['eta'] is the documented way to change the step, and load_state_dict
+        # or any code may change the groups: check them each step (a few comparisons), as an
+        # eta of -1 or a momentum of 1.5 silently drove the loss up
+        for k, group in enumerate(self.param_groups):
+            _check_group(group, f", param group {k}")
         with torch.enable_grad():
             loss = closure()
         loss_value = _loss_tensor(loss)

@@ -156,10 +156,25 @@ def _restore(path: Path, state: Any, model: nn.Module, optimizer: torch.optim.Op
     try:
         optimizer.load_state_dict(state["optimizer"])
     except (ValueError, KeyError, TypeError, RuntimeError) as exc:
-        raise TrainingError(f"checkpoint {str(path)!r}: its optimizer state does not fit "
-                            f"--optimizer {optimizer_name} (resume with the optimizer it was "
-                            f"trained with): {exc!r}") from exc
+        raise TrainingError(f"checkpoint {str(path)!r}: its optimizer state cannot be loaded "
+                            f"into --optimizer {optimizer_name} (damaged, or of another "
+                            f"optimizer or network): {exc}") from exc
+    _check_state_shapes(path, optimizer)
     _apply_hyper_parameters(path, optimizer, requested)
+
+
+def _check_state_shapes(path: Path, optimizer: torch.optim.Optimizer) -> None:
+    """Refuse per-parameter optimizer state (SGD's momentum buffer, Adam's moments) whose
+    shape is not its parameter's: torch loads it unchecked, and the first step failed inside
+    a ``torch._foreach_*`` kernel with a traceback (0-dim entries, Adam's step, are kept)."""
+    for k, group in enumerate(optimizer.param_groups):
+        for i, p in enumerate(group["params"]):
+            for name, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, Tensor) and value.dim() and value.shape != p.shape:
+                    raise TrainingError(
+                        f"checkpoint {str(path)!r}: the optimizer's {name!r} of parameter {i} "
+                        f"of group {k} has shape {tuple(value.shape)}, the parameter "
+                        f"{tuple(p.shape)} (a damaged checkpoint?)")
 
 
 # The hyper-parameters a run's command line sets, by the option that sets them. On resume
