@@ -88,3 +88,16 @@ def test_bad_loss_inputs() -> None:
         L1RegressionLoss()(torch.zeros(4), torch.zeros(3))
     with pytest.raises(LossInputError, match="mask shape"):
         EpsilonInsensitiveLoss()(torch.zeros(4), torch.zeros(4), torch.ones(2))
+
+
+@pytest.mark.parametrize("loss", [L1RegressionLoss(), EpsilonInsensitiveLoss(epsilon=0.1)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int64, torch.uint8])
+def test_a_mask_that_is_not_boolean_is_refused(loss: torch.nn.Module,
+                                               dtype: torch.dtype) -> None:
+    """A float mask was taken as weights over max(sum, 1): with errors [1, 2, 4], [2, 0, 0]
+    gave 1.0 but [0.1, 0, 0] gave 0.1, neither a masked mean."""
+    pred, target = torch.zeros(3), torch.tensor([1.0, 2.0, 4.0])
+    with pytest.raises(LossInputError, match=rf"mask must be a boolean.*got {dtype}"):
+        loss(pred, target, torch.tensor([2, 0, 0]).to(dtype))
+    assert float(loss(pred, target, torch.tensor([True, False, False]))) == pytest.approx(
+        1.0 - getattr(loss, "epsilon", 0.0))

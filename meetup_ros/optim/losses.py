@@ -75,7 +75,8 @@ def _check_regression(name: str, prediction: Tensor, target: Tensor) -> None:
 
 
 class L1RegressionLoss(nn.Module):
-    """Mean absolute error, optionally over a validity mask (e.g. depth pixels)."""
+    """Mean absolute error, optionally over a boolean validity mask (e.g. depth pixels): the
+    mean over the ``True`` entries (0 where there are none); another dtype is refused."""
 
     def forward(self, prediction: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         _check_regression("L1RegressionLoss", prediction, target)
@@ -83,7 +84,8 @@ class L1RegressionLoss(nn.Module):
 
 
 class EpsilonInsensitiveLoss(nn.Module):
-    """Mean of ``max(|prediction - target| - epsilon, 0)`` (errors below epsilon are free).
+    """Mean of ``max(|prediction - target| - epsilon, 0)`` (errors below epsilon are free),
+    optionally over a boolean validity mask as :class:`L1RegressionLoss`.
 
     Args:
         epsilon: the insensitive band, in the target's units (>= 0).
@@ -109,6 +111,12 @@ def _masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
     if mask.shape != values.shape:
         raise LossInputError(f"mask shape {tuple(mask.shape)!r} differs from the prediction's "
                              f"{tuple(values.shape)!r}")
+    if mask.dtype != torch.bool:
+        # a validity mask says which entries count; a float "mask" is a weighting, and the
+        # mean over max(sum, 1) gave inconsistent results for one ([2, 0, 0] -> 1.0 but
+        # [0.1, 0, 0] -> 0.1 with errors [1, 2, 4])
+        raise LossInputError(f"mask must be a boolean validity mask (torch.bool), got "
+                             f"{mask.dtype}; convert it, e.g. mask > 0")
     weight = mask.to(values.dtype)
     # an all-invalid batch gives 0 (not NaN) so that a DFW step stays defined
     return (values * weight).sum() / weight.sum().clamp_min(1.0)
