@@ -164,3 +164,15 @@ def test_nodes_stop_and_the_monitor_sends_its_stop_when_meetup_ros_run_is_killed
     assert len(commands) > received_before, f"no stop on /cmd:\n{output[-3000:]}"
     stop = commands[-1].twist
     assert (stop.linear.x, stop.linear.y, stop.linear.z) == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_prints_the_parameters_instead_of_starting_the_node(flag: str) -> None:
+    """A tester's `safety_monitor_node --help` started the monitor on its code defaults,
+    publishing on /cmd."""
+    out = subprocess.run(
+        [sys.executable, "-m", "meetup_ros.nodes.entry", "safety_monitor_node", flag],
+        capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.startswith("usage: safety_monitor_node [--ros-args")
+    assert "deadline_s (float, 0.05): " in out.stdout
+    assert "monitor: network" not in out.stdout + out.stderr  # never started

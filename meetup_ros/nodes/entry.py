@@ -51,8 +51,32 @@ def exit_with_parent() -> str | None:
     return None
 
 
+def usage(name: str) -> str:
+    """``<node> --help``: how to pass parameters, and each one's type, default and meaning."""
+    import dataclasses
+
+    from meetup_ros.ros.params import param_fields
+
+    module = importlib.import_module(f"meetup_ros.nodes.{name}")
+    lines = [f"usage: {name} [--ros-args [--params-file FILE] [-p NAME:=VALUE] [-r FROM:=TO]]",
+             "", (module.__doc__ or "").strip().splitlines()[0], ""]
+    params = [obj for attr, obj in vars(module).items()
+              if attr.endswith("Params") and isinstance(obj, type)
+              and dataclasses.is_dataclass(obj)]
+    for cls in params:
+        lines.append("parameters (type, default):")
+        for key, (kind, default, description) in param_fields(cls).items():
+            lines.append(f"  {key} ({kind}, {default!r}): {description}")
+    return "\n".join(lines)
+
+
 def run(name: str, args: list[str] | None = None) -> int:
     """Import node ``name`` (a module of meetup_ros.nodes) and run its ``main``."""
+    argv = sys.argv[1:] if args is None else args
+    own = argv[:argv.index("--ros-args")] if "--ros-args" in argv else argv
+    if "-h" in own or "--help" in own:  # rclpy would ignore it and start the node
+        print(usage(name))
+        return 0
     # Inherited as ignored (a background job of a non-interactive shell), SIGINT would be
     # ignored until spin_node takes it.
     signal.signal(signal.SIGINT, signal.default_int_handler)

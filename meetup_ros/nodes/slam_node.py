@@ -327,11 +327,25 @@ class SlamNode(Node):
         changes nothing; the frontend is rebuilt, and its keyframes start over.
         """
         if _same_calibration(msg, self._info[cam]):
-            self._info_change.pop(cam, None)
+            dropped = self._info_change.pop(cam, None)
+            if dropped is not None:  # said, as the start of the disagreement was
+                self.get_logger().info(
+                    f"{self._info_topic(cam)}: the calibration in use again after "
+                    f"{dropped[1]} different message(s); the other one was not taken")
             return
         candidate, count = self._info_change.get(cam, (None, 0))
         count = count + 1 if candidate is not None and _same_calibration(msg, candidate) else 1
         self._info_change[cam] = (msg, count)
+        if count == 1:
+            # A tester's 15 messages of another fx were ignored, rightly, and without a word.
+            old = self._info[cam]
+            self.health.problem(
+                "camera_info_disagrees",
+                f"{self._info_topic(cam)}: a calibration other than the one in use (size "
+                f"{old.width}x{old.height} -> {msg.width}x{msg.height}, K "
+                f"{[round(float(v), 4) for v in old.k]} -> "
+                f"{[round(float(v), 4) for v in msg.k]}); taken only if it holds for "
+                f"{INFO_CHANGE_MESSAGES} messages")
         if count < INFO_CHANGE_MESSAGES:
             return
         try:
