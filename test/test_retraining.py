@@ -126,3 +126,98 @@ def test_train_optimizer_rejects_bad_settings_before_training(
     assert code == 2
     assert f"--set {setting.split('=')[0]}=" in capsys.readouterr().err
     assert not (tmp_path / "metrics.csv").exists()
+
+
+def _copied_bag(dst: Path, twice: tuple[str, ...] = (), edit: object = None) -> Path:
+    """The bundled bag written again: messages on ``twice`` written a second time with the
+    same stamp (``edit(topic, msg)`` may change that copy), messages for which ``edit``
+    returns True written changed."""
+    from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+    from meetup_ros.bags.importer import TYPESTORE
+
+    with Reader(BAG) as reader, Writer(dst, version=9, storage_plugin=StoragePlugin.MCAP) as out:
+        conns = {c.id: out.add_connection(c.topic, c.msgtype, typestore=TYPESTORE)
+                 for c in reader.connections}
+        for conn, t_ns, raw in reader.messages():
+            copy = raw
+            if edit is not None:
+                msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
+                if edit(conn.topic, msg):  # type: ignore[operator]
+                    copy = TYPESTORE.serialize_cdr(msg, conn.msgtype)
+            if conn.topic in twice:
+                out.write(conns[conn.id], t_ns, raw)
+            out.write(conns[conn.id], t_ns, copy)
+    return dst
+
+
+def test_duplicated_camera_frames_are_dropped_not_made_intervals(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A bag with each image written twice (same stamp) gave 169 VIO training intervals
+    instead of 84, and another loss, without a word: each repeat became an interval of
+    length 0. Repeats are dropped with a warning naming the topic and count; two different
+    images at one stamp are refused."""
+    from meetup_ros.odometry.model import VioNetConfig
+    from meetup_ros.odometry.training import VioTrainOptions, load_vio_data
+    from meetup_ros.odometry.windowing import OdometryError
+
+    options = VioTrainOptions(heldout_s=1.0, val_s=0.5, chunk=20)
+    config = VioNetConfig()
+    hw = (config.image_height, config.image_width)
+    plain = load_vio_data((BAG,), options, hw)
+    doubled = _copied_bag(tmp_path / "doubled", twice=("/cam0/image_raw", "/cam1/image_raw"))
+    with caplog.at_level("WARNING"):
+        data = load_vio_data((doubled,), options, hw)
+    assert len(data.train) == len(plain.train)
+    assert np.array_equal(data.train.frame_stamps_ns, plain.train.frame_stamps_ns)
+    assert np.array_equal(data.train.pair, plain.train.pair)
+    from meetup_ros.bags.reader import read_sequence
+
+    seq = read_sequence(BAG)
+    for topic, cam in (("/cam0/image_raw", seq.cam0), ("/cam1/image_raw", seq.cam1)):
+        assert cam is not None
+        warned = [r.getMessage() for r in caplog.records if topic in r.getMessage()]
+        assert len(warned) == 1, warned
+        assert f": {len(cam.stamps_ns)} image(s) on {topic} repeat the stamp and picture" in (
+            warned[0]), warned
+
+    def brighter(topic: str, msg: object) -> bool:
+        if topic != "/cam0/image_raw":
+            return False
+        msg.data = msg.data.copy()  # type: ignore[attr-defined]
+        msg.data[0] = (int(msg.data[0]) + 1) % 256  # type: ignore[attr-defined]
+        return True
+
+    differing = _copied_bag(tmp_path / "differing", twice=("/cam0/image_raw",), edit=brighter)
+    with pytest.raises(OdometryError, match=r"'/cam0/image_raw' has two different images at "
+                                            r"stamp \d+ ns"):
+        load_vio_data((differing,), options, hw)
+
+
+def test_a_nan_groundtruth_pose_is_one_line_naming_its_stamp(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A NaN ground-truth position stopped `train vio` at "the loss is nan ... the loss or its
+    data" (exit 2), without saying which sample; now the pose's stamp is named, before any
+    training."""
+    seen = {"n": 0, "stamp": 0}
+
+    def nan_position(topic: str, msg: object) -> bool:
+        if topic != "/groundtruth/odometry":
+            return False
+        seen["n"] += 1
+        if seen["n"] != 50:
+            return False
+        msg.pose.pose.position.x = float("nan")  # type: ignore[attr-defined]
+        stamp = msg.header.stamp  # type: ignore[attr-defined]
+        seen["stamp"] = stamp.sec * 1_000_000_000 + stamp.nanosec
+        return True
+
+    bag = _copied_bag(tmp_path / "gt_nan", edit=nan_position)
+    out = tmp_path / "out"
+    assert main(["train", "vio", "--bag", str(bag), "--out", str(out), "--epochs", "1",
+                 *SMALL_VIO]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert (f"ground truth '/groundtruth/odometry' at stamp {seen['stamp']} ns (pose 50 of"
+            in err and "non-finite position" in err), err
+    assert not (out / "checkpoint.pt").exists()

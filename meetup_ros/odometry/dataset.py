@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation, Slerp
 
+from meetup_ros.bags import topics
 from meetup_ros.odometry.model import (
     image_pair_tensor,
     imu_sample_features,
@@ -131,6 +132,80 @@ def check_groundtruth_stamps(seq: Any) -> None:
         raise OdometryError(reason)
 
 
+def _bag_names(seq: Any) -> str | list[str]:
+    names = [str(p) for p in getattr(seq, "paths", ())]
+    return names[0] if len(names) == 1 else names
+
+
+def check_groundtruth_values(seq: Any) -> None:
+    """Refuse ground truth with a non-finite pose or velocity, naming the stamp.
+
+    A NaN position interpolated into the increments of the intervals around it, and training
+    stopped at "the loss is nan ... the loss or its data" without saying which sample.
+
+    Raises:
+        OdometryError: naming the bag, the topic, the message's stamp and the field.
+    """
+    gt = seq.groundtruth
+    if gt is None:
+        return
+    fields = [("position", gt.p_world_body), ("orientation", gt.q_world_body_xyzw)]
+    if gt.v_world_mps is not None:
+        fields.append(("velocity", gt.v_world_mps))
+    for name, values in fields:
+        bad = ~np.isfinite(np.asarray(values, dtype=np.float64)).all(axis=1)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise OdometryError(
+                f"bag {_bag_names(seq)!r}: ground truth {topics.GROUNDTRUTH_ODOMETRY!r} at "
+                f"stamp {int(gt.stamps_ns[k])} ns (pose {k + 1} of {len(gt.stamps_ns)}) has a "
+                f"non-finite {name} {np.asarray(values[k]).tolist()!r}"
+                + (f" ({int(bad.sum())} such poses)" if bad.sum() > 1 else "")
+                + "; the increments around it cannot be trained on")
+
+
+def drop_repeated_frames(seq: Any) -> tuple[Any, int]:
+    """``seq`` without camera frames that repeat the previous frame's stamp and picture, and
+    how many there were; a warning names the bag, the topic and the count.
+
+    A bag with every image written twice (a recorder subscribed twice, a doubled relay)
+    made each repeat a zero-length interval: 84 training intervals became 169 and the loss
+    changed, silently. Two different pictures at one stamp are refused: which one was taken
+    then cannot be told.
+
+    Raises:
+        OdometryError: a camera has two different images at one stamp (naming the topic and
+            the stamp).
+    """
+    dropped_total = 0
+    for name in topics.CAMERA_NAMES:
+        cam = getattr(seq, name, None)
+        if cam is None:
+            continue
+        stamps = np.asarray(cam.stamps_ns, dtype=np.int64)
+        # the reader sorts each camera's frames by stamp (stably): repeats are neighbours
+        repeats = np.flatnonzero(np.diff(stamps) == 0) + 1
+        if not repeats.size:
+            continue
+        topic = topics.IMAGE_TOPICS[name]
+        for i in map(int, repeats):
+            if not np.array_equal(cam.images[i], cam.images[i - 1]):
+                raise OdometryError(
+                    f"bag {_bag_names(seq)!r}: {topic!r} has two different images at stamp "
+                    f"{int(stamps[i])} ns; one frame per stamp is needed (which one was taken "
+                    "then cannot be told)")
+        keep = np.ones(len(stamps), dtype=bool)
+        keep[repeats] = False
+        logger.warning("bag %r: %d image(s) on %s repeat the stamp and picture of the one "
+                       "before (duplicated messages); dropped", _bag_names(seq),
+                       len(repeats), topic)
+        cam = replace(cam, stamps_ns=stamps[keep],
+                      images=[image for image, k in zip(cam.images, keep, strict=True) if k])
+        seq = replace(seq, **{name: cam})
+        dropped_total += len(repeats)
+    return seq, dropped_total
+
+
 def valid_imu_stamps(stamps_ns: np.ndarray) -> np.ndarray:
     """Mask of the IMU stamps that can be used: > 0. A stamp of 0 (or below) was never set by
     the driver; the live node refuses it, and offline one such sample queued before the real
@@ -220,6 +295,7 @@ def build_intervals(
     if seq.imu is None or seq.groundtruth is None:
         raise OdometryError("the recording needs /imu0 and ground truth to build intervals")
     check_groundtruth_stamps(seq)
+    check_groundtruth_values(seq)
     windower = ImuWindower(capacity=100_000)
     imu = drop_invalid_imu_stamps(seq)[0].imu
     stamps_ns = np.asarray(stamps_ns, dtype=np.int64)

@@ -34,7 +34,13 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from meetup_ros.odometry.dataset import Intervals, build_intervals, frame_stamps, select
+from meetup_ros.odometry.dataset import (
+    Intervals,
+    build_intervals,
+    drop_repeated_frames,
+    frame_stamps,
+    select,
+)
 from meetup_ros.odometry.model import MODEL_NAME, VioNet, VioNetConfig
 from meetup_ros.odometry.windowing import NS_PER_S, OdometryError
 from meetup_ros.training.config import (
@@ -119,6 +125,8 @@ def load_vio_data(bags: tuple[Path, ...], options: VioTrainOptions,
     seq = read_sequence(bags)
     if seq.imu is None or seq.groundtruth is None:
         raise OdometryError(f"bags {[str(b) for b in bags]!r} need /imu0 and ground truth")
+    # a frame given twice would be a zero-length interval of its own
+    seq = drop_repeated_frames(seq)[0]
     stamps, has_image = frame_stamps(seq)
     iv = build_intervals(seq, stamps, has_image, image_hw)
     imu_end = int(seq.imu.stamps_ns[-1])
