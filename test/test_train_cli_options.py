@@ -229,3 +229,49 @@ def test_a_non_finite_loss_is_one_line_and_exit_2(
     assert err.count("\n") == 1 and "fit: the training loss is nan at epoch 1" in err, err
     assert "No checkpoint was written" in err and "epoch 0" not in err
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    (["--device", "meta"], "--device 'meta': expected cpu, cuda or cuda:N"),
+    (["--device", "mps"], "--device 'mps': expected cpu, cuda or cuda:N"),
+    (["--device", "xla"], "--device 'xla': expected cpu, cuda or cuda:N"),
+    (["--device", ""], "--device '': expected cpu, cuda or cuda:N"),
+    (["--seed", "-1"], "--seed -1: expected an integer in [0, 4294967295]"),
+    (["--seed", "99999999999999999999"], "--seed 99999999999999999999: expected an integer"),
+    (["--momentum", "1"], "--momentum 1.0: expected a value in [0, 1) for --optimizer dfw"),
+    (["--momentum", "1.5", "--optimizer", "sgd"], "--momentum 1.5: expected a value in [0, 1) "
+                                                  "for --optimizer sgd"),
+])
+def test_bad_device_seed_or_momentum_is_one_line_before_any_bag_is_read(
+    tmp_path: Path, no_bag: Path, capsys: pytest.CaptureFixture[str], options: list[str],
+    expected: str
+) -> None:
+    """--device meta|mps|xla|'' was a RuntimeError traceback (exit 1) after the bag was read
+    (meta after creating metrics.csv); --seed -1 was numpy's "expected non-negative integer"
+    without the option, and --momentum 1 was refused by DFW, both after the bag was read."""
+    out = tmp_path / "out"
+    code = main(["train", "controller", "--bag", str(no_bag), "--out", str(out), *options])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("meetup-ros train: error: ") and err.count("\n") == 1, err
+    assert expected in err, err
+    assert str(no_bag) not in err and not out.exists()
+
+
+@pytest.mark.parametrize(("network", "name"), [("controller", "checkpoint.pt"),
+                                               ("depth", "metrics.csv"),
+                                               ("controller", "governor.onnx"),
+                                               ("vio", "vio.pt")])
+def test_an_output_file_that_is_a_folder_is_refused_before_any_bag_is_read(
+    tmp_path: Path, no_bag: Path, capsys: pytest.CaptureFixture[str], network: str, name: str
+) -> None:
+    """checkpoint.pt, metrics.csv or governor.onnx present as a folder: an IsADirectoryError
+    traceback once training ended (and --resume said "no checkpoint, starting from
+    scratch")."""
+    (tmp_path / name).mkdir()
+    code = main(["train", network, "--bag", str(no_bag), "--out", str(tmp_path), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err == (f"meetup-ros train: error: --out {str(tmp_path)!r}: {name} there is not a "
+                   "file (a folder?); the run writes it: move it away or choose another "
+                   "--out\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -410,3 +411,29 @@ def test_a_checkpoint_with_bad_optimizer_state_is_refused_naming_it(
                                                 r"\(maximal step\) must be a positive number, "
                                                 r"got -1\.0"):
             _run(tmp_path, 2, resume=True)
+
+
+def test_a_folder_in_place_of_the_checkpoint_or_metrics_is_refused_before_training(
+        tmp_path: Path) -> None:
+    """--resume took a checkpoint.pt folder for "no checkpoint, starting from scratch", and
+    the first write after the epoch failed with IsADirectoryError (metrics.csv likewise)."""
+    for name in (CHECKPOINT_NAME, "metrics.csv"):
+        out = tmp_path / name.replace(".", "_")
+        (out / name).mkdir(parents=True)
+        with pytest.raises(TrainingError, match=rf"{name}' exists and is not a file"):
+            _run(out, 1, resume=True)
+        assert sorted(p.name for p in out.iterdir()) == [name]
+
+
+def test_a_metrics_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    """A resumed run's metrics.csv that was not UTF-8 gave "'utf-8' codec can't decode byte
+    0xff" without the file's name (a ValueError: the CLI's one line and exit 2)."""
+    _run(tmp_path, 1)
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_bytes(b"epoch,train_loss\n1,\xff\xfe\n")
+    with pytest.raises(ValueError, match=rf"metrics file '{re.escape(str(metrics))}' cannot "
+                                         r"be read.*utf-8.*move it away"):
+        _run(tmp_path, 2, resume=True)
+    metrics.write_text("epoch,train_loss\n1,not a number\n")
+    with pytest.raises(ValueError, match=r"metrics file .* cannot be read.*not a number"):
+        _run(tmp_path, 2, resume=True)

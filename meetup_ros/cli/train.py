@@ -84,6 +84,26 @@ def _resolve_bag(text: str) -> Path:
     raise CommandError(f"bag {text!r} not found{also}")
 
 
+#: the files a run writes into --out besides checkpoint.pt and metrics.csv (with export)
+EXPORTS: dict[str, str] = {"vio": "vio.pt", "depth": "depth_code.pt",
+                           "optimizer": "slam_optimizer.pt", "controller": "governor.onnx"}
+
+
+def _check_outputs(out_dir: Path, network: str, export: bool) -> None:
+    """Refuse an --out where a file the run writes exists as something other than a file (a
+    folder): found at the write, it was an IsADirectoryError traceback after the training,
+    and a checkpoint.pt folder made --resume say "no checkpoint, starting from scratch"."""
+    from meetup_ros.training.loop import CHECKPOINT_NAME, METRICS_NAME
+
+    names = [CHECKPOINT_NAME, METRICS_NAME] + ([EXPORTS[network]] if export else [])
+    for name in names:
+        path = out_dir / name
+        if path.exists() and not path.is_file():
+            raise CommandError(f"--out {str(out_dir)!r}: {name} there is not a file (a "
+                               "folder?); the run writes it: move it away or choose another "
+                               "--out")
+
+
 def load_trainer(network: str) -> Any:
     """Import the trainer function for ``network``; CommandError if it is not there yet."""
     module_name, func_name = TRAINERS[network]
@@ -104,6 +124,18 @@ def load_trainer(network: str) -> Any:
 def _train(args: argparse.Namespace) -> int:
     import json
 
+    from meetup_ros.training.config import check_device, check_seed
+
+    try:
+        # named as options, before torch is imported and any bag is read
+        check_seed(args.seed, "--seed")
+        check_device(args.device, "--device")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    if args.optimizer in ("dfw", "sgd") and args.momentum is not None and args.momentum >= 1:
+        # DFW refused it only once the bag was read; SGD's buffer would never decay
+        raise CommandError(f"--momentum {args.momentum!r}: expected a value in [0, 1) for "
+                           f"--optimizer {args.optimizer}")
     set_torch_threads(args.threads)
 
     import torch
@@ -113,6 +145,11 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CommandError(f"--device {args.device!r} asked for, but CUDA is not available")
+    index = args.device.partition(":")[2]
+    if args.device.startswith("cuda") and index and int(index) >= torch.cuda.device_count():
+        raise CommandError(f"--device {args.device!r}: this machine has "
+                           f"{torch.cuda.device_count()} CUDA device(s), cuda:0 .. "
+                           f"cuda:{torch.cuda.device_count() - 1}")
     # only what the command line sets: TrainConfig's defaults for the rest, and on --resume
     # the checkpoint's
     given = {name: getattr(args, name) for name in ("lr", "momentum", "weight_decay")
@@ -129,6 +166,7 @@ def _train(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     trainer = load_trainer(args.network)
     check_out_dir(cfg.out_dir)
+    _check_outputs(cfg.out_dir, args.network, cfg.export)
     rank = int(os.environ.get("RANK", "0"))
     logger.info("train %s from %s with %s into %s", args.network,
                 [str(b) for b in cfg.bags], cfg.optimizer, cfg.out_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,12 @@ OptimizerName = Literal["dfw", "sgd", "adam"]
 OPTIMIZERS: tuple[str, ...] = ("dfw", "sgd", "adam")
 T = TypeVar("T")
 FLOAT32_MAX = 3.4028234663852886e38
+# numpy's legacy seeding (np.random.seed, used by the depth and optimizer trainers) takes
+# 0 .. 2**32 - 1; torch and default_rng take more, so this is the range every trainer accepts
+SEED_MAX = 2**32 - 1
+# the devices a training run can use: torch also parses meta, mps, xla, ..., which failed
+# with a traceback after the bag was read (meta after creating metrics.csv)
+_DEVICE = re.compile(r"(cpu|cuda)(:\d+)?")
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +80,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+        check_seed(self.seed)
+        check_device(self.device)
         for name in ("lr", "momentum", "weight_decay"):
             value = getattr(self, name)
             if value is not None and value > FLOAT32_MAX:
@@ -80,6 +89,22 @@ class TrainConfig:
                 # to type float without overflow" (a traceback) at the first step
                 raise ValueError(f"{name} must be at most {FLOAT32_MAX:.7g} (the largest "
                                  f"float32), got {value!r}")
+
+
+def check_seed(seed: object, name: str = "seed") -> None:
+    """Refuse a seed outside 0 .. :data:`SEED_MAX` (``name``: what to call it, e.g. the
+    option ``--seed``); -1 failed in numpy ("expected non-negative integer") after the bag
+    was read, without naming the option."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"{name} {seed!r}: expected an integer in [0, {SEED_MAX}]")
+
+
+def check_device(device: object, name: str = "device") -> None:
+    """Refuse a device other than ``cpu``, ``cuda`` or ``cuda:N`` (``name`` as for
+    :func:`check_seed`). Whether CUDA is there is checked where torch is imported."""
+    if not isinstance(device, str) or not _DEVICE.fullmatch(device):
+        raise ValueError(f"{name} {device!r}: expected cpu, cuda or cuda:N (training runs on "
+                         "the CPU or a CUDA GPU)")
 
 
 def parse_options(

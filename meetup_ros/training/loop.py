@@ -221,6 +221,12 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
     start_epoch = 0
     last: dict[str, float] = {}
     ckpt_path = out_dir / CHECKPOINT_NAME
+    for path in (ckpt_path, out_dir / METRICS_NAME):
+        # a folder there: --resume said "no checkpoint" and the first write after an epoch
+        # failed with IsADirectoryError
+        if path.exists() and not path.is_file():
+            raise TrainingError(f"{str(path)!r} exists and is not a file (a folder?); fit "
+                                "writes it: move it away or choose another out_dir")
     if cfg.resume and ckpt_path.is_file():
         state = checkpoint.load(ckpt_path, map_location=device)
         _restore(ckpt_path, state, model, optimizer, cfg.optimizer, cfg.given)

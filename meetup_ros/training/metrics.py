@@ -13,6 +13,10 @@ from meetup_ros.training.checkpoint import atomic_write_bytes
 logger = logging.getLogger(__name__)
 
 
+class MetricsError(ValueError):
+    """A metrics.csv to append to cannot be read (the message names the file)."""
+
+
 class MetricsWriter:
     """Write ``metrics.csv``: columns ``epoch`` then the metric names in first-seen order.
 
@@ -30,11 +34,17 @@ class MetricsWriter:
         self.rows: list[dict[str, float]] = []
         self.columns: list[str] = ["epoch"]
         if resume_epoch is not None and self.path.is_file():
-            with self.path.open(newline="") as handle:
-                for row in csv.DictReader(handle):
-                    parsed = {k: _parse(v) for k, v in row.items() if k is not None}
-                    if parsed.get("epoch", math.inf) <= resume_epoch:
-                        self._add(parsed)
+            try:
+                with self.path.open(newline="", encoding="utf-8") as handle:
+                    for row in csv.DictReader(handle):
+                        parsed = {k: _parse(v) for k, v in row.items() if k is not None}
+                        if parsed.get("epoch", math.inf) <= resume_epoch:
+                            self._add(parsed)
+            except (UnicodeDecodeError, csv.Error, ValueError, TypeError) as exc:
+                # "'utf-8' codec can't decode byte 0xff" named no file
+                raise MetricsError(f"metrics file {str(self.path)!r} cannot be read as the "
+                                   f"CSV of numbers this run appends to ({exc}); move it away "
+                                   "to start it afresh") from exc
             logger.info("metrics: appending to %s after epoch %d (%d rows kept)",
                         self.path, resume_epoch, len(self.rows))
         self._flush()
