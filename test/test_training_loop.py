@@ -437,3 +437,57 @@ def test_a_metrics_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     metrics.write_text("epoch,train_loss\n1,not a number\n")
     with pytest.raises(ValueError, match=r"metrics file .* cannot be read.*not a number"):
         _run(tmp_path, 2, resume=True)
+
+
+_CONCURRENT_WRITER = """
+import os, sys
+from meetup_ros.training import checkpoint
+
+real_fsync = os.fsync
+
+def held_fsync(fd):  # hold the write open until the test lets it finish
+    print("writing", flush=True)
+    sys.stdin.readline()
+    real_fsync(fd)
+
+os.fsync = held_fsync
+checkpoint.save(sys.argv[1], {"epoch": 7})
+print("done", flush=True)
+"""
+
+
+def test_a_write_keeps_a_live_writers_temp_file_and_removes_a_dead_ones(
+        tmp_path: Path) -> None:
+    """Each write removed every `.NAME.XXXXXXXX.tmp`, also another process's still being
+    written: that writer's rename then failed with FileNotFoundError (18 of 200 writes with
+    two writers on one path). Temp files now carry their writer's pid; only those of
+    processes that are gone (or older than STALE_TEMP_AGE_S) are removed."""
+    target = tmp_path / CHECKPOINT_NAME
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CONCURRENT_WRITER, str(target)], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline() == "writing\n"
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)
+        dead_temp = tmp_path / f".{CHECKPOINT_NAME}.{int(dead.stdout)}.abcd1234.tmp"
+        dead_temp.write_text("left by a killed writer")
+        old_temp = tmp_path / f".{CHECKPOINT_NAME}.{child.pid}.old_1234.tmp"
+        old_temp.write_text("a live pid, but untouched for too long: a reused pid")
+        os.utime(old_temp, (1.0, 1.0))
+        checkpoint.save(target, {"epoch": 1})  # while the child's write is open
+        live = [p.name for p in tmp_path.iterdir() if p.name.startswith(
+            f".{CHECKPOINT_NAME}.{child.pid}.")]
+        assert len(live) == 1 and live[0] != old_temp.name, live
+        assert not dead_temp.exists() and not old_temp.exists()
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "done\n"
+        assert child.wait(timeout=60) == 0
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    assert checkpoint.load(target)["epoch"] == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_NAME]
