@@ -275,3 +275,22 @@ def test_an_output_file_that_is_a_folder_is_refused_before_any_bag_is_read(
     assert err == (f"meetup-ros train: error: --out {str(tmp_path)!r}: {name} there is not a "
                    "file (a folder?); the run writes it: move it away or choose another "
                    "--out\n")
+
+
+def test_only_rank_0_exports_and_proves_the_governor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under torchrun `train controller` exported governor.onnx and ran the proof on every
+    rank (the other trainers write on rank 0 only, as the README says): two processes wrote
+    one file, and the proof ran twice. A rank other than 0 now trains and writes nothing."""
+    from meetup_ros.control.training import train_controller
+    from meetup_ros.training.config import TrainConfig
+
+    cfg = TrainConfig(bags=(BAG,), out_dir=tmp_path, epochs=1,
+                      extra={"synthetic_samples": "600", "depth_pairs": "1",
+                             "verify_timeout_s": "0"})
+    monkeypatch.setenv("RANK", "1")  # what torchrun sets; read by is_main_process
+    metrics = train_controller(cfg)
+    assert not (tmp_path / "governor.onnx").exists()
+    assert "onnx_max_abs_error" not in metrics and "property_proven" not in metrics
+    assert "accuracy_heldout_real" in metrics

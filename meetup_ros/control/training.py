@@ -39,6 +39,7 @@ from meetup_ros.control.state import (
     nearest_depth_m,
 )
 from meetup_ros.training.config import TrainConfig, parse_options
+from meetup_ros.training.distributed import is_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -396,7 +397,9 @@ def train_controller(cfg: TrainConfig) -> dict[str, float]:
         "accuracy_train": accuracy(net, arrays["train_x"], arrays["train_y"]),
     }
     metrics.update({f"{k}_sampled": v for k, v in domain_rates().items()})
-    if cfg.export:
+    # under torchrun every rank holds the same weights: one writes governor.onnx and proves
+    # it (each rank exported and ran the proof, writing one file concurrently)
+    if cfg.export and is_main_process():
         onnx_path = export_onnx(
             net, Path(cfg.out_dir) / "governor.onnx",
             doc=f"speed governor; inputs {list(STATE_NAMES)}; trained by meetup-ros train "
