@@ -214,19 +214,25 @@ def _camera_info_msg(info: Any) -> CameraInfo:
     return msg
 
 
-def test_slam_node_drops_duplicate_stamps_and_resets_only_on_a_real_jump(
-    harness: Harness,
-) -> None:
+def _slam_node_with_calibration(harness: Harness) -> tuple[Any, Any]:
+    """The bag's sequence, and a slam_node (no odometry) with the bag's camera_info."""
     from meetup_ros.bags.reader import read_sequence
     from meetup_ros.nodes.slam_node import SlamNode
 
     seq = read_sequence(BAG)
     node = harness.add(SlamNode(context=harness.context, parameter_overrides=_overrides(
         diagnostics_period_s=0.0, odom_topic="")))
-    counters = node.health.counters
     harness.publish("/cam0/camera_info", _camera_info_msg(seq.cam0.info))
     harness.publish("/cam1/camera_info", _camera_info_msg(seq.cam1.info))
     harness.wait_for(lambda: node.frontend is not None, 60, "the frontend")
+    return seq, node
+
+
+def test_slam_node_drops_duplicate_stamps_and_resets_only_on_a_real_jump(
+    harness: Harness,
+) -> None:
+    seq, node = _slam_node_with_calibration(harness)
+    counters = node.health.counters
 
     def pair(i: int, stamp_ns: int) -> None:
         harness.publish("/cam0/image_raw",
@@ -262,16 +268,8 @@ def test_slam_node_drops_duplicate_stamps_and_resets_only_on_a_real_jump(
 def test_slam_node_drops_a_second_different_image_for_one_stamp(harness: Harness) -> None:
     """A tester's every cam0 frame twice at one stamp, the copy inverted: whichever was held
     last was paired (depth 5.5 m where the scene is 2.2 m, in 3-4 of 10 keyframes)."""
-    from meetup_ros.bags.reader import read_sequence
-    from meetup_ros.nodes.slam_node import SlamNode
-
-    seq = read_sequence(BAG)
-    node = harness.add(SlamNode(context=harness.context, parameter_overrides=_overrides(
-        diagnostics_period_s=0.0, odom_topic="")))
+    seq, node = _slam_node_with_calibration(harness)
     counters = node.health.counters
-    harness.publish("/cam0/camera_info", _camera_info_msg(seq.cam0.info))
-    harness.publish("/cam1/camera_info", _camera_info_msg(seq.cam1.info))
-    harness.wait_for(lambda: node.frontend is not None, 60, "the frontend")
     stamps = [int(s) for s in seq.cam0.stamps_ns]
     cam0 = [cv.array_to_image(seq.cam0.images[i], "mono8", stamps[i], "cam0") for i in (10, 11)]
     inverted = [cv.array_to_image(255 - seq.cam0.images[i], "mono8", stamps[i], "cam0")
