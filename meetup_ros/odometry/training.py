@@ -37,6 +37,7 @@ from scipy.spatial.transform import Rotation
 from meetup_ros.odometry.dataset import (
     Intervals,
     build_intervals,
+    check_groundtruth_stamps,
     drop_repeated_frames,
     frame_stamps,
     select,
@@ -125,6 +126,8 @@ def load_vio_data(bags: tuple[Path, ...], options: VioTrainOptions,
     seq = read_sequence(bags)
     if seq.imu is None or seq.groundtruth is None:
         raise OdometryError(f"bags {[str(b) for b in bags]!r} need /imu0 and ground truth")
+    # The clock's own faults first (named as evaluate-vio names them), then the frames'.
+    check_groundtruth_stamps(seq)
     # a frame given twice would be a zero-length interval of its own
     seq = drop_repeated_frames(seq)[0]
     stamps, has_image = frame_stamps(seq)
