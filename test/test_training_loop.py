@@ -491,3 +491,44 @@ def test_a_write_keeps_a_live_writers_temp_file_and_removes_a_dead_ones(
         child.wait(timeout=30)
     assert checkpoint.load(target)["epoch"] == 7
     assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_NAME]
+
+
+def test_a_resume_says_each_other_option_that_changed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tester's resume with another batch size, seed, --set option and bag went on without
+    a word (and the checkpoint then recorded them as the run's)."""
+    train, held_out = _data()
+    first = TrainConfig(bags=(Path("a.bag"),), out_dir=tmp_path, epochs=1, batch_size=32,
+                        seed=3, extra={"hidden": "16"})
+    fit(first, _model(), train, held_out, MultiClassHingeLoss())
+    with caplog.at_level(logging.WARNING, logger="meetup_ros.training.loop"):
+        fit(dataclasses.replace(first, epochs=2, resume=True), _model(), train, held_out,
+            MultiClassHingeLoss())
+    assert "options other than its run's" not in caplog.text
+    caplog.clear()
+    changed = dataclasses.replace(first, epochs=3, resume=True, batch_size=16, seed=4,
+                                  bags=(Path("b.bag"),), extra={})
+    with caplog.at_level(logging.WARNING, logger="meetup_ros.training.loop"):
+        fit(changed, _model(), train, held_out, MultiClassHingeLoss())
+    for said in ("--batch-size 32 -> 16", "--seed 3 -> 4", "--bag ['a.bag'] -> ['b.bag']",
+                 "--set hidden '16' -> (not given)"):
+        assert said in caplog.text, said
+    assert "--epochs" not in caplog.text  # given: more epochs is what a resume is for
+    caplog.clear()
+    bare = dataclasses.replace(changed, epochs=None)  # the trainer's default, 10 here
+    with caplog.at_level(logging.WARNING, logger="meetup_ros.training.loop"):
+        fit(bare, _model(), train, held_out, MultiClassHingeLoss())
+    assert "--epochs 3 -> 10 (not given: the trainer's default)" in caplog.text
+
+
+def test_a_fresh_run_into_a_folder_with_a_checkpoint_says_it_replaces_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    train, held_out = _data()
+    cfg = TrainConfig(bags=(Path("a.bag"),), out_dir=tmp_path, epochs=1, batch_size=32)
+    fit(cfg, _model(), train, held_out, MultiClassHingeLoss())
+    assert "previous run's checkpoint" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="meetup_ros.training.loop"):
+        fit(cfg, _model(), train, held_out, MultiClassHingeLoss())
+    assert "holds a previous run's checkpoint; starting from scratch" in caplog.text

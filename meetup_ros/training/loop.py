@@ -204,6 +204,28 @@ def _apply_hyper_parameters(path: Path, optimizer: torch.optim.Optimizer,
                        ", ".join(f"{name} {change}" for name, change in changes.items()))
 
 
+def _say_changed_options(path: Path, saved: Mapping[str, Any],
+                         now: Mapping[str, Any]) -> None:
+    """Warn, on resume, of each option that differs from the checkpoint's run: they are
+    taken as given (the checkpoint then records them as the run's), and a tester's changed
+    batch size, seed, data options and bag went on without a word."""
+    before = {"--epochs": saved.get("epochs"), "--batch-size": saved.get("batch_size"),
+              "--seed": saved.get("seed"), "world size": saved.get("world_size"),
+              "--bag": saved.get("bags"),
+              **{f"--set {k}": v for k, v in (saved.get("extra") or {}).items()}}
+    changes = []
+    for name, value in now.items():
+        old = before.get(name)
+        if old is not None and old != value:
+            note = " (not given: the trainer's default)" if name == "--epochs" else ""
+            changes.append(f"{name} {old!r} -> {value!r}{note}")
+    changes += [f"{name} {value!r} -> (not given)" for name, value in before.items()
+                if name.startswith("--set ") and name not in now]
+    if changes:
+        logger.warning("resuming from %s with options other than its run's, taken as given: "
+                       "%s", path, "; ".join(changes))
+
+
 def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module,
          train_data: Any, eval_data: Dataset[Any] | None, loss_fn: Callable[..., LossResult],
          *, epochs: int, batch_size: int, lr: float, sampled: bool,
@@ -236,6 +258,13 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
                                                                    "load_state_dict"):
             train_data.load_state_dict(state["sampler"])
         _set_rng_state(state["rng"], ctx.rank)
+        _say_changed_options(ckpt_path, state.get("config") or {}, {
+            # more epochs is what a resume is for; the trainer's default standing in for
+            # the checkpoint's count is not
+            **({"--epochs": epochs} if cfg.epochs is None else {}),
+            "--batch-size": batch_size, "--seed": cfg.seed,
+            "world size": ctx.world_size, "--bag": [str(b) for b in cfg.bags],
+            **{f"--set {k}": v for k, v in cfg.extra.items()}})
         start_epoch = int(state["epoch"])
         last = {"epoch": float(state["epoch"]),
                 **{k: float(v) for k, v in state.get("metrics", {}).items()}}
@@ -243,6 +272,11 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
     else:
         if cfg.resume:
             logger.warning("--resume: no checkpoint at %s, starting from scratch", ckpt_path)
+        elif ckpt_path.is_file():
+            # A tester's second run into a folder holding another run replaced it silently.
+            logger.warning("%s holds a previous run's checkpoint; starting from scratch "
+                           "(without --resume), it is replaced after this run's first epoch",
+                           ckpt_path)
         # seeded per rank so that dropout or augmentations differ between ranks; also on a
         # --resume that finds no checkpoint (a run killed in its first epoch): unseeded, it
         # drew from where the model's initialisation left torch's RNG and differed from a
@@ -371,7 +405,8 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
                            "momentum": None if cfg.optimizer == "adam" else momentum,
                            "weight_decay": weight_decay, "epochs": epochs,
                            "batch_size": batch_size, "seed": cfg.seed,
-                           "world_size": ctx.world_size, "extra": dict(cfg.extra)},
+                           "world_size": ctx.world_size, "extra": dict(cfg.extra),
+                           "bags": [str(b) for b in cfg.bags]},
             })
             logger.info("epoch %d/%d: %s", epoch, epochs,
                         ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
