@@ -121,6 +121,12 @@ def _asymmetric() -> np.ndarray:
     return cov
 
 
+def _cross_block_not_psd() -> np.ndarray:
+    cov = np.eye(6) * 1e-4
+    cov[2, 3] = cov[3, 2] = 1.0  # forward speed against roll rate: no covariance
+    return cov
+
+
 def _zero_forward() -> np.ndarray:
     cov = np.eye(6) * 1e-4
     cov[2, 2] = 0.0
@@ -133,6 +139,7 @@ def _zero_forward() -> np.ndarray:
     (_offdiagonal_only, "linear block is not positive semi-definite"),
     (_not_psd, "linear block is not positive semi-definite"),
     (_asymmetric, "not symmetric"),
+    (_cross_block_not_psd, "6x6 matrix is not positive semi-definite"),
 ])
 def test_covariances_that_say_nothing_about_an_axis_are_refused(make: Any, message: str) -> None:
     """A tester's monitor certified each of these over its radii alone (EuRoC axes: forward is

@@ -393,6 +393,9 @@ def test_depth_region_allows_the_closing_speed_the_region_allows(harness: Harnes
     ({"diagnostics_period_s": math.inf}, r"diagnostics_period_s inf: expected a finite period"),
     ({"realtime_priority": 50}, r"realtime_priority 50: expected 0 \(normal scheduling\) or a "
                                 r"SCHED_FIFO priority in \[1, 49\]"),
+    # a tester's 0.2 let a triple 0.3 s older than one passed start a "new timeline" and pass
+    ({"reset_backwards_s": 0.2, "max_state_age_s": 0.5},
+     r"reset_backwards_s 0\.2: expected a finite time > 0 \(s\), at least max_state_age_s"),
 ])
 def test_monitor_refuses_bad_parameters_naming_them(harness: Harness, tmp_path: Path,
                                                     params: dict, message: str) -> None:

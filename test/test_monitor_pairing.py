@@ -123,6 +123,18 @@ def test_two_different_odometries_for_one_stamp_conflict_before_or_after_the_ans
     assert [(p.stamp_ns, p.command) for p in late] == [(t1, "go")] and late[0].conflict
 
 
+def test_an_odometry_differing_only_in_pose_is_a_second_source() -> None:
+    queue, problems = _queue()
+    pose = np.eye(4)
+    moved = np.eye(4)
+    moved[0, 3] = 0.5
+    queue.add_odometry(T0, _cov(0.1), np.zeros(3), np.zeros(3), pose)
+    queue.add_odometry(T0, _cov(0.1), np.zeros(3), np.zeros(3), pose.copy())  # the same
+    assert not problems
+    queue.add_odometry(T0, _cov(0.1), np.zeros(3), np.zeros(3), moved)
+    assert [k for k, _ in problems] == ["conflicting_inputs"]
+
+
 def test_a_different_state_for_an_answered_stamp_is_the_stop_now() -> None:
     queue, _ = _queue(needs_odometry=False)
     (pair,) = queue.add_state(T0, _state(1.0), 0.0) + queue.add_command(T0, "go", 0.0)

@@ -161,6 +161,7 @@ def test_nodes_stop_and_the_monitor_sends_its_stop_when_meetup_ros_run_is_killed
     output = "".join(lines)
     assert not outlived, f"the monitor outlived `meetup-ros run`:\n{output[-3000:]}"
     assert "is gone; stopping as on Ctrl-C" in output, output[-3000:]
+    assert "acknowledged by its reliable subscribers" in output, output[-3000:]
     assert len(commands) > received_before, f"no stop on /cmd:\n{output[-3000:]}"
     stop = commands[-1].twist
     assert (stop.linear.x, stop.linear.y, stop.linear.z) == (0.0, 0.0, 0.0)
@@ -176,3 +177,11 @@ def test_help_prints_the_parameters_instead_of_starting_the_node(flag: str) -> N
     assert out.stdout.startswith("usage: safety_monitor_node [--ros-args")
     assert "deadline_s (float, 0.05): " in out.stdout
     assert "monitor: network" not in out.stdout + out.stderr  # never started
+
+
+def test_an_argument_before_ros_args_is_refused_not_ignored() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "meetup_ros.nodes.entry", "safety_monitor_node", "--hlep"],
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "unrecognized argument(s) ['--hlep']: ROS arguments go after --ros-args" in out.stderr

@@ -75,6 +75,15 @@ def test_jitter_is_no_gap_and_one_missing_sample_is() -> None:
     assert (w.stats.gaps, w.stats.samples_missing) == (1, 1)
 
 
+def test_a_slower_imu_than_nominal_is_no_gap_once_its_rate_is_seen() -> None:
+    """A tester's clean 100 Hz IMU was reported as losing every other sample (470 gaps)."""
+    w = ImuWindower(rate_hz=200.0)
+    _feed(w, [T0 + i * 2 * PERIOD_NS for i in range(1, 201) if i != 150])
+    for k in range(1, 41):
+        w.take(T0 + k * 50_000_000)
+    assert (w.stats.gaps, w.stats.samples_missing) == (1, 1)  # sample 150 only
+
+
 def test_missing_camera_frame_keeps_the_samples() -> None:
     w = ImuWindower()
     _feed(w, [T0 + i * PERIOD_NS for i in range(1, 31)])

@@ -49,12 +49,14 @@ class OdometryTwist:
     covariance: np.ndarray  # (6, 6)
     v_base_mps: np.ndarray | None = None  # (3,); None where only the covariance is known
     omega_base_radps: np.ndarray | None = None
+    pose: np.ndarray | None = None  # (4, 4): not used, but a second source shows in it too
 
     def same_as(self, other: OdometryTwist) -> bool:
         return all(a is b or (a is not None and b is not None and np.array_equal(a, b))
                    for a, b in ((self.covariance, other.covariance),
                                 (self.v_base_mps, other.v_base_mps),
-                                (self.omega_base_radps, other.omega_base_radps)))
+                                (self.omega_base_radps, other.omega_base_radps),
+                                (self.pose, other.pose)))
 
 
 class PairQueue(Generic[C]):
@@ -105,10 +107,11 @@ class PairQueue(Generic[C]):
 
     def add_odometry(self, stamp_ns: int, twist_cov: np.ndarray,
                      v_base_mps: np.ndarray | None = None,
-                     omega_base_radps: np.ndarray | None = None) -> list[Pair[C]]:
-        """A twist covariance (and the twist); returns the pair that waited for it, if one
-        did, or the stop for an answered pair whose odometry this contradicts."""
-        odometry = OdometryTwist(np.asarray(twist_cov), v_base_mps, omega_base_radps)
+                     omega_base_radps: np.ndarray | None = None,
+                     pose: np.ndarray | None = None) -> list[Pair[C]]:
+        """A twist covariance (and the twist, the pose); returns the pair that waited for it,
+        if one did, or the stop for an answered pair whose odometry this contradicts."""
+        odometry = OdometryTwist(np.asarray(twist_cov), v_base_mps, omega_base_radps, pose)
         newest = self.odom_newest_ns
         if newest is not None and stamp_ns <= newest - self.reset_back_ns:
             # The odometry went back (a loop, a restart): what is held is another pass's,
@@ -145,7 +148,8 @@ class PairQueue(Generic[C]):
                 "out_of_order_states",
                 f"{self._state_topic}: stamp {stamp_ns!r} ns is "
                 f"{(self.last_state_ns - stamp_ns) * 1e-9:.3f} s before {self.last_state_ns!r}"
-                f" ns (less than reset_back_s {self.reset_back_ns * 1e-9:g} s): out of order",
+                f" ns (less than reset_backwards_s {self.reset_back_ns * 1e-9:g} s): out of "
+                "order",
             )
         elif self.last_state_ns is not None and stamp_ns < self.last_state_ns:
             self._report(

@@ -144,11 +144,13 @@ def state_sigma(twist_covariance: np.ndarray, axes: StateAxes | None = None) -> 
     tolerance = 1e-9 * scale  # round-off of a valid covariance is far smaller
     if np.any(np.abs(cov - cov.T) > tolerance):
         raise ControlError("twist_covariance is not symmetric: not a covariance")
-    for block, what in ((cov[:3, :3], "linear"), (cov[3:, 3:], "angular")):
-        # A tester's diagonal 1e-4 with off-diagonal 10 was read for its diagonal alone.
+    for block, what in ((cov[:3, :3], "linear block"), (cov[3:, 3:], "angular block"),
+                        (cov, "6x6 matrix")):
+        # A tester's diagonal 1e-4 with off-diagonal 10 was read for its diagonal alone; a
+        # second's cross terms between the blocks, 1.0 on variances of 1e-4.
         if float(np.linalg.eigvalsh(block).min()) < -tolerance:
-            raise ControlError(f"twist_covariance's {what} block is not positive "
-                               "semi-definite: not a covariance")
+            raise ControlError(f"twist_covariance's {what} is not positive semi-definite: "
+                               "not a covariance")
     A = (axes or StateAxes()).matrix()
     lin = A @ cov[:3, :3] @ A.T
     ang = A[2] @ cov[3:, 3:] @ A[2]

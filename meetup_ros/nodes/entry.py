@@ -77,6 +77,10 @@ def run(name: str, args: list[str] | None = None) -> int:
     if "-h" in own or "--help" in own:  # rclpy would ignore it and start the node
         print(usage(name))
         return 0
+    if own:  # a mistyped --help started the monitor on its code defaults, publishing /cmd
+        print(f"{name}: unrecognized argument(s) {own!r}: ROS arguments go after --ros-args "
+              f"(`{name} --help` lists the parameters)", file=sys.stderr)
+        return 2
     # Inherited as ignored (a background job of a non-interactive shell), SIGINT would be
     # ignored until spin_node takes it.
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -182,6 +182,12 @@ class MonitorParams:
     )
 
 
+# The longest a stopping monitor waits for its stop to be acknowledged. Fast DDS's readers
+# acknowledge at the writer's heartbeat, every 3 s by default: acknowledged after 2.0-3.0 s in
+# three runs here (a 1 s wait never saw it). Within launch's 5 s before it escalates to SIGTERM.
+SHUTDOWN_ACK_WAIT_S = 3.5
+
+
 @dataclass
 class TickResult:
     status: str
@@ -251,8 +257,12 @@ def _check_params(p: MonitorParams) -> None:
          "one distinct, non-empty name per network output, in order")
     need(bool(p.base_frame), "base_frame", "a frame id (controller_node's command_frame_id)")
     need(p.max_pending >= 1, "max_pending", "an integer >= 1")
-    need(math.isfinite(p.reset_backwards_s) and p.reset_backwards_s > 0, "reset_backwards_s",
-         "a finite time > 0 (s)")
+    # A jump back shorter than the age limit would let a state older than one answered, but
+    # young enough to pass the age check, start a "new timeline" and pass (a tester's 0.3 s).
+    need(math.isfinite(p.reset_backwards_s) and p.reset_backwards_s > 0
+         and (p.max_state_age_s <= 0 or p.reset_backwards_s >= p.max_state_age_s),
+         "reset_backwards_s", f"a finite time > 0 (s), at least max_state_age_s "
+         f"({p.max_state_age_s:g})")
     need(p.torch_threads >= 1, "torch_threads", "an integer >= 1")
     need(0 <= p.realtime_priority <= REALTIME_PRIORITY_MAX, "realtime_priority",
          f"0 (normal scheduling) or a SCHED_FIFO priority in [1, {REALTIME_PRIORITY_MAX}]")
@@ -459,7 +469,8 @@ class SafetyMonitorNode(Node):
                 f"{msg.child_frame_id!r} is not base_frame {self.params.base_frame!r}; ignored")
             return
         self._answer(self.pairing.add_odometry(odom.stamp_ns, odom.twist_covariance,
-                                               odom.v_base_mps, odom.omega_base_radps))
+                                               odom.v_base_mps, odom.omega_base_radps,
+                                               odom.T_odom_base))
 
     def _on_state(self, msg: JointState) -> None:
         p = self.params
@@ -901,7 +912,18 @@ class SafetyMonitorNode(Node):
         p = self.params
         self.status_pub.publish(String(data=SHUTDOWN))
         self._publish_fallback(self.get_clock().now().nanoseconds)
-        self.get_logger().info(f"shutting down: fallback sent on {p.cmd_topic}")
+        # Sent is not delivered: the process exits next, and a tester's subscriber missed the
+        # stop in 4 of 8 runs after a SIGKILLed launcher (the verified command stayed last).
+        # Reliable subscribers acknowledge it; wait for that, bounded.
+        from rclpy.duration import Duration
+
+        if self.cmd_pub.wait_for_all_acked(Duration(seconds=SHUTDOWN_ACK_WAIT_S)):
+            self.get_logger().info(f"shutting down: fallback sent on {p.cmd_topic}, "
+                                   "acknowledged by its reliable subscribers")
+        else:
+            self.get_logger().warning(
+                f"shutting down: fallback sent on {p.cmd_topic}, not acknowledged within "
+                f"{SHUTDOWN_ACK_WAIT_S:g} s (a subscriber gone or slow): it may not arrive")
         self.health.publish(final=True)
         self.get_logger().info(f"safety_monitor_node done: {self.summary()}")
 

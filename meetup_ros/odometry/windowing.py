@@ -17,15 +17,17 @@ sample with a stamp up to and including it. Guarantees, counted in :class:`Windo
   throw the pose far away;
 - a missing camera frame loses nothing: the next frame's window spans both intervals;
 - samples that never came (a driver or transport that lost them upstream) are a gap between
-  two used samples of more than ``GAP_PERIODS`` nominal periods: counted (``gaps``,
-  ``samples_missing``) and logged. The window still integrates across it, with the longer dt:
-  a tester's 0.5 s without IMU left no trace but fewer zero-velocity updates.
+  two used samples of more than ``GAP_PERIODS`` periods (the median of the recent steps and
+  the window's own: a clean 100 Hz IMU is not half missing): counted (``gaps``,
+  ``samples_missing``) and logged. The window still integrates across it, with the longer
+  dt: a tester's 0.5 s without IMU left no trace but fewer zero-velocity updates.
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -120,6 +122,7 @@ class ImuWindower:
         self._newest_ns: int | None = None  # newest stamp accepted
         self._last_used_ns: int | None = None  # stamp of the last sample put in a window
         self._last_end_ns: int | None = None  # end of the last window
+        self._steps: deque[float] = deque(maxlen=64)  # recent sample periods (s): the rate
         self.reset_happened = False  # set by add() when its sample reset the windower
         self.last_reset_reason = ""
         self.last_rejection = ""  # "reason: detail" of the newest rejected sample
@@ -212,13 +215,20 @@ class ImuWindower:
         del self._samples[:n]
         dt_s = np.empty(n, dtype=np.float64)
         previous = self._last_used_ns
+        # The IMU's period: the median of the recent steps and this window's own, so that
+        # the first window already knows a slower IMU's rate.
+        own = np.diff(stamps) / NS_PER_S if n > 1 else np.empty(0)
+        recent = np.concatenate([np.asarray(self._steps), own[own > 0]])
+        period_s = float(np.median(recent)) if len(recent) >= 3 else self.nominal_dt_s
         for i in range(n):
             step = None if previous is None else (int(stamps[i]) - previous) / NS_PER_S
             # A late-merged sample's stamp precedes the previous one; it still covers a
             # nominal period of motion that no other sample covered.
             dt_s[i] = self.nominal_dt_s if step is None or step <= 0 else step
-            if step is not None and step > GAP_PERIODS * self.nominal_dt_s:
-                self._gap(previous, int(stamps[i]), step)
+            if step is not None and step > 0:
+                if step > GAP_PERIODS * period_s:
+                    self._gap(previous, int(stamps[i]), step, period_s)
+                self._steps.append(step)  # gaps too: rare, the median passes over them
             previous = max(int(stamps[i]), previous or 0)
         if n:
             self._last_used_ns = previous
@@ -230,14 +240,16 @@ class ImuWindower:
         return ImuWindow(start_ns, end_ns, stamps, values[:, :3].copy(), values[:, 3:].copy(),
                          dt_s)
 
-    def _gap(self, before_ns: int | None, after_ns: int, step_s: float) -> None:
-        missing = max(1, round(step_s / self.nominal_dt_s) - 1)
+    def _gap(self, before_ns: int | None, after_ns: int, step_s: float,
+             period_s: float) -> None:
+        missing = max(1, round(step_s / period_s) - 1)
         self.stats.gaps += 1
         self.stats.samples_missing += missing
         if self.stats.gaps <= 3 or self.stats.gaps % 100 == 0:
             logger.warning("IMU gap: no sample for %.1f ms between %s and %d ns (about %d "
-                           "sample(s) at %g Hz never arrived; %d gap(s) so far)", step_s * 1e3,
-                           before_ns, after_ns, missing, self.rate_hz, self.stats.gaps)
+                           "sample(s) at %.0f Hz never arrived; %d gap(s) so far)",
+                           step_s * 1e3, before_ns, after_ns, missing, 1.0 / period_s,
+                           self.stats.gaps)
 
     def reset(self, reason: str) -> None:
         """Forget all state; queued samples are counted as ``discarded_on_reset``."""
@@ -254,3 +266,4 @@ class ImuWindower:
         self._newest_ns = None
         self._last_used_ns = None
         self._last_end_ns = None
+        self._steps.clear()
