@@ -288,13 +288,15 @@ REALTIME_PRIORITY_MAX = 49  # above 50 a PREEMPT_RT kernel's IRQ threads (the NI
 def raise_to_realtime(logger: Any, priority: int) -> None:
     """Put every thread of this process under SCHED_FIFO at ``priority`` (0 leaves them).
 
-    For the nodes whose latency is the product (the odometry per frame, the monitor per
-    tick): on 2 cores shared by four nodes, a frame otherwise waits for a core behind
-    slam_node's keyframes. Measured in `make demo` with helpers' work on the machine:
-    vio_node's p99 10.2-10.8 ms in three runs of four (21.0 in the fourth, as much CPU time
-    as wall time), against 21.2-27.3 ms alternating without. Threads started later (by
-    these) inherit the policy. The kernel's RT throttling (sched_rt_runtime_us, by default
-    0.95 s of every 1 s) still leaves the other tasks their share should a callback spin.
+    For a node whose latency is the product (the odometry per frame): on 2 cores shared by
+    four nodes, a frame otherwise waits for a core behind slam_node's keyframes. Measured in
+    `make demo`: vio_node's p99 9.4-13.7 ms in 8 of 8 runs, the machine idle; with helpers'
+    work on it 10.2-12.1 ms in 7 of 8 (21.0 in one, as much CPU time as wall time), against
+    20.0-27.3 ms alternating without. Keep real-time threads fewer than the cores: with the
+    monitor at SCHED_FIFO too, slam_node's DDS threads starved and lost messages. Threads
+    started later (by these) inherit the policy. The kernel's RT throttling
+    (sched_rt_runtime_us, by default 0.95 s of every 1 s) still leaves the other tasks their
+    share should a callback spin.
     Without the privilege (root, CAP_SYS_NICE or an rtprio limit) this warns and the node
     runs at normal priority.
     """
