@@ -60,6 +60,8 @@ def usage(name: str) -> str:
     module = importlib.import_module(f"meetup_ros.nodes.{name}")
     lines = [f"usage: {name} [--ros-args [--params-file FILE] [-p NAME:=VALUE] [-r FROM:=TO]]",
              "", (module.__doc__ or "").strip().splitlines()[0], ""]
+    # Known shortcoming: bag_replay_node reads its options without a parameters class, so
+    # its --help lists none.
     params = [obj for attr, obj in vars(module).items()
               if attr.endswith("Params") and isinstance(obj, type)
               and dataclasses.is_dataclass(obj)]

@@ -106,6 +106,8 @@ class StereoPairs:
             self._report("duplicate_frames", f"{topic}: the same image again for stamp "
                          f"{stamp_ns} ns; dropped")
             return True
+        # Known shortcoming: the dropped image's partner on the other camera stays, and is
+        # dropped later as unpaired with a "no partner" warning that does not say why.
         held = self.pending[cam].pop(stamp_ns, None) is not None
         self._report(
             "conflicting_frames",

@@ -274,6 +274,7 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
             logger.warning("--resume: no checkpoint at %s, starting from scratch", ckpt_path)
         elif ckpt_path.is_file():
             # A tester's second run into a folder holding another run replaced it silently.
+            # Known shortcoming: other files there (another trainer's weights) are left.
             logger.warning("%s holds a previous run's checkpoint; starting from scratch "
                            "(without --resume), it is replaced after this run's first epoch",
                            ckpt_path)
