@@ -114,9 +114,24 @@ def test_one_stamp_one_picture_until_a_new_timeline() -> None:
     assert pairs.add("cam0", T0, _image(1)) == []
     assert pairs.add("cam0", T0, _image(9)) == []
     assert pairs.add("cam1", T0, _image(2)) == [], "the held cam0 image went with the conflict"
-    assert [k for k, _ in problems] == ["duplicate_frames", "conflicting_frames"]
-    assert "both dropped" in problems[-1][1]
+    assert [k for k, _ in problems] == ["duplicate_frames", "conflicting_frames",
+                                        "unpaired_dropped"]
+    assert "both dropped" in problems[1][1]
+    assert "image for it was dropped as conflicting" in problems[-1][1]
+    assert not pairs.pending["cam1"], "said now, not later as a misleading 'no partner'"
     t1 = T0 + 2_000 * MS
     assert len(pairs.add("cam0", t1, _image(3)) + pairs.add("cam1", t1, _image(4))) == 1
     loop = pairs.add("cam0", T0, _image(1)) + pairs.add("cam1", T0, _image(2))
-    assert [p.stamp_ns for p in loop] == [T0] and len(problems) == 2, problems
+    assert [p.stamp_ns for p in loop] == [T0] and len(problems) == 3, problems
+
+
+def test_a_partner_coming_after_a_conflict_is_dropped_saying_why() -> None:
+    """A tester's misleading 'no partner' warnings: the cam1 image of a cam0 stamp dropped as
+    conflicting waited, then went as unpaired, the nearest cam0 image named."""
+    pairs, problems = _stereo()
+    pairs.add("cam0", T0, _image(1))
+    pairs.add("cam0", T0, _image(6))
+    assert pairs.add("cam1", T0 + MS // 2, _image(7)) == []
+    assert [k for k, _ in problems] == ["conflicting_frames", "unpaired_dropped"]
+    assert "image for it was dropped as conflicting" in problems[-1][1]
+    assert not pairs.pending["cam1"]

@@ -57,6 +57,8 @@ class StereoPairs:
             cam: OrderedDict() for cam in CAMERAS}
         # Recent stamps per camera and a checksum of their image: one stamp, one picture.
         self._seen: dict[str, OrderedDict[int, int]] = {cam: OrderedDict() for cam in CAMERAS}
+        # Stamps whose images were dropped as conflicting: their partners go too, said so.
+        self._conflicted: OrderedDict[int, None] = OrderedDict()
 
     def add(self, cam: str, stamp_ns: int, image: np.ndarray) -> list[FramePair]:
         """One camera's image; returns the pairs it completes, oldest cam0 stamp first.
@@ -68,6 +70,10 @@ class StereoPairs:
         the scene is 2.2 m away, said only as misleading 'no partner' warnings.
         """
         if self._repeated(cam, stamp_ns, image):
+            return []
+        if self._partner_conflicted(cam, stamp_ns):
+            self._report("unpaired_dropped", f"{self._topics[cam]}: image at {stamp_ns} ns "
+                         "dropped: the other camera's image for it was dropped as conflicting")
             return []
         pending = self.pending[cam]
         pending[stamp_ns] = image
@@ -88,6 +94,13 @@ class StereoPairs:
             pending.clear()
         for seen in self._seen.values():
             seen.clear()
+        self._conflicted.clear()
+
+    def _partner_conflicted(self, cam: str, stamp_ns: int) -> bool:
+        for t in [t for t in self._conflicted if abs(t - stamp_ns) >= self.reset_back_ns]:
+            del self._conflicted[t]  # another timeline's (a loop replays its stamps)
+        return self.stereo and any(abs(stamp_ns - t) <= self.tolerance_ns
+                                   for t in self._conflicted)
 
     def _repeated(self, cam: str, stamp_ns: int, image: np.ndarray) -> bool:
         """Whether ``image`` repeats a stamp seen on ``cam`` (then said, and not to be used)."""
@@ -106,14 +119,16 @@ class StereoPairs:
             self._report("duplicate_frames", f"{topic}: the same image again for stamp "
                          f"{stamp_ns} ns; dropped")
             return True
-        # Known shortcoming: the dropped image's partner on the other camera stays, and is
-        # dropped later as unpaired with a "no partner" warning that does not say why.
         held = self.pending[cam].pop(stamp_ns, None) is not None
         self._report(
             "conflicting_frames",
             f"{topic}: a second, different image for stamp {stamp_ns} ns (two publishers on "
             "the topic?); " + ("both dropped: which is the camera's cannot be told" if held
                                else "dropped; the first was paired already"))
+        if held:  # its partner is still to come (a waiting one would have paired with it)
+            self._conflicted[stamp_ns] = None
+            while len(self._conflicted) > 4 * self.max_pending:
+                self._conflicted.popitem(last=False)
         return True
 
     def _pairs(self) -> list[FramePair]:
