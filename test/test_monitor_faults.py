@@ -332,7 +332,7 @@ def test_negative_odometry_variance_gives_unknown(harness: Harness, tmp_path: Pa
     cov[2, 2] = -0.04  # forward speed (body z)
     harness.publish("/odom", cv.odometry_msg(STAMP0_NS, np.eye(4), [0, 0, 0.1], [0, 0, 0],
                                              np.eye(6) * 1e-4, cov))
-    harness.wait_for(lambda: len(node.pairing.twist_cov) == 1, 5, "the odometry covariance")
+    harness.wait_for(lambda: len(node.pairing.odometry) == 1, 5, "the odometry covariance")
     _propose(harness, STAMP0_NS, BENIGN, 1.0)
     harness.wait_for(lambda: len(_cmds(harness)) == 1, 10, "the pair answered")
     assert _statuses(harness)[-1] == "unknown" and _cmds(harness)[-1].twist.linear.z == 0.0
@@ -359,7 +359,7 @@ def test_depth_region_allows_the_closing_speed_the_region_allows(harness: Harnes
         stamp_ns = STAMP0_NS + i * TICK_NS
         harness.publish("/odom", cv.odometry_msg(stamp_ns, np.eye(4), [0, 0, 0], [0, 0, 0],
                                                  np.eye(6) * 1e-4, cov))
-        harness.wait_for(lambda n=i + 1: len(node.pairing.twist_cov) == n, 5, "the covariance")
+        harness.wait_for(lambda n=i + 1: len(node.pairing.odometry) == n, 5, "the covariance")
         _propose(harness, stamp_ns, state, 1.0)
         harness.wait_for(lambda n=i + 1: len(_cmds(harness)) == n, 10, "the pair answered")
     statuses = _statuses(harness)

@@ -181,7 +181,7 @@ def test_odometry_going_back_clears_the_old_pass() -> None:
     for k in range(3):
         queue.add_odometry(T0 + k * 50 * MS, _cov(0.01))
     queue.add_odometry(T0, _cov(20.0))  # a loop: the same stamps again
-    assert list(queue.twist_cov) == [T0]
+    assert list(queue.odometry) == [T0]
     assert queue.covariance_at(T0 + 50 * MS) is None
     assert queue.covariance_at(T0)[0, 0] == pytest.approx(400.0)
 
@@ -201,7 +201,7 @@ def test_state_going_back_before_its_odometry_drops_the_old_pass_covariance() ->
     assert queue.add_state(T0, _state(), 1.0) == []
     assert [k for k, _ in problems] == ["time_jumped_back"]
     assert "/controller/state" in problems[0][1]
-    assert list(queue.twist_cov) == [] and list(queue.commands) == []
+    assert list(queue.odometry) == [] and list(queue.commands) == []
     assert list(queue.awaiting) == [T0], "the new pass's pair waits for its own odometry"
     assert queue.out_of_order(T0) is None, "the old pass's answers no longer count"
     out = queue.add_odometry(T0, _cov(20.0))

@@ -69,7 +69,7 @@ def test_a_state_stamp_going_back_keeps_its_odometry_uncertainty(harness: Harnes
     later, earlier = STAMP0_NS + 10 * TICK_NS, STAMP0_NS
     for n, stamp_ns in enumerate((later, earlier), start=1):
         harness.publish("/odom", _odom_sigma(stamp_ns, 2.0))
-        harness.wait_for(lambda s=stamp_ns: s in node.pairing.twist_cov, 5, "the odometry")
+        harness.wait_for(lambda s=stamp_ns: s in node.pairing.odometry, 5, "the odometry")
         _propose(harness, stamp_ns, state, 1.0)
         harness.wait_for(lambda n=n: len(_cmds(harness)) == n, 10, f"/cmd {n}")
         assert _statuses(harness)[-1] != "verified", (_statuses(harness), node.last)
@@ -92,13 +92,13 @@ def test_no_odometry_or_an_unknown_covariance_certifies_nothing(harness: Harness
     stamp_ns = STAMP0_NS + TICK_NS
     harness.publish("/odom", cv.odometry_msg(stamp_ns, np.eye(4), [0.0, 0.0, 0.1], [0, 0, 0],
                                              np.eye(6) * 1e-4, np.zeros((6, 6))))
-    harness.wait_for(lambda: stamp_ns in node.pairing.twist_cov, 5, "the zero-covariance odometry")
+    harness.wait_for(lambda: stamp_ns in node.pairing.odometry, 5, "the zero-covariance odometry")
     _propose(harness, stamp_ns, BENIGN, 1.0)
     harness.wait_for(lambda: len(_cmds(harness)) == 2, 10, "/cmd with a zero covariance")
     assert _statuses(harness)[-1] == "unknown" and "all zeros" in node.last.reason
     stamp_ns += TICK_NS
     harness.publish("/odom", _odom(stamp_ns, 0.1))
-    harness.wait_for(lambda: stamp_ns in node.pairing.twist_cov, 5, "a real odometry")
+    harness.wait_for(lambda: stamp_ns in node.pairing.odometry, 5, "a real odometry")
     _propose(harness, stamp_ns, BENIGN, 1.0)
     harness.wait_for(lambda: len(_cmds(harness)) == 3, 10, "/cmd with a real covariance")
     assert _statuses(harness)[-1] == "verified"
@@ -195,11 +195,11 @@ def test_frames_other_than_the_base_are_refused(harness: Harness, tmp_path: Path
     harness.publish("/odom", _odom_sigma(STAMP0_NS, 0.01, child="cam0"))
     harness.wait_for(lambda: node.health.counters["bad_odometry"] == 1, 5, "odometry refused")
     assert "child_frame_id 'cam0' is not base_frame 'base_link'" in node.health.last_problem
-    assert not node.pairing.twist_cov
+    assert not node.pairing.odometry
     for i, frame in enumerate(("map", "")):
         stamp_ns = STAMP0_NS + i * TICK_NS
         harness.publish("/odom", _odom(stamp_ns, 0.1))
-        harness.wait_for(lambda s=stamp_ns: s in node.pairing.twist_cov, 5, "base-frame odometry")
+        harness.wait_for(lambda s=stamp_ns: s in node.pairing.odometry, 5, "base-frame odometry")
         harness.publish("/controller/state", cv.named_vector_msg(stamp_ns, STATE_NAMES,
                                                                  np.array(BENIGN)))
         harness.publish("/controller/command",
@@ -314,7 +314,7 @@ def test_a_pair_waits_for_the_odometry_of_its_stamp(harness: Harness, tmp_path: 
                     odom_wait_s=0.2)
     state = [0.0, 0.0, 0.0, 0.0, 3.0]
     harness.publish("/odom", _odom_sigma(STAMP0_NS - TICK_NS, 0.01))
-    harness.wait_for(lambda: len(node.pairing.twist_cov) == 1, 5, "the older odometry")
+    harness.wait_for(lambda: len(node.pairing.odometry) == 1, 5, "the older odometry")
     _propose(harness, STAMP0_NS, state, 1.0)
     harness.wait_for(lambda: STAMP0_NS in node.pairing.awaiting, 5, "the pair waiting")
     harness.publish("/odom", _odom_sigma(STAMP0_NS, 10.0))
@@ -362,7 +362,7 @@ def test_a_repeated_stamp_after_time_went_back_waits_for_the_new_odometry(
     state = [0.0, 0.0, 0.0, 0.0, 3.0]
     for k in range(3):  # the first pass, small sigma: verified
         harness.publish("/odom", _odom_sigma(STAMP0_NS + k * TICK_NS, 0.01))
-        harness.wait_for(lambda k=k: STAMP0_NS + k * TICK_NS in node.pairing.twist_cov, 5, "odom")
+        harness.wait_for(lambda k=k: STAMP0_NS + k * TICK_NS in node.pairing.odometry, 5, "odom")
         _propose(harness, STAMP0_NS + k * TICK_NS, state, 1.0)
         harness.wait_for(lambda k=k: len(_cmds(harness)) == k + 1, 10, "an answer")
     assert _statuses(harness) == ["verified"] * 3
@@ -461,7 +461,7 @@ def test_a_state_its_own_odometry_contradicts_is_not_certified(harness: Harness,
     around 0 was verified. The odometry's own state must lie in the region."""
     node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"))
     harness.publish("/odom", _odom(STAMP0_NS, 3.0, twist_var=1e-4))
-    harness.wait_for(lambda: STAMP0_NS in node.pairing.twist_cov, 5, "the odometry")
+    harness.wait_for(lambda: STAMP0_NS in node.pairing.odometry, 5, "the odometry")
     _propose(harness, STAMP0_NS, [0.0, 0.0, 0.0, 0.0, 5.0], 1.0)
     harness.wait_for(lambda: len(_cmds(harness)) == 1, 10, "/cmd")
     assert _statuses(harness) == ["unknown"], node.last
@@ -469,7 +469,7 @@ def test_a_state_its_own_odometry_contradicts_is_not_certified(harness: Harness,
     assert _cmds(harness)[-1].twist.linear.z == 0.0
     stamp_ns = STAMP0_NS + TICK_NS  # the state the odometry gives: verified
     harness.publish("/odom", _odom(stamp_ns, 0.0, twist_var=1e-4))
-    harness.wait_for(lambda: stamp_ns in node.pairing.twist_cov, 5, "the odometry")
+    harness.wait_for(lambda: stamp_ns in node.pairing.odometry, 5, "the odometry")
     _propose(harness, stamp_ns, [0.0, 0.0, 0.0, 0.0, 5.0], 1.0)
     harness.wait_for(lambda: len(_cmds(harness)) == 2, 10, "/cmd")
     assert _statuses(harness)[-1] == "verified", node.last
@@ -497,7 +497,7 @@ def test_an_older_triple_after_a_passed_one_gets_the_stop(harness: Harness, tmp_
     for n, stamp_ns in enumerate((STAMP0_NS + 10 * TICK_NS,
                                   STAMP0_NS + 10 * TICK_NS - back_ms * 1_000_000), start=1):
         harness.publish("/odom", _odom(stamp_ns, 0.0))
-        harness.wait_for(lambda s=stamp_ns: s in node.pairing.twist_cov, 5, "the odometry")
+        harness.wait_for(lambda s=stamp_ns: s in node.pairing.odometry, 5, "the odometry")
         _propose(harness, stamp_ns, BENIGN, 1.0)
         harness.wait_for(lambda n=n: len(_cmds(harness)) == n, 10, f"/cmd {n}")
     assert _statuses(harness) == ["verified", "stale"], node.last

@@ -385,7 +385,7 @@ def test_monitor_region_grows_with_the_odometry_covariance(
     cov[2, 2] = 0.04  # forward = body +z
     harness.publish("/odom", cv.odometry_msg(STAMP0_NS, np.eye(4), [0, 0, 0.3], [0, 0, 0],
                                              np.eye(6) * 1e-4, cov))
-    harness.wait_for(lambda: len(node.pairing.twist_cov) == 1, 5, "the odometry covariance")
+    harness.wait_for(lambda: len(node.pairing.odometry) == 1, 5, "the odometry covariance")
     _propose(harness, STAMP0_NS, [0.3, 0.0, 0.0, 0.0, 0.6], 1.0)
     harness.wait_for(lambda: harness.count("/cmd") == 1, 10, "/cmd")
     assert harness.received["/safety/status"][-1].data == "violated"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from meetup_ros.cli import CommandError
-from meetup_ros.nodes.entry import EXIT_WITH_PARENT_ENV
+from meetup_ros.ros import EXIT_WITH_PARENT_ENV
 
 logger = logging.getLogger(__name__)
 

@@ -93,15 +93,13 @@ def _check_outputs(out_dir: Path, network: str, export: bool) -> None:
     """Refuse an --out where a file the run writes exists as something other than a file (a
     folder): found at the write, it was an IsADirectoryError traceback after the training,
     and a checkpoint.pt folder made --resume say "no checkpoint, starting from scratch"."""
-    from meetup_ros.training.loop import CHECKPOINT_NAME, METRICS_NAME
+    from meetup_ros.training.loop import output_not_a_file
 
-    names = [CHECKPOINT_NAME, METRICS_NAME] + ([EXPORTS[network]] if export else [])
-    for name in names:
-        path = out_dir / name
-        if path.exists() and not path.is_file():
-            raise CommandError(f"--out {str(out_dir)!r}: {name} there is not a file (a "
-                               "folder?); the run writes it: move it away or choose another "
-                               "--out")
+    name = output_not_a_file(out_dir, [EXPORTS[network]] if export else [])
+    if name is not None:
+        raise CommandError(f"--out {str(out_dir)!r}: {name} there is not a file (a "
+                           "folder?); the run writes it: move it away or choose another "
+                           "--out")
 
 
 def load_trainer(network: str) -> Any:

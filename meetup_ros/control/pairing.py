@@ -98,11 +98,6 @@ class PairQueue(Generic[C]):
         self.last_answered_ns: int | None = None  # the newest pair answered
         self.last_state_ns: int | None = None
 
-    @property
-    def twist_cov(self) -> dict[int, np.ndarray]:
-        """The held twist covariances by stamp."""
-        return {t: o.covariance for t, o in self.odometry.items()}
-
     # ---- inputs ------------------------------------------------------------------------------
 
     def add_odometry(self, stamp_ns: int, twist_cov: np.ndarray,
@@ -127,9 +122,7 @@ class PairQueue(Generic[C]):
                                   "(two sources on the topic?)")
         if self.odom_newest_ns is None or stamp_ns > self.odom_newest_ns:
             self.odom_newest_ns = stamp_ns
-        self.odometry[stamp_ns] = odometry
-        while len(self.odometry) > self.max_pending:
-            self.odometry.popitem(last=False)
+        self._put(self.odometry, stamp_ns, odometry)
         if stamp_ns in self.awaiting:
             return [self._pop_awaiting(stamp_ns)]
         return []
@@ -211,9 +204,7 @@ class PairQueue(Generic[C]):
         """``pair`` is being answered: older ones are out of order now."""
         if self.last_answered_ns is None or pair.stamp_ns > self.last_answered_ns:
             self.last_answered_ns = pair.stamp_ns
-        self.answered_pairs[pair.stamp_ns] = (pair.state, pair.command)
-        while len(self.answered_pairs) > self.max_pending:
-            self.answered_pairs.popitem(last=False)
+        self._put(self.answered_pairs, pair.stamp_ns, (pair.state, pair.command))
 
     def forget_last_state(self) -> None:
         """A state from another time base (far ahead of the clock) is not the reference for
@@ -248,17 +239,21 @@ class PairQueue(Generic[C]):
                 # Which one is the vehicle's? A tester's depth 1.0 m state (violated) and a
                 # 5.0 m one at the same stamp: the newer was certified.
                 self._mark_conflict(stamp_ns, f"two different {kind}s for this stamp")
-        queue[stamp_ns] = item
-        while len(queue) > self.max_pending:
-            dropped_ns, _ = queue.popitem(last=False)
+        for dropped_ns in self._put(queue, stamp_ns, item):
             self._report("unpaired_dropped", f"no state/command pair for stamp {dropped_ns!r} ns")
+
+    def _put(self, held: OrderedDict[int, Any], stamp_ns: int, item: Any) -> list[int]:
+        """``held[stamp_ns] = item``, the oldest beyond ``max_pending`` dropped (returned)."""
+        held[stamp_ns] = item
+        dropped = []
+        while len(held) > self.max_pending:
+            dropped.append(held.popitem(last=False)[0])
+        return dropped
 
     def _mark_conflict(self, stamp_ns: int, why: str) -> None:
         message = f"stamp {stamp_ns} ns: {why}; its pair gets the stop"
         self._report("conflicting_inputs", message)
-        self.conflicts[stamp_ns] = message
-        while len(self.conflicts) > self.max_pending:
-            self.conflicts.popitem(last=False)
+        self._put(self.conflicts, stamp_ns, message)
 
     def _conflict(self, stamp_ns: int, why: str) -> list[Pair[C]]:
         """Mark ``stamp_ns``; if its pair was answered already, the stop for it now."""

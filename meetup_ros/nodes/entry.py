@@ -21,14 +21,20 @@ forks (``xterm -e``, ``gdb --args``), that is the prefix's process, not the laun
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import importlib
+import logging
 import os
 import signal
 import sys
+from functools import partial
 
-EXIT_WITH_PARENT_ENV = "MEETUP_ROS_EXIT_WITH_PARENT"
-PARENT_DEATH_SIGNAL = signal.SIGUSR1
+from meetup_ros.ros import EXIT_WITH_PARENT_ENV, PARENT_DEATH_SIGNAL
+
+# Before spin_node configures logging, Python's last-resort handler writes WARNING and above
+# to stderr, message only: "<node>: ..." then reads as the node's own line.
+logger = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -51,74 +57,72 @@ def exit_with_parent() -> str | None:
     return None
 
 
-def usage(name: str) -> str:
-    """``<node> --help``: how to pass parameters, and each one's type, default and meaning."""
+def parameters_help(name: str) -> str:
+    """Each parameter of node ``name``: type, default and meaning (imports the node)."""
     import dataclasses
 
     from meetup_ros.ros.params import param_fields
 
     module = importlib.import_module(f"meetup_ros.nodes.{name}")
-    lines = [f"usage: {name} [--ros-args [--params-file FILE] [-p NAME:=VALUE] [-r FROM:=TO]]",
-             "", (module.__doc__ or "").strip().splitlines()[0], ""]
     # Known shortcoming: bag_replay_node reads its options without a parameters class, so
     # its --help lists none.
     params = [obj for attr, obj in vars(module).items()
               if attr.endswith("Params") and isinstance(obj, type)
               and dataclasses.is_dataclass(obj)]
+    lines = [(module.__doc__ or "").strip().splitlines()[0]]
     for cls in params:
-        lines.append("parameters (type, default):")
-        for key, (kind, default, description) in param_fields(cls).items():
-            lines.append(f"  {key} ({kind}, {default!r}): {description}")
+        lines += ["", "parameters (type, default):"]
+        lines += [f"  {key} ({kind}, {default!r}): {description}"
+                  for key, (kind, default, description) in param_fields(cls).items()]
     return "\n".join(lines)
+
+
+def _own_arguments(name: str, argv: list[str]) -> int | None:
+    """Handle the arguments before ``--ros-args`` (rclpy ignores them, and started the node
+    on a mistyped ``--hlep``): ``--help``, or a refusal. None: none there, go on."""
+    own = argv[:argv.index("--ros-args")] if "--ros-args" in argv else argv
+    parser = argparse.ArgumentParser(
+        prog=name, add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s [--ros-args [--params-file FILE] [-p NAME:=VALUE] [-r FROM:=TO]]")
+    parser.add_argument("-h", "--help", action="store_true")
+    known, unknown = parser.parse_known_args(own)
+    if known.help:
+        parser.description = parameters_help(name)
+        parser.print_help()
+        return 0
+    if unknown:  # exits 2
+        parser.error(f"unrecognized argument(s) {unknown!r}: ROS arguments go after "
+                     f"--ros-args (`{name} --help` lists the parameters)")
+    return None
 
 
 def run(name: str, args: list[str] | None = None) -> int:
     """Import node ``name`` (a module of meetup_ros.nodes) and run its ``main``."""
-    argv = sys.argv[1:] if args is None else args
-    own = argv[:argv.index("--ros-args")] if "--ros-args" in argv else argv
-    if "-h" in own or "--help" in own:  # rclpy would ignore it and start the node
-        print(usage(name))
-        return 0
-    if own:  # a mistyped --help started the monitor on its code defaults, publishing /cmd
-        print(f"{name}: unrecognized argument(s) {own!r}: ROS arguments go after --ros-args "
-              f"(`{name} --help` lists the parameters)", file=sys.stderr)
-        return 2
+    done = _own_arguments(name, sys.argv[1:] if args is None else args)
+    if done is not None:
+        return done
     # Inherited as ignored (a background job of a non-interactive shell), SIGINT would be
     # ignored until spin_node takes it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         problem = exit_with_parent()
         if problem is not None:
-            print(f"{name}: {problem}", file=sys.stderr, flush=True)
+            logger.warning("%s: %s", name, problem)
         module = importlib.import_module(f"meetup_ros.nodes.{name}")
         # From here the node's own handling (spin_node) takes Ctrl-C and SIGTERM: it logs,
         # publishes its final diagnostics and returns.
         return int(module.main(args))
     except KeyboardInterrupt:
-        print(f"{name}: interrupted while starting; nothing was started", file=sys.stderr,
-              flush=True)
+        logger.warning("%s: interrupted while starting; nothing was started", name)
         return 0
 
 
 # The console scripts of setup.py (one per node).
-def vio_node() -> int:
-    return run("vio_node")
-
-
-def slam_node() -> int:
-    return run("slam_node")
-
-
-def controller_node() -> int:
-    return run("controller_node")
-
-
-def safety_monitor_node() -> int:
-    return run("safety_monitor_node")
-
-
-def bag_replay_node() -> int:
-    return run("bag_replay_node")
+vio_node = partial(run, "vio_node")
+slam_node = partial(run, "slam_node")
+controller_node = partial(run, "controller_node")
+safety_monitor_node = partial(run, "safety_monitor_node")
+bag_replay_node = partial(run, "bag_replay_node")
 
 
 if __name__ == "__main__":  # python -m meetup_ros.nodes.entry NODE [--ros-args ...]

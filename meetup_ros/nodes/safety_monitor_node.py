@@ -45,6 +45,7 @@ import torch
 from geometry_msgs.msg import TwistStamped
 from nav_msgs.msg import Odometry
 from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
@@ -70,9 +71,10 @@ from meetup_ros.ros.convert import (
 )
 from meetup_ros.ros.node_tools import (
     MAX_TIMER_PERIOD_S,
-    REALTIME_PRIORITY_MAX,
     NodeHealth,
+    check_realtime_priority,
     diagnostic_status,
+    realtime_priority_param,
     reliable_qos,
     spin_node,
 )
@@ -175,11 +177,7 @@ class MonitorParams:
     torch_threads: int = param(
         1, "torch CPU threads in this node's process (several nodes share few cores)"
     )
-    realtime_priority: int = param(
-        0, "SCHED_FIFO priority of this node's process when it runs as its own process "
-           f"(1-{REALTIME_PRIORITY_MAX}; 0 = normal scheduling); needs root, CAP_SYS_NICE or "
-           "an rtprio limit, else a warning and normal priority"
-    )
+    realtime_priority: int = realtime_priority_param()
 
 
 # The longest a stopping monitor waits for its stop to be acknowledged. Fast DDS's readers
@@ -264,8 +262,7 @@ def _check_params(p: MonitorParams) -> None:
          "reset_backwards_s", f"a finite time > 0 (s), at least max_state_age_s "
          f"({p.max_state_age_s:g})")
     need(p.torch_threads >= 1, "torch_threads", "an integer >= 1")
-    need(0 <= p.realtime_priority <= REALTIME_PRIORITY_MAX, "realtime_priority",
-         f"0 (normal scheduling) or a SCHED_FIFO priority in [1, {REALTIME_PRIORITY_MAX}]")
+    check_realtime_priority(p)
     need(_finite(p.advisory_speeds_mps), "advisory_speeds_mps", "finite speeds (m/s)")
     # The fallback goes to /cmd whenever nothing is proven (unknown, violated, rejected, stale,
     # the watchdog, shutdown): no certificate covers it, so it must be the stop. A tester's
@@ -915,8 +912,6 @@ class SafetyMonitorNode(Node):
         # Sent is not delivered: the process exits next, and a tester's subscriber missed the
         # stop in 4 of 8 runs after a SIGKILLed launcher (the verified command stayed last).
         # Reliable subscribers acknowledge it; wait for that, bounded.
-        from rclpy.duration import Duration
-
         if self.cmd_pub.wait_for_all_acked(Duration(seconds=SHUTDOWN_ACK_WAIT_S)):
             self.get_logger().info(f"shutting down: fallback sent on {p.cmd_topic}, "
                                    "acknowledged by its reliable subscribers")

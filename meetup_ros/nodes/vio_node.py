@@ -31,10 +31,11 @@ from meetup_ros.ros import RosInputError
 from meetup_ros.ros.convert import image_to_mono8, imu_to_arrays, odometry_msg, stamp_to_ns
 from meetup_ros.ros.node_tools import (
     MAX_TIMER_PERIOD_S,
-    REALTIME_PRIORITY_MAX,
     SENSOR_RELIABILITY,
     NodeHealth,
+    check_realtime_priority,
     make_tf_broadcaster,
+    realtime_priority_param,
     reliable_qos,
     sensor_events,
     sensor_qos,
@@ -78,11 +79,7 @@ class VioParams:
         True, "zero the increment when two frames are the same picture and the IMU sees no "
               "acceleration (the network alone drifts ~1 cm/s at rest)"
     )
-    realtime_priority: int = param(
-        0, "SCHED_FIFO priority of this node's process when it runs as its own process "
-           f"(1-{REALTIME_PRIORITY_MAX}; 0 = normal scheduling); needs root, CAP_SYS_NICE or "
-           "an rtprio limit, else a warning and normal priority"
-    )
+    realtime_priority: int = realtime_priority_param()
 
 
 class VioNode(Node):
@@ -104,9 +101,7 @@ class VioNode(Node):
                 f"{MAX_TIMER_PERIOD_S:g}] s (wall time a frame waits for its IMU window)")
         for name in ("image_queue_depth", "torch_threads"):
             check_param(p, getattr(p, name) >= 1, name, "an integer >= 1")
-        check_param(p, 0 <= p.realtime_priority <= REALTIME_PRIORITY_MAX, "realtime_priority",
-                    f"0 (normal scheduling) or a SCHED_FIFO priority in "
-                    f"[1, {REALTIME_PRIORITY_MAX}]")
+        check_realtime_priority(p)
         check_param(p, p.sensor_reliability in SENSOR_RELIABILITY, "sensor_reliability",
                     f"one of {SENSOR_RELIABILITY}")
         for name in ("image_height", "image_width"):

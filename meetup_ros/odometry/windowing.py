@@ -213,25 +213,29 @@ class ImuWindower:
         values = np.asarray(self._samples[:n], dtype=np.float64).reshape(n, 6)
         del self._stamps[:n]
         del self._samples[:n]
-        dt_s = np.empty(n, dtype=np.float64)
-        previous = self._last_used_ns
-        # The IMU's period: the median of the recent steps and this window's own, so that
-        # the first window already knows a slower IMU's rate.
-        own = np.diff(stamps) / NS_PER_S if n > 1 else np.empty(0)
-        recent = np.concatenate([np.asarray(self._steps), own[own > 0]])
-        period_s = float(np.median(recent)) if len(recent) >= 3 else self.nominal_dt_s
-        for i in range(n):
-            step = None if previous is None else (int(stamps[i]) - previous) / NS_PER_S
-            # A late-merged sample's stamp precedes the previous one; it still covers a
-            # nominal period of motion that no other sample covered.
-            dt_s[i] = self.nominal_dt_s if step is None or step <= 0 else step
-            if step is not None and step > 0:
-                if step > GAP_PERIODS * period_s:
-                    self._gap(previous, int(stamps[i]), step, period_s)
-                self._steps.append(step)  # gaps too: rare, the median passes over them
-            previous = max(int(stamps[i]), previous or 0)
+        dt_s = np.empty(0, dtype=np.float64)
         if n:
-            self._last_used_ns = previous
+            # Each sample's step from the newest stamp before it (this window's or the last
+            # used one; none for the first sample after a start).
+            newest = np.maximum.accumulate(stamps)
+            if self._last_used_ns is not None:
+                newest = np.maximum(newest, self._last_used_ns)
+            first = stamps[0] if self._last_used_ns is None else self._last_used_ns
+            before = np.concatenate([[first], newest[:-1]])
+            steps = (stamps - before) / NS_PER_S
+            advanced = steps > 0
+            # A late-merged sample's stamp precedes the previous one, and the first after a
+            # start has none: each still covers a nominal period that no other sample covered.
+            dt_s = np.where(advanced, steps, self.nominal_dt_s)
+            # The IMU's period: the median of the recent steps, this window's included, so
+            # that the first window already knows a slower IMU's rate (gaps are rare: the
+            # median passes over them).
+            self._steps.extend(steps[advanced].tolist())
+            period_s = (float(np.median(self._steps)) if len(self._steps) >= 3
+                        else self.nominal_dt_s)
+            for i in np.flatnonzero(advanced & (steps > GAP_PERIODS * period_s)):
+                self._gap(int(before[i]), int(stamps[i]), float(steps[i]), period_s)
+            self._last_used_ns = int(newest[-1])
         start_ns = (self._last_end_ns if self._last_end_ns is not None
                     else (int(stamps[0]) - int(dt_s[0] * NS_PER_S) if n else end_ns))
         self._last_end_ns = max(end_ns, self._last_end_ns or end_ns)
@@ -240,13 +244,13 @@ class ImuWindower:
         return ImuWindow(start_ns, end_ns, stamps, values[:, :3].copy(), values[:, 3:].copy(),
                          dt_s)
 
-    def _gap(self, before_ns: int | None, after_ns: int, step_s: float,
+    def _gap(self, before_ns: int, after_ns: int, step_s: float,
              period_s: float) -> None:
         missing = max(1, round(step_s / period_s) - 1)
         self.stats.gaps += 1
         self.stats.samples_missing += missing
         if self.stats.gaps <= 3 or self.stats.gaps % 100 == 0:
-            logger.warning("IMU gap: no sample for %.1f ms between %s and %d ns (about %d "
+            logger.warning("IMU gap: no sample for %.1f ms between %d and %d ns (about %d "
                            "sample(s) at %.0f Hz never arrived; %d gap(s) so far)",
                            step_s * 1e3, before_ns, after_ns, missing, 1.0 / period_s,
                            self.stats.gaps)

@@ -7,6 +7,14 @@ broadcast only where ``tf2_ros`` imports.
 
 from __future__ import annotations
 
+import signal
+
+# A node started with this set to "1" in its environment stops (as on Ctrl-C) when the
+# process that started it dies: nodes/entry.py asks Linux for PARENT_DEATH_SIGNAL then, and
+# ros.node_tools.spin_node takes it. Here, where both can import it without rclpy or torch.
+EXIT_WITH_PARENT_ENV = "MEETUP_ROS_EXIT_WITH_PARENT"
+PARENT_DEATH_SIGNAL = signal.SIGUSR1
+
 
 class RosInputError(ValueError):
     """A message, parameter or params file is not what a node expects.

@@ -28,10 +28,10 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
-from meetup_ros.nodes.entry import PARENT_DEATH_SIGNAL
-from meetup_ros.ros import RosInputError
+from meetup_ros.ros import PARENT_DEATH_SIGNAL, RosInputError
 from meetup_ros.ros.convert import ns_to_stamp
 from meetup_ros.ros.latency import LatencyTracker
+from meetup_ros.ros.params import check_param, param
 
 LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN,
           "ERROR": DiagnosticStatus.ERROR, "STALE": DiagnosticStatus.STALE}
@@ -283,6 +283,21 @@ def lower_cpu_priority(node: Node, nice_increment: int) -> None:
 
 
 REALTIME_PRIORITY_MAX = 49  # above 50 a PREEMPT_RT kernel's IRQ threads (the NIC's: DDS) wait
+
+
+def realtime_priority_param() -> Any:
+    """The ``realtime_priority`` field of a node's parameters class (applied by spin_node)."""
+    return param(
+        0, "SCHED_FIFO priority of this node's process when it runs as its own process "
+           f"(1-{REALTIME_PRIORITY_MAX}; 0 = normal scheduling); needs root, CAP_SYS_NICE or "
+           "an rtprio limit, else a warning and normal priority")
+
+
+def check_realtime_priority(params: Any) -> None:
+    """Refuse a ``realtime_priority`` outside 0 .. :data:`REALTIME_PRIORITY_MAX`, naming it."""
+    check_param(params, 0 <= params.realtime_priority <= REALTIME_PRIORITY_MAX,
+                "realtime_priority", "0 (normal scheduling) or a SCHED_FIFO priority in "
+                f"[1, {REALTIME_PRIORITY_MAX}]")
 
 
 def raise_to_realtime(logger: Any, priority: int) -> None:

@@ -71,7 +71,7 @@ class StereoPairs:
         """
         if self._repeated(cam, stamp_ns, image):
             return []
-        if self._partner_conflicted(cam, stamp_ns):
+        if self._partner_conflicted(stamp_ns):
             self._report("unpaired_dropped", f"{self._topics[cam]}: image at {stamp_ns} ns "
                          "dropped: the other camera's image for it was dropped as conflicting")
             return []
@@ -96,7 +96,7 @@ class StereoPairs:
             seen.clear()
         self._conflicted.clear()
 
-    def _partner_conflicted(self, cam: str, stamp_ns: int) -> bool:
+    def _partner_conflicted(self, stamp_ns: int) -> bool:
         for t in [t for t in self._conflicted if abs(t - stamp_ns) >= self.reset_back_ns]:
             del self._conflicted[t]  # another timeline's (a loop replays its stamps)
         return self.stereo and any(abs(stamp_ns - t) <= self.tolerance_ns

@@ -50,7 +50,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -226,6 +226,16 @@ def _say_changed_options(path: Path, saved: Mapping[str, Any],
                        "%s", path, "; ".join(changes))
 
 
+def output_not_a_file(out_dir: Path, names: Sequence[str] = ()) -> str | None:
+    """The first of the files a run writes into ``out_dir`` (the checkpoint, the metrics and
+    ``names``) that is there as something other than a file (a folder), or None."""
+    for name in (CHECKPOINT_NAME, METRICS_NAME, *names):
+        path = Path(out_dir) / name
+        if path.exists() and not path.is_file():
+            return name
+    return None
+
+
 def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module,
          train_data: Any, eval_data: Dataset[Any] | None, loss_fn: Callable[..., LossResult],
          *, epochs: int, batch_size: int, lr: float, sampled: bool,
@@ -243,12 +253,12 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
     start_epoch = 0
     last: dict[str, float] = {}
     ckpt_path = out_dir / CHECKPOINT_NAME
-    for path in (ckpt_path, out_dir / METRICS_NAME):
-        # a folder there: --resume said "no checkpoint" and the first write after an epoch
-        # failed with IsADirectoryError
-        if path.exists() and not path.is_file():
-            raise TrainingError(f"{str(path)!r} exists and is not a file (a folder?); fit "
-                                "writes it: move it away or choose another out_dir")
+    # a folder there: --resume said "no checkpoint" and the first write after an epoch
+    # failed with IsADirectoryError
+    blocked = output_not_a_file(out_dir)
+    if blocked is not None:
+        raise TrainingError(f"{str(out_dir / blocked)!r} exists and is not a file (a folder?); "
+                            "fit writes it: move it away or choose another out_dir")
     if cfg.resume and ckpt_path.is_file():
         state = checkpoint.load(ckpt_path, map_location=device)
         _restore(ckpt_path, state, model, optimizer, cfg.optimizer, cfg.given)
