@@ -489,6 +489,32 @@ def test_node_health_reports_matched_subscriptions_before_any_clock(harness: Har
                      "the new subscription reported as matched")
 
 
+def test_node_health_reports_its_subscriptions_matched_publishers(harness: Harness) -> None:
+    """The other side of the match: a subscription is matched to a publisher some time after
+    the publisher counts it, and the demo's replay waits for both (a starved slam_node lost
+    the replay's second image of each camera in two full test runs)."""
+    from meetup_ros.ros.node_tools import MATCHED_PUBLISHERS_SECTION, NodeHealth
+
+    node = Node("input_probe", context=harness.context)
+    node.create_subscription(String, "/input_probe/in", lambda msg: None, reliable_qos(10))
+    NodeHealth(node, [])
+    harness.add(node)
+    reports: list[dict[str, str]] = []
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == f"input_probe: {MATCHED_PUBLISHERS_SECTION}":
+                reports.append({kv.key: kv.value for kv in status.values})
+
+    harness.driver.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 50)
+    harness.wait_for(lambda: bool(reports), 5.0, "a matched-publishers report")
+    assert "/parameter_events" not in reports[-1]
+    assert reports[-1].get("/input_probe/in") == "0"  # nobody publishes yet
+    harness.driver.create_publisher(String, "/input_probe/in", reliable_qos(10))
+    harness.wait_for(lambda: reports[-1].get("/input_probe/in") == "1", 5.0,
+                     "the new publisher reported as matched")
+
+
 def test_node_health_warning_clears_after_the_problem_stops(harness: Harness) -> None:
     from meetup_ros.ros.node_tools import LEVELS, NodeHealth
 

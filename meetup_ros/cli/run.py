@@ -333,8 +333,13 @@ def _wait_ready(helper: Any, nodes: NodeProcesses, timeout_s: float) -> list[str
     return [f"nodes not ready within {timeout_s:g} s: too few subscribers on {missing!r}"]
 
 
-def _wait_matched(helper: Any, topics: Sequence[str], timeout_s: float) -> None:
-    """Wait until every subscription on each of ``topics`` is matched to its publishers.
+def _wait_matched(helper: Any, topics: Sequence[str], timeout_s: float,
+                  inputs: Sequence[str] = ()) -> None:
+    """Wait until every subscription on each of ``topics`` is matched to its publishers,
+    and every node's subscription on each of ``inputs`` (the replay's topics) is matched to
+    every publisher the graph lists there: the match has two sides, and a slam_node starved
+    of CPU at start-up matched the replay's image publishers after they had counted it,
+    losing the second image of each camera (``matched_publishers``, ``NodeHealth``).
 
     The graph shows a node's endpoints before DDS has matched them to the other processes'
     endpoints, and a reliable volatile subscription misses what is published before its
@@ -348,16 +353,19 @@ def _wait_matched(helper: Any, topics: Sequence[str], timeout_s: float) -> None:
     """
     from diagnostic_msgs.msg import DiagnosticArray
 
-    from meetup_ros.ros.node_tools import MATCHED_SECTION
+    from meetup_ros.ros.node_tools import MATCHED_PUBLISHERS_SECTION, MATCHED_SECTION
 
-    matched: dict[str, dict[str, int]] = {}  # topic -> publishing node -> matched count
+    # section -> topic -> reporting node -> matched count
+    reports: dict[str, dict[str, dict[str, int]]] = {MATCHED_SECTION: {},
+                                                     MATCHED_PUBLISHERS_SECTION: {}}
+    matched, subscribed = reports[MATCHED_SECTION], reports[MATCHED_PUBLISHERS_SECTION]
 
     def on_diagnostics(msg: Any) -> None:
         for status in msg.status:
             node, _, section = status.name.partition(": ")
-            if section == MATCHED_SECTION:
+            if section in reports:
                 for kv in status.values:
-                    matched.setdefault(kv.key, {})[node] = int(kv.value)
+                    reports[section].setdefault(kv.key, {})[node] = int(kv.value)
 
     subscription = helper.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics,
                                               50)
@@ -367,14 +375,19 @@ def _wait_matched(helper: Any, topics: Sequence[str], timeout_s: float) -> None:
         while time.monotonic() < deadline:
             unmatched = [t for t in topics if not matched.get(t)
                          or min(matched[t].values()) < helper.count_subscribers(t)]
+            # every subscriber the graph lists has reported, each matched to every publisher
+            unmatched += [t for t in inputs
+                          if len(subscribed.get(t, {})) < helper.count_subscribers(t)
+                          or min(subscribed.get(t, {}).values(), default=0)
+                          < max(1, helper.count_publishers(t))]
             if not unmatched:
-                logger.info("every subscription on %s matched after %.2f s", ", ".join(topics),
-                            time.monotonic() - start)
+                logger.info("every subscription on %s matched after %.2f s",
+                            ", ".join([*topics, *inputs]), time.monotonic() - start)
                 return
             time.sleep(0.05)
         logger.warning("subscriptions on %s not all matched after %.0f s (per publisher: %s); "
                        "starting the replay anyway (early messages may be lost)",
-                       unmatched, timeout_s, matched)
+                       unmatched, timeout_s, reports)
     finally:
         helper.destroy_subscription(subscription)
 
@@ -453,7 +466,8 @@ def run_demo(
         nodes.start()
         failures += _wait_ready(helper, nodes, timeout_s=120.0)
         if not failures:
-            _wait_matched(helper, MATCHED_BEFORE_REPLAY, timeout_s=REPLAY_WAIT_TIMEOUT_S)
+            _wait_matched(helper, MATCHED_BEFORE_REPLAY, timeout_s=REPLAY_WAIT_TIMEOUT_S,
+                          inputs=[t for t in REPLAY_WAIT_TOPICS if t in in_bag])
             freeze_startup_heap(helper.get_logger())  # no full collection stalls the replay
             wall_start = time.monotonic()
             replay.start()

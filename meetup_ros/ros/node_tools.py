@@ -98,6 +98,8 @@ def diagnostic_status(
 
 
 MATCHED_SECTION = "matched_subscriptions"
+MATCHED_PUBLISHERS_SECTION = "matched_publishers"
+_NOT_PIPELINE = ("/diagnostics", "/rosout", "/parameter_events")
 # The longest period a ROS timer takes: rclpy counts it in int64 nanoseconds (a period of
 # 1e10 s, or inf, is a TypeError or OverflowError from create_timer).
 MAX_TIMER_PERIOD_S = 1e9
@@ -114,7 +116,11 @@ class NodeHealth:
     The section ``matched_subscriptions`` gives, per topic the node publishes, how many
     subscriptions DDS has matched to that publisher (the graph lists endpoints before they are
     matched, and a reliable volatile subscription misses what is published before its match).
-    For the first ``STARTUP_S`` that section alone is also published every
+    The section ``matched_publishers`` gives, per topic the node subscribes to, how many
+    publishers DDS has matched to that subscription: the other side of the match, which can
+    come later (a slam_node starved of CPU at start-up lost the replay's second image of each
+    camera while the replay's publishers counted it as matched).
+    For the first ``STARTUP_S`` these two sections alone are also published every
     ``STARTUP_PERIOD_S`` on the steady clock (a sim-time timer does not run before the first
     /clock), so that a replay can wait until every subscriber is matched (``cli.run``).
     """
@@ -141,7 +147,8 @@ class NodeHealth:
         self.publisher = node.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(50))
         self._timer = node.create_timer(period_s, self.publish) if period_s > 0 else None
         self._sections: dict[str, Callable[[], Mapping[str, Any]]] = {
-            MATCHED_SECTION: self.matched_subscriptions}
+            MATCHED_SECTION: self.matched_subscriptions,
+            MATCHED_PUBLISHERS_SECTION: self.matched_publishers}
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._startup_ticks = int(self.STARTUP_S / self.STARTUP_PERIOD_S)
         self._startup_timer = node.create_timer(self.STARTUP_PERIOD_S, self._startup_tick,
@@ -151,12 +158,18 @@ class NodeHealth:
         self._startup_ticks -= 1
         if self._startup_ticks <= 0 and self._startup_timer is not None:
             self._startup_timer.cancel()
-        self._publish([self._section_status(MATCHED_SECTION, "running")])
+        self._publish([self._section_status(section, "running")
+                       for section in (MATCHED_SECTION, MATCHED_PUBLISHERS_SECTION)])
 
     def matched_subscriptions(self) -> dict[str, int]:
         """Per published topic (not /diagnostics, /rosout): subscriptions matched by DDS."""
         return {pub.topic_name: pub.get_subscription_count() for pub in self._node.publishers
-                if pub.topic_name not in ("/diagnostics", "/rosout")}
+                if pub.topic_name not in _NOT_PIPELINE}
+
+    def matched_publishers(self) -> dict[str, int]:
+        """Per subscribed topic (not /parameter_events): publishers matched by DDS."""
+        return {sub.topic_name: sub.get_publisher_count() for sub in self._node.subscriptions
+                if sub.topic_name not in _NOT_PIPELINE}
 
     def add_section(self, name: str, values: Callable[[], Mapping[str, Any]]) -> None:
         """Publish ``values()`` as the status ``"<node>: <name>"`` with every diagnostics."""
