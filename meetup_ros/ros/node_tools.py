@@ -321,7 +321,7 @@ def raise_to_realtime(logger: Any, priority: int) -> None:
     `make demo`: vio_node's p99 9.4-13.7 ms in 8 of 8 runs, the machine idle; with helpers'
     work on it 10.2-12.1 ms in 7 of 8 (21.0 in one, as much CPU time as wall time), against
     20.0-27.3 ms alternating without. Keep real-time threads fewer than the cores: with the
-    monitor at SCHED_FIFO too, slam_node's DDS threads starved and lost messages. Threads
+    monitor at SCHED_FIFO too, both cores could be taken at once. Threads
     started later (by these) inherit the policy. The kernel's RT throttling
     (sched_rt_runtime_us, by default 0.95 s of every 1 s) still leaves the other tasks their
     share should a callback spin.
