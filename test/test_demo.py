@@ -49,7 +49,8 @@ def test_demo_short(tmp_path: Path) -> None:
     assert certificates == report["certificates_recorded"]
     # Every verified certificate's command went out; the stop for stale pairs is counted.
     assert report["commands"]["passed"] == certificates["verified"]
-    assert set(report["commands"]) == {"passed", "stale_fallbacks", "watchdog_fallbacks"}
+    assert set(report["commands"]) == {"passed", "stale_fallbacks", "watchdog_fallbacks",
+                                       "clock_stop_fallbacks"}
     for node in ("vio_node", "slam_node", "controller_node", "safety_monitor_node"):
         latency = report["latency_ms"][node]
         assert 0 < latency["p50"] <= latency["p99"], (node, latency)

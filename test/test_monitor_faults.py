@@ -171,10 +171,14 @@ def _clock(harness: Harness, stamp_ns: int) -> None:
 
 
 def test_watchdog_runs_on_sim_time(harness: Harness, tmp_path: Path) -> None:
-    """With use_sim_time, a /clock that stops (a replay's end) is not silence; a /clock that
-    goes on while the inputs stay silent (a crashed node) is."""
+    """With use_sim_time, a /clock that stops (a replay's end, a hung simulator) is no silence
+    for the watchdog, but stands still on the wall clock: the stop once, after
+    clock_timeout_s (before, the last verified command stayed on /cmd). A /clock that goes on
+    while the inputs stay silent (a crashed node) is silence."""
+    clock_timeout_s = 1.0
     node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"),
-                    use_odometry_covariance=False, use_sim_time=True)
+                    use_odometry_covariance=False, use_sim_time=True,
+                    clock_timeout_s=clock_timeout_s)
     n_ticks = 5
     for i in range(n_ticks):
         stamp_ns = STAMP0_NS + i * TICK_NS
@@ -182,10 +186,19 @@ def test_watchdog_runs_on_sim_time(harness: Harness, tmp_path: Path) -> None:
         _propose(harness, stamp_ns, BENIGN, 1.0)
         time.sleep(TICK_NS * 1e-9)
     harness.wait_for(lambda: len(_cmds(harness)) == n_ticks, 10, f"{n_ticks} /cmd")
-    # The clock stopped with the inputs: however long the wall-clock wait, no fallback.
-    time.sleep(6 * TIMEOUT_S)
-    assert len(_cmds(harness)) == n_ticks
+    stopped_at = time.monotonic()
+    assert _cmds(harness)[-1].twist.linear.z == 1.0  # the verified command is in force
+    # The clock stopped with the inputs: the stop once, after clock_timeout_s of wall time.
+    harness.wait_for(lambda: len(_cmds(harness)) == n_ticks + 1, 10, "the clock stop")
+    assert time.monotonic() - stopped_at >= clock_timeout_s - 0.1
+    assert _statuses(harness)[-1] == "clock_stopped"
+    assert _cmds(harness)[-1].twist.linear.z == 0.0
+    time.sleep(4 * TIMEOUT_S)
+    assert len(_cmds(harness)) == n_ticks + 1  # once, not every tick
+    assert node.health.counters["clock_stop_fallbacks"] == 1
     assert node.health.counters["watchdog_fallbacks"] == 0
+    assert "/clock has stood at" in node.health.last_problem
+    n_ticks += 1  # the /cmd messages so far
     # Sim time goes on, the inputs do not: fallback, stamped with the sim time.
     for k in range(1, 11):
         _clock(harness, STAMP0_NS + (n_ticks + k) * TICK_NS)
@@ -202,8 +215,10 @@ def test_stale_states_and_shutdown_send_the_fallback(harness: Harness, tmp_path:
     """With max_state_age_s, a (state, command) pair stamped well before the ROS clock (the
     odometry stuck waiting for a dead IMU) gets the fallback, not a certificate; a fresh one
     passes; and the node's last word when it stops is the fallback."""
+    # /clock stands still here, published once: no clock stop in the test's few seconds
     node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"),
-                    use_odometry_covariance=False, use_sim_time=True, max_state_age_s=0.5)
+                    use_odometry_covariance=False, use_sim_time=True, max_state_age_s=0.5,
+                    clock_timeout_s=10.0)
     now_ns = STAMP0_NS + 100 * TICK_NS
     _clock(harness, now_ns)
     time.sleep(0.2)

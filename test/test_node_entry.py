@@ -179,6 +179,16 @@ def test_help_prints_the_parameters_instead_of_starting_the_node(flag: str) -> N
     assert "monitor: network" not in out.stdout + out.stderr  # never started
 
 
+def test_help_of_the_replay_lists_its_parameters() -> None:
+    """bag_replay_node --help listed no parameters (it had no parameters class)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "meetup_ros.nodes.entry", "bag_replay_node", "--help"],
+        capture_output=True, text=True, timeout=120, check=True)
+    assert "  rate (float, 1.0): playback speed factor (> 0)" in out.stdout
+    assert "  wait_topics (list[str], ('',)): " in out.stdout
+    assert "replaying" not in out.stdout + out.stderr
+
+
 def test_an_argument_before_ros_args_is_refused_not_ignored() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "meetup_ros.nodes.entry", "safety_monitor_node", "--hlep"],

@@ -231,6 +231,22 @@ def test_replay_rejects_bad_parameters(ros) -> None:
         BagReplayNode(context=context, bag=str(SAMPLE_BAG), speed=2.0)
 
 
+def test_params_file_with_a_misspelt_key_or_a_wrong_type_is_refused(tmp_path: Path) -> None:
+    """The replay read its parameters one by one and took a params file's misspelt `rte: 2.0`
+    without a word (playing at 1x); every other node refuses an undeclared key."""
+    for line, expected in [("rte: 2.0", r"unknown parameter(s) ['rte']"),
+                           ("rate: fast", r"parameter 'rate': value 'fast' is not of type float")]:
+        params = tmp_path / "replay.yaml"
+        params.write_text(f"bag_replay:\n  ros__parameters:\n    bag: {SAMPLE_BAG}\n    {line}\n")
+        out = subprocess.run(
+            [sys.executable, "-m", "meetup_ros.nodes.entry", "bag_replay_node",
+             "--ros-args", "--params-file", str(params)],
+            capture_output=True, text=True, timeout=120, env=dict(os.environ))
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert expected in out.stderr, out.stderr
+        assert "replayed" not in out.stdout + out.stderr
+
+
 def test_wait_timeout_warns_or_fails(ros) -> None:
     """No subscriber on the topic: warn and play after the timeout, or fail when asked."""
     context, executor = ros

@@ -532,3 +532,43 @@ def test_a_fresh_run_into_a_folder_with_a_checkpoint_says_it_replaces_it(
     with caplog.at_level(logging.WARNING, logger="meetup_ros.training.loop"):
         fit(cfg, _model(), train, held_out, MultiClassHingeLoss())
     assert "holds a previous run's checkpoint; starting from scratch" in caplog.text
+
+
+class _OtherNet(torch.nn.Module):
+    """Another trainer's network (a class of its own, as each trainer's is)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+def test_another_trainers_checkpoint_in_the_folder_is_refused_and_kept(tmp_path: Path) -> None:
+    """`train vio --out F` where `train depth` had left its checkpoint: the fresh run replaced
+    it after its first epoch (that run could never resume), a --resume failed on its keys."""
+    train, held_out = _data()
+    fit(_cfg(tmp_path, 1), _model(), train, held_out, MultiClassHingeLoss())
+    ckpt = tmp_path / CHECKPOINT_NAME
+    before = ckpt.read_bytes()
+    for resume in (False, True):
+        with pytest.raises(TrainingError, match=r"is the checkpoint of a Sequential run "
+                                                r"\(another trainer\), not of _OtherNet"):
+            fit(_cfg(tmp_path, 1, resume=resume), _OtherNet(), train, held_out,
+                MultiClassHingeLoss())
+    assert ckpt.read_bytes() == before
+
+
+def test_a_fresh_run_over_a_damaged_checkpoint_replaces_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    train, held_out = _data()
+    (tmp_path / CHECKPOINT_NAME).write_bytes(b"not a checkpoint")
+    with caplog.at_level(logging.WARNING, logger="meetup_ros.training.loop"):
+        fit(_cfg(tmp_path, 1), _model(), train, held_out, MultiClassHingeLoss())
+    assert "holds a previous run's checkpoint; starting from scratch" in caplog.text
+    assert checkpoint.load(tmp_path / CHECKPOINT_NAME)["epoch"] == 1
+    with pytest.raises(checkpoint.CheckpointError):
+        (tmp_path / CHECKPOINT_NAME).write_bytes(b"not a checkpoint")
+        fit(_cfg(tmp_path, 2, resume=True), _model(), train, held_out, MultiClassHingeLoss())

@@ -288,6 +288,8 @@ def build_report(
         "passed": int(gate.get("commands_passed", 0)),
         "stale_fallbacks": int(gate.get("stale_states", 0)),
         "watchdog_fallbacks": int(gate.get("watchdog_fallbacks", 0)),
+        # the stop when the replay's /clock stood still at its end
+        "clock_stop_fallbacks": int(gate.get("clock_stop_fallbacks", 0)),
     }
     if report["commands"]["stale_fallbacks"]:
         logger.warning("safety_monitor_node sent the stop for %d stale (state, command) pairs "

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -34,39 +33,34 @@ from rosgraph_msgs.msg import Clock
 from meetup_ros.bags import BagError, topics
 from meetup_ros.bags.importer import QOS_DEPTH
 from meetup_ros.bags.reader import bag_info, iter_raw_messages
+from meetup_ros.ros import RosInputError
 from meetup_ros.ros.node_tools import freeze_startup_heap
+from meetup_ros.ros.params import declare_parameters, param, param_fields
 
-# Parameters with their defaults (the type of the default is the parameter's type).
-PARAMETERS: dict[str, Any] = {
-    "bag": "",
-    "rate": 1.0,
-    "loop": False,
-    "topics": [""],
-    "publish_clock": True,
-    "clock_hz": 100.0,
-    "start_delay_s": 0.5,
-    "max_loops": 0,
-    "wait_for_subscribers": 0,
-    "wait_topics": [""],
-    "wait_timeout_s": 20.0,
-    "wait_fail": False,
-}
-DESCRIPTIONS = {
-    "bag": f"rosbag2 folder(s), separated by {os.pathsep!r}",
-    "rate": "playback speed factor (> 0)",
-    "loop": "restart at the end; header stamps and /clock then go back",
-    "topics": "topics to play; [''] = all (a ROS parameter list cannot be empty)",
-    "publish_clock": "publish /clock (bag time)",
-    "clock_hz": "most /clock messages per second of bag time",
-    "start_delay_s": "wall time to wait after creating publishers, for discovery",
-    "max_loops": "with loop: stop after this many passes (0 = run until shutdown)",
-    "wait_for_subscribers": "before the first message, wait until each waited publisher has "
-                            "this many matched subscriptions, and every one the graph lists "
-                            "on its topic (0 = do not wait)",
-    "wait_topics": "publishers to wait for; [''] = every publisher the replay uses",
-    "wait_timeout_s": "give up waiting after this many seconds (wall)",
-    "wait_fail": "on a wait timeout, fail the replay instead of warning and playing",
-}
+
+@dataclass(frozen=True)
+class BagReplayParams:
+    """The replay's ROS parameters (``bag_replay_node --help`` lists them)."""
+
+    bag: str = param("", f"rosbag2 folder(s), separated by {os.pathsep!r}")
+    rate: float = param(1.0, "playback speed factor (> 0)")
+    loop: bool = param(False, "restart at the end; header stamps and /clock then go back")
+    topics: tuple[str, ...] = param(
+        ("",), "topics to play; [''] = all (a ROS parameter list cannot be empty)")
+    publish_clock: bool = param(True, "publish /clock (bag time)")
+    clock_hz: float = param(100.0, "most /clock messages per second of bag time")
+    start_delay_s: float = param(
+        0.5, "wall time to wait after creating publishers, for discovery")
+    max_loops: int = param(
+        0, "with loop: stop after this many passes (0 = run until shutdown)")
+    wait_for_subscribers: int = param(
+        0, "before the first message, wait until each waited publisher has this many "
+           "matched subscriptions, and every one the graph lists on its topic (0 = do not wait)")
+    wait_topics: tuple[str, ...] = param(
+        ("",), "publishers to wait for; [''] = every publisher the replay uses")
+    wait_timeout_s: float = param(20.0, "give up waiting after this many seconds (wall)")
+    wait_fail: bool = param(
+        False, "on a wait timeout, fail the replay instead of warning and playing")
 
 
 def import_message_type(msgtype: str) -> Any | None:
@@ -172,42 +166,37 @@ class BagReplayNode(Node):
     def __init__(
         self, *, node_name: str = "bag_replay", context: Any = None, **overrides: Any
     ) -> None:
-        unknown = sorted(set(overrides) - set(PARAMETERS))
+        fields = param_fields(BagReplayParams)
+        unknown = sorted(set(overrides) - set(fields))
         if unknown:
             raise TypeError(f"unknown BagReplayNode parameter(s) {unknown!r}; "
-                            f"expected some of {sorted(PARAMETERS)!r}")
+                            f"expected some of {sorted(fields)!r}")
         if isinstance(overrides.get("bag"), list | tuple):
             overrides["bag"] = os.pathsep.join(str(p) for p in overrides["bag"])
         for name in ("topics", "wait_topics"):  # None or [] = all (a ROS list can't be empty)
             if not overrides.get(name, [""]):
                 overrides.pop(name)
-        for name, value in overrides.items():
-            # rclpy refuses an int for a double parameter; rate=4 is meant as 4.0
-            if isinstance(PARAMETERS[name], float) and isinstance(value, int):
-                overrides[name] = float(value)
         super().__init__(
             node_name,
             context=context,
             parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
         )
-        for name, default in PARAMETERS.items():
-            self.declare_parameter(
-                name, default, ParameterDescriptor(description=DESCRIPTIONS[name])
-            )
-
-        get = self.get_parameter
-        bag_text = str(get("bag").value)
-        self.bag_paths = [p for p in bag_text.split(os.pathsep) if p]
-        self.rate = float(get("rate").value)
-        self.loop = bool(get("loop").value)
-        self.topic_filter = [t for t in get("topics").value if t] or None
-        self.publish_clock = bool(get("publish_clock").value)
-        self.start_delay_s = float(get("start_delay_s").value)
-        self.max_loops = int(get("max_loops").value)
-        self.wait_for_subscribers = int(get("wait_for_subscribers").value)
-        self.wait_timeout_s = float(get("wait_timeout_s").value)
-        self.wait_fail = bool(get("wait_fail").value)
-        wait_topics = [t for t in get("wait_topics").value if t]
+        try:
+            params = declare_parameters(self, BagReplayParams)
+        except RosInputError as exc:  # an unknown key in the params file, a wrong type
+            raise BagError(str(exc)) from exc
+        self.params = params
+        self.bag_paths = [p for p in params.bag.split(os.pathsep) if p]
+        self.rate = params.rate
+        self.loop = params.loop
+        self.topic_filter = [t for t in params.topics if t] or None
+        self.publish_clock = params.publish_clock
+        self.start_delay_s = params.start_delay_s
+        self.max_loops = params.max_loops
+        self.wait_for_subscribers = params.wait_for_subscribers
+        self.wait_timeout_s = params.wait_timeout_s
+        self.wait_fail = params.wait_fail
+        wait_topics = [t for t in params.wait_topics if t]
         if self.wait_for_subscribers < 0:
             raise BagError(
                 f"parameter 'wait_for_subscribers' = {self.wait_for_subscribers!r}; expected >= 0"
@@ -218,7 +207,7 @@ class BagReplayNode(Node):
             raise BagError("parameter 'bag' is empty; expected a rosbag2 folder")
         if not self.rate > 0:
             raise BagError(f"parameter 'rate' = {self.rate!r}; expected > 0")
-        clock_hz = float(get("clock_hz").value)
+        clock_hz = params.clock_hz
         if not clock_hz > 0:
             raise BagError(f"parameter 'clock_hz' = {clock_hz!r}; expected > 0")
         self.clock_period_ns = int(1e9 / clock_hz)
@@ -484,7 +473,7 @@ def run_replay(
             publish_clock=publish_clock, wait_for_subscribers=wait_for_subscribers,
             wait_timeout_s=wait_timeout_s, wait_fail=wait_fail,
             # the wait replaces the fixed discovery delay
-            start_delay_s=0.0 if wait_for_subscribers > 0 else PARAMETERS["start_delay_s"],
+            start_delay_s=0.0 if wait_for_subscribers > 0 else BagReplayParams.start_delay_s,
         )
         freeze_startup_heap(node.get_logger())
         node.start()

@@ -64,8 +64,6 @@ def parameters_help(name: str) -> str:
     from meetup_ros.ros.params import param_fields
 
     module = importlib.import_module(f"meetup_ros.nodes.{name}")
-    # Known shortcoming: bag_replay_node reads its options without a parameters class, so
-    # its --help lists none.
     params = [obj for attr, obj in vars(module).items()
               if attr.endswith("Params") and isinstance(obj, type)
               and dataclasses.is_dataclass(obj)]

@@ -21,7 +21,10 @@ Watchdog: once the gate has answered a first (state, command) pair, if nothing h
 ``/cmd`` in answer to the inputs for ``input_timeout_s``, the fallback goes to ``/cmd`` with
 the status ``input_timeout``, and again every tick (``tick_hz``) until the inputs resume: a
 silent upstream (camera lost, a node crashed) must not leave the last verified command in
-force. These fallbacks are counted (``watchdog_fallbacks``), not as certificates.
+force. These fallbacks are counted (``watchdog_fallbacks``), not as certificates. With
+``use_sim_time`` the watchdog runs on /clock, which stops with a replay or a hung simulator:
+then the wall clock sees /clock stand still for ``clock_timeout_s`` and sends the stop once,
+status ``clock_stopped`` (``clock_stop_fallbacks``).
 
 The fallback is the stop: no certificate covers it, so the node refuses at start-up one that
 is not finite, is faster than the slowest of ``advisory_speeds_mps`` (the network's 'stop',
@@ -89,6 +92,7 @@ NODE_NAME = "safety_monitor_node"
 STATUSES = ("verified", "violated", "unknown")  # a certificate's (RuntimeMonitor's)
 REJECTED = "rejected"  # verified, but the command is not the certified network's
 INPUT_TIMEOUT = "input_timeout"  # the watchdog's fallback (on /safety/status, not a tick)
+CLOCK_STOPPED = "clock_stopped"  # /clock stood still (use_sim_time): the stop, once
 STALE = "stale"  # a (state, command) pair too old on arrival: fallback, not certified
 SHUTDOWN = "shutdown"  # the node stops: a last fallback, so no command outlives the gate
 _LEVEL = {"verified": "OK", "unknown": "WARN", "violated": "ERROR", REJECTED: "ERROR"}
@@ -137,6 +141,10 @@ class MonitorParams:
     )
     input_timeout_s: float = param(
         0.25, "nothing to /cmd from the inputs for this long (ROS clock): fallback (s)"
+    )
+    clock_timeout_s: float = param(
+        1.0, "use_sim_time only: /clock standing still this long (wall clock) with a command "
+             "in force sends the stop once (s); the watchdog, on /clock, cannot see it"
     )
     # The defaults are config/pipeline.yaml's (the governor's): a monitor that misses its
     # section of the file (a namespace the file's node names do not match) must not certify
@@ -234,12 +242,12 @@ def _check_params(p: MonitorParams) -> None:
     for name in ("k_sigma", "lookahead_s", "max_state_age_s", "deadline_grace_s"):
         need(math.isfinite(getattr(p, name)) and getattr(p, name) >= 0, name,
              "a finite value >= 0")
-    for name in ("deadline_s", "input_timeout_s", "command_tolerance"):
+    for name in ("deadline_s", "input_timeout_s", "command_tolerance", "clock_timeout_s"):
         need(math.isfinite(getattr(p, name)) and getattr(p, name) > 0, name,
              "a finite value > 0")
     need(math.isfinite(p.odom_wait_s) and AWAIT_PERIOD_S <= p.odom_wait_s <= p.input_timeout_s,
          "odom_wait_s", f"a wait in [{AWAIT_PERIOD_S:g} s, input_timeout_s]")
-    for name in ("input_timeout_s", "max_state_age_s"):
+    for name in ("input_timeout_s", "max_state_age_s", "clock_timeout_s"):
         need(getattr(p, name) <= MAX_TIMEOUT_S, name,
              f"at most {MAX_TIMEOUT_S:g} s (longer is no check on a moving robot)")
     # A proof runs in the executor's one thread: the watchdog cannot fire during it. A tester's
@@ -397,7 +405,7 @@ class SafetyMonitorNode(Node):
             state_topic=p.state_topic, reset_back_s=p.reset_backwards_s)
         # Watchdog, on the node's ROS clock: the time the inputs live in. With use_sim_time
         # (a replay) that is /clock, so the end of a replay, when /clock stops, is no
-        # silence (the demo's drain waits for the outputs to stop), while a node that dies
+        # silence for it (the clock watch below sends one stop then), while a node that dies
         # during the replay is; on a robot (no use_sim_time) it is the system clock, so any
         # wall-clock silence triggers it. Armed by the first answer to the inputs: nothing is
         # in force on /cmd before, and a pipeline still starting up is not a fault.
@@ -418,6 +426,13 @@ class SafetyMonitorNode(Node):
         else:
             self.create_timer(1.0 / p.tick_hz, self._on_fixed_tick)
         self.create_timer(1.0 / p.tick_hz, self._on_watchdog)  # the node's (ROS) clock
+        # With use_sim_time the watchdog's clock is /clock: when /clock stops (a replay's end
+        # or pause, a simulator that hangs) the watchdog stops with it and the last verified
+        # command stayed on /cmd. The wall clock watches /clock itself.
+        self._clock_moved: tuple[int, float] | None = None  # (ROS ns, monotonic s)
+        self._clock_stop_sent = False
+        self.create_timer(1.0 / p.tick_hz, self._on_clock_watch,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
         # Every value that sizes what a "verified" covers, so that an operator can tell a
         # monitor on the pipeline's file from one on other values (a tester's namespaced node
         # ran on the code's defaults and logged the same line).
@@ -869,6 +884,36 @@ class SafetyMonitorNode(Node):
         self.status_pub.publish(String(data=INPUT_TIMEOUT))
         self._publish_fallback(now_ns)
         self.health.counters["watchdog_fallbacks"] += 1
+
+    def _on_clock_watch(self) -> None:
+        """The stop, once, when /clock has stood still for ``clock_timeout_s`` of wall time
+        while a command the gate sent may still be in force (use_sim_time only)."""
+        clock = self.get_clock()
+        if self._last_output_ns is None or not getattr(clock, "ros_time_is_active", False):
+            return
+        now_ns = clock.now().nanoseconds
+        if now_ns == 0:  # no /clock yet: every pair got the stop (``_stale_reason``)
+            return
+        wall_s = time.monotonic()
+        if self._clock_moved is None or now_ns != self._clock_moved[0]:
+            if self._clock_stop_sent:
+                self.get_logger().info("/clock moves again")
+            self._clock_moved = (now_ns, wall_s)
+            self._clock_stop_sent = False
+            return
+        stood_s = wall_s - self._clock_moved[1]
+        if self._clock_stop_sent or stood_s < self.params.clock_timeout_s:
+            return
+        self._clock_stop_sent = True
+        self.health.problem(
+            "clock_stops",
+            f"/clock has stood at {now_ns * 1e-9:.3f} s for {stood_s:.2f} s of wall time "
+            f"(>= clock_timeout_s {self.params.clock_timeout_s:g}; use_sim_time is true): "
+            f"the stop on {self.params.cmd_topic} (a replay's end or pause, or the simulator "
+            "stopped)")
+        self.status_pub.publish(String(data=CLOCK_STOPPED))
+        self._publish_fallback(now_ns)
+        self.health.counters["clock_stop_fallbacks"] += 1
 
     def _publish_certificate(self, result: TickResult, state: np.ndarray) -> None:
         from diagnostic_msgs.msg import DiagnosticArray

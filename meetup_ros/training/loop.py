@@ -115,6 +115,19 @@ def fit(cfg: TrainConfig, model: nn.Module, train_data: Dataset[Any] | Callable[
         distributed.teardown(ctx)
 
 
+def _refuse_another_networks_checkpoint(path: Path, state: Any, model: nn.Module) -> None:
+    """A folder's checkpoint of another network (another trainer's run, ``--out`` reused) is
+    that run's only way to resume: this run would replace it after its first epoch, or fail
+    to load it on --resume. Checkpoints older than the ``network`` record pass."""
+    config = state.get("config") if isinstance(state, Mapping) else None
+    network = config.get("network") if isinstance(config, Mapping) else None
+    if network is not None and network != type(model).__name__:
+        raise TrainingError(
+            f"{str(path)!r} is the checkpoint of a {network} run (another trainer), not of "
+            f"{type(model).__name__}: this run would replace it; choose another --out, or "
+            "move that run's folder away")
+
+
 def _restore(path: Path, state: Any, model: nn.Module, optimizer: torch.optim.Optimizer,
              optimizer_name: str, given: frozenset[str] | None = None) -> None:
     """Load a resume checkpoint's model and optimizer state, or say what does not fit.
@@ -259,8 +272,17 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
     if blocked is not None:
         raise TrainingError(f"{str(out_dir / blocked)!r} exists and is not a file (a folder?); "
                             "fit writes it: move it away or choose another out_dir")
-    if cfg.resume and ckpt_path.is_file():
-        state = checkpoint.load(ckpt_path, map_location=device)
+    state = None
+    if ckpt_path.is_file():
+        try:
+            state = checkpoint.load(ckpt_path, map_location=device)
+        except checkpoint.CheckpointError:
+            if cfg.resume:
+                raise
+            # a fresh run replaces it anyway; said below as a previous run's checkpoint
+            state = {}
+    _refuse_another_networks_checkpoint(ckpt_path, state, model)
+    if cfg.resume and state is not None:
         _restore(ckpt_path, state, model, optimizer, cfg.optimizer, cfg.given)
         if scheduler is not None:
             _fast_forward(scheduler, optimizer, int(state["epoch"]))
@@ -282,9 +304,10 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
     else:
         if cfg.resume:
             logger.warning("--resume: no checkpoint at %s, starting from scratch", ckpt_path)
-        elif ckpt_path.is_file():
+        elif state is not None:  # {} for a damaged one
             # A tester's second run into a folder holding another run replaced it silently.
-            # Known shortcoming: other files there (another trainer's weights) are left.
+            # (Another network's checkpoint is refused above; its weights file, under its
+            # own name, stays beside this run's.)
             logger.warning("%s holds a previous run's checkpoint; starting from scratch "
                            "(without --resume), it is replaced after this run's first epoch",
                            ckpt_path)
@@ -412,7 +435,8 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
                 "rng": _rng_state(),
                 "metrics": metrics,
                 # what ran (on resume, this run's values replace the checkpoint's)
-                "config": {"optimizer": cfg.optimizer, "lr": lr,
+                "config": {"network": type(model).__name__, "optimizer": cfg.optimizer,
+                           "lr": lr,
                            "momentum": None if cfg.optimizer == "adam" else momentum,
                            "weight_decay": weight_decay, "epochs": epochs,
                            "batch_size": batch_size, "seed": cfg.seed,
