@@ -141,6 +141,8 @@ class VioEstimator:
         self._clock_mismatches = 0
         self.last_clock_mismatch = ""
         self.stationary = StationaryDetector() if zero_velocity_update else None
+        # the gyro bias the estimator knows: the configured one and the network's learned one
+        self._gyro_bias = self.bias_gyro + model.bias_gyro_radps.detach().double().numpy()
         self._clear()
         self._warm_up()
 
@@ -158,7 +160,8 @@ class VioEstimator:
             self._infer(window, None, None)
         if self.stationary is not None:
             texture = np.random.default_rng(0).integers(0, 256, image.shape, dtype=np.uint8)
-            self.stationary.is_stationary(texture, texture, window.accel_mps2)
+            self.stationary.is_stationary(texture, texture, window.accel_mps2,
+                                          window.gyro_radps)
         np.linalg.svd(np.eye(3))
         se3_exp(np.full(6, 1e-3))
         self._core_state = self.model.initial_state(1)
@@ -367,16 +370,21 @@ class VioEstimator:
         xi, var = self._infer(window, self._last_pair_image, image)
         previous = self._last_pair_image
         at_rest = False
+        # The gyro as the network sees it (the configured and the learned bias subtracted):
+        # unchanged frames while it reads a turn are a frozen camera, not a body at rest, and
+        # zeroing the increment then erased a real 0.5 rad/s turn. A zero-velocity update
+        # constrains the velocity; the rotation is zeroed with it only because the gyro agrees.
         if (self.stationary is not None and image is not None and previous is not None
                 and len(window) > 0
                 and self.stationary.is_stationary(previous, image,
-                                                  window.accel_mps2 - self.bias_accel)):
+                                                  window.accel_mps2 - self.bias_accel,
+                                                  window.gyro_radps - self._gyro_bias)):
             # The network still ran, so its recurrent state has seen this interval.
             xi = np.zeros(6)
             at_rest = True
             if self._zupts == 0:
-                logger.info("at rest (unchanged frames, no acceleration): zero-velocity "
-                            "updates on")
+                logger.info("at rest (unchanged frames, no acceleration, no rotation): "
+                            "zero-velocity updates on")
             self._zupts += 1
         if np.any(xi):  # Exp(0) = I: at rest (zero-velocity updates) nothing to compose
             self._T_odom_base = self._T_odom_base @ se3_exp(xi)
