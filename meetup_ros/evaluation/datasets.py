@@ -15,11 +15,15 @@ Files (the shared data's layout):
 - KITTI ``image_l/*.png``: one image per pose, in name order.
 - TUM ``groundtruth.txt``: ``timestamp tx ty tz qx qy qz qw`` lines, ``#`` comments.
 - TUM frames ``assets/freiburg_sequence/<timestamp>.png``.
+
+The frames of one sequence are all of one size: its intrinsics are for that size.
 """
 
 from __future__ import annotations
 
 import itertools
+import struct
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +90,52 @@ def read_gray_image(path: Path) -> np.ndarray:
     if image is None:
         raise DatasetError(f"image {str(path)!r} cannot be read as an image")
     return image
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file: from a PNG's IHDR header (these sequences' frames
+    are PNGs, and a sequence's sizes are read before its frames), else by decoding it.
+
+    Raises:
+        DatasetError: the file cannot be opened, or is not a PNG and not an image OpenCV reads.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            head = f.read(24)
+    except OSError as exc:
+        raise DatasetError(f"image {str(path)!r} cannot be read: {exc}") from None
+    # signature (8 bytes), then the IHDR chunk: length (4), b"IHDR", width and height (>I)
+    if head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", head[16:24])
+        return int(width), int(height)
+    image = read_gray_image(path)
+    return image.shape[1], image.shape[0]
+
+
+def check_frame_sizes(paths: list[Path], what: str) -> tuple[int, int]:
+    """The one (width, height) of a sequence's frames, the most common one (the first frame's
+    on a tie). A frame of another size used to be read with the sequence's intrinsics, which
+    are for one size (a tester's half-size KITTI frame changed benchmark-slam's figures
+    without a word).
+
+    Raises:
+        DatasetError: a frame has another size; names the first such frame, its size and the
+            sequence's.
+    """
+    sizes = [image_size(p) for p in paths]
+    counts = Counter(sizes)
+    common, n = counts.most_common(1)[0]  # ties: the first size seen
+    for path, size in zip(paths, sizes, strict=True):
+        if size != common:
+            raise DatasetError(
+                f"{what} frame {str(path)!r} is {size[0]}x{size[1]} pixels but {n} of the "
+                f"sequence's {len(paths)} frames are {common[0]}x{common[1]}; expected every "
+                "frame of a sequence at one size (its intrinsics are for one size)")
+    return common
 
 
 def mono_sequence_folders(data_root: Path) -> tuple[Path, Path, Path]:
@@ -180,8 +230,9 @@ def read_kitti(folder: Path) -> KittiSnippet:
     """``poses.txt``, ``calib.txt`` and ``image_l/*.png`` of a KITTI snippet (>= 2 frames).
 
     Raises:
-        DatasetError: a file is missing or malformed, the image and pose counts differ, or
-            there is only one frame (both commands use consecutive pairs).
+        DatasetError: a file is missing or malformed, the image and pose counts differ,
+            there is only one frame (both commands use consecutive pairs), or the frames are
+            not all of one size (:func:`check_frame_sizes`).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -195,6 +246,7 @@ def read_kitti(folder: Path) -> KittiSnippet:
     if len(poses) < 2:
         raise DatasetError(f"{str(folder)!r}: {len(poses)} frame; expected at least 2 "
                            "(consecutive frames make the pairs)")
+    check_frame_sizes(images, "KITTI")
     return KittiSnippet(folder, poses, P0, P0[:, :3].copy(), images)
 
 
@@ -284,8 +336,8 @@ def read_tum_frames(folder: Path) -> TumFrames:
     """``<timestamp>.png`` files of ``folder``, ordered by stamp (>= 2 frames).
 
     Raises:
-        DatasetError: fewer than 2 frames, a name that is not a finite stamp, or two frames
-            with the same stamp.
+        DatasetError: fewer than 2 frames, a name that is not a finite stamp, two frames
+            with the same stamp, or frames not all of one size (:func:`check_frame_sizes`).
     """
     folder = Path(folder)
     found = []
@@ -306,6 +358,7 @@ def read_tum_frames(folder: Path) -> TumFrames:
         if s1 == s0:
             raise DatasetError(f"TUM frames {str(p0)!r} and {str(p1)!r} have the same stamp "
                                f"{s0!r}; expected one frame per stamp")
+    check_frame_sizes([p for _, p in found], "TUM")
     return TumFrames([p for _, p in found], np.array([s for s, _ in found]))
 
 
@@ -338,6 +391,7 @@ def read_tum(folder: Path) -> TumSnippet:
 __all__ = [
     "KITTI06", "KITTI_TURN", "MONO_SEQUENCES", "TUM_GT_TOLERANCE_S", "TUM_OFFICE",
     "DatasetError", "KittiSnippet", "TumFrames", "TumGroundTruth", "TumSnippet",
-    "mono_sequence_folders", "read_kitti", "read_kitti_calib_p0", "read_kitti_poses",
-    "read_tum", "read_tum_frames", "read_tum_groundtruth",
+    "check_frame_sizes", "image_size", "mono_sequence_folders", "read_kitti",
+    "read_kitti_calib_p0", "read_kitti_poses", "read_tum", "read_tum_frames",
+    "read_tum_groundtruth",
 ]

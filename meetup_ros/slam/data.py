@@ -207,36 +207,54 @@ def random_crop(sample: DepthSample, height: int, width: int, rng: np.random.Gen
     return DepthSample(img, depth, sample.name)
 
 
+# Each RGB-D pair's (colour, depth) files in rgbd_depth_pairs (its PROVENANCE.md)
+RGBD_FILES = {
+    "TUM": ("TUM_color.png", "TUM_depth.png"),
+    "NYU": ("NYU_color.ppm", "NYU_depth.pgm"),
+    "SUN": ("SUN_color.jpg", "SUN_depth.png"),
+}
+
+
 def rgbd_samples(folder: Path, names: tuple[str, ...], height: int | None = 64,
                  width: int | None = 96) -> list[DepthSample]:
     """Image + sensor depth for the named pairs (TUM, NYU, SUN) in rgbd_depth_pairs; full
-    resolution when height/width are None."""
+    resolution when height/width are None.
+
+    Raises:
+        SlamError: a name is not a pair, a file cannot be read, a depth image is not 16-bit
+            single-channel (or its PGM is malformed or cut), or colour and depth differ in
+            size; the message names the file.
+    """
     folder = Path(folder)
     out = []
     for name in names:
-        if name == "TUM":
-            img = cv2.imread(str(folder / "TUM_color.png"), cv2.IMREAD_GRAYSCALE)
-            raw = cv2.imread(str(folder / "TUM_depth.png"), cv2.IMREAD_UNCHANGED)
-            depth = raw.astype(np.float32) / 5000.0 if raw is not None else None
-        elif name == "NYU":
-            img = cv2.imread(str(folder / "NYU_color.ppm"), cv2.IMREAD_GRAYSCALE)
-            raw = _read_pgm16(folder / "NYU_depth.pgm")
+        if name not in RGBD_FILES:
+            raise SlamError(f"RGB-D pair {name!r} unknown; expected TUM, NYU or SUN")
+        color_path, depth_path = (folder / file for file in RGBD_FILES[name])
+        img = cv2.imread(str(color_path), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise SlamError(f"RGB-D pair {name!r}: colour image {str(color_path)!r} cannot be "
+                            "read as an image")
+        if name == "NYU":
+            raw = _read_pgm16(depth_path)
             depth = 351.3 / (1092.5 - raw.astype(np.float32))
             # 2047 is the Kinect's "no reading" value.
             depth[(raw == 0) | (raw >= 2047) | (depth <= 0) | (depth > 10)] = np.nan
-        elif name == "SUN":
-            img = cv2.imread(str(folder / "SUN_color.jpg"), cv2.IMREAD_GRAYSCALE)
-            raw = cv2.imread(str(folder / "SUN_depth.png"), cv2.IMREAD_UNCHANGED)
-            d16 = raw.astype(np.uint16) if raw is not None else None
-            if d16 is not None:
-                rot = ((d16 >> 3) | (d16 << 13)).astype(np.uint16)
-                depth = rot.astype(np.float32) / 1000.0
-            else:
-                depth = None
         else:
-            raise SlamError(f"RGB-D pair {name!r} unknown; expected TUM, NYU or SUN")
-        if img is None or depth is None:
-            raise SlamError(f"RGB-D pair {name!r} in {str(folder)!r} could not be read")
+            raw = _read_depth16(depth_path, name)
+            if name == "TUM":
+                depth = raw.astype(np.float32) / 5000.0
+            else:
+                rot = ((raw >> 3) | (raw << 13)).astype(np.uint16)
+                depth = rot.astype(np.float32) / 1000.0
+        # The pairs are aligned pixel for pixel: a colour image of another size would be
+        # cropped and resized apart from its depth (a tester's half-size TUM colour image was
+        # trained and evaluated against full-size depth without a word).
+        if img.shape != raw.shape:
+            raise SlamError(
+                f"RGB-D pair {name!r}: colour image {str(color_path)!r} is "
+                f"{img.shape[1]}x{img.shape[0]} pixels but depth image {str(depth_path)!r} is "
+                f"{raw.shape[1]}x{raw.shape[0]}; expected the same size (aligned pairs)")
         depth[(depth <= 0.1) | (depth > 10)] = np.nan
         if height is None or width is None:
             out.append(DepthSample(img, depth.astype(np.float32), f"rgbd_{name}"))
@@ -246,29 +264,74 @@ def rgbd_samples(folder: Path, names: tuple[str, ...], height: int | None = 64,
     return out
 
 
+def _read_depth16(path: Path, name: str) -> np.ndarray:
+    """A PNG's raw 16-bit single-channel depth. Another type used to be read as depth: a TUM
+    depth saved as 8-bit put every pixel below 0.1 m (all NaN: a null held-out figure, exit
+    0), and a 3-channel one failed in numpy with a message naming no file."""
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise SlamError(f"RGB-D pair {name!r}: depth image {str(path)!r} cannot be read as an "
+                        "image")
+    if raw.ndim != 2 or raw.dtype != np.uint16:
+        channels = 1 if raw.ndim == 2 else raw.shape[2]
+        raise SlamError(f"RGB-D pair {name!r}: depth image {str(path)!r} is {channels}-channel "
+                        f"{raw.dtype}; expected 16-bit single-channel (uint16) raw sensor depth")
+    return raw
+
+
 def _read_pgm16(path: Path) -> np.ndarray:
     """16-bit P5 PGM. PROVENANCE.md says big-endian, but the file's samples are little-endian:
     read big-endian, the medians are ~54000 (no valid Kinect value); little-endian they are
-    ~990, i.e. 3.3 m through the documented conversion, with 2047 (= no reading) at edges."""
-    data = Path(path).read_bytes()
+    ~990, i.e. 3.3 m through the documented conversion, with 2047 (= no reading) at edges.
+
+    Raises:
+        SlamError: the file cannot be read, its header is cut or malformed, its samples are
+            not 16-bit, or there are fewer than width x height of them; names the file.
+    """
+    path = Path(path)
+    expected = "a binary PGM: P5, width, height, maxval 256..65535, then 16-bit samples"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SlamError(f"depth PGM {str(path)!r} cannot be read: {exc}") from None
     fields: list[bytes] = []
     pos = 0
     while len(fields) < 4:
         while data[pos:pos + 1].isspace():
             pos += 1
+        # b"".isspace() is False: without this an empty file or a cut header spun forever
+        if pos >= len(data):
+            found = " ".join(f.decode("latin-1") for f in fields) or "nothing"
+            raise SlamError(f"depth PGM {str(path)!r} ends in its header after {found!r} "
+                            f"({len(fields)} of 4 fields); expected {expected}")
         if data[pos:pos + 1] == b"#":
-            pos = data.index(b"\n", pos) + 1
+            end_of_comment = data.find(b"\n", pos)
+            pos = len(data) if end_of_comment < 0 else end_of_comment + 1
             continue
         end = pos
-        while not data[end:end + 1].isspace():
+        while end < len(data) and not data[end:end + 1].isspace():
             end += 1
         fields.append(data[pos:end])
         pos = end
     if fields[0] != b"P5":
         raise SlamError(f"{str(path)!r} has magic {fields[0]!r}, expected b'P5'")
-    w, h = int(fields[1]), int(fields[2])
-    pos += 1  # one whitespace after maxval
-    return np.frombuffer(data[pos:pos + 2 * w * h], dtype="<u2").reshape(h, w).astype(np.uint16)
+    values = []
+    for label, field in zip(("width", "height", "maxval"), fields[1:], strict=True):
+        value = int(field) if field.isdigit() else 0
+        if value < 1:
+            raise SlamError(f"depth PGM {str(path)!r}: {label} {field!r} is not a positive "
+                            f"integer; expected {expected}")
+        values.append(value)
+    w, h, maxval = values
+    samples = data[pos + 1:]  # one whitespace after maxval
+    if len(samples) < 2 * w * h:
+        raise SlamError(f"depth PGM {str(path)!r} has {len(samples)} bytes of samples after its "
+                        f"header; expected {2 * w * h} ({w}x{h} 16-bit samples): the file is cut")
+    if not 256 <= maxval <= 65535:
+        raise SlamError(f"depth PGM {str(path)!r}: maxval {maxval} is not 16-bit; expected "
+                        "256..65535 (two bytes per sample)")
+    # Bytes after the first image are not read (the format allows several images per file).
+    return np.frombuffer(samples[:2 * w * h], dtype="<u2").reshape(h, w).astype(np.uint16)
 
 
 def motorcycle_pair(height: int = 64, width: int = 96) -> PairSample:
