@@ -1,0 +1,88 @@
+"""A tester's findings on `train optimizer`, `benchmark-slam` and `--resume` (t14b): the
+held-out groups kept out of training and checked by the benchmark, no run without a held-out
+pair, a resume refusal that names what differs, and depth and step weights checked to belong
+together."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meetup_ros.slam import SlamError, benchmark, training
+from meetup_ros.slam import data as slam_data
+from meetup_ros.slam.learned import LearnedStep
+from meetup_ros.slam.training import StepTrainOptions
+from meetup_ros.training.checkpoint import load_weights, save_weights
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = REPO / "models"
+BAG = REPO / "data" / "euroc_v1_01_easy_sample"
+
+
+def test_mono_pairs_that_reach_the_late_group_are_refused_naming_the_limit() -> None:
+    """`--set mono_pairs=100000` trained on KITTI pairs 8-49, 35-49 being benchmark-slam's
+    held-out "mono_late" group."""
+    assert training.MAX_MONO_PAIRS == slam_data.MONO_LATE_FROM - slam_data.MONO_TRAIN_FROM == 27
+    assert StepTrainOptions.from_extra({"mono_pairs": "27"}).mono_pairs == 27
+    for value in ("28", "100000"):
+        with pytest.raises(SlamError, match=rf"--set mono_pairs={value}: expected an integer "
+                           r">= 0 and <= 27 \(training pairs 8\.\.34 .*\"mono_late\""):
+            StepTrainOptions.from_extra({"mono_pairs": value})
+
+
+def _fast_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:
+    """run_benchmark with its solvers, frontend and plots stubbed: the pairs and the report's
+    marks are real, the figures are not (the real run takes 36 s)."""
+    def comparison(pairs: list[Any], *_: Any, **__: Any) -> dict[str, Any]:
+        return {"pairs": len(pairs), "learned_over_gn_iterations": 0.5, "curves": {},
+                "per_pair": [{"pair": p.name} for p in pairs]}
+
+    monkeypatch.setattr(benchmark, "solver_comparison", comparison)
+    monkeypatch.setattr(benchmark, "frontend_depth", lambda *_: {})
+    monkeypatch.setattr(benchmark, "middlebury_sgbm_reference", dict)
+    monkeypatch.setattr(benchmark, "plot_curves", lambda *_: None)
+
+
+def test_benchmark_marks_a_group_the_step_was_trained_on(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Weights whose ``train`` list holds KITTI pairs 35-49 (as `mono_pairs=100000` made):
+    benchmark-slam reported their mono_late figure as held out, with no warning. Now the
+    group is named in a warning and marked in benchmark_slam.json and slam_report.json; the
+    shipped step's groups are all held out."""
+    _fast_benchmark(monkeypatch)
+    step = LearnedStep.from_weights(MODELS / "slam_optimizer.pt")
+    _, meta = load_weights(MODELS / "slam_optimizer.pt", kind="slam_optimizer")
+    late = [f"KITTI_sequence_{s}_{i:03d}" for s in (1, 2) for i in range(35, 50)]
+    contaminated = tmp_path / "opt.pt"
+    save_weights(contaminated, step.state_dict(),
+                 **{**meta, "train": [*meta["train"], *late]})
+    with caplog.at_level(logging.WARNING, logger="meetup_ros.slam.benchmark"):
+        report = benchmark.run_benchmark(BAG, shared_data, tmp_path / "a",
+                                         MODELS / "depth_code.pt", contaminated)
+    assert report["mono_late"]["held_out"] is False
+    assert report["mono_late"]["trained_on"] == sorted(late)
+    assert report["groups_trained_on"] == ["mono_late"]
+    for key in ("euroc_stereo", "middlebury_stereo", "mono", "mono_untouched"):
+        assert report[key]["held_out"] is True and report[key]["trained_on"] == [], key
+    assert "benchmark group mono_late: 30 of its 30 pairs are training pairs of" in caplog.text
+    assert str(contaminated) in caplog.text
+    written = json.loads((tmp_path / "a" / "benchmark_slam.json").read_text())
+    assert written["mono_late"]["held_out"] is False
+    summary = json.loads((tmp_path / "a" / "slam_report.json").read_text())
+    assert summary["solver_comparison_mono_late"]["held_out"] is False
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="meetup_ros.slam.benchmark"):
+        shipped = benchmark.run_benchmark(BAG, shared_data, tmp_path / "b",
+                                          MODELS / "depth_code.pt",
+                                          MODELS / "slam_optimizer.pt")
+    assert shipped["groups_trained_on"] == []
+    assert all(shipped[k]["held_out"] is True for k in
+               ("euroc_stereo", "middlebury_stereo", "mono", "mono_untouched", "mono_late"))
+    assert not caplog.records
