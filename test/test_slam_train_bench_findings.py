@@ -34,6 +34,30 @@ def test_mono_pairs_that_reach_the_late_group_are_refused_naming_the_limit() -> 
             StepTrainOptions.from_extra({"mono_pairs": value})
 
 
+def test_a_euroc_stride_that_leaves_no_held_out_pair_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--set euroc_stride=1000` trained with 0 held-out pairs, reported the held-out figure
+    as null and exited 0 (the bundled bag's held-out pairs are 76..94)."""
+    from meetup_ros.cli import main
+
+    code = main(["train", "optimizer", "--bag", str(BAG), "--out", str(tmp_path), "--epochs",
+                 "1", "--threads", "1", "--set", "steps=1", "--set", "unroll=1",
+                 "--set", "euroc_stride=1000"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1, err
+    assert ("--set euroc_stride=1000: takes none of the held-out EuRoC pairs 76..94 of bag "
+            f"{str(BAG)!r}, so nothing would be held out; expected at most 19") in err
+    assert not (tmp_path / "slam_optimizer.pt").exists()
+    assert not (tmp_path / "metrics.csv").exists()
+    # a stride above 19 that lands on a held-out pair is fine; one that does not is not
+    training.check_held_out_stride([BAG], 19)
+    training.check_held_out_stride([BAG], 80)
+    with pytest.raises(SlamError, match=r"--set euroc_stride=50: takes none"):
+        training.check_held_out_stride([BAG], 50)
+
+
 def _fast_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:
     """run_benchmark with its solvers, frontend and plots stubbed: the pairs and the report's
     marks are real, the figures are not (the real run takes 36 s)."""

@@ -467,6 +467,34 @@ class ProblemSampler:
         self.rng.bit_generator.state = state["rng"]
 
 
+def check_held_out_stride(bags: list[Path], stride: int) -> None:
+    """Refuse a ``euroc_stride`` that takes none of the bag's held-out EuRoC pairs (index >=
+    ``EUROC_HELD_OUT_FROM``): the held-out figure was NaN (null in the report) and the run
+    exited 0 (a tester's ``euroc_stride=1000``). The bag is read for its frame count only
+    (0.3 s), before the SGBM depth of every pair (3 s).
+
+    Raises:
+        SlamError: naming the stride, the held-out pair indices and the largest stride that
+            is sure to take one of them; or the bag, when it has no pair to hold out.
+    """
+    from meetup_ros.bags.reader import read_sequence
+
+    seq = read_sequence(bags)
+    slam_data.check_stereo(seq)
+    assert seq.cam0 is not None
+    total, cut = len(seq.cam0.images), slam_data.EUROC_HELD_OUT_FROM
+    names = ", ".join(repr(str(b)) for b in bags)
+    if total <= cut:
+        raise SlamError(f"bag {names} has {total} stereo pairs: none is held out (pairs from "
+                        f"{cut} on are); expected a bag with more than {cut}")
+    if any(i % stride == 0 for i in range(cut, total)):
+        return
+    raise SlamError(
+        f"--set euroc_stride={stride}: takes none of the held-out EuRoC pairs {cut}..{total - 1} "
+        f"of bag {names}, so nothing would be held out; expected at most {total - cut} (or a "
+        f"stride with a multiple in {cut}..{total - 1})")
+
+
 def train_optimizer(cfg: TrainConfig) -> dict[str, float]:
     """Train the learned LSTM step by unrolling it on EuRoC training stereo pairs and
     KITTI/TUM training pairs (fit; see ``unroll_loss``).
@@ -490,6 +518,7 @@ def train_optimizer(cfg: TrainConfig) -> dict[str, float]:
     for p in depth_model.net.parameters():
         p.requires_grad_(False)
     stride = options.euroc_stride
+    check_held_out_stride(list(cfg.bags), stride)
     pairs = slam_data.euroc_stereo_pairs(list(cfg.bags), depth_model.cfg.height,
                                          depth_model.cfg.width, stride)
     cut = slam_data.EUROC_HELD_OUT_FROM
