@@ -78,13 +78,54 @@ def test_motion_prior_triggers_keyframes_and_time_going_back_resets(
 
 
 def test_monocular_mode_runs(repo_root: Path, seq) -> None:
-    fe = _frontend(repo_root, seq, stereo=False, keyframe_every_n=2)
-    out = [fe.process(int(seq.cam0.stamps_ns[i]), seq.cam0.images[i]) for i in range(4)]
-    kfs = [kf for kf in out if kf is not None]
-    assert len(kfs) == 2
-    assert np.isfinite(kfs[1].depth_m).mean() > 0.5
-    # At rest the camera barely moves between keyframes.
-    assert np.linalg.norm(kfs[1].T_world_cam[:3, 3]) < 0.2
+    """At rest two monocular keyframes have no baseline: the depth is the single-image guess,
+    which a tester found published as metres (2.6 m for KITTI's 7.4 m road). Now NaN, saying
+    why, unless min_two_view_support is 0 (the guess asked for)."""
+    for support, valid in ((0.3, False), (0.0, True)):
+        fe = _frontend(repo_root, seq, stereo=False, keyframe_every_n=2,
+                       min_two_view_support=support)
+        out = [fe.process(int(seq.cam0.stamps_ns[i]), seq.cam0.images[i]) for i in range(4)]
+        kfs = [kf for kf in out if kf is not None]
+        assert len(kfs) == 2
+        if valid:
+            assert np.isfinite(kfs[1].depth_m).mean() > 0.5
+            assert kfs[1].depth_supported
+        else:
+            assert not np.isfinite(kfs[0].depth_m).any() and not np.isfinite(kfs[1].depth_m).any()
+            assert len(kfs[1].points_cam) == 0
+            assert "hardly differ" in kfs[0].unsupported_reason
+            assert "no baseline" in kfs[1].unsupported_reason
+        # At rest the camera barely moves between keyframes.
+        assert np.linalg.norm(kfs[1].T_world_cam[:3, 3]) < 0.2
+
+
+def test_depth_the_second_view_does_not_confirm_is_nan(repo_root: Path, seq) -> None:
+    """A tester's black, noise, swapped or flat pairs gave 74 % valid depth, as a real pair
+    does: the decoder's single-image guess. The second view must now confirm it."""
+    fe = _frontend(repo_root, seq, keyframe_every_n=1)
+    im0, im1 = seq.cam0.images[80], seq.cam1.images[80]
+    rng = np.random.default_rng(0)
+    cases = {
+        "real": (im0, im1, ""),
+        "right camera dead": (im0, np.zeros_like(im1), "flat"),
+        "right camera noise": (im0, rng.integers(0, 256, im1.shape, dtype=np.uint8),
+                               "does not confirm"),
+        "both grey": (np.full_like(im0, 128), np.full_like(im1, 128), "flat"),
+        "cameras swapped": (im1, im0, "turned by"),
+        "the same image twice": (im0, im0, "turned by"),
+    }
+    stamp = int(seq.cam0.stamps_ns[0])
+    for name, (a, b, why) in cases.items():
+        stamp += 10**9
+        kf = fe.process(stamp, a, b)
+        assert kf is not None
+        if not why:
+            assert kf.depth_supported and np.isfinite(kf.depth_m).mean() > 0.5, name
+            assert 0.5 < kf.two_view_support < 1.0, (name, kf.two_view_support)
+        else:
+            assert not kf.depth_supported and not np.isfinite(kf.depth_m).any(), name
+            assert why in kf.unsupported_reason, (name, kf.unsupported_reason)
+            assert len(kf.points_cam) == 0, name
 
 
 def test_bad_input_is_named(repo_root: Path, seq, tmp_path: Path) -> None:
@@ -146,3 +187,13 @@ def test_monocular_two_view_poses_are_not_chained_onto_odometry(repo_root: Path,
     fe.reset("time went back")
     kf = fe.process(int(seq.cam0.stamps_ns[0]), seq.cam0.images[0])
     assert kf is not None and kf.pose_source == "two_view"
+
+
+def test_a_camera_smaller_than_the_network_grid_is_refused(repo_root: Path, seq) -> None:
+    from types import SimpleNamespace
+
+    K = np.array([[200.0, 0.0, 0.5], [0.0, 200.0, 120.0], [0.0, 0.0, 1.0]])
+    info = SimpleNamespace(K=K, dist=np.zeros(4), width=1, height=240)
+    with pytest.raises(SlamError, match=r"camera of 1 x 240 pixels is smaller than the depth "):
+        SlamFrontend.from_weights(repo_root / "models" / "depth_code.pt",
+                                  repo_root / "models" / "slam_optimizer.pt", info)

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from sensor_msgs.msg import CameraInfo
+from sensor_msgs.msg import CameraInfo, Image
 from test_nodes import BAG, STAMP0_NS, Harness, _overrides
 
 from meetup_ros.ros import convert as cv
@@ -67,6 +67,8 @@ def _scaled_rotation(values: tuple[float, ...], scale: float) -> list[float]:
     ("pair_tolerance_s", 1e300),  # crashed on the first image, naming nothing
     ("prior_wait_s", -0.1),
     ("sensor_reliability", "sometimes"),
+    ("min_two_view_support", 1.0),
+    ("max_stereo_rotation_deg", 0.0),
 ])
 def test_slam_node_refuses_out_of_range_parameters_at_start_up(
     harness: Harness, name: str, value: Any
@@ -310,3 +312,30 @@ def test_an_incompatible_best_effort_camera_is_named_with_its_fix(harness: Harne
                      "the incompatibility said")
     assert "/cam0/image_raw: a publisher's QoS is incompatible" in node.health.last_problem
     assert "sensor_reliability: best_effort" in node.health.last_problem
+
+
+def test_a_dead_right_camera_gives_nan_depth_and_says_why(harness: Harness) -> None:
+    """A black cam1 gave 74 % valid depth on /depth (the decoder's single-image guess), the
+    same as a real pair: now all NaN, an empty cloud, counted and said."""
+    from meetup_ros.bags.reader import read_sequence
+    from meetup_ros.nodes.slam_node import SlamNode
+
+    seq = read_sequence(BAG)
+    node = harness.add(SlamNode(context=harness.context, parameter_overrides=_overrides(
+        diagnostics_period_s=0.0, odom_topic="", keyframe_every_n=1)))
+    harness.publish("/cam0/camera_info", _camera_info_msg(seq.cam0.info))
+    harness.publish("/cam1/camera_info", _camera_info_msg(seq.cam1.info))
+    harness.wait_for(lambda: node.frontend is not None, 60, "the frontend")
+    harness.collect("/depth", Image)
+    for i, right in enumerate((seq.cam1.images[80], np.zeros_like(seq.cam1.images[80]))):
+        stamp_ns = STAMP0_NS + i * 50_000_000
+        harness.publish("/cam0/image_raw",
+                        cv.array_to_image(seq.cam0.images[80], "mono8", stamp_ns, "cam0"))
+        harness.publish("/cam1/image_raw", cv.array_to_image(right, "mono8", stamp_ns, "cam1"))
+        harness.wait_for(lambda i=i: harness.count("/depth") == i + 1, 30, f"depth {i}")
+    real, dead = (cv.image_to_array(m, encodings=("32FC1",))
+                  for m in harness.received["/depth"][:2])
+    assert np.isfinite(real).mean() > 0.5
+    assert not np.isfinite(dead).any()
+    assert node.health.counters["depth_unsupported"] == 1
+    assert "depth published as NaN: an image of the pair is flat" in node.health.last_problem

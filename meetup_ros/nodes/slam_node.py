@@ -107,6 +107,14 @@ class SlamParams:
                     "from reliable publishers) or 'best_effort' (also matches drivers that "
                     "publish best effort, ROS's sensor-data profile)"
     )
+    min_two_view_support: float = param(
+        _FRONTEND.min_two_view_support,
+        "a keyframe's depth is published as NaN unless the second view (cam1, or the previous "
+        "keyframe) explains this share of the photometric error the two views leave with no "
+        "depth (frontend.FrontendConfig); 0 = publish the single-image guess too")
+    max_stereo_rotation_deg: float = param(
+        _FRONTEND.max_stereo_rotation_deg,
+        "stereo: depth is NaN when the pair fits its calibration only turned by more (deg)")
     pair_tolerance_s: float = param(0.003, "cam0/cam1 stamps closer than this are a pair")
     prior_tolerance_s: float = param(0.03, "odometry used as prior within this of a frame")
     # The odometry of a frame comes after the frame (vio_node waits for the IMU sample after
@@ -198,6 +206,10 @@ def _check_params(p: SlamParams) -> None:
     # Stamps are int64 nanoseconds: a tolerance of 1e300 s crashed on the first image.
     for name in ("pair_tolerance_s", "prior_wait_s"):
         need(0.0 <= getattr(p, name) <= MAX_WAIT_S, name, f"a value in [0, {MAX_WAIT_S:g}] s")
+    need(0.0 <= p.min_two_view_support < 1.0, "min_two_view_support",
+         "a share in [0, 1) (0 publishes unconfirmed depth)")
+    need(0.0 < p.max_stereo_rotation_deg <= 180.0, "max_stereo_rotation_deg",
+         "an angle in (0, 180] deg")
     need(math.isfinite(p.reset_backwards_s) and p.reset_backwards_s > 0, "reset_backwards_s",
          "a finite value > 0 (s)")
     need(math.isfinite(p.diagnostics_period_s)
@@ -229,6 +241,8 @@ class SlamNode(Node):
             keyframe_translation_m=p.keyframe_translation_m,
             keyframe_rotation_rad=p.keyframe_rotation_rad,
             keyframe_every_n=p.keyframe_every_n, keyframe_interval_s=p.keyframe_interval_s,
+            min_two_view_support=p.min_two_view_support,
+            max_stereo_rotation_deg=p.max_stereo_rotation_deg,
         )
         self.weights = [paths.node_file(p.depth_weights, "models")]
         if p.optimizer_weights:
@@ -504,6 +518,14 @@ class SlamNode(Node):
         stamp_ns = int(keyframe.stamp_ns)
         depth = np.asarray(keyframe.depth_m, dtype=np.float32)
         frame = self._info["cam0"].header.frame_id or "cam0"
+        if not keyframe.depth_supported:
+            # All NaN: the single-image guess is no measurement (a tester's black right
+            # camera gave 74 % valid depth, as a real pair does); the governor reads no
+            # depth as an obstacle at its minimum, so this fails safe.
+            self.health.problem(
+                "depth_unsupported",
+                f"keyframe at {stamp_ns} ns: depth published as NaN: "
+                f"{keyframe.unsupported_reason}")
         self.depth_pub.publish(array_to_image(depth, "32FC1", stamp_ns, frame))
         # A stereo keyframe without odometry has no pose of its own (pose_source "none"):
         # publishing the last one known under a fresh stamp is a wrong pose, not a pose.

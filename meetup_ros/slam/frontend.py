@@ -44,6 +44,9 @@ from meetup_ros.slam.solvers import (
 logger = logging.getLogger(__name__)
 
 SOLVERS = ("learned", "gauss_newton", "levenberg_marquardt")
+# Below this standard deviation (grey levels, at the network's resolution) an image is flat:
+# the real pairs' are tens of levels.
+MIN_IMAGE_SPREAD = 2.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,20 @@ class FrontendConfig:
     code_prior_weight: float = 1e-3
     pose_prior_weight: float = 10.0  # ties the pose to its initial value (calibration/odometry)
     num_threads: int = 1
+    # The second view must explain this share of the photometric error that the same two
+    # views leave with no depth (``TwoViewProblem.two_view_support``), over at least
+    # ``min_texture`` of it (mean squared normalised intensity), or the keyframe's depth is
+    # the single-image guess and is published as NaN. Real pairs: 0.65-0.71 (the bundled
+    # bag), 0.88 (Middlebury), 0.68-0.75 (KITTI 06 without a prior); no information (noise,
+    # a black or unrelated second camera): 0.06-0.18; a monocular pair without baseline, or
+    # a first monocular keyframe: texture ~1e-4 or 0. 0 = publish every keyframe's depth.
+    min_two_view_support: float = 0.3
+    min_texture: float = 0.02
+    # Stereo: the optimised pair may turn this far from the calibration (degrees). Real
+    # pairs: at most 0.19 (the bundled bag's 95), 0.30 (Middlebury); the cameras swapped
+    # 3.0 and 1.3, the same image twice 1.5: a pair its calibration does not fit, and whose
+    # depth the photometric error alone would pass.
+    max_stereo_rotation_deg: float = 1.0
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
@@ -70,6 +87,12 @@ class FrontendConfig:
                 f"iterations {self.iterations!r} and keyframe_every_n "
                 f"{self.keyframe_every_n!r} must be >= 1"
             )
+        if not (0.0 <= self.min_two_view_support < 1.0 and 0.0 <= self.min_texture < 1e3
+                and 0.0 < self.max_stereo_rotation_deg <= 180.0):
+            raise SlamError(
+                f"min_two_view_support {self.min_two_view_support!r} must be in [0, 1), "
+                f"min_texture {self.min_texture!r} in [0, 1000) and max_stereo_rotation_deg "
+                f"{self.max_stereo_rotation_deg!r} in (0, 180]")
 
 
 @dataclass
@@ -87,6 +110,12 @@ class Keyframe:
     # (monocular: chained from the previous keyframe, up to scale) or "none" (stereo without
     # a prior: a pair says nothing of the motion, and T_world_cam is the last one known).
     pose_source: str = "prior"
+    # TwoViewProblem.two_view_support; depth_m is all NaN when it is below the config's
+    # minimum (``depth_supported`` False), the pose is kept
+    two_view_support: float = float("nan")
+    texture: float = float("nan")
+    depth_supported: bool = True
+    unsupported_reason: str = ""  # why depth_supported is False
 
 
 def _rel_motion(T_a: np.ndarray, T_b: np.ndarray) -> tuple[float, float]:
@@ -154,6 +183,9 @@ class SlamFrontend:
         self.stereo = camera1 is not None
         h, w = depth_model.cfg.height, depth_model.cfg.width
         h0, w0 = self.camera0.height, self.camera0.width
+        if h0 < h or w0 < w:  # a tester's 1-pixel-wide camera got depth and a pose
+            raise SlamError(f"camera of {w0} x {h0} pixels is smaller than the depth "
+                            f"network's {w} x {h} grid: too few pixels for depth")
         self.rect: StereoRectification | None = None
         if camera1 is not None:
             if T_cam0_cam1 is None:
@@ -175,6 +207,7 @@ class SlamFrontend:
         assert K_small is not None
         self.K_small = K_small
         self._crop = self._crop_box()
+        self._inside_a, self._inside_b = self._inside_small()
         self.reset("start")
         # The per-camera lookup tables (undistorted rays, original cam0 pixels in the rectified
         # frame) now, not on the first keyframe, whose latency they added to (8 ms).
@@ -244,6 +277,24 @@ class SlamFrontend:
             cw, ch = w0, round(w0 / aspect)
         return (w0 - cw) // 2, (h0 - ch) // 2, cw, ch
 
+    def _inside_small(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """1 where a network-grid pixel shows the sensor, 0 on the black border that
+        rectification or undistortion leaves (and 1 pixel in): view A's (h*w,), view B's
+        (h, w) (cam1's, or cam0's again for a monocular pair)."""
+        h, w = self.model.cfg.height, self.model.cfg.width
+        white0 = np.full((self.camera0.height, self.camera0.width), 255, np.uint8)
+        if self.rect is not None:
+            white1 = np.full((self.camera1.height, self.camera1.width), 255, np.uint8)
+            full0, full1 = self.rect.rectify(white0, white1)
+        else:
+            full0 = full1 = cv2.remap(white0, self.map0[0], self.map0[1], cv2.INTER_LINEAR)
+        masks = []
+        for full in (full0, full1):
+            small, _ = crop_resize(full, None, h, w)
+            inside = cv2.erode((small >= 250).astype(np.uint8), np.ones((3, 3), np.uint8))
+            masks.append(torch.from_numpy(inside.astype(np.float32)))
+        return masks[0].reshape(-1), masks[1]
+
     def _small_to_full(self, small: np.ndarray) -> np.ndarray:
         """Map (h, w) values on the network grid to the full (rectified/undistorted) grid."""
         x0, y0, cw, ch = self._crop
@@ -294,6 +345,7 @@ class SlamFrontend:
             r0, r1 = self.rect.rectify(image0, self._check("image1", image1))
             small0, _ = crop_resize(r0, None, h, w)
             small1, _ = crop_resize(r1, None, h, w)
+            small_b = small1
             problem = make_problem(self.model.net, small0, small1, self.K_small, self.T_r1_r0,
                                    self.cfg.code_prior_weight,
                                    pose_prior_weight=self.cfg.pose_prior_weight)
@@ -310,6 +362,7 @@ class SlamFrontend:
             und = cv2.remap(image0, self.map0[0], self.map0[1], cv2.INTER_LINEAR)
             small0, _ = crop_resize(und, None, h, w)
             prev = self._last_kf_small if self._last_kf_small is not None else small0
+            small_b = prev
             T_cur_prev0 = np.eye(4)
             if prior is not None and self._last_kf_prior is not None:
                 T_cur_prev0 = np.linalg.inv(prior) @ self._last_kf_prior
@@ -329,6 +382,14 @@ class SlamFrontend:
                 T_world_cam, pose_source = self.T_world_cam @ T_prev_cur, "two_view"
             self._last_kf_small = small0
         depth_full = self._depth_full(problem, result.x)
+        support, _, texture = problem.two_view_support(result.x, self._inside_a,
+                                                       self._inside_b)
+        # problem's images are normalised to unit spread: a flat one's rounding noise becomes
+        # "texture" there, so the raw spread is checked on the images as they came
+        flat = min(float(small0.std()), float(small_b.std()))
+        reason = self._unsupported(support, texture, T_cam1_cam0_est, flat)
+        if reason:
+            depth_full[:] = np.nan
         points = self.camera0.backproject(depth_full)
         self.T_world_cam = T_world_cam
         self._anchored_in_prior = self._anchored_in_prior or prior is not None
@@ -340,8 +401,37 @@ class SlamFrontend:
             points_cam=points, iterations=result.iterations,
             photometric_error=result.errors[-1], solver=result.name,
             T_cam1_cam0_estimate=T_cam1_cam0_est, elapsed_s=time.perf_counter() - start,
-            pose_source=pose_source,
+            pose_source=pose_source, two_view_support=support, texture=texture,
+            depth_supported=not reason, unsupported_reason=reason,
         )
+
+    def _unsupported(self, support: float, texture: float, T_cam1_cam0_est: np.ndarray | None,
+                     spread: float) -> str:
+        """Why the second view does not confirm the keyframe's depth ("" when it does)."""
+        c = self.cfg
+        if c.min_two_view_support <= 0.0:
+            return ""
+        if spread < MIN_IMAGE_SPREAD:
+            return (f"an image of the pair is flat (intensity spread {spread:.2g} < "
+                    f"{MIN_IMAGE_SPREAD:g} grey levels): black, saturated or covered")
+        if T_cam1_cam0_est is not None:
+            R_cal = np.linalg.inv(self.T_cam0_cam1)[:3, :3]
+            cos = (np.trace(T_cam1_cam0_est[:3, :3].T @ R_cal) - 1.0) / 2.0
+            turn = float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+            if turn > c.max_stereo_rotation_deg:
+                return (f"the stereo pair fits its calibration only turned by {turn:.2f} deg "
+                        f"(> max_stereo_rotation_deg {c.max_stereo_rotation_deg:g}): cameras "
+                        "swapped, the same image twice, or another camera's calibration?")
+        if not texture >= c.min_texture:
+            return (f"the two views hardly differ ({texture:.2g} < min_texture "
+                    f"{c.min_texture:g}): no texture, or no baseline (a first monocular "
+                    "keyframe, a camera at rest)")
+        if not support >= c.min_two_view_support:
+            return (f"the depth explains {support:.2f} of the two views' disagreement "
+                    f"(< min_two_view_support {c.min_two_view_support:g}): the second view "
+                    "does not confirm it (a dead or unrelated camera, noise, a pose prior "
+                    "that does not fit the images)")
+        return ""
 
     def _depth_full(self, problem: TwoViewProblem, x: torch.Tensor) -> np.ndarray:
         """Depth of view A on cam0's original pixel grid, NaN where invalid or uncertain."""
