@@ -110,3 +110,45 @@ def test_benchmark_marks_a_group_the_step_was_trained_on(
     assert all(shipped[k]["held_out"] is True for k in
                ("euroc_stereo", "middlebury_stereo", "mono", "mono_untouched", "mono_late"))
     assert not caplog.records
+
+
+def test_a_resume_with_other_sizes_names_the_set_values_that_differ_and_the_shapes(
+    tmp_path: Path,
+) -> None:
+    """`train depth --set steps=3`, then `--resume --set code_dim=8`: the refusal said only
+    "it was trained with --set steps=3", pointing at steps, which had not changed. It now
+    sets this run's --set values beside the checkpoint's and names the tensors that do not
+    fit, with their shapes."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from meetup_ros.optim import MultiClassHingeLoss
+    from meetup_ros.training.config import TrainConfig
+    from meetup_ros.training.loop import TrainingError, fit
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(64, 6, generator=g), torch.randint(0, 3, (64,),
+                                                                         generator=g))
+
+    def run(width: int, extra: dict[str, str], resume: bool) -> None:
+        net = torch.nn.Sequential(torch.nn.Linear(6, width), torch.nn.ReLU(),
+                                  torch.nn.Linear(width, 3))
+        cfg = TrainConfig(bags=(Path("unused"),), out_dir=tmp_path, epochs=2 if resume else 1,
+                          batch_size=32, resume=resume, extra=extra)
+        fit(cfg, net, data, None, MultiClassHingeLoss(), defaults={"lr": 0.1})
+
+    run(32, {"steps": "3"}, False)
+    with pytest.raises(TrainingError) as caught:
+        run(8, {"steps": "3", "code_dim": "8"}, True)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert ("holds weights of another network than Sequential, or of one with other sizes "
+            "than this run's (it was trained with --set steps=3; this run's --set differs: "
+            "code_dim=8 here, not set (the default) there): tensors of other shapes: "
+            "0.weight (32, 6) there, (8, 6) here; 0.bias (32,) there, (8,) here; "
+            "2.weight (3, 32) there, (3, 8) here") in message
+    # a --set the checkpoint had and this run drops is named too
+    with pytest.raises(TrainingError, match=r"this run's --set differs: code_dim not set "
+                       r"here, code_dim=8 there"):
+        run(8, {"code_dim": "8"}, False)
+        run(32, {}, True)

@@ -129,11 +129,14 @@ def _refuse_another_networks_checkpoint(path: Path, state: Any, model: nn.Module
 
 
 def _restore(path: Path, state: Any, model: nn.Module, optimizer: torch.optim.Optimizer,
-             optimizer_name: str, given: frozenset[str] | None = None) -> None:
+             optimizer_name: str, given: frozenset[str] | None = None,
+             extra: Mapping[str, str] | None = None) -> None:
     """Load a resume checkpoint's model and optimizer state, or say what does not fit.
 
     A checkpoint of another network or of another optimizer is a valid file with the wrong
     contents: name the file and the mismatch rather than a bare key or load_state_dict error.
+    ``extra`` is this run's ``--set`` values, set beside the checkpoint's when the sizes
+    differ.
     """
     if not isinstance(state, Mapping):
         raise TrainingError(f"checkpoint {str(path)!r} holds {type(state).__name__}, not a "
@@ -147,17 +150,17 @@ def _restore(path: Path, state: Any, model: nn.Module, optimizer: torch.optim.Op
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, TypeError) as exc:
         # torch's message spans lines (its first says only "Error(s) in loading"): one line,
-        # cut, with the --set values the checkpoint was trained with where it recorded them
-        # (a changed size, e.g. --set hidden=32, is the usual cause)
-        detail = " ".join(str(exc).split())
-        detail = detail if len(detail) <= 400 else detail[:400] + " ..."
+        # with the --set values the checkpoint was trained with where it recorded them and
+        # those of this run that differ (a changed size, e.g. --set code_dim=8, is the usual
+        # cause; naming only the checkpoint's pointed a tester at its --set steps=3), and the
+        # tensors that do not fit
         sizes = config.get("extra") if isinstance(config, Mapping) else None
-        trained = (f" (it was trained with --set "
-                   f"{' '.join(f'{k}={v}' for k, v in sorted(sizes.items()))})"
-                   if isinstance(sizes, Mapping) and sizes else "")
+        trained = (f" ({_set_difference(sizes, extra or {})})" if isinstance(sizes, Mapping)
+                   else "")
         raise TrainingError(f"checkpoint {str(path)!r} holds weights of another network than "
                             f"{type(model).__name__}, or of one with other sizes than this "
-                            f"run's{trained}: {detail}") from exc
+                            f"run's{trained}: {_tensor_mismatch(model, state['model'], exc)}"
+                            ) from exc
     saved = config.get("optimizer") if isinstance(config, Mapping) else None
     if saved is not None and saved != optimizer_name:
         raise TrainingError(f"checkpoint {str(path)!r} was trained with --optimizer {saved}, "
@@ -174,6 +177,51 @@ def _restore(path: Path, state: Any, model: nn.Module, optimizer: torch.optim.Op
                             f"optimizer or network): {exc}") from exc
     _check_state_shapes(path, optimizer)
     _apply_hyper_parameters(path, optimizer, requested)
+
+
+def _set_difference(saved: Mapping[str, Any], extra: Mapping[str, str]) -> str:
+    """The checkpoint's ``--set`` values and this run's that differ from them, in words."""
+    trained = ("it was trained with --set "
+               + " ".join(f"{k}={v}" for k, v in sorted(saved.items())) if saved
+               else "it was trained with no --set")
+    differ = []
+    for key in sorted(set(saved) | set(extra)):
+        if saved.get(key) == extra.get(key):
+            continue
+        here = f"{key}={extra[key]}" if key in extra else f"{key} not set"
+        there = f"{key}={saved[key]}" if key in saved else "not set (the default)"
+        differ.append(f"{here} here, {there} there")
+    if not differ:
+        return f"{trained}, as this run: the sizes differ otherwise (a changed default?)"
+    return f"{trained}; this run's --set differs: {', '.join(differ)}"
+
+
+def _tensor_mismatch(model: nn.Module, saved: Any, exc: Exception, shown: int = 3) -> str:
+    """The tensors of the checkpoint that do not fit ``model``: shapes there and here, names
+    missing on either side; torch's message, cut to one line, when ``saved`` is no state
+    dict."""
+    if not isinstance(saved, Mapping):
+        detail = " ".join(str(exc).split())
+        return detail if len(detail) <= 400 else detail[:400] + " ..."
+    here = model.state_dict()
+
+    def listed(names: list[str]) -> str:
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        return "; ".join(names[:shown]) + more
+
+    shapes = [f"{k} {tuple(saved[k].shape)} there, {tuple(v.shape)} here"
+              for k, v in here.items() if isinstance(saved.get(k), Tensor)
+              and saved[k].shape != v.shape]
+    parts = []
+    if shapes:
+        parts.append(f"tensors of other shapes: {listed(shapes)}")
+    missing = [k for k in here if k not in saved]
+    if missing:
+        parts.append(f"not in the checkpoint: {listed(missing)}")
+    unexpected = [k for k in saved if k not in here]
+    if unexpected:
+        parts.append(f"not in this run's network: {listed(unexpected)}")
+    return ". ".join(parts) if parts else " ".join(str(exc).split())[:400]
 
 
 def _check_state_shapes(path: Path, optimizer: torch.optim.Optimizer) -> None:
@@ -283,7 +331,7 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
             state = {}
     _refuse_another_networks_checkpoint(ckpt_path, state, model)
     if cfg.resume and state is not None:
-        _restore(ckpt_path, state, model, optimizer, cfg.optimizer, cfg.given)
+        _restore(ckpt_path, state, model, optimizer, cfg.optimizer, cfg.given, cfg.extra)
         if scheduler is not None:
             _fast_forward(scheduler, optimizer, int(state["epoch"]))
         if sampled and state.get("sampler") is not None and hasattr(train_data,
