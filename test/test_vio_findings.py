@@ -8,6 +8,7 @@ once a frame's IMU window is complete); no ROS.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,10 @@ def _feed(est: VioEstimator, seq: Any, *, gyro: Callable[[np.ndarray], np.ndarra
     return out
 
 
-def _angle(estimate: OdometryEstimate) -> float:
-    return float(np.linalg.norm(Rotation.from_matrix(estimate.T_odom_base[:3, :3]).as_rotvec()))
+def _angle(first: OdometryEstimate, last: OdometryEstimate) -> float:
+    """The rotation (rad) from the first pose to the last."""
+    R = first.T_odom_base[:3, :3].T @ last.T_odom_base[:3, :3]
+    return float(np.linalg.norm(Rotation.from_matrix(R).as_rotvec()))
 
 
 def test_unchanged_frames_do_not_cancel_a_turn_the_gyro_reads(estimator, seq) -> None:
@@ -71,7 +74,7 @@ def test_unchanged_frames_do_not_cancel_a_turn_the_gyro_reads(estimator, seq) ->
     out = _feed(estimator, seq, gyro=lambda g: g + turn)
     assert estimator.stats.zero_velocity_updates == 0
     duration_s = (out[-1].stamp_ns - out[0].stamp_ns) / NS
-    assert _angle(out[-1]) > 0.7 * 0.5 * duration_s, _angle(out[-1])
+    assert _angle(out[0], out[-1]) > 0.7 * 0.5 * duration_s, _angle(out[0], out[-1])
     assert abs(out[-1].omega_base_radps[0]) > 0.3, out[-1].omega_base_radps
 
 
@@ -81,3 +84,33 @@ def test_at_rest_the_update_still_holds(estimator, seq) -> None:
     out = _feed(estimator, seq)
     assert estimator.stats.zero_velocity_updates >= 0.9 * len(out)
     assert np.linalg.norm(out[-1].T_odom_base[:3, 3]) < 0.01
+
+
+def test_a_frame_resent_1ms_later_is_dropped_not_a_rate(estimator, seq, caplog) -> None:
+    """Finding 5: every frame sent again 1 ms later (a driver resending, two cameras on one
+    topic). The interval had no IMU sample, skipped the rest test, and the network's
+    increment divided by 1 ms was published as a -1.24 rad/s yaw rate; 6.9 deg of heading in
+    4.7 s at rest, without a warning. Now each is dropped, counted and said (throttled)."""
+    stamps = [int(s) for s in seq.cam0.stamps_ns]
+    frames = sorted([(s, j) for j, s in enumerate(stamps)]
+                    + [(s + 1_000_000, j) for j, s in enumerate(stamps)])
+    with caplog.at_level(logging.WARNING, "meetup_ros.odometry.estimator"):
+        out = _feed(estimator, seq, frames=frames)
+    assert [e.stamp_ns for e in out] == stamps
+    assert estimator.stats.frames_too_close == len(stamps)
+    assert max(np.abs(e.omega_base_radps).max() for e in out) < 0.05
+    assert np.degrees(_angle(out[0], out[-1])) < 0.5
+    said = [r.getMessage() for r in caplog.records if "1.000 ms after the previous" in r.message]
+    assert 1 <= len(said) <= 3, said
+    assert f"frame at {stamps[0] + 1_000_000} ns" in said[0], said[0]
+    assert f"previous one at {stamps[0]} ns (0 IMU sample(s) between)" in said[0], said[0]
+
+
+def test_frames_25ms_apart_are_still_estimated(estimator, seq) -> None:
+    """The 40 Hz variant of the same (a duplicate 25 ms later) was fine, and stays taken."""
+    stamps = [int(s) for s in seq.cam0.stamps_ns]
+    frames = sorted([(s, j) for j, s in enumerate(stamps)]
+                    + [(s + 25_000_000, j) for j, s in enumerate(stamps[:-1])])
+    out = _feed(estimator, seq, frames=frames)
+    assert estimator.stats.frames_too_close == 0
+    assert len(out) == len(frames)

@@ -183,6 +183,13 @@ class VioNode(Node):
                 f"{self.estimator.last_clock_mismatch} on {self.params.imu_topic} (do their "
                 "clocks agree, or has the IMU stopped?); frames dropped until they are not",
             )
+        if self._grew("frames_too_close"):
+            self._grew("frames_dropped")  # dropped for this reason: said here, not below
+            self.health.problem(
+                "frames_too_close", f"{self.params.image_topic} "
+                f"{self.estimator.last_too_close} (a resent frame, or two cameras on one "
+                "topic?); dropped, its IMU samples go to the next frame",
+            )
         if self._grew("frames_dropped"):
             self.health.problem(
                 "frames_out_of_order", f"{topic} stamp {stamp_ns} ns not after the previous "

@@ -69,6 +69,7 @@ class EstimatorStats:
     zero_velocity_updates: int = 0
     init_failures: int = 0
     clock_mismatches: int = 0
+    frames_too_close: int = 0  # dropped: too soon after the previous frame (also in dropped)
     gaps: int = 0  # IMU stretches without samples (upstream losses; windowing.GAP_PERIODS)
     samples_missing: int = 0
 
@@ -93,6 +94,12 @@ class VioEstimator:
             outage but clocks that disagree: no inertial-only step then (it would move the
             last frame stamp past every coming frame, and each would reset the estimator).
         reset_backwards_s: a stamp this far back on either stream resets the estimator.
+        min_frame_interval_s: a camera frame sooner than this after the previous one is dropped
+            (counted, logged): the network was trained on 20 Hz frames, about 10 IMU samples
+            an interval, and on a frame resent 1 ms later (no IMU sample in between) it made
+            up an increment that, divided by 1 ms, was published as a 1.24 rad/s yaw rate at
+            rest. The dropped frame's IMU samples go to the next frame's window. An interval
+            of a normal length without IMU samples (an IMU gap) is still estimated.
         bias_gyro_radps, bias_accel_mps2: IMU biases subtracted from every sample.
         zero_velocity_update: set an interval's increment to zero when its two frames are the
             same picture and the body does not accelerate (:mod:`.stationary`); the network
@@ -108,6 +115,7 @@ class VioEstimator:
         max_frame_gap_s: float = 1.0,
         max_outage_s: float = 5.0,
         reset_backwards_s: float = 0.5,
+        min_frame_interval_s: float = 0.01,
         bias_gyro_radps: np.ndarray | None = None,
         bias_accel_mps2: np.ndarray | None = None,
         metadata: dict[str, Any] | None = None,
@@ -126,6 +134,10 @@ class VioEstimator:
         self.max_frame_gap_ns = int(max_frame_gap_s * NS_PER_S)
         self.max_outage_ns = int(max_outage_s * NS_PER_S)
         self.reset_backwards_ns = int(reset_backwards_s * NS_PER_S)
+        if not min_frame_interval_s >= 0:
+            raise OdometryError(
+                f"min_frame_interval_s = {min_frame_interval_s!r}, expected >= 0")
+        self.min_frame_interval_ns = int(min_frame_interval_s * NS_PER_S)
         self.bias_gyro = np.zeros(3) if bias_gyro_radps is None else np.asarray(
             bias_gyro_radps, dtype=np.float64).reshape(3)
         self.bias_accel = np.zeros(3) if bias_accel_mps2 is None else np.asarray(
@@ -140,6 +152,8 @@ class VioEstimator:
         self._init_failures = 0
         self._clock_mismatches = 0
         self.last_clock_mismatch = ""
+        self._too_close = 0
+        self.last_too_close = ""  # the newest frame dropped as too close, with both stamps
         self.stationary = StationaryDetector() if zero_velocity_update else None
         # the gyro bias the estimator knows: the configured one and the network's learned one
         self._gyro_bias = self.bias_gyro + model.bias_gyro_radps.detach().double().numpy()
@@ -245,7 +259,8 @@ class VioEstimator:
             resets=w.resets, frames=self._frames, frames_dropped=self._frames_dropped,
             inertial_only_windows=self._inertial_only,
             zero_velocity_updates=self._zupts, init_failures=self._init_failures,
-            clock_mismatches=self._clock_mismatches, gaps=w.gaps,
+            clock_mismatches=self._clock_mismatches, frames_too_close=self._too_close,
+            gaps=w.gaps,
             samples_missing=w.samples_missing,
         )
 
@@ -323,6 +338,23 @@ class VioEstimator:
                 logger.warning("%s (%d so far): the camera and IMU clocks disagree or the IMU "
                                "stopped; dropped", self.last_clock_mismatch,
                                self._clock_mismatches)
+            return None
+        if (image is not None and self._initialised and self._last_frame_ns is not None
+                and stamp_ns - self._last_frame_ns < self.min_frame_interval_ns):
+            # A frame resent, or a second camera on the topic: nothing the network can
+            # estimate, and a rate from it would be divided by almost nothing. Camera frames
+            # only: a caller's inertial-only frame (image None) is asked for at its stamp, as
+            # evaluate-vio's first ground-truth stamp a few ms after its start state.
+            self._frames_dropped += 1
+            self._too_close += 1
+            window_n = self.windower.count_until(stamp_ns)
+            self.last_too_close = (
+                f"frame at {stamp_ns} ns is {(stamp_ns - self._last_frame_ns) / 1e6:.3f} ms "
+                f"after the previous one at {self._last_frame_ns} ns ({window_n} IMU "
+                f"sample(s) between), expected >= {self.min_frame_interval_ns / 1e6:g} ms")
+            if self._too_close <= 3 or self._too_close % 100 == 0:
+                logger.warning("%s (%d so far): a resent frame or two cameras on one topic? "
+                               "dropped", self.last_too_close, self._too_close)
             return None
         self._frames += 1
         if not self._initialised:

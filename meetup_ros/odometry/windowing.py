@@ -204,6 +204,10 @@ class ImuWindower:
     def oldest_pending_ns(self) -> int | None:
         return self._stamps[0] if self._stamps else None
 
+    def count_until(self, end_ns: int) -> int:
+        """How many queued samples have a stamp <= ``end_ns`` (what ``take`` would take)."""
+        return bisect.bisect_right(self._stamps, int(end_ns))
+
     def take(self, end_ns: int) -> ImuWindow:
         """Remove and return every queued sample with a stamp <= ``end_ns`` (may be empty)."""
         end_ns = int(end_ns)
