@@ -152,3 +152,89 @@ def test_a_resume_with_other_sizes_names_the_set_values_that_differ_and_the_shap
                        r"here, code_dim=8 there"):
         run(8, {"code_dim": "8"}, False)
         run(32, {}, True)
+
+
+def _depth_weights(path: Path, code_dim: int) -> Path:
+    """Untrained depth-code weights of ``code_dim`` (seeded), as `train depth` writes them."""
+    import torch
+
+    from meetup_ros.slam.depth_code import DepthCodeConfig, DepthCodeModel, DepthCodeNet
+
+    torch.manual_seed(0)
+    model = DepthCodeModel(DepthCodeNet(DepthCodeConfig(code_dim=code_dim)))
+    save_weights(path, model.net.state_dict(), **model.metadata())
+    return path
+
+
+def test_new_step_weights_record_their_depth_network_and_a_mismatch_is_warned(
+    tmp_path: Path, shared_data: Path, caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The step recorded only the path of its depth weights (absolute, from the author's
+    machine), and a code_dim 8 network ran with the shipped 32-code step without a word. New
+    step weights record the network's code_dim and digest; another network is warned of (not
+    refused), the shipped pair loads without a warning (it records no digest: unknown)."""
+    from meetup_ros.cli import main
+    from meetup_ros.slam.depth_code import DepthCodeModel
+
+    shipped_depth = DepthCodeModel.from_weights(MODELS / "depth_code.pt")
+    with caplog.at_level(logging.INFO, logger="meetup_ros.slam.training"):
+        status, detail = training.check_depth_pairing(
+            shipped_depth, MODELS / "depth_code.pt", MODELS / "slam_optimizer.pt")
+    assert status == "unknown" and "records no digest" in detail
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+    out = tmp_path / "opt"
+    assert main(["train", "optimizer", "--bag", str(BAG), "--out", str(out), "--epochs", "1",
+                 "--threads", "1", "--set", "steps=1", "--set", "unroll=1", "--set",
+                 "mono_pairs=1", "--set", f"data_root={shared_data}"]) == 0, (
+        capsys.readouterr().err)
+    step = out / "slam_optimizer.pt"
+    _, meta = load_weights(step, kind="slam_optimizer")
+    assert meta["depth_code_dim"] == 32
+    assert meta["depth_weights_sha256"] == training.depth_network_digest(shipped_depth)
+    assert meta["depth_weights"] == "models/depth_code.pt"  # inside the repository: relative
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert training.check_depth_pairing(shipped_depth, MODELS / "depth_code.pt",
+                                            step)[0] == "matches"
+        assert not caplog.records
+        code8 = _depth_weights(tmp_path / "code8.pt", 8)
+        status, detail = training.check_depth_pairing(DepthCodeModel.from_weights(code8),
+                                                      code8, step)
+        assert status == "mismatch"
+        assert (f"learned step {str(step)!r} was trained with another depth network than "
+                f"{str(code8)!r} (code_dim 32 there, 8 here;") in detail
+        assert "it was trained with 'models/depth_code.pt'" in detail
+        assert detail in caplog.text
+        other32 = _depth_weights(tmp_path / "other32.pt", 32)
+        status, detail = training.check_depth_pairing(DepthCodeModel.from_weights(other32),
+                                                      other32, step)
+        assert status == "mismatch" and "other weights of the same code_dim 32" in detail
+
+
+def test_benchmark_records_and_warns_of_a_depth_network_the_step_was_not_trained_with(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`benchmark-slam --depth-weights` with a code_dim 8 network and a step trained with the
+    shipped one reported its figures without a warning."""
+    from meetup_ros.slam.depth_code import DepthCodeModel
+
+    _fast_benchmark(monkeypatch)
+    step = LearnedStep.from_weights(MODELS / "slam_optimizer.pt")
+    _, meta = load_weights(MODELS / "slam_optimizer.pt", kind="slam_optimizer")
+    shipped_depth = DepthCodeModel.from_weights(MODELS / "depth_code.pt")
+    recorded = tmp_path / "opt.pt"
+    save_weights(recorded, step.state_dict(), **{
+        **meta, "depth_code_dim": 32,
+        "depth_weights_sha256": training.depth_network_digest(shipped_depth)})
+    code8 = _depth_weights(tmp_path / "code8.pt", 8)
+    with caplog.at_level(logging.WARNING):
+        report = benchmark.run_benchmark(BAG, shared_data, tmp_path / "a", code8, recorded)
+    assert report["weights_pairing"]["status"] == "mismatch"
+    assert "code_dim 32 there, 8 here" in report["weights_pairing"]["detail"]
+    assert "was trained with another depth network than" in caplog.text
+    summary = json.loads((tmp_path / "a" / "slam_report.json").read_text())
+    assert summary["weights"]["pairing"] == "mismatch"

@@ -21,7 +21,9 @@ KITTI pairs from ``MONO_LATE_FROM`` ("late"; see ``slam.data`` for what each gro
 for), and the Middlebury pair. Each group's pairs are compared with the training pairs the
 step's weights record (metadata ``train``): a group with any of them is named in a warning
 and marked ``held_out: false`` (``trained_on`` lists them; ``null`` where the weights record
-none). Depth:
+none). The step's weights are checked to belong with the depth network
+(``weights_pairing``: matches, mismatch with a warning, or unknown for weights written before
+they recorded it; see ``training.check_depth_pairing``). Depth:
 the optimised code's depth of view A against SGBM on the EuRoC pairs (64 x 96 grid), and
 full-resolution keyframe depth of the frontend against full-resolution SGBM.
 """
@@ -53,6 +55,7 @@ from meetup_ros.slam.solvers import (
     levenberg_marquardt,
     make_problem,
 )
+from meetup_ros.slam.training import check_depth_pairing
 
 logger = logging.getLogger(__name__)
 
@@ -283,6 +286,8 @@ def run_benchmark(bag: Path, data_root: Path, out_dir: Path, depth_weights: Path
     datasets.mono_sequence_folders(data_root)  # fail at once, before the weights and the bag
     depth_model = DepthCodeModel.from_weights(depth_weights)
     step = LearnedStep.from_weights(optimizer_weights)
+    # a step trained with another depth network ran without a word (warned, not refused)
+    status, detail = check_depth_pairing(depth_model, depth_weights, optimizer_weights)
     h, w = depth_model.cfg.height, depth_model.cfg.width
     # Monocular groups (first pair, pairs per sequence); see slam.data for what each was
     # used for. Pairs 4-7 ("untouched") were never looked at while choosing the training
@@ -304,6 +309,7 @@ def run_benchmark(bag: Path, data_root: Path, out_dir: Path, depth_weights: Path
         recorded_training_pairs(optimizer_weights), optimizer_weights)
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"euroc_stereo": solver_comparison(held, depth_model, step, cfg)}
+    report["weights_pairing"] = {"status": status, "detail": detail}
     report["middlebury_stereo"] = solver_comparison([motorcycle], depth_model, step, cfg)
     report["middlebury_sgbm_reference"] = middlebury_sgbm_reference()
     for key, pairs in mono.items():
@@ -384,7 +390,9 @@ def summary_figures(report: dict[str, Any], depth_weights: Path,
     learned/GN iteration ratio and the learned step's pose and depth errors per group of
     held-out pairs."""
     out: dict[str, Any] = {"weights": {"depth": str(depth_weights),
-                                       "optimizer": str(optimizer_weights)}}
+                                       "optimizer": str(optimizer_weights),
+                                       "pairing": report.get("weights_pairing", {}).get(
+                                           "status")}}
     for key, name in (("euroc_stereo", "stereo"), ("middlebury_stereo", "middlebury"),
                       ("mono", "mono"), ("mono_untouched", "mono_untouched"),
                       ("mono_late", "mono_late")):
