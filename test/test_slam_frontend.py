@@ -197,3 +197,25 @@ def test_a_camera_smaller_than_the_network_grid_is_refused(repo_root: Path, seq)
     with pytest.raises(SlamError, match=r"camera of 1 x 240 pixels is smaller than the depth "):
         SlamFrontend.from_weights(repo_root / "models" / "depth_code.pt",
                                   repo_root / "models" / "slam_optimizer.pt", info)
+
+
+def test_a_step_trained_with_another_depth_network_is_warned_of_by_the_frontend(
+    repo_root: Path, seq, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The frontend loaded any pair of weights without a word (a tester's code_dim 8 depth
+    network with the shipped step); a step that records its depth network is now checked."""
+    import logging
+
+    from meetup_ros.slam.learned import LearnedStep
+    from meetup_ros.training.checkpoint import load_weights, save_weights
+
+    step_path = repo_root / "models" / "slam_optimizer.pt"
+    state, meta = load_weights(step_path, kind=LearnedStep.WEIGHTS_KIND)
+    recorded = tmp_path / "step.pt"
+    save_weights(recorded, state, **{**meta, "depth_code_dim": 8,
+                                     "depth_weights_sha256": "0" * 64})
+    with caplog.at_level(logging.INFO):
+        SlamFrontend.from_weights(repo_root / "models" / "depth_code.pt", recorded,
+                                  seq.cam0.info, seq.cam1.info, seq.T_cam0_cam1)
+    assert "code_dim" in caplog.text and "step.pt" in caplog.text, caplog.text
+    assert any(r.levelno == logging.WARNING for r in caplog.records)

@@ -236,6 +236,12 @@ class SlamFrontend:
         config = FrontendConfig(**cfg)
         model = DepthCodeModel.from_weights(depth_weights)
         step = LearnedStep.from_weights(optimizer_weights) if optimizer_weights else None
+        if optimizer_weights:
+            # a step trained with another depth network ran without a word: warned, not
+            # refused; the shipped pair records no digest (one info line)
+            from meetup_ros.slam.training import check_depth_pairing
+
+            check_depth_pairing(model, depth_weights, optimizer_weights)
         return cls(model, step, camera0, camera1, T_cam0_cam1, config)
 
     def reset(self, reason: str = "") -> None:
