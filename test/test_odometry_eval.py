@@ -84,7 +84,8 @@ def test_estimator_at_rest_on_the_bundled_bag_stays_under_the_bound(
     est = VioEstimator.from_weights(repo_root / "models" / "vio.pt")
     cam = bundled.cam0.stamps_ns
     run = run_estimator(est, bundled, int(bundled.imu.stamps_ns[0]), int(cam[-1]))
-    assert len(run.estimates) == len(cam) == 95
+    # the first two frames come before the gravity initialisation's 20 IMU samples
+    assert len(run.estimates) == len(cam) - run.stats["frames_before_init"] == 93
     assert run.stats["dropped"] == 0 and run.stats["used"] == run.stats["received"]
     assert all(e.imu_samples_used == 10 for e in run.estimates[1:])
     rest_ate = ate_rmse(run.trajectory, bundled.groundtruth, "se3")
@@ -126,7 +127,9 @@ def test_estimator_resets_on_time_going_back_and_survives_gaps(
     assert est.stats.dropped == 1
     again = play(0, 4)  # the bag starts over
     assert est.stats.resets == 1
-    assert again[0] is not None and np.allclose(again[0].T_odom_base[:3, 3], 0.0)
+    # the gravity initialisation waits for its 20 samples again: from the third frame on
+    assert again[:2] == [None, None] and est.stats.frames_before_init == 4
+    assert again[2] is not None and np.allclose(again[2].T_odom_base[:3, 3], 0.0)
     with pytest.raises(OdometryError, match="uint8"):
         est.add_frame(int(cam.stamps_ns[5]), cam.images[5].astype(np.float32))
 
@@ -178,7 +181,7 @@ def test_estimator_clocks_that_disagree_do_not_reset_every_frame(
         lo = cam.stamps_ns[j]
         estimates.append(est.add_frame(int(cam.stamps_ns[j]), cam.images[j]))
     assert est.stats.resets == 1
-    assert all(e is not None for e in estimates[:10])
+    assert all(e is not None for e in estimates[2:10])  # 0, 1: before the initialisation
     assert all(e is None for e in estimates[10:])
     assert est.stats.frames_dropped == 30 and est.stats.clock_mismatches >= 30
 
@@ -203,7 +206,8 @@ def test_estimator_drops_frames_ahead_of_its_imu(repo_root: Path, bundled) -> No
     assert all(e is None for e in estimates[10:20])
     assert est.stats.clock_mismatches == 10 and est.stats.resets == 0
     assert "10.000 s ahead of the newest IMU sample" in est.last_clock_mismatch
-    assert all(e is not None for e in estimates[:10] + estimates[20:])
+    # 0, 1: before the gravity initialisation's samples
+    assert all(e is not None for e in estimates[2:10] + estimates[20:])
     moved = [np.linalg.norm(e.T_odom_base[:3, 3]) for e in estimates if e is not None]
     assert max(moved) < 0.02  # at rest: centimetres, not the 0.45 m jump
 
@@ -364,9 +368,12 @@ def test_evaluate_vio_scores_the_rest_window_where_the_imu_covers_it(
     report = json.loads((out / "vio_report.json").read_text())
     assert report["rest_window_ns"] == [first_frame, imu_end]
     assert report["rest_window_cut"].startswith("/imu0 ends 2.700 s before it")
-    assert report["frames"] == 41  # 20 Hz over 2 s, both ends
+    # 20 Hz over 2 s, both ends, less 2 before the gravity initialisation's 20 IMU samples
+    assert report["frames"] == 39
     spans = [_tum_span(out / f"{name}_rest.tum") for name in ("vio", "groundtruth")]
-    assert spans[0] == spans[1] and spans[0][1] <= imu_end / NS
+    # the VIO from the gravity initialisation's frame, 0.1 s (20 IMU samples) into the window
+    assert spans[0][1] == spans[1][1] <= imu_end / NS
+    assert spans[1][0] < spans[0][0] <= spans[1][0] + 0.1 + 1e-6
     assert _tum_span(out / "dead_reckoning_rest.tum")[1] <= imu_end / NS + 1e-6
 
 
