@@ -166,3 +166,30 @@ def test_a_camera_without_imu_waits_quietly(estimator, seq, caplog) -> None:
     said = [r for r in caplog.records if "frame" in r.message]
     assert len(said) == 1 and "0 of the 20 IMU samples" in said[0].getMessage(), said
 
+
+# ---- vio_node over DDS (the node's own words) --------------------------------------------------
+
+def _vio_node(harness: Any, **params: Any) -> Any:
+    from test_nodes import _overrides
+
+    from meetup_ros.nodes.vio_node import VioNode
+
+    return harness.add(VioNode(context=harness.context, parameter_overrides=_overrides(
+        diagnostics_period_s=0.0, **params)))
+
+
+@pytest.mark.dds
+def test_vio_node_camera_without_imu_says_it_does_not_estimate(harness, seq) -> None:
+    """Finding 9: each frame's WARN said "estimated with the samples there" and the next line
+    "waiting for the IMU"; the node now says what the estimator does with the frame."""
+    from meetup_ros.ros import convert as cv
+
+    node = _vio_node(harness, imu_wait_s=0.1)
+    for j in range(6):
+        harness.publish("/cam0/image_raw", cv.array_to_image(
+            seq.cam0.images[j], "mono8", int(seq.cam0.stamps_ns[j]), "cam0"))
+    harness.wait_for(lambda: node.estimator.stats.frames_before_init == 6, 10,
+                     f"the frames handed on (node: {node.summary()})")
+    assert node.health.counters["frames_without_full_imu_window"] == 6
+    assert ("not estimated: the gravity initialisation has 0 of its 20 IMU samples"
+            in node.health.last_problem), node.health.last_problem

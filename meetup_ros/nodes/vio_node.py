@@ -283,11 +283,17 @@ class VioNode(Node):
             if not complete and now - received < self.params.imu_wait_s:
                 return
             if not complete:
+                # Said as the estimator will take it: before its gravity initialisation a
+                # frame is not estimated at all (a camera without IMU waits for good).
+                est = self.estimator
+                outcome = ("estimated with the samples there" if est.initialised else
+                           f"not estimated: the gravity initialisation has {est.init_samples} "
+                           f"of its {est.gravity_init_samples} IMU samples")
                 self.health.problem(
                     "frames_without_full_imu_window",
                     f"{self.params.image_topic} frame at {stamp_ns} ns waited "
                     f"{self.params.imu_wait_s:g} s for {self.params.imu_topic} to reach its stamp "
-                    f"(newest IMU stamp {self._imu_head_ns}); estimated with the samples there",
+                    f"(newest IMU stamp {self._imu_head_ns}); {outcome}",
                 )
             self._frames.popleft()
             self.health.latency["frame_wait_for_imu"].add(now - received)
