@@ -41,18 +41,19 @@ def _feed(est: VioEstimator, seq: Any, *, gyro: Callable[[np.ndarray], np.ndarra
           ) -> list[OdometryEstimate]:
     """The bag's IMU (each reading mapped by ``gyro``/``accel``, stamps shifted by
     ``imu_offset_ns``) and ``frames`` (``(stamp_ns, image index)``, default the bag's), a frame
-    after the samples up to its stamp; the estimates published."""
+    after the samples up to its stamp, in the order they would arrive (the bag's stamps);
+    the estimates published."""
     imu, cam = seq.imu, seq.cam0
     g = imu.gyro_radps if gyro is None else gyro(imu.gyro_radps)
     a = imu.accel_mps2 if accel is None else accel(imu.accel_mps2)
     if frames is None:
         frames = [(int(s), j) for j, s in enumerate(cam.stamps_ns)]
-    events = [(int(s) + imu_offset_ns, 0, i) for i, s in enumerate(imu.stamps_ns)]
+    events = [(int(s), 0, i) for i, s in enumerate(imu.stamps_ns)]
     events += [(stamp, 1, j) for stamp, j in frames]
     out = []
     for stamp, kind, i in sorted(events):
         if kind == 0:
-            est.add_imu(stamp, g[i], a[i])
+            est.add_imu(stamp + imu_offset_ns, g[i], a[i])
         else:
             estimate = est.add_frame(stamp, cam.images[i])
             if estimate is not None:
@@ -193,3 +194,18 @@ def test_vio_node_camera_without_imu_says_it_does_not_estimate(harness, seq) -> 
     assert node.health.counters["frames_without_full_imu_window"] == 6
     assert ("not estimated: the gravity initialisation has 0 of its 20 IMU samples"
             in node.health.last_problem), node.health.last_problem
+
+
+def test_an_imu_clock_ahead_is_named_not_a_camera_outage(estimator, seq, caplog) -> None:
+    """Finding 6: IMU stamps 2 s ahead of the camera's. The log said "no frame for 1 s ...
+    estimating without images", then each frame "not after the previous frame; dropped",
+    nothing about clocks. Now the frames are dropped as a clock mismatch that says by how much
+    the IMU's stamps run ahead (throttled)."""
+    with caplog.at_level(logging.WARNING, "meetup_ros.odometry.estimator"):
+        _feed(estimator, seq, imu_offset_ns=2 * NS)
+    stats = estimator.stats
+    assert stats.clock_mismatches >= 0.8 * len(seq.cam0.stamps_ns), stats
+    assert "the IMU stamps run 2.0" in estimator.last_clock_mismatch
+    said = [r.getMessage() for r in caplog.records if "IMU stamps run" in r.message]
+    assert 1 <= len(said) <= 3 and "clocks disagree" in said[0], said
+    assert not [r for r in caplog.records if "not after the previous" in r.message]

@@ -174,14 +174,17 @@ class VioNode(Node):
             self.health.problem(
                 "camera_outage_steps", f"no {self.params.image_topic} frame for "
                 f"{self.estimator.max_frame_gap_ns / 1e9:g} s of {self.params.imu_topic} "
-                f"stamps (up to {stamp_ns} ns): estimating without images, not published",
+                f"stamps (up to {stamp_ns} ns): a camera outage, or an IMU clock ahead of the "
+                "camera's (frames that still come are then dropped as a clock mismatch); "
+                "estimating without images, not published",
             )
         if self._grew("clock_mismatches"):
             self._grew("frames_dropped")  # dropped for this reason: said here, not below
             self.health.problem(
                 "clock_mismatch", f"{topic} stamp {stamp_ns} ns: {self.params.image_topic} "
-                f"{self.estimator.last_clock_mismatch} on {self.params.imu_topic} (do their "
-                "clocks agree, or has the IMU stopped?); frames dropped until they are not",
+                f"{self.estimator.last_clock_mismatch} (IMU on {self.params.imu_topic}; do "
+                "their clocks agree, or has the IMU stopped?); frames dropped until they are "
+                "not",
             )
         if self._grew("frames_too_close"):
             self._grew("frames_dropped")  # dropped for this reason: said here, not below

@@ -332,6 +332,25 @@ class VioEstimator:
                 # Behind the previous frame, or behind an inertial-only step the IMU ran
                 # ahead to (a camera lagging its IMU): that stretch is estimated already.
                 self._frames_dropped += 1
+                newest_imu = self.windower.newest_ns
+                behind_ns = None if newest_imu is None else newest_imu - stamp_ns
+                if (self._last_step_inertial and behind_ns is not None
+                        and behind_ns > self.max_frame_gap_ns):
+                    # Frames still come, stamped this far behind the IMU: the "camera outage"
+                    # that made the inertial-only step was the IMU's clock running ahead (a
+                    # tester's +2 s IMU clock was logged as an outage, then 94 frames "not
+                    # after the previous frame", nothing about clocks).
+                    self._clock_mismatches += 1
+                    self.last_clock_mismatch = (
+                        f"frame at {stamp_ns} ns is {behind_ns / NS_PER_S:.3f} s behind the "
+                        f"newest IMU sample at {newest_imu} ns: the IMU stamps run "
+                        f"{behind_ns / NS_PER_S:.3f} s ahead of the frames (the inertial-only "
+                        f"step to {self._last_frame_ns} ns was no camera outage)")
+                    if self._clock_mismatches <= 3 or self._clock_mismatches % 100 == 0:
+                        logger.warning("%s (%d so far): the camera and IMU clocks disagree; "
+                                       "dropped", self.last_clock_mismatch,
+                                       self._clock_mismatches)
+                    return None
                 if self._frames_dropped <= 3 or self._frames_dropped % 100 == 0:
                     logger.warning(
                         "frame at %d ns is not after the previous %s at %d ns; dropped "
