@@ -209,3 +209,42 @@ def test_an_imu_clock_ahead_is_named_not_a_camera_outage(estimator, seq, caplog)
     said = [r.getMessage() for r in caplog.records if "IMU stamps run" in r.message]
     assert 1 <= len(said) <= 3 and "clocks disagree" in said[0], said
     assert not [r for r in caplog.records if "not after the previous" in r.message]
+
+
+@pytest.mark.dds
+@pytest.mark.parametrize(("params", "message"), [
+    ({"base_frame": "odom"}, r"base_frame 'odom': expected a frame other than odom_frame "
+                             r"'odom'"),
+    ({"odom_frame": "odom frame"}, r"odom_frame 'odom frame': expected a tf2 frame name: not "
+                                   r"empty, no spaces"),
+    ({"base_frame": ""}, r"base_frame '': expected a tf2 frame name"),
+    ({"base_frame": "/base_link"}, r"base_frame '/base_link': expected a tf2 frame name"),
+    ({"image_height": 480}, r"image_height 480: expected 0 with image_width 0, or set with "
+                            r"image_width"),
+    ({"image_width": 752}, r"image_width 752: expected 0 with image_height 0"),
+])
+def test_vio_node_refuses_parameters_that_cannot_work(harness, params: dict,
+                                                      message: str) -> None:
+    """Finding 10: each was accepted without a word (an odometry from 'odom' to itself, a
+    frame name tf2 refuses later, a height ignored for want of its width)."""
+    from meetup_ros.ros import RosInputError
+
+    with pytest.raises(RosInputError, match=message):
+        _vio_node(harness, **params)
+
+
+@pytest.mark.dds
+def test_vio_node_warns_of_more_torch_threads_than_cores(harness, capfd) -> None:
+    import os
+
+    import torch
+
+    cores = len(os.sched_getaffinity(0))
+    threads = torch.get_num_threads()
+    try:
+        _vio_node(harness, torch_threads=cores + 1)
+    finally:
+        torch.set_num_threads(threads)  # the process's, for the tests after this one
+    err = capfd.readouterr().err
+    assert (f"torch_threads {cores + 1}: more than the {cores} core(s) this process may run on"
+            in err), err

@@ -11,6 +11,7 @@ resets the estimator; bad messages are logged with the topic and dropped.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -107,7 +108,27 @@ class VioNode(Node):
         for name in ("image_height", "image_width"):
             check_param(p, getattr(p, name) >= 0, name,
                         "pixels > 0, or 0 to take the first image's")
+        # One without the other was ignored without a word: the size is fixed only by both.
+        for name, other in (("image_height", "image_width"), ("image_width", "image_height")):
+            check_param(p, getattr(p, name) == 0 or getattr(p, other) > 0, name,
+                        f"0 with {other} 0, or set with {other} (both fix the expected size; "
+                        f"{other} is {getattr(p, other)!r})")
+        # tf2 refuses such names only when a reader looks the transform up, far from here.
+        for name in ("odom_frame", "base_frame"):
+            value = getattr(p, name)
+            check_param(p, bool(value) and not any(c.isspace() for c in value)
+                        and not value.startswith("/"), name,
+                "a tf2 frame name: not empty, no spaces, no leading '/'")
+        check_param(p, p.base_frame != p.odom_frame, "base_frame",
+                    f"a frame other than odom_frame {p.odom_frame!r} (the odometry and TF "
+                    "would be from that frame to itself)")
         # Oversubscribed intra-op threads made one 50 ms certificate take 2.4 s on 2 cores.
+        cores = len(os.sched_getaffinity(0))
+        if p.torch_threads > cores:
+            self.get_logger().warning(
+                f"torch_threads {p.torch_threads}: more than the {cores} core(s) this process "
+                "may run on; the threads will wait for each other (expected <= "
+                f"{cores}, and fewer where other nodes share them)")
         torch.set_num_threads(p.torch_threads)
         weights = paths.node_file(p.weights_path, "models")
         self.estimator = VioEstimator.from_weights(
