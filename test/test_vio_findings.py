@@ -248,3 +248,26 @@ def test_vio_node_warns_of_more_torch_threads_than_cores(harness, capfd) -> None
     err = capfd.readouterr().err
     assert (f"torch_threads {cores + 1}: more than the {cores} core(s) this process may run on"
             in err), err
+
+
+def test_a_camera_outage_at_rest_stays_within_its_covariance(estimator, seq) -> None:
+    """Finding 4: no frames from 1 to 4 s, the IMU going on, the body at rest. The outage's
+    two 1 s inertial-only windows (200 samples each, where the network was trained on about
+    10) put the first frame after it 1.2 m away at 9 sigma, the yaw 64 sigma off. Stepped at
+    the frame interval, with the rotation covariance grown for a gyro without images, the
+    error is now centimetres and within 3 sigma on every axis."""
+    t0 = int(seq.cam0.stamps_ns[0])
+    frames = [(int(s), j) for j, s in enumerate(seq.cam0.stamps_ns)
+              if not t0 + NS < s < t0 + 4 * NS]
+    out = _feed(estimator, seq, frames=frames)
+    assert estimator.stats.inertial_only_windows == 2
+    after = next(e for e in out if e.stamp_ns >= t0 + 4 * NS)
+    assert after.inertial_only  # its pair would span the outage
+    first = out[0]
+    dp = after.T_odom_base[:3, 3] - first.T_odom_base[:3, 3]
+    R = first.T_odom_base[:3, :3].T @ after.T_odom_base[:3, :3]
+    drot = first.T_odom_base[:3, :3] @ Rotation.from_matrix(R).as_rotvec()  # odom axes
+    sigma = np.sqrt(np.diag(after.pose_covariance))
+    assert np.linalg.norm(dp) < 0.3, dp
+    assert np.all(np.abs(dp) < 3 * sigma[:3]), (dp, sigma[:3])
+    assert np.all(np.abs(drot) < 3 * sigma[3:]), (np.degrees(drot), np.degrees(sigma[3:]))
