@@ -78,7 +78,7 @@ class VioParams:
     )
     zero_velocity_update: bool = param(
         True, "zero the increment when two frames are the same picture and the IMU sees no "
-              "acceleration (the network alone drifts ~1 cm/s at rest)"
+              "acceleration and no rotation (the network alone drifts ~1 cm/s at rest)"
     )
     realtime_priority: int = realtime_priority_param()
 

@@ -122,8 +122,8 @@ class VioEstimator:
             of a normal length without IMU samples (an IMU gap) is still estimated.
         bias_gyro_radps, bias_accel_mps2: IMU biases subtracted from every sample.
         zero_velocity_update: set an interval's increment to zero when its two frames are the
-            same picture and the body does not accelerate (:mod:`.stationary`); the network
-            alone drifts about 1 cm/s at rest.
+            same picture and the body neither accelerates nor turns (:mod:`.stationary`); the
+            network alone drifts about 1 cm/s at rest.
     """
 
     def __init__(
