@@ -273,6 +273,28 @@ def test_evaluate_vio_command_writes_the_report_keys(repo_root: Path, tmp_path: 
     assert (tmp_path / "vio_rest.tum").is_file() and (tmp_path / "vio_rest.png").is_file()
 
 
+def test_evaluate_vio_says_a_heldout_length_the_weights_override(
+    repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tester's --heldout-s 60 was ignored without a word (the weights record their held-out
+    start, so the segment is exactly what they never trained on)."""
+    import logging
+
+    from meetup_ros.cli import main
+
+    monkeypatch.chdir(repo_root)
+    with caplog.at_level(logging.WARNING, logger="meetup_ros.odometry.evaluation"):
+        assert main(["evaluate-vio", "--bag", BUNDLED_BAG, "--out", str(tmp_path),
+                     "--heldout-s", "60"]) == 0
+    assert "held-out length 60 s not used: the weights record their held-out start" in (
+        caplog.text)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="meetup_ros.odometry.evaluation"):
+        assert main(["evaluate-vio", "--bag", BUNDLED_BAG, "--out", str(tmp_path)]) == 0
+    assert "not used" not in caplog.text
+
+
 def test_classical_relative_pose_on_two_real_kitti_frames(shared_data: Path) -> None:
     from meetup_ros.odometry.visual_baseline import KITTI06, load_kitti, relative_pose_essential
 

@@ -25,8 +25,10 @@ def register(subparsers: Any) -> None:
                         "bag from import-euroc --imu-margin-s 200 adds the in-motion score")
     p.add_argument("--weights", default="models/vio.pt", help="VIO weights (models/ if relative)")
     p.add_argument("--out", default="out/vio", help="folder for JSON, TUM files and plots")
-    p.add_argument("--heldout-s", type=float, default=30.0,
-                   help="held-out flight length (s) when the weights do not record it")
+    p.add_argument("--heldout-s", type=float, default=None,
+                   help="held-out flight length (s) when the weights do not record it "
+                        "(default 30; weights that record their held-out start are scored "
+                        "on exactly the samples they never trained on)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.set_defaults(func=_evaluate_vio)
 
@@ -65,7 +67,7 @@ def _evaluate_vio(args: argparse.Namespace) -> int:
     from meetup_ros.odometry.windowing import OdometryError
 
     set_torch_threads(args.threads)
-    if not (math.isfinite(args.heldout_s) and args.heldout_s > 0):
+    if args.heldout_s is not None and not (math.isfinite(args.heldout_s) and args.heldout_s > 0):
         # nan crashed at the first use; a negative length gave no held-out score, silently
         raise CommandError(f"--heldout-s {args.heldout_s!r}: expected a length in seconds > 0")
     check_out_dir(Path(args.out))

@@ -276,7 +276,7 @@ def evaluate_vio(
     weights: str | Path,
     out_dir: str | Path | None = None,
     *,
-    heldout_s: float = 30.0,
+    heldout_s: float | None = None,
     heldout_start_ns: int | None = None,
 ) -> dict[str, Any]:
     """All VIO figures on a bag (see the module doc); writes JSON, TUM files and plots.
@@ -284,7 +284,8 @@ def evaluate_vio(
     The at-rest figures need camera frames in the bag; the in-motion figures need IMU and
     ground truth reaching at least ``heldout_s`` past the last frame (the full-flight bag).
     The held-out start is the weights' ``heldout_start_ns`` where recorded, so the scored
-    segment is exactly the one training left out.
+    segment is exactly the one training left out; a ``heldout_s`` given then is not used
+    (said: it would score samples the weights trained on). None: 30 s.
 
     Raises:
         OdometryError, BagError: unreadable inputs or nothing to score.
@@ -318,7 +319,7 @@ def evaluate_vio(
         raise OdometryError(f"bag {_bag_label(seq)}: cannot score the VIO: {exc}") from None
 
 
-def _evaluate(seq: Any, weights: str | Path, out_dir: str | Path | None, heldout_s: float,
+def _evaluate(seq: Any, weights: str | Path, out_dir: str | Path | None, heldout_s: float | None,
               heldout_start_ns: int | None, invalid_imu_stamps: int = 0,
               imu_non_measurements: int = 0) -> dict[str, Any]:
     """The body of :func:`evaluate_vio` on a sequence read and checked."""
@@ -400,8 +401,16 @@ def _evaluate(seq: Any, weights: str | Path, out_dir: str | Path | None, heldout
 
     # -- in motion, inertial only, held-out segment ------------------------------------------
     imu_end = int(seq.imu.stamps_ns[-1])
+    if heldout_start_ns is None and meta.get("heldout_start_ns") is not None:
+        heldout_start_ns = int(meta["heldout_start_ns"])
+        if heldout_s is not None:  # a tester's --heldout-s 60 was ignored without a word
+            logger.warning(
+                "held-out length %g s not used: the weights record their held-out start, so "
+                "the segment scored is the last %.1f s of the IMU, exactly what they never "
+                "trained on (a longer one would score training data)", heldout_s,
+                (imu_end - heldout_start_ns) / NS_PER_S)
     if heldout_start_ns is None:
-        heldout_start_ns = int(meta.get("heldout_start_ns", imu_end - int(heldout_s * NS_PER_S)))
+        heldout_start_ns = imu_end - int((30.0 if heldout_s is None else heldout_s) * NS_PER_S)
     last_frame = int(seq.cam0.stamps_ns[-1]) if seq.cam0 is not None else int(
         seq.imu.stamps_ns[0])
     heldout = None
@@ -456,7 +465,8 @@ def _evaluate(seq: Any, weights: str | Path, out_dir: str | Path | None, heldout
                 + (" (cut)" if cut else ""))
     elif not (heldout_start_ns > last_frame and heldout_start_ns < gt_end):
         source = ("the weights' heldout_start_ns" if "heldout_start_ns" in meta
-                  else f"--heldout-s {heldout_s:g} before the IMU's end")
+                  else f"--heldout-s {30.0 if heldout_s is None else heldout_s:g} before "
+                       "the IMU's end")
         logger.info("held-out start %d ns (%s) is not between the last frame %d ns and the "
                     "ground truth's end %d ns: no in-motion score (the full-flight bag from "
                     "import-euroc --imu-margin-s 200 has one)", heldout_start_ns, source,
