@@ -191,6 +191,15 @@ class VioNode(Node):
                 f"{self.estimator.stats.gaps} gap(s) so far; never received, so not 'dropped'"
                 "); the odometry integrates across them",
             )
+        if self._grew("imu_rate_untrained"):
+            text = (f"{self.params.imu_topic}: {self.estimator.last_rate_untrained}; the "
+                    "odometry is not validated at this rate (estimated anyway)")
+            # Every frame at such a rate counts (the imu section's imu_rate_untrained); said
+            # once here, then kept as the status's WARN, as a log line a frame would flood.
+            if self.health.counters["imu_rate_untrained"] == 0:
+                self.health.problem("imu_rate_untrained", text)
+            else:
+                self.health.ongoing(text)
         if self._grew("inertial_only_windows"):
             self.health.problem(
                 "camera_outage_steps", f"no {self.params.image_topic} frame for "

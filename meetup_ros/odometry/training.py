@@ -116,6 +116,7 @@ class VioData:
     heldout_end_ns: int
     heldout_imu_samples: int
     bags: tuple[str, ...]
+    imu_rate_hz: float  # the training samples' median rate: the only one the network sees
 
 
 def load_vio_data(bags: tuple[Path, ...], options: VioTrainOptions,
@@ -144,6 +145,17 @@ def load_vio_data(bags: tuple[Path, ...], options: VioTrainOptions,
             f"the held-out {options.heldout_s} s and validation {options.val_s} s; need at "
             f"least chunk = {options.chunk}"
         )
+    # Recorded in the weights: the estimator warns of an IMU at another rate (the network
+    # takes each sample's dt but has seen this rate only). The median passes over gaps.
+    train_imu = seq.imu.stamps_ns[seq.imu.stamps_ns <= val_start]
+    periods = np.diff(train_imu)
+    periods = periods[periods > 0]
+    if periods.size == 0:
+        raise OdometryError(
+            f"bags {[str(b) for b in bags]!r}: {train_imu.size} IMU sample(s) with distinct "
+            "stamps before the held-out and validation windows; expected 2 or more (the "
+            "training data's IMU rate)")
+    imu_rate_hz = NS_PER_S / float(np.median(periods))
     rest = np.flatnonzero(iv.image_mask[train_idx] > 0)
     rest_range = (int(rest[0]), int(rest[-1]) + 1) if rest.size else (0, 0)
     return VioData(
@@ -154,6 +166,7 @@ def load_vio_data(bags: tuple[Path, ...], options: VioTrainOptions,
         heldout_end_ns=imu_end,
         heldout_imu_samples=int(np.count_nonzero(seq.imu.stamps_ns > heldout_start)),
         bags=tuple(str(b) for b in bags),
+        imu_rate_hz=imu_rate_hz,
     )
 
 
@@ -291,9 +304,10 @@ def train_vio(cfg: TrainConfig) -> dict[str, float]:
     t0 = time.perf_counter()
     data = load_vio_data(cfg.bags, options, (config.image_height, config.image_width))
     logger.info(
-        "VIO data: %d train intervals (%d with images), %s val; never trained on: IMU "
-        "samples after %d ns (%d samples, %.1f s) and the %.1f s before them (validation)",
-        len(data.train), int(data.train.image_mask.sum()),
+        "VIO data: %d train intervals (%d with images, IMU at %.1f Hz), %s val; never "
+        "trained on: IMU samples after %d ns (%d samples, %.1f s) and the %.1f s before "
+        "them (validation)",
+        len(data.train), int(data.train.image_mask.sum()), data.imu_rate_hz,
         len(data.val) if data.val is not None else 0, data.heldout_start_ns,
         data.heldout_imu_samples, options.heldout_s, options.val_s,
     )
@@ -322,6 +336,8 @@ def train_vio(cfg: TrainConfig) -> dict[str, float]:
         "trained_on": list(data.bags),
         "heldout_start_ns": data.heldout_start_ns,
         "heldout_end_ns": data.heldout_end_ns,
+        # the estimator warns of an IMU more than 25 % off it (estimator.IMU_RATE_TOLERANCE)
+        "imu_rate_hz": data.imu_rate_hz,
         "never_trained_on": (
             f"IMU samples with stamp > {data.heldout_start_ns} ns (the last "
             f"{options.heldout_s} s, {data.heldout_imu_samples} samples) and intervals "

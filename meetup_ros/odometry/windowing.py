@@ -204,6 +204,14 @@ class ImuWindower:
     def oldest_pending_ns(self) -> int | None:
         return self._stamps[0] if self._stamps else None
 
+    def measured_rate_hz(self, min_steps: int = 3) -> tuple[float, int] | None:
+        """The IMU's rate as the windows measured it (the inverse of the median of the recent
+        sample periods, the one gap detection uses) and how many periods it is the median of;
+        None before ``min_steps`` periods since the last (re)start."""
+        if len(self._steps) < max(1, min_steps):
+            return None
+        return 1.0 / float(np.median(self._steps)), len(self._steps)
+
     def count_until(self, end_ns: int) -> int:
         """How many queued samples have a stamp <= ``end_ns`` (what ``take`` would take)."""
         return bisect.bisect_right(self._stamps, int(end_ns))
