@@ -222,6 +222,8 @@ def test_an_imu_clock_ahead_is_named_not_a_camera_outage(estimator, seq, caplog)
     ({"image_height": 480}, r"image_height 480: expected 0 with image_width 0, or set with "
                             r"image_width"),
     ({"image_width": 752}, r"image_width 752: expected 0 with image_height 0"),
+    ({"imu_queue_depth": 2_000_000_000}, r"imu_queue_depth 2000000000: expected 1 to 200000"),
+    ({"image_queue_depth": 0}, r"image_queue_depth 0: expected 1 to 200000 messages"),
 ])
 def test_vio_node_refuses_parameters_that_cannot_work(harness, params: dict,
                                                       message: str) -> None:

@@ -83,6 +83,9 @@ class VioParams:
     realtime_priority: int = realtime_priority_param()
 
 
+MAX_QUEUE_DEPTH = 200_000
+
+
 class VioNode(Node):
     """Camera + IMU -> VioEstimator -> /odom (+ TF)."""
 
@@ -94,6 +97,11 @@ class VioNode(Node):
             raise RosInputError(
                 f"imu_queue_depth {p.imu_queue_depth!r} < 200 would drop 200 Hz IMU samples"
             )
+        # A DDS history sizes its buffers by the depth: a tester's 2e9 was taken as given.
+        for name in ("imu_queue_depth", "image_queue_depth"):
+            if not 1 <= getattr(p, name) <= MAX_QUEUE_DEPTH:
+                raise RosInputError(f"{name} {getattr(p, name)!r}: expected 1 to "
+                                    f"{MAX_QUEUE_DEPTH} messages (1000 s of a 200 Hz IMU)")
         # Each refused naming itself: an imu_wait_s of inf failed in the flush timer with
         # "cannot convert float infinity to integer".
         if not (math.isfinite(p.imu_wait_s) and 0 <= p.imu_wait_s <= MAX_TIMER_PERIOD_S):
