@@ -197,7 +197,7 @@ def test_watchdog_runs_on_sim_time(harness: Harness, tmp_path: Path) -> None:
     assert len(_cmds(harness)) == n_ticks + 1  # once, not every tick
     assert node.health.counters["clock_stop_fallbacks"] == 1
     assert node.health.counters["watchdog_fallbacks"] == 0
-    assert "/clock has stood at" in node.health.last_problem
+    assert "of wall time while /clock moved 0.000 s" in node.health.last_problem
     n_ticks += 1  # the /cmd messages so far
     # Sim time goes on, the inputs do not: fallback, stamped with the sim time.
     for k in range(1, 11):
@@ -209,6 +209,32 @@ def test_watchdog_runs_on_sim_time(harness: Harness, tmp_path: Path) -> None:
     assert fallback.twist.linear.z == 0.0
     assert STAMP0_NS + n_ticks * TICK_NS < cv.stamp_to_ns(fallback.header.stamp) <= (
         STAMP0_NS + (n_ticks + 10) * TICK_NS)
+
+
+def test_a_creeping_clock_gets_the_stop_too(harness: Harness, tmp_path: Path) -> None:
+    """A tester's /clock moving 1 us every 10 ms after the inputs stopped: the watchdog saw
+    no silence on it, the clock watch saw a clock that moved, and the verified command stayed
+    on /cmd for the 5.4 s tested. Silence on the wall clock is what counts now."""
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"),
+                    use_odometry_covariance=False, use_sim_time=True, clock_timeout_s=1.0)
+    for i in range(3):
+        stamp_ns = STAMP0_NS + i * TICK_NS
+        _clock(harness, stamp_ns)
+        _propose(harness, stamp_ns, BENIGN, 1.0)
+        time.sleep(TICK_NS * 1e-9)
+    harness.wait_for(lambda: len(_cmds(harness)) == 3, 10, "3 /cmd")
+    assert _cmds(harness)[-1].twist.linear.z == 1.0
+    creep_ns = STAMP0_NS + 2 * TICK_NS
+    stopped_at = time.monotonic()
+    while time.monotonic() - stopped_at < 2.0:
+        creep_ns += 1_000
+        _clock(harness, creep_ns)
+        time.sleep(0.01)
+    assert len(_cmds(harness)) == 4, [c.twist.linear.z for c in _cmds(harness)]
+    assert _cmds(harness)[-1].twist.linear.z == 0.0
+    assert _statuses(harness)[-1] == "clock_stopped"
+    assert node.health.counters["watchdog_fallbacks"] == 0
+    assert node.health.counters["clock_stop_fallbacks"] == 1
 
 
 def test_stale_states_and_shutdown_send_the_fallback(harness: Harness, tmp_path: Path) -> None:

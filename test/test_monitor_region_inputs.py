@@ -175,6 +175,7 @@ def test_a_namespaced_monitor_gets_the_pipeline_section(harness: Harness) -> Non
                           r"most input_timeout_s"),
     ({"input_timeout_s": 1e9}, r"input_timeout_s 1000000000\.0: expected at most 10 s"),
     ({"max_state_age_s": 1e9}, r"max_state_age_s 1000000000\.0: expected at most 10 s"),
+    ({"clock_timeout_s": 1e-9}, r"clock_timeout_s 1e-09: expected at least 0\.25 s"),
     ({"tick_hz": 1e9}, r"tick_hz 1000000000\.0: expected a finite rate in"),
     ({"output_names": ["continue", "slow"]}, r"output_names .* has 2 names; 'g\.onnx' has 3"),
     ({"base_frame": ""}, r"base_frame '': expected a frame id"),

@@ -23,8 +23,8 @@ the status ``input_timeout``, and again every tick (``tick_hz``) until the input
 silent upstream (camera lost, a node crashed) must not leave the last verified command in
 force. These fallbacks are counted (``watchdog_fallbacks``), not as certificates. With
 ``use_sim_time`` the watchdog runs on /clock, which stops with a replay or a hung simulator:
-then the wall clock sees /clock stand still for ``clock_timeout_s`` and sends the stop once,
-status ``clock_stopped`` (``clock_stop_fallbacks``).
+then the wall clock sees no answer for ``clock_timeout_s`` and sends the stop once, status
+``clock_stopped`` (``clock_stop_fallbacks``).
 
 The fallback is the stop: no certificate covers it, so the node refuses at start-up one that
 is not finite, is faster than the slowest of ``advisory_speeds_mps`` (the network's 'stop',
@@ -143,8 +143,9 @@ class MonitorParams:
         0.25, "nothing to /cmd from the inputs for this long (ROS clock): fallback (s)"
     )
     clock_timeout_s: float = param(
-        1.0, "use_sim_time only: /clock standing still this long (wall clock) with a command "
-             "in force sends the stop once (s); the watchdog, on /clock, cannot see it"
+        1.0, "use_sim_time only: nothing answered for this long on the wall clock sends the "
+             "stop once (s), for a /clock that stands still or creeps, which the watchdog, on "
+             "/clock, cannot see; >= 0.25, and never shorter than input_timeout_s"
     )
     # The defaults are config/pipeline.yaml's (the governor's): a monitor that misses its
     # section of the file (a namespace the file's node names do not match) must not certify
@@ -213,6 +214,7 @@ def _finite(values: Sequence[float]) -> bool:
 # A watchdog or staleness limit longer than this checks nothing on a moving robot (this
 # pipeline's are 0.25 s and 0.5 s); a tester's 1e9 s was taken and switched them off.
 MAX_TIMEOUT_S = 10.0
+MIN_CLOCK_TIMEOUT_S = 0.25
 # /cmd at more than this is a flood, not a control rate (a tester's 1e9 Hz sent ~3000
 # fallbacks a second).
 MAX_TICK_HZ = 1000.0
@@ -247,6 +249,10 @@ def _check_params(p: MonitorParams) -> None:
              "a finite value > 0")
     need(math.isfinite(p.odom_wait_s) and AWAIT_PERIOD_S <= p.odom_wait_s <= p.input_timeout_s,
          "odom_wait_s", f"a wait in [{AWAIT_PERIOD_S:g} s, input_timeout_s]")
+    # shorter than a few ticks, it sent the stop between pairs (a tester's 1e-9 s: 38 stops
+    # in a normal replay with /clock at 10 Hz); the watch waits input_timeout_s at least
+    need(p.clock_timeout_s >= MIN_CLOCK_TIMEOUT_S, "clock_timeout_s",
+         f"at least {MIN_CLOCK_TIMEOUT_S:g} s (a few ticks of the pipeline's 20 Hz)")
     for name in ("input_timeout_s", "max_state_age_s", "clock_timeout_s"):
         need(getattr(p, name) <= MAX_TIMEOUT_S, name,
              f"at most {MAX_TIMEOUT_S:g} s (longer is no check on a moving robot)")
@@ -426,10 +432,10 @@ class SafetyMonitorNode(Node):
         else:
             self.create_timer(1.0 / p.tick_hz, self._on_fixed_tick)
         self.create_timer(1.0 / p.tick_hz, self._on_watchdog)  # the node's (ROS) clock
-        # With use_sim_time the watchdog's clock is /clock: when /clock stops (a replay's end
-        # or pause, a simulator that hangs) the watchdog stops with it and the last verified
-        # command stayed on /cmd. The wall clock watches /clock itself.
-        self._clock_moved: tuple[int, float] | None = None  # (ROS ns, monotonic s)
+        # With use_sim_time the watchdog's clock is /clock: when /clock stops or creeps (a
+        # replay's end or pause, a simulator that hangs) the watchdog stops with it and the
+        # last verified command stayed on /cmd. The wall clock watches the answers too.
+        self._answer_wall_s: float | None = None  # time.monotonic() of the last answer
         self._clock_stop_sent = False
         self.create_timer(1.0 / p.tick_hz, self._on_clock_watch,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -841,6 +847,8 @@ class SafetyMonitorNode(Node):
             )
             self._silent_since_ns = None
         self._last_output_ns = now_ns
+        self._answer_wall_s = time.monotonic()
+        self._clock_stop_sent = False
 
     def _silence(self, now_ns: int) -> str:
         """What was last heard on each input, for the warning."""
@@ -886,31 +894,28 @@ class SafetyMonitorNode(Node):
         self.health.counters["watchdog_fallbacks"] += 1
 
     def _on_clock_watch(self) -> None:
-        """The stop, once, when /clock has stood still for ``clock_timeout_s`` of wall time
-        while a command the gate sent may still be in force (use_sim_time only)."""
+        """The stop, once, when nothing has answered the inputs for ``clock_timeout_s`` of
+        wall time while the watchdog (on /clock) sees no silence: /clock stands still or
+        creeps (use_sim_time only; a tester's /clock moving 1 us every 10 ms kept a verified
+        command on /cmd for 5.4 s when the clock watch looked for a /clock standing still)."""
         clock = self.get_clock()
-        if self._last_output_ns is None or not getattr(clock, "ros_time_is_active", False):
+        if self._answer_wall_s is None or not getattr(clock, "ros_time_is_active", False):
             return
         now_ns = clock.now().nanoseconds
-        if now_ns == 0:  # no /clock yet: every pair got the stop (``_stale_reason``)
-            return
-        wall_s = time.monotonic()
-        if self._clock_moved is None or now_ns != self._clock_moved[0]:
-            if self._clock_stop_sent:
-                self.get_logger().info("/clock moves again")
-            self._clock_moved = (now_ns, wall_s)
-            self._clock_stop_sent = False
-            return
-        stood_s = wall_s - self._clock_moved[1]
-        if self._clock_stop_sent or stood_s < self.params.clock_timeout_s:
+        if now_ns == 0 or self._clock_stop_sent or self._silent_since_ns is not None:
+            return  # no /clock yet (every pair got the stop), said, or the watchdog's turn
+        silent_s = time.monotonic() - self._answer_wall_s
+        if silent_s < max(self.params.clock_timeout_s, self.params.input_timeout_s):
             return
         self._clock_stop_sent = True
+        moved_s = (now_ns - (self._last_output_ns or now_ns)) * 1e-9
         self.health.problem(
             "clock_stops",
-            f"/clock has stood at {now_ns * 1e-9:.3f} s for {stood_s:.2f} s of wall time "
-            f"(>= clock_timeout_s {self.params.clock_timeout_s:g}; use_sim_time is true): "
-            f"the stop on {self.params.cmd_topic} (a replay's end or pause, or the simulator "
-            "stopped)")
+            f"nothing answered the inputs for {silent_s:.2f} s of wall time while /clock moved "
+            f"{moved_s:.3f} s (>= clock_timeout_s {self.params.clock_timeout_s:g}; "
+            "use_sim_time is true and the watchdog runs on /clock, which stands still or "
+            f"creeps: a replay's end or pause, a stalled simulator): the stop on "
+            f"{self.params.cmd_topic}, once")
         self.status_pub.publish(String(data=CLOCK_STOPPED))
         self._publish_fallback(now_ns)
         self.health.counters["clock_stop_fallbacks"] += 1
