@@ -543,15 +543,27 @@ class VioEstimator:
         Position and yaw are 0 by the odom frame's definition (1e-9: ROS readers take an
         all-zero covariance as unknown). Roll and pitch come from the mean of N readings: a
         horizontal specific-force error e tilts the estimate by e / g, so each tilt variance is
-        the spread of the readings along the other horizontal odom axis over N g^2, plus the
+        the spread of the readings along the other horizontal odom axis over g^2, plus the
         accelerometer bias left after the learned one, which no averaging removes
-        (``INIT_TILT_FLOOR_RAD``).
+        (``INIT_TILT_FLOOR_RAD``). N is the readings' effective number, N (1 - rho) /
+        (1 + rho) with rho their lag-1 autocorrelation: white vibration averages out as 1/N,
+        but the readings of a swaying body are correlated and their mean is hardly better
+        than one of them (a tester's 1-2 Hz sway of 2 m/s^2 tilted the start 7-11 deg under a
+        claimed 0.5-0.9 with N = 20). Known limit: a sway much slower than the 0.1 s of the
+        average is a near-constant offset to it, indistinguishable from tilt, so the sigma can
+        still be low; start at rest.
         """
         R = self._T_odom_base[:3, :3]
         horizontal = (accel @ R.T)[:, :2]  # readings in the odom frame: x, y
         n = len(accel)
         spread = horizontal.var(axis=0, ddof=1) if n > 1 else np.zeros(2)
-        tilt_var = spread[::-1] / (n * GRAVITY_MPS2**2) + INIT_TILT_FLOOR_RAD**2
+        n_eff = np.full(2, float(n))
+        if n > 2:
+            centred = horizontal - horizontal.mean(axis=0)
+            lag1 = (centred[1:] * centred[:-1]).sum(axis=0)
+            rho = np.clip(lag1 / np.maximum((centred * centred).sum(axis=0), 1e-30), 0.0, 0.999)
+            n_eff = np.maximum(1.0, n * (1.0 - rho) / (1.0 + rho))
+        tilt_var = spread[::-1] / (n_eff[::-1] * GRAVITY_MPS2**2) + INIT_TILT_FLOOR_RAD**2
         return np.diag([1e-9, 1e-9, 1e-9, tilt_var[0], tilt_var[1], 1e-9])
 
     # -- one interval --------------------------------------------------------------------------
