@@ -227,6 +227,12 @@ def test_replay_rejects_bad_parameters(ros) -> None:
         BagReplayNode(context=context, bag="/nonexistent")
     with pytest.raises(BagError, match=r"parameter 'clock_hz' = 0.0; expected > 0"):
         BagReplayNode(context=context, bag=str(SAMPLE_BAG), clock_hz=0)
+    for name, value, expected in [("start_delay_s", float("inf"), "expected 0 to 3600 s"),
+                                  ("start_delay_s", -1.0, "expected 0 to 3600 s"),
+                                  ("max_loops", -1, "expected >= 0"),
+                                  ("rate", float("inf"), "expected > 0, finite")]:
+        with pytest.raises(BagError, match=rf"parameter '{name}' = .*; {expected}"):
+            BagReplayNode(context=context, bag=str(SAMPLE_BAG), **{name: value})
     with pytest.raises(TypeError, match=r"unknown BagReplayNode parameter\(s\) \['speed'\]"):
         BagReplayNode(context=context, bag=str(SAMPLE_BAG), speed=2.0)
 
@@ -235,6 +241,7 @@ def test_params_file_with_a_misspelt_key_or_a_wrong_type_is_refused(tmp_path: Pa
     """The replay read its parameters one by one and took a params file's misspelt `rte: 2.0`
     without a word (playing at 1x); every other node refuses an undeclared key."""
     for line, expected in [("rte: 2.0", r"unknown parameter(s) ['rte']"),
+                           ("rate: [1.0", "cannot start: "),  # not YAML: one line, no traceback
                            ("rate: fast", r"parameter 'rate': value 'fast' is not of type float")]:
         params = tmp_path / "replay.yaml"
         params.write_text(f"bag_replay:\n  ros__parameters:\n    bag: {SAMPLE_BAG}\n    {line}\n")
@@ -244,6 +251,7 @@ def test_params_file_with_a_misspelt_key_or_a_wrong_type_is_refused(tmp_path: Pa
             capture_output=True, text=True, timeout=120, env=dict(os.environ))
         assert out.returncode == 2, out.stdout + out.stderr
         assert expected in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr, out.stderr
         assert "replayed" not in out.stdout + out.stderr
 
 

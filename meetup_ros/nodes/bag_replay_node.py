@@ -37,6 +37,8 @@ from meetup_ros.ros import RosInputError
 from meetup_ros.ros.node_tools import freeze_startup_heap
 from meetup_ros.ros.params import declare_parameters, param, param_fields
 
+MAX_START_DELAY_S = 3600.0
+
 
 @dataclass(frozen=True)
 class BagReplayParams:
@@ -201,15 +203,23 @@ class BagReplayNode(Node):
             raise BagError(
                 f"parameter 'wait_for_subscribers' = {self.wait_for_subscribers!r}; expected >= 0"
             )
+        # inf overflowed the first sleep naming nothing; -1 and a negative loop count were
+        # taken without a word
+        if not 0.0 <= self.start_delay_s <= MAX_START_DELAY_S:
+            raise BagError(f"parameter 'start_delay_s' = {self.start_delay_s!r}; expected 0 to "
+                           f"{MAX_START_DELAY_S:g} s")
+        if self.max_loops < 0:
+            raise BagError(f"parameter 'max_loops' = {self.max_loops!r}; expected >= 0 "
+                           "(0 = until shutdown)")
         if not self.wait_timeout_s > 0:
             raise BagError(f"parameter 'wait_timeout_s' = {self.wait_timeout_s!r}; expected > 0")
         if not self.bag_paths:
             raise BagError("parameter 'bag' is empty; expected a rosbag2 folder")
-        if not self.rate > 0:
-            raise BagError(f"parameter 'rate' = {self.rate!r}; expected > 0")
+        if not 0 < self.rate < float("inf"):
+            raise BagError(f"parameter 'rate' = {self.rate!r}; expected > 0, finite")
         clock_hz = params.clock_hz
-        if not clock_hz > 0:
-            raise BagError(f"parameter 'clock_hz' = {clock_hz!r}; expected > 0")
+        if not 0 < clock_hz < float("inf"):
+            raise BagError(f"parameter 'clock_hz' = {clock_hz!r}; expected > 0, finite")
         self.clock_period_ns = int(1e9 / clock_hz)
 
         info = bag_info(self.bag_paths, count_messages=False)  # what to publish
@@ -494,7 +504,12 @@ def run_replay(
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``bag_replay_node``: parameters from --ros-args."""
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except Exception as exc:  # rcl's message names the file and line (a bad --params-file)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        rclpy.logging.get_logger("bag_replay").error(f"cannot start: {first}")
+        return 2
     interrupt_on_signals()
     node: BagReplayNode | None = None
     try:
