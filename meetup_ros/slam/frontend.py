@@ -434,11 +434,12 @@ class SlamFrontend:
             if turn > c.max_stereo_rotation_deg:
                 return (f"the stereo pair fits its calibration only turned by {turn:.2f} deg "
                         f"(> max_stereo_rotation_deg {c.max_stereo_rotation_deg:g}): cameras "
-                        "swapped, the same image twice, or another camera's calibration?")
+                        "swapped, the same image twice, another camera's calibration, or a "
+                        "scene nearer than the depth network reaches?")
         if not texture >= c.min_texture:
             return (f"the two views hardly differ ({texture:.2g} < min_texture "
-                    f"{c.min_texture:g}): no texture, or no baseline (a first monocular "
-                    "keyframe, a camera at rest)")
+                    f"{c.min_texture:g}): no texture, no baseline (a first monocular "
+                    "keyframe, a camera at rest), or a scene too far for the baseline")
         if not support >= c.min_two_view_support:
             return (f"the depth explains {support:.2f} of the two views' disagreement "
                     f"(< min_two_view_support {c.min_two_view_support:g}): the second view "
