@@ -160,13 +160,14 @@ def test_slam_node_refuses_bad_camera_info_and_waits_for_a_good_one(harness: Har
 
 
 def test_images_lost_before_the_callback_are_counted(harness: Harness) -> None:
-    """A reliable KEEP_LAST(20) subscription drops its oldest samples when the callback falls
+    """A reliable KEEP_LAST subscription drops its oldest samples when the callback falls
     behind, without a word (a tester's slam_node lost 5 of 95 pairs while busy): with the
-    executor held for a second, 60 images sent, the node counts exactly those it never got."""
+    executor held for a second, 60 more images sent than the queue holds, the node counts
+    exactly those it never got."""
     import threading
     import time
 
-    from meetup_ros.nodes.slam_node import SlamNode
+    from meetup_ros.nodes.slam_node import IMAGE_QUEUE_DEPTH, SlamNode
 
     node = harness.add(SlamNode(context=harness.context, parameter_overrides=_overrides(
         diagnostics_period_s=0.0, odom_topic="", cam1_topic="")))
@@ -177,14 +178,16 @@ def test_images_lost_before_the_callback_are_counted(harness: Harness) -> None:
     release = threading.Event()
     harness.driver.create_timer(0.01, lambda: release.wait(5.0) if not release.is_set() else None)
     time.sleep(0.3)  # the executor is now inside the blocking timer
-    for i in range(1, 61):
+    sent = IMAGE_QUEUE_DEPTH + 60
+    for i in range(1, sent + 1):
         harness.publish("/cam0/image_raw",
                         cv.array_to_image(image, "mono8", STAMP0_NS + i * 50_000_000, "cam0"))
     time.sleep(1.0)
     release.set()
     harness.wait_for(lambda: counters["waiting_for_camera_info"]
-                     + counters["messages_lost_in_transport"] == 61, 10, "every image accounted")
-    assert counters["messages_lost_in_transport"] >= 40  # 60 sent, at most 20 held
+                     + counters["messages_lost_in_transport"] == sent + 1, 10,
+                     "every image accounted")
+    assert counters["messages_lost_in_transport"] >= 60  # at most IMAGE_QUEUE_DEPTH held
     assert counters["transport_losses"] >= 1
 
 

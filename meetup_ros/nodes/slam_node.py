@@ -141,6 +141,7 @@ class SlamParams:
     )
 
 
+IMAGE_QUEUE_DEPTH = 100
 INFO_CHANGE_MESSAGES = 20  # camera_info messages a new calibration must hold for (1 s at 20 Hz)
 MAX_WAIT_S = 10.0  # pairing and prior waits: longer is a clock fault, not a wait
 RIGID_TOLERANCE = 1e-4  # on R R^T - I and det R - 1: calibration files print 6+ digits
@@ -285,9 +286,12 @@ class SlamNode(Node):
             sensor_qos(5, p.sensor_reliability)
         )
         self.transport = TransportLoss(self.health)
+        # 5 s at 20 Hz: the frontend is built in the callback of the first camera_info, and
+        # a CPU-starved (niced) slam_node took over 1 s there in a full test run, when the
+        # 20-deep queue dropped the oldest images (publication sequence 2 -> 5)
         self.create_subscription(
             Image, p.cam0_topic, lambda m, info: self._on_image("cam0", m, info),
-            sensor_qos(20, p.sensor_reliability),
+            sensor_qos(IMAGE_QUEUE_DEPTH, p.sensor_reliability),
             event_callbacks=sensor_events(self.health, p.cam0_topic)
         )
         if self.stereo:
@@ -297,7 +301,7 @@ class SlamNode(Node):
             )
             self.create_subscription(
                 Image, p.cam1_topic, lambda m, info: self._on_image("cam1", m, info),
-                sensor_qos(20, p.sensor_reliability),
+                sensor_qos(IMAGE_QUEUE_DEPTH, p.sensor_reliability),
                 event_callbacks=sensor_events(self.health, p.cam1_topic)
             )
         if p.odom_topic:
