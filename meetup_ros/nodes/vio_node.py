@@ -150,6 +150,7 @@ class VioNode(Node):
         self._new_hw: tuple[int, int] | None = None  # a different size seen, and how often
         self._new_hw_count = 0
         self._seen: dict[str, int] = {}  # the estimator's counters at the last look
+        self._stats = self.estimator.stats  # the snapshot _grew reads
         self._frames: deque[tuple[int, np.ndarray, float]] = deque()
         self._imu_head_ns: int | None = None  # newest IMU stamp since the last jump back
         self._jump_ns = int(0.5e9)
@@ -174,14 +175,18 @@ class VioNode(Node):
         )
 
     def _grew(self, counter: str) -> bool:
-        """Whether the estimator's ``stats.<counter>`` rose since the last look."""
-        value = int(getattr(self.estimator.stats, counter))
+        """Whether the estimator's ``stats.<counter>`` rose since the last look (at the
+        snapshot ``_check_resets`` takes)."""
+        value = int(getattr(self._stats, counter))
         grew = value > self._seen.get(counter, 0)
         self._seen[counter] = value
         return grew
 
     def _check_resets(self, topic: str, stamp_ns: int) -> None:
         """Log what the estimator did with out-of-order input (it owns the policy)."""
+        # One snapshot per call: this runs for every IMU sample (200 Hz), and ``stats``
+        # builds a new record each time it is read.
+        self._stats = self.estimator.stats
         if self._grew("resets"):
             self.health.problem(
                 "resets", f"{topic} stamp {stamp_ns} ns: the estimator reset "

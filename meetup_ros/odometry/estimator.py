@@ -33,7 +33,13 @@ from meetup_ros.odometry.model import (
     window_features,
 )
 from meetup_ros.odometry.stationary import StationaryDetector
-from meetup_ros.odometry.windowing import NS_PER_S, ImuWindow, ImuWindower, OdometryError
+from meetup_ros.odometry.windowing import (
+    NS_PER_S,
+    ImuWindow,
+    ImuWindower,
+    OdometryError,
+    say_again,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -434,18 +440,13 @@ class VioEstimator:
                     # that made the inertial-only step was the IMU's clock running ahead (a
                     # tester's +2 s IMU clock was logged as an outage, then 94 frames "not
                     # after the previous frame", nothing about clocks).
-                    self._clock_mismatches += 1
-                    self.last_clock_mismatch = (
+                    self._clock_mismatch(
                         f"frame at {stamp_ns} ns is {behind_ns / NS_PER_S:.3f} s behind the "
                         f"newest IMU sample at {newest_imu} ns: the IMU stamps run "
                         f"{behind_ns / NS_PER_S:.3f} s ahead of the frames (the inertial-only "
                         f"step to {self._last_frame_ns} ns was no camera outage)")
-                    if self._clock_mismatches <= 3 or self._clock_mismatches % 100 == 0:
-                        logger.warning("%s (%d so far): the camera and IMU clocks disagree; "
-                                       "dropped", self.last_clock_mismatch,
-                                       self._clock_mismatches)
                     return None
-                if self._frames_dropped <= 3 or self._frames_dropped % 100 == 0:
+                if say_again(self._frames_dropped):
                     logger.warning(
                         "frame at %d ns is not after the previous %s at %d ns; dropped "
                         "(%d so far)", stamp_ns,
@@ -467,13 +468,8 @@ class VioEstimator:
             mismatch = f"{(stamp_ns - newest_imu) / NS_PER_S:.3f} s ahead of"
         if mismatch is not None:
             self._frames_dropped += 1
-            self._clock_mismatches += 1
-            self.last_clock_mismatch = (f"frame at {stamp_ns} ns is {mismatch} the newest IMU "
-                                        f"sample at {newest_imu} ns")
-            if self._clock_mismatches <= 3 or self._clock_mismatches % 100 == 0:
-                logger.warning("%s (%d so far): the camera and IMU clocks disagree or the IMU "
-                               "stopped; dropped", self.last_clock_mismatch,
-                               self._clock_mismatches)
+            self._clock_mismatch(f"frame at {stamp_ns} ns is {mismatch} the newest IMU sample "
+                                 f"at {newest_imu} ns", " or the IMU stopped")
             return None
         if (image is not None and self._initialised and self._last_frame_ns is not None
                 and stamp_ns - self._last_frame_ns < self.min_frame_interval_ns):
@@ -488,7 +484,7 @@ class VioEstimator:
                 f"frame at {stamp_ns} ns is {(stamp_ns - self._last_frame_ns) / 1e6:.3f} ms "
                 f"after the previous one at {self._last_frame_ns} ns ({window_n} IMU "
                 f"sample(s) between), expected >= {self.min_frame_interval_ns / 1e6:g} ms")
-            if self._too_close <= 3 or self._too_close % 100 == 0:
+            if say_again(self._too_close):
                 logger.warning("%s (%d so far): a resent frame or two cameras on one topic? "
                                "dropped", self.last_too_close, self._too_close)
             return None
@@ -637,6 +633,14 @@ class VioEstimator:
             twist_var[3:] += rate**2
         return self._estimate(stamp_ns, xi, var, duration_s, len(window), inertial_only,
                               twist_var)
+
+    def _clock_mismatch(self, text: str, or_else: str = "") -> None:
+        """Count a frame dropped because the camera and IMU clocks disagree, and say it."""
+        self._clock_mismatches += 1
+        self.last_clock_mismatch = text
+        if say_again(self._clock_mismatches):
+            logger.warning("%s (%d so far): the camera and IMU clocks disagree%s; dropped",
+                           text, self._clock_mismatches, or_else)
 
     def _check_imu_rate(self) -> None:
         """Count a network step whose IMU runs at a rate the weights were not trained on

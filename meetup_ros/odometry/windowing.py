@@ -41,6 +41,14 @@ logger = logging.getLogger(__name__)
 IMU_GYRO_LIMIT_RADPS = 40.0
 IMU_ACCEL_LIMIT_MPS2 = 200.0
 NS_PER_S = 1_000_000_000
+
+
+def say_again(count: int) -> bool:
+    """Whether the ``count``-th occurrence of a problem is logged: the first few, then every
+    100th, so that a flood (a bad stream, clocks that disagree) cannot stall the node; the
+    counts themselves go to the diagnostics."""
+    return count <= 3 or count % 100 == 0
+
 GAP_PERIODS = 1.9  # one sample missing (2 periods) is a gap; jitter under 90 % is not
 
 
@@ -186,8 +194,7 @@ class ImuWindower:
         self.stats.drop(reason)
         self.last_rejection = f"{reason}: {detail}"
         count = self.stats.dropped_by_reason[reason]
-        # Log the first few of each reason, then every 100th, so a flood cannot stall the node.
-        if count <= 3 or count % 100 == 0:
+        if say_again(count):
             logger.warning("IMU sample at %d ns rejected (%s, %d so far): %s",
                            stamp_ns, reason, count, detail)
 
@@ -261,7 +268,7 @@ class ImuWindower:
         missing = max(1, round(step_s / period_s) - 1)
         self.stats.gaps += 1
         self.stats.samples_missing += missing
-        if self.stats.gaps <= 3 or self.stats.gaps % 100 == 0:
+        if say_again(self.stats.gaps):
             logger.warning("IMU gap: no sample for %.1f ms between %d and %d ns (about %d "
                            "sample(s) at %.0f Hz never arrived; %d gap(s) so far)",
                            step_s * 1e3, before_ns, after_ns, missing, 1.0 / period_s,
@@ -274,7 +281,7 @@ class ImuWindower:
         self.stats.resets += 1
         # Throttled as rejections are: a stream flipping between two clocks resets every
         # sample; the count and the newest reason stay in the stats for the diagnostics.
-        if self.stats.resets <= 3 or self.stats.resets % 100 == 0:
+        if say_again(self.stats.resets):
             logger.warning("IMU windower reset (%s); discarding %d queued sample(s) (%d "
                            "resets so far)", reason, len(self._stamps), self.stats.resets)
         self._stamps.clear()
