@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from meetup_ros.slam import SlamError, benchmark, training
+from meetup_ros.slam import SlamError, benchmark, learned, training
 from meetup_ros.slam import data as slam_data
 from meetup_ros.slam.learned import LearnedStep
 from meetup_ros.slam.training import StepTrainOptions
@@ -178,8 +178,8 @@ def test_new_step_weights_record_their_depth_network_and_a_mismatch_is_warned(
     from meetup_ros.slam.depth_code import DepthCodeModel
 
     shipped_depth = DepthCodeModel.from_weights(MODELS / "depth_code.pt")
-    with caplog.at_level(logging.INFO, logger="meetup_ros.slam.training"):
-        status, detail = training.check_depth_pairing(
+    with caplog.at_level(logging.INFO, logger="meetup_ros.slam.learned"):
+        status, detail = learned.check_depth_pairing(
             shipped_depth, MODELS / "depth_code.pt", MODELS / "slam_optimizer.pt")
     assert status == "unknown" and "records no digest" in detail
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -192,16 +192,16 @@ def test_new_step_weights_record_their_depth_network_and_a_mismatch_is_warned(
     step = out / "slam_optimizer.pt"
     _, meta = load_weights(step, kind="slam_optimizer")
     assert meta["depth_code_dim"] == 32
-    assert meta["depth_weights_sha256"] == training.depth_network_digest(shipped_depth)
+    assert meta["depth_weights_sha256"] == learned.depth_network_digest(shipped_depth)
     assert meta["depth_weights"] == "models/depth_code.pt"  # inside the repository: relative
 
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        assert training.check_depth_pairing(shipped_depth, MODELS / "depth_code.pt",
+        assert learned.check_depth_pairing(shipped_depth, MODELS / "depth_code.pt",
                                             step)[0] == "matches"
         assert not caplog.records
         code8 = _depth_weights(tmp_path / "code8.pt", 8)
-        status, detail = training.check_depth_pairing(DepthCodeModel.from_weights(code8),
+        status, detail = learned.check_depth_pairing(DepthCodeModel.from_weights(code8),
                                                       code8, step)
         assert status == "mismatch"
         assert (f"learned step {str(step)!r} was trained with another depth network than "
@@ -209,7 +209,7 @@ def test_new_step_weights_record_their_depth_network_and_a_mismatch_is_warned(
         assert "it was trained with 'models/depth_code.pt'" in detail
         assert detail in caplog.text
         other32 = _depth_weights(tmp_path / "other32.pt", 32)
-        status, detail = training.check_depth_pairing(DepthCodeModel.from_weights(other32),
+        status, detail = learned.check_depth_pairing(DepthCodeModel.from_weights(other32),
                                                       other32, step)
         assert status == "mismatch" and "other weights of the same code_dim 32" in detail
 
@@ -229,7 +229,7 @@ def test_benchmark_records_and_warns_of_a_depth_network_the_step_was_not_trained
     recorded = tmp_path / "opt.pt"
     save_weights(recorded, step.state_dict(), **{
         **meta, "depth_code_dim": 32,
-        "depth_weights_sha256": training.depth_network_digest(shipped_depth)})
+        "depth_weights_sha256": learned.depth_network_digest(shipped_depth)})
     code8 = _depth_weights(tmp_path / "code8.pt", 8)
     with caplog.at_level(logging.WARNING):
         report = benchmark.run_benchmark(BAG, shared_data, tmp_path / "a", code8, recorded)

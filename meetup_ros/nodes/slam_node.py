@@ -51,9 +51,8 @@ from meetup_ros.slam import SlamError
 from meetup_ros.slam.camera import check_intrinsics
 from meetup_ros.slam.depth_code import DepthCodeModel
 from meetup_ros.slam.frontend import SOLVERS, FrontendConfig, SlamFrontend, warm_up_solver
-from meetup_ros.slam.learned import LearnedStep
+from meetup_ros.slam.learned import LearnedStep, check_depth_pairing
 from meetup_ros.slam.pairing import FramePair, PriorWait, StereoPairs
-from meetup_ros.slam.training import check_depth_pairing
 
 NODE_NAME = "slam_node"
 _FRONTEND = FrontendConfig()  # the frontend's own defaults are the node's defaults
@@ -252,10 +251,9 @@ class SlamNode(Node):
         self.depth_model = DepthCodeModel.from_weights(self.weights[0])
         self.step = (LearnedStep.from_weights(self.weights[1]) if p.optimizer_weights
                      else None)
-        if p.optimizer_weights:  # a step trained with another depth network: warned
-            status, detail = check_depth_pairing(self.depth_model, *self.weights)
-            if status == "mismatch":
-                self.get_logger().warning(detail)
+        if self.step is not None:  # a step trained with another depth network: warned
+            check_depth_pairing(self.depth_model, self.weights[0], self.weights[1],
+                                self.step.loaded_metadata)
         # torch's first solve now rather than when camera_info arrives: that is the start of
         # the stream, where the cold solve (~40 ms) competed with vio_node's first frames.
         warm_up_solver(self.depth_model, self.step, self.frontend_config)

@@ -23,7 +23,7 @@ step's weights record (metadata ``train``): a group with any of them is named in
 and marked ``held_out: false`` (``trained_on`` lists them; ``null`` where the weights record
 none). The step's weights are checked to belong with the depth network
 (``weights_pairing``: matches, mismatch with a warning, or unknown for weights written before
-they recorded it; see ``training.check_depth_pairing``). Depth:
+they recorded it; see ``learned.check_depth_pairing``). Depth:
 the optimised code's depth of view A against SGBM on the EuRoC pairs (64 x 96 grid), and
 full-resolution keyframe depth of the frontend against full-resolution SGBM.
 """
@@ -46,7 +46,7 @@ from meetup_ros.slam import SlamError
 from meetup_ros.slam import data as slam_data
 from meetup_ros.slam.depth_code import DepthCodeModel
 from meetup_ros.slam.evaluation import depth_metrics
-from meetup_ros.slam.learned import LearnedStep, learned_solve
+from meetup_ros.slam.learned import LearnedStep, check_depth_pairing, learned_solve
 from meetup_ros.slam.solvers import (
     SolverResult,
     TwoViewProblem,
@@ -55,7 +55,6 @@ from meetup_ros.slam.solvers import (
     levenberg_marquardt,
     make_problem,
 )
-from meetup_ros.slam.training import check_depth_pairing
 
 logger = logging.getLogger(__name__)
 
@@ -287,7 +286,8 @@ def run_benchmark(bag: Path, data_root: Path, out_dir: Path, depth_weights: Path
     depth_model = DepthCodeModel.from_weights(depth_weights)
     step = LearnedStep.from_weights(optimizer_weights)
     # a step trained with another depth network ran without a word (warned, not refused)
-    status, detail = check_depth_pairing(depth_model, depth_weights, optimizer_weights)
+    status, detail = check_depth_pairing(depth_model, depth_weights, optimizer_weights,
+                                         step.loaded_metadata)
     h, w = depth_model.cfg.height, depth_model.cfg.width
     # Monocular groups (first pair, pairs per sequence); see slam.data for what each was
     # used for. Pairs 4-7 ("untouched") were never looked at while choosing the training

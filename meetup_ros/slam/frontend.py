@@ -39,7 +39,7 @@ from meetup_ros.slam import SlamError
 from meetup_ros.slam.camera import PinholeCamera, StereoRectification
 from meetup_ros.slam.data import crop_resize
 from meetup_ros.slam.depth_code import DepthCodeModel, logit_to_depth
-from meetup_ros.slam.learned import LearnedStep, learned_solve
+from meetup_ros.slam.learned import LearnedStep, check_depth_pairing, learned_solve
 from meetup_ros.slam.solvers import (
     SolverResult,
     TwoViewProblem,
@@ -202,6 +202,7 @@ class SlamFrontend:
             self.rect = StereoRectification.create(self.camera0, self.camera1, self.T_cam0_cam1)
             K_full = self.rect.K_rect
             self.T_r1_r0 = np.linalg.inv(self.rect.T_rect0_rect1(self.T_cam0_cam1))
+            self.R_cam1_cam0 = np.linalg.inv(self.T_cam0_cam1)[:3, :3]  # the calibration's
         else:
             # Monocular: undistort cam0 into a pinhole image with the same K.
             K_full = self.camera0.K
@@ -243,12 +244,10 @@ class SlamFrontend:
         config = FrontendConfig(**cfg)
         model = DepthCodeModel.from_weights(depth_weights)
         step = LearnedStep.from_weights(optimizer_weights) if optimizer_weights else None
-        if optimizer_weights:
+        if step is not None and optimizer_weights:
             # a step trained with another depth network ran without a word: warned, not
             # refused; the shipped pair records no digest (one info line)
-            from meetup_ros.slam.training import check_depth_pairing
-
-            check_depth_pairing(model, depth_weights, optimizer_weights)
+            check_depth_pairing(model, depth_weights, optimizer_weights, step.loaded_metadata)
         return cls(model, step, camera0, camera1, T_cam0_cam1, config)
 
     def reset(self, reason: str = "") -> None:
@@ -428,8 +427,7 @@ class SlamFrontend:
             return (f"an image of the pair is flat (intensity spread {spread:.2g} < "
                     f"{MIN_IMAGE_SPREAD:g} grey levels): black, saturated or covered")
         if T_cam1_cam0_est is not None:
-            R_cal = np.linalg.inv(self.T_cam0_cam1)[:3, :3]
-            cos = (np.trace(T_cam1_cam0_est[:3, :3].T @ R_cal) - 1.0) / 2.0
+            cos = (np.trace(T_cam1_cam0_est[:3, :3].T @ self.R_cam1_cam0) - 1.0) / 2.0
             turn = float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
             if turn > c.max_stereo_rotation_deg:
                 return (f"the stereo pair fits its calibration only turned by {turn:.2f} deg "

@@ -40,17 +40,25 @@ loss on stereo.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from meetup_ros.slam import SlamError
 from meetup_ros.slam.solvers import SolverResult, TwoViewProblem, gn_solve
+
+if TYPE_CHECKING:
+    from meetup_ros.slam.depth_code import DepthCodeModel
+
+logger = logging.getLogger(__name__)
 
 N_FEATURES = 11
 
@@ -88,6 +96,8 @@ class LearnedStep(nn.Module):
     def __init__(self, cfg: LearnedStepConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg or LearnedStepConfig()
+        # what from_weights read with the weights (the depth network it was trained with)
+        self.loaded_metadata: dict[str, Any] = {}
         self.cell = nn.LSTMCell(self.cfg.n_features, self.cfg.hidden)
         self.out = nn.Linear(self.cfg.hidden, self.cfg.n_outputs)
         nn.init.zeros_(self.out.weight)
@@ -217,6 +227,7 @@ class LearnedStep(nn.Module):
             raise SlamError(
                 f"weights file {str(path)!r} does not match the learned step: {exc}"
             ) from exc
+        net.loaded_metadata = dict(meta)
         return net.eval()
 
 
@@ -266,3 +277,68 @@ def learned_solve(
             if abs(prev - err) <= tol * max(prev, 1e-12):
                 break
     return result
+
+
+def depth_network_digest(model: DepthCodeModel) -> str:
+    """SHA-256 (hex) over the depth network's tensors, by name (each one's
+    ``checkpoint.tensor_digest``): the same for every copy or re-save of the same weights,
+    wherever the file lies, and another for any other network."""
+    from meetup_ros.training.checkpoint import tensor_digest
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.net.state_dict().items()):
+        digest.update(f"{name}:{tensor_digest(tensor)}\n".encode())
+    return digest.hexdigest()
+
+
+def check_depth_pairing(depth_model: DepthCodeModel, depth_weights: str | Path,
+                        optimizer_weights: str | Path,
+                        metadata: Mapping[str, Any] | None = None) -> tuple[str, str]:
+    """Whether the learned step in ``optimizer_weights`` was trained with this depth network:
+    ``("matches" | "mismatch" | "unknown", what was found)``; a mismatch is also a warning,
+    an unknown an info line.
+
+    Nothing compared them: a code_dim 8 network ran with the shipped 32-code step without a
+    word (a tester's learned/GN 1.2 on the monocular pairs). Steps trained since record the
+    network's ``depth_code_dim`` and ``depth_weights_sha256``
+    (:func:`depth_network_digest`); older ones (the shipped models/slam_optimizer.pt) record
+    only a path, which says nothing on another machine: "unknown", not a warning, so the
+    shipped pair loads quietly. Not a refusal: the step runs on any code size, and a user
+    may pair them on purpose.
+
+    ``metadata``: the step's, as :meth:`LearnedStep.from_weights` read it (``.loaded_metadata``);
+    None reads it from ``optimizer_weights``.
+
+    Raises:
+        SlamError: ``optimizer_weights`` is missing, corrupt or of another kind.
+    """
+    if metadata is None:
+        from meetup_ros.training.checkpoint import CheckpointError, load_weights
+
+        try:
+            _, metadata = load_weights(Path(optimizer_weights), kind=LearnedStep.WEIGHTS_KIND)
+        except CheckpointError as exc:
+            raise SlamError(str(exc)) from exc
+    meta = metadata
+    code_dim, digest = meta.get("depth_code_dim"), meta.get("depth_weights_sha256")
+    if code_dim is None and digest is None:
+        text = (f"learned step {str(optimizer_weights)!r} records no digest of the depth "
+                "network it was trained with (written before it did): its pairing with "
+                f"{str(depth_weights)!r} is not checked")
+        logger.info(text)
+        return "unknown", text
+    here = depth_network_digest(depth_model)
+    if code_dim == depth_model.cfg.code_dim and digest == here:
+        return "matches", (f"learned step {str(optimizer_weights)!r} was trained with the "
+                           f"depth network in {str(depth_weights)!r}")
+    what = (f"code_dim {code_dim} there, {depth_model.cfg.code_dim} here"
+            if code_dim != depth_model.cfg.code_dim
+            else f"other weights of the same code_dim {code_dim}")
+    text = (f"learned step {str(optimizer_weights)!r} was trained with another depth network "
+            f"than {str(depth_weights)!r} ({what}; SHA-256 {str(digest)[:12]}... there, "
+            f"{here[:12]}... here; it was trained with {meta.get('depth_weights')!r}): its "
+            "iteration counts hold for that network; expected the depth weights it was "
+            "trained with, or a step retrained with `meetup-ros train optimizer --set "
+            f"depth_weights={depth_weights}`")
+    logger.warning(text)
+    return "mismatch", text

@@ -27,7 +27,6 @@ pyramid step the same iteration counts as 16 on pairs 0-3, stereo and the TUM tr
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from meetup_ros import paths
 from meetup_ros.slam import SlamError
 from meetup_ros.slam import data as slam_data
 from meetup_ros.slam.depth_code import DepthCodeConfig, DepthCodeModel, DepthCodeNet
+from meetup_ros.slam.learned import depth_network_digest
 from meetup_ros.training.config import (
     TrainConfig,
     parse_options,
@@ -593,61 +593,3 @@ def _recorded_path(path: Path) -> str:
         return str(path)
 
 
-def depth_network_digest(model: DepthCodeModel) -> str:
-    """SHA-256 (hex) over the depth network's tensors, by name (each one's
-    ``checkpoint.tensor_digest``): the same for every copy or re-save of the same weights,
-    wherever the file lies, and another for any other network."""
-    from meetup_ros.training.checkpoint import tensor_digest
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.net.state_dict().items()):
-        digest.update(f"{name}:{tensor_digest(tensor)}\n".encode())
-    return digest.hexdigest()
-
-
-def check_depth_pairing(depth_model: DepthCodeModel, depth_weights: str | Path,
-                        optimizer_weights: str | Path) -> tuple[str, str]:
-    """Whether the learned step in ``optimizer_weights`` was trained with this depth network:
-    ``("matches" | "mismatch" | "unknown", what was found)``; a mismatch is also a warning,
-    an unknown an info line.
-
-    Nothing compared them: a code_dim 8 network ran with the shipped 32-code step without a
-    word (a tester's learned/GN 1.2 on the monocular pairs). Steps trained since record the
-    network's ``depth_code_dim`` and ``depth_weights_sha256``
-    (:func:`depth_network_digest`); older ones (the shipped models/slam_optimizer.pt) record
-    only a path, which says nothing on another machine: "unknown", not a warning, so the
-    shipped pair loads quietly. Not a refusal: the step runs on any code size, and a user
-    may pair them on purpose.
-
-    Raises:
-        SlamError: ``optimizer_weights`` is missing, corrupt or of another kind.
-    """
-    from meetup_ros.slam.learned import LearnedStep
-    from meetup_ros.training.checkpoint import CheckpointError, load_weights
-
-    try:
-        _, meta = load_weights(Path(optimizer_weights), kind=LearnedStep.WEIGHTS_KIND)
-    except CheckpointError as exc:
-        raise SlamError(str(exc)) from exc
-    code_dim, digest = meta.get("depth_code_dim"), meta.get("depth_weights_sha256")
-    if code_dim is None and digest is None:
-        text = (f"learned step {str(optimizer_weights)!r} records no digest of the depth "
-                "network it was trained with (written before it did): its pairing with "
-                f"{str(depth_weights)!r} is not checked")
-        logger.info(text)
-        return "unknown", text
-    here = depth_network_digest(depth_model)
-    if code_dim == depth_model.cfg.code_dim and digest == here:
-        return "matches", (f"learned step {str(optimizer_weights)!r} was trained with the "
-                           f"depth network in {str(depth_weights)!r}")
-    what = (f"code_dim {code_dim} there, {depth_model.cfg.code_dim} here"
-            if code_dim != depth_model.cfg.code_dim
-            else f"other weights of the same code_dim {code_dim}")
-    text = (f"learned step {str(optimizer_weights)!r} was trained with another depth network "
-            f"than {str(depth_weights)!r} ({what}; SHA-256 {str(digest)[:12]}... there, "
-            f"{here[:12]}... here; it was trained with {meta.get('depth_weights')!r}): its "
-            "iteration counts hold for that network; expected the depth weights it was "
-            "trained with, or a step retrained with `meetup-ros train optimizer --set "
-            f"depth_weights={depth_weights}`")
-    logger.warning(text)
-    return "mismatch", text
