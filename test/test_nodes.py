@@ -462,6 +462,19 @@ def test_realtime_priority_puts_every_thread_under_sched_fifo_or_warns() -> None
     assert "not permitted to use SCHED_FIFO" in unprivileged.stderr, unprivileged.stderr
 
 
+def _section_reports(harness: Harness, status_name: str) -> list[dict[str, str]]:
+    """Every /diagnostics status named ``status_name`` from now on, as key -> value."""
+    reports: list[dict[str, str]] = []
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == status_name:
+                reports.append({kv.key: kv.value for kv in status.values})
+
+    harness.driver.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 50)
+    return reports
+
+
 def test_node_health_reports_matched_subscriptions_before_any_clock(harness: Harness) -> None:
     """With use_sim_time and no /clock, a node still reports on /diagnostics, every 0.25 s on
     the steady clock, how many subscriptions DDS has matched per topic it publishes: what the
@@ -473,14 +486,7 @@ def test_node_health_reports_matched_subscriptions_before_any_clock(harness: Har
     node.create_publisher(String, "/matched_probe/out", reliable_qos(10))
     NodeHealth(node, [])
     harness.add(node)
-    reports: list[dict[str, str]] = []
-
-    def on_diagnostics(msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            if status.name == f"matched_probe: {MATCHED_SECTION}":
-                reports.append({kv.key: kv.value for kv in status.values})
-
-    harness.driver.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 50)
+    reports = _section_reports(harness, f"matched_probe: {MATCHED_SECTION}")
     harness.wait_for(lambda: bool(reports), 5.0, "a matched-subscriptions report")
     assert "/diagnostics" not in reports[-1] and "/rosout" not in reports[-1]
     assert reports[-1].get("/matched_probe/out") == "0"  # nobody subscribes yet
@@ -499,14 +505,7 @@ def test_node_health_reports_its_subscriptions_matched_publishers(harness: Harne
     node.create_subscription(String, "/input_probe/in", lambda msg: None, reliable_qos(10))
     NodeHealth(node, [])
     harness.add(node)
-    reports: list[dict[str, str]] = []
-
-    def on_diagnostics(msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            if status.name == f"input_probe: {MATCHED_PUBLISHERS_SECTION}":
-                reports.append({kv.key: kv.value for kv in status.values})
-
-    harness.driver.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 50)
+    reports = _section_reports(harness, f"input_probe: {MATCHED_PUBLISHERS_SECTION}")
     harness.wait_for(lambda: bool(reports), 5.0, "a matched-publishers report")
     assert "/parameter_events" not in reports[-1]
     assert reports[-1].get("/input_probe/in") == "0"  # nobody publishes yet
