@@ -430,6 +430,8 @@ def test_depth_region_allows_the_closing_speed_the_region_allows(harness: Harnes
     ({"input_names": ["a", "a", "b", "c", "d"]}, r"input_names .*: expected one distinct"),
     ({"radii": [0.1, 0.1]}, r"radii \(0\.1, 0\.1\) has 2 values; expected one per input"),
     ({"deadline_s": math.inf}, r"deadline_s inf: expected a finite value > 0"),
+    ({"proof_margin": -0.1}, r"proof_margin -0\.1: expected a fraction of the region's width"),
+    ({"proof_margin": math.nan}, r"proof_margin nan: expected a fraction"),
     ({"tick_hz": 1e-12}, r"tick_hz 1e-12: expected a finite rate in \[1e-09, 1000\] Hz"),
     ({"diagnostics_period_s": math.inf}, r"diagnostics_period_s inf: expected a finite period"),
     ({"realtime_priority": 50}, r"realtime_priority 50: expected 0 \(normal scheduling\) or a "

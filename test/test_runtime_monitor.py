@@ -64,9 +64,12 @@ def test_violated_with_a_confirmed_counterexample(nets: dict[str, Path]) -> None
     assert again.status == "violated" and "previous counterexample" in again.reason
 
 
-def test_every_verified_region_is_confirmed_by_the_mip(nets: dict[str, Path]) -> None:
-    """Sweep regions over the unsafe net; each "verified" must be true by the exact MIP."""
-    monitor = RuntimeMonitor(nets["unsafe"], YAML, deadline_s=1.0)
+@pytest.mark.parametrize("margin", [0.0, 0.1, 0.5])
+def test_every_verified_region_is_confirmed_by_the_mip(nets: dict[str, Path],
+                                                       margin: float) -> None:
+    """Sweep regions over the unsafe net; each "verified" must be true by the exact MIP,
+    whether it was proven alone, with a margin, or answered from a box proven with one."""
+    monitor = RuntimeMonitor(nets["unsafe"], YAML, deadline_s=1.0, margin=margin)
     prop = load_property_yaml(YAML)
     d = prop.disjuncts[0]
     rng = np.random.default_rng(3)
@@ -85,6 +88,37 @@ def test_every_verified_region_is_confirmed_by_the_mip(nets: dict[str, Path]) ->
             assert cert.counterexample_x is not None and cert.counterexample_y is not None
             assert prop.is_unsafe(cert.counterexample_x, cert.counterexample_y)
     assert counts["verified"] >= 3 and counts["violated"] >= 3, counts
+
+
+def test_drifting_regions_answered_from_margin_proofs_hold_by_the_mip(
+        nets: dict[str, Path]) -> None:
+    """A state that drifts and a sigma that wobbles, across the unsafe net's boundary: many
+    ticks are answered from boxes proven with a margin, and every "verified" holds exactly."""
+    monitor = RuntimeMonitor(nets["unsafe"], YAML, deadline_s=1.0, margin=0.1)
+    d = monitor.prop.disjuncts[0]
+    rng = np.random.default_rng(5)
+    center = np.array([1.8, 0.0, 0.0, 0.0, 0.9])
+    counts = {"verified": 0, "violated": 0, "unknown": 0}
+    for _ in range(60):
+        # slowing down towards the obstacle: from safe speeds into the unsafe ones
+        center = (center + rng.normal(0, 0.01, 5) * np.array([1, 1, 1, 1, 0.5])
+                  - np.array([0.005, 0, 0, 0, 0]))
+        radius = np.array([0.15, 0.1, 0.1, 0.1, 0.1]) * rng.uniform(0.95, 1.05)
+        lo, up = center - radius, center + radius
+        cert = monitor.certify(lo, up)
+        counts[cert.status] += 1
+        if cert.status == "verified":
+            box_lo, box_up = np.maximum(lo, d.lower), np.minimum(up, d.upper)
+            if np.all(box_lo <= box_up):
+                mip = solve_min_max_margin(monitor.network, d.coeffs, d.rhs, box_lo, box_up)
+                assert mip.objective > 0, (lo, up, cert.reason, mip)
+        if cert.status == "violated":
+            x, y = cert.counterexample_x, cert.counterexample_y
+            assert x is not None and y is not None and np.all(x >= lo) and np.all(x <= up)
+            assert monitor.prop.is_unsafe(x, y)
+    assert monitor.stats["cache_hits"] >= 8 and monitor.stats["proven_with_margin"] >= 3, (
+        monitor.stats)
+    assert counts["verified"] >= 15 and counts["violated"] >= 10, counts
 
 
 def test_deadline_respected_and_p99_under_50ms(nets: dict[str, Path]) -> None:
@@ -161,3 +195,65 @@ def test_exception_inside_is_unknown(nets: dict[str, Path],
     cert = monitor.certify(center - RADIUS, center + RADIUS)
     assert cert.status == "unknown" and "solver exploded" in cert.reason
     assert monitor.stats["unknown"] == 1
+
+
+def test_a_region_proven_with_a_margin_covers_the_next_slightly_wider_ones(
+        nets: dict[str, Path]) -> None:
+    """At rest the odometry's sigma moves from tick to tick: a region a little wider than the
+    last certified one needed a proof of its own (which missed the deadline under load)."""
+    center = np.array([1.0, 0.0, 0.0, 0.0, 0.8])
+    wider = RADIUS * 1.05
+    alone = RuntimeMonitor(nets["safe"], YAML, margin=0.0)
+    assert alone.certify(center - RADIUS, center + RADIUS).status == "verified"
+    again = alone.certify(center - wider, center + wider)
+    assert again.status == "verified" and again.domains >= 1, again
+
+    monitor = RuntimeMonitor(nets["safe"], YAML, margin=0.1)
+    first = monitor.certify(center - RADIUS, center + RADIUS)
+    assert first.status == "verified" and "with a margin of 0.1" in first.reason, first
+    assert monitor.stats["proven_with_margin"] == 1
+    again = monitor.certify(center - wider, center + wider)
+    assert again.status == "verified" and again.domains == 0, again
+    assert "inside a certified region" in again.reason
+    # What the cache answered for is true: the exact MIP over the wider region agrees.
+    d = monitor.prop.disjuncts[0]
+    mip = solve_min_max_margin(monitor.network, d.coeffs, d.rhs,
+                               np.maximum(center - wider, d.lower),
+                               np.minimum(center + wider, d.upper))
+    assert mip.objective > 0, mip
+
+
+def test_a_counterexample_in_the_margin_is_not_a_violation_of_the_region(
+        nets: dict[str, Path]) -> None:
+    """The margin is only reach: a region that holds is verified even when its widened box
+    does not, and the counterexample found there is re-tried when a region reaches it."""
+    monitor = RuntimeMonitor(nets["unsafe"], YAML, deadline_s=2.0, margin=0.3)
+    d = monitor.prop.disjuncts[0]
+    lower = np.array([1.5, -0.1, -0.1, -0.1, 0.6])
+    upper = np.array([1.8, 0.1, 0.1, 0.1, 1.0])
+    pad = 0.3 * (np.minimum(upper, d.upper) - np.maximum(lower, d.lower))
+
+    def exact_margin(lo: np.ndarray, up: np.ndarray) -> float:
+        return solve_min_max_margin(monitor.network, d.coeffs, d.rhs, np.maximum(lo, d.lower),
+                                    np.minimum(up, d.upper)).objective
+
+    # The premise, by the exact solver: the region holds, the widened box does not.
+    assert exact_margin(lower, upper) > 0
+    assert exact_margin(lower - pad, upper + pad) < 0
+    cert = monitor.certify(lower, upper)
+    assert cert.status == "verified" and "margin" not in cert.reason, cert
+    assert monitor.stats["proven_with_margin"] == 0
+    # The next region is the widened box: its counterexample is re-tried first.
+    reach = monitor.certify(lower - pad, upper + pad)
+    assert reach.status == "violated" and "previous counterexample" in reach.reason, reach
+    x = reach.counterexample_x
+    assert x is not None and np.all(x >= lower - pad) and np.all(x <= upper + pad)
+    assert monitor.prop.is_unsafe(x, np.asarray(reach.counterexample_y))
+
+
+@pytest.mark.parametrize("margin", [-0.1, 1.5, float("nan")])
+def test_a_bad_margin_is_refused_by_name(nets: dict[str, Path], margin: float) -> None:
+    from meetup_ros.verification import VerificationInputError
+
+    with pytest.raises(VerificationInputError, match="margin"):
+        RuntimeMonitor(nets["safe"], YAML, margin=margin)

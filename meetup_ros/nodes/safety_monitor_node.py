@@ -154,6 +154,11 @@ class MonitorParams:
         (0.75, 0.75, 0.75, 0.5, 0.75), "half-widths added to the region, per input"
     )
     k_sigma: float = param(3.0, "region half-width in odometry sigmas")
+    proof_margin: float = param(
+        0.1, "a region that needs a proof is first proven widened by this fraction of its "
+             "width on each side, so that the next ticks' regions fall inside a certified "
+             "one (0 = the region alone; at most 1)"
+    )
     lookahead_s: float = param(
         0.5, "governor inputs only: the nearest depth's lower bound also allows this long at "
              "the region's largest forward speed (s); 0 = the depth radius alone"
@@ -244,6 +249,8 @@ def _check_params(p: MonitorParams) -> None:
     for name in ("k_sigma", "lookahead_s", "max_state_age_s", "deadline_grace_s"):
         need(math.isfinite(getattr(p, name)) and getattr(p, name) >= 0, name,
              "a finite value >= 0")
+    need(math.isfinite(p.proof_margin) and 0 <= p.proof_margin <= 1, "proof_margin",
+         "a fraction of the region's width from 0 to 1")
     for name in ("deadline_s", "input_timeout_s", "command_tolerance", "clock_timeout_s"):
         need(math.isfinite(getattr(p, name)) and getattr(p, name) > 0, name,
              "a finite value > 0")
@@ -360,7 +367,8 @@ class SafetyMonitorNode(Node):
             path = paths.node_file(name, "config")
             if not path.is_file():
                 raise RosInputError(f"property file {str(path)!r} does not exist")
-            monitor = RuntimeMonitor(network_path, path, deadline_s=p.deadline_s)
+            monitor = RuntimeMonitor(network_path, path, deadline_s=p.deadline_s,
+                                     margin=p.proof_margin)
             self.monitors.append((path.name, monitor))
             property_files.append(str(path))
         self.network = self.monitors[0][1].network  # the same file for every property
@@ -445,7 +453,8 @@ class SafetyMonitorNode(Node):
         self.get_logger().info(
             f"monitor: network {network_path}, properties {property_files}, "
             f"deadline {p.deadline_s * 1e3:.0f} ms, state from {p.state_source}, "
-            f"input timeout {p.input_timeout_s:g} s; region: radii {list(p.radii)}"
+            f"input timeout {p.input_timeout_s:g} s, proof margin {p.proof_margin:g}; "
+            f"region: radii {list(p.radii)}"
             + (f" + {p.k_sigma:g} sigma of {p.odom_topic}'s twist" if p.use_odometry_covariance
                else " (no odometry sigma)")
             + ("" if p.state_source == "fixed" else

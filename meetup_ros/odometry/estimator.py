@@ -69,10 +69,9 @@ GYRO_DRIFT_RADPS = 0.002
 # - the angular part is the gyro's plus the network's learned residual, which departs from the
 #   gyro by 0.007-0.019 rad/s rms per interval in flight, growing with the rate:
 #   a floor of GYRO_DRIFT_RADPS plus TWIST_RATE_SCALE_ERROR of the rate's norm.
-# Known shortcoming: the safety monitor sizes its region from this covariance, and with the
-# wider rate sigma at rest (about 0.005 rad/s, was 0.002) the region leaves the one it had
-# certified, so more ticks need a proof: `make demo` lost one certificate to the 50 ms
-# deadline (unknown, the stop) in 3 of 4 runs, at the 8th tick, under slam_node's start-up.
+# The safety monitor sizes its region from this covariance; the wider rate sigma at rest
+# (about 0.005 rad/s, was 0.002) took regions out of the ones it had certified until it proved
+# each with a margin (runtime.py's `margin`, the monitor's `proof_margin`).
 TWIST_VELOCITY_VAR_SCALE = 2.0
 TWIST_RATE_SCALE_ERROR = 0.04
 
