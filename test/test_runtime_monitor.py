@@ -4,6 +4,7 @@ errors that must leave the gate closed ("unknown", never "verified")."""
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -257,3 +258,20 @@ def test_a_bad_margin_is_refused_by_name(nets: dict[str, Path], margin: float) -
 
     with pytest.raises(VerificationInputError, match="margin"):
         RuntimeMonitor(nets["safe"], YAML, margin=margin)
+
+
+def test_a_region_too_wide_for_a_finite_margin_is_certified_as_without_one(
+        nets: dict[str, Path]) -> None:
+    """A margin of a region ~1e308 wide overflows: the region alone is then searched (its
+    answer the same as with no margin), with no overflow warning."""
+    lower = np.array([-1e308, -1.0, -1.0, -1.0, 2.5])
+    upper = np.array([1e308, 1.0, 1.0, 1.0, 3.0])
+    reach = np.array([0.5, -1e308, -1.0, -1.0, 0.5]), np.array([1.0, 1e308, 1.0, 1.0, 0.9])
+    for lo, up in ((lower, upper), reach):
+        answers = []
+        for margin in (0.0, 0.1):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                cert = RuntimeMonitor(nets["safe"], YAML, margin=margin).certify(lo, up)
+            answers.append((cert.status, cert.reason))
+        assert answers[0] == answers[1], answers

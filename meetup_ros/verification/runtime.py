@@ -241,12 +241,16 @@ class RuntimeMonitor:
         first, but it violates the region only if it lies in it (the caller checks).
         """
         d = self.prop.disjuncts[i]
-        pad = self.margin * (up - lo)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked for finiteness below
+            pad = self.margin * (up - lo)
         # lo - pad <= lo in floating point since pad >= 0: the wide box contains the region.
         w_lo = np.maximum(lo - pad, d.lower)
         w_up = np.minimum(up + pad, d.upper)
         if self.margin == 0.0 or (np.array_equal(w_lo, lo) and np.array_equal(w_up, up)):
             return DisjunctOutcome("timeout", domains=0, reason="no margin")
+        if not (np.isfinite(w_lo).all() and np.isfinite(w_up).all()):
+            # a region near the float range (width ~1e308) has no finite margin
+            return DisjunctOutcome("timeout", domains=0, reason="no finite margin")
         now = time.monotonic()
         out = solve_disjunct(self.network, d.coeffs, d.rhs, w_lo, w_up,
                              now + MARGIN_SHARE * max(deadline - now, 0.0), self.config, None,
