@@ -430,8 +430,8 @@ def test_depth_region_allows_the_closing_speed_the_region_allows(harness: Harnes
     ({"input_names": ["a", "a", "b", "c", "d"]}, r"input_names .*: expected one distinct"),
     ({"radii": [0.1, 0.1]}, r"radii \(0\.1, 0\.1\) has 2 values; expected one per input"),
     ({"deadline_s": math.inf}, r"deadline_s inf: expected a finite value > 0"),
-    ({"proof_margin": -0.1}, r"proof_margin -0\.1: expected a fraction of the region's width"),
-    ({"proof_margin": math.nan}, r"proof_margin nan: expected a fraction"),
+    ({"region_margin": -0.1}, r"region_margin -0\.1: expected a fraction of the region's width"),
+    ({"region_margin": math.nan}, r"region_margin nan: expected a fraction"),
     ({"tick_hz": 1e-12}, r"tick_hz 1e-12: expected a finite rate in \[1e-09, 1000\] Hz"),
     ({"diagnostics_period_s": math.inf}, r"diagnostics_period_s inf: expected a finite period"),
     ({"realtime_priority": 50}, r"realtime_priority 50: expected 0 \(normal scheduling\) or a "
@@ -490,3 +490,22 @@ def test_monitor_with_a_nan_fallback_exits_naming_it(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert "fallback_linear_mps (nan, 0.0, 0.0): expected 3 finite values" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.dds
+def test_a_network_too_slow_to_bound_in_the_deadline_is_said_at_start_up(
+        harness: Harness, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A tester's network of 3 x 1024 hidden units took 300-400 ms for its first bound
+    against the 50 ms deadline: every tick late (the fallback), the watchdog waiting, and
+    nothing said about why."""
+    from meetup_ros.verification.examples import random_relu_network
+    from meetup_ros.verification.onnx_loader import save_onnx
+
+    _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"))
+    assert "more than the deadline" not in capfd.readouterr().err
+    slow = save_onnx(random_relu_network([5, 512, 512, 512, 3], seed=0),
+                     tmp_path / "slow.onnx")
+    _monitor(harness, slow, deadline_s=0.002, deadline_grace_s=0.0)
+    err = capfd.readouterr().err
+    assert "governor_property.yaml: a proof over the radii at the start state took" in err, err
+    assert "more than the deadline 2 ms" in err

@@ -70,7 +70,7 @@ def test_every_verified_region_is_confirmed_by_the_mip(nets: dict[str, Path],
                                                        margin: float) -> None:
     """Sweep regions over the unsafe net; each "verified" must be true by the exact MIP,
     whether it was proven alone, with a margin, or answered from a box proven with one."""
-    monitor = RuntimeMonitor(nets["unsafe"], YAML, deadline_s=1.0, margin=margin)
+    monitor = RuntimeMonitor(nets["unsafe"], YAML, deadline_s=1.0, region_margin=margin)
     prop = load_property_yaml(YAML)
     d = prop.disjuncts[0]
     rng = np.random.default_rng(3)
@@ -95,7 +95,7 @@ def test_drifting_regions_answered_from_margin_proofs_hold_by_the_mip(
         nets: dict[str, Path]) -> None:
     """A state that drifts and a sigma that wobbles, across the unsafe net's boundary: many
     ticks are answered from boxes proven with a margin, and every "verified" holds exactly."""
-    monitor = RuntimeMonitor(nets["unsafe"], YAML, deadline_s=1.0, margin=0.1)
+    monitor = RuntimeMonitor(nets["unsafe"], YAML, deadline_s=1.0, region_margin=0.1)
     d = monitor.prop.disjuncts[0]
     rng = np.random.default_rng(5)
     center = np.array([1.8, 0.0, 0.0, 0.0, 0.9])
@@ -204,12 +204,12 @@ def test_a_region_proven_with_a_margin_covers_the_next_slightly_wider_ones(
     last certified one needed a proof of its own (which missed the deadline under load)."""
     center = np.array([1.0, 0.0, 0.0, 0.0, 0.8])
     wider = RADIUS * 1.05
-    alone = RuntimeMonitor(nets["safe"], YAML, margin=0.0)
+    alone = RuntimeMonitor(nets["safe"], YAML, region_margin=0.0)
     assert alone.certify(center - RADIUS, center + RADIUS).status == "verified"
     again = alone.certify(center - wider, center + wider)
     assert again.status == "verified" and again.domains >= 1, again
 
-    monitor = RuntimeMonitor(nets["safe"], YAML, margin=0.1)
+    monitor = RuntimeMonitor(nets["safe"], YAML, region_margin=0.1)
     first = monitor.certify(center - RADIUS, center + RADIUS)
     assert first.status == "verified" and "with a margin of 0.1" in first.reason, first
     assert monitor.stats["proven_with_margin"] == 1
@@ -228,7 +228,7 @@ def test_a_counterexample_in_the_margin_is_not_a_violation_of_the_region(
         nets: dict[str, Path]) -> None:
     """The margin is only reach: a region that holds is verified even when its widened box
     does not, and the counterexample found there is re-tried when a region reaches it."""
-    monitor = RuntimeMonitor(nets["unsafe"], YAML, deadline_s=2.0, margin=0.3)
+    monitor = RuntimeMonitor(nets["unsafe"], YAML, deadline_s=2.0, region_margin=0.3)
     d = monitor.prop.disjuncts[0]
     lower = np.array([1.5, -0.1, -0.1, -0.1, 0.6])
     upper = np.array([1.8, 0.1, 0.1, 0.1, 1.0])
@@ -256,8 +256,8 @@ def test_a_counterexample_in_the_margin_is_not_a_violation_of_the_region(
 def test_a_bad_margin_is_refused_by_name(nets: dict[str, Path], margin: float) -> None:
     from meetup_ros.verification import VerificationInputError
 
-    with pytest.raises(VerificationInputError, match="margin"):
-        RuntimeMonitor(nets["safe"], YAML, margin=margin)
+    with pytest.raises(VerificationInputError, match="region_margin"):
+        RuntimeMonitor(nets["safe"], YAML, region_margin=margin)
 
 
 def test_a_region_too_wide_for_a_finite_margin_is_certified_as_without_one(
@@ -272,6 +272,6 @@ def test_a_region_too_wide_for_a_finite_margin_is_certified_as_without_one(
         for margin in (0.0, 0.1):
             with warnings.catch_warnings():
                 warnings.simplefilter("error")
-                cert = RuntimeMonitor(nets["safe"], YAML, margin=margin).certify(lo, up)
+                cert = RuntimeMonitor(nets["safe"], YAML, region_margin=margin).certify(lo, up)
             answers.append((cert.status, cert.reason))
         assert answers[0] == answers[1], answers

@@ -316,3 +316,93 @@ def test_boxes_too_large_for_float64_are_never_proven(half_width: float) -> None
     state = np.array([0.0, 0.0, 0.0, 0.0, 1.0])
     radius = np.array([half_width] * 4 + [0.75])
     assert monitor.certify(state - radius, state + radius, deadline_s=1.0).status != "verified"
+
+
+# ---- domains too small to split must not lose the rest of the search --------------------
+
+# A 1-input network (exact in float32) that is >= 2^-9 everywhere but in a dip 2^-14 wide at
+# DIP_X, where it reaches -2^-15 (a real counterexample of "y <= 0", which random restarts
+# miss: the gradient is flat outside the dip), and that carries, near 1.0625, two equal units
+# of height 2^16 that cancel exactly: there the float32 rounding allowance of every bound is
+# far above 2^-9, so the domains there shrink until they are too small to split.
+DIP_X = 0.28125
+
+
+def _dip_network():
+    from meetup_ros.verification.network import Network
+
+    half, floor = 2.0 ** -14, 2.0 ** -9
+    bump_at, bump_half, bump_slope = 1.0625, 2.0 ** -5, 2.0 ** 21
+    depth = floor * (1 + 2.0 ** -6) / half  # floor - depth * half = -2^-15 at DIP_X
+    W1 = np.array([[1.0], [1.0], [1.0], [1.0], [-1.0]])
+    b1 = np.array([half - DIP_X, -DIP_X, -DIP_X - half, -bump_at, bump_at])
+    # hat = r0 - 2 r1 + r2 (peak `half` at DIP_X); bump = slope * (bump_half - |x - bump_at|)
+    W2 = np.array([[1.0, -2.0, 1.0, 0.0, 0.0],
+                   [0.0, 0.0, 0.0, -bump_slope, -bump_slope],
+                   [0.0, 0.0, 0.0, -bump_slope, -bump_slope]])
+    b2 = np.array([0.0, bump_slope * bump_half, bump_slope * bump_half])
+    W3 = np.array([[-depth, 1.0, -1.0]])
+    return Network([W1, W2, W3], [b1, b2, np.array([floor])], source="dip",
+                   source_kind="memory")
+
+
+def _dip_property(lower: float, upper: float) -> Property:
+    return Property((Disjunct(np.array([lower]), np.array([upper]), np.array([[1.0]]),
+                              np.array([0.0])),), 1, 1)
+
+
+def test_the_dip_network_is_what_it_claims() -> None:
+    net = _dip_network()
+    y = net.forward(np.array([[DIP_X]]))[0, 0]
+    assert y == -(2.0 ** -15)
+    xs = np.linspace(-0.1, 1.1, 20001)
+    ys = net.forward(xs[:, None])[:, 0]
+    assert np.all(ys[np.abs(xs - DIP_X) > 2.0 ** -14] >= 2.0 ** -9 - 1e-12)
+    d = _dip_property(0.0, 1.0).disjuncts[0]
+    assert solve_min_max_margin(net, d.coeffs, d.rhs, d.lower, d.upper).objective < 0
+
+
+def test_domains_too_small_to_split_keep_every_open_domain() -> None:
+    """A tester's wrong "verified": with the MIP off (the runtime monitor), a search that
+    reached domains too small to split handed back those alone as its open domains; resumed
+    over a region inside its box, the rest (the dip) was gone, and the region was "unsat"."""
+    from meetup_ros.verification.bab import solve_disjunct
+    from meetup_ros.verification.runtime import RUNTIME_CONFIG
+
+    net = _dip_network()
+    d = _dip_property(-0.1, 1.1).disjuncts[0]
+    dip = np.array([DIP_X])
+    frontier = None
+    # Resumed rounds, as verify and the monitor's ticks run it: the open domains handed back
+    # after each must still cover the counterexample, whichever way the round ended.
+    for _ in range(12):
+        out = solve_disjunct(net, d.coeffs, d.rhs, d.lower, d.upper, time.monotonic() + 0.2,
+                             RUNTIME_CONFIG, frontier)
+        assert out.status != "unsat", out
+        if out.status == "sat":
+            break
+        assert out.frontier is not None and len(out.frontier.restrict(dip, dip)) > 0, (
+            f"the domain around the counterexample was dropped ({out.reason})")
+        frontier = out.frontier
+    region = solve_disjunct(net, d.coeffs, d.rhs, np.array([0.0]), np.array([1.0]),
+                            time.monotonic() + 0.5, RUNTIME_CONFIG,
+                            None if frontier is None else frontier.restrict(np.array([0.0]),
+                                                                            np.array([1.0])))
+    assert region.status != "unsat", region
+
+
+@pytest.mark.parametrize("region_margin", [0.0, 0.1])
+def test_the_runtime_monitor_never_verifies_the_dip(region_margin: float) -> None:
+    from meetup_ros.verification.runtime import RuntimeMonitor
+
+    monitor = RuntimeMonitor(_dip_network(), _dip_property(-10.0, 10.0), deadline_s=0.2,
+                             region_margin=region_margin)
+    for lower, upper in ((-0.1, 1.1), (0.0, 1.0), (DIP_X - 1e-3, DIP_X + 1e-3),
+                         (DIP_X, DIP_X)):
+        cert = monitor.certify(np.array([lower]), np.array([upper]))
+        assert cert.status != "verified", (lower, upper, cert)
+
+
+def test_offline_verify_never_proves_the_dip() -> None:
+    result = verify(_dip_network(), _dip_property(-0.1, 1.1), timeout_s=3.0)
+    assert result.status != "unsat", result

@@ -287,6 +287,10 @@ class _Solver:
         self.iteration = 0
         self.mip_s = 0.0  # time spent in MIP probes
         self.scale: float | None = None  # the max-margin's spread over the box, when needed
+        # Domains too small to split that the MIP did not settle (or may not run on): still
+        # open, so part of every frontier handed back, and never "unsat" while any remain.
+        self.stuck: Frontier | None = None
+        self.stuck_reason = ""
 
     # -- helpers ----------------------------------------------------------------------------
     def _time_left(self) -> float:
@@ -409,9 +413,19 @@ class _Solver:
         terms = np.abs(self.coeffs) @ h + np.abs(self.rhs)
         return float(2.0 ** -36 * terms.max()) if terms.size else 0.0
 
+    def _with_stuck(self, frontier: Frontier) -> Frontier:
+        """Every open domain: the frontier and the domains set aside as too small to split."""
+        if self.stuck is None or len(self.stuck) == 0:
+            return frontier
+        if len(frontier) == 0:
+            return self.stuck
+        return Frontier.concat(frontier, self.stuck)
+
     def _run(self, frontier: Frontier | None, pause_at: float | None) -> DisjunctOutcome:
         cfg = self.config
         margin = self.margin
+        # A resumed frontier holds the domains set aside before: they are searched again.
+        self.stuck, self.stuck_reason = None, ""
         if frontier is None:
             lo = torch.as_tensor(self.lower_np).unsqueeze(0)
             up = torch.as_tensor(self.upper_np).unsqueeze(0)
@@ -429,10 +443,12 @@ class _Solver:
             frontier = root
         while len(frontier) > 0:
             if self._time_left() <= 0:
+                frontier = self._with_stuck(frontier)
                 return DisjunctOutcome("timeout", frontier=frontier, domains=self.domains,
                                        reason=f"deadline with {len(frontier)} open domains")
             if len(frontier) > cfg.max_domains:
-                return self._leftover_to_mip(frontier, "too many open domains")
+                return self._leftover_to_mip(self._with_stuck(frontier),
+                                             "too many open domains")
             self.iteration += 1
             # Best-first: the batch with the smallest bounds, sized so that one step (about
             # 2 x split_candidates bounded children per parent) fits in the time left.
@@ -452,8 +468,15 @@ class _Solver:
                 children, leftovers = self._split_relu(batch, alpha_steps)
             if leftovers is not None and len(leftovers) > 0:
                 out = self._leftover_to_mip(leftovers, "domains too small to split")
-                if out.status != "unsat":
+                if out.status == "sat":
                     return out
+                if out.status != "unsat":
+                    # Set aside, and the search goes on over the rest (a counterexample may
+                    # be there). Handed back before as the whole frontier, these alone were
+                    # resumed, the rest lost: a region with a counterexample was "proven".
+                    self.stuck = leftovers if self.stuck is None else Frontier.concat(
+                        self.stuck, leftovers)
+                    self.stuck_reason = out.reason
             new_frontier = frontier.select(rest)
             if children is not None:
                 found = self._check_domains(children)
@@ -489,8 +512,12 @@ class _Solver:
                     return found
             # Checked after a step, so every call makes progress.
             if pause_at is not None and len(frontier) > 0 and time.monotonic() >= pause_at:
+                frontier = self._with_stuck(frontier)
                 return DisjunctOutcome("timeout", frontier=frontier, domains=self.domains,
                                        reason=f"paused with {len(frontier)} open domains")
+        if self.stuck is not None and len(self.stuck) > 0:
+            return DisjunctOutcome("timeout", frontier=self.stuck, domains=self.domains,
+                                   reason=f"{len(self.stuck)} open domains: {self.stuck_reason}")
         return DisjunctOutcome("unsat", domains=self.domains)
 
     def _spread(self, samples: int = 256) -> float:

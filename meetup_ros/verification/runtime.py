@@ -11,13 +11,16 @@ Work is reused between ticks: regions inside a box already certified are verifie
 the latest counterexample is re-tried first, and after a timeout the open branch-and-bound
 domains are kept and resumed when the next region lies inside the previous one.
 
-A region that needs a proof is first proven with a margin (``margin`` of its width on each
-side, within the property's box), with part of the time left: a state at rest whose sigma
-wobbles from tick to tick then stays inside one certified box instead of asking for a proof
+A region that needs a proof is first proven with a margin (``region_margin`` of its width on
+each side, within the property's box), with part of the time left: a state at rest whose sigma
+moves from tick to tick then stays inside one certified box instead of asking for a proof
 every few ticks, each of which can miss the deadline on a busy CPU. The wider box is a
-superset of the region, so its proof is one for the region; when it fails (no time, or a
-counterexample outside the region) the region itself is searched from the wide search's open
-domains, restricted to it, so little of the time spent is lost.
+superset of the region, so its proof is one for the region. When it fails, the region itself
+is searched: from the wide search's open domains restricted to it after a timeout (every open
+domain is in them, so what lies outside the region is all that is dropped), afresh after a
+counterexample that lies only in the margin (a real one, re-tried first when a later region
+reaches it). A failure costs a second root bound, so after one the next regions of that
+disjunct go without a margin for a while (1, 2, 4, ... 32 of them).
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ RUNTIME_CONFIG = BabConfig(
 # The share of a tick's remaining time the proof with a margin may take before the region
 # itself is searched.
 MARGIN_SHARE = 0.5
+# After failed proofs with a margin, up to 2**5 = 32 regions that need a proof go without one.
+MARGIN_MAX_BACKOFF = 5
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,8 @@ class RuntimeMonitor:
         deadline_s: time budget per ``certify`` call.
         config: branch-and-bound settings (``RUNTIME_CONFIG`` by default).
         cache_size: certified boxes remembered per disjunct.
-        margin: a region that needs a proof is first proven widened by this fraction of its
-            width on each side (0: never; see the module's docstring).
+        region_margin: a region that needs a proof is first proven widened by this fraction
+            of its width on each side (0: never; see the module's docstring).
     Raises:
         VerificationInputError: unreadable network/property, or sizes that do not match.
     """
@@ -98,14 +103,15 @@ class RuntimeMonitor:
         deadline_s: float = 0.05,
         config: BabConfig | None = None,
         cache_size: int = 16,
-        margin: float = 0.1,
+        region_margin: float = 0.1,
     ) -> None:
         if not deadline_s > 0:
             raise VerificationInputError(f"deadline_s {deadline_s!r}; expected > 0")
-        if not (math.isfinite(margin) and 0.0 <= margin <= 1.0):
-            raise VerificationInputError(f"margin {margin!r}; expected 0 to 1 (a fraction of "
-                                         "the region's width)")
-        self.margin = float(margin)
+        if not (isinstance(region_margin, float | int) and math.isfinite(region_margin)
+                and 0.0 <= region_margin <= 1.0):
+            raise VerificationInputError(f"region_margin {region_margin!r}; expected 0 to 1 "
+                                         "(a fraction of the region's width)")
+        self.region_margin = float(region_margin)
         self.network = (network_path if isinstance(network_path, Network)
                         else load_network(network_path))
         self.prop = prop if isinstance(prop, Property) else load_property(prop)
@@ -121,8 +127,10 @@ class RuntimeMonitor:
         # One falsifier random source per disjunct for the whole run: a tick that resumes
         # an open search tries new points, not the last tick's again.
         self._generators = [torch.Generator().manual_seed(self.config.seed) for _ in range(n)]
+        self._margin_wait = [0] * n  # regions left to certify without a margin
+        self._margin_backoff = [0] * n  # log2 of the next wait
         self.stats = {"calls": 0, "cache_hits": 0, "resumed": 0, "proven_with_margin": 0,
-                      "verified": 0, "violated": 0, "unknown": 0}
+                      "margin_failed": 0, "verified": 0, "violated": 0, "unknown": 0}
         # Warm up torch kernels and the onnxruntime session outside the first deadline.
         self.network.torch_layers()
         if self.network.source_kind == "onnx":
@@ -141,6 +149,8 @@ class RuntimeMonitor:
         self._certified = [[] for _ in range(n)]
         self._open = [None] * n
         self._last_cex = [None] * n
+        self._margin_wait = [0] * n
+        self._margin_backoff = [0] * n
 
     def certify(self, lower: np.ndarray, upper: np.ndarray,
                 deadline_s: float | None = None) -> Certificate:
@@ -201,11 +211,14 @@ class RuntimeMonitor:
             if previous is not None and _inside(lo, up, previous[0], previous[1]):
                 frontier = previous[2].restrict(lo, up)
                 self.stats["resumed"] += 1
+            elif self._margin_wait[i] > 0:
+                self._margin_wait[i] -= 1
             else:
                 wide = self._prove_with_margin(i, lo, up, deadline)
                 domains += wide.domains
                 if wide.status == "unsat":
-                    reasons.append(f"disjunct {i}: proven with a margin of {self.margin:g}")
+                    reasons.append(
+                        f"disjunct {i}: proven with a margin of {self.region_margin:g}")
                     continue
                 if wide.status == "sat" and wide.x is not None and wide.y is not None and (
                         np.all(wide.x >= lo) and np.all(wide.x <= up)):
@@ -213,6 +226,12 @@ class RuntimeMonitor:
                                        domains, f"disjunct {i}: counterexample confirmed")
                 if wide.frontier is not None and wide.status != "sat":
                     frontier = wide.frontier.restrict(lo, up)
+            if frontier is not None and len(frontier) == 0:
+                # Nothing open in the region would prove it without a search: sound only if
+                # the frontier held every open domain, which bab guarantees; a frontier that
+                # lost some (fixed, after a tester's wrong "verified") would be believed here,
+                # so the region is searched afresh instead, at the cost of its root bound.
+                frontier = None
             out = solve_disjunct(self.network, d.coeffs, d.rhs, lo, up, deadline, self.config,
                                  frontier, self._generators[i], d.exact)
             domains += out.domains
@@ -234,19 +253,20 @@ class RuntimeMonitor:
 
     def _prove_with_margin(self, i: int, lo: np.ndarray, up: np.ndarray,
                            deadline: float) -> DisjunctOutcome:
-        """Branch and bound on the region widened by ``margin`` (within the disjunct's box),
-        for ``MARGIN_SHARE`` of the time left; proven, the wide box is remembered.
+        """Branch and bound on the region widened by ``region_margin`` (within the disjunct's
+        box), for ``MARGIN_SHARE`` of the time left; proven, the wide box is remembered.
 
         A counterexample it finds is a real one of the network, so it is kept to be re-tried
         first, but it violates the region only if it lies in it (the caller checks).
         """
         d = self.prop.disjuncts[i]
         with np.errstate(over="ignore", invalid="ignore"):  # checked for finiteness below
-            pad = self.margin * (up - lo)
+            pad = self.region_margin * (up - lo)
         # lo - pad <= lo in floating point since pad >= 0: the wide box contains the region.
         w_lo = np.maximum(lo - pad, d.lower)
         w_up = np.minimum(up + pad, d.upper)
-        if self.margin == 0.0 or (np.array_equal(w_lo, lo) and np.array_equal(w_up, up)):
+        if self.region_margin == 0.0 or (np.array_equal(w_lo, lo)
+                                         and np.array_equal(w_up, up)):
             return DisjunctOutcome("timeout", domains=0, reason="no margin")
         if not (np.isfinite(w_lo).all() and np.isfinite(w_up).all()):
             # a region near the float range (width ~1e308) has no finite margin
@@ -259,8 +279,16 @@ class RuntimeMonitor:
             self._remember(i, w_lo, w_up)
             self._open[i] = None
             self.stats["proven_with_margin"] += 1
-        elif out.status == "sat":
+            self._margin_backoff[i] = 0
+            return out
+        if out.status == "sat":
             self._last_cex[i] = out.x
+        # Failed, it cost a root bound and a falsifier round on top of the region's own
+        # (a tester's large network: 26 -> 52 ms a tick): the next 1, 2, 4, ... 32 regions
+        # of this disjunct that need a proof skip the margin, until one succeeds.
+        self.stats["margin_failed"] += 1
+        self._margin_wait[i] = 2 ** self._margin_backoff[i]
+        self._margin_backoff[i] = min(self._margin_backoff[i] + 1, MARGIN_MAX_BACKOFF)
         return out
 
     def _remember(self, i: int, lo: np.ndarray, up: np.ndarray) -> None:
