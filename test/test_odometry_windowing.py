@@ -219,3 +219,53 @@ def test_whole_real_euroc_imu_stream_none_dropped_none_twice(euroc_dir: Path) ->
     assert w.stats.dropped == 0 and w.stats.used == len(inside)
     assert all(n == 10 for n in sizes[1:]), sorted(set(sizes[1:]))
     np.testing.assert_allclose(np.concatenate([u for u in used]).size, len(inside))
+
+
+def test_a_refused_sample_is_dropped_not_missing() -> None:
+    """A tester's NaN sample was reported as never received (a gap) as well as dropped: a
+    sample that came and was refused, here or by the node's message check, is no gap."""
+    stamps = [T0 + i * PERIOD_NS for i in range(1, 41)]
+    w = ImuWindower()
+    for s in stamps:
+        gyro, accel = _sample(s)
+        if s == stamps[19]:
+            gyro = np.array([np.nan, 0.0, 0.0])
+        w.add(s, gyro, accel)
+    w.refuse(None, "bad_message", "a stamp that is not a time")  # counted, explains nothing
+    w.take(T0 + NS)
+    assert (w.stats.dropped, w.stats.gaps, w.stats.samples_missing) == (2, 0, 0), w.stats
+    assert w.stats.received == 41 and w.stats.used == 39
+    # refused by the caller (the node) before add: the same
+    w = ImuWindower()
+    for s in stamps:
+        if s == stamps[19]:
+            w.refuse(s, "bad_message", "linear_acceleration is not finite")
+        else:
+            w.add(s, *_sample(s))
+    w.take(T0 + NS)
+    assert (w.stats.dropped, w.stats.gaps, w.stats.samples_missing) == (1, 0, 0), w.stats
+    # a refused sample inside a longer hole explains only itself
+    w = ImuWindower()
+    for i, s in enumerate(stamps):
+        if i == 20:
+            w.refuse(s, "bad_message", "NaN")
+        elif i not in (19, 21):
+            w.add(s, *_sample(s))
+    w.take(T0 + NS)
+    assert (w.stats.gaps, w.stats.samples_missing) == (1, 2), w.stats
+
+
+def test_a_late_sample_that_fills_a_counted_gap_takes_it_back() -> None:
+    """A tester's sample delivered 7 ms late, after its window had closed: merged into the
+    next window and used, yet counted as a sample that never arrived."""
+    stamps = [T0 + i * PERIOD_NS for i in range(1, 41)]
+    late = stamps[9]  # its successor came first, then the frame, then it
+    w = ImuWindower()
+    _feed(w, [s for s in stamps[:12] if s != late])
+    w.take(stamps[10] + PERIOD_NS // 2)
+    assert (w.stats.gaps, w.stats.samples_missing) == (1, 1)
+    assert w.add(late, *_sample(late))
+    _feed(w, stamps[12:])
+    window = w.take(T0 + NS)
+    assert late in window.stamps_ns.tolist() and w.stats.late_merged == 1
+    assert (w.stats.gaps, w.stats.samples_missing) == (0, 0), w.stats

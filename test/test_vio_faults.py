@@ -123,6 +123,25 @@ def test_an_imu_gap_upstream_is_counted_and_said(harness: Harness, seq) -> None:
     assert stats.dropped == 0
 
 
+def test_a_refused_imu_message_is_dropped_not_missing(harness: Harness, seq) -> None:
+    """A tester's NaN IMU message was logged as 'never received' (a gap) and counted by the
+    demo as lost in transport: it was received, and refused."""
+    import dataclasses
+
+    t0 = int(seq.cam0.stamps_ns[0])
+    nan_at = int(np.flatnonzero(seq.imu.stamps_ns > t0 + NS // 2)[0])
+    accel = seq.imu.accel_mps2.copy()
+    accel[nan_at] = [np.nan, 0.0, 9.8]
+    damaged = dataclasses.replace(seq, imu=dataclasses.replace(seq.imu, accel_mps2=accel))
+    node, _frames = _vio_node_after(harness, damaged, 1.0)
+    stats = node.estimator.stats
+    assert node.health.counters["bad_imu"] == 1
+    assert (stats.dropped, stats.gaps, stats.samples_missing) == (1, 0, 0), stats
+    assert node.health.counters["imu_gaps"] == 0 and node.health.counters["imu_rejected"] == 0
+    published = int(np.sum((seq.imu.stamps_ns >= t0) & (seq.imu.stamps_ns <= t0 + NS)))
+    assert stats.received == published
+
+
 def test_rejected_imu_samples_and_unset_stamps_reach_the_diagnostics(
         harness: Harness, seq) -> None:
     node, _frames = _vio_node_after(harness, seq, 0.5)

@@ -249,6 +249,7 @@ class VioNode(Node):
                 stamp_ns, gyro_radps, accel_mps2 = imu_to_arrays(msg, topic=p.imu_topic)
             except RosInputError as exc:
                 self.health.problem("bad_imu", f"dropped: {exc}")
+                self._refused_imu(msg, str(exc))
                 return
             if self._imu_head_ns is not None and stamp_ns < self._imu_head_ns - self._jump_ns:
                 # A loop: frames still waiting belong to the previous pass.
@@ -271,6 +272,18 @@ class VioNode(Node):
             self._imu_head_ns = max(stamp_ns, self._imu_head_ns or stamp_ns)
             self._check_resets(p.imu_topic, stamp_ns)
         self._drain_frames()
+
+    def _refused_imu(self, msg: Imu, why: str) -> None:
+        """A sample received and refused is counted as such by the windower (received,
+        dropped), so that the hole it leaves is not also reported as samples that never came
+        (a tester's NaN sample was 'never received' and 'lost in transport')."""
+        try:
+            stamp_ns: int | None = stamp_to_ns(msg.header.stamp, self.params.imu_topic)
+        except RosInputError:
+            stamp_ns = None  # counted, but it cannot explain a gap
+        self.estimator.windower.refuse(stamp_ns, "bad_message", why)
+        self._stats = self.estimator.stats
+        self._grew("dropped")  # said above as bad_imu, not again as imu_rejected
 
     def _on_image(self, msg: Image) -> None:
         p = self.params

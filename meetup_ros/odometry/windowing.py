@@ -20,7 +20,11 @@ sample with a stamp up to and including it. Guarantees, counted in :class:`Windo
   two used samples of more than ``GAP_PERIODS`` periods (the median of the recent steps and
   the window's own: a clean 100 Hz IMU is not half missing): counted (``gaps``,
   ``samples_missing``) and logged. The window still integrates across it, with the longer
-  dt: a tester's 0.5 s without IMU left no trace but fewer zero-velocity updates.
+  dt: a tester's 0.5 s without IMU left no trace but fewer zero-velocity updates. A sample
+  that did come but was refused (NaN, here or in the node's message check: ``refuse``) is
+  dropped, not missing, and one that comes late into a stretch already counted as a gap
+  takes its share back out of the gap's count (a tester's NaN sample and 7 ms late sample
+  were each reported as never received).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ def say_again(count: int) -> bool:
     return count <= 3 or count % 100 == 0
 
 GAP_PERIODS = 1.9  # one sample missing (2 periods) is a gap; jitter under 90 % is not
+REMEMBERED = 256  # refused stamps and gaps kept for the accounting above (>1 s at 200 Hz)
 
 
 class OdometryError(Exception):
@@ -134,6 +139,10 @@ class ImuWindower:
         self.reset_happened = False  # set by add() when its sample reset the windower
         self.last_reset_reason = ""
         self.last_rejection = ""  # "reason: detail" of the newest rejected sample
+        # Stamps of recent refused samples, and recent gaps [before, after, missing]: what a
+        # gap's count leaves out, and what a late sample may fill.
+        self._refused: deque[int] = deque(maxlen=REMEMBERED)
+        self._recent_gaps: deque[list[int]] = deque(maxlen=REMEMBERED)
 
     # -- input ---------------------------------------------------------------------------------
     def add(self, stamp_ns: int, gyro_radps: np.ndarray, accel_mps2: np.ndarray) -> bool:
@@ -183,6 +192,7 @@ class ImuWindower:
         if self._last_end_ns is not None and stamp_ns <= self._last_end_ns:
             # Its window closed before it arrived: it joins the next one, first in line.
             self.stats.late_merged += 1
+            self._fill_gap(stamp_ns)
             i = 0
         self._stamps.insert(i, stamp_ns)
         self._samples.insert(i, (gyro[0], gyro[1], gyro[2], accel[0], accel[1], accel[2]))
@@ -190,13 +200,32 @@ class ImuWindower:
             self._newest_ns = stamp_ns
         return True
 
-    def _reject(self, reason: str, stamp_ns: int, detail: str) -> None:
+    def refuse(self, stamp_ns: int | None, reason: str, detail: str) -> None:
+        """Count a sample the caller received and refused before ``add`` (a node's message
+        check): received and dropped, not missing. The caller has said why; not logged."""
+        self.stats.received += 1
+        self._reject(reason, stamp_ns, detail, log=False)
+
+    def _reject(self, reason: str, stamp_ns: int | None, detail: str, log: bool = True) -> None:
         self.stats.drop(reason)
         self.last_rejection = f"{reason}: {detail}"
+        if stamp_ns is not None:
+            self._refused.append(int(stamp_ns))
         count = self.stats.dropped_by_reason[reason]
-        if say_again(count):
-            logger.warning("IMU sample at %d ns rejected (%s, %d so far): %s",
+        if log and say_again(count):
+            logger.warning("IMU sample at %s ns rejected (%s, %d so far): %s",
                            stamp_ns, reason, count, detail)
+
+    def _fill_gap(self, stamp_ns: int) -> None:
+        """A late sample inside a stretch counted as a gap: one sample fewer missing."""
+        for gap in self._recent_gaps:
+            before, after, missing = gap
+            if before < stamp_ns < after and missing > 0:
+                gap[2] -= 1
+                self.stats.samples_missing -= 1
+                if gap[2] == 0:
+                    self.stats.gaps -= 1
+                return
 
     # -- output --------------------------------------------------------------------------------
     @property
@@ -265,7 +294,11 @@ class ImuWindower:
 
     def _gap(self, before_ns: int, after_ns: int, step_s: float,
              period_s: float) -> None:
-        missing = max(1, round(step_s / period_s) - 1)
+        refused = sum(1 for t in self._refused if before_ns < t < after_ns)
+        missing = max(1, round(step_s / period_s) - 1) - refused
+        if missing <= 0:  # every sample of the stretch came, and was refused
+            return
+        self._recent_gaps.append([before_ns, after_ns, missing])
         self.stats.gaps += 1
         self.stats.samples_missing += missing
         if say_again(self.stats.gaps):
@@ -286,6 +319,8 @@ class ImuWindower:
                            "resets so far)", reason, len(self._stamps), self.stats.resets)
         self._stamps.clear()
         self._samples.clear()
+        self._refused.clear()
+        self._recent_gaps.clear()
         self._newest_ns = None
         self._last_used_ns = None
         self._last_end_ns = None
