@@ -14,20 +14,33 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_BAG = REPO / "data" / "euroc_v1_01_easy_sample"
 
 
-def restamped_bag(dst: Path, stamp: Callable[[str, int], int], src: Path = SAMPLE_BAG) -> Path:
-    """Write ``src`` to ``dst`` (no SHA256SUMS, like a ros2 recording) with each header stamp
-    replaced by ``stamp(topic, stamp_ns)``; the bag's receive times are kept."""
+def altered_bag(dst: Path, alter: Callable[[str, int, object], None],
+                src: Path = SAMPLE_BAG) -> Path:
+    """Write ``src`` to ``dst`` (no SHA256SUMS, like a ros2 recording) with each message
+    passed to ``alter(topic, index on its topic, message)`` to change in place first; the
+    bag's receive times are kept."""
+    counts: dict[str, int] = {}
     with Reader(src) as reader, Writer(dst, version=9, storage_plugin=StoragePlugin.MCAP) as out:
         conns = {c.id: out.add_connection(c.topic, c.msgtype, typestore=TYPESTORE)
                  for c in reader.connections}
         for conn, t_ns, raw in reader.messages():
             msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
-            if hasattr(msg, "header"):
-                old = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(
-                    stamp(conn.topic, old), 1_000_000_000)
+            index = counts.get(conn.topic, 0)
+            counts[conn.topic] = index + 1
+            alter(conn.topic, index, msg)
             out.write(conns[conn.id], t_ns, TYPESTORE.serialize_cdr(msg, conn.msgtype))
     return dst
+
+
+def restamped_bag(dst: Path, stamp: Callable[[str, int], int], src: Path = SAMPLE_BAG) -> Path:
+    """``src`` with each header stamp replaced by ``stamp(topic, stamp_ns)``."""
+    def restamp(topic: str, _index: int, msg: object) -> None:
+        header = getattr(msg, "header", None)
+        if header is not None:
+            old = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+            header.stamp.sec, header.stamp.nanosec = divmod(stamp(topic, old), 1_000_000_000)
+
+    return altered_bag(dst, restamp, src)
 
 
 def zero_stamp_bag(dst: Path) -> Path:

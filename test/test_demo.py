@@ -99,3 +99,28 @@ def test_demo_on_a_corrupt_bag_fails_naming_it(tmp_path: Path, sums: bool,
         assert code == 2
         err = capsys.readouterr().err
         assert "is corrupt or truncated" in err and str(bag) in err
+
+
+def test_demo_refuses_a_non_finite_ground_truth_before_starting_a_node(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A tester's bag with one NaN ground-truth position: the pipeline ran for 25 s, then the
+    scoring ended in a traceback naming no bag, topic or stamp, and no report."""
+    import time
+
+    from bag_variants import altered_bag
+
+    from meetup_ros.cli import main
+
+    def nan_pose(topic: str, index: int, msg: object) -> None:
+        if topic == "/groundtruth/odometry" and index == 50:
+            msg.pose.pose.position.x = float("nan")  # type: ignore[attr-defined]
+
+    bag = altered_bag(tmp_path / "gt_nan", nan_pose)
+    start = time.monotonic()
+    code = main(["demo", "--bag", str(bag), "--out", str(tmp_path / "demo"), "--short"])
+    err = capsys.readouterr().err
+    assert code == 2 and time.monotonic() - start < 20, (code, err)
+    assert "Traceback" not in err
+    assert "'/groundtruth/odometry' at stamp" in err and "(pose 51 of" in err, err
+    assert "non-finite position" in err and "refused before the nodes start" in err
+    assert not (tmp_path / "demo" / "logs").exists()  # no node was started

@@ -551,6 +551,26 @@ def run_demo(
     return report, failures
 
 
+def _ground_truth_problem(bag: Path) -> str:
+    """What is wrong with the bag's ground truth, before any node starts ("" if nothing): a
+    tester's one NaN pose ended the demo in a traceback after the whole run, naming nothing.
+    A bag the reader refuses is left to the replay, which names what it cannot play."""
+    from meetup_ros.bags.errors import BagError
+    from meetup_ros.bags.reader import read_sequence
+    from meetup_ros.odometry.dataset import OdometryError, check_groundtruth_values
+
+    try:
+        seq = read_sequence(bag)
+    except BagError:
+        return ""
+    try:
+        check_groundtruth_values(seq, use="the demo's trajectory figures are scored against "
+                                          "it: refused before the nodes start")
+    except OdometryError as exc:
+        return str(exc)
+    return ""
+
+
 def _slam_weights(params_file: Path) -> dict[str, str]:
     """The depth and optimiser weights slam_node runs with, for the report's offline scores."""
     import yaml
@@ -606,6 +626,10 @@ def _demo(args: argparse.Namespace) -> int:
             [f"has no message on {empty!r}"] if empty else [])
         raise CommandError(f"bag {str(bag)!r} {' and '.join(problems)}, which the demo needs "
                            f"(it needs {list(DEMO_TOPICS)!r})")
+    problem = _ground_truth_problem(bag)
+    if problem:
+        (out_dir / "report.json").unlink(missing_ok=True)
+        raise CommandError(problem)
     params_file = paths.config_path(args.params)
     start = time.monotonic()
     report, failures = run_demo(

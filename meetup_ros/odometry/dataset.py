@@ -137,8 +137,11 @@ def _bag_names(seq: Any) -> str | list[str]:
     return names[0] if len(names) == 1 else names
 
 
-def check_groundtruth_values(seq: Any) -> None:
-    """Refuse ground truth with a non-finite pose or velocity, naming the stamp.
+def check_groundtruth_values(
+    seq: Any, use: str = "the increments around it cannot be trained on",
+) -> None:
+    """Refuse ground truth with a non-finite pose or velocity, naming the stamp; ``use``
+    ends the message (what the ground truth was needed for).
 
     A NaN position interpolated into the increments of the intervals around it, and training
     stopped at "the loss is nan ... the loss or its data" without saying which sample.
@@ -161,7 +164,7 @@ def check_groundtruth_values(seq: Any) -> None:
                 f"stamp {int(gt.stamps_ns[k])} ns (pose {k + 1} of {len(gt.stamps_ns)}) has a "
                 f"non-finite {name} {np.asarray(values[k]).tolist()!r}"
                 + (f" ({int(bad.sum())} such poses)" if bad.sum() > 1 else "")
-                + "; the increments around it cannot be trained on")
+                + f"; {use}")
 
 
 def drop_repeated_frames(seq: Any) -> tuple[Any, int]:
