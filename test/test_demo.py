@@ -124,3 +124,28 @@ def test_demo_refuses_a_non_finite_ground_truth_before_starting_a_node(
     assert "'/groundtruth/odometry' at stamp" in err and "(pose 51 of" in err, err
     assert "non-finite position" in err and "refused before the nodes start" in err
     assert not (tmp_path / "demo" / "logs").exists()  # no node was started
+
+
+def test_demo_with_a_node_input_moved_fails_early_naming_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A tester's params file moved vio_node's camera to /cam0/image_rect: the demo waited
+    120 s, then named neither the node nor its topic."""
+    import time
+
+    import yaml
+
+    from meetup_ros.cli import main, run
+
+    params = yaml.safe_load((REPO_ROOT / "config" / "pipeline.yaml").read_text())
+    params["/**/vio_node"]["ros__parameters"]["image_topic"] = "cam0/image_rect"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    monkeypatch.setattr(run, "READY_SETTLE_S", 2.0)
+    start = time.monotonic()
+    with caplog.at_level("ERROR"):
+        code = main(["demo", "--params", str(path), "--out", str(tmp_path / "d"), "--short"])
+    assert code == 1 and time.monotonic() - start < 60
+    said = caplog.text
+    assert "every node is up, but after 2 s: /cam0/image_raw has 1 subscriber(s)" in said, said
+    assert "vio_node: ['/cam0/image_rect', '/imu0']" in said

@@ -54,6 +54,8 @@ READY_SUBSCRIBERS = {
     "/imu0": 1, "/cam0/image_raw": 2, "/cam1/image_raw": 1, "/odom": 4, "/depth": 2,
     "/controller/state": 2, "/controller/command": 2,
 }
+# Every node in the graph and the missing subscriptions unchanged this long: not coming.
+READY_SETTLE_S = 10.0
 DEFAULT_PARAMS = "pipeline.yaml"
 # What the demo reads from its bag: the nodes' inputs (vio_node: IMU, cam0 and its intrinsics;
 # slam_node: the stereo pair and both intrinsics) and the ground truth the report scores
@@ -319,9 +321,20 @@ def _init_context() -> Any:
     return context
 
 
-def _wait_ready(helper: Any, nodes: NodeProcesses, timeout_s: float) -> list[str]:
-    """Wait until every node's subscriptions are in the graph; returns failures."""
+def _wait_ready(helper: Any, nodes: NodeProcesses, timeout_s: float,
+                settle_s: float | None = None) -> list[str]:
+    """Wait until every node's subscriptions are in the graph; returns failures.
+
+    Once every pipeline node is in the graph and what is missing has not changed for
+    ``settle_s``, waiting longer cannot help (a params file that moved a node's input to
+    another topic: a tester waited the whole 120 s for an error that named neither): the
+    failure then names the topic's subscribers and each node's own subscriptions.
+    """
+    settle_s = READY_SETTLE_S if settle_s is None else settle_s
     deadline = time.monotonic() + timeout_s
+    last: dict[str, int] | None = None
+    settled_since = time.monotonic()
+    missing: dict[str, int] = {}
     while time.monotonic() < deadline:
         if nodes.exited():
             return [f"{n}: exited with code {c} while starting:\n{nodes.log_tail(n)}"
@@ -329,8 +342,44 @@ def _wait_ready(helper: Any, nodes: NodeProcesses, timeout_s: float) -> list[str
         missing = {t: n for t, n in READY_SUBSCRIBERS.items() if helper.count_subscribers(t) < n}
         if not missing:
             return []
+        if missing != last or not _all_subscribed(helper):
+            last, settled_since = missing, time.monotonic()
+        elif time.monotonic() - settled_since >= settle_s:
+            return [f"every node is up, but after {settle_s:g} s: "
+                    + _subscribers_said(helper, missing)]
         time.sleep(0.2)
-    return [f"nodes not ready within {timeout_s:g} s: too few subscribers on {missing!r}"]
+    return [f"nodes not ready within {timeout_s:g} s: " + _subscribers_said(helper, missing)]
+
+
+def _node_inputs(helper: Any) -> dict[str, list[str]]:
+    """Each pipeline node in the graph -> the topics it subscribes to (not the ones every
+    node has)."""
+    inputs = {}
+    for name, namespace in helper.get_node_names_and_namespaces():
+        if name in PIPELINE_NODES:
+            inputs[name] = sorted(t for t, _ in helper.get_subscriber_names_and_types_by_node(
+                name, namespace) if t not in ("/parameter_events", "/clock"))
+    return inputs
+
+
+def _all_subscribed(helper: Any) -> bool:
+    """Every pipeline node is in the graph with its inputs (a node is listed from its
+    construction, seconds before its subscriptions: weights, the verifier's warm-up)."""
+    inputs = _node_inputs(helper)
+    return set(inputs) == set(PIPELINE_NODES) and all(inputs.values())
+
+
+def _subscribers_said(helper: Any, missing: dict[str, int]) -> str:
+    """Who subscribes to each topic short of subscribers, and what each pipeline node
+    subscribes to (a topic renamed in the params file shows there)."""
+    said = []
+    for topic, want in missing.items():
+        names = sorted({i.node_name for i in helper.get_subscriptions_info_by_topic(topic)})
+        said.append(f"{topic} has {len(names)} subscriber(s) of the {want} the demo expects "
+                    f"({', '.join(names) or 'none'})")
+    own = [f"{name}: {topics}" for name, topics in _node_inputs(helper).items()]
+    return ("; ".join(said) + ". The nodes subscribe to: " + "; ".join(own)
+            + " (the demo plays the bundled topics: a params file must keep the nodes' inputs)")
 
 
 def _wait_matched(helper: Any, topics: Sequence[str], timeout_s: float,
