@@ -167,7 +167,10 @@ def test_missing_png_strict_and_lenient(euroc_dir: Path, tmp_path: Path) -> None
         ({"downscale": 0}, r"downscale = 0, expected an integer >= 1"),
         ({"storage": "rosbag1"}, r"storage = 'rosbag1', expected one of"),
         ({"imu_margin_s": -1.0}, r"imu_margin_s = -1.0"),
-        ({"start_ns": 10, "end_ns": 5}, r"end_ns = 5 is before start_ns = 10"),
+        ({"start_ns": 10, "end_ns": 5}, r"end_ns = 5 is before start_ns = 10$"),
+        # a start after the last frame, no end given: the end is cam0's last frame, said so
+        ({"start_ns": 2 * 10**18}, r"end_ns = \d+ \(cam0's last frame, not given\) is before "
+                                   r"start_ns = 2000000000000000000$"),
         ({"start_ns": 0, "end_ns": 5}, r"no cam0 frame .* lies in \[0, 5\] ns"),
     ],
 )

@@ -356,10 +356,17 @@ def import_euroc(
         raise BagError(f"output bag {str(out_bag)!r} exists already; not overwriting")
     seq = load_euroc(asl_dir)
     cam_stamps = seq.cam0.stamps_ns
+    given = [name for name, value in (("start_ns", start_ns), ("end_ns", end_ns))
+             if value is not None]
     start_ns = int(cam_stamps[0]) if start_ns is None else int(start_ns)
     end_ns = int(cam_stamps[-1]) if end_ns is None else int(end_ns)
     if end_ns < start_ns:
-        raise BagError(f"end_ns = {end_ns!r} is before start_ns = {start_ns!r}")
+        # A bound not given is cam0's first or last frame: say so (a tester's --start-ns
+        # after the last frame was told of an --end-ns never given).
+        said = {name: ("" if name in given else f" (cam0's {which} frame, not given)")
+                for name, which in (("start_ns", "first"), ("end_ns", "last"))}
+        raise BagError(f"end_ns = {end_ns!r}{said['end_ns']} is before start_ns = "
+                       f"{start_ns!r}{said['start_ns']}")
     n_frames = int(np.count_nonzero((cam_stamps >= start_ns) & (cam_stamps <= end_ns)))
     if n_frames == 0:
         raise EurocError(
