@@ -445,8 +445,8 @@ def _evaluate(seq: Any, weights: str | Path, out_dir: str | Path | None, heldout
             rpe_trans_m_inertial_heldout=traj_metrics.rpe_trans(run.trajectory, ref),
             heldout_window_ns=[start, end],
             heldout_window_cut=cut,
-            heldout_imu_samples=int(np.count_nonzero(
-                (seq.imu.stamps_ns > start) & (seq.imu.stamps_ns <= end))),
+            heldout_imu_samples=int(np.unique(seq.imu.stamps_ns[
+                (seq.imu.stamps_ns > start) & (seq.imu.stamps_ns <= end)]).size),
             heldout_never_trained_on=bool(
                 meta.get("heldout_start_ns") is not None
                 and start >= int(meta["heldout_start_ns"])),

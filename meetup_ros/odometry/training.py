@@ -164,7 +164,10 @@ def load_vio_data(bags: tuple[Path, ...], options: VioTrainOptions,
         rest_range=rest_range,
         heldout_start_ns=heldout_start,
         heldout_end_ns=imu_end,
-        heldout_imu_samples=int(np.count_nonzero(seq.imu.stamps_ns > heldout_start)),
+        # distinct stamps: a recording with every IMU message twice held out 200 samples, not
+        # the 400 said (the duplicates are refused where they are read)
+        heldout_imu_samples=int(np.unique(seq.imu.stamps_ns[seq.imu.stamps_ns > heldout_start])
+                                .size),
         bags=tuple(str(b) for b in bags),
         imu_rate_hz=imu_rate_hz,
     )
