@@ -22,8 +22,9 @@ from rosbags.rosbag2.errors import ReaderError as Rosbag2ReaderError
 from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
+from meetup_ros import images
 from meetup_ros.bags import topics
-from meetup_ros.bags.checksums import verify_checksums
+from meetup_ros.bags.checksums import verify_checksums, verify_data_file
 from meetup_ros.bags.errors import BagError
 
 logger = logging.getLogger(__name__)
@@ -174,6 +175,8 @@ def _paths(bag_paths: BagPaths) -> list[Path]:
             )
         if path.is_dir():
             verify_checksums(path)  # this package's own bags (see bags.checksums)
+        else:
+            verify_data_file(path)  # the same bag named by its .mcap/.db3
     return paths
 
 
@@ -206,7 +209,8 @@ def bag_info(bag_paths: BagPaths, *, count_messages: bool = True) -> dict[str, A
     """Topics {topic: (msgtype, count)}, span (ns), message count, storage and size of the bag(s).
 
     ``count_messages``: counts and span read from the data (every record); False takes them
-    from metadata.yaml, for callers that need only the topics and their types.
+    from metadata.yaml, for callers that need only the topics and their types. ``bags``: per
+    bag, ``(path, start_ns, end_ns, topics)`` as its metadata.yaml gives them.
 
     Raises:
         BagError: a bag is missing or cannot be opened (or, counting, read).
@@ -241,6 +245,7 @@ def bag_info(bag_paths: BagPaths, *, count_messages: bool = True) -> dict[str, A
             start_ns, end_ns = ((reader.start_time, reader.end_time - 1)
                                 if any(counts.values()) else (None, None))
         topic_info = {name: (msgtypes[name], counts[name]) for name in sorted(listed)}
+        bags = _bag_spans(reader, paths)
     finally:
         reader.close()
     count = sum(counts.values())
@@ -260,13 +265,60 @@ def bag_info(bag_paths: BagPaths, *, count_messages: bool = True) -> dict[str, A
         "duration_s": ((end_ns or 0) - (start_ns or 0)) / 1e9,
         "storage": ",".join(sorted("mcap" if s == ".mcap" else "sqlite3" for s in suffixes)),
         "size_bytes": sum(f.stat().st_size for f in files),
+        "bags": bags,
     }
+
+
+def _bag_spans(reader: AnyReader, paths: SequenceABC[Path]
+               ) -> list[tuple[Path, int, int, frozenset[str]]]:
+    """``(path, start_ns, end_ns, topics holding messages)`` of each bag, from its metadata."""
+    spans = []
+    subreaders: list[Any] = list(reader.readers)  # rosbags types them as object
+    for path, sub in zip(paths, subreaders, strict=True):
+        held = frozenset(c.topic for c in sub.connections if c.msgcount != 0)
+        if held:  # rosbags reports end_time one past the last stamp
+            spans.append((path, int(sub.start_time), int(sub.end_time) - 1, held))
+    return spans
+
+
+def _first_overlap(spans: list[tuple[int, int, Path]]
+                   ) -> tuple[tuple[int, int, Path], tuple[int, int, Path]] | None:
+    """The first two of ``(start, end, bag)`` spans, by start, that share an instant."""
+    ordered = sorted(spans, key=lambda span: span[0])
+    for a, b in itertools.pairwise(ordered):
+        if b[0] <= a[1]:
+            return a, b
+    return None
+
+
+def bags_overlap_error(info: dict[str, Any], topic_names: Iterable[str]) -> str | None:
+    """Why the bags of ``bag_info``'s ``info`` cannot be played as one, or None: two of them
+    hold one of ``topic_names`` over bag-time spans that overlap (the same recording twice).
+
+    The offline readers refuse overlapping bags by their ground truth
+    (:func:`_groundtruth_stamp_error`); a replay merged them and published every message
+    twice, without a word (a tester's finding). Bags of distinct topics (a recording split
+    by topic) may overlap. The spans are metadata.yaml's, which is what is at hand before
+    playing (the data's own are read while playing).
+    """
+    for topic in topic_names:
+        spans = [(start, end, path) for path, start, end, held in info["bags"] if topic in held]
+        pair = _first_overlap(spans)
+        if pair is None:
+            continue
+        (a0, a1, a), (b0, b1, b) = pair
+        return (f"bags {str(a)!r} and {str(b)!r} overlap in time on {topic!r}: their bag "
+                f"times {a0}..{a1} ns and {b0}..{b1} ns share {b0}..{min(a1, b1)} ns (the same "
+                "recording twice?); give bags of distinct stretches, or select other topics")
+    return None
 
 
 def iter_raw_messages(
     bag_paths: BagPaths, topic_names: Iterable[str] | None = None
 ) -> Iterator[RawMessage]:
     """Yield ``RawMessage(topic, msgtype, stamp_ns, rawdata)`` in bag time order (CDR as stored).
+
+    ``topic_names``: only these topics (an empty list: none); None: every topic.
 
     Raises:
         BagError: a bag is missing, unreadable, truncated, or a requested topic is not in it.
@@ -285,6 +337,10 @@ def iter_raw_messages(
                     f"it has {sorted(present)!r}"
                 )
             connections = [c for c in connections if c.topic in wanted]
+            if not connections:
+                # rosbags reads every connection for an empty list: a replay whose topics
+                # were all unimportable then tried (and failed) to publish the whole bag
+                return
         with _corrupt_is_bag_error(paths):
             for connection, stamp_ns, rawdata in reader.messages(connections=connections):
                 yield RawMessage(connection.topic, connection.msgtype, int(stamp_ns), rawdata)
@@ -292,11 +348,15 @@ def iter_raw_messages(
         reader.close()
 
 
-def _decode(reader: AnyReader, rawdata: bytes, msgtype: str, topic: str) -> Any:
+def _decode(reader: AnyReader, rawdata: bytes, msgtype: str, topic: str, path: Path,
+            bag_time_ns: int) -> Any:
     try:
         return reader.deserialize(rawdata, msgtype)
     except Exception as exc:  # rosbags raises assorted errors on bad CDR
-        raise BagError(f"message on {topic!r} ({msgtype}) cannot be decoded: {exc}") from None
+        # the bag and the bag time (the header is in the bytes that failed): with several
+        # --bag the error named neither (a tester's finding)
+        raise BagError(f"bag {str(path)!r}: message on {topic!r} ({msgtype}) at bag time "
+                       f"{bag_time_ns} ns cannot be decoded: {exc}") from None
 
 
 def _camera_info(msg: Any, T_body_cam: np.ndarray) -> CameraInfo:
@@ -318,17 +378,109 @@ def _camera_info(msg: Any, T_body_cam: np.ndarray) -> CameraInfo:
     )
 
 
-def _image(msg: Any, topic: str) -> np.ndarray:
-    if msg.encoding != "mono8":
-        raise BagError(f"image on {topic!r} has encoding {msg.encoding!r}, expected 'mono8'")
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if step < width or data.size != step * height:
+def _image(msg: Any, topic: str, path: Path) -> np.ndarray:
+    """A grey image as the nodes read it (mono8, or rgb8/bgr8 converted: meetup_ros.images)."""
+    try:
+        return images.image_mono8(msg, topic=f"bag {str(path)!r}: image on {topic!r} stamped "
+                                             f"{_stamp_ns(msg.header)} ns")
+    except images.ImageError as exc:
+        raise BagError(str(exc)) from None
+
+
+@dataclass
+class _Camera:
+    """One camera's images across the bag(s), in bag order, and the camera_info they need."""
+
+    stamps: list[int] = field(default_factory=list)
+    images: list[np.ndarray] = field(default_factory=list)
+    image_bags: list[int] = field(default_factory=list)  # index into the paths, per image
+    info: Any = None  # the first camera_info; every later one must equal it
+    info_bag: int = 0
+
+
+def _info_difference(a: Any, b: Any) -> str | None:
+    """What differs between two camera_info messages that the images depend on, or None."""
+    if (int(a.width), int(a.height)) != (int(b.width), int(b.height)):
+        return f"size {a.width}x{a.height} vs {b.width}x{b.height}"
+    if a.distortion_model != b.distortion_model:
+        return f"distortion model {a.distortion_model!r} vs {b.distortion_model!r}"
+    for name, x, y in (("K", a.k, b.k), ("D", a.d, b.d)):
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        if x.shape != y.shape or not np.array_equal(x, y, equal_nan=True):
+            return f"{name} {x.tolist()} vs {y.tolist()}"
+    return None
+
+
+def _keep_camera_info(cam: _Camera, msg: Any, bag: int, topic: str,
+                      paths: SequenceABC[Path]) -> None:
+    """Keep the first camera_info; refuse a later one that differs.
+
+    Only the first was kept: two imports of one flight at another --downscale were merged
+    under the first bag's calibration, and the smaller images came out of rectification 73 %
+    black (a tester's finding). One calibration per camera is what the readers return.
+    """
+    if cam.info is None:
+        cam.info, cam.info_bag = msg, bag
+        return
+    diff = _info_difference(cam.info, msg)
+    if diff is None:
+        return
+    first, this = str(paths[cam.info_bag]), str(paths[bag])
+    where = (f"bags {first!r} and {this!r} differ" if bag != cam.info_bag
+             else f"bag {this!r}: it changes at stamp {_stamp_ns(msg.header)} ns")
+    raise BagError(f"{topic!r}: {where} ({diff}); one calibration per camera is read, so "
+                   "give bags recorded with the same camera settings")
+
+
+def _check_image_sizes(cam: _Camera, image_topic: str, info_topic: str,
+                       paths: SequenceABC[Path]) -> None:
+    """Refuse an image whose size is not its camera_info's: it would be rectified (and its
+    depth computed) with maps for another size."""
+    width, height = int(cam.info.width), int(cam.info.height)
+    for stamp, image, bag in zip(cam.stamps, cam.images, cam.image_bags, strict=True):
+        if image.shape == (height, width):
+            continue
+        source = "" if bag == cam.info_bag else f" (of bag {str(paths[cam.info_bag])!r})"
         raise BagError(
-            f"image on {topic!r} has {data.size} bytes for {width}x{height} step {step}; "
-            f"expected {step * height}"
-        )
-    return data.reshape(height, step)[:, :width].copy()
+            f"bag {str(paths[bag])!r}: image on {image_topic!r} stamped {stamp} ns is "
+            f"{image.shape[1]}x{image.shape[0]}, but {info_topic!r}{source} says "
+            f"{width}x{height}; expected images of their camera_info's size")
+
+
+def _camera_data(name: str, cam: _Camera, transforms: dict[str, np.ndarray],
+                 paths: SequenceABC[Path]) -> CameraData:
+    """One camera's images in stamp order, with its calibration and body extrinsics."""
+    image_topic, info_topic = topics.IMAGE_TOPICS[name], topics.INFO_TOPICS[name]
+    if cam.info is None:
+        raise BagError(f"bag has {image_topic!r} but no {info_topic!r}")
+    _check_image_sizes(cam, image_topic, info_topic, paths)
+    T_body_cam = transforms.get(name)
+    if T_body_cam is None:
+        logger.warning("no /tf_static body->%s in the bag; using identity", name)
+        T_body_cam = np.eye(4)
+    order = np.argsort(np.asarray(cam.stamps), kind="stable")
+    return CameraData(
+        stamps_ns=np.asarray(cam.stamps, dtype=np.int64)[order],
+        images=[cam.images[i] for i in order],
+        info=_camera_info(cam.info, T_body_cam),
+    )
+
+
+def _log_where_bags_meet(paths: SequenceABC[Path], imu_bags: list[int],
+                         imu_stamps: list[int]) -> None:
+    """Log each junction of several bags' IMU spans: a trainer's interval across one bridges
+    two recordings (train vio said only "interval 44 has 90 IMU samples")."""
+    spans: list[tuple[int, int, Path]] = []
+    for i, path in enumerate(paths):
+        stamps = [s for b, s in zip(imu_bags, imu_stamps, strict=True) if b == i]
+        if stamps:
+            spans.append((min(stamps), max(stamps), path))
+    spans.sort(key=lambda span: span[0])
+    for (_, a1, a), (b0, _, b) in itertools.pairwise(spans):
+        if b0 > a1:  # overlaps are the ground-truth and stamp checks' to name
+            logger.info("bags %r and %r meet: %s ends at %d ns in the first and resumes at "
+                        "%d ns in the second, %.3f s later", str(a), str(b), topics.IMU,
+                        a1, b0, (b0 - a1) / 1e9)
 
 
 def read_sequence(
@@ -370,10 +522,9 @@ def read_sequence(
                     f"bag {[str(p) for p in paths]!r}: topic {c.topic!r} has type "
                     f"{c.msgtype!r}, expected {topics.MSGTYPES[c.topic]!r}"
                 )
-        cam_stamps: dict[str, list[int]] = {n: [] for n in cameras}
-        cam_images: dict[str, list[np.ndarray]] = {n: [] for n in cameras}
-        cam_info: dict[str, Any] = {}
+        cams_seen = {n: _Camera() for n in cameras}
         imu_rows: list[tuple[int, list[float], list[float]]] = []
+        imu_bags: list[int] = []  # index into the paths, per IMU row
         imu_cov: tuple[np.ndarray, np.ndarray] | None = None
         gt_rows: list[tuple[int, list[float], list[float], list[float] | None]] = []
         gt_arrival: list[tuple[int, int]] = []  # (bag index, stamp) in each bag's order
@@ -385,20 +536,24 @@ def read_sequence(
         image_topic_to_cam = {topics.IMAGE_TOPICS[n]: n for n in cameras}
         info_topic_to_cam = {topics.INFO_TOPICS[n]: n for n in cameras}
         with _corrupt_is_bag_error(paths):
-            for connection, _, rawdata in reader.messages(connections=connections):
+            for connection, bag_time_ns, rawdata in reader.messages(connections=connections):
                 topic = connection.topic
-                msg = _decode(reader, rawdata, connection.msgtype, topic)
+                bag = bag_index.get(id(connection.owner), 0)
+                msg = _decode(reader, rawdata, connection.msgtype, topic, paths[bag],
+                              bag_time_ns)
                 if topic in image_topic_to_cam:
-                    name = image_topic_to_cam[topic]
-                    cam_stamps[name].append(_stamp_ns(msg.header))
-                    cam_images[name].append(_image(msg, topic))
+                    cam = cams_seen[image_topic_to_cam[topic]]
+                    cam.stamps.append(_stamp_ns(msg.header))
+                    cam.images.append(_image(msg, topic, paths[bag]))
+                    cam.image_bags.append(bag)
                 elif topic in info_topic_to_cam:
-                    cam_info.setdefault(info_topic_to_cam[topic], msg)
+                    _keep_camera_info(cams_seen[info_topic_to_cam[topic]], msg, bag, topic, paths)
                 elif topic == topics.IMU:
                     imu_rows.append(
                         (_stamp_ns(msg.header), _xyz(msg.angular_velocity),
                          _xyz(msg.linear_acceleration))
                     )
+                    imu_bags.append(bag)
                     if imu_cov is None:
                         imu_cov = (
                             np.asarray(msg.angular_velocity_covariance).reshape(3, 3),
@@ -412,7 +567,7 @@ def read_sequence(
                         v_body = _xyz(msg.twist.twist.linear)
                         v_world = Rotation.from_quat(q).apply(v_body).tolist()
                     gt_rows.append((_stamp_ns(msg.header), _xyz(pose.position), q, v_world))
-                    gt_arrival.append((bag_index.get(id(connection.owner), 0), gt_rows[-1][0]))
+                    gt_arrival.append((bag, gt_rows[-1][0]))
                 elif topic == topics.GROUNDTRUTH_IMU_BIAS:
                     bias_rows[_stamp_ns(msg.header)] = (
                         _xyz(msg.angular_velocity), _xyz(msg.linear_acceleration)
@@ -426,26 +581,13 @@ def read_sequence(
     finally:
         reader.close()
 
-    cams: dict[str, CameraData | None] = {}
-    for name in topics.CAMERA_NAMES:
-        if name not in cameras or not cam_stamps[name]:
-            cams[name] = None
-            continue
-        if name not in cam_info:
-            raise BagError(
-                f"bag has {topics.IMAGE_TOPICS[name]!r} but no {topics.INFO_TOPICS[name]!r}"
-            )
-        T_body_cam = transforms.get(name)
-        if T_body_cam is None:
-            logger.warning("no /tf_static body->%s in the bag; using identity", name)
-            T_body_cam = np.eye(4)
-        info = _camera_info(cam_info[name], T_body_cam)
-        order = np.argsort(np.asarray(cam_stamps[name]), kind="stable")
-        cams[name] = CameraData(
-            stamps_ns=np.asarray(cam_stamps[name], dtype=np.int64)[order],
-            images=[cam_images[name][i] for i in order],
-            info=info,
-        )
+    cams: dict[str, CameraData | None] = {
+        name: _camera_data(name, cams_seen[name], transforms, paths)
+        if name in cams_seen and cams_seen[name].stamps else None
+        for name in topics.CAMERA_NAMES
+    }
+    if len(paths) > 1:
+        _log_where_bags_meet(paths, imu_bags, [r[0] for r in imu_rows])
 
     imu = None
     if imu_rows:
@@ -511,11 +653,11 @@ def _groundtruth_stamp_error(paths: SequenceABC[Path], arrival: list[tuple[int, 
             return (f"{where} {what}; ground-truth stamps must strictly increase (a clock "
                     "step, or a recording played in a loop?)")
         spans.append((min(stamps), max(stamps), path))
-    spans.sort(key=lambda span: span[0])
-    for (a0, a1, a), (b0, b1, b) in itertools.pairwise(spans):
-        if b0 <= a1:
-            return (f"bags {str(a)!r} and {str(b)!r} overlap in time: their ground truth "
-                    f"{topic!r} spans {a0}..{a1} ns and {b0}..{b1} ns, both holding "
-                    f"{b0}..{min(a1, b1)} ns (the same recording twice?); give bags of "
-                    "distinct stretches")
+    pair = _first_overlap(spans)
+    if pair is not None:
+        (a0, a1, a), (b0, b1, b) = pair
+        return (f"bags {str(a)!r} and {str(b)!r} overlap in time: their ground truth "
+                f"{topic!r} spans {a0}..{a1} ns and {b0}..{b1} ns, both holding "
+                f"{b0}..{min(a1, b1)} ns (the same recording twice?); give bags of "
+                "distinct stretches")
     return None

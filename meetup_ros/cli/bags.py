@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
 
 from meetup_ros.cli import CommandError
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_WAIT_TIMEOUT_S = 20.0  # replay --wait-timeout
 
 
 def register(subparsers: Any) -> None:
@@ -45,8 +48,9 @@ def register(subparsers: Any) -> None:
              "played (and /clock); 0 = start after a fixed 0.5 s",
     )
     p.add_argument(
-        "--wait-timeout", type=float, default=20.0, metavar="S",
-        help="with --wait-for-subscribers: give up waiting after S seconds, warn and play",
+        "--wait-timeout", type=float, default=None, metavar="S",
+        help="with --wait-for-subscribers: give up waiting after S seconds (default 20), "
+             "warn and play",
     )
     p.add_argument(
         "--wait-fail", action="store_true",
@@ -57,11 +61,12 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("record", help="record topics over DDS into an MCAP rosbag2")
     p.add_argument("out_bag", metavar="OUT_BAG", help="rosbag2 folder to create")
     p.add_argument("--topics", nargs="+", required=True, help="topics to record")
-    p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    p.add_argument("--duration", type=float, default=None,
+                   help="stop after S seconds (the wait for publishers included)")
     p.add_argument(
         "--type", action="append", default=[], metavar="TOPIC=TYPE", dest="types",
         help="message type of a topic, e.g. /imu0=sensor_msgs/msg/Imu (repeatable); without "
-             "it the type is taken from a publisher seen within 5 s",
+             "it the type is taken from a publisher seen within 5 s (or --duration)",
     )
     p.set_defaults(func=_record)
 
@@ -115,19 +120,31 @@ def _replay(args: argparse.Namespace) -> int:
         raise CommandError(
             f"--wait-for-subscribers {args.wait_for_subscribers!r}: expected a value >= 0"
         )
-    if not args.wait_timeout > 0:
-        raise CommandError(f"--wait-timeout {args.wait_timeout!r}: expected a value > 0")
+    _check_wait_options(args)
     try:
         report = run_replay(
             args.bag, rate=args.rate, loop=args.loop, topics=args.topics,
             publish_clock=not args.no_clock, wait_for_subscribers=args.wait_for_subscribers,
-            wait_timeout_s=args.wait_timeout, wait_fail=args.wait_fail,
+            wait_timeout_s=DEFAULT_WAIT_TIMEOUT_S if args.wait_timeout is None
+            else args.wait_timeout, wait_fail=args.wait_fail,
         )
     except BagError as exc:
         raise CommandError(str(exc)) from None
     if not report.summary_logged:  # interrupted or failed before the end of playback
         print(report.summary())
     return 1 if report.error else 0
+
+
+def _check_wait_options(args: argparse.Namespace) -> None:
+    """Refuse a bad --wait-timeout, and --wait-timeout/--wait-fail without a wait: taken and
+    ignored, they read as if the replay would fail on unmatched topics (a tester's finding)."""
+    given = [name for name, on in (("--wait-timeout", args.wait_timeout is not None),
+                                   ("--wait-fail", args.wait_fail)) if on]
+    if given and args.wait_for_subscribers == 0:
+        raise CommandError(f"{' and '.join(given)}: only with --wait-for-subscribers N > 0 "
+                           "(without it the replay does not wait); add it or drop them")
+    if args.wait_timeout is not None and not args.wait_timeout > 0:
+        raise CommandError(f"--wait-timeout {args.wait_timeout!r}: expected a value > 0")
 
 
 def _record(args: argparse.Namespace) -> int:
@@ -143,6 +160,20 @@ def _record(args: argparse.Namespace) -> int:
     except BagError as exc:
         raise CommandError(str(exc)) from None
     print(f"wrote {args.out_bag}: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
+    return _record_outcome(args.out_bag, counts)
+
+
+def _record_outcome(out_bag: str, counts: dict[str, int]) -> int:
+    """Exit 1, naming the topics, when no message arrived at all: a misspelt topic with its
+    --type recorded an empty bag and exited 0 without a word (a tester's finding). Topics that
+    got nothing beside others that did are a warning."""
+    silent = [t for t, n in counts.items() if n == 0]
+    if silent and len(silent) == len(counts):
+        print(f"meetup-ros record: error: no message arrived on {silent!r}: the bag {out_bag!r} "
+              "holds none (a misspelt topic, or no publisher?)", file=sys.stderr)
+        return 1
+    if silent:
+        logger.warning("no message arrived on %r; the bag holds none of them", silent)
     return 0
 
 

@@ -50,12 +50,24 @@ def register(subparsers: Any) -> None:
 
 
 def _weights(name: str) -> Path:
+    """The --weights file, loaded once here so that a bad one is named on its own: refused
+    inside the scoring, it read "bag '...': cannot score the VIO: weights file ..." (the bag
+    was fine), and a folder was "not found" (a tester's finding)."""
     from meetup_ros import paths
+    from meetup_ros.odometry.estimator import VioEstimator
+    from meetup_ros.odometry.windowing import OdometryError
 
     path = paths.model_path(name)
+    if path.is_dir():
+        raise CommandError(f"--weights {name!r}: {str(path)!r} is a folder; expected a "
+                           "weights file (e.g. models/vio.pt)")
     if not path.is_file():
         raise CommandError(f"weights {name!r} not found (looked at {str(path)!r}); "
                            "train them with `meetup-ros train vio`")
+    try:
+        VioEstimator.from_weights(path)
+    except OdometryError as exc:
+        raise CommandError(str(exc)) from None  # names the file
     return path
 
 
@@ -72,8 +84,9 @@ def _evaluate_vio(args: argparse.Namespace) -> int:
         raise CommandError(f"--heldout-s {args.heldout_s!r}: expected a length in seconds > 0")
     check_out_dir(Path(args.out))
     bags = [paths.data_path(b) for b in args.bag]
+    weights = _weights(args.weights)
     try:
-        report = evaluate_vio(bags, _weights(args.weights), args.out, heldout_s=args.heldout_s)
+        report = evaluate_vio(bags, weights, args.out, heldout_s=args.heldout_s)
     except (OdometryError, BagError) as exc:
         raise CommandError(str(exc)) from None
     _print(report)

@@ -31,6 +31,9 @@ from meetup_ros.nodes.bag_replay_node import (
     topic_qos,
 )
 
+# How long to wait for a publisher of a topic given without its type (at most --duration).
+DISCOVERY_TIMEOUT_S = 5.0
+
 
 class BagRecorder:
     """Raw subscriptions on ``node`` for ``topics``, written to a new MCAP bag ``out_bag``."""
@@ -82,7 +85,7 @@ class BagRecorder:
             )
         return resolved
 
-    def start(self, discovery_timeout_s: float = 5.0) -> None:
+    def start(self, discovery_timeout_s: float = DISCOVERY_TIMEOUT_S) -> None:
         """Open the bag and subscribe.
 
         Raises:
@@ -136,19 +139,24 @@ class BagRecorder:
         return on_message
 
     def stop(self) -> dict[str, int]:
-        """Unsubscribe and close the bag; returns messages written per topic."""
+        """Unsubscribe and close the bag; returns messages written per recorded topic (0 where
+        none arrived; empty when the bag was never opened)."""
         for sub in self._raw_subscriptions:
             self.node.destroy_subscription(sub)
         self._raw_subscriptions.clear()
         with self._lock:
+            wrote = self._writer is not None
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
                 write_checksums(self.out_bag)
-        self.node.get_logger().info(
-            f"recorded {sum(self.counts.values())} messages to {self.out_bag}"
-        )
-        return dict(self.counts)
+        # Only when a bag was written: a start that failed (no publisher, a mistyped type)
+        # logged "recorded 0 messages to X" for a bag that does not exist (a tester's finding).
+        if wrote:
+            self.node.get_logger().info(
+                f"recorded {sum(self.counts.values())} messages to {self.out_bag}"
+            )
+        return {topic: self.counts[topic] for topic in self._connections}
 
 
 def run_recorder(
@@ -159,14 +167,20 @@ def run_recorder(
     msgtypes: Mapping[str, str] | None = None,
     args: list[str] | None = None,
 ) -> dict[str, int]:
-    """Init rclpy, record until ``duration_s`` or Ctrl-C, shut down; returns the counts."""
+    """Init rclpy, record until ``duration_s`` or Ctrl-C, shut down; returns the counts.
+
+    ``duration_s`` counts from the start, the wait for publishers (to tell the types) included:
+    ``--duration 2`` waited 5 s for a publisher that never came (a tester's finding).
+    """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     interrupt_on_signals()
     node = Node("bag_recorder")
     recorder = BagRecorder(node, out_bag, topics, msgtypes=msgtypes)
+    start = time.monotonic()
     try:
-        recorder.start()
-        end = None if duration_s is None else time.monotonic() + duration_s
+        recorder.start(discovery_timeout_s=DISCOVERY_TIMEOUT_S if duration_s is None
+                       else min(DISCOVERY_TIMEOUT_S, duration_s))
+        end = None if duration_s is None else start + duration_s
         while rclpy.ok() and (end is None or time.monotonic() < end):
             rclpy.spin_once(node, timeout_sec=0.05)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -4,8 +4,10 @@ The recorded CDR bytes are published as they are (rclpy publishers take serializ
 nothing is re-encoded; each message is decoded once, only to check it: one that does not
 decode is logged, counted, not published, and fails the replay at its end. Topics whose
 message type rclpy cannot import (``/tf_static`` where ``tf2_msgs`` is not installed) are
-skipped with a warning. In loop mode the bag starts again at its end; header stamps and
-/clock then go back, which is how downstream nodes see a loop.
+skipped with a warning (refused when nothing else is left to play). Several bags are played
+merged in bag time; two holding a played topic over overlapping spans (the same recording
+twice) are refused, as the offline readers refuse them. In loop mode the bag starts again at
+its end; header stamps and /clock then go back, which is how downstream nodes see a loop.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from rosgraph_msgs.msg import Clock
 
 from meetup_ros.bags import BagError, topics
 from meetup_ros.bags.importer import QOS_DEPTH
-from meetup_ros.bags.reader import bag_info, iter_raw_messages
+from meetup_ros.bags.reader import bag_info, bags_overlap_error, iter_raw_messages
 from meetup_ros.ros import RosInputError
 from meetup_ros.ros.node_tools import freeze_startup_heap
 from meetup_ros.ros.params import declare_parameters, param, param_fields
@@ -231,19 +233,18 @@ class BagReplayNode(Node):
                 f"topic(s) {missing!r} not in bag {self.bag_paths!r}; "
                 f"it has {sorted(info['topics'])!r}"
             )
-        self._bag_publishers: dict[str, Any] = {}
-        self._msg_classes: dict[str, Any] = {}
-        for topic in wanted:
-            msgtype = info["topics"][topic][0]
-            msg_class = import_message_type(msgtype)
-            if msg_class is None:
-                self.report.skipped_topics[topic] = msgtype
-                self.get_logger().warning(
-                    f"skipping {topic} ({msgtype}): rclpy cannot import that message type"
-                )
-                continue
-            self._bag_publishers[topic] = self.create_publisher(msg_class, topic, topic_qos(topic))
-            self._msg_classes[topic] = msg_class
+        self._msg_classes = self._importable(wanted, info)
+        overlap = bags_overlap_error(info, self._msg_classes)
+        if overlap:
+            raise BagError(overlap)
+        for topic, msgtype in self.report.skipped_topics.items():
+            self.get_logger().warning(
+                f"skipping {topic} ({msgtype}): rclpy cannot import that message type"
+            )
+        self._bag_publishers: dict[str, Any] = {
+            topic: self.create_publisher(msg_class, topic, topic_qos(topic))
+            for topic, msg_class in self._msg_classes.items()
+        }
         self._clock_pub = (
             self.create_publisher(Clock, topics.CLOCK, topic_qos(topics.CLOCK))
             if self.publish_clock else None
@@ -261,6 +262,29 @@ class BagReplayNode(Node):
             f"replaying {self.bag_paths} at rate {self.rate:g}: "
             f"{len(self._bag_publishers)} topic(s), loop={self.loop}, clock={self.publish_clock}"
         )
+
+    def _importable(self, wanted: list[str], info: dict[str, Any]) -> dict[str, Any]:
+        """The rclpy message class of each wanted topic that has one; the others go to
+        ``report.skipped_topics``.
+
+        Raises:
+            BagError: no wanted topic can be played. An empty selection read every topic of
+                the bag (rosbags' meaning of no connections), each then "undecodable".
+        """
+        classes = {}
+        for topic in wanted:
+            msgtype = info["topics"][topic][0]
+            msg_class = import_message_type(msgtype)
+            if msg_class is None:
+                self.report.skipped_topics[topic] = msgtype
+            else:
+                classes[topic] = msg_class
+        if not classes:
+            skipped = ", ".join(f"{t} ({m})" for t, m in self.report.skipped_topics.items())
+            raise BagError(f"nothing to play from bag {self.bag_paths!r}: "
+                           + (f"{skipped} cannot be imported by rclpy here" if skipped
+                              else "it holds no topic"))
+        return classes
 
     # --- control -------------------------------------------------------------------------
     def start(self) -> None:

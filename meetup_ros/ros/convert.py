@@ -18,18 +18,14 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import Image, Imu, JointState, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from meetup_ros import images
 from meetup_ros.odometry.windowing import IMU_ACCEL_LIMIT_MPS2, IMU_GYRO_LIMIT_RADPS
 from meetup_ros.ros import RosInputError
 
 NS_PER_S = 1_000_000_000
-# Encodings the image converters read, with (channels, numpy dtype).
-_ENCODINGS: dict[str, tuple[int, type]] = {
-    "mono8": (1, np.uint8),
-    "8UC1": (1, np.uint8),
-    "rgb8": (3, np.uint8),
-    "bgr8": (3, np.uint8),
-    "32FC1": (1, np.float32),
-}
+# Encodings the image converters read, with (channels, numpy dtype); meetup_ros.images reads
+# them for the nodes and the offline bag reader alike.
+_ENCODINGS = images.ENCODINGS
 
 
 # ---- stamps ---------------------------------------------------------------------------------
@@ -84,53 +80,24 @@ def image_to_array(
         RosInputError: unknown or unaccepted encoding, size mismatch, wrong step or data length,
             big-endian float data.
     """
-    encoding = msg.encoding
-    if encoding not in encodings or encoding not in _ENCODINGS:
-        raise RosInputError(
-            f"{topic}: encoding {encoding!r} is not supported here; expected one of "
-            f"{sorted(set(encodings) & set(_ENCODINGS))}"
-        )
-    channels, dtype = _ENCODINGS[encoding]
-    height, width = int(msg.height), int(msg.width)
-    if height <= 0 or width <= 0:
-        raise RosInputError(f"{topic}: image size {(height, width)!r} is empty")
-    if expected_hw is not None and (height, width) != tuple(expected_hw):
-        raise RosInputError(
-            f"{topic}: image size (height, width) {(height, width)!r}, "
-            f"expected {tuple(expected_hw)!r}"
-        )
-    itemsize = np.dtype(dtype).itemsize
-    row_bytes = width * channels * itemsize
-    step = int(msg.step)
-    if step < row_bytes:
-        raise RosInputError(f"{topic}: step {step!r} < width*channels*itemsize {row_bytes!r}")
-    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
-    if data.size != step * height:
-        raise RosInputError(
-            f"{topic}: data holds {data.size!r} bytes, expected step*height = {step * height!r}"
-        )
-    if itemsize > 1 and msg.is_bigendian:
-        raise RosInputError(f"{topic}: is_bigendian={msg.is_bigendian!r} float data, expected 0")
-    rows = data.reshape(height, step)[:, :row_bytes]
-    array: np.ndarray = np.ascontiguousarray(rows).view(dtype)
-    return array.reshape((height, width, channels) if channels > 1 else (height, width)).copy()
+    try:
+        return images.image_array(msg, topic=topic, encodings=encodings,
+                                  expected_hw=expected_hw)
+    except images.ImageError as exc:
+        raise RosInputError(str(exc)) from None
 
 
 def image_to_mono8(
     msg: Image, *, topic: str = "image", expected_hw: tuple[int, int] | None = None
 ) -> np.ndarray:
-    """An 8-bit image message (mono8, rgb8 or bgr8) as a ``(H, W)`` uint8 grey image."""
-    array = image_to_array(
-        msg, topic=topic, encodings=("mono8", "8UC1", "rgb8", "bgr8"), expected_hw=expected_hw
-    )
-    if array.ndim == 2:
-        return array
-    rgb = array.astype(np.float32)
-    if msg.encoding == "bgr8":
-        rgb = rgb[..., ::-1]
-    # ITU-R BT.601 luma, the weights OpenCV's RGB2GRAY uses.
-    grey = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    return np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+    """An 8-bit image message (mono8, rgb8 or bgr8) as a ``(H, W)`` uint8 grey image.
+
+    The conversion lives in :mod:`meetup_ros.images`, shared with the offline bag reader.
+    """
+    try:
+        return images.image_mono8(msg, topic=topic, expected_hw=expected_hw)
+    except images.ImageError as exc:
+        raise RosInputError(str(exc)) from None
 
 
 def image_to_depth_m(
