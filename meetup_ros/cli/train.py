@@ -84,6 +84,20 @@ def _resolve_bag(text: str) -> Path:
     raise CommandError(f"bag {text!r} not found{also}")
 
 
+#: networks whose every step trains on one sample whatever --batch-size says, and why: a
+#: tester's `train optimizer --batch-size 8` was logged as "batch 8" and ran one per step
+ONE_SAMPLE_PER_STEP: dict[str, str] = {
+    "optimizer": "each step unrolls the learned step on one two-view problem",
+}
+
+
+def _check_batch_size(network: str, batch_size: int | None) -> None:
+    reason = ONE_SAMPLE_PER_STEP.get(network)
+    if reason is not None and batch_size not in (None, 1):
+        raise CommandError(f"--batch-size {batch_size!r}: expected 1 (or none) for train "
+                           f"{network}: {reason}")
+
+
 #: the files a run writes into --out besides checkpoint.pt and metrics.csv (with export)
 EXPORTS: dict[str, str] = {"vio": "vio.pt", "depth": "depth_code.pt",
                            "optimizer": "slam_optimizer.pt", "controller": "governor.onnx"}
@@ -134,6 +148,7 @@ def _train(args: argparse.Namespace) -> int:
         # DFW refused it only once the bag was read; SGD's buffer would never decay
         raise CommandError(f"--momentum {args.momentum!r}: expected a value in [0, 1) for "
                            f"--optimizer {args.optimizer}")
+    _check_batch_size(args.network, args.batch_size)
     set_torch_threads(args.threads)
 
     import torch

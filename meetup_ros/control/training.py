@@ -186,15 +186,19 @@ def real_states(
 
 
 def stereo_nearest_depths(seq: Any, max_pairs: int) -> np.ndarray:
-    """Nearest depth ahead (m) from up to ``max_pairs`` evenly spaced stereo pairs."""
+    """Nearest depth ahead (m) from up to ``max_pairs`` evenly spaced stereo pairs (paired by
+    stamp: ``slam.data.stereo_frame_pairs``)."""
+    from meetup_ros.slam.data import stereo_frame_pairs
     from meetup_ros.slam.stereo import stereo_depth
 
-    n = min(len(seq.cam0.images), len(seq.cam1.images))
+    frames = stereo_frame_pairs(seq)
+    n = len(frames)
     picks = np.unique(np.linspace(0, n - 1, num=min(max_pairs, n)).round().astype(int))
     depths = []
-    for i in picks:
+    for k in picks:
+        i, j = frames[k]
         depth_m = stereo_depth(
-            seq.cam0.images[i], seq.cam1.images[i], seq.cam0, seq.cam1, seq.T_cam0_cam1
+            seq.cam0.images[i], seq.cam1.images[j], seq.cam0, seq.cam1, seq.T_cam0_cam1
         )
         nearest = nearest_depth_m(depth_m)
         if np.isfinite(nearest):

@@ -396,20 +396,6 @@ def offline_figures(paths: tuple[Path, ...]) -> dict[str, Any]:
 
 # ---- depth helpers ------------------------------------------------------------------------
 
-def _stereo_pairs(seq: Any, max_pairs: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """Up to ``max_pairs`` evenly spaced ``(stamp_ns, image0, image1)`` from the input bag."""
-    if seq.cam0 is None or seq.cam1 is None:
-        raise ReportError("the input bag has no stereo pair")
-    index1 = {int(s): i for i, s in enumerate(seq.cam1.stamps_ns)}
-    both = [i for i, s in enumerate(seq.cam0.stamps_ns) if int(s) in index1]
-    picks = [both[round(k)] for k in np.linspace(0, len(both) - 1, min(max_pairs, len(both)))]
-    return [
-        (int(seq.cam0.stamps_ns[i]), seq.cam0.images[i],
-         seq.cam1.images[index1[int(seq.cam0.stamps_ns[i])]])
-        for i in dict.fromkeys(picks)
-    ]
-
-
 def _depth_scores(
     seq: Any, depth_msgs: list[Any], max_pairs: int, out_dir: Path
 ) -> tuple[float, float, float, int, float | None]:
@@ -419,15 +405,17 @@ def _depth_scores(
     (index >= HELDOUT_FIRST_PAIR; the camera is at rest, so the scene is the same room), or
     None when no keyframe falls there.
     """
+    from meetup_ros.slam.data import stereo_frame_pairs
     from meetup_ros.slam.evaluation import depth_metrics
     from meetup_ros.slam.stereo import stereo_depth
 
     if not depth_msgs:
         raise ReportError("no /depth was recorded")
     by_stamp = {_stamp_ns(m): m for m in depth_msgs}
+    # a keyframe's stamp is its cam0 image's; cam1's partner by slam_node's pairing rule
+    partner = dict(stereo_frame_pairs(seq))
     index0 = {int(s): i for i, s in enumerate(seq.cam0.stamps_ns)}
-    index1 = {int(s): i for i, s in enumerate(seq.cam1.stamps_ns)}
-    stamps = [s for s in sorted(by_stamp) if s in index0 and s in index1]
+    stamps = [s for s in sorted(by_stamp) if index0.get(s) in partner]
     if not stamps:
         raise ReportError("no /depth stamp matches a stereo pair of the input bag")
     picks = [stamps[round(k)] for k in np.linspace(0, len(stamps) - 1,
@@ -438,8 +426,8 @@ def _depth_scores(
     for stamp in dict.fromkeys(picks):
         pred = depth_image(by_stamp[stamp])
         image0 = seq.cam0.images[index0[stamp]]
-        ref = stereo_depth(image0, seq.cam1.images[index1[stamp]], seq.cam0, seq.cam1,
-                           seq.T_cam0_cam1)
+        ref = stereo_depth(image0, seq.cam1.images[partner[index0[stamp]]], seq.cam0,
+                           seq.cam1, seq.T_cam0_cam1)
         metrics = depth_metrics(pred, ref)
         rows.append((metrics["absrel"], metrics["rmse_m"], metrics["delta1"]))
         frames.append(index0[stamp])

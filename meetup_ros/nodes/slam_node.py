@@ -49,10 +49,14 @@ from meetup_ros.ros.node_tools import (
 from meetup_ros.ros.params import check_param, declare_parameters, param
 from meetup_ros.slam import SlamError
 from meetup_ros.slam.camera import check_intrinsics
-from meetup_ros.slam.depth_code import DepthCodeModel
-from meetup_ros.slam.frontend import SOLVERS, FrontendConfig, SlamFrontend, warm_up_solver
-from meetup_ros.slam.learned import LearnedStep, check_depth_pairing
-from meetup_ros.slam.pairing import FramePair, PriorWait, StereoPairs
+from meetup_ros.slam.frontend import (
+    SOLVERS,
+    FrontendConfig,
+    SlamFrontend,
+    load_networks,
+    warm_up_solver,
+)
+from meetup_ros.slam.pairing import PAIR_TOLERANCE_S, FramePair, PriorWait, StereoPairs
 
 NODE_NAME = "slam_node"
 _FRONTEND = FrontendConfig()  # the frontend's own defaults are the node's defaults
@@ -115,7 +119,8 @@ class SlamParams:
     max_stereo_rotation_deg: float = param(
         _FRONTEND.max_stereo_rotation_deg,
         "stereo: depth is NaN when the pair fits its calibration only turned by more (deg)")
-    pair_tolerance_s: float = param(0.003, "cam0/cam1 stamps closer than this are a pair")
+    pair_tolerance_s: float = param(PAIR_TOLERANCE_S,
+                                    "cam0/cam1 stamps closer than this are a pair")
     prior_tolerance_s: float = param(0.03, "odometry used as prior within this of a frame")
     # The odometry of a frame comes after the frame (vio_node waits for the IMU sample after
     # it, then runs its network: 10-50 ms): looked up on arrival, the nearest odometry was
@@ -245,15 +250,12 @@ class SlamNode(Node):
             min_two_view_support=p.min_two_view_support,
             max_stereo_rotation_deg=p.max_stereo_rotation_deg,
         )
-        self.weights = [paths.node_file(p.depth_weights, "models")]
-        if p.optimizer_weights:
-            self.weights.append(paths.node_file(p.optimizer_weights, "models"))
-        self.depth_model = DepthCodeModel.from_weights(self.weights[0])
-        self.step = (LearnedStep.from_weights(self.weights[1]) if p.optimizer_weights
-                     else None)
-        if self.step is not None:  # a step trained with another depth network: warned
-            check_depth_pairing(self.depth_model, self.weights[0], self.weights[1],
-                                self.step.loaded_metadata)
+        depth_path = paths.node_file(p.depth_weights, "models")
+        step_path = paths.node_file(p.optimizer_weights, "models") if p.optimizer_weights else None
+        self.depth_model, self.step = load_networks(depth_path, step_path, p.solver)
+        self.weights = [depth_path]  # the files in use: a classical solver loads no step
+        if self.step is not None and step_path is not None:
+            self.weights.append(step_path)
         # torch's first solve now rather than when camera_info arrives: that is the start of
         # the stream, where the cold solve (~40 ms) competed with vio_node's first frames.
         warm_up_solver(self.depth_model, self.step, self.frontend_config)
@@ -262,6 +264,9 @@ class SlamNode(Node):
         # A calibration other than the one in use, and how many messages in a row gave it.
         self._info_change: dict[str, tuple[CameraInfo, int]] = {}
         self._hw: dict[str, tuple[int, int]] = {}
+        # Why a camera's camera_info was refused, until one is taken: said with the frames
+        # dropped meanwhile, which read "before camera_info" as if none had come.
+        self._refused: dict[str, str] = {}
         self.health = NodeHealth(self, ["keyframe", "frame", "pair_wait_for_odometry"],
                                  p.diagnostics_period_s)
         self.pairs = StereoPairs(
@@ -312,7 +317,8 @@ class SlamNode(Node):
                 "nothing of the motion); depth and points are")
         self.get_logger().info(
             f"SLAM on {p.cam0_topic}" + (f" + {p.cam1_topic}" if self.stereo else " (mono)")
-            + f", prior {p.odom_topic or 'none'} -> {p.depth_topic}, {p.pose_topic}; weights "
+            + f", prior {p.odom_topic or 'none'} -> {p.depth_topic}, {p.pose_topic}; solver "
+            + f"{p.solver} ({p.iterations} iterations); weights "
             + ", ".join(map(str, self.weights))
         )
 
@@ -334,9 +340,11 @@ class SlamNode(Node):
                 "bad_camera_info",
                 f"{cam} {self._info_topic(cam)}: {exc}; waiting for a calibrated camera_info",
             )
+            self._refused[cam] = str(exc)
             return
         self._info[cam] = msg
         self._hw[cam] = (int(msg.height), int(msg.width))
+        self._refused.pop(cam, None)
         if "cam0" in self._info and ("cam1" in self._info or not self.stereo):
             self._build_frontend()
 
@@ -419,6 +427,7 @@ class SlamNode(Node):
             )
         except SlamError as exc:
             self.health.problem("bad_camera_info", f"cannot build the frontend: {exc}")
+            self._refused.update(dict.fromkeys(self._info, f"cannot build the frontend: {exc}"))
             self._info.clear()  # try again with the next camera_info pair
             return
         self.get_logger().info(
@@ -426,6 +435,23 @@ class SlamNode(Node):
             + (f", baseline {np.linalg.norm(T_cam0_cam1[:3, 3]):.4f} m" if self.stereo
                and T_cam0_cam1 is not None else "")
         )
+
+    def _no_frontend_reason(self) -> str:
+        """Why a frame is dropped before the frontend is built: no camera_info yet, only
+        refused ones (and why), or a calibration change waiting for the other camera."""
+        cams = ("cam0", "cam1") if self.stereo else ("cam0",)
+        waiting = [cam for cam in cams if cam not in self._info]
+        if not waiting:
+            sizes = ", ".join(f"{cam} {self._hw[cam]}" for cam in cams)
+            return (f"frames dropped: the cameras' calibrations differ in size ({sizes}); "
+                    "waiting for the other camera's new camera_info")
+        topics = ", ".join(self._info_topic(cam) for cam in waiting)
+        refused = [f"{self._info_topic(cam)}: {self._refused[cam]}"
+                   for cam in waiting if cam in self._refused]
+        if not refused:
+            return f"frames before camera_info on {topics}: dropped"
+        return (f"frames before a usable camera_info on {topics}: dropped; refused "
+                f"{'; '.join(refused)}")
 
     def _on_odom(self, msg: Odometry) -> None:
         try:
@@ -470,10 +496,7 @@ class SlamNode(Node):
 
     def _process(self, stamp_ns: int, image0: np.ndarray, image1: np.ndarray | None) -> None:
         if self.frontend is None:
-            cams = ("cam0", "cam1") if self.stereo else ("cam0",)
-            waiting = [self._info_topic(cam) for cam in cams if cam not in self._info]
-            self.health.problem("waiting_for_camera_info",
-                                f"frames before camera_info on {', '.join(waiting)}: dropped")
+            self.health.problem("waiting_for_camera_info", self._no_frontend_reason())
             return
         if self._last_pair_ns is not None and stamp_ns <= self._last_pair_ns:
             back_s = (self._last_pair_ns - stamp_ns) * 1e-9

@@ -12,7 +12,8 @@ model's aspect ratio and an area resize, with the intrinsics adjusted to match.
 - KITTI / TUM consecutive frames with ground-truth poses (no depth): two-view pose pairs.
 
 Split (never trained on): EuRoC pairs with index >= 76 of the 95 (the last 19, about 0.95 s;
-the camera is at rest, so these frames show the same scene as the training frames); the
+the camera is at rest, so these frames show the same scene as the training frames); a pair's
+index is its cam0 frame's (cam0 and cam1 are paired by stamp, ``stereo_frame_pairs``); the
 Middlebury Motorcycle pair (a scene never seen: the real test of two-view depth); the TUM
 RGB-D pair (single-image depth on an unseen scene). KITTI and TUM pose pairs: the first
 ``MONO_HELD_OUT_PAIRS`` consecutive pairs of each sequence are the benchmark's and never
@@ -33,6 +34,7 @@ import numpy as np
 
 from meetup_ros.evaluation import datasets
 from meetup_ros.slam import SlamError
+from meetup_ros.slam.pairing import PAIR_TOLERANCE_S, match_stamps
 from meetup_ros.slam.stereo import StereoDepth
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class PairSample:
     metric: bool  # whether |t| of T_b_a is metric (stereo) or only known up to scale
     K_b: np.ndarray | None = None  # (3, 3) view B's intrinsics when they differ from K
     sequence: str = ""  # a KITTI/TUM pair's folder under the data root (reported per group)
+    frame: int = -1  # a EuRoC pair's cam0 frame index (the number in its name); else -1
 
 
 def crop_resize(
@@ -131,59 +134,114 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
 
 
+def _bag_names(seq: Any) -> str:
+    return ", ".join(repr(str(p)) for p in seq.paths)
+
+
 def check_stereo(seq: Any) -> None:
     """The stereo topics a pair needs, the missing ones named (a tester's message printed
-    ``PosixPath(...)`` and did not say which)."""
+    ``PosixPath(...)`` and did not say which), and the cameras' extrinsics.
+
+    Without /tf_static the reader takes identity for both cameras (a warning), and rectifying
+    then failed with "stereo baseline 0.0 m is too small to rectify", which did not say that
+    the extrinsics are missing (a tester's bag written by ``meetup-ros record``).
+    """
     from meetup_ros.bags import topics
 
     missing = [name for name, series in ((topics.CAM0_IMAGE, seq.cam0),
                                          (topics.CAM1_IMAGE, seq.cam1)) if series is None]
     if missing:
-        bags = ", ".join(repr(str(p)) for p in seq.paths)
-        raise SlamError(f"bag {bags} has no {' and no '.join(missing)}; expected a stereo "
-                        "EuRoC bag")
+        raise SlamError(f"bag {_bag_names(seq)} has no {' and no '.join(missing)}; expected a "
+                        "stereo EuRoC bag")
+    no_extrinsics = [name for name in ("cam0", "cam1") if name not in seq.transforms]
+    if no_extrinsics:
+        raise SlamError(
+            f"bag {_bag_names(seq)} has no {topics.TF_STATIC} transform to "
+            f"{' or '.join(no_extrinsics)}: the cam0-cam1 extrinsics (the stereo baseline) are "
+            f"missing; expected a stereo EuRoC bag with {topics.TF_STATIC} (a bag written by "
+            "`meetup-ros record` has none: it cannot record tf)")
+
+
+def stereo_frame_pairs(seq: Any, tolerance_s: float = PAIR_TOLERANCE_S) -> list[tuple[int, int]]:
+    """``(cam0 index, cam1 index)`` of each stereo pair of ``seq``: stamps within
+    ``tolerance_s``, slam_node's rule (``slam.pairing.match_stamps``). Images with no partner
+    (a dropped frame) are skipped, their number said in one warning.
+
+    Raises:
+        SlamError: a camera or the extrinsics are missing (:func:`check_stereo`), or no image
+            has a partner.
+    """
+    check_stereo(seq)
+    stamps0, stamps1 = seq.cam0.stamps_ns, seq.cam1.stamps_ns
+    pairs = match_stamps(stamps0, stamps1, round(tolerance_s * 1e9))
+    if not pairs:
+        raise SlamError(f"bag {_bag_names(seq)}: none of its {len(stamps0)} cam0 images has a "
+                        f"cam1 image within {tolerance_s:g} s; expected stereo pairs with "
+                        "matching stamps")
+    alone0, alone1 = len(stamps0) - len(pairs), len(stamps1) - len(pairs)
+    if alone0 or alone1:
+        logger.warning("bag %s: %d cam0 and %d cam1 image(s) have no partner within %g s on "
+                       "the other camera (dropped frames?): skipped; %d stereo pairs",
+                       _bag_names(seq), alone0, alone1, tolerance_s, len(pairs))
+    return pairs
 
 
 def euroc_stereo_pairs(
     bag_paths: object, height: int = 64, width: int = 96, stride: int = 1,
 ) -> list[PairSample]:
-    """Rectified stereo pairs of a EuRoC bag (or bags), with SGBM depth of rectified cam0.
+    """Rectified stereo pairs of a EuRoC bag (or bags), with SGBM depth of rectified cam0;
+    every ``stride``-th cam0 frame, named by its index (``euroc_076``).
 
     Raises:
-        SlamError: the bag has no cam0/cam1 images.
+        SlamError: see :func:`stereo_frame_pairs`.
     """
     from meetup_ros.bags.reader import read_sequence
 
     seq = read_sequence(bag_paths)  # type: ignore[arg-type]
-    check_stereo(seq)
+    frames = stereo_frame_pairs(seq)
     assert seq.cam0 is not None and seq.cam1 is not None and seq.T_cam0_cam1 is not None
     stereo = StereoDepth(seq.cam0.info, seq.cam1.info, seq.T_cam0_cam1)
     T_r0_r1 = stereo.rect.T_rect0_rect1(seq.T_cam0_cam1)
     T_r1_r0 = np.linalg.inv(T_r0_r1)
     out = []
-    for i in range(0, len(seq.cam0.images), stride):
-        rect0, rect1 = stereo.rect.rectify(seq.cam0.images[i], seq.cam1.images[i])
+    for i, j in frames:
+        if i % stride:
+            continue
+        rect0, rect1 = stereo.rect.rectify(seq.cam0.images[i], seq.cam1.images[j])
         depth = stereo.rectified_depth(rect0, rect1)
         a, K = crop_resize(rect0, stereo.rect.K_rect, height, width)
         b, _ = crop_resize(rect1, None, height, width)
         assert K is not None
         out.append(PairSample(a, b, K, T_r1_r0, downsample_depth(depth, height, width),
-                              f"euroc_{i:03d}", True))
+                              f"euroc_{i:03d}", True, frame=i))
     return out
+
+
+def euroc_split(pairs: list[PairSample], held_stride: int = 1,
+                ) -> tuple[list[PairSample], list[PairSample]]:
+    """(training, held-out) EuRoC pairs: cam0 frame below ``EUROC_HELD_OUT_FROM`` or not, the
+    held-out ones every ``held_stride``-th frame from it. By frame index, not list position:
+    a frame without a partner shifts the positions of every later pair."""
+    cut = EUROC_HELD_OUT_FROM
+    return ([p for p in pairs if p.frame < cut],
+            [p for p in pairs if p.frame >= cut and (p.frame - cut) % held_stride == 0])
 
 
 def euroc_depth_frames(bag_paths: object, stride: int = 1,
                        below_index: int = EUROC_HELD_OUT_FROM) -> list[DepthSample]:
-    """Full-resolution rectified cam0 images with SGBM depth, pairs with index < below_index."""
+    """Full-resolution rectified cam0 images with SGBM depth, every ``stride``-th cam0 frame
+    below ``below_index`` that has a stereo partner."""
     from meetup_ros.bags.reader import read_sequence
 
     seq = read_sequence(bag_paths)  # type: ignore[arg-type]
-    check_stereo(seq)
+    frames = stereo_frame_pairs(seq)
     assert seq.cam0 is not None and seq.cam1 is not None and seq.T_cam0_cam1 is not None
     stereo = StereoDepth(seq.cam0.info, seq.cam1.info, seq.T_cam0_cam1)
     out = []
-    for i in range(0, min(len(seq.cam0.images), below_index), stride):
-        rect0, rect1 = stereo.rect.rectify(seq.cam0.images[i], seq.cam1.images[i])
+    for i, j in frames:
+        if i >= below_index or i % stride:
+            continue
+        rect0, rect1 = stereo.rect.rectify(seq.cam0.images[i], seq.cam1.images[j])
         out.append(DepthSample(rect0, stereo.rectified_depth(rect0, rect1), f"euroc_{i:03d}"))
     return out
 

@@ -171,6 +171,25 @@ def warm_up_solver(depth_model: DepthCodeModel, step: LearnedStep | None,
                        problem.average_depth_m)
 
 
+def load_networks(depth_weights: str | Path, optimizer_weights: str | Path | None,
+                  solver: str) -> tuple[DepthCodeModel, LearnedStep | None]:
+    """The depth network, and the learned step only for ``solver`` "learned": a classical
+    solver never uses it, yet slam_node with ``solver: gauss_newton`` loaded it (a missing or
+    stale file stopped the node) and listed it among its weights (a tester's).
+
+    Raises:
+        SlamError: a weights file is missing or corrupt.
+    """
+    model = DepthCodeModel.from_weights(depth_weights)
+    if solver != "learned" or not optimizer_weights:
+        return model, None
+    step = LearnedStep.from_weights(optimizer_weights)
+    # a step trained with another depth network ran without a word: warned, not refused;
+    # the shipped pair records no digest (one info line)
+    check_depth_pairing(model, depth_weights, optimizer_weights, step.loaded_metadata)
+    return model, step
+
+
 class SlamFrontend:
     """Depth-code SLAM frontend (see module docstring); ROS-free, numpy in and out."""
 
@@ -230,7 +249,8 @@ class SlamFrontend:
         cls, depth_weights: str | Path, optimizer_weights: str | Path | None, camera0: Any,
         camera1: Any | None = None, T_cam0_cam1: np.ndarray | None = None, **cfg: Any,
     ) -> SlamFrontend:
-        """Load both weight files; ``cfg`` keys are FrontendConfig fields.
+        """Load the weights the solver uses (:func:`load_networks`); ``cfg`` keys are
+        FrontendConfig fields.
 
         Raises:
             SlamError: a weights file is missing/corrupt, or a cfg key is unknown.
@@ -242,12 +262,7 @@ class SlamFrontend:
                 f"unknown frontend options {sorted(unknown)!r}; expected {sorted(known)}"
             )
         config = FrontendConfig(**cfg)
-        model = DepthCodeModel.from_weights(depth_weights)
-        step = LearnedStep.from_weights(optimizer_weights) if optimizer_weights else None
-        if step is not None and optimizer_weights:
-            # a step trained with another depth network ran without a word: warned, not
-            # refused; the shipped pair records no digest (one info line)
-            check_depth_pairing(model, depth_weights, optimizer_weights, step.loaded_metadata)
+        model, step = load_networks(depth_weights, optimizer_weights, config.solver)
         return cls(model, step, camera0, camera1, T_cam0_cam1, config)
 
     def reset(self, reason: str = "") -> None:

@@ -8,6 +8,11 @@ after the frame): looked up on arrival, none was ever found, and every stereo ke
 the last pose known. So a pair waits (:class:`PriorWait`) until odometry at or after its
 stamp has come, or ``wait_s`` has passed. ``now_s`` is the caller's monotonic clock, so the
 wait ends while a replay's /clock stands still.
+
+:func:`match_stamps` is the one pairing rule, used by :class:`StereoPairs` (slam_node) and by
+the offline readers (``slam.data.stereo_frame_pairs``). Those paired by list index: a bag with
+a frame missing on one camera joined every later left image with the right one taken 50 ms
+before it, or ended in an IndexError (a tester's).
 """
 
 from __future__ import annotations
@@ -18,8 +23,35 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 CAMERAS = ("cam0", "cam1")
+# cam0/cam1 stamps closer than this are one stereo pair (slam_node's pair_tolerance_s
+# default); EuRoC's cameras are triggered together, their stamps equal.
+PAIR_TOLERANCE_S = 0.003
+
+
+def match_stamps(stamps0: npt.ArrayLike, stamps1: npt.ArrayLike,
+                 tolerance_ns: int) -> list[tuple[int, int]]:
+    """Index pairs ``(i0, i1)`` of stamps that differ by at most ``tolerance_ns``, ordered by
+    ``i0``. Each stamp is in at most one pair, the closest candidates paired first, so that a
+    frame missing on one camera leaves its partner unpaired rather than taking a neighbour's.
+    Stamps need not be sorted."""
+    s0 = np.asarray(stamps0, dtype=np.int64)
+    s1 = np.asarray(stamps1, dtype=np.int64)
+    order1 = np.argsort(s1, kind="stable")
+    sorted1 = s1[order1]
+    lo = np.searchsorted(sorted1, s0 - tolerance_ns, side="left")
+    hi = np.searchsorted(sorted1, s0 + tolerance_ns, side="right")
+    candidates = sorted((abs(int(s0[i0]) - int(sorted1[k])), i0, int(order1[k]))
+                        for i0 in range(s0.size) for k in range(lo[i0], hi[i0]))
+    partner: dict[int, int] = {}
+    taken1: set[int] = set()
+    for _, i0, i1 in candidates:
+        if i0 not in partner and i1 not in taken1:
+            partner[i0] = i1
+            taken1.add(i1)
+    return sorted(partner.items())
 
 
 @dataclass(frozen=True)
@@ -138,12 +170,9 @@ class StereoPairs:
             left.clear()
             return out
         right = self.pending["cam1"]
-        out = []
-        for stamp0 in list(left):
-            match = next((s for s in right if abs(s - stamp0) <= self.tolerance_ns), None)
-            if match is not None:
-                out.append(FramePair(stamp0, left.pop(stamp0), right.pop(match)))
-        return out
+        stamps0, stamps1 = list(left), list(right)
+        return [FramePair(stamps0[i0], left.pop(stamps0[i0]), right.pop(stamps1[i1]))
+                for i0, i1 in match_stamps(stamps0, stamps1, self.tolerance_ns)]
 
 
 class PriorWait:

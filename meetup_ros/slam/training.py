@@ -232,7 +232,7 @@ def load_depth_data(cfg: TrainConfig, height: int, width: int, euroc_stride: int
     """
     train = slam_data.euroc_depth_frames(list(cfg.bags), euroc_stride)
     pairs = slam_data.euroc_stereo_pairs(list(cfg.bags), height, width, 1)
-    held_pairs = pairs[slam_data.EUROC_HELD_OUT_FROM::euroc_stride]
+    _, held_pairs = slam_data.euroc_split(pairs, euroc_stride)
     rgbd = _rgbd_folder(data_root)
     train += slam_data.rgbd_samples(rgbd, slam_data.RGBD_TRAIN, None, None)
     held = slam_data.rgbd_samples(rgbd, slam_data.RGBD_HELD_OUT, height, width)
@@ -522,9 +522,7 @@ def train_optimizer(cfg: TrainConfig) -> dict[str, float]:
     check_held_out_stride(list(cfg.bags), stride)
     pairs = slam_data.euroc_stereo_pairs(list(cfg.bags), depth_model.cfg.height,
                                          depth_model.cfg.width, stride)
-    cut = slam_data.EUROC_HELD_OUT_FROM
-    train_pairs = [p for i, p in enumerate(pairs) if i * stride < cut]
-    held_pairs = [p for i, p in enumerate(pairs) if i * stride >= cut]
+    train_pairs, held_pairs = slam_data.euroc_split(pairs)  # by frame index (every stride-th)
     mono_pairs: list = []
     if data_root.is_dir():
         mono_pairs = slam_data.mono_pose_pairs(
