@@ -292,8 +292,12 @@ def build_report(
         "clock_stop_fallbacks": int(gate.get("clock_stop_fallbacks", 0)),
     }
     if report["commands"]["stale_fallbacks"]:
-        logger.warning("safety_monitor_node sent the stop for %d stale (state, command) pairs "
-                       "(the pipeline fell behind its inputs)",
+        # Not "fell behind" alone: a tester's recorded bag (bag time = receive time, stamps
+        # EuRoC's) had every state 12 years old on the replay's /clock.
+        logger.warning("safety_monitor_node sent the stop for %d stale (state, command) pairs: "
+                       "states older than max_state_age_s on the replay's /clock when they "
+                       "arrived (the pipeline behind its inputs, or header stamps in another "
+                       "time base than the bag's; safety_monitor_node's log gives the age)",
                        report["commands"]["stale_fallbacks"])
     # Published by vio_node but never received by the controller (each received one gets a
     # certificate): lost before DDS matched the two, at start-up.
