@@ -69,3 +69,19 @@ def _header_stamp_ns(msgtype: str, raw: bytes, t_ns: int) -> int:
     if not hasattr(msg, "header"):
         return t_ns
     return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+def garbled_imu_bag(dst: Path, bad_index: int, src: Path = SAMPLE_BAG) -> tuple[Path, int]:
+    """``src``'s /imu0 alone, with message ``bad_index`` replaced by bytes that are no Imu
+    CDR; returns the bag and that message's bag time."""
+    from meetup_ros.bags import topics
+
+    bad_ns = -1
+    with Reader(src) as reader, Writer(dst, version=9, storage_plugin=StoragePlugin.MCAP) as out:
+        conn = out.add_connection(topics.IMU, "sensor_msgs/msg/Imu", typestore=TYPESTORE)
+        imu = [c for c in reader.connections if c.topic == topics.IMU]
+        for i, (_, t_ns, raw) in enumerate(reader.messages(connections=imu)):
+            if i == bad_index:
+                raw, bad_ns = b"\x00\x01\x00\x00garbage", t_ns
+            out.write(conn, t_ns, raw)
+    return dst, bad_ns

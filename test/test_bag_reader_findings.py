@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bag_variants import filtered_bag
+from bag_variants import filtered_bag, garbled_imu_bag
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
 from meetup_ros.bags import BagError, topics
@@ -221,21 +221,6 @@ def test_an_image_encoding_no_node_reads_names_the_bag_and_stamp(tmp_path: Path)
 
 
 # ---- Finding 16: decode errors named neither bag nor stamp -----------------------------------
-
-def garbled_imu_bag(dst: Path, bad_index: int) -> tuple[Path, int]:
-    """The sample's /imu0 with message ``bad_index`` replaced by bytes that are no Imu CDR;
-    returns the bag and that message's bag time."""
-    bad_ns = -1
-    with Reader(SAMPLE_BAG) as reader, Writer(dst, version=9,
-                                              storage_plugin=StoragePlugin.MCAP) as out:
-        conn = out.add_connection(topics.IMU, "sensor_msgs/msg/Imu", typestore=TYPESTORE)
-        imu = [c for c in reader.connections if c.topic == topics.IMU]
-        for i, (_, t_ns, raw) in enumerate(reader.messages(connections=imu)):
-            if i == bad_index:
-                raw, bad_ns = b"\x00\x01\x00\x00garbage", t_ns
-            out.write(conn, t_ns, raw)
-    return dst, bad_ns
-
 
 def test_a_message_that_does_not_decode_names_its_bag_and_bag_time(tmp_path: Path) -> None:
     bag, bad_ns = garbled_imu_bag(tmp_path / "imu_badcdr", 50)

@@ -327,27 +327,10 @@ def test_console_script_loops_until_sigint(ros) -> None:
     assert np.any(np.diff(stamps) < 0)
 
 
-def garbled_imu_bag(dst: Path, bad_index: int) -> tuple[Path, int]:
-    """The bundled bag's /imu0 alone, written with rosbags, with message ``bad_index``
-    replaced by bytes that are no Imu CDR; returns the bag and that message's bag time."""
-    from rosbags.rosbag2 import Reader, StoragePlugin, Writer
-
-    from meetup_ros.bags.importer import TYPESTORE
-
-    bad_ns = -1
-    with Reader(SAMPLE_BAG) as reader, Writer(dst, version=9,
-                                              storage_plugin=StoragePlugin.MCAP) as out:
-        conn = out.add_connection(topics.IMU, "sensor_msgs/msg/Imu", typestore=TYPESTORE)
-        imu = [c for c in reader.connections if c.topic == topics.IMU]
-        for i, (_, t_ns, raw) in enumerate(reader.messages(connections=imu)):
-            if i == bad_index:
-                raw, bad_ns = b"\x00\x01\x00\x00garbage", t_ns
-            out.write(conn, t_ns, raw)
-    return dst, bad_ns
-
-
 def test_replay_names_counts_and_fails_on_an_undecodable_message(ros, tmp_path: Path) -> None:
     """One garbled Imu message: the replay exited 0 and vio_node silently got 1140 of 1141."""
+    from bag_variants import garbled_imu_bag
+
     context, executor = ros
     bag, bad_ns = garbled_imu_bag(tmp_path / "bad_cdr", 50)
     listener = Listener(context, {topics.IMU: Imu})
