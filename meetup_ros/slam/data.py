@@ -106,8 +106,21 @@ def crop_resize(
     return out, K2
 
 
+def _cell_indices(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For cells ``edges[i]:edges[i + 1]``: ``(n_cells, longest)`` pixel indices, padded
+    with 0, and a mask of the real ones."""
+    sizes = np.diff(edges)
+    offsets = np.arange(max(int(sizes.max()), 1))
+    real = offsets[None, :] < sizes[:, None]
+    return np.where(real, edges[:-1, None] + offsets[None, :], 0), real
+
+
 def downsample_depth(depth_m: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Depth to (height, width): median of valid values in each cell after the centre crop."""
+    """Depth to (height, width): median of valid values in each cell after the centre crop.
+
+    Every cell is gathered into one padded row and sorted at once: the loop over cells it
+    replaces (one ``np.median`` each) took 0.34 s a frame, most of benchmark-slam's set-up.
+    """
     h0, w0 = depth_m.shape
     aspect = width / height
     if w0 / h0 > aspect:
@@ -118,16 +131,21 @@ def downsample_depth(depth_m: np.ndarray, height: int, width: int) -> np.ndarray
     crop = depth_m[y0:y0 + ch, x0:x0 + cw].astype(np.float32)
     rows = np.linspace(0, ch, height + 1).astype(int)
     cols = np.linspace(0, cw, width + 1).astype(int)
-    out = np.full((height, width), np.nan, np.float32)
-    for i in range(height):
-        band = crop[rows[i]:rows[i + 1]]
-        for j in range(width):
-            cell = band[:, cols[j]:cols[j + 1]]
-            finite = cell[np.isfinite(cell) & (cell > 0)]
-            # Half the cell must be measured, else the value is unreliable at edges.
-            if finite.size * 2 >= cell.size:
-                out[i, j] = np.median(finite)
-    return out
+    r_idx, r_real = _cell_indices(rows)
+    c_idx, c_real = _cell_indices(cols)
+    with np.errstate(invalid="ignore"):
+        valid = np.where(np.isfinite(crop) & (crop > 0), crop, np.float32(np.nan))
+    cells = valid[r_idx[:, None, :, None], c_idx[None, :, None, :]]
+    real = r_real[:, None, :, None] & c_real[None, :, None, :]
+    cells = np.where(real, cells, np.float32(np.nan)).reshape(height, width, -1)
+    size = r_real.sum(1)[:, None] * c_real.sum(1)[None, :]
+    n = np.isfinite(cells).sum(-1)
+    cells.sort(axis=-1)  # NaN last: a cell's n valid values come first
+    lo = np.take_along_axis(cells, np.maximum(n - 1, 0)[..., None] // 2, -1)[..., 0]
+    hi = np.take_along_axis(cells, (n // 2)[..., None], -1)[..., 0]
+    # Half the cell must be measured, else the value is unreliable at edges.
+    keep = (n > 0) & (n * 2 >= size)
+    return np.where(keep, (lo + hi) / np.float32(2), np.float32(np.nan)).astype(np.float32)
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
