@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from meetup_ros.verification import bab
+from meetup_ros.verification import VerificationInputError, bab
 from meetup_ros.verification.examples import governor_demo_network
 from meetup_ros.verification.falsify import onnxruntime_forward
 from meetup_ros.verification.mip import solve_min_max_margin
@@ -254,8 +254,6 @@ def test_a_counterexample_in_the_margin_is_not_a_violation_of_the_region(
 
 @pytest.mark.parametrize("margin", [-0.1, 1.5, float("nan")])
 def test_a_bad_margin_is_refused_by_name(nets: dict[str, Path], margin: float) -> None:
-    from meetup_ros.verification import VerificationInputError
-
     with pytest.raises(VerificationInputError, match="region_margin"):
         RuntimeMonitor(nets["safe"], YAML, region_margin=margin)
 
@@ -275,3 +273,36 @@ def test_a_region_too_wide_for_a_finite_margin_is_certified_as_without_one(
                 cert = RuntimeMonitor(nets["safe"], YAML, region_margin=margin).certify(lo, up)
             answers.append((cert.status, cert.reason))
         assert answers[0] == answers[1], answers
+
+
+def test_a_start_region_proven_ahead_answers_the_first_ticks_and_holds_by_the_mip(
+        nets: dict[str, Path]) -> None:
+    """At start-up the node proves the start state's region, widened by the margin, with time
+    of its own: the first ticks inside it are cache hits (the pipeline's first proof missed
+    its 50 ms on a slower machine). What it proved holds by the exact solver; on a network
+    that is unsafe there, the proof fails and its counterexample is re-tried first."""
+    center = np.array([1.0, 0.0, 0.0, 0.0, 0.8])
+    monitor = RuntimeMonitor(nets["safe"], YAML, region_margin=0.1)
+    assert monitor.prove_ahead(center - RADIUS, center + RADIUS, 5.0) == "verified"
+    assert monitor.stats["calls"] == 0
+    d = monitor.prop.disjuncts[0]
+    wide = RADIUS * 1.2  # widened by 10 % of the width on each side
+    assert solve_min_max_margin(monitor.network, d.coeffs, d.rhs,
+                                np.maximum(center - wide, d.lower),
+                                np.minimum(center + wide, d.upper)).objective > 0
+    first = monitor.certify(center - RADIUS * 1.15, center + RADIUS * 1.15)
+    assert first.status == "verified" and first.domains == 0, first
+    assert "inside a certified region" in first.reason
+    # Past the widened box: a proof of its own.
+    beyond = monitor.certify(center - RADIUS * 1.3, center + RADIUS * 1.3)
+    assert beyond.status == "verified" and beyond.domains >= 1, beyond
+
+    unsafe = RuntimeMonitor(nets["unsafe"], YAML, region_margin=0.1)
+    start = np.array([0.7, 0.0, 0.0, 0.0, 1.1])
+    assert unsafe.prove_ahead(start - RADIUS, start + RADIUS, 5.0) == "violated"
+    tick = unsafe.certify(start - RADIUS, start + RADIUS)
+    assert tick.status == "violated", tick
+    x = tick.counterexample_x
+    assert x is not None and unsafe.prop.is_unsafe(x, np.asarray(tick.counterexample_y))
+    with pytest.raises(VerificationInputError, match="region lower"):
+        unsafe.prove_ahead(start + RADIUS, start - RADIUS, 5.0)
