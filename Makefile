@@ -1,6 +1,6 @@
 # Two commands for a fresh machine (Python 3.11, no ROS install needed):
 #   make demo   the main job: replay the bundled EuRoC bag through the nodes, write out/demo/
-#   make test   the whole suite (pytest, ruff and mypy run as tests)
+#   make test   the whole suite (pytest, ruff and mypy run as tests), in two workers
 # Both create the virtual environment first if it is missing.
 #   make retrain           retrain every network from the bundled bag with DFW -> out/retrained
 #   make demo-retrained    the main job with those weights -> out/demo_retrained
@@ -35,7 +35,7 @@ demo: $(STAMP)
 	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-57} $(VENV)/bin/meetup-ros demo --out out/demo
 
 test: $(STAMP)
-	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-58} $(PY) -m pytest -q test
+	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-58} $(PY) -m pytest -q -n 2 --dist loadgroup test
 
 # One command per network, all with DFW (the trainers' default optimizer), all from the
 # bundled bag. The bag holds 4.7 s at rest, too little to learn flight from scratch, so the

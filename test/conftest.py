@@ -12,9 +12,37 @@ import pytest
 # Before anything imports rclpy: discovery never leaves this machine.
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", "58")
+# Under pytest-xdist each worker runs in a domain of its own (the base domain plus 1, 2, ...),
+# so two tests running at once never see each other's topics.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _WORKER.startswith("gw"):
+    os.environ["ROS_DOMAIN_ID"] = str(int(os.environ["ROS_DOMAIN_ID"]) + 1 + int(_WORKER[2:]))
+    # Two workers on two cores: one torch (OpenMP) thread each, and in the nodes they start,
+    # rather than two each fighting over the cores.
+    os.environ["OMP_NUM_THREADS"] = "1"
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Files whose tests hold deadlines, latencies or a replay's schedule, or start nodes at
+# real-time priority (pipeline.yaml's vio_node): under pytest-xdist (`make test`) one worker
+# runs them all, one after another, so that none of them shares the cores with another (a
+# monitor's deadline overran by 260 ms beside a demo's SCHED_FIFO node). Every other file is a
+# group of its own, run whole by one worker (what `--dist loadfile` does).
+TIMED_FILES = frozenset({
+    "test_cli_run_live.py", "test_demo.py", "test_monitor_faults.py",
+    "test_monitor_region_inputs.py", "test_node_entry.py", "test_nodes.py", "test_replay.py",
+    "test_ros_conversions.py", "test_runtime_monitor.py", "test_vio_faults.py",
+})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The xdist groups above (read by `--dist loadgroup`; without xdist, no effect)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            name = "timed" if item.path.name in TIMED_FILES else item.path.name
+            item.add_marker(pytest.mark.xdist_group(name))
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 

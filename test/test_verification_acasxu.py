@@ -26,6 +26,8 @@ KNOWN = [("1_1", 1, "unsat"), ("1_1", 4, "unsat"), ("1_9", 3, "sat"), ("2_1", 2,
 # (docs/benchmark_acasxu.md). The generous timeout is for a loaded CI machine.
 # 1_9 with property 7 is violated only in a sliver of its box (the whole input range): plain
 # PGD from 20 000 random starts never found it; the screened restarts during the search do.
+# It took 55-90 s of one thread on a slower 2-core machine (2026-12-06; 50.7 s in the
+# benchmark), and once ran out of the 90 s it had: 150 s, for both.
 HARD = [("1_1", 5, "unsat"), ("1_9", 7, "sat")]
 
 
@@ -35,7 +37,7 @@ def _files(shared_data: Path, net: str, prop: int) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize(("net", "prop", "expected", "timeout_s"),
-                         [(*k, 20.0) for k in KNOWN] + [(*k, 90.0) for k in HARD])
+                         [(*k, 20.0) for k in KNOWN] + [(*k, 150.0) for k in HARD])
 def test_known_answers(shared_data: Path, net: str, prop: int, expected: str,
                        timeout_s: float) -> None:
     torch.set_num_threads(1)
