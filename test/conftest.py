@@ -16,7 +16,12 @@ os.environ.setdefault("ROS_DOMAIN_ID", "58")
 # so two tests running at once never see each other's topics.
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 if _WORKER.startswith("gw"):
-    os.environ["ROS_DOMAIN_ID"] = str(int(os.environ["ROS_DOMAIN_ID"]) + 1 + int(_WORKER[2:]))
+    _DOMAIN = int(os.environ["ROS_DOMAIN_ID"]) + 1 + int(_WORKER[2:])
+    if _DOMAIN > 232:  # Fast DDS's highest domain on loopback ports
+        raise pytest.UsageError(
+            f"ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']} leaves no domain for xdist worker "
+            f"{_WORKER} (it takes the base + 1 + its index, at most 232): set a lower one")
+    os.environ["ROS_DOMAIN_ID"] = str(_DOMAIN)
     # Two workers on two cores: one torch (OpenMP) thread each, and in the nodes they start,
     # rather than two each fighting over the cores.
     os.environ["OMP_NUM_THREADS"] = "1"
