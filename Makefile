@@ -35,7 +35,7 @@ demo: $(STAMP)
 	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-57} $(VENV)/bin/meetup-ros demo --out out/demo
 
 test: $(STAMP)
-	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-58} $(PY) -m pytest -q -n 2 --dist loadgroup test
+	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-58} $(PY) -m pytest -q -n 2 test
 
 # One command per network, all with DFW (the trainers' default optimizer), all from the
 # bundled bag. The bag holds 4.7 s at rest, too little to learn flight from scratch, so the

@@ -16,7 +16,10 @@ os.environ.setdefault("ROS_DOMAIN_ID", "58")
 # so two tests running at once never see each other's topics.
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 if _WORKER.startswith("gw"):
-    _DOMAIN = int(os.environ["ROS_DOMAIN_ID"]) + 1 + int(_WORKER[2:])
+    _BASE = os.environ["ROS_DOMAIN_ID"]
+    if not _BASE.isdigit():
+        raise pytest.UsageError(f"ROS_DOMAIN_ID {_BASE!r}: expected a domain number, 0-232")
+    _DOMAIN = int(_BASE) + 1 + int(_WORKER[2:])
     if _DOMAIN > 232:  # Fast DDS's highest domain on loopback ports
         raise pytest.UsageError(
             f"ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']} leaves no domain for xdist worker "
@@ -32,8 +35,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Files whose tests hold deadlines, latencies or a replay's schedule, or start nodes at
 # real-time priority (pipeline.yaml's vio_node): under pytest-xdist (`make test`) one worker
 # runs them all, one after another, so that none of them shares the cores with another (a
-# monitor's deadline overran by 260 ms beside a demo's SCHED_FIFO node). Every other file is a
-# group of its own, run whole by one worker (what `--dist loadfile` does).
+# monitor's deadline overran by 260 ms beside a demo's SCHED_FIFO node). Every other file is
+# run whole by one worker. (xdist's own `--dist loadgroup` did not group: with pytest 9.2 the
+# group suffix it writes into each test's id is not read back, a tester found.)
 TIMED_FILES = frozenset({
     "test_cli_run_live.py", "test_demo.py", "test_monitor_faults.py",
     "test_monitor_region_inputs.py", "test_node_entry.py", "test_nodes.py", "test_replay.py",
@@ -41,13 +45,26 @@ TIMED_FILES = frozenset({
 })
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The xdist groups above (read by `--dist loadgroup`; without xdist, no effect)."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            name = "timed" if item.path.name in TIMED_FILES else item.path.name
-            item.add_marker(pytest.mark.xdist_group(name))
+def work_scope(nodeid: str) -> str:
+    """The unit of work an xdist worker takes whole: "timed" for the files above, else the
+    test's file."""
+    path = nodeid.split("::", 1)[0]
+    return "timed" if Path(path).name in TIMED_FILES else path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's scheduling by scope, with the scopes of :func:`work_scope` (for every mode
+    that hands out work by load; ``--dist each`` stays xdist's)."""
+    if config.getvalue("dist") == "each":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class TimedFilesTogether(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return work_scope(nodeid)
+
+    return TimedFilesTogether(config, log)
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 

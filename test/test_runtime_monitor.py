@@ -306,3 +306,5 @@ def test_a_start_region_proven_ahead_answers_the_first_ticks_and_holds_by_the_mi
     assert x is not None and unsafe.prop.is_unsafe(x, np.asarray(tick.counterexample_y))
     with pytest.raises(VerificationInputError, match="region lower"):
         unsafe.prove_ahead(start + RADIUS, start - RADIUS, 5.0)
+    with pytest.raises(VerificationInputError, match="budget_s nan"):
+        unsafe.prove_ahead(start - RADIUS, start + RADIUS, float("nan"))

@@ -194,3 +194,41 @@ def test_frame_size_of_a_non_png_frame_is_read_by_decoding(tmp_path: Path) -> No
     with pytest.raises(DatasetError, match=rf"image {re.escape(repr(str(garbage)))} cannot be "
                                            "read as an image"):
         datasets.image_size(garbage)
+
+
+def _median_per_cell(depth: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The straightforward reference: crop, then each cell's median of its valid values."""
+    h0, w0 = depth.shape
+    aspect = width / height
+    cw, ch = (round(h0 * aspect), h0) if w0 / h0 > aspect else (w0, round(w0 / aspect))
+    x0, y0 = (w0 - cw) // 2, (h0 - ch) // 2
+    crop = depth[y0:y0 + ch, x0:x0 + cw].astype(np.float32).astype(np.float64)  # as stored
+    rows = np.linspace(0, ch, height + 1).astype(int)
+    cols = np.linspace(0, cw, width + 1).astype(int)
+    out = np.full((height, width), np.nan)
+    for i in range(height):
+        for j in range(width):
+            cell = crop[rows[i]:rows[i + 1], cols[j]:cols[j + 1]]
+            valid = cell[np.isfinite(cell) & (cell > 0)]
+            if valid.size and valid.size * 2 >= cell.size:
+                out[i, j] = np.median(valid)
+    return out.astype(np.float32)
+
+
+@pytest.mark.parametrize(("shape", "out"), [
+    ((480, 752), (64, 96)), ((375, 1242), (48, 64)), ((50, 40), (64, 96)), ((7, 9), (3, 2)),
+    ((2, 3), (7, 1)), ((37, 2), (1, 7)), ((1, 300), (4, 4)),
+])
+def test_downsampled_depth_is_each_cells_median_of_its_valid_values(
+        shape: tuple[int, int], out: tuple[int, int]) -> None:
+    """All cells are sorted at once now (0.34 s a frame before, one np.median a cell); a
+    tester found crops of no rows raising IndexError and depths past 1.7e38 turning inf."""
+    from meetup_ros.slam.data import downsample_depth
+
+    rng = np.random.default_rng(sum(shape))
+    depth = rng.uniform(0.2, 20.0, shape)
+    depth[rng.random(shape) < 0.4] = np.nan
+    depth[rng.random(shape) < 0.05] = -1.0
+    depth[rng.random(shape) < 0.02] = np.inf
+    depth[rng.random(shape) < 0.02] = 3e38
+    np.testing.assert_array_equal(downsample_depth(depth, *out), _median_per_cell(depth, *out))

@@ -496,7 +496,7 @@ class SafetyMonitorNode(Node):
             cert = RuntimeMonitor(self.network, monitor.prop, deadline_s=p.deadline_s,
                                   region_margin=0.0).certify(lower, upper)
             if cert.elapsed_s > p.deadline_s:
-                self.get_logger().warn(
+                self.get_logger().warning(
                     f"{name}: a proof over the radii at the start state took "
                     f"{cert.elapsed_s * 1e3:.0f} ms ({cert.status}), more than the deadline "
                     f"{p.deadline_s * 1e3:.0f} ms: ticks that need a proof will be late "
@@ -515,24 +515,31 @@ class SafetyMonitorNode(Node):
             return
         t0 = time.monotonic()
         end = t0 + max(START_PROOF_DEADLINES * p.deadline_s, START_PROOF_MIN_S)
-        proven, status = None, "verified"
+        proven: list[float] = []
+        status = "verified"
         for scale in p.start_proof_scales:
             lower, upper = region(centre, np.zeros_like(centre), scale * np.asarray(p.radii),
                                   0.0)
             status = monitor.prove_ahead(lower, upper, max(end - time.monotonic(), 1e-3))
             if status != "verified":
                 break
-            proven = scale
+            proven.append(scale)
         took = f"{(time.monotonic() - t0) * 1e3:.0f} ms"
+        failed = "" if status == "verified" else (
+            f"; {scale:g} x: {status}"
+            + (" (out of time)" if status == "unknown" and time.monotonic() >= end else ""))
         if status == "violated":
-            self.get_logger().warn(
+            self.get_logger().warning(
                 f"{name}: a counterexample lies within {scale:g} x radii of the start state "
                 f"(start proofs, {took}): ticks whose region reaches it will be violated")
+        elif proven:
+            self.get_logger().info(
+                f"{name}: start proofs: regions of {', '.join(f'{f:g}' for f in proven)} x "
+                f"radii around the start state certified ahead of the ticks ({took}{failed})")
         else:
             self.get_logger().info(
-                f"{name}: start proofs: regions up to {proven or 0:g} x radii of the start "
-                f"state certified ahead of the ticks ({took}"
-                + (f"; {scale:g} x: {status}" if status != "verified" else "") + ")")
+                f"{name}: start proofs: none certified ({took}{failed}): the first ticks "
+                "need proofs of their own")
 
     # ---- inputs ----------------------------------------------------------------------------
 

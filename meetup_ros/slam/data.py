@@ -129,6 +129,8 @@ def downsample_depth(depth_m: np.ndarray, height: int, width: int) -> np.ndarray
         cw, ch = w0, round(w0 / aspect)
     x0, y0 = (w0 - cw) // 2, (h0 - ch) // 2
     crop = depth_m[y0:y0 + ch, x0:x0 + cw].astype(np.float32)
+    if crop.size == 0:  # a crop of no rows or columns (2 x 3 to 7 x 1): no cell is measured
+        return np.full((height, width), np.nan, np.float32)
     rows = np.linspace(0, ch, height + 1).astype(int)
     cols = np.linspace(0, cw, width + 1).astype(int)
     r_idx, r_real = _cell_indices(rows)
@@ -145,7 +147,10 @@ def downsample_depth(depth_m: np.ndarray, height: int, width: int) -> np.ndarray
     hi = np.take_along_axis(cells, (n // 2)[..., None], -1)[..., 0]
     # Half the cell must be measured, else the value is unreliable at edges.
     keep = (n > 0) & (n * 2 >= size)
-    return np.where(keep, (lo + hi) / np.float32(2), np.float32(np.nan)).astype(np.float32)
+    # The mean of the middle two in float64, rounded once: np.median's float32 sum, the same
+    # but for depths past 1.7e38, where that sum overflows.
+    middle = (lo.astype(np.float64) + hi) / 2
+    return np.where(keep, middle, np.nan).astype(np.float32)
 
 
 def _gray(image: np.ndarray) -> np.ndarray:

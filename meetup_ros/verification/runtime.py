@@ -262,6 +262,10 @@ class RuntimeMonitor:
         is. Returns "verified" (every disjunct proven), "violated" or "unknown"; counts in no
         statistics.
         """
+        if not (isinstance(budget_s, float | int) and math.isfinite(budget_s)
+                and budget_s > 0):
+            raise VerificationInputError(
+                f"budget_s {budget_s!r}; expected a finite number of seconds > 0")
         n = self.network.n_inputs
         lower = np.asarray(lower, dtype=np.float64).reshape(-1)
         upper = np.asarray(upper, dtype=np.float64).reshape(-1)
