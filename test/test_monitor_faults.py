@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -279,14 +280,17 @@ PIPELINE_PROPERTIES = [str(REPO_ROOT / "config" / name) for name in
 PIPELINE_RADII = [0.75, 0.75, 0.75, 0.5, 0.75]  # config/pipeline.yaml
 
 
-@pytest.mark.parametrize("scales", [None, []])
+@pytest.mark.parametrize("scales", [None, [], False])
 def test_start_proofs_answer_a_tick_at_rest_without_a_proof_of_its_own(
-        harness: Harness, scales: list[float] | None) -> None:
+        harness: Harness, scales: list[float] | bool | None) -> None:
     """The demo's first tick with depth (1.5 m, at rest, yaw-rate sigma 0.04 rad/s: wider
     than the start region with its margin) took 55 ms against the 50 ms deadline on a slower
     machine, unknown in 3 of 3 demos. The start proofs (1, 2, 4 and 8 times the radii, by
-    default) cover it: answered from them, no domain bounded. Without them it needs its own."""
-    params = {} if scales is None else {"start_proof_scales": scales}
+    default) cover it: answered from them, no domain bounded. Without them (no scales, or
+    start_proofs false, which a ROS params file can say) it needs its own."""
+    params: dict[str, Any] = (
+        {} if scales is None else {"start_proofs": False} if scales is False
+        else {"start_proof_scales": scales})
     node = _monitor(harness, REPO_ROOT / "models" / "governor.onnx",
                     property_paths=PIPELINE_PROPERTIES, radii=PIPELINE_RADII, **params)
     from meetup_ros.control.network import GovernorRuntime

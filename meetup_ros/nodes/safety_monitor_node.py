@@ -159,6 +159,10 @@ class MonitorParams:
              "width on each side, so that the next ticks' regions fall inside a certified "
              "one (0 = the region alone; at most 1)"
     )
+    start_proofs: bool = param(
+        True, "prove the start_proof_scales regions at start-up (false: none; a ROS params "
+              "file cannot hold an empty list, ros2/rclcpp#1955)"
+    )
     start_proof_scales: tuple[float, ...] = param(
         (1.0, 2.0, 4.0, 8.0), "at start-up, with time of its own, the region at the start "
         "state with radii times each of these in turn (widened by region_margin) is proven "
@@ -511,7 +515,8 @@ class SafetyMonitorNode(Node):
         not proven; each proof is a branch-and-bound proof like a tick's, and is remembered
         like one."""
         p = self.params
-        if not p.start_proof_scales:
+        if not (p.start_proofs and p.start_proof_scales):
+            self.get_logger().info(f"{name}: no start proofs: the first ticks need their own")
             return
         t0 = time.monotonic()
         end = t0 + max(START_PROOF_DEADLINES * p.deadline_s, START_PROOF_MIN_S)
