@@ -39,9 +39,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # run whole by one worker. (xdist's own `--dist loadgroup` did not group: with pytest 9.2 the
 # group suffix it writes into each test's id is not read back, a tester found.)
 TIMED_FILES = frozenset({
-    "test_cli_run_live.py", "test_demo.py", "test_monitor_faults.py",
+    "test_cli_run_live.py", "test_demo.py", "test_launch.py", "test_monitor_faults.py",
     "test_monitor_region_inputs.py", "test_node_entry.py", "test_nodes.py", "test_replay.py",
-    "test_ros_conversions.py", "test_runtime_monitor.py", "test_vio_faults.py",
+    "test_ros_conversions.py", "test_runtime_monitor.py", "test_verification_parsing.py",
+    "test_verification_soundness.py", "test_vio_faults.py",
 })
 
 

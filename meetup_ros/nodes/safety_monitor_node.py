@@ -516,7 +516,8 @@ class SafetyMonitorNode(Node):
         like one."""
         p = self.params
         if not (p.start_proofs and p.start_proof_scales):
-            self.get_logger().info(f"{name}: no start proofs: the first ticks need their own")
+            self.get_logger().info(f"{name}: no start proofs (start_proofs false or no "
+                                   "start_proof_scales): every tick is proven by its deadline")
             return
         t0 = time.monotonic()
         end = t0 + max(START_PROOF_DEADLINES * p.deadline_s, START_PROOF_MIN_S)
@@ -539,12 +540,14 @@ class SafetyMonitorNode(Node):
                 f"(start proofs, {took}): ticks whose region reaches it will be violated")
         elif proven:
             self.get_logger().info(
-                f"{name}: start proofs: regions of {', '.join(f'{f:g}' for f in proven)} x "
-                f"radii around the start state certified ahead of the ticks ({took}{failed})")
+                f"{name}: start proofs: the regions around the start state "
+                f"{centre.tolist()} of {', '.join(f'{f:g}' for f in proven)} x the radii "
+                f"(+ region_margin) are proven ahead of the ticks ({took}{failed}); ticks "
+                "inside them need no proof of their own, others are proven by their deadline")
         else:
             self.get_logger().info(
-                f"{name}: start proofs: none certified ({took}{failed}): the first ticks "
-                "need proofs of their own")
+                f"{name}: start proofs: none proven around the start state {centre.tolist()} "
+                f"({took}{failed}): every tick is proven by its deadline")
 
     # ---- inputs ----------------------------------------------------------------------------
 
