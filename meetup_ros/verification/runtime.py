@@ -174,8 +174,8 @@ class RuntimeMonitor:
         self.stats[cert.status] += 1
         return cert
 
-    def _certify(self, lower: np.ndarray, upper: np.ndarray, start: float,
-                 deadline: float) -> Certificate:
+    def _region(self, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(lower, upper)`` as float64 ``(n,)``; refused unless finite and ordered."""
         n = self.network.n_inputs
         lower = np.asarray(lower, dtype=np.float64).reshape(-1)
         upper = np.asarray(upper, dtype=np.float64).reshape(-1)
@@ -188,6 +188,27 @@ class RuntimeMonitor:
         if np.any(lower > upper):
             raise VerificationInputError(
                 f"region lower {lower.tolist()!r} exceeds upper {upper.tolist()!r}")
+        return lower, upper
+
+    def _widened(self, i: int, lo: np.ndarray, up: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+        """``lo``/``up`` widened by ``region_margin`` of their width on each side, within
+        disjunct ``i``'s box; None when that adds nothing or is not finite (a region ~1e308
+        wide). ``lo - pad <= lo`` in floating point since ``pad >= 0``: it holds the region."""
+        d = self.prop.disjuncts[i]
+        with np.errstate(over="ignore", invalid="ignore"):  # checked for finiteness below
+            pad = self.region_margin * (up - lo)
+            w_lo = np.maximum(lo - pad, d.lower)
+            w_up = np.minimum(up + pad, d.upper)
+        if self.region_margin == 0.0 or (np.array_equal(w_lo, lo) and np.array_equal(w_up, up)):
+            return None
+        if not (np.isfinite(w_lo).all() and np.isfinite(w_up).all()):
+            return None
+        return w_lo, w_up
+
+    def _certify(self, lower: np.ndarray, upper: np.ndarray, start: float,
+                 deadline: float) -> Certificate:
+        lower, upper = self._region(lower, upper)
         domains = 0
         reasons: list[str] = []
         for i, d in enumerate(self.prop.disjuncts):
@@ -266,25 +287,14 @@ class RuntimeMonitor:
                 and budget_s > 0):
             raise VerificationInputError(
                 f"budget_s {budget_s!r}; expected a finite number of seconds > 0")
-        n = self.network.n_inputs
-        lower = np.asarray(lower, dtype=np.float64).reshape(-1)
-        upper = np.asarray(upper, dtype=np.float64).reshape(-1)
-        if (lower.shape != (n,) or upper.shape != (n,) or not np.isfinite(lower).all()
-                or not np.isfinite(upper).all() or np.any(lower > upper)):
-            raise VerificationInputError(
-                f"region lower {lower.tolist()!r} upper {upper.tolist()!r}; expected {n} "
-                "finite values each, lower <= upper")
-        with np.errstate(over="ignore", invalid="ignore"):
-            pad = self.region_margin * (upper - lower)
-            w_lo, w_up = lower - pad, upper + pad
-        if not (np.isfinite(w_lo).all() and np.isfinite(w_up).all()):
-            w_lo, w_up = lower, upper
+        lower, upper = self._region(lower, upper)
         deadline = time.monotonic() + float(budget_s)
         status = "verified"
         for i, d in enumerate(self.prop.disjuncts):
-            lo, up = np.maximum(w_lo, d.lower), np.minimum(w_up, d.upper)
+            lo, up = np.maximum(lower, d.lower), np.minimum(upper, d.upper)
             if np.any(lo > up):
                 continue
+            lo, up = self._widened(i, lo, up) or (lo, up)
             out = solve_disjunct(self.network, d.coeffs, d.rhs, lo, up, deadline, self.config,
                                  None, self._generators[i], d.exact)
             if out.status == "unsat":
@@ -305,17 +315,10 @@ class RuntimeMonitor:
         first, but it violates the region only if it lies in it (the caller checks).
         """
         d = self.prop.disjuncts[i]
-        with np.errstate(over="ignore", invalid="ignore"):  # checked for finiteness below
-            pad = self.region_margin * (up - lo)
-        # lo - pad <= lo in floating point since pad >= 0: the wide box contains the region.
-        w_lo = np.maximum(lo - pad, d.lower)
-        w_up = np.minimum(up + pad, d.upper)
-        if self.region_margin == 0.0 or (np.array_equal(w_lo, lo)
-                                         and np.array_equal(w_up, up)):
+        wide = self._widened(i, lo, up)
+        if wide is None:
             return DisjunctOutcome("timeout", domains=0, reason="no margin")
-        if not (np.isfinite(w_lo).all() and np.isfinite(w_up).all()):
-            # a region near the float range (width ~1e308) has no finite margin
-            return DisjunctOutcome("timeout", domains=0, reason="no finite margin")
+        w_lo, w_up = wide
         now = time.monotonic()
         out = solve_disjunct(self.network, d.coeffs, d.rhs, w_lo, w_up,
                              now + MARGIN_SHARE * max(deadline - now, 0.0), self.config, None,
