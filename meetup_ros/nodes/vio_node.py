@@ -26,7 +26,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image, Imu
 
 from meetup_ros import paths
-from meetup_ros.odometry.estimator import ImuInitError, VioEstimator
+from meetup_ros.odometry.estimator import EstimatorStats, ImuInitError, VioEstimator
 from meetup_ros.odometry.windowing import OdometryError
 from meetup_ros.ros import RosInputError
 from meetup_ros.ros.convert import image_to_mono8, imu_to_arrays, odometry_msg, stamp_to_ns
@@ -150,7 +150,6 @@ class VioNode(Node):
         self._new_hw: tuple[int, int] | None = None  # a different size seen, and how often
         self._new_hw_count = 0
         self._seen: dict[str, int] = {}  # the estimator's counters at the last look
-        self._stats = self.estimator.stats  # the snapshot _grew reads
         self._frames: deque[tuple[int, np.ndarray, float]] = deque()
         self._imu_head_ns: int | None = None  # newest IMU stamp since the last jump back
         self._jump_ns = int(0.5e9)
@@ -174,10 +173,10 @@ class VioNode(Node):
             f"VIO on {p.image_topic} + {p.imu_topic} -> {p.odom_topic}; weights {weights}"
         )
 
-    def _grew(self, counter: str) -> bool:
-        """Whether the estimator's ``stats.<counter>`` rose since the last look (at the
-        snapshot ``_check_resets`` takes)."""
-        value = int(getattr(self._stats, counter))
+    def _grew(self, stats: EstimatorStats, counter: str) -> bool:
+        """Whether ``stats.<counter>`` (a snapshot of the estimator's) rose since the last
+        look."""
+        value = int(getattr(stats, counter))
         grew = value > self._seen.get(counter, 0)
         self._seen[counter] = value
         return grew
@@ -186,25 +185,25 @@ class VioNode(Node):
         """Log what the estimator did with out-of-order input (it owns the policy)."""
         # One snapshot per call: this runs for every IMU sample (200 Hz), and ``stats``
         # builds a new record each time it is read.
-        self._stats = self.estimator.stats
-        if self._grew("resets"):
+        stats = self.estimator.stats
+        if self._grew(stats, "resets"):
             self.health.problem(
                 "resets", f"{topic} stamp {stamp_ns} ns: the estimator reset "
                 f"({self.estimator.windower.last_reset_reason})",
             )
-        if self._grew("dropped"):
+        if self._grew(stats, "dropped"):
             self.health.problem(
                 "imu_rejected", f"{self.params.imu_topic} sample rejected "
                 f"({self.estimator.windower.last_rejection})",
             )
-        if self._grew("gaps"):
+        if self._grew(stats, "gaps"):
             self.health.problem(
                 "imu_gaps", f"{self.params.imu_topic}: samples missing upstream before "
                 f"{stamp_ns} ns ({self.estimator.stats.samples_missing} in "
                 f"{self.estimator.stats.gaps} gap(s) so far; never received, so not 'dropped'"
                 "); the odometry integrates across them",
             )
-        if self._grew("imu_rate_untrained"):
+        if self._grew(stats, "imu_rate_untrained"):
             text = (f"{self.params.imu_topic}: {self.estimator.last_rate_untrained}; the "
                     "odometry is not validated at this rate (estimated anyway)")
             # Every frame at such a rate counts (the imu section's imu_rate_untrained); said
@@ -213,7 +212,7 @@ class VioNode(Node):
                 self.health.problem("imu_rate_untrained", text)
             else:
                 self.health.ongoing(text)
-        if self._grew("inertial_only_windows"):
+        if self._grew(stats, "inertial_only_windows"):
             self.health.problem(
                 "camera_outage_steps", f"no {self.params.image_topic} frame for "
                 f"{self.estimator.max_frame_gap_ns / 1e9:g} s of {self.params.imu_topic} "
@@ -221,22 +220,22 @@ class VioNode(Node):
                 "camera's (frames that still come are then dropped as a clock mismatch); "
                 "estimating without images, not published",
             )
-        if self._grew("clock_mismatches"):
-            self._grew("frames_dropped")  # dropped for this reason: said here, not below
+        if self._grew(stats, "clock_mismatches"):
+            self._grew(stats, "frames_dropped")  # dropped for this reason: said here
             self.health.problem(
                 "clock_mismatch", f"{topic} stamp {stamp_ns} ns: {self.params.image_topic} "
                 f"{self.estimator.last_clock_mismatch} (IMU on {self.params.imu_topic}; do "
                 "their clocks agree, or has the IMU stopped?); frames dropped until they are "
                 "not",
             )
-        if self._grew("frames_too_close"):
-            self._grew("frames_dropped")  # dropped for this reason: said here, not below
+        if self._grew(stats, "frames_too_close"):
+            self._grew(stats, "frames_dropped")  # dropped for this reason: said here
             self.health.problem(
                 "frames_too_close", f"{self.params.image_topic} "
                 f"{self.estimator.last_too_close} (a resent frame, or two cameras on one "
                 "topic?); dropped, its IMU samples go to the next frame",
             )
-        if self._grew("frames_dropped"):
+        if self._grew(stats, "frames_dropped"):
             self.health.problem(
                 "frames_out_of_order", f"{topic} stamp {stamp_ns} ns not after the previous "
                 "frame; dropped by the estimator",
@@ -282,8 +281,8 @@ class VioNode(Node):
         except RosInputError:
             stamp_ns = None  # counted, but it cannot explain a gap
         self.estimator.windower.refuse(stamp_ns, "bad_message", why)
-        self._stats = self.estimator.stats
-        self._grew("dropped")  # said above as bad_imu, not again as imu_rejected
+        # said above as bad_imu, not again as imu_rejected
+        self._grew(self.estimator.stats, "dropped")
 
     def _on_image(self, msg: Image) -> None:
         p = self.params

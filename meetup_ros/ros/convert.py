@@ -25,7 +25,6 @@ from meetup_ros.ros import RosInputError
 NS_PER_S = 1_000_000_000
 # Encodings the image converters read, with (channels, numpy dtype); meetup_ros.images reads
 # them for the nodes and the offline bag reader alike.
-_ENCODINGS = images.ENCODINGS
 
 
 # ---- stamps ---------------------------------------------------------------------------------
@@ -65,7 +64,7 @@ def image_to_array(
     msg: Image,
     *,
     topic: str = "image",
-    encodings: Sequence[str] = tuple(_ENCODINGS),
+    encodings: Sequence[str] = tuple(images.ENCODINGS),
     expected_hw: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """View an Image's data as ``(H, W)`` or ``(H, W, 3)`` in its own dtype (a copy).
@@ -109,9 +108,9 @@ def image_to_depth_m(
 
 def array_to_image(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> Image:
     """A ``(H, W)`` uint8 (mono8) or float32 (32FC1) array, or ``(H, W, 3)`` uint8, as Image."""
-    if encoding not in _ENCODINGS:
-        raise RosInputError(f"encoding {encoding!r} is not one of {sorted(_ENCODINGS)}")
-    channels, dtype = _ENCODINGS[encoding]
+    if encoding not in images.ENCODINGS:
+        raise RosInputError(f"encoding {encoding!r} is not one of {sorted(images.ENCODINGS)}")
+    channels, dtype = images.ENCODINGS[encoding]
     array = np.asarray(array)
     expected_ndim = 2 if channels == 1 else 3
     if array.ndim != expected_ndim or (channels > 1 and array.shape[2] != channels):
