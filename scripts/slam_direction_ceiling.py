@@ -47,7 +47,7 @@ from meetup_ros.slam.learned import LearnedStepConfig  # noqa: E402
 from meetup_ros.slam.solvers import (  # noqa: E402
     TwoViewProblem,
     gauss_newton,
-    gn_step,
+    gn_solve,
     make_problem,
 )
 
@@ -70,8 +70,8 @@ def oracle(problem: TwoViewProblem, levels: list[TwoViewProblem], x0: torch.Tens
     for _ in range(iterations):
         candidates = []
         for level in levels:
-            r, J = level.linearize(x)
-            d = gn_step(r, J)
+            eq = level.normal_equations(x)
+            d = gn_solve(eq.H, eq.g)
             candidates += [a * d for a in lengths]
         scored = [(problem.error(x + c), i) for i, c in enumerate(candidates)]
         best, index = min(scored, key=lambda s: s[0])

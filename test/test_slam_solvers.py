@@ -64,6 +64,36 @@ def test_analytic_jacobian_matches_autograd(model: DepthCodeModel,
         assert float((J - J_ref).abs().max()) < 1e-4 * float(J_ref.abs().max())
 
 
+@pytest.mark.parametrize("pose_prior_weight, optimize_pose", [(1.0, True), (0.0, True),
+                                                                (10.0, False)])
+def test_normal_equations_are_those_of_the_dense_jacobian(
+    model: DepthCodeModel, held_out_euroc: slam_data.PairSample, pose_prior_weight: float,
+    optimize_pose: bool,
+) -> None:
+    """What the solvers use (H, g and E from the Jacobian's blocks, J never formed) is J^T J,
+    J^T r and |r|^2 / 2 of the dense J that the autograd test holds to jacfwd; with the pose
+    held (a first monocular keyframe) its rows and columns are zero."""
+    problem = _problem(model, held_out_euroc, pose_prior_weight)
+    problem.optimize_pose = optimize_pose
+    torch.manual_seed(2)
+    for scale in (0.0, 0.05, 0.3):
+        x = torch.randn(problem.dim) * scale
+        r, J = problem.linearize(x)
+        J64, r64 = J.double(), r.double()
+        eq = problem.normal_equations(x)
+        H_ref, g_ref = J64.T @ J64, J64.T @ r64
+        assert eq.H.shape == (problem.dim, problem.dim) and eq.g.shape == (problem.dim,)
+        assert float((eq.H.double() - H_ref).abs().max()) < 1e-4 * float(H_ref.abs().max())
+        assert float((eq.g.double() - g_ref).abs().max()) < 1e-4 * float(g_ref.abs().max())
+        assert eq.error == pytest.approx(0.5 * float(r64 @ r64), rel=1e-5)
+        assert eq.error == pytest.approx(problem.error(x), rel=1e-5)
+        torch.testing.assert_close(eq.H, eq.H.T)
+        if not optimize_pose:
+            k = problem.code_dim
+            assert torch.count_nonzero(eq.H[2 * k:]) == 0
+            assert torch.count_nonzero(eq.g[2 * k:]) == 0
+
+
 def test_coarse_level_is_the_same_problem_at_half_resolution(
     model: DepthCodeModel, held_out_euroc: slam_data.PairSample
 ) -> None:
@@ -109,8 +139,8 @@ def test_untrained_pyramid_step_is_gauss_newton(
     learned = learned_solve(step, problem, x0, iterations=4, tol=0.0)
     gn = gauss_newton(problem, x0, iterations=4, tol=0.0)
     np.testing.assert_allclose(learned.errors, gn.errors, rtol=1e-5)
-    r, J = problem.linearize(x0)
-    feats, dx_gn, dx_jac = step.features(problem, r, J, learned.errors[0])
+    feats, dx_gn, dx_jac = step.features(problem, problem.normal_equations(x0),
+                                         learned.errors[0])
     with pytest.raises(SlamError, match="coarse"):
         step(feats, dx_gn, dx_jac, step.init_state(problem.dim))
     # with a pose prior (calibrated stereo, odometry) the coarse level is not read

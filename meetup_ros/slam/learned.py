@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 from meetup_ros.slam import SlamError
-from meetup_ros.slam.solvers import SolverResult, TwoViewProblem, gn_solve
+from meetup_ros.slam.solvers import NormalEquations, SolverResult, TwoViewProblem, gn_solve
 
 if TYPE_CHECKING:
     from meetup_ros.slam.depth_code import DepthCodeModel
@@ -120,15 +120,16 @@ class LearnedStep(nn.Module):
             return None
         if coarse is None:
             return torch.zeros_like(x)
-        r, J = coarse.linearize(x)
-        return gn_solve(J.T @ J, J.T @ r).detach()
+        eq = coarse.normal_equations(x)
+        return gn_solve(eq.H, eq.g).detach()
 
     @staticmethod
-    def features(problem: TwoViewProblem, r: torch.Tensor, J: torch.Tensor,
+    def features(problem: TwoViewProblem, eq: NormalEquations,
                  e0: float, dx_prev: torch.Tensor | None = None, e_prev: float | None = None,
                  dx_coarse: torch.Tensor | None = None,
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(features (dim, n_features), GN step (dim,), Jacobi step (dim,)) at a linearisation.
+        """(features (dim, n_features), GN step (dim,), Jacobi step (dim,)) at a linearisation
+        (its normal equations ``eq``).
 
         ``dx_prev`` is the previous update and ``e_prev`` the error before it (none at the
         first iteration); with them the LSTM sees whether GN keeps going the way it went
@@ -139,13 +140,10 @@ class LearnedStep(nn.Module):
         minimum, which is not the same point: the ratio says when to stop following it (a
         step trained without these stalled 1.3 % above GN's error on TUM pair 0).
         """
-        # one pass over J for H and g: this is most of an iteration's cost beside linearize
-        H = J.T @ J
-        g = J.T @ r
+        H, g, e = eq.H, eq.g, eq.error
         dx_gn = gn_solve(H, g)
         diag = torch.diagonal(H).clamp_min(1e-9)
         dx_jac = -g / diag
-        e = float(0.5 * (r * r).sum())
         k = problem.code_dim
         kind = torch.zeros(problem.dim, 3)
         kind[: 2 * k, 0] = 1.0
@@ -252,20 +250,20 @@ def learned_solve(
     dx: torch.Tensor | None = None
     with torch.no_grad():
         coarse = step.coarse_problem(problem)
-        r, J = problem.linearize(x)
-        result = SolverResult(x, [float(0.5 * (r * r).sum())], [0.0], "learned")
+        eq = problem.normal_equations(x)
+        result = SolverResult(x, [eq.error], [0.0], "learned")
         e0 = best = result.errors[0]
         for it in range(iterations):
             e_prev = result.errors[-2] if len(result.errors) > 1 else None
             dx_coarse = step.coarse_step(coarse, x)
-            feats, dx_gn, dx_jac = step.features(problem, r, J, e0, dx, e_prev, dx_coarse)
+            feats, dx_gn, dx_jac = step.features(problem, eq, e0, dx, e_prev, dx_coarse)
             dx, state = step(feats, dx_gn, dx_jac, state, dx, dx_coarse)
             x = x + dx
             if it == iterations - 1:
                 err = problem.error(x)
             else:
-                r, J = problem.linearize(x)
-                err = float(0.5 * (r * r).sum())
+                eq = problem.normal_equations(x)
+                err = eq.error
             result.times_s.append(time.perf_counter() - start)
             prev = result.errors[-1]
             if not math.isfinite(err):

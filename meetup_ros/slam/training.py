@@ -399,9 +399,9 @@ def unroll_loss(step: Any, problem: Any, x0: torch.Tensor, unroll: int,
     errors = [e0]
     coarse = step.coarse_problem(problem)
     for t in range(unroll):
-        r, J = problem.linearize(x)
+        eq = problem.normal_equations(x)
         dx_coarse = step.coarse_step(coarse, x)
-        feats, dx_gn, dx_jac = step.features(problem, r, J, e0, dx,
+        feats, dx_gn, dx_jac = step.features(problem, eq, e0, dx,
                                              errors[-2] if t > 0 else None, dx_coarse)
         dx, state = step(feats, dx_gn, dx_jac, state, dx, dx_coarse)
         x = x.detach() + dx  # truncated: no derivative through the next linearisation
