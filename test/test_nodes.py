@@ -342,6 +342,11 @@ def test_slam_node_on_the_bag(harness: Harness) -> None:
     assert harness.count("/slam/pose") == 0
     assert node.health.counters["pairs_without_prior"] == node.health.counters[
         "pairs_processed"]
+    # each keyframe timed in wall and in CPU time (the difference: waiting for a core)
+    latency = node.summary()["latency_ms"]
+    kf, cpu = latency["keyframe"], latency["keyframe_cpu"]
+    assert kf["count"] == cpu["count"] == node.health.counters["keyframes_published"] >= 1
+    assert 0.0 < cpu["max"] <= kf["max"] + 1.0
 
 
 @pytest.mark.parametrize(

@@ -267,7 +267,8 @@ class SlamNode(Node):
         # Why a camera's camera_info was refused, until one is taken: said with the frames
         # dropped meanwhile, which read "before camera_info" as if none had come.
         self._refused: dict[str, str] = {}
-        self.health = NodeHealth(self, ["keyframe", "frame", "pair_wait_for_odometry"],
+        self.health = NodeHealth(self, ["keyframe", "keyframe_cpu", "frame",
+                                        "pair_wait_for_odometry"],
                                  p.diagnostics_period_s)
         self.pairs = StereoPairs(
             stereo=self.stereo, tolerance_ns=int(p.pair_tolerance_s * 1e9),
@@ -530,7 +531,7 @@ class SlamNode(Node):
                 f"{self.params.prior_wait_s:g} s (newest odometry stamp {newest}); "
                 + ("no /slam/pose for it" if self.stereo else "its pose from the two views "
                    "only if no odometry came since the start, else no /slam/pose"))
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         try:
             keyframe = self.frontend.process(stamp_ns, image0, image1, prior)
         except SlamError as exc:
@@ -542,6 +543,9 @@ class SlamNode(Node):
         self._publish(keyframe)
         # The headline figure is per keyframe (the work); skipped frames are timed apart.
         self.health.latency["keyframe"].add(time.perf_counter() - start)
+        # CPU time beside wall time: the difference is time spent waiting for a core (on 2
+        # cores behind vio_node at SCHED_FIFO, this node being niced)
+        self.health.latency["keyframe_cpu"].add(time.thread_time() - start_cpu)
 
     def _publish(self, keyframe: Any) -> None:
         p = self.params
