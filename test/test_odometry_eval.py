@@ -465,16 +465,18 @@ def test_evaluate_vio_names_the_missing_topic_and_leaves_no_old_figures(
 
 
 def test_benchmark_slam_names_the_camera_its_bag_lacks(
-        repo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """A tester's bag without cam1: 'bag PosixPath(...) lacks cam0/cam1 images'."""
+        repo_root: Path, shared_data: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tester's bag without cam1: 'bag PosixPath(...) lacks cam0/cam1 images'. (The
+    command checks its data root first: without ../shared/data a clone failed here on that.)"""
     from bag_variants import filtered_bag
 
     from meetup_ros.cli import main
 
     bag = filtered_bag(tmp_path / "no_cam1", lambda topic, _: not topic.startswith("/cam1"))
     monkeypatch.chdir(repo_root)
-    assert main(["benchmark-slam", "--bag", str(bag), "--out", str(tmp_path / "out")]) == 2
+    assert main(["benchmark-slam", "--bag", str(bag), "--data-root", str(shared_data),
+                 "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err == (f"meetup-ros benchmark-slam: error: bag {str(bag)!r} has no /cam1/image_raw; "
                    "expected a stereo EuRoC bag\n")

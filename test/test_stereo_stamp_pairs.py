@@ -143,13 +143,16 @@ def test_a_bag_without_tf_static_names_the_missing_extrinsics(tmp_path: Path) ->
 
 
 def test_train_depth_on_a_bag_without_tf_static_is_one_line_and_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """(Depth training checks its data root first: without ../shared/data a clone failed here
+    on that, hence the fixture.)"""
     from meetup_ros.cli import main
 
     bag = filtered_bag(tmp_path / "no_tf", lambda topic, _: topic != "/tf_static")
     code = main(["train", "depth", "--bag", str(bag), "--out", str(tmp_path / "out"),
-                 "--epochs", "1", "--threads", "1", "--set", "steps=1"])
+                 "--epochs", "1", "--threads", "1", "--set", "steps=1",
+                 "--set", f"data_root={shared_data}"])
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.count("\n") == 1, err
