@@ -201,7 +201,8 @@ def installed_share() -> Path:
 
     try:
         return Path(get_package_share_directory("meetup_ros"))
-    except PackageNotFoundError:
+    # OSError: AMENT_PREFIX_PATH unset (no install sourced); the tests errored on it (t21)
+    except (PackageNotFoundError, OSError):
         pytest.skip("launch is installed but meetup_ros is not in an ament install here "
                     "(colcon build, then source install/setup.bash)")
 
