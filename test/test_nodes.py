@@ -342,11 +342,12 @@ def test_slam_node_on_the_bag(harness: Harness) -> None:
     assert harness.count("/slam/pose") == 0
     assert node.health.counters["pairs_without_prior"] == node.health.counters[
         "pairs_processed"]
-    # each keyframe timed in wall and in CPU time (the difference: waiting for a core)
+    # each keyframe timed in wall and in CPU time (the process's: here the test's own
+    # threads count too, so CPU time is not bounded by the wall time as in a node process)
     latency = node.summary()["latency_ms"]
     kf, cpu = latency["keyframe"], latency["keyframe_cpu"]
     assert kf["count"] == cpu["count"] == node.health.counters["keyframes_published"] >= 1
-    assert 0.0 < cpu["max"] <= kf["max"] + 1.0
+    assert cpu["p50"] > 0.0 and kf["p50"] > 0.0
 
 
 @pytest.mark.parametrize(

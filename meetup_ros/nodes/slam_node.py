@@ -528,10 +528,13 @@ class SlamNode(Node):
                 "pairs_without_prior",
                 f"pair at {stamp_ns} ns: no {self.params.odom_topic} within prior_tolerance_s "
                 f"{self.params.prior_tolerance_s:g} s after waiting up to prior_wait_s "
-                f"{self.params.prior_wait_s:g} s (newest odometry stamp {newest}); "
+                f"{self.params.prior_wait_s:g} s ("
+                + (f"newest odometry stamp {newest}); " if newest is not None else
+                   "none has come yet: the odometry starts after its gravity "
+                   "initialisation); ")
                 + ("no /slam/pose for it" if self.stereo else "its pose from the two views "
                    "only if no odometry came since the start, else no /slam/pose"))
-        start, start_cpu = time.perf_counter(), time.thread_time()
+        start, start_cpu = time.perf_counter(), time.process_time()
         try:
             keyframe = self.frontend.process(stamp_ns, image0, image1, prior)
         except SlamError as exc:
@@ -543,9 +546,10 @@ class SlamNode(Node):
         self._publish(keyframe)
         # The headline figure is per keyframe (the work); skipped frames are timed apart.
         self.health.latency["keyframe"].add(time.perf_counter() - start)
-        # CPU time beside wall time: the difference is time spent waiting for a core (on 2
-        # cores behind vio_node at SCHED_FIFO, this node being niced)
-        self.health.latency["keyframe_cpu"].add(time.thread_time() - start_cpu)
+        # The process's CPU time beside wall time (torch's threads included): with one torch
+        # thread, the difference is time spent waiting for a core (on 2 cores behind vio_node
+        # at SCHED_FIFO, this node being niced); with more, CPU time can exceed wall time.
+        self.health.latency["keyframe_cpu"].add(time.process_time() - start_cpu)
 
     def _publish(self, keyframe: Any) -> None:
         p = self.params

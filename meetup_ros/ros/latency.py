@@ -26,7 +26,9 @@ class LatencyTracker:
     @contextmanager
     def measure(self, clock: Callable[[], float] = time.perf_counter) -> Iterator[None]:
         """Time the body of a ``with`` block (also when it raises) on ``clock`` (wall time;
-        ``time.thread_time`` gives the CPU time the calling thread spent in it)."""
+        ``time.process_time`` gives the CPU time the process spent meanwhile, all its threads:
+        torch's intra-op threads as well, which ``thread_time`` missed, and a little of DDS's
+        own threads)."""
         start = clock()
         try:
             yield

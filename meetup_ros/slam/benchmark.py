@@ -157,7 +157,10 @@ def solver_comparison(
             curve = np.full(cfg.max_iterations + 1, res.errors[-1]) / res.errors[0]
             curve[: len(res.errors)] = np.asarray(res.errors) / res.errors[0]
             curves[name].append(curve)
-            row[name] = {"iterations": n_it, "reached": ok, "final_error": res.errors[-1], **errs}
+            # the error at res.x, the point the solver returns: its best (the learned step's
+            # last iterate may be above it; GN's and LM's are their best)
+            row[name] = {"iterations": n_it, "reached": ok, "final_error": min(res.errors),
+                         **errs}
             if pair.depth_a_m is not None:
                 h, w = pair.depth_a_m.shape
                 with torch.no_grad():

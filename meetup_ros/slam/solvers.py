@@ -171,10 +171,10 @@ class TwoViewProblem:
             R, t = apply_increment(xi, self.T_b_a0)
             n = depth_a.numel()
             scale = (2.0 * n) ** -0.5
-            r_ab, _, q_b, g_b = warp_with_gradient(a.image, b.image, depth_a, a.K, b.K, R, t)
+            r_ab, m_ab, q_b, g_b = warp_with_gradient(a.image, b.image, depth_a, a.K, b.K, R, t)
             R_inv = R.T
-            r_ba, _, q_a, g_a = warp_with_gradient(b.image, a.image, depth_b, b.K, a.K,
-                                                   R_inv, -(R_inv @ t))
+            r_ba, m_ba, q_a, g_a = warp_with_gradient(b.image, a.image, depth_b, b.K, a.K,
+                                                      R_inv, -(R_inv @ t))
             # Codes: d p / d depth = p / depth (the ray scaled).
             dr_dd_a = (g_b * ((q_b - t) / depth_a[:, None])).sum(1)
             dr_dd_b = (g_a * ((q_a + R_inv @ t) / depth_b[:, None])).sum(1)
@@ -192,8 +192,15 @@ class TwoViewProblem:
                 Rg = g_a @ R_inv  # rows (R g')^T
                 pose_b = torch.cat([-Rg, torch.cross(Rg @ E, (p_b - rho) @ E, dim=1) @ Jr],
                                    1) * scale
-        return _Blocks(r_a=r_ab * scale, r_b=r_ba * scale,
-                       code_a=(dr_dd_a * -depth_a) * scale, code_b=(dr_dd_b * -depth_b) * scale,
+            # A masked pixel's row is zero by definition; where its depth is not finite (a
+            # network's NaN), the products above are NaN, and one such row made H and g NaN:
+            # every solver stopped at its start point without a word (a tester's).
+            jc_a = torch.where(m_ab > 0, (dr_dd_a * -depth_a) * scale, 0.0)
+            jc_b = torch.where(m_ba > 0, (dr_dd_b * -depth_b) * scale, 0.0)
+            if pose_a is not None and pose_b is not None:
+                pose_a = torch.where(m_ab[:, None] > 0, pose_a, 0.0)
+                pose_b = torch.where(m_ba[:, None] > 0, pose_b, 0.0)
+        return _Blocks(r_a=r_ab * scale, r_b=r_ba * scale, code_a=jc_a, code_b=jc_b,
                        pose_a=pose_a, pose_b=pose_b, x_code_a=code_a, x_code_b=code_b, xi=xi)
 
     def linearize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
