@@ -538,3 +538,31 @@ def test_node_health_warning_clears_after_the_problem_stops(harness: Harness) ->
     health.ongoing("/imu0: still silent")  # a condition that lasts keeps the status at WARN
     assert health.status().level == LEVELS["WARN"]
     assert health.counters["bad_imu"] == 1  # not counted again
+
+
+THREADS_PROBE = """
+import cv2, numpy, torch, json, sys
+from threadpoolctl import threadpool_info
+from meetup_ros.ros.node_tools import limit_cpu_threads
+before = {i['filepath']: i['num_threads'] for i in threadpool_info()}
+limit_cpu_threads(int(sys.argv[1]))
+after = [(i['user_api'], i['filepath'], i['num_threads']) for i in threadpool_info()]
+print(json.dumps({'before': before, 'after': after, 'torch': torch.get_num_threads()}))
+"""
+
+
+def test_torch_threads_caps_blas_and_openmp_too() -> None:
+    """The nodes' torch_threads is every numeric thread pool's size: numpy's OpenBLAS kept 2
+    threads whose idle worker spun around slam_node's first keyframe (~50 ms of CPU on a
+    2-core machine). In a child process, with every pool at 2 threads first."""
+    import json
+
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", THREADS_PROBE, "1"], capture_output=True,
+                         text=True, timeout=120, check=True, env=env)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    apis = {api for api, _, _ in report["after"]}
+    assert {"blas", "openmp"} <= apis, report  # numpy's OpenBLAS and torch's OpenMP found
+    assert max(report["before"].values()) == 2, report
+    assert all(n == 1 for _, _, n in report["after"]), report
+    assert report["torch"] == 1

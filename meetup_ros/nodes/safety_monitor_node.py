@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from geometry_msgs.msg import TwistStamped
 from nav_msgs.msg import Odometry
 from rclpy.clock import Clock, ClockType
@@ -77,6 +76,7 @@ from meetup_ros.ros.node_tools import (
     NodeHealth,
     check_realtime_priority,
     diagnostic_status,
+    limit_cpu_threads,
     realtime_priority_param,
     reliable_qos,
     spin_node,
@@ -199,7 +199,8 @@ class MonitorParams:
     max_pending: int = param(50, "states/commands held while waiting for their pair")
     diagnostics_period_s: float = param(2.0, "period of the node's own /diagnostics (s)")
     torch_threads: int = param(
-        1, "torch CPU threads in this node's process (several nodes share few cores)"
+        1, "CPU threads of torch, BLAS and OpenMP in this node's process (several nodes "
+        "share few cores)"
     )
     realtime_priority: int = realtime_priority_param()
 
@@ -373,7 +374,7 @@ class SafetyMonitorNode(Node):
         p = self.params
         _check_params(p)
         # Oversubscribed intra-op threads made one 50 ms certificate take 2.4 s on 2 cores.
-        torch.set_num_threads(p.torch_threads)
+        limit_cpu_threads(p.torch_threads)
         from meetup_ros.verification.runtime import RuntimeMonitor
 
         network_path = paths.node_file(p.network_path, "models")

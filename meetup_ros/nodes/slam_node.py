@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
@@ -40,6 +39,7 @@ from meetup_ros.ros.node_tools import (
     SENSOR_RELIABILITY,
     NodeHealth,
     TransportLoss,
+    limit_cpu_threads,
     lower_cpu_priority,
     reliable_qos,
     sensor_events,
@@ -137,7 +137,8 @@ class SlamParams:
     )
     diagnostics_period_s: float = param(2.0, "period of /diagnostics (s); 0 disables")
     torch_threads: int = param(
-        1, "torch CPU threads in this node's process (several nodes share few cores)"
+        1, "CPU threads of torch, BLAS and OpenMP in this node's process (several nodes "
+        "share few cores)"
     )
     nice_increment: int = param(
         0, "lower this process's CPU priority by this much (os.nice) at start: keyframes "
@@ -235,7 +236,7 @@ class SlamNode(Node):
         p = self.params
         _check_params(p)
         # Oversubscribed intra-op threads made one 50 ms certificate take 2.4 s on 2 cores.
-        torch.set_num_threads(p.torch_threads)
+        limit_cpu_threads(p.torch_threads)
         lower_cpu_priority(self, p.nice_increment)
         self.T_base_cam0 = np.asarray(p.T_base_cam0, dtype=np.float64).reshape(4, 4)
         self.T_base_cam1 = np.asarray(p.T_base_cam1, dtype=np.float64).reshape(4, 4)

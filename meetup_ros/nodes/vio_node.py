@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from nav_msgs.msg import Odometry
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -35,6 +34,7 @@ from meetup_ros.ros.node_tools import (
     SENSOR_RELIABILITY,
     NodeHealth,
     check_realtime_priority,
+    limit_cpu_threads,
     make_tf_broadcaster,
     realtime_priority_param,
     reliable_qos,
@@ -74,7 +74,8 @@ class VioParams:
     )
     diagnostics_period_s: float = param(2.0, "period of /diagnostics (s); 0 disables")
     torch_threads: int = param(
-        1, "torch CPU threads in this node's process (several nodes share few cores)"
+        1, "CPU threads of torch, BLAS and OpenMP in this node's process (several nodes "
+        "share few cores)"
     )
     zero_velocity_update: bool = param(
         True, "zero the increment when two frames are the same picture and the IMU sees no "
@@ -137,7 +138,7 @@ class VioNode(Node):
                 f"torch_threads {p.torch_threads}: more than the {cores} core(s) this process "
                 "may run on; the threads will wait for each other (expected <= "
                 f"{cores}, and fewer where other nodes share them)")
-        torch.set_num_threads(p.torch_threads)
+        limit_cpu_threads(p.torch_threads)
         weights = paths.node_file(p.weights_path, "models")
         self.estimator = VioEstimator.from_weights(
             weights, zero_velocity_update=p.zero_velocity_update)

@@ -350,6 +350,22 @@ def raise_to_realtime(logger: Any, priority: int) -> None:
     logger.info(f"real-time priority: SCHED_FIFO {priority}")
 
 
+def limit_cpu_threads(count: int) -> None:
+    """Run this process's numeric work on ``count`` threads: torch's intra-op pool, and through
+    threadpoolctl the BLAS libraries (numpy's OpenBLAS, OpenCV's own copy) and OpenMP.
+
+    numpy's OpenBLAS started 2 threads on 2 cores, and its idle worker spins for a while after
+    each product large enough to split: around slam_node's first keyframe that was ~50 ms of
+    CPU on the core the other nodes needed (the keyframe's process CPU time, p99 76-128 ms
+    over 5 demos, 59-62 with OPENBLAS_NUM_THREADS=1 over 3).
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(count)
+    threadpool_limits(limits=count)  # kept for the process's life (not used as a context)
+
+
 def freeze_startup_heap(logger: Any) -> None:
     """Put everything allocated so far (modules, weights, a bag's index) beyond the reach of
     Python's cyclic garbage collector.
