@@ -112,6 +112,22 @@ def test_a_data_file_its_folders_sums_leave_out_is_refused(tmp_path: Path) -> No
     assert read_sequence(bag / MCAP_NAME).imu is not None
 
 
+def test_a_bag_without_sums_is_said_to_be_unchecked_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A bag from `ros2 bag record` has no SHA256SUMS: a damaged one read without a word (a
+    tester's 200 flipped bytes). The reader says once per bag that it is not checked; a bag
+    with the file says nothing."""
+    bag = tmp_path / "recorded"
+    shutil.copytree(SAMPLE_BAG, bag)
+    (bag / SUMS_NAME).unlink()
+    with caplog.at_level(logging.INFO, logger="meetup_ros.bags.reader"):
+        read_sequence(bag)
+        bag_info(bag)
+        read_sequence(SAMPLE_BAG)
+    said = [r.getMessage() for r in caplog.records if "is checked only by" in r.getMessage()]
+    assert len(said) == 1 and str(bag) in said[0] and SUMS_NAME in said[0], said
+
+
 def test_cli_refuses_a_damaged_data_file_in_one_line(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     mcap = flipped_copy(tmp_path) / MCAP_NAME

@@ -119,6 +119,33 @@ def test_a_pixel_of_nan_depth_drops_out_instead_of_stopping_the_solvers(
     assert gn.iterations >= 2 and gn.errors[-1] < 0.9 * gn.errors[0], gn.errors
 
 
+def test_the_learned_step_solves_a_float64_problem(
+    model: DepthCodeModel, held_out_euroc: slam_data.PairSample
+) -> None:
+    """GN and LM took a problem in float64; the learned step crashed inside its LSTM
+    ("mat1 and mat2 must have the same dtype", a tester's). Now it runs, in float64, and
+    follows its float32 self."""
+    import dataclasses
+
+    problem = _problem(model, held_out_euroc, 10.0)
+    views = [dataclasses.replace(v, image=v.image.double(), K=v.K.double(),
+                                 prior_logit=v.prior_logit.double(), basis=v.basis.double(),
+                                 log_b=None if v.log_b is None else v.log_b.double())
+             for v in (problem.view_a, problem.view_b)]
+    double = dataclasses.replace(problem, view_a=views[0], view_b=views[1],
+                                 T_b_a0=problem.T_b_a0.double())
+    step = LearnedStep.from_weights(Path(__file__).resolve().parent.parent / "models"
+                                    / "slam_optimizer.pt")
+    x0 = double.zero()
+    k = double.code_dim
+    x0[2 * k:] = torch.tensor([0.01, -0.01, 0.005, 0.005, 0.01, -0.005], dtype=torch.float64)
+    result = learned_solve(step, double, x0, iterations=4, tol=0.0)
+    single = learned_solve(step, problem, x0.float(), iterations=4, tol=0.0)
+    assert result.x.dtype == torch.float64 and torch.isfinite(result.x).all()
+    assert result.errors[-1] < 0.95 * result.errors[0]
+    assert result.errors[-1] == pytest.approx(single.errors[-1], rel=1e-2)
+
+
 def test_coarse_level_is_the_same_problem_at_half_resolution(
     model: DepthCodeModel, held_out_euroc: slam_data.PairSample
 ) -> None:

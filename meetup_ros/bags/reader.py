@@ -24,10 +24,11 @@ from scipy.spatial.transform import Rotation
 
 from meetup_ros import images
 from meetup_ros.bags import topics
-from meetup_ros.bags.checksums import verify_checksums, verify_data_file
+from meetup_ros.bags.checksums import SUMS_NAME, verify_checksums, verify_data_file
 from meetup_ros.bags.errors import BagError
 
 logger = logging.getLogger(__name__)
+_UNCHECKED_SAID: set[str] = set()  # bags said to have no SHA256SUMS, once each
 
 _DEFAULT_TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 BagPaths = str | Path | SequenceABC[str | Path]
@@ -173,10 +174,14 @@ def _paths(bag_paths: BagPaths) -> list[Path]:
             raise BagError(
                 f"bag {str(path)!r} has no metadata.yaml; expected a rosbag2 folder"
             )
-        if path.is_dir():
-            verify_checksums(path)  # this package's own bags (see bags.checksums)
-        else:
-            verify_data_file(path)  # the same bag named by its .mcap/.db3
+        # this package's own bags (see bags.checksums), as a folder or named by its data file
+        checked = verify_checksums(path) if path.is_dir() else verify_data_file(path)
+        if not checked and str(path) not in _UNCHECKED_SAID:
+            # said once per bag: a damaged bag from `ros2 bag record` read silently (a tester's)
+            _UNCHECKED_SAID.add(str(path))
+            logger.info("bag %r has no %s: its data is checked only by the chunk CRCs its "
+                        "writer filled in, if any (`sha256sum *.mcap *.db3 > %s` in its "
+                        "folder makes every read check it)", str(path), SUMS_NAME, SUMS_NAME)
     return paths
 
 

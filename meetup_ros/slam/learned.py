@@ -184,7 +184,9 @@ class LearnedStep(nn.Module):
         if self.cfg.pyramid and (dx_coarse is None or feats.shape[1] != self.cfg.n_features):
             raise SlamError("this learned step reads the coarse level's GN step (pyramid): "
                             "pass dx_coarse to features() and to the step")
-        h, c = self.cell(feats, state)
+        # the LSTM's own precision: a float64 problem's features crashed inside it with
+        # torch's dtype message (a tester's); dx keeps the problem's precision below
+        h, c = self.cell(feats.to(self.out.weight.dtype), state)
         ab = self.out(h)
         alpha = ab[:, 0].clamp(-3.0, 2.0)
         beta = ab[:, 1].clamp(-2.0, 2.0)
