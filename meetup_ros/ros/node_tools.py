@@ -263,7 +263,23 @@ def transform_msg(stamp_ns: int, T_parent_child: np.ndarray, parent: str, child:
     return msg
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, PARENT_DEATH_SIGNAL)
+
+
+def _ignore_stop_signals() -> None:
+    """From the first stop signal on, the others are ignored: the stop runs to its end.
+
+    Under launch 3.7.1 a node got SIGUSR1 twice when its launcher died (seen in 4 of 20
+    launch-test runs, 2026-12-06): the second, raised inside the handling of the first, cut
+    the "launcher is gone" line, and could as well have cut the finally block before the
+    monitor's fallback went out. A pending second signal meets SIG_IGN here and is dropped.
+    """
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    _ignore_stop_signals()
     raise KeyboardInterrupt
 
 
@@ -273,6 +289,7 @@ class LauncherGone(KeyboardInterrupt):
 
 
 def _raise_launcher_gone(signum: int, frame: Any) -> None:
+    _ignore_stop_signals()
     raise LauncherGone
 
 
@@ -556,9 +573,9 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
         code = 1
     finally:
         # A terminal's Ctrl-C reaches both a launcher and its node processes: a second
-        # SIGINT must not cut the final diagnostics short.
-        for signum in (signal.SIGINT, signal.SIGTERM, PARENT_DEATH_SIGNAL):
-            signal.signal(signum, signal.SIG_IGN)
+        # SIGINT must not cut the final diagnostics short (the handlers ignore the stop
+        # signals from the first on; here for a stop that came by no signal).
+        _ignore_stop_signals()
         if node is not None:
             close = getattr(node, "close", None)
             if callable(close) and node.context.ok():
