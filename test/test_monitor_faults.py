@@ -544,3 +544,17 @@ def test_a_network_too_slow_to_bound_in_the_deadline_is_said_at_start_up(
     err = capfd.readouterr().err
     assert "governor_property.yaml: a proof over the radii at the start state took" in err, err
     assert "more than the deadline 2 ms" in err
+
+
+def test_a_fallback_nobody_is_matched_to_receive_is_not_called_acknowledged(
+        harness: Harness, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Stopped right after start-up, before any subscriber matched /cmd, the monitor logged
+    "fallback sent on /cmd, acknowledged by its reliable subscribers" (wait_for_all_acked is
+    true with nobody to ack) for a stop nobody received (a tester's). It now says so."""
+    node = _monitor(harness, always_continue_onnx(tmp_path / "g.onnx"),
+                    cmd_topic="cmd_nobody_listens_to")
+    capfd.readouterr()
+    node.close()
+    err = capfd.readouterr().err
+    assert "no subscriber is matched there: nobody received it" in err, err
+    assert "acknowledged by its reliable subscribers" not in err, err

@@ -100,8 +100,11 @@ def run(name: str, args: list[str] | None = None) -> int:
     if done is not None:
         return done
     # Inherited as ignored (a background job of a non-interactive shell), SIGINT would be
-    # ignored until spin_node takes it.
+    # ignored until spin_node takes it. SIGTERM (systemd's and docker's stop) the same way:
+    # during the imports it killed the node with no line of its own, and `meetup-ros run`
+    # reported it failed (-15, a tester's).
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         problem = exit_with_parent()
         if problem is not None:

@@ -1044,7 +1044,13 @@ class SafetyMonitorNode(Node):
         # Sent is not delivered: the process exits next, and a tester's subscriber missed the
         # stop in 4 of 8 runs after a SIGKILLed launcher (the verified command stayed last).
         # Reliable subscribers acknowledge it; wait for that, bounded.
-        if self.cmd_pub.wait_for_all_acked(Duration(seconds=SHUTDOWN_ACK_WAIT_S)):
+        if self.cmd_pub.get_subscription_count() == 0:
+            # wait_for_all_acked is true with nobody to ack: "acknowledged" was logged for a
+            # stop nobody received (a tester's signal right after start-up)
+            self.get_logger().warning(
+                f"shutting down: fallback sent on {p.cmd_topic}, but no subscriber is "
+                "matched there: nobody received it")
+        elif self.cmd_pub.wait_for_all_acked(Duration(seconds=SHUTDOWN_ACK_WAIT_S)):
             self.get_logger().info(f"shutting down: fallback sent on {p.cmd_topic}, "
                                    "acknowledged by its reliable subscribers")
         else:

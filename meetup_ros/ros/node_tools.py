@@ -266,21 +266,36 @@ def transform_msg(stamp_ns: int, T_parent_child: np.ndarray, parent: str, child:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, PARENT_DEATH_SIGNAL)
 
 
+def _stop_already_under_way(signum: int, frame: Any) -> None:
+    """A stop signal after the first: dropped (see :func:`_ignore_stop_signals`)."""
+
+
 def _ignore_stop_signals() -> None:
     """From the first stop signal on, the others are ignored: the stop runs to its end.
 
     Under launch 3.7.1 a node got SIGUSR1 twice when its launcher died (seen in 4 of 20
     launch-test runs, 2026-12-06): the second, raised inside the handling of the first, cut
     the "launcher is gone" line, and could as well have cut the finally block before the
-    monitor's fallback went out. A pending second signal meets SIG_IGN here and is dropped.
+    monitor's fallback went out. A Python handler that does nothing, not SIG_IGN: a signal
+    already pending when the handler changes is then dropped quietly, where SIG_IGN made
+    Python print "Signal 10 ignored due to race condition" (a tester's three signals).
     """
     for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signum, _stop_already_under_way)
+
+
+class StopSignal(KeyboardInterrupt):
+    """SIGINT or SIGTERM reached the node (Ctrl-C, launch, systemd): a stop, logged with the
+    signal's name."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     _ignore_stop_signals()
-    raise KeyboardInterrupt
+    raise StopSignal(signum)
 
 
 class LauncherGone(KeyboardInterrupt):
@@ -566,6 +581,9 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
         log = node.get_logger() if node is not None else rclpy.logging.get_logger("meetup_ros")
         log.warning(f"the launcher that started this node (pid {parent_pid}) is gone; "
                     "stopping as on Ctrl-C")
+    except StopSignal as exc:
+        log = node.get_logger() if node is not None else rclpy.logging.get_logger("meetup_ros")
+        log.info(f"stopping on {exc}")
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # a node that cannot start: say why and exit non-zero
