@@ -54,7 +54,6 @@ from meetup_ros.slam.learned import LearnedStepConfig  # noqa: E402
 from meetup_ros.slam.solvers import (  # noqa: E402
     TwoViewProblem,
     gauss_newton,
-    gn_solve,
     make_problem,
 )
 
@@ -77,8 +76,7 @@ def oracle(problem: TwoViewProblem, levels: list[TwoViewProblem], x0: torch.Tens
     for _ in range(iterations):
         candidates = []
         for level in levels:
-            eq = level.normal_equations(x)
-            d = gn_solve(eq.H, eq.g)
+            d = level.normal_equations(x).gn_step()
             candidates += [a * d for a in lengths]
         scored = [(problem.error(x + c), i) for i, c in enumerate(candidates)]
         best, index = min(scored, key=lambda s: s[0])

@@ -31,6 +31,7 @@ if _WORKER.startswith("gw"):
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 # Files whose tests hold deadlines, latencies or a replay's schedule, or start nodes at
 # real-time priority (pipeline.yaml's vio_node): under pytest-xdist (`make test`) one worker
@@ -66,7 +67,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return work_scope(nodeid)
 
     return TimedFilesTogether(config, log)
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")

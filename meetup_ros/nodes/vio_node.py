@@ -200,9 +200,8 @@ class VioNode(Node):
         if self._grew(stats, "gaps"):
             self.health.problem(
                 "imu_gaps", f"{self.params.imu_topic}: samples missing upstream before "
-                f"{stamp_ns} ns ({self.estimator.stats.samples_missing} in "
-                f"{self.estimator.stats.gaps} gap(s) so far; never received, so not 'dropped'"
-                "); the odometry integrates across them",
+                f"{stamp_ns} ns ({stats.samples_missing} in {stats.gaps} gap(s) so far; never "
+                "received, so not 'dropped'); the odometry integrates across them",
             )
         if self._grew(stats, "imu_rate_untrained"):
             text = (f"{self.params.imu_topic}: {self.estimator.last_rate_untrained}; the "

@@ -23,8 +23,6 @@ from meetup_ros.odometry.windowing import IMU_ACCEL_LIMIT_MPS2, IMU_GYRO_LIMIT_R
 from meetup_ros.ros import RosInputError
 
 NS_PER_S = 1_000_000_000
-# Encodings the image converters read, with (channels, numpy dtype); meetup_ros.images reads
-# them for the nodes and the offline bag reader alike.
 
 
 # ---- stamps ---------------------------------------------------------------------------------

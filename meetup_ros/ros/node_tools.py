@@ -529,6 +529,11 @@ def check_params_files(node: Node, args: Sequence[str]) -> None:
             f"{name!r}): running on the code's defaults and /**")
 
 
+def _stop_logger(node: Node | None) -> Any:
+    """The node's logger, or the package's when the stop came before the node existed."""
+    return node.get_logger() if node is not None else rclpy.logging.get_logger("meetup_ros")
+
+
 def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
     """Init rclpy, build one node, spin until Ctrl-C or shutdown, then clean up.
 
@@ -578,12 +583,10 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
         while rclpy.ok():
             executor.spin_once(timeout_sec=0.2)
     except LauncherGone:
-        log = node.get_logger() if node is not None else rclpy.logging.get_logger("meetup_ros")
-        log.warning(f"the launcher that started this node (pid {parent_pid}) is gone; "
-                    "stopping as on Ctrl-C")
+        _stop_logger(node).warning(f"the launcher that started this node (pid {parent_pid}) "
+                                   "is gone; stopping as on Ctrl-C")
     except StopSignal as exc:
-        log = node.get_logger() if node is not None else rclpy.logging.get_logger("meetup_ros")
-        log.info(f"stopping on {exc}")
+        _stop_logger(node).info(f"stopping on {exc}")
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # a node that cannot start: say why and exit non-zero

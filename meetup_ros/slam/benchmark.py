@@ -157,9 +157,9 @@ def solver_comparison(
             curve = np.full(cfg.max_iterations + 1, res.errors[-1]) / res.errors[0]
             curve[: len(res.errors)] = np.asarray(res.errors) / res.errors[0]
             curves[name].append(curve)
-            # the error at res.x, the point the solver returns: its best (the learned step's
-            # last iterate may be above it; GN's and LM's are their best)
-            row[name] = {"iterations": n_it, "reached": ok, "final_error": min(res.errors),
+            # the error at res.x, the point the solver returns (the learned step returns its
+            # best iterate, which need not be its last)
+            row[name] = {"iterations": n_it, "reached": ok, "final_error": problem.error(res.x),
                          **errs}
             if pair.depth_a_m is not None:
                 h, w = pair.depth_a_m.shape

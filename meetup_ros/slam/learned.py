@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 from meetup_ros.slam import SlamError
-from meetup_ros.slam.solvers import NormalEquations, SolverResult, TwoViewProblem, gn_solve
+from meetup_ros.slam.solvers import NormalEquations, SolverResult, TwoViewProblem
 
 if TYPE_CHECKING:
     from meetup_ros.slam.depth_code import DepthCodeModel
@@ -120,8 +120,7 @@ class LearnedStep(nn.Module):
             return None
         if coarse is None:
             return torch.zeros_like(x)
-        eq = coarse.normal_equations(x)
-        return gn_solve(eq.H, eq.g).detach()
+        return coarse.normal_equations(x).gn_step().detach()
 
     @staticmethod
     def features(problem: TwoViewProblem, eq: NormalEquations,
@@ -141,7 +140,7 @@ class LearnedStep(nn.Module):
         step trained without these stalled 1.3 % above GN's error on TUM pair 0).
         """
         H, g, e = eq.H, eq.g, eq.error
-        dx_gn = gn_solve(H, g)
+        dx_gn = eq.gn_step()
         diag = torch.diagonal(H).clamp_min(1e-9)
         dx_jac = -g / diag
         k = problem.code_dim

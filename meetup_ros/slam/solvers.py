@@ -98,6 +98,10 @@ class NormalEquations:
     g: torch.Tensor  # (dim,)
     error: float
 
+    def gn_step(self) -> torch.Tensor:
+        """Gauss-Newton's step from these equations (:func:`gn_solve`)."""
+        return gn_solve(self.H, self.g)
+
 
 @dataclass
 class TwoViewProblem:
@@ -238,7 +242,6 @@ class TwoViewProblem:
         B = self._blocks(x)
         k = self.code_dim
         dtype, f64 = B.r_a.dtype, torch.float64
-        pose = B.pose_a is not None and B.pose_b is not None
         # Per view, its rows' Jacobian transposed, compact: (k [+ 6], n), its own code's
         # columns and the pose's. Summed in float64: over 2 x 6144 pixels float32's rounding
         # moved the learned step's path enough to miss GN's error on a held-out pair.
@@ -256,7 +259,7 @@ class TwoViewProblem:
                 own = slice(i * k, (i + 1) * k)
                 H[own, own] = Hv[:k, :k]
                 g[own] = gv[:k]
-                if pose:
+                if jp is not None:
                     H[own, 2 * k:] = Hv[:k, k:]
                     H[2 * k:, own] = Hv[k:, :k]
                     H[2 * k:, 2 * k:] += Hv[k:, k:]
@@ -265,7 +268,7 @@ class TwoViewProblem:
             codes = torch.cat([B.x_code_a, B.x_code_b]).to(f64)
             H[:2 * k, :2 * k] += w_code * torch.eye(2 * k, dtype=f64)
             g[:2 * k] += w_code * codes
-            if pose:
+            if B.pose_a is not None:
                 H[2 * k:, 2 * k:] += w_pose * torch.eye(6, dtype=f64)
                 g[2 * k:] += w_pose * B.xi.to(f64)
             error = 0.5 * float(B.r_a.to(f64).square().sum() + B.r_b.to(f64).square().sum()
@@ -389,8 +392,7 @@ def gauss_newton(
     """
 
     def step(x: torch.Tensor) -> torch.Tensor:
-        eq = problem.normal_equations(x)
-        return x + gn_solve(eq.H, eq.g)
+        return x + problem.normal_equations(x).gn_step()
 
     return _run(problem, x0, iterations, "gauss_newton", step, tol, keep_best=True)
 
@@ -415,8 +417,7 @@ def coarse_to_fine_gauss_newton(
     result = SolverResult(x, [problem.error(x)], [0.0], "coarse_to_fine_gauss_newton")
     e_coarse = coarse.error(x)
     while result.iterations < iterations:
-        eq = coarse.normal_equations(x)
-        x_new = x + gn_solve(eq.H, eq.g)
+        x_new = x + coarse.normal_equations(x).gn_step()
         e_new = coarse.error(x_new)
         coarse_pays = e_new < e_coarse * (1.0 - switch_tol)
         if e_new < e_coarse:
