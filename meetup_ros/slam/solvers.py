@@ -236,8 +236,8 @@ class TwoViewProblem:
         J is mostly zeros (a pixel of A sees A's code and the pose, never B's code) and tall
         (2 H W rows): forming it and multiplying it out was a third of a stereo keyframe's
         time. The blocks give the same matrices (to float rounding, tested against
-        ``linearize``); a keyframe of the bundled bag took 43 ms instead of 51 (5 learned
-        iterations, one thread).
+        ``linearize``); a keyframe of the bundled bag took 50-53 ms instead of 58-64 (5 learned
+        iterations, one thread; `benchmark.frontend_depth`, the two versions alternated 3 times).
         """
         B = self._blocks(x)
         k = self.code_dim
