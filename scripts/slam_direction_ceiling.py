@@ -25,6 +25,14 @@ level, and never 1: no length of GN's first step reaches GN's final error (a fin
 57 lengths in 0.2-3 reached it on 1 pair of 10). A step built from these directions cannot
 get to a third of GN's iterations on these pairs, where a third is under one iteration.
 
+On pairs 4-7 at the learned step's blur of 3 px (``--group untouched``, 2026-12-06): gn 0.44,
+gn+coarse 0.33, gn+coarse unit 0.46 of GN's 204 iterations; on the four TUM pairs alone
+(GN 57) gn needs 39, gn+coarse 44 and gn+coarse unit 66 (three pairs not reached): there
+the long valley is the fine level's own and the coarse step leads off it. The shipped
+learned step needs 40 there (``meetup-ros benchmark-slam``'s ``per_pair``), the pyramid
+step 64: the oracle's greedy ceiling, which a learned step could only pass by a path that
+rises first, is at two thirds of GN's iterations on those pairs.
+
 Example:
     .venv/bin/python scripts/slam_direction_ceiling.py --group held --blur 3.0
     .venv/bin/python scripts/slam_direction_ceiling.py --group stereo

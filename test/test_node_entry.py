@@ -245,3 +245,43 @@ def test_a_second_stop_signal_does_not_cut_the_first_stop_short(
                          capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == [kind, "logged", "finally"], out.stdout + out.stderr
     assert "race condition" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+CALLBACK_SIGNAL_PROBE = """
+import os, signal, sys, time
+from rclpy.node import Node
+from meetup_ros.ros.node_tools import spin_node
+
+class Probe(Node):
+    def __init__(self):
+        super().__init__("stop_probe")
+        self.ticks = 0
+        self.create_timer(0.02, self.tick)
+
+    def tick(self):
+        self.ticks += 1
+        if self.ticks == 3:
+            os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+            time.sleep(0.05)  # the handler runs in here
+            print("callback finished", flush=True)
+
+    def close(self):
+        print(f"close after {self.ticks} ticks", flush=True)
+
+print("exit", spin_node(Probe, []), flush=True)
+"""
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_stop_signal_inside_a_callback_lets_it_finish(stop: str) -> None:
+    """A stop signal's handler raised wherever the main thread was: inside a callback it cut
+    the callback short, inside rclpy's Task construction it left a half-built Task whose
+    __del__ printed "Exception ignored in Future.__del__" (a tester's Ctrl-C right after
+    start-up). While the node spins, the stop now waits for the callback in hand."""
+    out = subprocess.run([sys.executable, "-c", CALLBACK_SIGNAL_PROBE, stop],
+                         capture_output=True, text=True, timeout=60)
+    lines = out.stdout.splitlines()
+    assert lines == ["callback finished", "close after 3 ticks", "exit 0"], \
+        out.stdout + out.stderr
+    assert f"stopping on {stop}" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr

@@ -566,3 +566,27 @@ def test_torch_threads_caps_blas_and_openmp_too() -> None:
     assert max(report["before"].values()) == 2, report
     assert all(n == 1 for _, _, n in report["after"]), report
     assert report["torch"] == 1
+
+
+LATE_BLAS_PROBE = """
+import json, sys
+from meetup_ros.ros.node_tools import limit_cpu_threads
+limit_cpu_threads(int(sys.argv[1]))
+import cv2  # its own OpenBLAS, loaded only now
+from threadpoolctl import threadpool_info
+print(json.dumps([(i['user_api'], i['filepath'], i['num_threads']) for i in threadpool_info()]))
+"""
+
+
+def test_torch_threads_caps_a_blas_loaded_later() -> None:
+    """A BLAS library loaded after the cap (the monitor imports no OpenCV at start-up; a
+    verifier path may load one later) started with its own default of 2 threads (a tester's
+    cv2 after the call): the cap is also left in the environment those libraries read."""
+    import json
+
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", LATE_BLAS_PROBE, "1"], capture_output=True,
+                         text=True, timeout=120, check=True, env=env)
+    pools = json.loads(out.stdout.strip().splitlines()[-1])
+    assert any("openblas" in path.lower() for _, path, _ in pools), pools  # cv2's is there
+    assert all(n == 1 for _, _, n in pools), pools

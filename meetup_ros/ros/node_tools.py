@@ -293,19 +293,40 @@ class StopSignal(KeyboardInterrupt):
         self.signum = signum
 
 
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    _ignore_stop_signals()
-    raise StopSignal(signum)
-
-
 class LauncherGone(KeyboardInterrupt):
     """The launcher that started the node died without stopping it (nodes/entry.py asks for
     SIGUSR1 then). A stop as on Ctrl-C, logged as such."""
 
 
-def _raise_launcher_gone(signum: int, frame: Any) -> None:
+class _Spinning:
+    """Whether spin_node's loop is running, and the stop a signal asked for meanwhile.
+
+    A handler that raises does so at whatever bytecode the main thread is on: inside rclpy's
+    Task construction it left a half-built Task whose ``__del__`` printed "Exception ignored
+    in Future.__del__ ... AttributeError" (a tester's Ctrl-C right after start-up), and inside
+    a callback it cut the callback short. While the loop spins, the handler only records the
+    stop; the loop raises it between two ``spin_once`` calls (within their 0.2 s timeout).
+    Before the loop (imports, weights, node construction) it raises at once, as
+    Ctrl-C does."""
+
+    active = False
+    pending: KeyboardInterrupt | None = None
+
+
+def _stop(exc: KeyboardInterrupt) -> None:
     _ignore_stop_signals()
-    raise LauncherGone
+    if _Spinning.active:
+        _Spinning.pending = exc
+        return
+    raise exc
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    _stop(StopSignal(signum))
+
+
+def _raise_launcher_gone(signum: int, frame: Any) -> None:
+    _stop(LauncherGone())
 
 
 def lower_cpu_priority(node: Node, nice_increment: int) -> None:
@@ -390,10 +411,16 @@ def limit_cpu_threads(count: int) -> None:
     each product large enough to split: around slam_node's first keyframe that was ~50 ms of
     CPU on the core the other nodes needed (the keyframe's process CPU time, p99 76-128 ms
     over 5 demos, 59-62 with OPENBLAS_NUM_THREADS=1 over 3).
+
+    threadpoolctl reaches only the libraries loaded so far; one loaded later (OpenCV's
+    OpenBLAS where a node imports cv2 after this call) sizes its pool from the environment
+    when it loads, so the cap is written there too, for it and for child processes.
     """
     import torch
     from threadpoolctl import threadpool_limits
 
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(count)
     torch.set_num_threads(count)
     threadpool_limits(limits=count)  # kept for the process's life (not used as a context)
 
@@ -580,8 +607,14 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
         executor.add_node(node)
         # A bounded wait, not rclpy.spin(): with use_sim_time and no /clock, no timer ever
         # wakes the wait set, and Ctrl-C would only be seen at the next message.
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=0.2)
+        _Spinning.pending, _Spinning.active = None, True
+        try:
+            while rclpy.ok():
+                executor.spin_once(timeout_sec=0.2)
+                if _Spinning.pending is not None:
+                    raise _Spinning.pending
+        finally:
+            _Spinning.active = False
     except LauncherGone:
         _stop_logger(node).warning(f"the launcher that started this node (pid {parent_pid}) "
                                    "is gone; stopping as on Ctrl-C")
