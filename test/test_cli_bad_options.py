@@ -174,3 +174,31 @@ def test_an_out_that_is_a_dangling_link_is_refused_before_any_work(
     assert main([*command, "--out", str(link)]) == 2
     err = capsys.readouterr().err
     assert f"--out {str(link)!r}: a symbolic link to" in err and "does not exist" in err
+
+
+@pytest.mark.parametrize("command", [["demo", "--short"], ["benchmark", "instances.csv"]])
+@pytest.mark.parametrize("where", ["file", "file/sub"])
+def test_an_out_that_is_or_lies_under_a_file_is_refused_before_any_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        command: list[str], where: str) -> None:
+    """`demo --out <file>` was a FileExistsError traceback, and `benchmark --out <file>/sub`
+    a NotADirectoryError one after every instance had run (a tester's)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("")
+    (tmp_path / "instances.csv").write_text("net.onnx,prop.vnnlib,5\n")
+    out = tmp_path / where
+    assert main([*command, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {str(out)!r}: " in err and "not a folder" in err, err
+    assert (tmp_path / "file").read_text() == ""  # untouched
+
+
+@pytest.mark.parametrize("content", [b"caf\xe9,x,1\n", b"\xc0\x80\xff\xfe" * 40])
+def test_benchmark_names_an_instances_file_that_is_not_utf8(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes) -> None:
+    """A latin-1 or binary instances CSV was a UnicodeDecodeError traceback (a tester's)."""
+    csv_path = tmp_path / "instances.csv"
+    csv_path.write_bytes(content)
+    assert main(["benchmark", str(csv_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"instances file {str(csv_path)!r} is not UTF-8 text (byte" in err, err

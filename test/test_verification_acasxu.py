@@ -179,7 +179,7 @@ def test_cli_benchmark_refuses_bad_options_before_running_and_reads_yaml(
     (tmp_path / "file").write_text("")
     for extra, message in ((["--limit", "-1"], "--limit -1; expected an integer >= 1"),
                            (["--per-property", "0"], "--per-property 0; expected an integer"),
-                           (["--out", str(tmp_path / "file")], "is a file; expected a folder")):
+                           (["--out", str(tmp_path / "file")], "exists and is not a folder")):
         args = ["benchmark", str(csv_path), "--out", str(tmp_path / "o"), *extra]
         assert main(args) == 2
         assert message in capsys.readouterr().err

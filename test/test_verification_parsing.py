@@ -595,3 +595,25 @@ def test_vnnlib_dnf_past_the_cap_is_refused_before_it_is_built() -> None:
                                                      r"\(3000 x 3000\)"):
         parse_vnnlib(HEAD + "(assert (>= X_0 0))\n" + ors + ors, "wide.vnnlib")
     assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_a_non_finite_onnx_weight_is_named_without_numpy_warnings(
+        tmp_path: Path, bad: float) -> None:
+    """An inf weight made numpy warn three times ("invalid value encountered in matmul")
+    before the layer was named as non-finite (a tester's); a NaN one did not."""
+    import warnings
+
+    W = np.array([[1.0, 0.0], [bad, 2.0]], dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "W", "b"], ["y"], transB=1)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        [numpy_helper.from_array(W, "W"),
+         numpy_helper.from_array(np.zeros(2, dtype=np.float32), "b")])
+    path = tmp_path / "inf.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(VerificationInputError, match=r"layer 0: non-finite weights"):
+            load_network(path)

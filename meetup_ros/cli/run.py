@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from meetup_ros.cli import CommandError
+from meetup_ros.cli import CommandError, check_out_dir
 from meetup_ros.ros import EXIT_WITH_PARENT_ENV
 
 logger = logging.getLogger(__name__)
@@ -652,6 +652,8 @@ def _demo(args: argparse.Namespace) -> int:
     # ran the nodes for ~11 s before failing.
     check_positive_option("--rate", args.rate)
     check_positive_option("--timeout", args.timeout)
+    # before the bag and the nodes: --out a file was a FileExistsError traceback (a tester's)
+    check_out_dir(Path(args.out))
     bag = paths.data_path(args.bag)
     if not bag.exists():
         looked = "" if bag == Path(args.bag) else f" (nor {str(bag)!r} under data/)"

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from meetup_ros.cli import CommandError
+from meetup_ros.cli import CommandError, check_out_dir
 
 logger = logging.getLogger(__name__)
 
@@ -121,8 +121,8 @@ def _benchmark(args: argparse.Namespace) -> int:
         if value is not None and value < 1:  # -1 dropped the last instance (a slice)
             raise CommandError(f"{flag} {value}; expected an integer >= 1")
     out: Path = args.out
-    if out.exists() and not out.is_dir():  # found only after every instance had run
-        raise CommandError(f"--out {str(out)!r} is a file; expected a folder")
+    # found only after every instance had run (a file, or a path under one: a tester's)
+    check_out_dir(out)
     try:
         instances = bm.select(bm.read_instances(args.instances, args.root), args.filter,
                               args.limit, args.per_property)

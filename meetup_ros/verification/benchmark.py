@@ -6,6 +6,7 @@ table (markdown) and a cactus plot. Used by ``meetup-ros benchmark`` and
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import re
@@ -64,15 +65,20 @@ def read_instances(csv_path: str | Path, root: str | Path | None = None) -> list
     csv_path = require_file(csv_path, "instances file")
     base = Path(root) if root is not None else csv_path.parent
     out = []
-    with csv_path.open(newline="") as f:
-        for lineno, row in enumerate(csv.reader(f), start=1):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) != 3:
-                raise VerificationInputError(
-                    f"{str(csv_path)!r} line {lineno}: {row!r}; expected onnx,vnnlib,timeout")
-            timeout_s = _timeout(row[2], f"{str(csv_path)!r} line {lineno}")
-            out.append(Instance(base / row[0].strip(), base / row[1].strip(), timeout_s))
+    try:
+        text = csv_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:  # was a traceback (a tester's latin-1 and binary files)
+        raise VerificationInputError(
+            f"instances file {str(csv_path)!r} is not UTF-8 text (byte {exc.start}); expected "
+            "rows onnx,vnnlib,timeout") from None
+    for lineno, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) != 3:
+            raise VerificationInputError(
+                f"{str(csv_path)!r} line {lineno}: {row!r}; expected onnx,vnnlib,timeout")
+        timeout_s = _timeout(row[2], f"{str(csv_path)!r} line {lineno}")
+        out.append(Instance(base / row[0].strip(), base / row[1].strip(), timeout_s))
     return out
 
 
