@@ -219,3 +219,22 @@ def test_a_step_trained_with_another_depth_network_is_warned_of_by_the_frontend(
                                   seq.cam0.info, seq.cam1.info, seq.T_cam0_cam1)
     assert "code_dim" in caplog.text and "step.pt" in caplog.text, caplog.text
     assert any(r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_a_keyframe_solve_stops_once_the_error_settles(repo_root: Path, seq) -> None:
+    """Stereo pairs tied to their calibration converge in 2-4 iterations: the keyframe stops
+    there (``tolerance``) instead of running every one of ``iterations``; 0 runs them all."""
+    counts = {}
+    for tol in (0.0, 1e-3):
+        fe = _frontend(repo_root, seq, keyframe_every_n=1, tolerance=tol)
+        counts[tol] = [fe.process(int(seq.cam0.stamps_ns[i]), seq.cam0.images[i],
+                                  seq.cam1.images[i]).iterations for i in range(0, 95, 8)]
+    assert counts[0.0] == [5] * 12
+    # 3.4 on average over all 95 pairs (the last 18 take 4-5)
+    assert all(1 <= n <= 5 for n in counts[1e-3]) and np.mean(counts[1e-3]) < 4.0, counts
+
+
+@pytest.mark.parametrize("tolerance", [-1e-3, 1.0, float("nan")])
+def test_a_tolerance_outside_0_1_is_refused(repo_root: Path, seq, tolerance: float) -> None:
+    with pytest.raises(SlamError, match=r"^tolerance .* must be in \[0, 1\)"):
+        _frontend(repo_root, seq, tolerance=tolerance)

@@ -95,7 +95,10 @@ class SlamParams:
     T_base_cam0: tuple[float, ...] = param(EUROC_T_BASE_CAM0, "cam0 -> base (4x4 row-major)")
     T_base_cam1: tuple[float, ...] = param(EUROC_T_BASE_CAM1, "cam1 -> base (4x4 row-major)")
     solver: str = param(_FRONTEND.solver, "learned | gauss_newton | levenberg_marquardt")
-    iterations: int = param(_FRONTEND.iterations, "solver iterations per keyframe")
+    iterations: int = param(_FRONTEND.iterations, "solver iterations per keyframe, at most")
+    tolerance: float = param(
+        _FRONTEND.tolerance, "stop a keyframe's solve once an iteration changes the error by "
+        "less than this share (0: always `iterations`)")
     keyframe_translation_m: float = param(
         _FRONTEND.keyframe_translation_m, "new keyframe after this much odometry motion (m)"
     )
@@ -205,6 +208,7 @@ def _check_params(p: SlamParams) -> None:
     for name in ("iterations", "keyframe_every_n", "max_pending", "torch_threads"):
         need(getattr(p, name) >= 1, name, "an integer >= 1")
     finite_at_least_0("keyframe_translation_m", "m")
+    need(0.0 <= p.tolerance < 1.0, "tolerance", "a value in [0, 1) (a relative change)")
     # The frontend's rotation since the last keyframe is at most pi: more never triggers.
     need(0.0 <= p.keyframe_rotation_rad <= math.pi, "keyframe_rotation_rad",
          "an angle in [0, pi] rad")
@@ -244,7 +248,7 @@ class SlamNode(Node):
         # Weights load now, so that a missing or stale file stops the node at start-up; the
         # frontend itself needs the intrinsics and is built when camera_info arrives.
         self.frontend_config = FrontendConfig(
-            solver=p.solver, iterations=p.iterations,
+            solver=p.solver, iterations=p.iterations, tolerance=p.tolerance,
             keyframe_translation_m=p.keyframe_translation_m,
             keyframe_rotation_rad=p.keyframe_rotation_rad,
             keyframe_every_n=p.keyframe_every_n, keyframe_interval_s=p.keyframe_interval_s,
@@ -545,12 +549,16 @@ class SlamNode(Node):
             self.health.latency["frame"].add(time.perf_counter() - start)
             return
         self._publish(keyframe)
+        wall_s, cpu_s = time.perf_counter() - start, time.process_time() - start_cpu
         # The headline figure is per keyframe (the work); skipped frames are timed apart.
-        self.health.latency["keyframe"].add(time.perf_counter() - start)
+        self.health.latency["keyframe"].add(wall_s)
         # The process's CPU time beside wall time (torch's threads included): with one torch
         # thread, the difference is time spent waiting for a core (on 2 cores behind vio_node
         # at SCHED_FIFO, this node being niced); with more, CPU time can exceed wall time.
-        self.health.latency["keyframe_cpu"].add(time.process_time() - start_cpu)
+        self.health.latency["keyframe_cpu"].add(cpu_s)
+        self.get_logger().debug(
+            f"keyframe at {stamp_ns} ns: {keyframe.iterations} {keyframe.solver} iterations, "
+            f"{wall_s * 1e3:.1f} ms ({cpu_s * 1e3:.1f} ms CPU)")
 
     def _publish(self, keyframe: Any) -> None:
         p = self.params
