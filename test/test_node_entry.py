@@ -285,3 +285,19 @@ def test_a_stop_signal_inside_a_callback_lets_it_finish(stop: str) -> None:
         out.stdout + out.stderr
     assert f"stopping on {stop}" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr
+
+
+def test_a_node_that_cannot_start_says_which_and_from_which_file(tmp_path: Path) -> None:
+    """Under `meetup-ros run` four nodes share a terminal, and a bad value was logged as
+    "[meetup_ros]: node failed: deadline_s -1.0: ...", naming neither the node nor the file
+    (a tester's)."""
+    params = tmp_path / "bad.yaml"
+    params.write_text("safety_monitor_node:\n  ros__parameters:\n    deadline_s: -1.0\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "meetup_ros.nodes.entry", "safety_monitor_node", "--ros-args",
+         "--params-file", str(params)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr
+    line = next(ln for ln in out.stderr.splitlines() if "cannot start" in ln)
+    assert "[safety_monitor_node]: cannot start: deadline_s -1.0" in line, out.stderr
+    assert line.endswith(f"(parameters from {params})"), line
+    assert "Traceback" not in out.stderr

@@ -202,6 +202,8 @@ def test_params_file(tmp_path: Path) -> None:
         load_params_file(path)
     with pytest.raises(RosInputError, match="does not exist"):
         load_params_file(tmp_path / "missing.yaml")
+    with pytest.raises(RosInputError, match="is a folder; expected a YAML file"):
+        load_params_file(tmp_path)  # was "does not exist" (a tester's)
     path.write_bytes(b"my_node:\xff\xfe\n")
     with pytest.raises(RosInputError, match=r"p\.yaml' is not UTF-8 text"):
         load_params_file(path)

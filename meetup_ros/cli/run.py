@@ -169,7 +169,9 @@ def register(subparsers: Any) -> None:
         "--short", action="store_true",
         help="fewer stereo pairs in the offline scores (for tests); same replay",
     )
-    p.add_argument("--timeout", type=float, default=300.0, help="give up after S seconds")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="give up S seconds after the replay starts (the nodes' start-up is "
+                        "not counted)")
     p.add_argument("--models", default=None, metavar="DIR", help=MODELS_HELP)
     p.set_defaults(func=_demo)
 
@@ -688,7 +690,8 @@ def _demo(args: argparse.Namespace) -> int:
         timeout_s=args.timeout, models_dir=Path(args.models) if args.models else None,
     )
     for failure in failures:
-        logger.error("node failure: %s", failure)
+        # not always a node's: a timeout or the scoring too (a tester's "node failure: scoring")
+        logger.error("demo failure: %s", failure)
     if report:
         keys = ("ate_rmse_m", "rpe_trans_m", "ate_rmse_m_dead_reckoning", "frames",
                 "imu_samples_received", "imu_samples_dropped", "certificates", "commands",

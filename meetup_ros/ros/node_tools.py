@@ -12,6 +12,7 @@ import gc
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -561,6 +562,12 @@ def _stop_logger(node: Node | None) -> Any:
     return node.get_logger() if node is not None else rclpy.logging.get_logger("meetup_ros")
 
 
+def _node_label(node_factory: Callable[[], Node]) -> str:
+    """The name a node class takes unless remapped (``SlamNode`` -> ``slam_node``), for what
+    is logged before the node exists."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", getattr(node_factory, "__name__", "node")).lower()
+
+
 def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
     """Init rclpy, build one node, spin until Ctrl-C or shutdown, then clean up.
 
@@ -623,7 +630,16 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # a node that cannot start: say why and exit non-zero
-        rclpy.logging.get_logger("meetup_ros").error(f"node failed: {exc}")
+        # Under the node's name, with the files its parameters came from: under
+        # `meetup-ros run` four nodes share one terminal, and "[meetup_ros]: node failed:
+        # deadline_s -1.0: ..." named neither (a tester's)
+        if node is None:
+            files = params_files(list(args) if args is not None else sys.argv)
+            where = f" (parameters from {', '.join(files)})" if files else ""
+            rclpy.logging.get_logger(_node_label(node_factory)).error(
+                f"cannot start: {exc}{where}")
+        else:
+            node.get_logger().error(f"failed: {exc}")
         code = 1
     finally:
         # A terminal's Ctrl-C reaches both a launcher and its node processes: a second

@@ -201,6 +201,8 @@ def read_params_document(path: str | Path) -> Mapping[Any, Any]:
         RosInputError: missing or unreadable file, not YAML, or another top level.
     """
     path = Path(path)
+    if path.is_dir():  # was "does not exist" (a tester's)
+        raise RosInputError(f"params file {str(path)!r} is a folder; expected a YAML file")
     if not path.is_file():
         raise RosInputError(f"params file {str(path)!r} does not exist")
     try:
