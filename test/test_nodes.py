@@ -291,7 +291,7 @@ def test_vio_node_on_the_bag(harness: Harness) -> None:
     pose_cov = np.array(odom.pose.covariance).reshape(6, 6)
     assert np.all(np.diag(pose_cov) > 0), "pose covariance not filled"
     imu = published["/imu0"]
-    harness.wait_for(lambda: node.health.counters["imu_received"] == imu, 40,
+    harness.wait_for(lambda: node.health.counters["imu_accepted"] == imu, 40,
                      f"{imu} IMU samples (node: {node.summary()})")
     assert node.estimator_stats().get("dropped", 0) == 0
 

@@ -278,7 +278,7 @@ def test_best_effort_cameras_are_heard_with_best_effort_subscriptions(harness: H
         time.sleep(0.02)
     harness.wait_for(lambda: slam.health.counters["waiting_for_camera_info"] >= 1, 10,
                      "slam_node hears the camera")
-    harness.wait_for(lambda: vio.health.counters["imu_received"] >= 1, 10,
+    harness.wait_for(lambda: vio.health.counters["imu_accepted"] >= 1, 10,
                      "vio_node hears the IMU")
 
 

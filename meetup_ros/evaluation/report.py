@@ -257,7 +257,11 @@ def build_report(
     report["frames_published"] = int(published.get("/cam0/image_raw", 0))
     report["odometry_messages"] = len(recorded["/odom"])
     imu_stats = vio.get("imu", {})
-    received = int(imu_stats.get("received", vio.get("counters", {}).get("imu_received", 0)))
+    # imu.received counts every sample that arrived, refused ones too; without that section
+    # (an older summary) the accepted count is the nearest figure
+    counters = vio.get("counters", {})
+    received = int(imu_stats.get("received",
+                                 counters.get("imu_accepted", counters.get("imu_received", 0))))
     # Dropped = never reached the estimator (lost between replay and node) + dropped by it.
     lost = max(0, int(published.get("/imu0", received)) - received)
     report["imu_samples_published"] = int(published.get("/imu0", 0))

@@ -267,7 +267,7 @@ class VioNode(Node):
             # Slightly late samples are merged in order by the estimator; a jump back of
             # more than its reset_backwards_s resets it (see odometry.windowing).
             self.estimator.add_imu(stamp_ns, gyro_radps, accel_mps2)
-            self.health.counters["imu_received"] += 1
+            self.health.counters["imu_accepted"] += 1  # refused ones: imu.dropped
             self._imu_head_ns = max(stamp_ns, self._imu_head_ns or stamp_ns)
             self._check_resets(p.imu_topic, stamp_ns)
         self._drain_frames()
