@@ -126,6 +126,32 @@ def test_demo_refuses_a_non_finite_ground_truth_before_starting_a_node(
     assert not (tmp_path / "demo" / "logs").exists()  # no node was started
 
 
+def test_demo_refuses_a_bag_it_cannot_score_before_starting_a_node(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A tester's bag with one camera message whose data was half its step * height: the
+    nodes dropped that frame, and the demo failed at its scoring after the whole replay
+    (20 s), where a NaN ground truth was refused at once."""
+    import time
+
+    from bag_variants import altered_bag
+
+    from meetup_ros.cli import main
+
+    def halve(topic: str, index: int, msg: object) -> None:
+        if topic == "/cam0/image_raw" and index == 40:
+            msg.data = msg.data[: len(msg.data) // 2]  # type: ignore[attr-defined]
+
+    bag = altered_bag(tmp_path / "short_image", halve)
+    start = time.monotonic()
+    code = main(["demo", "--bag", str(bag), "--out", str(tmp_path / "demo"), "--short"])
+    err = capsys.readouterr().err
+    assert code == 2 and time.monotonic() - start < 20, (code, err)
+    assert "Traceback" not in err
+    assert "/cam0/image_raw" in err and "expected step*height" in err, err
+    assert "refused before the nodes start" in err
+    assert not (tmp_path / "demo" / "logs").exists()  # no node was started
+
+
 def test_demo_with_a_node_input_moved_fails_early_naming_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:

@@ -602,18 +602,20 @@ def run_demo(
     return report, failures
 
 
-def _ground_truth_problem(bag: Path) -> str:
-    """What is wrong with the bag's ground truth, before any node starts ("" if nothing): a
-    tester's one NaN pose ended the demo in a traceback after the whole run, naming nothing.
-    A bag the reader refuses is left to the replay, which names what it cannot play."""
+def _scoring_problem(bag: Path) -> str:
+    """What keeps the bag from being scored, found before any node starts ("" if nothing):
+    a tester's one NaN pose ended the demo in a traceback after the whole run, naming
+    nothing, and a camera message whose data was half its step * height failed the scoring
+    after it (the nodes had dropped that frame). The scoring reads the bag as this does."""
     from meetup_ros.bags.errors import BagError
     from meetup_ros.bags.reader import read_sequence
     from meetup_ros.odometry.dataset import OdometryError, check_groundtruth_values
 
     try:
         seq = read_sequence(bag)
-    except BagError:
-        return ""
+    except BagError as exc:
+        return f"{exc} (the demo's figures are scored against this bag: refused before the " \
+               "nodes start)"
     try:
         check_groundtruth_values(seq, use="the demo's trajectory figures are scored against "
                                           "it: refused before the nodes start")
@@ -679,7 +681,7 @@ def _demo(args: argparse.Namespace) -> int:
             [f"has no message on {empty!r}"] if empty else [])
         raise CommandError(f"bag {str(bag)!r} {' and '.join(problems)}, which the demo needs "
                            f"(it needs {list(DEMO_TOPICS)!r})")
-    problem = _ground_truth_problem(bag)
+    problem = _scoring_problem(bag)
     if problem:
         (out_dir / "report.json").unlink(missing_ok=True)
         raise CommandError(problem)
