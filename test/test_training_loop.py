@@ -115,6 +115,17 @@ def test_resume_from_a_mismatched_checkpoint_names_it_and_keeps_it(tmp_path: Pat
         _run(weights_only, 3, resume=True)
 
 
+def test_a_corrupt_checkpoint_on_resume_is_called_a_checkpoint(tmp_path: Path) -> None:
+    """A resumed run's corrupt checkpoint.pt was named a "weights file" (a tester's)."""
+    _run(tmp_path, 1)
+    ckpt = tmp_path / CHECKPOINT_NAME
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    ckpt.write_bytes(bytes(data))
+    with pytest.raises(checkpoint.CheckpointError, match=rf"^checkpoint '{re.escape(str(ckpt))}'"):
+        _run(tmp_path, 2, resume=True)
+
+
 def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _run(tmp_path, 1)
     before = (tmp_path / "checkpoint.pt").read_bytes()

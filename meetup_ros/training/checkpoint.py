@@ -132,8 +132,10 @@ def save(path: Path, payload: Mapping[str, Any]) -> None:
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
-def load(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a file written by :func:`save`; never unpickles arbitrary objects.
+def load(path: Path, *, map_location: str | torch.device = "cpu",
+         what: str = "weights file") -> dict[str, Any]:
+    """Load a file written by :func:`save`; never unpickles arbitrary objects. ``what`` names
+    the file in errors (a training checkpoint was called a "weights file": a tester's).
 
     Raises:
         CheckpointError: the file is missing, truncated, not a torch archive, or holds
@@ -141,15 +143,15 @@ def load(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, A
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"weights file {str(path)!r} does not exist")
+        raise CheckpointError(f"{what} {str(path)!r} does not exist")
     if not zipfile.is_zipfile(path):
         # torch.save writes a zip archive; torch's own message for anything else is advice
         # to load without weights_only, which is exactly what must not be done here.
         raise CheckpointError(
-            f"weights file {str(path)!r} is not a readable weights-only torch archive: not the "
+            f"{what} {str(path)!r} is not a readable weights-only torch archive: not the "
             "zip archive torch.save writes (truncated, corrupt or another format)"
         )
-    _check_crcs(path)
+    _check_crcs(path, what)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe archives
@@ -160,16 +162,16 @@ def load(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, A
         else:
             reason = text.splitlines()[0] if text else type(exc).__name__
         raise CheckpointError(
-            f"weights file {str(path)!r} is not a readable weights-only torch archive: {reason}"
+            f"{what} {str(path)!r} is not a readable weights-only torch archive: {reason}"
         ) from exc
     if not isinstance(payload, dict):
         raise CheckpointError(
-            f"weights file {str(path)!r} holds a {type(payload).__name__}, expected a dict"
+            f"{what} {str(path)!r} holds a {type(payload).__name__}, expected a dict"
         )
     return payload
 
 
-def _check_crcs(path: Path) -> None:
+def _check_crcs(path: Path, what: str = "weights file") -> None:
     """Refuse an archive whose members fail their zip CRC (torch.load never checks them)."""
     try:
         with zipfile.ZipFile(path) as archive:
@@ -178,10 +180,10 @@ def _check_crcs(path: Path) -> None:
             ValueError, OSError) as exc:
         # what testzip raises on a damaged member header or stream, a truncated member, or a
         # member name no longer UTF-8 (one flipped bit: a tester's UnicodeDecodeError)
-        raise CheckpointError(f"weights file {str(path)!r} is corrupt: {exc}") from exc
+        raise CheckpointError(f"{what} {str(path)!r} is corrupt: {exc}") from exc
     if bad is not None:
         raise CheckpointError(
-            f"weights file {str(path)!r} is corrupt: archive member {bad!r} fails its CRC check")
+            f"{what} {str(path)!r} is corrupt: archive member {bad!r} fails its CRC check")
 
 
 def tensor_digest(tensor: torch.Tensor) -> str:

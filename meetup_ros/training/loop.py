@@ -323,7 +323,7 @@ def _fit(cfg: TrainConfig, ctx: distributed.DistributedContext, model: nn.Module
     state = None
     if ckpt_path.is_file():
         try:
-            state = checkpoint.load(ckpt_path, map_location=device)
+            state = checkpoint.load(ckpt_path, map_location=device, what="checkpoint")
         except checkpoint.CheckpointError:
             if cfg.resume:
                 raise
