@@ -81,7 +81,13 @@ def test_cli_verify_writes_the_competition_format(shared_data: Path, tmp_path: P
     # Arguments that cannot work are refused before any verification.
     capsys.readouterr()
     assert main(["verify", str(onnx_path), str(vnnlib_path), "--timeout", "inf"]) == 2
-    assert "--timeout inf; expected a finite number" in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "--timeout inf; expected a finite number" in printed.err
+    assert printed.out == "error\n"  # stdout had nothing (a tester's)
+    out.write_text("a previous run's\n")
+    assert main(["verify", str(onnx_path), str(vnnlib_path), "--timeout", "0",
+                 "--result", str(out)]) == 2
+    assert out.read_text() == "error\n" and capsys.readouterr().out == "error\n"
     assert main(["verify", str(onnx_path), str(vnnlib_path), "--timeout", "5",
                  "--result", str(tmp_path)]) == 2
     assert "is a folder; expected a file path" in capsys.readouterr().err
