@@ -202,3 +202,14 @@ def test_benchmark_names_an_instances_file_that_is_not_utf8(
     assert main(["benchmark", str(csv_path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert f"instances file {str(csv_path)!r} is not UTF-8 text (byte" in err, err
+
+
+def test_an_instances_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts with a BOM, which stayed in the first network's name:
+    "network file '\\ufeffACASXU_...onnx' does not exist" (a tester's)."""
+    from meetup_ros.verification.benchmark import read_instances
+
+    csv_path = tmp_path / "instances.csv"
+    csv_path.write_bytes("\ufeffnet.onnx,prop.vnnlib,5\n".encode())
+    (instance,) = read_instances(csv_path)
+    assert instance.onnx == tmp_path / "net.onnx"

@@ -8,6 +8,7 @@ still set it true), and `meetup-ros run --use-sim-time false` overrides it too.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -60,3 +61,36 @@ def test_live_nodes_publish_periodic_diagnostics(how: str) -> None:
         node.destroy_node()
         rclpy.try_shutdown(context=context)
     assert len(periodic) >= 2, f"no periodic /diagnostics without /clock:\n{output[-2000:]}"
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_run_stops_on_a_signal_even_when_started_with_sigint_ignored(
+        stop: signal.Signals) -> None:
+    """`meetup-ros run &` from a script inherits SIGINT ignored: the nodes took it (entry.py
+    resets it) but the runner did not, and a SIGINT to it did nothing (a tester's). It also
+    says why it stops, and a node that stops cleanly is no failure."""
+
+    def ignore_sigint() -> None:  # what a non-interactive shell does for a background job
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meetup_ros.cli", "run", "--nodes", "controller_node",
+         "--use-sim-time", "false"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ignore_sigint)
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            lines.append(line)
+            if not line or "running ['controller_node']" in line:
+                break
+        time.sleep(3.0)  # the node started meanwhile
+        proc.send_signal(stop)
+        output = "".join(lines) + proc.communicate(timeout=30)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output[-3000:]
+    assert f"stopping the nodes on {stop.name}" in output, output[-3000:]
+    assert "failed" not in output and "Traceback" not in output, output[-3000:]

@@ -202,11 +202,8 @@ def test_an_argument_before_ros_args_is_refused_not_ignored() -> None:
 
 SECOND_SIGNAL_PROBE = """
 import os, signal, sys, time
-from meetup_ros.ros import PARENT_DEATH_SIGNAL
-from meetup_ros.ros.node_tools import LauncherGone, _raise_keyboard_interrupt, _raise_launcher_gone
-signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
-signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-signal.signal(PARENT_DEATH_SIGNAL, _raise_launcher_gone)
+from meetup_ros.ros import stop_signals
+stop_signals.take()
 first = getattr(signal, sys.argv[1])
 later = [getattr(signal, name) for name in sys.argv[2:]]
 steps = []
@@ -301,3 +298,76 @@ def test_a_node_that_cannot_start_says_which_and_from_which_file(tmp_path: Path)
     assert "[safety_monitor_node]: cannot start: deadline_s -1.0" in line, out.stderr
     assert line.endswith(f"(parameters from {params})"), line
     assert "Traceback" not in out.stderr
+
+
+BUILD_SIGNAL_PROBE = """
+import os, signal, sys, time
+from rclpy.node import Node
+from meetup_ros.ros.node_tools import spin_node
+
+class Probe(Node):
+    def __init__(self):
+        super().__init__("build_probe")
+        os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+        time.sleep(0.05)  # the handler runs in here
+        self.create_timer(0.5, lambda: None)
+        print("built", flush=True)
+
+    def close(self):
+        print("closed", flush=True)
+
+print("exit", spin_node(Probe, []), flush=True)
+"""
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM", "SIGUSR1"])
+def test_a_stop_signal_while_a_node_is_built_waits_for_it(stop: str) -> None:
+    """Raised inside a node's construction, a stop signal left half-built rclpy objects: rclpy
+    reported it as "initialization failed" (blamed on the parameters), a node once swallowed
+    it and ran on deaf to later signals, one crashed (SIGSEGV; a tester's start-up signals).
+    It is now taken once the node is built, and the node stops as from spinning."""
+    out = subprocess.run([sys.executable, "-c", BUILD_SIGNAL_PROBE, stop],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.splitlines() == ["built", "closed", "exit 0"], out.stdout + out.stderr
+    expected = "is gone; stopping as on Ctrl-C" if stop == "SIGUSR1" else f"stopping on {stop}"
+    assert "[build_probe]: " in out.stderr and expected in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and "cannot start" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("delay_s", [0.2, 0.9, 1.3, 1.8, 3.0])
+def test_a_flood_of_stop_signals_at_any_moment_stops_a_node_cleanly(
+        tmp_path: Path, delay_s: float) -> None:
+    """A terminal's Ctrl-C reaches every node twice (the terminal's and the one `meetup-ros
+    run` forwards), and a user presses it again: signals during the imports cut the
+    "interrupted while starting" line (a traceback, exit -2), during the construction they
+    were blamed on the parameters (exit 1), and one during the interpreter's exit killed a
+    node that had stopped (-2; a tester's). Here SIGINT and SIGTERM every 20 ms from
+    ``delay_s`` after the start (imports, construction, spinning) until the node exits."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meetup_ros.nodes.entry", "controller_node", "--ros-args",
+         "--params-file", str(REPO_ROOT / "config" / "pipeline.yaml")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay_s)
+    sent = 0
+    while proc.poll() is None and sent < 500:
+        proc.send_signal(signal.SIGINT if sent % 2 == 0 else signal.SIGTERM)
+        sent += 1
+        time.sleep(0.02)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, (proc.returncode, err)
+    assert "Traceback" not in err and "cannot start" not in err, err
+    assert ("interrupted while starting" in err or "stopping on SIG" in err), err
+
+
+def test_a_bad_value_given_with_p_is_not_blamed_on_the_file() -> None:
+    """`--params-file config/pipeline.yaml -p slam_node:tolerance:=-1` said "(parameters from
+    config/pipeline.yaml)", whose value was fine (a tester's)."""
+    params = REPO_ROOT / "config" / "pipeline.yaml"
+    out = subprocess.run(
+        [sys.executable, "-m", "meetup_ros.nodes.entry", "safety_monitor_node", "--ros-args",
+         "--params-file", str(params), "-p", "safety_monitor_node:deadline_s:=-1.0"],
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr
+    line = next(ln for ln in out.stderr.splitlines() if "cannot start" in ln)
+    override = "-p safety_monitor_node:deadline_s:=-1.0"
+    assert line.endswith(f"(parameters from {params}, {override})"), line

@@ -287,23 +287,34 @@ def _run(args: argparse.Namespace) -> int:
 def _run_nodes(params_file: Path, names: list[str], use_sim_time: str | None = None) -> int:
     """Run the nodes until one exits, Ctrl-C or SIGTERM; 1 if any failed."""
     nodes = NodeProcesses(params_file, names, log_dir=None, use_sim_time=use_sim_time)
+    stop_by: list[str] = []
 
-    def on_sigterm(signum: int, frame: Any) -> None:
-        # systemd, containers and CI stop with SIGTERM: stop the node processes as on Ctrl-C
-        raise KeyboardInterrupt
+    def on_stop(signum: int, frame: Any) -> None:
+        # Ctrl-C, and SIGTERM from systemd, containers and CI: stop the node processes. Taken
+        # here also where the shell left SIGINT ignored (`meetup-ros run &` from a script
+        # could not be stopped with it: a tester's). Later ones are dropped: the nodes are
+        # being stopped, each within its own limit (20 s, then SIGKILL).
+        if not stop_by:
+            stop_by.append(signal.Signals(signum).name)
+            raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    nodes.start()
-    logger.info("running %s with %s; Ctrl-C to stop", names, params_file)
+    previous = {s: signal.signal(s, on_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        nodes.start()
+        logger.info("running %s with %s; Ctrl-C to stop", names, params_file)
         while not nodes.exited():
             time.sleep(0.2)
-        logger.error("node(s) exited: %s; stopping the others", nodes.exited())
+        exited = nodes.exited()
+        # a node that stopped cleanly (its own Ctrl-C) is no error; a failure is
+        logger.log(logging.ERROR if any(exited.values()) else logging.WARNING,
+                   "node(s) exited: %s; stopping the others", exited)
     except KeyboardInterrupt:
-        pass
+        logger.info("stopping the nodes on %s", stop_by[0] if stop_by else "Ctrl-C")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        stop_by.append("stopping")  # from here every stop signal is dropped
     codes = nodes.stop()
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
     failed = {n: c for n, c in codes.items() if c != 0}
     if failed:
         logger.error("node(s) failed: %s", failed)

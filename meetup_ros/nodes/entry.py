@@ -26,11 +26,10 @@ import ctypes
 import importlib
 import logging
 import os
-import signal
 import sys
 from functools import partial
 
-from meetup_ros.ros import EXIT_WITH_PARENT_ENV, PARENT_DEATH_SIGNAL
+from meetup_ros.ros import EXIT_WITH_PARENT_ENV, PARENT_DEATH_SIGNAL, stop_signals
 
 # Before spin_node configures logging, Python's last-resort handler writes WARNING and above
 # to stderr, message only: "<node>: ..." then reads as the node's own line.
@@ -49,7 +48,6 @@ def exit_with_parent() -> str | None:
     if not sys.platform.startswith("linux"):
         return f"{EXIT_WITH_PARENT_ENV}=1 needs Linux (prctl); this node outlives its parent"
     libc = ctypes.CDLL(None, use_errno=True)
-    signal.signal(PARENT_DEATH_SIGNAL, signal.default_int_handler)  # spin_node's, later
     if libc.prctl(_PR_SET_PDEATHSIG, int(PARENT_DEATH_SIGNAL), 0, 0, 0) != 0:
         return f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}"
     if os.getppid() == 1:  # adopted by init: the parent died before the request
@@ -99,12 +97,12 @@ def run(name: str, args: list[str] | None = None) -> int:
     done = _own_arguments(name, sys.argv[1:] if args is None else args)
     if done is not None:
         return done
-    # Inherited as ignored (a background job of a non-interactive shell), SIGINT would be
-    # ignored until spin_node takes it. SIGTERM (systemd's and docker's stop) the same way:
-    # during the imports it killed the node with no line of its own, and `meetup-ros run`
-    # reported it failed (-15, a tester's).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Stop signals from the first line (ros/stop_signals.py): during the imports the first
+    # is raised at once and every later one dropped. Inherited as ignored (a background job
+    # of a non-interactive shell), SIGINT was ignored until spin_node took it; SIGTERM
+    # (systemd's and docker's stop) killed the node during the imports with no line of its
+    # own, and `meetup-ros run` reported it failed (-15, a tester's).
+    stop_signals.take()
     try:
         problem = exit_with_parent()
         if problem is not None:
@@ -116,6 +114,9 @@ def run(name: str, args: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         logger.warning("%s: interrupted while starting; nothing was started", name)
         return 0
+    finally:
+        # a stop signal while the interpreter exits killed a node that had stopped (-2)
+        stop_signals.ignore_for_good()
 
 
 # The console scripts of setup.py (one per node).

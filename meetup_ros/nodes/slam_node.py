@@ -324,8 +324,8 @@ class SlamNode(Node):
         self.get_logger().info(
             f"SLAM on {p.cam0_topic}" + (f" + {p.cam1_topic}" if self.stereo else " (mono)")
             + f", prior {p.odom_topic or 'none'} -> {p.depth_topic}, {p.pose_topic}; solver "
-            + f"{p.solver} ({p.iterations} iterations); weights "
-            + ", ".join(map(str, self.weights))
+            + f"{p.solver} (at most {p.iterations} iterations, tolerance {p.tolerance:g}); "
+            + "weights " + ", ".join(map(str, self.weights))
         )
 
     # ---- inputs ----------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import re
-import signal
 import sys
 import time
 from collections import Counter
@@ -29,10 +28,11 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
-from meetup_ros.ros import PARENT_DEATH_SIGNAL, RosInputError
+from meetup_ros.ros import RosInputError, stop_signals
 from meetup_ros.ros.convert import ns_to_stamp
 from meetup_ros.ros.latency import LatencyTracker
 from meetup_ros.ros.params import check_param, param
+from meetup_ros.ros.stop_signals import LauncherGone, StopSignal
 
 LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN,
           "ERROR": DiagnosticStatus.ERROR, "STALE": DiagnosticStatus.STALE}
@@ -264,72 +264,6 @@ def transform_msg(stamp_ns: int, T_parent_child: np.ndarray, parent: str, child:
     return msg
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, PARENT_DEATH_SIGNAL)
-
-
-def _stop_already_under_way(signum: int, frame: Any) -> None:
-    """A stop signal after the first: dropped (see :func:`_ignore_stop_signals`)."""
-
-
-def _ignore_stop_signals() -> None:
-    """From the first stop signal on, the others are ignored: the stop runs to its end.
-
-    Under launch 3.7.1 a node got SIGUSR1 twice when its launcher died (seen in 4 of 20
-    launch-test runs, 2026-12-06): the second, raised inside the handling of the first, cut
-    the "launcher is gone" line, and could as well have cut the finally block before the
-    monitor's fallback went out. A Python handler that does nothing, not SIG_IGN: a signal
-    already pending when the handler changes is then dropped quietly, where SIG_IGN made
-    Python print "Signal 10 ignored due to race condition" (a tester's three signals).
-    """
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, _stop_already_under_way)
-
-
-class StopSignal(KeyboardInterrupt):
-    """SIGINT or SIGTERM reached the node (Ctrl-C, launch, systemd): a stop, logged with the
-    signal's name."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-class LauncherGone(KeyboardInterrupt):
-    """The launcher that started the node died without stopping it (nodes/entry.py asks for
-    SIGUSR1 then). A stop as on Ctrl-C, logged as such."""
-
-
-class _Spinning:
-    """Whether spin_node's loop is running, and the stop a signal asked for meanwhile.
-
-    A handler that raises does so at whatever bytecode the main thread is on: inside rclpy's
-    Task construction it left a half-built Task whose ``__del__`` printed "Exception ignored
-    in Future.__del__ ... AttributeError" (a tester's Ctrl-C right after start-up), and inside
-    a callback it cut the callback short. While the loop spins, the handler only records the
-    stop; the loop raises it between two ``spin_once`` calls (within their 0.2 s timeout).
-    Before the loop (imports, weights, node construction) it raises at once, as
-    Ctrl-C does."""
-
-    active = False
-    pending: KeyboardInterrupt | None = None
-
-
-def _stop(exc: KeyboardInterrupt) -> None:
-    _ignore_stop_signals()
-    if _Spinning.active:
-        _Spinning.pending = exc
-        return
-    raise exc
-
-
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    _stop(StopSignal(signum))
-
-
-def _raise_launcher_gone(signum: int, frame: Any) -> None:
-    _stop(LauncherGone())
-
-
 def lower_cpu_priority(node: Node, nice_increment: int) -> None:
     """Raise this process's niceness by ``nice_increment`` (0 leaves it as it is).
 
@@ -499,18 +433,28 @@ class TransportLoss:
             "them")
 
 
-def params_files(args: Sequence[str]) -> list[str]:
-    """The ``--params-file`` paths among the ROS arguments of ``args``, in order."""
-    files, in_ros_args = [], False
+def _ros_arg_values(args: Sequence[str], flags: tuple[str, ...]) -> list[str]:
+    """The values that follow any of ``flags`` among the ROS arguments of ``args``."""
+    found, in_ros_args = [], False
     items = list(args)
     for i, item in enumerate(items):
         if item == "--ros-args":
             in_ros_args = True
         elif item == "--":
             in_ros_args = False
-        elif in_ros_args and item == "--params-file" and i + 1 < len(items):
-            files.append(items[i + 1])
-    return files
+        elif in_ros_args and item in flags and i + 1 < len(items):
+            found.append(items[i + 1])
+    return found
+
+
+def params_files(args: Sequence[str]) -> list[str]:
+    """The ``--params-file`` paths among the ROS arguments of ``args``, in order."""
+    return _ros_arg_values(args, ("--params-file",))
+
+
+def param_overrides(args: Sequence[str]) -> list[str]:
+    """The ``-p``/``--param`` values among the ROS arguments of ``args``, in order."""
+    return _ros_arg_values(args, ("-p", "--param"))
 
 
 def check_params_files(node: Node, args: Sequence[str]) -> None:
@@ -557,9 +501,11 @@ def check_params_files(node: Node, args: Sequence[str]) -> None:
             f"{name!r}): running on the code's defaults and /**")
 
 
-def _stop_logger(node: Node | None) -> Any:
-    """The node's logger, or the package's when the stop came before the node existed."""
-    return node.get_logger() if node is not None else rclpy.logging.get_logger("meetup_ros")
+def _stop_logger(node: Node | None, node_factory: Callable[[], Node]) -> Any:
+    """The node's logger, or one of the node's default name when the stop came before the
+    node existed (it was "[meetup_ros]", whichever of four nodes it was: a tester's)."""
+    return (node.get_logger() if node is not None
+            else rclpy.logging.get_logger(_node_label(node_factory)))
 
 
 def _node_label(node_factory: Callable[[], Node]) -> str:
@@ -576,7 +522,11 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
     node could not be built (the reason is logged).
     """
     # rclpy's own SIGINT handler would shut the context down before the node could publish
-    # its final diagnostics; take Ctrl-C (and SIGTERM from launch) as KeyboardInterrupt here.
+    # its final diagnostics. From here a stop signal is recorded and taken between two steps
+    # below, never raised inside rclpy or a node's construction (ros/stop_signals.py); one
+    # that came during the imports was raised there already.
+    stop_signals.take()
+    stop_signals.defer()
     try:
         rclpy.init(
             args=list(args) if args is not None else None,
@@ -584,21 +534,22 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
         )
     except Exception as exc:  # rcl's own message names the file and line (--params-file)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        rclpy.logging.get_logger("meetup_ros").error(f"cannot start: {first}")
+        rclpy.logging.get_logger(_node_label(node_factory)).error(f"cannot start: {first}")
         return 2
     node: Node | None = None
     code = 0
     parent_pid = os.getppid()
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
-    signal.signal(PARENT_DEATH_SIGNAL, _raise_launcher_gone)
     handler = RosLogHandler(rclpy.logging.get_logger("meetup_ros"))
     cores = logging.getLogger("meetup_ros")
     cores.addHandler(handler)
     cores.setLevel(logging.INFO)
     cores.propagate = False
     try:
+        stop_signals.raise_pending()  # one that came while rclpy started
+        # A stop asked for while the node is built (weights, the monitor's start proofs: a
+        # few seconds) is taken once it is built, and it then stops as from spinning.
         node = node_factory()
+        stop_signals.raise_pending()
         handler.log = node.get_logger()
         check_params_files(node, list(args) if args is not None else sys.argv)
         freeze_startup_heap(node.get_logger())
@@ -614,19 +565,17 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
         executor.add_node(node)
         # A bounded wait, not rclpy.spin(): with use_sim_time and no /clock, no timer ever
         # wakes the wait set, and Ctrl-C would only be seen at the next message.
-        _Spinning.pending, _Spinning.active = None, True
-        try:
-            while rclpy.ok():
-                executor.spin_once(timeout_sec=0.2)
-                if _Spinning.pending is not None:
-                    raise _Spinning.pending
-        finally:
-            _Spinning.active = False
+        # The stop is taken between two turns (within their 0.2 s timeout), so that the
+        # callback in hand finishes.
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.2)
+            stop_signals.raise_pending()
     except LauncherGone:
-        _stop_logger(node).warning(f"the launcher that started this node (pid {parent_pid}) "
-                                   "is gone; stopping as on Ctrl-C")
+        _stop_logger(node, node_factory).warning(
+            f"the launcher that started this node (pid {parent_pid}) is gone; stopping as on "
+            "Ctrl-C")
     except StopSignal as exc:
-        _stop_logger(node).info(f"stopping on {exc}")
+        _stop_logger(node, node_factory).info(f"stopping on {exc}")
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # a node that cannot start: say why and exit non-zero
@@ -634,8 +583,10 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
         # `meetup-ros run` four nodes share one terminal, and "[meetup_ros]: node failed:
         # deadline_s -1.0: ..." named neither (a tester's)
         if node is None:
-            files = params_files(list(args) if args is not None else sys.argv)
-            where = f" (parameters from {', '.join(files)})" if files else ""
+            given = list(args) if args is not None else sys.argv
+            # and the -p overrides: a bad -p value was blamed on the file (a tester's)
+            sources = params_files(given) + [f"-p {v}" for v in param_overrides(given)]
+            where = f" (parameters from {', '.join(sources)})" if sources else ""
             rclpy.logging.get_logger(_node_label(node_factory)).error(
                 f"cannot start: {exc}{where}")
         else:
@@ -643,9 +594,9 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
         code = 1
     finally:
         # A terminal's Ctrl-C reaches both a launcher and its node processes: a second
-        # SIGINT must not cut the final diagnostics short (the handlers ignore the stop
-        # signals from the first on; here for a stop that came by no signal).
-        _ignore_stop_signals()
+        # SIGINT must not cut the final diagnostics short (the handler drops the stop
+        # signals after the first; here for a stop that came by no signal).
+        stop_signals.stopping()
         if node is not None:
             close = getattr(node, "close", None)
             if callable(close) and node.context.ok():

@@ -66,7 +66,7 @@ def read_instances(csv_path: str | Path, root: str | Path | None = None) -> list
     base = Path(root) if root is not None else csv_path.parent
     out = []
     try:
-        text = csv_path.read_text(encoding="utf-8")
+        text = csv_path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a BOM
     except UnicodeDecodeError as exc:  # was a traceback (a tester's latin-1 and binary files)
         raise VerificationInputError(
             f"instances file {str(csv_path)!r} is not UTF-8 text (byte {exc.start}); expected "
