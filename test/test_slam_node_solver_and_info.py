@@ -36,7 +36,7 @@ def test_a_classical_solver_loads_and_lists_only_the_depth_weights(
     assert node.step is None
     assert node.weights == [MODELS / "depth_code.pt"]
     err = capfd.readouterr().err
-    assert (f"solver gauss_newton ({ITERATIONS} iterations); weights "
+    assert (f"solver gauss_newton (at most {ITERATIONS} iterations, tolerance 0.001); weights "
             f"{MODELS / 'depth_code.pt'}\n") in err
     assert "no_step.pt" not in err and "slam_optimizer.pt" not in err
 
@@ -50,8 +50,9 @@ def test_the_learned_solver_is_named_with_both_weights(
         diagnostics_period_s=0.0)))
     assert node.step is not None
     assert node.weights == [MODELS / "depth_code.pt", MODELS / "slam_optimizer.pt"]
-    assert (f"solver learned ({ITERATIONS} iterations); weights {MODELS / 'depth_code.pt'}, "
-            f"{MODELS / 'slam_optimizer.pt'}\n") in capfd.readouterr().err
+    assert (f"solver learned (at most {ITERATIONS} iterations, tolerance 0.001); weights "
+            f"{MODELS / 'depth_code.pt'}, {MODELS / 'slam_optimizer.pt'}\n"
+            ) in capfd.readouterr().err
 
 
 def test_frames_after_a_refused_camera_info_say_it_was_refused(harness: Harness) -> None:
