@@ -63,9 +63,9 @@ class FrontendConfig:
     # A keyframe's solve also stops once an iteration changes the error by less than this
     # share: stereo pairs tied to their calibration converge in 2-4 iterations. On the
     # bundled bag's 95 pairs (one thread): 3 iterations on most, 4-5 on its last 18, 3.4 on
-    # average instead of 4.9, 43 instead of 52 ms p50 (52 instead of 63 p99), depth AbsRel against
-    # SGBM 0.089 instead of 0.086 (held-out frames 0.077 instead of 0.076). 0: always
-    # ``iterations``.
+    # average instead of 5, 40.5 instead of 49.6 ms p50 (47.7 instead of 59.7 p99), depth
+    # AbsRel against SGBM 0.089 instead of 0.086 (held-out frames 0.077 instead of 0.076;
+    # scripts/slam_keyframe_cost.py). 0: always ``iterations``.
     tolerance: float = 1e-3
     keyframe_translation_m: float = 0.10
     keyframe_rotation_rad: float = 0.10
