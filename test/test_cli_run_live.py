@@ -94,3 +94,34 @@ def test_run_stops_on_a_signal_even_when_started_with_sigint_ignored(
     assert proc.returncode == 0, output[-3000:]
     assert f"stopping the nodes on {stop.name}" in output, output[-3000:]
     assert "failed" not in output and "Traceback" not in output, output[-3000:]
+
+
+@pytest.mark.parametrize("after_s", [0.0, 0.05, 0.15])
+def test_run_stops_cleanly_on_a_ctrl_c_while_its_nodes_start_python(after_s: float) -> None:
+    """A Ctrl-C reaches the whole process group: one in a node's first 0.1-0.3 s, while
+    its interpreter itself started, killed it (-2) or ended it in "Fatal Python error:
+    init_import_site", and `meetup-ros run` exited 1 (a tester's sweep). The nodes now start
+    deaf to it until they take their signals, and the runner's own Ctrl-C goes again."""
+    import os
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meetup_ros.cli", "run", "--nodes", "controller_node",
+         "--use-sim-time", "false"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            lines.append(line)
+            if not line or "started controller_node (pid" in line:
+                break
+        time.sleep(after_s)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        output = "".join(lines) + proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, output[-3000:]
+    assert "Traceback" not in output and "Fatal Python error" not in output, output[-3000:]
+    assert "failed" not in output, output[-3000:]

@@ -208,6 +208,17 @@ def check_params_file(params_file: Path) -> None:
         )
 
 
+def _deaf_until_taken() -> None:
+    """In a node's process before it runs Python: SIGINT and SIGTERM ignored until the node
+    takes them (``ros/stop_signals.take``, entry.py's first lines). A Ctrl-C in the first
+    0.1-0.3 s, while the interpreter itself started, killed it (-2) or ended it in "Fatal
+    Python error: init_import_site" (a tester's group Ctrl-C at 0.1-0.3 s: `meetup-ros run`
+    exited 1); Python keeps an inherited SIG_IGN until a handler is set. None is lost:
+    ``NodeProcesses.stop`` sends its Ctrl-C again until the node is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class NodeProcesses:
     """The pipeline nodes as child processes (``python -m meetup_ros.nodes.entry <name>``),
     each stopping (as on Ctrl-C) if this process dies without stopping them (a SIGKILL)."""
@@ -235,6 +246,7 @@ class NodeProcesses:
             self.procs[name] = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT if out else None,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", EXIT_WITH_PARENT_ENV: "1"},
+                preexec_fn=_deaf_until_taken,
             )
             logger.info("started %s (pid %d)", name, self.procs[name].pid)
 
@@ -242,20 +254,28 @@ class NodeProcesses:
         """Nodes that have exited already, with their exit codes."""
         return {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
 
-    def stop(self, timeout_s: float = 20.0) -> dict[str, int]:
-        """Ctrl-C every node (it publishes its final diagnostics), wait, kill stragglers."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
+    def stop(self, timeout_s: float = 20.0, resend_s: float = 0.5) -> dict[str, int]:
+        """Ctrl-C every node (it publishes its final diagnostics), wait, kill stragglers.
+
+        The Ctrl-C goes again every ``resend_s`` to a node still running: one still in its
+        interpreter's start-up ignores it (``_deaf_until_taken``), and a node drops every
+        stop signal after its first."""
         deadline = time.monotonic() + timeout_s
+        while True:
+            alive = [p for p in self.procs.values() if p.poll() is None]
+            if not alive or time.monotonic() >= deadline:
+                break
+            for proc in alive:
+                proc.send_signal(signal.SIGINT)
+            wait_until = min(deadline, time.monotonic() + resend_s)
+            while time.monotonic() < wait_until and any(p.poll() is None for p in alive):
+                time.sleep(0.02)
         codes: dict[str, int] = {}
         for name, proc in self.procs.items():
-            try:
-                codes[name] = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            if proc.poll() is None:
                 logger.error("%s did not stop within %.0f s; killing it", name, timeout_s)
                 proc.kill()
-                codes[name] = proc.wait()
+            codes[name] = proc.wait()
         for handle in self._logs:
             handle.close()
         return codes

@@ -114,6 +114,14 @@ def run(name: str, args: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         logger.warning("%s: interrupted while starting; nothing was started", name)
         return 0
+    except Exception:
+        # Raised inside a C extension's import, the interrupt comes out as another error
+        # (numpy's "PyCapsule_Import could not import module 'datetime'": a traceback and
+        # exit 1 for a Ctrl-C, in a test): a stop that came is still the reason.
+        if stop_signals.pending() is None:
+            raise
+        logger.warning("%s: interrupted while starting; nothing was started", name)
+        return 0
     finally:
         # a stop signal while the interpreter exits killed a node that had stopped (-2)
         stop_signals.ignore_for_good()
