@@ -125,3 +125,37 @@ def test_run_stops_cleanly_on_a_ctrl_c_while_its_nodes_start_python(after_s: flo
     assert proc.returncode == 0, output[-3000:]
     assert "Traceback" not in output and "Fatal Python error" not in output, output[-3000:]
     assert "failed" not in output, output[-3000:]
+
+
+def test_run_pressed_again_and_again_while_stopping_exits_0() -> None:
+    """After every node had stopped cleanly, a Ctrl-C pressed again in the runner's last
+    second (its handlers put back) killed it, -2 (a tester's). Here the group's Ctrl-C and
+    then SIGINT to the runner every 20 ms until it exits."""
+    import os
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meetup_ros.cli", "run", "--nodes", "controller_node",
+         "--use-sim-time", "false"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            if not line or "running ['controller_node']" in line:
+                break
+        time.sleep(3.0)
+        os.killpg(proc.pid, signal.SIGINT)
+        sent = 0
+        while proc.poll() is None and sent < 1500:
+            time.sleep(0.02)
+            try:
+                proc.send_signal(signal.SIGINT)
+            except ProcessLookupError:
+                break
+            sent += 1
+        output = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, output[-3000:]
+    assert "Traceback" not in output and "failed" not in output, output[-3000:]

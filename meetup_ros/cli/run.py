@@ -333,8 +333,11 @@ def _run_nodes(params_file: Path, names: list[str], use_sim_time: str | None = N
     finally:
         stop_by.append("stopping")  # from here every stop signal is dropped
     codes = nodes.stop()
-    for signum, handler in previous.items():
-        signal.signal(signum, handler)
+    # Not the previous handlers back: `meetup-ros run` exits next, and a Ctrl-C pressed again
+    # in its last second (the nodes' interpreters ending) killed it (-2) after every node had
+    # stopped cleanly (a tester's). SIG_IGN, since Python resets its own handlers at exit.
+    for signum in previous:
+        signal.signal(signum, signal.SIG_IGN)
     failed = {n: c for n, c in codes.items() if c != 0}
     if failed:
         logger.error("node(s) failed: %s", failed)

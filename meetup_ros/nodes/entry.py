@@ -94,16 +94,17 @@ def _own_arguments(name: str, argv: list[str]) -> int | None:
 
 def run(name: str, args: list[str] | None = None) -> int:
     """Import node ``name`` (a module of meetup_ros.nodes) and run its ``main``."""
-    done = _own_arguments(name, sys.argv[1:] if args is None else args)
-    if done is not None:
-        return done
-    # Stop signals from the first line (ros/stop_signals.py): during the imports the first
-    # is raised at once and every later one dropped. Inherited as ignored (a background job
-    # of a non-interactive shell), SIGINT was ignored until spin_node took it; SIGTERM
-    # (systemd's and docker's stop) killed the node during the imports with no line of its
-    # own, and `meetup-ros run` reported it failed (-15, a tester's).
+    # Stop signals from the first line (ros/stop_signals.py), before argparse's imports
+    # too (they widened the window where a Ctrl-C killed the interpreter: a tester's): during
+    # the imports the first is raised at once and every later one dropped. Inherited as
+    # ignored (a background job of a non-interactive shell), SIGINT was ignored until
+    # spin_node took it; SIGTERM (systemd's and docker's stop) killed the node during the
+    # imports with no line of its own, and `meetup-ros run` reported it failed (-15).
     stop_signals.take()
     try:
+        done = _own_arguments(name, sys.argv[1:] if args is None else args)
+        if done is not None:
+            return done
         problem = exit_with_parent()
         if problem is not None:
             logger.warning("%s: %s", name, problem)
