@@ -8,6 +8,7 @@ still set it true), and `meetup-ros run --use-sim-time false` overrides it too.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -63,6 +64,29 @@ def test_live_nodes_publish_periodic_diagnostics(how: str) -> None:
     assert len(periodic) >= 2, f"no periodic /diagnostics without /clock:\n{output[-2000:]}"
 
 
+RUN_CONTROLLER = [sys.executable, "-m", "meetup_ros.cli", "run", "--nodes", "controller_node",
+                  "--use-sim-time", "false"]
+
+
+def _start_run(until: str, **popen: object) -> tuple[subprocess.Popen[str], list[str]]:
+    """`meetup-ros run` of the controller node, read until a line holding ``until``."""
+    proc = subprocess.Popen(RUN_CONTROLLER, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, **popen)  # type: ignore[call-overload]
+    lines: list[str] = []
+    deadline = time.monotonic() + 60.0
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if not line or until in line:
+            break
+    return proc, lines
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_run_stops_on_a_signal_even_when_started_with_sigint_ignored(
         stop: signal.Signals) -> None:
@@ -73,24 +97,14 @@ def test_run_stops_on_a_signal_even_when_started_with_sigint_ignored(
     def ignore_sigint() -> None:  # what a non-interactive shell does for a background job
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meetup_ros.cli", "run", "--nodes", "controller_node",
-         "--use-sim-time", "false"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ignore_sigint)
+    proc, lines = _start_run("running ['controller_node']", preexec_fn=ignore_sigint,
+                             start_new_session=True)
     try:
-        lines: list[str] = []
-        deadline = time.monotonic() + 60.0
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()  # type: ignore[union-attr]
-            lines.append(line)
-            if not line or "running ['controller_node']" in line:
-                break
         time.sleep(3.0)  # the node started meanwhile
         proc.send_signal(stop)
         output = "".join(lines) + proc.communicate(timeout=30)[0]
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        _kill_group(proc)
     assert proc.returncode == 0, output[-3000:]
     assert f"stopping the nodes on {stop.name}" in output, output[-3000:]
     assert "failed" not in output and "Traceback" not in output, output[-3000:]
@@ -102,26 +116,13 @@ def test_run_stops_cleanly_on_a_ctrl_c_while_its_nodes_start_python(after_s: flo
     its interpreter itself started, killed it (-2) or ended it in "Fatal Python error:
     init_import_site", and `meetup-ros run` exited 1 (a tester's sweep). The nodes now start
     deaf to it until they take their signals, and the runner's own Ctrl-C goes again."""
-    import os
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meetup_ros.cli", "run", "--nodes", "controller_node",
-         "--use-sim-time", "false"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc, lines = _start_run("started controller_node (pid", start_new_session=True)
     try:
-        lines: list[str] = []
-        deadline = time.monotonic() + 60.0
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()  # type: ignore[union-attr]
-            lines.append(line)
-            if not line or "started controller_node (pid" in line:
-                break
         time.sleep(after_s)
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         output = "".join(lines) + proc.communicate(timeout=60)[0]
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill_group(proc)
     assert proc.returncode == 0, output[-3000:]
     assert "Traceback" not in output and "Fatal Python error" not in output, output[-3000:]
     assert "failed" not in output, output[-3000:]
@@ -131,18 +132,8 @@ def test_run_pressed_again_and_again_while_stopping_exits_0() -> None:
     """After every node had stopped cleanly, a Ctrl-C pressed again in the runner's last
     second (its handlers put back) killed it, -2 (a tester's). Here the group's Ctrl-C and
     then SIGINT to the runner every 20 ms until it exits."""
-    import os
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meetup_ros.cli", "run", "--nodes", "controller_node",
-         "--use-sim-time", "false"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc, lines = _start_run("running ['controller_node']", start_new_session=True)
     try:
-        deadline = time.monotonic() + 60.0
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()  # type: ignore[union-attr]
-            if not line or "running ['controller_node']" in line:
-                break
         time.sleep(3.0)
         os.killpg(proc.pid, signal.SIGINT)
         sent = 0
@@ -153,9 +144,8 @@ def test_run_pressed_again_and_again_while_stopping_exits_0() -> None:
             except ProcessLookupError:
                 break
             sent += 1
-        output = proc.communicate(timeout=60)[0]
+        output = "".join(lines) + proc.communicate(timeout=60)[0]
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill_group(proc)
     assert proc.returncode == 0, output[-3000:]
     assert "Traceback" not in output and "failed" not in output, output[-3000:]
