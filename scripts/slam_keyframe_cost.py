@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from meetup_ros.slam import data as slam_data  # noqa: E402
 from meetup_ros.slam.evaluation import depth_metrics  # noqa: E402
 from meetup_ros.slam.frontend import SlamFrontend  # noqa: E402
 from meetup_ros.slam.stereo import stereo_depth  # noqa: E402
+
+logger = logging.getLogger("slam_keyframe_cost")
 
 
 def setting(text: str) -> tuple[int, float]:
@@ -49,6 +52,7 @@ def main() -> int:
     ap.add_argument("--settings", nargs="+", type=setting, default=[(5, 0.0), (5, 1e-3)],
                     metavar="ITERATIONS:TOLERANCE")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
     seq = read_sequence(Path(args.bag))
     slam_data.check_stereo(seq)
@@ -73,10 +77,11 @@ def main() -> int:
             if i >= slam_data.EUROC_HELD_OUT_FROM:
                 held.append(rel)
         warm = ms[5:] or ms  # the first keyframes warm the caches up
-        print(f"iterations {iterations} tolerance {tolerance:g}: {np.mean(counts):.2f} "
-              f"iterations on average over {len(counts)} pairs, {np.percentile(warm, 50):.1f} / "
-              f"{np.percentile(warm, 99):.1f} ms p50 / p99, AbsRel {np.mean(absrel):.4f} "
-              f"(held-out {np.mean(held) if held else float('nan'):.4f})", flush=True)
+        logger.info("iterations %d tolerance %g: %.2f iterations on average over %d pairs, "
+                    "%.1f / %.1f ms p50 / p99, AbsRel %.4f (held-out %.4f)", iterations,
+                    tolerance, np.mean(counts), len(counts), np.percentile(warm, 50),
+                    np.percentile(warm, 99), np.mean(absrel),
+                    np.mean(held) if held else float("nan"))
     return 0
 
 

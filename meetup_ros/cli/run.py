@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from meetup_ros.cli import CommandError, check_out_dir
-from meetup_ros.ros import EXIT_WITH_PARENT_ENV
+from meetup_ros.ros import EXIT_WITH_PARENT_ENV, stop_signals
+from meetup_ros.ros.stop_signals import StopSignal
 
 logger = logging.getLogger(__name__)
 
@@ -307,18 +308,11 @@ def _run(args: argparse.Namespace) -> int:
 def _run_nodes(params_file: Path, names: list[str], use_sim_time: str | None = None) -> int:
     """Run the nodes until one exits, Ctrl-C or SIGTERM; 1 if any failed."""
     nodes = NodeProcesses(params_file, names, log_dir=None, use_sim_time=use_sim_time)
-    stop_by: list[str] = []
-
-    def on_stop(signum: int, frame: Any) -> None:
-        # Ctrl-C, and SIGTERM from systemd, containers and CI: stop the node processes. Taken
-        # here also where the shell left SIGINT ignored (`meetup-ros run &` from a script
-        # could not be stopped with it: a tester's). Later ones are dropped: the nodes are
-        # being stopped, each within its own limit (20 s, then SIGKILL).
-        if not stop_by:
-            stop_by.append(signal.Signals(signum).name)
-            raise KeyboardInterrupt
-
-    previous = {s: signal.signal(s, on_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    # The nodes' own handling (ros/stop_signals.py): the first of Ctrl-C, SIGTERM (systemd,
+    # containers, CI) or SIGUSR1 stops the nodes, later ones are dropped while they stop.
+    # Taken also where the shell left SIGINT ignored (`meetup-ros run &` from a script could
+    # not be stopped with it: a tester's).
+    stop_signals.take()
     try:
         nodes.start()
         logger.info("running %s with %s; Ctrl-C to stop", names, params_file)
@@ -328,16 +322,16 @@ def _run_nodes(params_file: Path, names: list[str], use_sim_time: str | None = N
         # a node that stopped cleanly (its own Ctrl-C) is no error; a failure is
         logger.log(logging.ERROR if any(exited.values()) else logging.WARNING,
                    "node(s) exited: %s; stopping the others", exited)
+    except StopSignal as exc:
+        logger.info("stopping the nodes on %s", exc)
     except KeyboardInterrupt:
-        logger.info("stopping the nodes on %s", stop_by[0] if stop_by else "Ctrl-C")
+        logger.info("stopping the nodes")
     finally:
-        stop_by.append("stopping")  # from here every stop signal is dropped
+        stop_signals.stopping()
     codes = nodes.stop()
-    # Not the previous handlers back: `meetup-ros run` exits next, and a Ctrl-C pressed again
-    # in its last second (the nodes' interpreters ending) killed it (-2) after every node had
-    # stopped cleanly (a tester's). SIG_IGN, since Python resets its own handlers at exit.
-    for signum in previous:
-        signal.signal(signum, signal.SIG_IGN)
+    # `meetup-ros run` exits next: a Ctrl-C pressed again in its last second (the nodes'
+    # interpreters ending) killed it (-2) after every node had stopped cleanly (a tester's).
+    stop_signals.ignore_for_good()
     failed = {n: c for n, c in codes.items() if c != 0}
     if failed:
         logger.error("node(s) failed: %s", failed)

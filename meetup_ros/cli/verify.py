@@ -79,19 +79,17 @@ def _verify(args: argparse.Namespace) -> int:
     from meetup_ros.verification.spec import load_property
 
     torch.set_num_threads(1)
+    # A bad option gives "error" on stdout, and in --result where that can be written, as a
+    # bad file does: a bad --timeout printed only the stderr line (a tester's).
+    result_writable = False
     try:
         if args.result is not None:
             _check_result_path(args.result)
-    except CommandError:
-        print("error")  # the one line a script reads, whatever went wrong
-        raise
-    try:
+            result_writable = True
         _check_timeout(args.timeout)
     except CommandError:
-        # a bad --timeout printed only the stderr line: a script reading stdout or --result
-        # got nothing, where a bad file gives "error" in both (a tester's)
         print("error")
-        if args.result is not None:
+        if result_writable:
             args.result.write_text("error\n")
         raise
     try:

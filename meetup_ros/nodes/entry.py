@@ -112,14 +112,11 @@ def run(name: str, args: list[str] | None = None) -> int:
         # From here the node's own handling (spin_node) takes Ctrl-C and SIGTERM: it logs,
         # publishes its final diagnostics and returns.
         return int(module.main(args))
-    except KeyboardInterrupt:
-        logger.warning("%s: interrupted while starting; nothing was started", name)
-        return 0
-    except Exception:
+    except (KeyboardInterrupt, Exception) as exc:
         # Raised inside a C extension's import, the interrupt comes out as another error
         # (numpy's "PyCapsule_Import could not import module 'datetime'": a traceback and
         # exit 1 for a Ctrl-C, in a test): a stop that came is still the reason.
-        if stop_signals.pending() is None:
+        if not isinstance(exc, KeyboardInterrupt) and stop_signals.pending() is None:
             raise
         logger.warning("%s: interrupted while starting; nothing was started", name)
         return 0

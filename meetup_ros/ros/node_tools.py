@@ -501,13 +501,6 @@ def check_params_files(node: Node, args: Sequence[str]) -> None:
             f"{name!r}): running on the code's defaults and /**")
 
 
-def _stop_logger(node: Node | None, node_factory: Callable[[], Node]) -> Any:
-    """The node's logger, or one of the node's default name when the stop came before the
-    node existed (it was "[meetup_ros]", whichever of four nodes it was: a tester's)."""
-    return (node.get_logger() if node is not None
-            else rclpy.logging.get_logger(_node_label(node_factory)))
-
-
 def _node_label(node_factory: Callable[[], Node]) -> str:
     """The name a node class takes unless remapped (``SlamNode`` -> ``slam_node``), for what
     is logged before the node exists."""
@@ -527,6 +520,9 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
     # that came during the imports was raised there already.
     stop_signals.take()
     stop_signals.defer()
+    # What is logged before the node exists goes under its default name, not "[meetup_ros]",
+    # whichever of four nodes it was (a tester's)
+    label = _node_label(node_factory)
     try:
         rclpy.init(
             args=list(args) if args is not None else None,
@@ -534,7 +530,7 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
         )
     except Exception as exc:  # rcl's own message names the file and line (--params-file)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        rclpy.logging.get_logger(_node_label(node_factory)).error(f"cannot start: {first}")
+        rclpy.logging.get_logger(label).error(f"cannot start: {first}")
         return 2
     node: Node | None = None
     code = 0
@@ -570,12 +566,13 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
         while rclpy.ok():
             executor.spin_once(timeout_sec=0.2)
             stop_signals.raise_pending()
-    except LauncherGone:
-        _stop_logger(node, node_factory).warning(
-            f"the launcher that started this node (pid {parent_pid}) is gone; stopping as on "
-            "Ctrl-C")
-    except StopSignal as exc:
-        _stop_logger(node, node_factory).info(f"stopping on {exc}")
+    except (LauncherGone, StopSignal) as exc:
+        log = node.get_logger() if node is not None else rclpy.logging.get_logger(label)
+        if isinstance(exc, LauncherGone):
+            log.warning(f"the launcher that started this node (pid {parent_pid}) is gone; "
+                        "stopping as on Ctrl-C")
+        else:
+            log.info(f"stopping on {exc}")
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # a node that cannot start: say why and exit non-zero
@@ -587,8 +584,7 @@ def spin_node(node_factory: Callable[[], Node], args: Sequence[str] | None = Non
             # and the -p overrides: a bad -p value was blamed on the file (a tester's)
             sources = params_files(given) + [f"-p {v}" for v in param_overrides(given)]
             where = f" (parameters from {', '.join(sources)})" if sources else ""
-            rclpy.logging.get_logger(_node_label(node_factory)).error(
-                f"cannot start: {exc}{where}")
+            rclpy.logging.get_logger(label).error(f"cannot start: {exc}{where}")
         else:
             node.get_logger().error(f"failed: {exc}")
         code = 1

@@ -1,5 +1,6 @@
-"""How a node process takes its stop signals: SIGINT (Ctrl-C), SIGTERM (launch, systemd) and
-``PARENT_DEATH_SIGNAL`` (its launcher died; see ``nodes/entry.py``).
+"""How a node process (and ``meetup-ros run``) takes its stop signals: SIGINT (Ctrl-C),
+SIGTERM (launch, systemd) and ``PARENT_DEATH_SIGNAL`` (its launcher died; see
+``nodes/entry.py``).
 
 One handler for all three, from the first line of the process (``take``) to its exit:
 
@@ -50,20 +51,18 @@ class LauncherGone(KeyboardInterrupt):
 
 class _State:
     deferring = False
-    # the stop asked for: the first signal's (raised or waiting for spin_node), or a stop
-    # that came by no signal; None until then
-    stop: KeyboardInterrupt | None = None
-
-
-class _AlreadyStopping(KeyboardInterrupt):
-    """A stop that came by no signal (the node shut down, rclpy's context ended)."""
+    # a stop is under way (by a signal or not): every stop signal from now on is dropped
+    stopping = False
+    # the stop the first signal asked for (raised, or waiting for spin_node); None if none
+    signalled: KeyboardInterrupt | None = None
 
 
 def _handler(signum: int, frame: Any) -> None:
-    if _State.stop is not None:  # a later stop signal: dropped
+    if _State.stopping:  # a later stop signal: dropped
         return
+    _State.stopping = True
     stop = LauncherGone() if signum == PARENT_DEATH_SIGNAL else StopSignal(signum)
-    _State.stop = stop
+    _State.signalled = stop
     if not _State.deferring:
         raise stop
 
@@ -84,7 +83,7 @@ def defer() -> None:
 
 def pending() -> KeyboardInterrupt | None:
     """The stop a signal asked for, if one came (``StopSignal`` or ``LauncherGone``)."""
-    return None if isinstance(_State.stop, _AlreadyStopping) else _State.stop
+    return _State.signalled
 
 
 def raise_pending() -> None:
@@ -95,9 +94,9 @@ def raise_pending() -> None:
 
 
 def stopping() -> None:
-    """A stop is under way that came by no signal: drop the stop signals from now on."""
-    if _State.stop is None:
-        _State.stop = _AlreadyStopping()
+    """A stop is under way (it may have come by no signal): drop the stop signals from now
+    on."""
+    _State.stopping = True
 
 
 def ignore_for_good() -> None:
@@ -107,8 +106,3 @@ def ignore_for_good() -> None:
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
 
-
-def reset() -> None:
-    """Back to no stop and no deferral (a process that runs ``spin_node`` more than once:
-    the tests)."""
-    _State.deferring, _State.stop = False, None
